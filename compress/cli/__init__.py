@@ -1,0 +1,8 @@
+"""``edgedistill``: the command line. ``--help`` imports neither torch nor transformers."""
+
+from compress.cli._app import app, command, console  # noqa: F401
+from compress.cli import data_cmd  # noqa: F401,E402  (registers commands)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,94 @@
+"""The shared Typer app, its error handling and small printing helpers.
+
+Command modules register on :data:`app` (or on a sub-app added to it). Every
+command is wrapped by :func:`command`: a known error (``EdgeDistillError``)
+becomes one red line and exit code 1; ``--debug`` or ``EDGEDISTILL_DEBUG=1``
+shows the traceback instead. Heavy imports happen inside command bodies.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import fields
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from compress.errors import EdgeDistillError
+
+app = typer.Typer(
+    name="edgedistill",
+    help="Distil a large transformer into a small, fast text classifier and ship it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+_state = {"debug": os.environ.get("EDGEDISTILL_DEBUG", "") not in ("", "0")}
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log the library's progress messages.")] = False,
+) -> None:
+    if debug:
+        _state["debug"] = True
+    _setup_logging(logging.DEBUG if verbose else logging.INFO)
+
+
+def _setup_logging(level: int) -> None:
+    from rich.logging import RichHandler
+
+    root = logging.getLogger("compress")
+    if not any(isinstance(h, RichHandler) for h in root.handlers):
+        root.addHandler(RichHandler(console=err_console, show_path=False, show_time=False))
+    root.setLevel(level)
+    logging.getLogger("runtime").handlers = root.handlers
+    logging.getLogger("runtime").setLevel(level)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def command(fn: F) -> F:
+    """Turn known errors into one clear line and exit code 1 (traceback with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except EdgeDistillError as e:
+            if _state["debug"]:
+                raise
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+T = TypeVar("T")
+
+
+def make_config(cls: type[T], **given: Any) -> T:
+    """Build ``cls`` from the flags the user gave (None = not given): defaults stay in the dataclass."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = set(given) - names
+    assert not unknown, f"{cls.__name__} has no fields {unknown}"
+    return cls(**{k: v for k, v in given.items() if v is not None})
+
+
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    t = Table(title=title, title_justify="left")
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(*("" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in r))
+    return t

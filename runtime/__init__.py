@@ -1,0 +1,1 @@
+"""edgedistill's torch-free runtime: onnxruntime, tokenizers and numpy only."""
