@@ -18,7 +18,9 @@ NEGATIVE = ["bad", "awful", "dull", "boring", "poor", "weak", "messy", "flat", "
 FILLER = ["the", "film", "movie", "was", "is", "a", "very", "really", "plot", "acting", "and", "but",
           "story", "cast", "ending", "quite", "this", "it", "of", "with"]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-VOCAB = SPECIALS + sorted(set(POSITIVE + NEGATIVE + FILLER)) + list("abcdefghijklmnopqrstuvwxyz.,!?'")
+VOCAB = list(dict.fromkeys(SPECIALS + sorted(set(POSITIVE + NEGATIVE + FILLER))
+                           + list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'")
+                           + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"]))
 
 
 @pytest.fixture(autouse=True)
