@@ -88,3 +88,15 @@ def build_tiny_bert(path: Path, tokenizer_dir: Path, labels=("negative", "positi
 def tiny_model_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
     """A random 2-layer BERT classifier (hidden 32) with its tokenizer: a stand-in for any checkpoint."""
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), tiny_tokenizer_dir)
+
+
+_USER_CACHE = os.environ.get("EDGEDISTILL_CACHE")
+
+
+@pytest.fixture
+def real_cache(monkeypatch):
+    """The user's real cache (the built-in wheels are fetched once and reused across runs)."""
+    if _USER_CACHE:
+        monkeypatch.setenv("EDGEDISTILL_CACHE", _USER_CACHE)
+    else:
+        monkeypatch.delenv("EDGEDISTILL_CACHE", raising=False)

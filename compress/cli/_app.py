@@ -31,7 +31,11 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
-_state = {"debug": os.environ.get("EDGEDISTILL_DEBUG", "") not in ("", "0")}
+_state = {"debug": False}
+
+
+def _env_debug() -> bool:
+    return os.environ.get("EDGEDISTILL_DEBUG", "") not in ("", "0")
 
 
 @app.callback()
@@ -39,8 +43,7 @@ def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log the library's progress messages.")] = False,
 ) -> None:
-    if debug:
-        _state["debug"] = True
+    _state["debug"] = debug or _env_debug()
     _setup_logging(logging.DEBUG if verbose else logging.INFO)
 
 

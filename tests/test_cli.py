@@ -1,0 +1,56 @@
+"""The command line: light imports, tables, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from compress.cli import app
+
+runner = CliRunner()
+
+
+def test_help_does_not_import_torch_or_transformers():
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom compress.cli import app\n"
+            "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0, r.output\n"
+            "heavy = [m for m in ('torch', 'transformers', 'optimum', 'datasets', 'sklearn') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_runtime_import_is_torch_free():
+    subprocess.run([sys.executable, "-c", "import runtime, sys; assert 'torch' not in sys.modules"], check=True)
+
+
+def test_sources_list_shows_every_builtin_uncached():
+    r = runner.invoke(app, ["sources", "list"])
+    assert r.exit_code == 0, r.output
+    for name in ("mpnet-base", "minilm-l6", "movie-snippets", "trec50", "snippets-unlabelled"):
+        assert name in r.output
+    assert "yes" not in r.output  # the test cache is empty
+
+
+def test_data_show_prints_counts_per_split_and_label(tiny_csv):
+    r = runner.invoke(app, ["data", "show", str(tiny_csv), "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    assert "negative" in r.output and "positive" in r.output
+    # 240 rows: 168 train, 24 validation, 48 test
+    assert "168" in r.output and "48" in r.output and "240" in r.output
+
+
+def test_bad_input_is_one_line_and_exit_code_1(tmp_path):
+    r = runner.invoke(app, ["data", "show", str(tmp_path / "nope.csv")])
+    assert r.exit_code == 1
+    assert "error:" in r.output and "no such file" in r.output
+    assert "Traceback" not in r.output
+    r = runner.invoke(app, ["data", "show", "movie-snipets"])
+    assert r.exit_code == 1 and "neither a built-in dataset" in r.output
+
+
+def test_debug_flag_shows_the_traceback(tmp_path):
+    r = runner.invoke(app, ["--debug", "data", "show", str(tmp_path / "nope.csv")])
+    assert r.exit_code == 1
+    from compress.errors import DataError
+    assert isinstance(r.exception, DataError)
