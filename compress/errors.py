@@ -56,3 +56,11 @@ class MissingExtraError(EdgeDistillError, ImportError):
         self.module, self.extra = module, extra
         super().__init__(
             f"{module} is not installed; install the toolchain with: pip install 'edgedistill[{extra}]'")
+
+
+class VocabTrimError(EdgeDistillError):
+    """A trimmed vocabulary does not reproduce the untrimmed model on the texts it was trimmed for."""
+
+
+class TransferSetError(EdgeDistillError, ValueError):
+    """A distillation transfer set that would leak evaluation texts or cannot be used."""
