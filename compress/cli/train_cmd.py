@@ -1,0 +1,65 @@
+"""``edgedistill teacher``: fine-tune the teacher and print its test metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from compress.cli._app import app, command, console, make_config, table
+
+
+@app.command("teacher")
+@command
+def teacher(
+    model: Annotated[Optional[str], typer.Option(help="Built-in model (mpnet-base, minilm-l6), HF id or folder.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Built-in dataset or a CSV / JSONL / Parquet file.")] = None,
+    text_column: Annotated[Optional[str], typer.Option(help="Text column of a file.")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="Label column of a file.")] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="full | partial | features.")] = None,
+    freeze_layers: Annotated[Optional[int], typer.Option(help="partial: bottom encoder layers to freeze.")] = None,
+    profile: Annotated[Optional[str], typer.Option(help="quick (CPU) | full (GPU).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output folder.")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option("--lr", help="Learning rate.")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Epochs (features: head epochs are --head-epochs).")] = None,
+    head_epochs: Annotated[Optional[int], typer.Option(help="features: epochs over the cached features.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Per-device batch size.")] = None,
+    grad_accumulation: Annotated[Optional[int], typer.Option(help="Gradient accumulation steps.")] = None,
+    max_length: Annotated[Optional[int], typer.Option(help="Tokens per text.")] = None,
+    max_train_samples: Annotated[Optional[int], typer.Option(help="Stratified training subset.")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Early stopping patience (validations).")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="auto | fp32 | fp16 | bf16.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the splits and the training.")] = None,
+    cross_dataset: Annotated[Optional[str], typer.Option(help="Also evaluate on this dataset's test split.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="A JSON TeacherConfig; flags override its fields.")] = None,
+) -> None:
+    """Fine-tune a teacher (Trainer; works under torchrun / accelerate launch) and evaluate it on test."""
+    from compress.data import DataConfig
+    from compress.teacher import TeacherConfig, finetune_teacher
+
+    base = json.loads(config.read_text()) if config else {}
+    data_base = base.pop("data", {})
+    data_flags = {"source": data, "text_column": text_column, "label_column": label_column,
+                  "max_train_samples": max_train_samples, "seed": seed}
+    data_cfg = make_config(DataConfig, **{**data_base, **{k: v for k, v in data_flags.items() if v is not None}})
+    flags = {"model": model, "strategy": strategy, "freeze_layers": freeze_layers, "profile": profile,
+             "output_dir": str(output) if output else None, "learning_rate": learning_rate, "epochs": epochs,
+             "head_epochs": head_epochs, "batch_size": batch_size, "grad_accumulation": grad_accumulation,
+             "max_length": max_length, "patience": patience, "precision": precision, "seed": seed,
+             "cross_dataset": cross_dataset}
+    cfg = make_config(TeacherConfig, data=data_cfg, **{**base, **{k: v for k, v in flags.items() if v is not None}})
+    out = finetune_teacher(cfg)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun / accelerate launch, rank 0 reports
+        return
+    rec = json.loads((out / "training.json").read_text())
+    rows = [(rec["strategy"], "test", rec["test"]["macro_f1"], rec["test"]["accuracy"], rec["test"]["roc_auc"],
+             rec["test"]["ece"], rec["examples"]["train"], f"{rec['wall_time_s']:.0f} s")]
+    if rec.get("cross_dataset"):
+        c = rec["cross_dataset"]
+        rows.append((rec["strategy"], cfg.cross_dataset, c["macro_f1"], c["accuracy"], c["roc_auc"], c["ece"], "", ""))
+    console.print(table(f"Teacher {cfg.model} on {cfg.data.source} ({cfg.profile} profile): {out}",
+                        ["strategy", "split", "macro-F1", "accuracy", "ROC-AUC", "ECE", "train examples",
+                         "wall time"], rows))

@@ -1,0 +1,529 @@
+"""Fine-tune the teacher: a pretrained encoder plus a classification head, on transformers' ``Trainer``.
+
+Three transfer strategies (``TeacherConfig.strategy``):
+
+- ``full``: every weight trains.
+- ``partial``: the embeddings and the bottom ``freeze_layers`` encoder layers are frozen.
+- ``features``: the encoder is frozen and only the model's own classification head trains, on features
+  computed once and cached (the exact input of ``model.classifier``), so head epochs cost next to nothing.
+  The saved checkpoint is still a normal ``AutoModelForSequenceClassification``.
+
+The best checkpoint is chosen on validation macro-F1 (with early stopping), then evaluated on the test split
+with the one protocol of :mod:`compress.evaluate`. The output folder holds::
+
+    config.json, model.safetensors, tokenizer files    (save_pretrained)
+    labels.json                                         (label map, output order)
+    metrics.json, metrics.md                            (test split)
+    training.json                                       (resolved config, wall time, validation history)
+
+It is written into a temporary folder that is renamed at the end, so a crash never leaves half a teacher.
+
+Many GPUs: the same entry point runs under ``torchrun --nproc_per_node N -m compress.teacher --config
+cfg.json`` or ``accelerate launch -m compress.teacher --config cfg.json`` (data-parallel through ``Trainer``;
+on CPUs the processes talk over gloo). Only rank 0 writes the final output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compress import sources
+from compress.data import DataConfig
+from compress.errors import ConfigError
+
+log = logging.getLogger("compress.teacher")  # the same name when run with -m
+
+STRATEGIES = ("full", "partial", "features")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+# The one table of profile defaults: TeacherConfig fields left None are filled from here.
+PROFILES: dict[str, dict[str, Any]] = {
+    # A CPU in minutes: a stratified subset, short sequences, dynamic padding, batches grouped by length,
+    # one epoch with two validations. MPNet-base trains at about 4 examples/s here (2 cores, ~30 tokens).
+    "quick": {
+        "max_train_samples": 1600, "max_validation_samples": 400, "max_length": 64, "epochs": 1.0,
+        "batch_size": 16, "eval_batch_size": 64, "learning_rate": 3e-5, "head_learning_rate": 2e-3,
+        "head_epochs": 40, "evals_per_epoch": 2, "patience": 3, "group_by_length": True, "precision": "fp32",
+    },
+    # A GPU: all of the data, longer sequences, more epochs, bf16/fp16 where CUDA supports it.
+    "full": {
+        "max_train_samples": None, "max_validation_samples": None, "max_length": 128, "epochs": 4.0,
+        "batch_size": 32, "eval_batch_size": 128, "learning_rate": 2e-5, "head_learning_rate": 1e-3,
+        "head_epochs": 100, "evals_per_epoch": 2, "patience": 4, "group_by_length": True, "precision": "auto",
+    },
+}
+_DATA_FIELDS = ("max_train_samples", "max_validation_samples")
+
+
+@dataclass
+class TeacherConfig:
+    """Everything one teacher fine-tune needs. ``None`` fields are filled from ``PROFILES[profile]``."""
+
+    model: str = "mpnet-base"
+    """A built-in model name (``edgedistill sources list``), a Hugging Face id, or a local model folder."""
+    data: DataConfig = field(default_factory=DataConfig)
+    strategy: str = "full"
+    """``full``, ``partial`` (embeddings + bottom layers frozen) or ``features`` (only the head trains)."""
+    freeze_layers: int | None = None
+    """``partial`` only: how many bottom encoder layers to freeze (default: half of them)."""
+    profile: str = "quick"
+    """``quick`` (CPU: subset, short sequences) or ``full`` (GPU: all data, mixed precision)."""
+    output_dir: str = "models/teacher"
+    learning_rate: float | None = None
+    head_learning_rate: float | None = None
+    """``features`` only: learning rate of the head (it trains alone, so it takes a larger step)."""
+    epochs: float | None = None
+    head_epochs: int | None = None
+    """``features`` only: epochs over the cached features."""
+    batch_size: int | None = None
+    """Per device; the effective batch is batch_size x grad_accumulation x processes."""
+    eval_batch_size: int | None = None
+    grad_accumulation: int = 1
+    max_length: int | None = None
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    evals_per_epoch: int | None = None
+    patience: int | None = None
+    """Early stopping: validations without a better macro-F1 before training stops."""
+    group_by_length: bool | None = None
+    precision: str | None = None
+    """``auto`` (bf16 or fp16 on CUDA, else fp32), ``fp32``, ``fp16`` or ``bf16``."""
+    seed: int = 42
+    cross_dataset: str | None = None
+    """Also evaluate on this dataset's test split, its labels mapped onto ours (see compress.evaluate)."""
+    cross_label_map: dict[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data, dict):
+            self.data = DataConfig(**self.data)
+        if self.profile not in PROFILES:
+            raise ConfigError("profile", self.profile, f"must be one of {list(PROFILES)}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError("strategy", self.strategy, f"must be one of {list(STRATEGIES)}")
+        prof = PROFILES[self.profile]
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) is None and f.name in prof:
+                setattr(self, f.name, prof[f.name])
+        fill = {k: prof[k] for k in _DATA_FIELDS if getattr(self.data, k) is None and prof[k] is not None}
+        if fill:
+            self.data = dataclasses.replace(self.data, **fill)
+        if not self.model:
+            raise ConfigError("model", self.model, "name a built-in model, a Hugging Face id or a folder")
+        if self.freeze_layers is not None:
+            if self.strategy != "partial":
+                raise ConfigError("freeze_layers", self.freeze_layers, "only applies to strategy='partial'")
+            if self.freeze_layers < 0:
+                raise ConfigError("freeze_layers", self.freeze_layers, "must be >= 0")
+        for name in ("learning_rate", "head_learning_rate", "epochs"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(name, getattr(self, name), "must be > 0")
+        for name in ("head_epochs", "batch_size", "eval_batch_size", "grad_accumulation", "evals_per_epoch",
+                     "patience"):
+            if getattr(self, name) < 1:
+                raise ConfigError(name, getattr(self, name), "must be at least 1")
+        if not 8 <= self.max_length <= 4096:
+            raise ConfigError("max_length", self.max_length, "must be in [8, 4096]")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError("warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
+        if self.weight_decay < 0:
+            raise ConfigError("weight_decay", self.weight_decay, "must be >= 0")
+        if self.precision not in PRECISIONS:
+            raise ConfigError("precision", self.precision, f"must be one of {list(PRECISIONS)}")
+        if not self.output_dir:
+            raise ConfigError("output_dir", self.output_dir, "must name a folder")
+        if self.cross_label_map is not None and self.cross_dataset is None:
+            raise ConfigError("cross_label_map", self.cross_label_map, "needs cross_dataset")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TeacherConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        if unknown := sorted(set(d) - names):
+            raise ConfigError(unknown[0], d[unknown[0]], f"unknown TeacherConfig field (known: {sorted(names)})")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, path: Path | str) -> TeacherConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+# ------------------------------------------------------------------------------- model
+def resolve_model(name: str) -> str:
+    """A built-in model name -> its cached folder; a folder or a Hugging Face id is returned as is."""
+    if name in sources.CATALOG:
+        src = sources.get_source(name)
+        if src.kind != "model":
+            raise ConfigError("model", name, f"is a built-in {src.kind}, not a model")
+        return str(sources.fetch(src))
+    return name
+
+
+def load_model(name: str, label_names: list[str]):
+    """Tokenizer and sequence classifier with our labels (a head of another size is re-initialised)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = resolve_model(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=len(label_names), id2label=dict(enumerate(label_names)),
+            label2id={n: i for i, n in enumerate(label_names)}, ignore_mismatched_sizes=True)
+    except OSError as e:
+        raise ConfigError("model", name, f"cannot be loaded as a built-in model, a folder or a Hugging Face id "
+                          f"({str(e).splitlines()[0]})") from None
+    return tokenizer, model
+
+
+def layer_stack(model):
+    """The encoder's list of transformer layers, found generically (the longest ModuleList in base_model)."""
+    import torch.nn as nn
+
+    stacks = [m for _, m in model.base_model.named_modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
+    if not stacks:
+        raise ConfigError("strategy", "partial", f"no layer list found in {type(model.base_model).__name__}")
+    return max(stacks, key=len)
+
+
+def freeze(model, strategy: str, freeze_layers: int | None) -> int | None:
+    """Set ``requires_grad`` for the strategy; returns the number of frozen layers (partial)."""
+    base = model.base_model
+    if strategy == "full":
+        return None
+    if strategy == "features":
+        for p in base.parameters():
+            p.requires_grad_(False)
+        return None
+    layers = layer_stack(model)
+    n = len(layers) // 2 if freeze_layers is None else freeze_layers
+    if n > len(layers):
+        raise ConfigError("freeze_layers", freeze_layers, f"the model has only {len(layers)} layers")
+    # trainable in the encoder: the top layers and a pooler; frozen: embeddings, bottom layers and anything
+    # shared by all layers (MPNet's relative attention bias), so frozen layers compute what they did
+    keep = {id(p) for layer in list(layers)[n:] for p in layer.parameters()}
+    for name, module in base.named_children():
+        if "pooler" in name:
+            keep |= {id(p) for p in module.parameters()}
+    for p in base.parameters():
+        p.requires_grad_(id(p) in keep)
+    return n
+
+
+def count_parameters(model) -> tuple[int, int]:
+    ps = list(model.parameters())
+    return sum(p.numel() for p in ps if p.requires_grad), sum(p.numel() for p in ps)
+
+
+# ---------------------------------------------------------------------------- features
+def _fingerprint_model(path: str) -> str:
+    h = hashlib.sha256(path.encode())
+    folder = Path(path)
+    if folder.is_dir():
+        for f in sorted(folder.iterdir()):
+            if f.suffix in (".safetensors", ".bin", ".json"):
+                st = f.stat()
+                h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def _fingerprint_split(split) -> str:
+    h = hashlib.sha256()
+    for t, y in zip(split.texts, split.labels):
+        h.update(t.encode())
+        h.update(f"\0{y}\0".encode())
+    return h.hexdigest()
+
+
+def feature_cache_path(model_path: str, data, max_length: int) -> Path:
+    key = hashlib.sha256(json.dumps({
+        "model": _fingerprint_model(model_path), "max_length": max_length, "version": 1,
+        "train": _fingerprint_split(data.train), "validation": _fingerprint_split(data.validation),
+    }).encode()).hexdigest()[:24]
+    return sources.cache_dir() / "features" / f"{key}.safetensors"
+
+
+def head_inputs(model, tokenizer, texts: list[str], *, max_length: int, batch_size: int):
+    """The exact input of ``model.classifier`` for each text (N, ...), float32, in input order.
+
+    Heads that read a token sequence (MPNet, RoBERTa: they take position 0) keep only the first token,
+    so the cache stays small; the head is checked to give the model's own logits on these inputs.
+    """
+    import numpy as np
+    import torch
+
+    head = getattr(model, "classifier", None)
+    if head is None:
+        raise ConfigError("strategy", "features", f"{type(model).__name__} has no .classifier head")
+    seen: list = []
+    hook = head.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    enc = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    order = np.argsort([len(e) for e in enc], kind="stable")
+    out: np.ndarray | None = None
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                idx = order[start:start + batch_size]
+                batch = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
+                                  return_tensors="pt").to(model.device)
+                seen.clear()
+                logits = model(**batch).logits
+                x = seen[0]
+                if x.dim() == 3:
+                    x = x[:, :1, :]
+                if start == 0:  # the head must reproduce the model's logits from the cached inputs
+                    diff = (head(x).float() - logits.float()).abs().max().item()
+                    if diff > 1e-4:
+                        raise ConfigError("strategy", "features", f"{model.config.model_type}: the head does not "
+                                          f"read only the first token (max diff {diff:.2g}); use full or partial")
+                x = x.float().cpu().numpy()
+                if out is None:
+                    out = np.zeros((len(texts),) + x.shape[1:], dtype=np.float32)
+                out[idx] = x
+    finally:
+        hook.remove()
+    assert out is not None
+    return out
+
+
+def cached_features(model, tokenizer, data, model_path: str, max_length: int, batch_size: int, args) -> Path:
+    """Compute (on the main process) or reuse the head inputs of train and validation; returns the file."""
+    from safetensors.numpy import save_file
+
+    path = feature_cache_path(model_path, data, max_length)
+    with args.main_process_first(desc="feature cache"):
+        if not path.is_file() and args.process_index == 0:
+            log.info("computing frozen-encoder features for %d texts (once; cached in %s)",
+                     len(data.train) + len(data.validation), path)
+            feats = {s: head_inputs(model, tokenizer, data.split(s).texts, max_length=max_length,
+                                    batch_size=batch_size) for s in ("train", "validation")}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp-{os.getpid()}")
+            save_file(feats, str(tmp))
+            os.replace(tmp, path)
+        else:
+            log.info("reusing cached features %s", path)
+    return path
+
+
+class _FeatureDataset:
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        import torch
+
+        return {"features": torch.from_numpy(self.x[i]), "labels": torch.tensor(self.y[i])}
+
+
+def _head_module(head):
+    """Wrap ``model.classifier`` as a Trainer model that takes cached features (shares its weights)."""
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class HeadOnly(nn.Module):
+        def __init__(self, classifier: nn.Module):
+            super().__init__()
+            self.classifier = classifier
+
+        def forward(self, features, labels=None):
+            logits = self.classifier(features)
+            out = {"logits": logits}
+            if labels is not None:
+                out["loss"] = F.cross_entropy(logits, labels)
+            return out
+
+    return HeadOnly(head)
+
+
+# ----------------------------------------------------------------------------- training
+def _precision(name: str) -> dict[str, bool]:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if name == "auto":
+        name = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
+    if name in ("fp16", "bf16") and not cuda:
+        raise ConfigError("precision", name, "mixed precision needs a CUDA GPU; use fp32 or auto")
+    return {"fp16": name == "fp16", "bf16": name == "bf16"}
+
+
+def _trainer_metrics(labels: list[str]):
+    import numpy as np
+
+    from compress.evaluate import compute_metrics
+
+    def fn(pred) -> dict[str, float]:
+        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        logits = logits - logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        m = compute_metrics(pred.label_ids, probs, labels)
+        return {"macro_f1": m.macro_f1, "accuracy": m.accuracy}
+
+    return fn
+
+
+def _training_args(cfg: TeacherConfig, work: Path, n_train: int, *, lr: float, epochs: float, group: bool):
+    import torch
+    from transformers import TrainingArguments
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    steps_per_epoch = max(1, math.ceil(n_train / (cfg.batch_size * world * cfg.grad_accumulation)))
+    every = max(1, math.ceil(steps_per_epoch / cfg.evals_per_epoch))
+    cuda = torch.cuda.is_available()
+    return TrainingArguments(
+        output_dir=str(work / "checkpoints"), overwrite_output_dir=True, seed=cfg.seed, data_seed=cfg.seed,
+        learning_rate=lr, num_train_epochs=epochs, per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size, gradient_accumulation_steps=cfg.grad_accumulation,
+        warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay, group_by_length=group,
+        eval_strategy="steps", eval_steps=every, save_strategy="steps", save_steps=every, save_total_limit=2,
+        save_only_model=True, save_safetensors=True, load_best_model_at_end=True, metric_for_best_model="macro_f1",
+        greater_is_better=True, logging_steps=max(1, min(every, 10)), report_to=[], use_cpu=not cuda, ddp_find_unused_parameters=False,
+        ddp_backend="gloo" if world > 1 and not cuda else None, dataloader_num_workers=0, **_precision(cfg.precision),
+    )
+
+
+def _train(trainer, cfg: TeacherConfig) -> None:
+    from transformers import EarlyStoppingCallback
+
+    trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=cfg.patience))
+    trainer.train()
+
+
+def _replace_folder(src: Path, dest: Path) -> None:
+    """Move ``src`` to ``dest`` atomically enough: the old ``dest`` is moved aside first, then removed."""
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        os.replace(dest, old)
+    os.replace(src, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def finetune_teacher(cfg: TeacherConfig) -> Path:
+    """Fine-tune, pick the best checkpoint on validation macro-F1, evaluate on test, save; returns the folder."""
+    import torch
+    import transformers
+    from transformers import DataCollatorWithPadding, Trainer, set_seed
+
+    from compress.data import load_data, save_label_map, tokenize
+    from compress.evaluate import cross_dataset_split, evaluate_torch, write_metrics
+
+    t0 = time.perf_counter()
+    set_seed(cfg.seed)
+    data = load_data(cfg.data)
+    model_path = resolve_model(cfg.model)
+    tokenizer, model = load_model(cfg.model, data.label_names)
+    frozen_layers = freeze(model, cfg.strategy, cfg.freeze_layers)
+    trainable, total = count_parameters(model)
+    log.info("%s: %s strategy, %.1fM of %.1fM parameters train, %d train / %d validation examples",
+             cfg.model, cfg.strategy, trainable / 1e6, total / 1e6, len(data.train), len(data.validation))
+
+    out = Path(cfg.output_dir)
+    work = out.with_name(f".{out.name}.partial")
+    labels = data.label_names
+    extra: dict[str, Any] = {}
+    if cfg.strategy == "features":
+        from safetensors.numpy import load_file
+
+        args = _training_args(cfg, work, len(data.train), lr=cfg.head_learning_rate, epochs=cfg.head_epochs,
+                              group=False)
+        with args.main_process_first(desc="output folder"):
+            if args.process_index == 0:
+                shutil.rmtree(work, ignore_errors=True)
+                work.mkdir(parents=True)
+        cache = cached_features(model, tokenizer, data, model_path, cfg.max_length, cfg.eval_batch_size, args)
+        feats = load_file(str(cache))
+        extra["features_cache"] = str(cache)
+        t_train = time.perf_counter()
+        trainer = Trainer(model=_head_module(model.classifier), args=args,
+                          train_dataset=_FeatureDataset(feats["train"], data.train.labels),
+                          eval_dataset=_FeatureDataset(feats["validation"], data.validation.labels),
+                          compute_metrics=_trainer_metrics(labels))
+    else:
+        args = _training_args(cfg, work, len(data.train), lr=cfg.learning_rate, epochs=cfg.epochs,
+                              group=cfg.group_by_length)
+        with args.main_process_first(desc="output folder"):
+            if args.process_index == 0:
+                shutil.rmtree(work, ignore_errors=True)
+                work.mkdir(parents=True)
+        with args.main_process_first(desc="tokenizing"):
+            train_ds = tokenize(data.train, tokenizer, cfg.max_length)
+            val_ds = tokenize(data.validation, tokenizer, cfg.max_length)
+        t_train = time.perf_counter()
+        trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
+                          processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+                          compute_metrics=_trainer_metrics(labels))
+    _train(trainer, cfg)
+    train_time = time.perf_counter() - t_train
+    if not trainer.is_world_process_zero():
+        return out
+
+    final = work / "model"
+    model.save_pretrained(final, safe_serialization=True)
+    tokenizer.save_pretrained(final)
+    save_label_map(data, final)
+    metrics = evaluate_torch(model, data.test, labels, tokenizer=tokenizer, max_length=cfg.max_length,
+                             batch_size=cfg.eval_batch_size, dataset=data.name)
+    metrics.extra = {"model": cfg.model, "strategy": cfg.strategy, "max_length": cfg.max_length}
+    write_metrics(metrics, final, "metrics", title=f"Teacher ({cfg.model}, {cfg.strategy}) on {data.name} test")
+    cross = None
+    if cfg.cross_dataset:
+        split = cross_dataset_split(dataclasses.replace(cfg.data, source=cfg.cross_dataset, max_train_samples=None,
+                                                        max_validation_samples=None, test_file=None),
+                                    labels, cfg.cross_label_map, exclude=data.train.texts)
+        cross = evaluate_torch(model, split, labels, tokenizer=tokenizer, max_length=cfg.max_length,
+                               batch_size=cfg.eval_batch_size, dataset=cfg.cross_dataset)
+        write_metrics(cross, final, "metrics-cross", title=f"Teacher on {cfg.cross_dataset} (cross-dataset)")
+    state = trainer.state
+    record = {
+        "config": cfg.to_dict(), "model_path": model_path, "strategy": cfg.strategy, "frozen_layers": frozen_layers,
+        "trainable_parameters": trainable, "total_parameters": total,
+        "examples": {"train": len(data.train), "validation": len(data.validation), "test": len(data.test)},
+        "best_validation_macro_f1": state.best_metric, "best_checkpoint": Path(state.best_model_checkpoint).name
+        if state.best_model_checkpoint else None, "steps": state.global_step, "epochs_run": state.epoch,
+        "train_time_s": round(train_time, 2), "wall_time_s": round(time.perf_counter() - t0, 2),
+        "world_size": args.world_size, "device": str(args.device), "test": metrics.summary(),
+        "cross_dataset": cross.summary() if cross else None, "log_history": state.log_history,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__}, **extra,
+    }
+    (final / "training.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    _replace_folder(final, out)
+    shutil.rmtree(work, ignore_errors=True)
+    log.info("teacher saved to %s: test macro-F1 %.4f, accuracy %.4f (%.0f s)", out, metrics.macro_f1,
+             metrics.accuracy, record["wall_time_s"])
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m compress.teacher --config cfg.json`` (also under torchrun / accelerate launch)."""
+    parser = argparse.ArgumentParser(prog="python -m compress.teacher", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="JSON file of TeacherConfig fields (data: DataConfig).")
+    parser.add_argument("--output-dir", help="Override output_dir.")
+    a = parser.parse_args(argv)
+    d = json.loads(Path(a.config).read_text())
+    if a.output_dir:
+        d["output_dir"] = a.output_dir
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    print(finetune_teacher(TeacherConfig.from_dict(d)))  # noqa: T201 (the script's one result line)
+
+
+if __name__ == "__main__":
+    main()
