@@ -1,1 +1,56 @@
-"""edgedistill's torch-free runtime: onnxruntime, tokenizers and numpy only."""
+"""edgedistill's torch-free runtime: onnxruntime, tokenizers and numpy only.
+
+Nothing here imports ``compress``, torch or transformers; the base install
+(``pip install edgedistill``) is enough::
+
+    from runtime import TextClassifier
+
+    clf = TextClassifier.load("movie-sentiment.zip")        # checks every file's sha256
+    clf.predict("A warm, funny film.")                       # {"label": "positive", "score": 0.97}
+    clf.predict_proba(["dull", "superb"])                     # (2, num_labels) float32 array
+
+Names are imported on first use, so ``import runtime.errors`` (or ``runtime.package``)
+does not pay for onnxruntime's import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "TextClassifier": "runtime.classifier",
+    "PackageConfig": "runtime.package",
+    "open_package": "runtime.package",
+    "sha256_file": "runtime.package",
+    "verify_package": "runtime.package",
+    "write_manifest": "runtime.package",
+    "zip_package": "runtime.package",
+    "RuntimeBaseError": "runtime.errors",
+    "PackageError": "runtime.errors",
+    "PackageIntegrityError": "runtime.errors",
+    "PackageFormatError": "runtime.errors",
+    "UnsafeArchiveError": "runtime.errors",
+    "ProviderUnavailableError": "runtime.errors",
+    "InputFileError": "runtime.errors",
+}
+__all__ = list(_EXPORTS)
+
+if TYPE_CHECKING:
+    from runtime.classifier import TextClassifier
+    from runtime.errors import (InputFileError, PackageError, PackageFormatError, PackageIntegrityError,
+                                ProviderUnavailableError, RuntimeBaseError, UnsafeArchiveError)
+    from runtime.package import (PackageConfig, open_package, sha256_file, verify_package, write_manifest,
+                                 zip_package)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -100,3 +100,44 @@ def real_cache(monkeypatch):
         monkeypatch.setenv("EDGEDISTILL_CACHE", _USER_CACHE)
     else:
         monkeypatch.delenv("EDGEDISTILL_CACHE", raising=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_package(tmp_path_factory, tiny_model_dir) -> Path:
+    """A model package of the tiny BERT (fp32 ONNX, opset 17) assembled by hand per the package contract.
+
+    Stand-in until ``compress.export`` / ``compress.package`` exist: optimum's ``main_export``, then
+    model.onnx + tokenizer.json + config.json + README.md and ``runtime.package.write_manifest``.
+    The weights are redrawn with std 0.5 (BERT's 0.02 gives every text nearly the same probability),
+    so that a test mixing up texts or batches sees a difference. Session-scoped and shared: copy it
+    before changing a byte.
+    """
+    import json
+    import shutil
+
+    import torch
+    from optimum.exporters.onnx import main_export
+    from transformers import BertForSequenceClassification
+
+    from runtime.package import write_manifest
+
+    model = BertForSequenceClassification.from_pretrained(tiny_model_dir)
+    model.config.initializer_range = 0.5
+    torch.manual_seed(0)
+    model.apply(model._init_weights)
+    wide = tmp_path_factory.mktemp("tiny-bert-wide")
+    model.save_pretrained(wide)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        shutil.copy(tiny_model_dir / name, wide / name)
+    onnx_dir = tmp_path_factory.mktemp("tiny-onnx")
+    main_export(str(wide), onnx_dir, task="text-classification", opset=17)
+    pkg = tmp_path_factory.mktemp("tiny-package")
+    shutil.copy(onnx_dir / "model.onnx", pkg / "model.onnx")
+    shutil.copy(tiny_model_dir / "tokenizer.json", pkg / "tokenizer.json")
+    config = {"labels": ["negative", "positive"], "max_length": 64,
+              "input_names": ["input_ids", "attention_mask", "token_type_ids"], "output_name": "logits",
+              "uses_token_type_ids": True, "pad_token_id": 0, "model_type": "bert", "variant": "fp32"}
+    (pkg / "config.json").write_text(json.dumps(config, indent=2))
+    (pkg / "README.md").write_text("# tiny-bert\n\nA random 2-layer BERT (hidden 32) for tests; it knows nothing.\n")
+    write_manifest(pkg, opset=17, metrics={}, recipe=None)
+    return pkg

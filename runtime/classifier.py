@@ -1,0 +1,295 @@
+"""``TextClassifier``: a model package behind one onnxruntime session and one fast tokenizer.
+
+One instance is safe to share across threads: the tokenizer is configured once
+(truncation to the package's ``max_length``, padding to the longest text of each
+batch) and never changed afterwards, and ``InferenceSession.run`` is thread-safe.
+
+What each kind of input gives (the same in ``predict`` and ``predict_proba``):
+
+- ``""`` and whitespace-only text: the empty sequence (``[CLS] [SEP]`` for BERT), a normal prediction.
+- a text longer than ``max_length`` tokens (100,000 characters, say): truncated, its first tokens kept.
+- emoji, right-to-left scripts, other non-Latin text: tokenized as usual (often ``[UNK]``).
+- control characters: dropped or kept as the tokenizer's normalizer decides; never an error.
+- a lone surrogate (a ``str`` that is not valid Unicode): ``ValueError`` naming the index.
+- ``None``, bytes, numbers: ``TypeError`` naming the index.
+- an empty list: an empty result (``predict_proba`` gives shape ``(0, num_labels)``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from runtime.errors import PackageFormatError, ProviderUnavailableError
+from runtime.package import (CONFIG_FILE, MODEL_FILE, REQUIRED_FILES, TOKENIZER_FILE, PackageConfig,
+                             _verify_folder, open_package, read_config)
+
+log = logging.getLogger(__name__)
+
+Provider = Union[str, tuple[str, Mapping[str, Any]]]
+Prediction = dict[str, Any]  # {"label": str, "score": float}
+
+_DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
+
+
+def _resolve_providers(requested: Sequence[Provider] | str | None, fallback: bool) -> list[Provider]:
+    """The providers to open the session with: CPU when none is asked for, an error for a missing one."""
+    available = ort.get_available_providers()
+    if requested is None:
+        return ["CPUExecutionProvider"]
+    if isinstance(requested, str):
+        requested = [requested]
+    names = [p[0] if isinstance(p, tuple) else p for p in requested]
+    if not names or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"providers={requested!r}: expected a list of provider names or (name, options) pairs")
+    missing = [n for n in names if n not in available]
+    if missing and not fallback:
+        raise ProviderUnavailableError(missing, available)
+    if missing:
+        log.warning("execution provider(s) %s not available; falling back to %s (fallback=True)",
+                    ", ".join(missing), ", ".join(n for n in names if n in available) or "CPUExecutionProvider")
+    chosen = [p for p, n in zip(requested, names) if n in available]
+    if "CPUExecutionProvider" not in [p[0] if isinstance(p, tuple) else p for p in chosen]:
+        chosen.append("CPUExecutionProvider")  # runs the nodes the other providers cannot
+    return chosen
+
+
+def _session_options(threads: int | None) -> ort.SessionOptions:
+    """Deliberate settings: every graph optimisation, ``threads`` intra-op threads, one inter-op thread.
+
+    ``threads=None`` leaves the intra-op count to onnxruntime (one per physical core).
+    Inter-op parallelism only helps graphs with independent branches; an encoder is a chain.
+    """
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ValueError(f"threads={threads!r}: must be None (onnxruntime decides) or an int >= 1")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.intra_op_num_threads = threads or 0
+    so.inter_op_num_threads = 1
+    return so
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float32, copy=False)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _check_texts(texts: Any, what: str = "texts") -> list[str]:
+    if texts is None:
+        raise TypeError(f"{what} is None; expected a list of strings")
+    if isinstance(texts, (str, bytes)):
+        raise TypeError(f"{what} is a single {type(texts).__name__}; pass a list of strings "
+                        "(predict() also takes one string)")
+    if not isinstance(texts, Iterable):
+        raise TypeError(f"{what} is {type(texts).__name__}; expected a list of strings")
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"{what}[{i}] is {'None' if t is None else type(t).__name__}; expected str")
+    return texts
+
+
+class TextClassifier:
+    """Classify texts with a model package; build one with :meth:`load` or :meth:`from_files`."""
+
+    def __init__(self, session: ort.InferenceSession, tokenizer: Tokenizer, config: PackageConfig, *,
+                 manifest: Mapping[str, Any] | None = None, source: str = "<memory>", fallback: bool = False,
+                 requested: Sequence[Provider] = ()):
+        self._session, self._tokenizer, self.config = session, tokenizer, config
+        self.manifest = dict(manifest) if manifest is not None else None
+        self.source = source
+        self.labels: list[str] = list(config.labels)
+        self.num_labels = len(self.labels)
+        self.max_length = config.max_length
+        self._check_providers(requested, fallback)
+        self._check_io()
+        self._configure_tokenizer()
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def load(cls, path_or_zip: Path | str, providers: Sequence[Provider] | str | None = None,
+             threads: int | None = None, *, fallback: bool = False) -> TextClassifier:
+        """Open a package folder or ``.zip`` after checking every file against its manifest.
+
+        ``providers``: onnxruntime execution providers in order of preference (default: the CPU).
+        A provider that is not available raises :class:`ProviderUnavailableError` unless
+        ``fallback=True``. ``threads``: intra-op threads (default: onnxruntime's choice).
+        """
+        where = Path(path_or_zip)
+        with open_package(where) as folder:
+            manifest, blobs = _verify_folder(folder, where, keep=REQUIRED_FILES)
+        config = read_config(blobs[CONFIG_FILE], where=where)
+        chosen = _resolve_providers(providers, fallback)
+        session = cls._open_session(blobs.pop(MODEL_FILE), chosen, threads, where)
+        tokenizer = cls._read_tokenizer(blobs[TOKENIZER_FILE], where)
+        clf = cls(session, tokenizer, config, manifest=manifest, source=str(where), fallback=fallback,
+                  requested=chosen)
+        log.info("loaded %s", clf)
+        return clf
+
+    @classmethod
+    def from_files(cls, onnx_path: Path | str, tokenizer_json: Path | str,
+                   config_dict: Mapping[str, Any] | PackageConfig, providers: Sequence[Provider] | str | None = None,
+                   threads: int | None = None, *, fallback: bool = False) -> TextClassifier:
+        """Build a classifier from loose files, with no manifest (to evaluate variants before packaging)."""
+        onnx_path, tokenizer_json = Path(onnx_path), Path(tokenizer_json)
+        config = config_dict if isinstance(config_dict, PackageConfig) else \
+            PackageConfig.from_dict(config_dict, where=onnx_path.parent)
+        chosen = _resolve_providers(providers, fallback)
+        session = cls._open_session(str(onnx_path), chosen, threads, onnx_path.parent)
+        tokenizer = cls._read_tokenizer(tokenizer_json.read_bytes(), tokenizer_json.parent)
+        return cls(session, tokenizer, config, source=str(onnx_path), fallback=fallback, requested=chosen)
+
+    @staticmethod
+    def _open_session(model: bytes | str, providers: list[Provider], threads: int | None,
+                      where: Path) -> ort.InferenceSession:
+        options = _session_options(threads)
+        try:
+            return ort.InferenceSession(model, sess_options=options, providers=providers)
+        except Exception as e:  # onnxruntime raises its own pybind classes (Fail, InvalidProtobuf, ...)
+            raise PackageFormatError(where, f"onnxruntime cannot load it: {e}", file=MODEL_FILE) from e
+
+    @staticmethod
+    def _read_tokenizer(raw: bytes, where: Path) -> Tokenizer:
+        try:
+            return Tokenizer.from_str(raw.decode("utf-8"))
+        except Exception as e:  # tokenizers raises plain Exception for a bad file
+            raise PackageFormatError(where, f"the tokenizers library cannot read it: {e}",
+                                     file=TOKENIZER_FILE) from e
+
+    def _check_providers(self, requested: Sequence[Provider], fallback: bool) -> None:
+        """onnxruntime drops a provider it cannot initialise (a missing CUDA library) with only a log line."""
+        active = self._session.get_providers()
+        lost = [n for n in (p[0] if isinstance(p, tuple) else p for p in requested) if n not in active]
+        if lost and not fallback:
+            raise ProviderUnavailableError(lost, ort.get_available_providers(),
+                                           why=f"onnxruntime could not initialise it and runs on {', '.join(active)}")
+        if lost:
+            log.warning("execution provider(s) %s failed to initialise; running on %s", ", ".join(lost),
+                        ", ".join(active))
+
+    def _check_io(self) -> None:
+        """The model's inputs and output must be the ones config.json names."""
+        inputs = {i.name: i for i in self._session.get_inputs()}
+        if set(inputs) != set(self.config.input_names):
+            raise PackageFormatError(self.source, f"input_names={list(self.config.input_names)} but model.onnx takes "
+                                     f"{sorted(inputs)}", file=CONFIG_FILE)
+        self._dtypes = {}
+        for name, i in inputs.items():
+            if i.type not in _DTYPES:
+                raise PackageFormatError(self.source, f"input {name} has type {i.type}; expected int64 or int32",
+                                         file=MODEL_FILE)
+            self._dtypes[name] = _DTYPES[i.type]
+        outputs = {o.name: o for o in self._session.get_outputs()}
+        if self.config.output_name not in outputs:
+            raise PackageFormatError(self.source, f"output_name={self.config.output_name!r} but model.onnx gives "
+                                     f"{sorted(outputs)}", file=CONFIG_FILE)
+        width = outputs[self.config.output_name].shape[-1]
+        if isinstance(width, int) and width != self.num_labels:
+            raise PackageFormatError(self.source, f"{len(self.labels)} labels but model.onnx gives {width} logits",
+                                     file=CONFIG_FILE)
+
+    def _configure_tokenizer(self) -> None:
+        """Set truncation and padding once; after this the tokenizer is only read (thread safety)."""
+        pad_token = self._tokenizer.id_to_token(self.config.pad_token_id)
+        if pad_token is None:
+            raise PackageFormatError(self.source, f"pad_token_id={self.config.pad_token_id} is not in "
+                                     "tokenizer.json's vocabulary", file=CONFIG_FILE)
+        self._tokenizer.enable_truncation(max_length=self.max_length)
+        self._tokenizer.enable_padding(pad_id=self.config.pad_token_id, pad_token=pad_token)  # to each batch's longest
+        self._encode_batch = getattr(self._tokenizer, "encode_batch_fast", self._tokenizer.encode_batch)
+
+    # ------------------------------------------------------------------ inference
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the session really runs on."""
+        return self._session.get_providers()
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """The model inputs for ``texts`` in the given order, padded to the longest (a model feed)."""
+        texts = _check_texts(texts)
+        if not texts:
+            raise ValueError("texts is empty; there is nothing to tokenize")
+        try:
+            encodings = self._encode_batch(texts)
+        except TypeError:
+            for i, t in enumerate(texts):
+                try:
+                    t.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    raise ValueError(f"texts[{i}] is not valid Unicode: {e.reason} at character {e.start}") from None
+            raise
+        ids = np.array([e.ids for e in encodings], dtype=self._dtypes["input_ids"])
+        if ids.shape[1] == 0:
+            raise ValueError("the tokenizer gives no tokens for these texts (it adds no special tokens and the "
+                             "texts are empty); the model cannot classify an empty sequence")
+        feed = {"input_ids": ids,
+                "attention_mask": np.array([e.attention_mask for e in encodings],
+                                           dtype=self._dtypes["attention_mask"])}
+        if self.config.uses_token_type_ids:
+            feed["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=self._dtypes["token_type_ids"])
+        return feed
+
+    def logits(self, feed: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Run the session on a model feed (see :meth:`tokenize`); returns float32 logits."""
+        out = self._session.run([self.config.output_name], dict(feed))[0]
+        if out.ndim != 2 or out.shape[1] != self.num_labels:
+            raise PackageFormatError(self.source, f"model.onnx gave logits of shape {out.shape}; expected "
+                                     f"(batch, {self.num_labels})", file=MODEL_FILE)
+        return out.astype(np.float32, copy=False)
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Class probabilities, shape ``(len(texts), num_labels)``, float32, in input order.
+
+        Texts are sorted by length and cut into batches of ``batch_size``, each padded only to
+        its own longest text, so a long text does not make short ones pay for its padding.
+        """
+        texts = _check_texts(texts)
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r}: must be an int >= 1")
+        out = np.empty((len(texts), self.num_labels), dtype=np.float32)
+        if len(texts) == 1:
+            out[:] = _softmax(self.logits(self.tokenize(texts)))
+            return out
+        order = np.argsort(np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts)), kind="stable")
+        for start in range(0, len(texts), batch_size):
+            idx = order[start:start + batch_size]
+            out[idx] = _softmax(self.logits(self.tokenize([texts[i] for i in idx])))
+        return out
+
+    def predict(self, text_or_texts: str | Sequence[str], batch_size: int = 32,
+                top_k: int | None = 1) -> Prediction | list[Prediction] | list[list[Prediction]]:
+        """The top label and its probability: ``{"label", "score"}`` for one string, a list for a list.
+
+        ``top_k > 1`` gives a list of the ``top_k`` best ``{"label", "score"}`` per text, best
+        first (``top_k`` above the number of labels gives them all; ``None`` gives them all too).
+        """
+        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+            raise ValueError(f"top_k={top_k!r}: must be an int >= 1, or None for every label")
+        single = isinstance(text_or_texts, str)
+        if not single:
+            text_or_texts = _check_texts(text_or_texts, "text_or_texts")
+        probs = self.predict_proba([text_or_texts] if single else text_or_texts, batch_size)
+        k = self.num_labels if top_k is None else min(top_k, self.num_labels)
+        ranked = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        results: list[Any] = []
+        for row, top in zip(probs, ranked):
+            preds = [{"label": self.labels[j], "score": float(row[j])} for j in top]
+            results.append(preds[0] if top_k == 1 else preds)
+        return results[0] if single else results
+
+    def __repr__(self) -> str:
+        variant = f", variant={self.config.variant}" if self.config.variant else ""
+        return (f"TextClassifier({self.source}: {self.num_labels} labels {self.labels}, max_length={self.max_length}"
+                f"{variant}, providers={self.providers})")

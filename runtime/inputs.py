@@ -1,0 +1,99 @@
+"""Files of texts to classify: ``.txt`` (one text a line), ``.jsonl`` and ``.csv``, read as a stream.
+
+The predict command reads them chunk by chunk, so a file of any size runs in
+constant memory, and writes one output line per input text, in order:
+
+- ``.txt``: every line is a text, an empty line included (it is classified as the empty text).
+  Lines end at ``\\n`` only; a trailing ``\\r`` is dropped, a lone ``\\r`` inside a line is kept.
+- ``.jsonl`` / ``.ndjson``: every line is a JSON object holding ``text_column`` as a string, or a bare
+  JSON string. A blank line, invalid JSON, a missing or non-string field is an error naming the line.
+- ``.csv``: a header row, then one text per row from ``text_column``; fully blank lines are skipped
+  (they are no rows), a row too short to have the column is an error naming the line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TextIO
+
+from runtime.errors import InputFileError
+
+FORMATS = {".txt": "txt", ".text": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+DEFAULT_TEXT_COLUMN = "text"
+DEFAULT_ENCODING = "utf-8-sig"  # reads plain UTF-8 too, and drops the byte-order mark spreadsheets write
+CHUNK_SIZE = 1024  # texts read, classified and written at a time
+NEWLINE = {"txt": "\n", "jsonl": "\n", "csv": ""}  # how to open each format (csv handles its own newlines)
+
+
+def input_format(path: Path | str) -> str:
+    """``txt``, ``jsonl`` or ``csv`` from the file's suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise InputFileError(path, f"unknown file type {suffix or '(no suffix)'!r}; use one of "
+                             f"{', '.join(sorted(FORMATS))}")
+    return FORMATS[suffix]
+
+
+def iter_texts(f: TextIO, fmt: str, path: Path | str, text_column: str = DEFAULT_TEXT_COLUMN) -> Iterator[str]:
+    """The texts of an open file (opened with ``newline=NEWLINE[fmt]``), one per output line."""
+    if fmt == "txt":
+        for line in f:
+            yield line[:-1].removesuffix("\r") if line.endswith("\n") else line
+    elif fmt == "jsonl":
+        for n, line in enumerate(f, 1):
+            yield _json_text(line, n, path, text_column)
+    elif fmt == "csv":
+        csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a long review is one field
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            raise InputFileError(path, "is empty; a CSV needs a header row", line=1)
+        if text_column not in header:
+            raise InputFileError(path, f"has no column {text_column!r} (columns: {', '.join(header)}); "
+                                 "name the text column with --text-column", line=1)
+        col = header.index(text_column)
+        for row in reader:
+            if not row:
+                continue
+            if len(row) <= col:
+                raise InputFileError(path, f"row has {len(row)} fields, no {text_column!r} column",
+                                     line=reader.line_num)
+            yield row[col]
+    else:
+        raise ValueError(f"fmt={fmt!r}: expected one of {sorted(set(FORMATS.values()))}")
+
+
+def _json_text(line: str, n: int, path: Path | str, text_column: str) -> str:
+    if not line.strip():
+        raise InputFileError(path, "is blank; JSON Lines needs one JSON value a line", line=n)
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise InputFileError(path, f"is not valid JSON ({e.msg} at column {e.colno})", line=n) from None
+    if isinstance(value, dict):
+        if text_column not in value:
+            raise InputFileError(path, f"has no field {text_column!r} (fields: {', '.join(map(str, value))}); "
+                                 "name the text field with --text-column", line=n)
+        value = value[text_column]
+    if not isinstance(value, str):
+        raise InputFileError(path, f"text is {'null' if value is None else type(value).__name__}, not a string",
+                             line=n)
+    return value
+
+
+def chunks(texts: Iterable[str], size: int = CHUNK_SIZE) -> Iterator[list[str]]:
+    """Lists of up to ``size`` texts."""
+    if size < 1:
+        raise ValueError(f"size={size!r}: must be >= 1")
+    chunk: list[str] = []
+    for t in texts:
+        chunk.append(t)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,385 @@
+"""The model package format: what a package holds, how it is hashed, how it is checked and opened.
+
+A package is a folder, or one ``.zip`` of that folder::
+
+    model.onnx      the classifier (inputs input_ids, attention_mask[, token_type_ids]; output logits)
+    tokenizer.json  read by the ``tokenizers`` library
+    config.json     labels in output order, max_length, input names, pad token id, ...
+    manifest.json   format + version, and the sha256 and size of every other file
+    README.md       the model card
+
+A package is valid only if every file the manifest lists is there with its size
+and sha256; readers refuse a newer major ``format_version``. The toolchain
+(``compress/package.py``) assembles the folder and calls :func:`write_manifest`;
+the runtime calls :func:`open_package` and checks every file before using it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import shutil
+import stat
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from runtime.errors import PackageError, PackageFormatError, PackageIntegrityError, UnsafeArchiveError
+
+log = logging.getLogger(__name__)
+
+FORMAT = "edgedistill-package"
+FORMAT_VERSION = "1.0"  # bump the minor for additions old readers may ignore, the major for anything else
+MANIFEST_FILE = "manifest.json"
+MODEL_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+CONFIG_FILE = "config.json"
+README_FILE = "README.md"
+REQUIRED_FILES = (MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE)  # what the runtime loads; the manifest must list them
+VARIANTS = ("fp32", "optimized", "int8-dynamic", "int8-static", "fp16")
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+MAX_ARCHIVE_BYTES = 8 << 30  # a .zip package that unpacks to more than this is refused (a zip bomb, not a model)
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 1 << 20
+
+
+# --------------------------------------------------------------------------- hashing and the manifest
+
+def sha256_file(path: Path | str) -> str:
+    """The hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _package_files(folder: Path) -> list[str]:
+    """Every file under ``folder`` but the manifest, as sorted POSIX relative names; links are refused."""
+    names = []
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder).as_posix()
+        if p.is_symlink():
+            raise PackageIntegrityError(folder, "is a symbolic link; a package holds plain files only", file=rel)
+        if p.is_file() and rel != MANIFEST_FILE:
+            names.append(rel)
+    return names
+
+
+def _edgedistill_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("edgedistill")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def write_manifest(folder: Path | str, *, opset: int, quantization: Mapping[str, Any] | None = None,
+                   metrics: Mapping[str, Any] | None = None, recipe: Mapping[str, Any] | None = None,
+                   edgedistill_version: str | None = None, onnxruntime_version: str | None = None,
+                   created: str | None = None, **extra: Any) -> Path:
+    """Hash every file in ``folder`` and write ``manifest.json`` beside them; returns the manifest's path.
+
+    The folder must already hold model.onnx, tokenizer.json and a valid config.json
+    (checked here, so that a bad package fails when it is built rather than when it
+    is loaded). ``extra`` fields are written after the standard ones.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PackageError(folder, "is not a folder")
+    names = _package_files(folder)
+    for name in REQUIRED_FILES:
+        if name not in names:
+            raise PackageIntegrityError(folder, "is missing; a package needs " + ", ".join(REQUIRED_FILES), file=name)
+    read_config(folder / CONFIG_FILE, where=folder)
+    if not isinstance(opset, int) or isinstance(opset, bool) or opset < 1:
+        raise PackageFormatError(folder, f"opset={opset!r}: must be a positive int", file=MANIFEST_FILE)
+    if onnxruntime_version is None:
+        import onnxruntime
+
+        onnxruntime_version = onnxruntime.__version__
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": created or datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "edgedistill_version": edgedistill_version or _edgedistill_version(),
+        "onnxruntime_version": onnxruntime_version,
+        "opset": opset,
+        "files": {n: {"sha256": sha256_file(folder / n), "size": (folder / n).stat().st_size} for n in names},
+        "quantization": dict(quantization) if quantization is not None else None,
+        "metrics": dict(metrics or {}),
+        "recipe": dict(recipe) if recipe is not None else None,
+        **extra,
+    }
+    path = folder / MANIFEST_FILE
+    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    log.debug("wrote %s (%d files)", path, len(names))
+    return path
+
+
+def _check_manifest(manifest: Any, where: Path) -> dict[str, dict[str, Any]]:
+    """Check the manifest's shape and version; returns its ``files`` table."""
+    def bad(msg: str) -> PackageIntegrityError:
+        return PackageIntegrityError(where, msg, file=MANIFEST_FILE)
+
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise bad(f"not an {FORMAT} manifest (format={manifest.get('format') if isinstance(manifest, dict) else None!r})")
+    version = manifest.get("format_version")
+    m = re.fullmatch(r"(\d+)\.(\d+)", version) if isinstance(version, str) else None
+    if m is None:
+        raise bad(f"format_version={version!r}: expected 'MAJOR.MINOR'")
+    if int(m.group(1)) > int(FORMAT_VERSION.split(".")[0]):
+        raise PackageFormatError(
+            where, f"format_version {version} is newer than this runtime reads ({FORMAT_VERSION.split('.')[0]}.x); "
+            "upgrade edgedistill to load it", file=MANIFEST_FILE)
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise bad("has no 'files' table")
+    for name, entry in files.items():
+        parts = PurePosixPath(name).parts
+        if (not isinstance(name, str) or not name or name.startswith("/") or "\\" in name or ".." in parts
+                or name == MANIFEST_FILE):
+            raise bad(f"lists an unsafe file name {name!r}")
+        if (not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str)
+                or not _SHA256.match(entry["sha256"]) or not isinstance(entry.get("size"), int)
+                or entry["size"] < 0):
+            raise bad(f"entry for {name!r} needs a hex 'sha256' and an int 'size', got {entry!r}")
+    for name in REQUIRED_FILES:
+        if name not in files:
+            raise bad(f"does not list {name}; every file the runtime loads must be hashed")
+    return files
+
+
+def _verify_folder(folder: Path, where: Path, keep: Iterable[str] = ()) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Check every file of the package in ``folder``; return the manifest and the bytes of the ``keep`` files.
+
+    The kept files are hashed from the very bytes returned, so what is checked is what is used.
+    ``where`` is the name shown in errors (the ``.zip`` rather than its temporary folder).
+    """
+    manifest_path = folder / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise PackageIntegrityError(where, "is missing: not a model package", file=MANIFEST_FILE)
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PackageIntegrityError(where, f"is not valid JSON ({e})", file=MANIFEST_FILE) from None
+    files = _check_manifest(manifest, where)
+    keep = set(keep)
+    blobs: dict[str, bytes] = {}
+    for name, entry in files.items():
+        path = folder / name
+        if path.is_symlink() or not path.is_file():
+            raise PackageIntegrityError(where, "is listed in the manifest but missing", file=name)
+        size = path.stat().st_size
+        if size != entry["size"]:
+            raise PackageIntegrityError(
+                where, f"is {size} bytes, the manifest says {entry['size']} (truncated or replaced)", file=name)
+        if name in keep:
+            data = path.read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            blobs[name] = data
+        else:
+            digest = sha256_file(path)
+        if digest != entry["sha256"]:
+            raise PackageIntegrityError(
+                where, f"sha256 {digest} does not match the manifest's {entry['sha256']} (modified or corrupt)",
+                file=name)
+    unlisted = sorted(set(_package_files(folder)) - set(files))
+    if unlisted:
+        log.warning("%s: files not in the manifest are ignored: %s", where, ", ".join(unlisted))
+    return manifest, blobs
+
+
+def verify_package(path: Path | str) -> dict[str, Any]:
+    """Check a package folder or ``.zip``: every listed file present with its size and sha256.
+
+    Returns the manifest. Raises :class:`~runtime.errors.PackageIntegrityError` naming the file
+    at fault, or :class:`~runtime.errors.PackageFormatError` for a newer major format.
+    """
+    with open_package(path) as folder:
+        return _verify_folder(folder, Path(path))[0]
+
+
+# --------------------------------------------------------------------------- zip archives
+
+def _member_problem(info: zipfile.ZipInfo) -> str | None:
+    name = info.filename
+    if not name or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        return "an absolute name"
+    if "\\" in name:
+        return "a backslash in its name"
+    if ".." in PurePosixPath(name).parts:
+        return "a '..' component"
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return "not a plain file"
+    return None
+
+
+def _safe_extract(zip_path: Path, dest: Path, max_bytes: int = MAX_ARCHIVE_BYTES) -> None:
+    """Extract ``zip_path`` into ``dest``, refusing any member that could land outside it."""
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise PackageIntegrityError(zip_path, f"is not a readable zip archive ({e})") from None
+    with zf:
+        infos = zf.infolist()
+        seen: set[str] = set()
+        for info in infos:
+            problem = _member_problem(info)
+            if problem:
+                raise UnsafeArchiveError(zip_path, f"archive member has {problem}; refusing to extract",
+                                         file=info.filename)
+            key = info.filename.rstrip("/")
+            if key in seen:
+                raise UnsafeArchiveError(zip_path, "archive member appears twice", file=info.filename)
+            seen.add(key)
+        total = sum(i.file_size for i in infos)
+        if total > max_bytes:
+            raise UnsafeArchiveError(zip_path, f"unpacks to {total} bytes, more than the limit of {max_bytes}")
+        root = dest.resolve()
+        for info in infos:
+            target = (dest / info.filename).resolve()
+            if target != root and root not in target.parents:  # belt and braces after the name checks
+                raise UnsafeArchiveError(zip_path, "archive member escapes the folder", file=info.filename)
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with zf.open(info) as src, open(target, "xb") as out:
+                    shutil.copyfileobj(src, out, _CHUNK)
+            except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+                raise PackageIntegrityError(zip_path, f"archive member is corrupt ({e})", file=info.filename) from None
+
+
+def _package_root(folder: Path, where: Path) -> Path:
+    """The folder holding manifest.json: the archive's top level, or its single top-level folder."""
+    if (folder / MANIFEST_FILE).exists():
+        return folder
+    entries = [p for p in folder.iterdir()]
+    if len(entries) == 1 and entries[0].is_dir() and (entries[0] / MANIFEST_FILE).exists():
+        return entries[0]
+    raise PackageIntegrityError(where, "has no manifest.json at its top level: not a model package",
+                                file=MANIFEST_FILE)
+
+
+@contextlib.contextmanager
+def open_package(path: Path | str) -> Iterator[Path]:
+    """Yield the folder of a package: the folder itself, or a ``.zip`` safely extracted into a temporary folder.
+
+    The temporary folder is removed when the ``with`` block ends. Files are not
+    verified here (see :func:`verify_package`).
+    """
+    path = Path(path)
+    if path.is_dir():
+        yield _package_root(path, path)
+    elif path.is_file():
+        if not zipfile.is_zipfile(path):
+            raise PackageIntegrityError(path, "is neither a package folder nor a .zip archive")
+        with tempfile.TemporaryDirectory(prefix="edgedistill-package-") as tmp:
+            _safe_extract(path, Path(tmp))
+            yield _package_root(Path(tmp), path)
+    else:
+        raise PackageError(path, "no such package folder or .zip file")
+
+
+def zip_package(folder: Path | str, dest: Path | str) -> Path:
+    """Zip a package folder (files at the archive's top level, deflated, fixed member order); returns ``dest``."""
+    folder, dest = Path(folder), Path(dest)
+    names = _package_files(folder) + ([MANIFEST_FILE] if (folder / MANIFEST_FILE).is_file() else [])
+    with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(names):
+            zf.write(folder / name, name)
+    return dest
+
+
+# --------------------------------------------------------------------------- config.json
+
+@dataclass(frozen=True)
+class PackageConfig:
+    """The validated ``config.json`` of a package: how to feed the model and read its output."""
+
+    labels: tuple[str, ...]
+    max_length: int
+    pad_token_id: int
+    input_names: tuple[str, ...] = ("input_ids", "attention_mask")
+    output_name: str = "logits"
+    uses_token_type_ids: bool = False
+    model_type: str | None = None
+    variant: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    where: str = "<config>"  # the file or package it came from, for error messages
+
+    def __post_init__(self) -> None:
+        def bad(name: str, value: Any, why: str) -> PackageFormatError:
+            return PackageFormatError(self.where, f"{name}={value!r}: {why}", file=CONFIG_FILE)
+
+        if not self.labels or not all(isinstance(x, str) and x for x in self.labels):
+            raise bad("labels", self.labels, "must be a non-empty list of non-empty strings, in output order")
+        if len(set(self.labels)) != len(self.labels):
+            raise bad("labels", self.labels, "has duplicates")
+        if not isinstance(self.max_length, int) or isinstance(self.max_length, bool) or self.max_length < 2:
+            raise bad("max_length", self.max_length, "must be an int >= 2 (room for the special tokens)")
+        if not isinstance(self.pad_token_id, int) or isinstance(self.pad_token_id, bool) or self.pad_token_id < 0:
+            raise bad("pad_token_id", self.pad_token_id, "must be an int >= 0")
+        unknown = set(self.input_names) - set(INPUT_NAMES)
+        if unknown or len(set(self.input_names)) != len(self.input_names) or \
+                not {"input_ids", "attention_mask"} <= set(self.input_names):
+            raise bad("input_names", list(self.input_names),
+                      "must hold input_ids and attention_mask, and optionally token_type_ids (nothing else)")
+        if self.uses_token_type_ids != ("token_type_ids" in self.input_names):
+            raise bad("uses_token_type_ids", self.uses_token_type_ids, "disagrees with input_names")
+        if not isinstance(self.output_name, str) or not self.output_name:
+            raise bad("output_name", self.output_name, "must be a non-empty string")
+        if self.variant is not None and self.variant not in VARIANTS:
+            log.warning("%s: unknown variant %r (known: %s)", self.where, self.variant, ", ".join(VARIANTS))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: Path | str = "<config>") -> PackageConfig:
+        if not isinstance(d, Mapping):
+            raise PackageFormatError(where, f"must be a JSON object, got {type(d).__name__}", file=CONFIG_FILE)
+        missing = [k for k in ("labels", "max_length", "input_names", "pad_token_id") if k not in d]
+        if missing:
+            raise PackageFormatError(where, f"lacks the field(s) {', '.join(missing)}", file=CONFIG_FILE)
+        labels, names = d["labels"], d["input_names"]
+        if not isinstance(labels, (list, tuple)) or not isinstance(names, (list, tuple)):
+            raise PackageFormatError(where, "labels and input_names must be lists", file=CONFIG_FILE)
+        known = {"labels", "max_length", "input_names", "output_name", "uses_token_type_ids", "pad_token_id",
+                 "model_type", "variant"}
+        return cls(labels=tuple(labels), max_length=d["max_length"], pad_token_id=d["pad_token_id"],
+                   input_names=tuple(names), output_name=d.get("output_name", "logits"),
+                   uses_token_type_ids=d.get("uses_token_type_ids", "token_type_ids" in names),
+                   model_type=d.get("model_type"), variant=d.get("variant"),
+                   extra={k: v for k, v in d.items() if k not in known}, where=str(where))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"labels": list(self.labels), "max_length": self.max_length, "input_names": list(self.input_names),
+                "output_name": self.output_name, "uses_token_type_ids": self.uses_token_type_ids,
+                "pad_token_id": self.pad_token_id, "model_type": self.model_type, "variant": self.variant,
+                **self.extra}
+
+
+def read_config(source: Path | str | bytes, where: Path | str | None = None) -> PackageConfig:
+    """Parse and validate a ``config.json`` given as a path or as its bytes."""
+    if isinstance(source, bytes):
+        raw, where = source, where or "<config>"
+    else:
+        raw, where = Path(source).read_bytes(), where or source
+    try:
+        d = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PackageFormatError(where, f"is not valid JSON ({e})", file=CONFIG_FILE) from None
+    return PackageConfig.from_dict(d, where)
