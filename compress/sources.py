@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from compress.errors import IntegrityError, SourceError, UnsafeArchiveError
+from compress.errors import ConfigError, IntegrityError, SourceError, UnsafeArchiveError
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,17 @@ def get_source(name: str) -> Source:
         return CATALOG[name]
     except KeyError:
         raise SourceError(f"unknown built-in source {name!r}; built in: {', '.join(CATALOG)}") from None
+
+
+def resolve_model(name: str, field: str = "model") -> str:
+    """A built-in model name -> its cached folder (fetched if needed); a local folder or a Hugging Face
+    model id is returned as is for ``from_pretrained``. ``field`` names the config field in errors."""
+    if name in CATALOG:
+        src = CATALOG[name]
+        if src.kind != "model":
+            raise ConfigError(field, name, f"is a built-in {src.kind}, not a model")
+        return str(fetch(src))
+    return name
 
 
 def source_path(source: Source | str, cache: Path | None = None) -> Path:
