@@ -64,3 +64,17 @@ class VocabTrimError(EdgeDistillError):
 
 class TransferSetError(EdgeDistillError, ValueError):
     """A distillation transfer set that would leak evaluation texts or cannot be used."""
+
+
+class ExportError(EdgeDistillError):
+    """A checkpoint cannot be exported to ONNX, or an exported folder is incomplete."""
+
+
+class ExportParityError(ExportError):
+    """The ONNX graph does not reproduce the torch model: the largest absolute difference per output."""
+
+    def __init__(self, diffs: dict[str, float], atol: float, worst: dict[str, str] | None = None):
+        self.diffs, self.atol, self.worst = dict(diffs), atol, dict(worst or {})
+        parts = [f"{name}: max |torch - onnx| = {d:.3g}" + (f" (at {self.worst[name]})" if name in self.worst else "")
+                 for name, d in self.diffs.items()]
+        super().__init__(f"the exported graph differs from the torch model beyond atol={atol:g}: " + "; ".join(parts))

@@ -1,0 +1,312 @@
+"""Export a fine-tuned classifier checkpoint to ONNX and prove that the graph reproduces the torch model.
+
+Any ``save_pretrained`` sequence-classification checkpoint with its tokenizer works
+(BERT, MPNet, ...): optimum's exporter writes ``model.onnx`` (task
+text-classification, dynamic batch and sequence axes, opset 17 or newer) beside the
+tokenizer files. ``token_type_ids`` is an input only when the architecture takes it
+(BERT does, MPNet does not); ``export.json`` records which inputs the graph takes,
+so that every later stage feeds it the same way::
+
+    onnx_dir = export(ExportConfig(checkpoint="models/x/student", output="models/x/onnx"))
+
+Every export checks itself (:func:`check_parity`): torch and onnxruntime run the same
+fixed inputs of several shapes (batch 1, 3 and 8; 8, 64 and the maximum number of
+tokens; rows of different lengths, so padding is exercised) and the export fails
+with :class:`~compress.errors.ExportParityError`, giving the largest absolute
+difference per output, when they disagree beyond ``atol``. The folder is written
+under a temporary name and renamed only once the check has passed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compress.errors import ConfigError, ExportError, ExportParityError
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.onnx"
+META_FILE = "export.json"
+TOKENIZER_FILE = "tokenizer.json"
+OUTPUT_NAME = "logits"
+KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+PARITY_BATCHES = (1, 3, 8)
+PARITY_LENGTHS = (8, 64)  # plus the maximum length
+MIN_OPSET = 17
+# Architectures whose position ids start after the padding index (so max_position_embeddings - pad - 1 usable).
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet", "longformer", "data2vec-text")
+
+
+@dataclass
+class ExportConfig:
+    """What to export, where to, and how closely the graph must match torch."""
+
+    checkpoint: str = ""
+    """A fine-tuned sequence-classification checkpoint folder (``save_pretrained`` + tokenizer)."""
+    output: str | None = None
+    """The ONNX folder to write; default: ``onnx/`` beside the checkpoint folder."""
+    opset: int = 18
+    """ONNX opset (17 or newer; optimum recommends 18 for BERT-style encoders)."""
+    max_length: int = 128
+    """Tokens per text at inference (longer texts are truncated); capped at the model's positions."""
+    atol: float = 1e-4
+    """Largest absolute logit difference between torch and onnxruntime the export accepts."""
+    overwrite: bool = False
+    """Replace an existing output folder."""
+
+    def __post_init__(self) -> None:
+        if not str(self.checkpoint):
+            raise ConfigError("checkpoint", self.checkpoint, "name a fine-tuned classifier checkpoint folder")
+        if not isinstance(self.opset, int) or self.opset < MIN_OPSET:
+            raise ConfigError("opset", self.opset, f"must be an int >= {MIN_OPSET}")
+        if not isinstance(self.max_length, int) or self.max_length < 8:
+            raise ConfigError("max_length", self.max_length, "must be an int >= 8")
+        if not self.atol > 0:
+            raise ConfigError("atol", self.atol, "must be > 0")
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.output) if self.output else Path(self.checkpoint).resolve().parent / "onnx"
+
+
+# --------------------------------------------------------------------------- the public function
+
+def export(cfg: ExportConfig) -> Path:
+    """Export ``cfg.checkpoint`` to ``cfg.output_dir`` (model.onnx + tokenizer + export.json); returns the folder."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    ckpt = Path(cfg.checkpoint)
+    if not (ckpt / "config.json").is_file():
+        raise ConfigError("checkpoint", str(ckpt), "no config.json there: not a save_pretrained checkpoint folder")
+    out = cfg.output_dir
+    if out.exists() and not cfg.overwrite:
+        raise ConfigError("output", str(out), "already exists; pass overwrite=True (--overwrite) to replace it")
+
+    tokenizer = AutoTokenizer.from_pretrained(ckpt)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ExportError(f"{ckpt}: the tokenizer has no fast (tokenizers) version; the runtime needs tokenizer.json")
+    model = AutoModelForSequenceClassification.from_pretrained(ckpt).eval()
+    max_length = _max_length(cfg.max_length, model.config, tokenizer)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the renamed folder should read like any other
+    try:
+        _optimum_export(ckpt, tmp, cfg.opset)
+        if not (tmp / TOKENIZER_FILE).is_file():
+            tokenizer.save_pretrained(tmp)
+        inputs = _check_graph(tmp / MODEL_FILE)
+        parity = check_parity(model, tmp / MODEL_FILE, tokenizer=tokenizer, max_length=max_length, atol=cfg.atol)
+        meta = _metadata(cfg, ckpt, model.config, tokenizer, inputs, max_length, parity)
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("exported %s to %s (opset %d, inputs %s, max |torch - onnx| %.2g)", ckpt, out / MODEL_FILE,
+             cfg.opset, inputs, max(parity["max_abs_diff"].values()))
+    return out
+
+
+def _optimum_export(ckpt: Path, dest: Path, opset: int) -> None:
+    from optimum.exporters.onnx import main_export
+
+    try:
+        main_export(str(ckpt), dest, task="text-classification", opset=opset, device="cpu",
+                    library_name="transformers", do_validation=False)  # our own parity check follows
+    except (ValueError, RuntimeError, KeyError, OSError) as e:
+        raise ExportError(f"optimum could not export {ckpt}: {e}") from e
+    if not (dest / MODEL_FILE).is_file():
+        raise ExportError(f"optimum wrote no {MODEL_FILE} for {ckpt} (files: {sorted(os.listdir(dest))})")
+
+
+def _max_length(wanted: int, config: Any, tokenizer: Any) -> int:
+    """``wanted``, capped at what the model's position embeddings and the tokenizer allow."""
+    limits = []
+    if (pos := getattr(config, "max_position_embeddings", None)) is not None:
+        offset = (config.pad_token_id or 0) + 1 if config.model_type in _OFFSET_POSITIONS else 0
+        limits.append(pos - offset)
+    if (tml := getattr(tokenizer, "model_max_length", None)) and tml < 1_000_000:
+        limits.append(int(tml))
+    if limits and wanted > min(limits):
+        log.warning("max_length=%d exceeds what the model takes; using %d", wanted, min(limits))
+        return min(limits)
+    return wanted
+
+
+def _check_graph(onnx_path: Path) -> list[str]:
+    """The graph's input names; its axes must be dynamic and its output ``logits``."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    names = [i.name for i in graph.input]
+    unknown = [n for n in names if n not in KNOWN_INPUTS]
+    if unknown or not {"input_ids", "attention_mask"} <= set(names):
+        raise ExportError(f"{onnx_path}: unexpected inputs {names}; expected input_ids, attention_mask"
+                          "[, token_type_ids]")
+    for i in graph.input:
+        dims = i.type.tensor_type.shape.dim
+        if len(dims) != 2 or any(not d.dim_param for d in dims):
+            raise ExportError(f"{onnx_path}: input {i.name} has static axes {[d.dim_value for d in dims]}; "
+                              "batch and sequence must be dynamic")
+    outputs = [o.name for o in graph.output]
+    if OUTPUT_NAME not in outputs:
+        raise ExportError(f"{onnx_path}: no '{OUTPUT_NAME}' output (outputs: {outputs})")
+    return names
+
+
+def _metadata(cfg: ExportConfig, ckpt: Path, config: Any, tokenizer: Any, inputs: list[str], max_length: int,
+              parity: dict[str, Any]) -> dict[str, Any]:
+    import onnxruntime
+    import optimum.version
+    import torch
+    import transformers
+
+    return {
+        "checkpoint": str(ckpt.resolve()),
+        "model_type": config.model_type,
+        "labels": _labels(config, ckpt),
+        "max_length": max_length,
+        "input_names": inputs,
+        "output_name": OUTPUT_NAME,
+        "uses_token_type_ids": "token_type_ids" in inputs,
+        "pad_token_id": int(tokenizer.pad_token_id),
+        "opset": cfg.opset,
+        "num_attention_heads": getattr(config, "num_attention_heads", None),
+        "hidden_size": getattr(config, "hidden_size", None),
+        "num_hidden_layers": getattr(config, "num_hidden_layers", None),
+        "parity": parity,
+        "config": asdict(cfg),
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "optimum": optimum.version.__version__, "onnxruntime": onnxruntime.__version__},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+
+
+def _labels(config: Any, ckpt: Path) -> list[str]:
+    """Label names in output order: the model's id2label, or the checkpoint's labels.json for LABEL_<i> names."""
+    labels = [config.id2label[i] for i in range(config.num_labels)]
+    if all(lab == f"LABEL_{i}" for i, lab in enumerate(labels)) and (ckpt / "labels.json").is_file():
+        saved = json.loads((ckpt / "labels.json").read_text()).get("labels")
+        if isinstance(saved, list) and len(saved) == len(labels):
+            return [str(s) for s in saved]
+    return labels
+
+
+# --------------------------------------------------------------------------- reading an export back
+
+def read_export(onnx_dir: Path | str) -> dict[str, Any]:
+    """The ``export.json`` of an exported folder (what the graph takes, labels, max length, opset)."""
+    path = Path(onnx_dir) / META_FILE
+    if not path.is_file():
+        raise ExportError(f"{path} is missing: {onnx_dir} is not a folder written by `edgedistill export`")
+    meta = json.loads(path.read_text())
+    for name in (MODEL_FILE, TOKENIZER_FILE):
+        if not (Path(onnx_dir) / name).is_file():
+            raise ExportError(f"{Path(onnx_dir) / name} is missing: the export folder is incomplete")
+    return meta
+
+
+def runtime_config(meta: dict[str, Any], variant: str) -> dict[str, Any]:
+    """The package ``config.json`` (what ``runtime.TextClassifier`` needs) for one variant of an export."""
+    return {"labels": list(meta["labels"]), "max_length": meta["max_length"], "input_names": list(meta["input_names"]),
+            "output_name": meta["output_name"], "uses_token_type_ids": meta["uses_token_type_ids"],
+            "pad_token_id": meta["pad_token_id"], "model_type": meta["model_type"], "variant": variant}
+
+
+# --------------------------------------------------------------------------- parity
+
+def parity_inputs(tokenizer: Any, batch: int, length: int, input_names: list[str], seed: int = 0) -> dict[str, np.ndarray]:
+    """A fixed batch of ``length`` tokens: row 0 fills it, later rows are shorter and padded.
+
+    Token ids are random non-special ids wrapped in the tokenizer's own special tokens;
+    row 0 of a multi-row batch marks its second half as segment 1 where the model has segments.
+    """
+    rng = np.random.default_rng(seed + 1000 * batch + length)
+    special = set(tokenizer.all_special_ids)
+    pool = np.array([i for i in range(len(tokenizer)) if i not in special])
+    n_special = tokenizer.num_special_tokens_to_add(pair=False)
+    body_max = max(1, length - n_special)
+    ids = np.full((batch, length), tokenizer.pad_token_id, dtype=np.int64)
+    mask = np.zeros((batch, length), dtype=np.int64)
+    for row in range(batch):
+        body = max(1, body_max - row * body_max // batch)
+        seq = tokenizer.build_inputs_with_special_tokens(rng.choice(pool, size=body).tolist())[:length]
+        ids[row, :len(seq)] = seq
+        mask[row, :len(seq)] = 1
+    feed = {"input_ids": ids, "attention_mask": mask}
+    if "token_type_ids" in input_names:
+        types = np.zeros_like(ids)
+        if batch > 1:
+            full = int(mask[0].sum())
+            types[0, full // 2:full] = 1
+        feed["token_type_ids"] = types
+    return feed
+
+
+def check_parity(model_or_checkpoint: Any, onnx_path: Path | str, *, tokenizer: Any = None, max_length: int = 128,
+                 atol: float = 1e-4, batches: tuple[int, ...] = PARITY_BATCHES,
+                 lengths: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """Run torch and onnxruntime on the same fixed inputs; raise ExportParityError beyond ``atol``.
+
+    Returns ``{"atol", "max_abs_diff": {output: diff}, "cases": [{"batch", "length", output: diff}]}``.
+    """
+    import onnxruntime as ort
+    import torch
+
+    if isinstance(model_or_checkpoint, (str, Path)):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        tokenizer = tokenizer or AutoTokenizer.from_pretrained(model_or_checkpoint)
+        model = AutoModelForSequenceClassification.from_pretrained(model_or_checkpoint).eval()
+    else:
+        model = model_or_checkpoint.eval()
+        if tokenizer is None:
+            raise ConfigError("tokenizer", None, "pass the tokenizer along with a model object")
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    input_names = [i.name for i in session.get_inputs()]
+    output_names = [o.name for o in session.get_outputs()]
+    lengths = tuple(dict.fromkeys(n for n in (lengths or PARITY_LENGTHS + (max_length,)) if n <= max_length))
+
+    worst: dict[str, float] = {}
+    where: dict[str, str] = {}
+    cases = []
+    for batch in batches:
+        for length in lengths:
+            feed = parity_inputs(tokenizer, batch, length, input_names)
+            with torch.inference_mode():
+                ref = model(**{k: torch.from_numpy(v) for k, v in feed.items()})
+            got = dict(zip(output_names, session.run(output_names, feed)))
+            case: dict[str, Any] = {"batch": batch, "length": length}
+            for name in output_names:
+                if name not in ref:
+                    continue
+                expected = ref[name].float().numpy()
+                if got[name].shape != expected.shape:
+                    raise ExportParityError({name: float("inf")}, atol, {name: f"batch {batch}, length {length}: "
+                                            f"shape {got[name].shape} vs torch {expected.shape}"})
+                diff = float(np.max(np.abs(got[name].astype(np.float64) - expected)))
+                case[name] = diff
+                if diff >= worst.get(name, -1.0):
+                    worst[name], where[name] = diff, f"batch {batch}, length {length}"
+            cases.append(case)
+    if not worst:
+        raise ExportError(f"{onnx_path}: none of the graph's outputs {output_names} is an output of the torch model")
+    result = {"atol": atol, "max_abs_diff": worst, "cases": cases}
+    if any(d > atol or not np.isfinite(d) for d in worst.values()):
+        raise ExportParityError(worst, atol, where)
+    log.info("parity: max |torch - onnx| %s over %d input shapes (atol %g)",
+             {k: f"{v:.2g}" for k, v in worst.items()}, len(cases), atol)
+    return result

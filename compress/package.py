@@ -1,0 +1,234 @@
+"""Assemble the deployable model package from an export (and its quantize report).
+
+The package is the contract between the toolchain and ``runtime/`` (see
+``runtime/package.py``, which owns the format)::
+
+    package/
+      model.onnx      the chosen variant (the report's choice unless one is named)
+      tokenizer.json
+      config.json     labels in output order, max_length, input names, pad id, model type, variant
+      manifest.json   sha256 + size of every file, opset, versions, quantization, metrics, recipe, created
+      README.md       model card: intended use, data, labels, metrics, quantization, limitations
+
+Only a variant that passed the accuracy gate can be packaged (fp32 needs no gate). The folder
+is assembled under a temporary name, loaded back through ``runtime.TextClassifier`` (every hash
+checked, one prediction run), and only then renamed into place; the optional ``.zip`` likewise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from compress.errors import ConfigError
+from compress.export import MODEL_FILE, TOKENIZER_FILE, read_export, runtime_config
+from compress.quantize import REPORT_JSON, Attempt, Report
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PackageConfig:
+    """Which export to package, which of its variants, and where to write it."""
+
+    onnx_dir: str = ""
+    """A folder written by ``edgedistill export`` (and usually ``edgedistill quantize``)."""
+    output: str | None = None
+    """The package folder to write; default: ``package/`` beside the ONNX folder."""
+    variant: str | None = None
+    """An attempt name or variant from the quantize report; default: the report's choice (fp32 without one)."""
+    name: str | None = None
+    """The model's name on its card; default: the package folder's name."""
+    zip: bool = False
+    """Also write ``<output>.zip`` (the files at the archive's top level)."""
+    overwrite: bool = False
+    """Replace an existing package folder (and .zip)."""
+    recipe: dict[str, Any] | None = None
+    """The recipe the model was built from, recorded in the manifest."""
+
+    def __post_init__(self) -> None:
+        if not str(self.onnx_dir):
+            raise ConfigError("onnx_dir", self.onnx_dir, "name a folder written by `edgedistill export`")
+        if self.recipe is not None and not isinstance(self.recipe, dict):
+            raise ConfigError("recipe", self.recipe, "must be a mapping (the parsed recipe) or None")
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.output) if self.output else Path(self.onnx_dir).resolve().parent / "package"
+
+
+def build_package(cfg: PackageConfig) -> Path:
+    """Write the package folder (and optional .zip) for ``cfg``; returns the folder."""
+    from runtime import TextClassifier, zip_package
+    from runtime.package import write_manifest
+
+    onnx_dir, out = Path(cfg.onnx_dir), cfg.output_dir
+    meta = read_export(onnx_dir)
+    report = Report.load(onnx_dir) if (onnx_dir / REPORT_JSON).is_file() else None
+    attempt = _pick(cfg.variant, report)
+    source = onnx_dir / attempt.file
+    if not source.is_file():
+        raise ConfigError("variant", attempt.name, f"its file {source} is missing (re-run quantize)")
+    zip_path = out.with_name(out.name + ".zip")
+    for path in (out, zip_path) if cfg.zip else (out,):
+        if path.exists() and not cfg.overwrite:
+            raise ConfigError("output", str(path), "already exists; pass overwrite=True (--overwrite) to replace it")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the renamed folder should read like any other
+    try:
+        shutil.copyfile(source, tmp / MODEL_FILE)
+        shutil.copyfile(onnx_dir / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
+        config = runtime_config(meta, attempt.variant)
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        quantization = _quantization(attempt, report)
+        metrics = _metrics(attempt, report, meta)
+        name = cfg.name or out.name
+        (tmp / "README.md").write_text(model_card(name, meta, attempt, report, metrics))
+        write_manifest(tmp, opset=int(meta["opset"]), quantization=quantization, metrics=metrics, recipe=cfg.recipe,
+                       name=name, source={"checkpoint": meta.get("checkpoint"), "onnx_dir": str(onnx_dir.resolve()),
+                                          "file": attempt.file, "attempt": attempt.name})
+        clf = TextClassifier.load(tmp)  # what ships must load, verify and predict
+        clf.predict("a quick check that the package runs")
+        del clf
+        if cfg.zip:
+            tmp_zip = zip_package(tmp, tmp.with_name(tmp.name + ".zip"))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+        if cfg.zip:
+            os.replace(tmp_zip, zip_path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.with_name(tmp.name + ".zip").unlink(missing_ok=True)
+        raise
+    log.info("package %s: %s (%s, %.1f MB)%s", name, out, attempt.name, (out / MODEL_FILE).stat().st_size / 1e6,
+             f" and {zip_path}" if cfg.zip else "")
+    return out
+
+
+def _pick(wanted: str | None, report: Report | None) -> Attempt:
+    """The attempt to ship: the report's choice, or the named one, which must have passed the gate."""
+    if report is None:
+        if wanted not in (None, "fp32"):
+            raise ConfigError("variant", wanted, "there is no quantize report in the ONNX folder, so only fp32 "
+                              "(which needs no accuracy gate) can be packaged; run `edgedistill quantize` first")
+        return Attempt("fp32", "fp32", MODEL_FILE, {}, status="passed", reason="reference")
+    if wanted is None:
+        return report.attempt(report.chosen)
+    named = [a for a in report.attempts if a.name == wanted] or [a for a in report.attempts if a.variant == wanted]
+    if not named:
+        raise ConfigError("variant", wanted, f"not in the quantize report; attempts: {[a.name for a in report.attempts]}")
+    passing = [a for a in named if a.passed]
+    if not passing:
+        a = named[0]
+        raise ConfigError("variant", wanted, f"did not pass the accuracy gate ({a.status}: {a.reason}); "
+                          "a package never ships a variant that failed it")
+    if any(a.variant == "fp16" for a in passing):
+        raise ConfigError("variant", wanted, "fp16 is gated for GPUs only; package it for a GPU target by hand")
+    return min(passing, key=lambda a: a.latency_p50_ms or 0.0)
+
+
+def _quantization(attempt: Attempt, report: Report | None) -> dict[str, Any] | None:
+    if attempt.variant in ("fp32", "optimized"):
+        return None
+    return {"variant": attempt.variant, "attempt": attempt.name, "settings": attempt.settings,
+            "preset": report.preset if report else None, "operators": attempt.ops,
+            "gate": {"budget_macro_f1_points": report.budget if report else None, "status": attempt.status,
+                     "reason": attempt.reason}}
+
+
+def _metrics(attempt: Attempt, report: Report | None, meta: dict[str, Any]) -> dict[str, Any]:
+    metrics: dict[str, Any] = {}
+    if report is not None:
+        ref = report.attempt("fp32")
+        metrics.update(dataset=report.dataset, split="test", n=report.test_examples, macro_f1=attempt.macro_f1,
+                       accuracy=attempt.accuracy, agreement_with_fp32=attempt.agreement,
+                       fp32_macro_f1=ref.macro_f1, size_bytes=attempt.size_bytes, fp32_size_bytes=ref.size_bytes,
+                       latency_p50_ms=attempt.latency_p50_ms, latency_p90_ms=attempt.latency_p90_ms,
+                       latency_machine=report.environment.get("cpu"), latency_threads=report.environment.get("threads"))
+    ckpt_metrics = Path(meta.get("checkpoint") or "") / "metrics.json"
+    if meta.get("checkpoint") and ckpt_metrics.is_file():
+        try:
+            metrics["checkpoint"] = json.loads(ckpt_metrics.read_text())
+        except json.JSONDecodeError:
+            log.warning("%s is not valid JSON; the package records no checkpoint metrics", ckpt_metrics)
+    metrics["parity_max_abs_diff"] = meta.get("parity", {}).get("max_abs_diff")
+    return metrics
+
+
+def model_card(name: str, meta: dict[str, Any], attempt: Attempt, report: Report | None,
+               metrics: dict[str, Any]) -> str:
+    """The README.md of a package: intended use, data, labels, metrics, quantization, limitations."""
+    import compress
+
+    labels = meta["labels"]
+    data = (report.config.get("data") or {}) if report else {}
+    lines = [f"# {name}", "",
+             f"A {len(labels)}-class text classifier ({meta['model_type']}, variant **{attempt.variant}**) built by "
+             f"edgedistill {compress.__version__}. It runs on onnxruntime and tokenizers alone (no torch).", "",
+             "## Intended use", "",
+             f"Sorting short English texts into {', '.join(f'`{lab}`' for lab in labels)}, in the domain of the "
+             f"data it was trained on{' (' + report.dataset + ')' if report else ''}.", "",
+             "```python", "from runtime import TextClassifier", "",
+             f'clf = TextClassifier.load("{name}")   # the folder or its .zip; every file\'s sha256 is checked',
+             'clf.predict("a text to classify")     # {"label": ..., "score": ...}', "```", "",
+             "## Data", ""]
+    if report:
+        lines += [f"- Dataset: `{data.get('source', report.dataset)}`; deterministic stratified splits "
+                  f"(seed {data.get('seed')}, test share {data.get('test_size')}).",
+                  f"- Metrics below: the test split, {report.test_examples} texts, never seen in training or "
+                  "calibration."]
+    else:
+        lines += ["- No quantize report: this package was not evaluated on a test split by edgedistill."]
+    lines += [f"- Labels, in output order: {', '.join(f'`{lab}`' for lab in labels)}.",
+              f"- Inputs: {', '.join(meta['input_names'])}; texts longer than {meta['max_length']} tokens are "
+              "truncated.", "", "## Metrics", ""]
+    if report:
+        ref = report.attempt("fp32")
+        lines += ["Measured through the runtime (`TextClassifier`), the same protocol for every variant.", "",
+                  "| model | macro-F1 | accuracy | agreement with fp32 | size (MB) | batch-1 p50 (ms) |",
+                  "|---|---|---|---|---|---|"]
+        for a in ([ref] if attempt.name == "fp32" else [attempt, ref]):
+            lines.append(f"| {a.name}{' (this package)' if a is attempt else ''} | {a.macro_f1:.4f} | "
+                         f"{a.accuracy:.4f} | {a.agreement:.4f} | {a.size_bytes / 1e6:.1f} | {a.latency_p50_ms:.2f} |")
+        lines += ["", f"Latency: {report.environment.get('cpu')}, {report.environment.get('threads') or 'default'} "
+                  "threads, texts of the test split one at a time; measure on your own hardware."]
+    else:
+        lines.append("Not measured by edgedistill.")
+    if (checkpoint := metrics.get("checkpoint")) and isinstance(checkpoint, dict):
+        shown = {k: v for k, v in checkpoint.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool) and ("f1" in k or "acc" in k)}
+        if shown:
+            lines += ["", "Source checkpoint (torch): " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()) + "."]
+    lines += ["", "## Quantization", ""]
+    if attempt.variant in ("fp32", "optimized"):
+        lines.append(f"None: fp32 weights ({attempt.variant})."
+                     + (" " + report.summary() if report and report.nothing_passed else ""))
+    else:
+        s = attempt.settings
+        lines += [f"{attempt.variant}: weights {s.get('weight_type')}, per-channel {s.get('per_channel')}, "
+                  f"reduced range {s.get('reduce_range')}, embeddings quantised {s.get('embeddings')}"
+                  + (f", calibration {s.get('calibration')} on {s.get('calibration_samples')} training texts"
+                     if attempt.variant == "int8-static" else "")
+                  + (f"; kept in fp32: {len(s['exclude'])} nodes" if s.get("exclude") else "") + ".",
+                  f"Preset: {report.preset or 'none'}. Accuracy gate: at most {report.budget:g} macro-F1 points "
+                  f"below fp32; {sum(a.passed for a in report.attempts)} of {len(report.attempts)} attempts passed "
+                  "(see the quantize report)."]
+    lines += ["", "## Limitations", "",
+              "- It knows only the labels above; every text gets one of them, including texts that fit none.",
+              "- Trained on one dataset: expect lower accuracy on other domains, registers or languages.",
+              f"- Texts are cut at {meta['max_length']} tokens; what comes later is not read.",
+              "- Scores are softmax probabilities, not calibrated certainties."]
+    if attempt.variant.startswith("int8") and attempt.agreement is not None:
+        lines.append(f"- int8 arithmetic: {100 * (1 - attempt.agreement):.1f}% of test texts get a different label "
+                     "than the fp32 model; results also vary slightly between CPUs (VNNI or not, ARM).")
+    lines.append("- Inherits the biases of its pretrained encoder and of its training data.")
+    return "\n".join(lines) + "\n"
