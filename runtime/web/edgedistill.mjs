@@ -1,0 +1,119 @@
+// edgedistill.mjs: an edgedistill web folder's classifier through transformers.js, in a page or in Node.js.
+//
+//   import { loadClassifier } from "./edgedistill.mjs";
+//   const clf = await loadClassifier();                      // ./model/ beside this file; WASM from ./vendor/
+//   const [top] = await clf.classify(["What a lovely film"]); // {label, score, probs: {label: probability}}
+//
+// Texts are tokenized as the Python runtime (runtime/classifier.py) tokenizes them, so that both
+// give the same probabilities: truncated to config.max_length tokens keeping the closing special
+// token(s) (transformers.js would cut them off), sorted by length, cut into batches of `batchSize`
+// and padded to the longest text of each batch. Nothing is fetched from outside the folder.
+
+const IS_NODE = typeof process !== "undefined" && !!process.versions?.node && typeof window === "undefined";
+
+/**
+ * Load the classifier of a web folder.
+ * @param {object} [options]
+ * @param {object} [options.transformers] the transformers.js module (default: ./vendor/transformers.min.js;
+ *   Node.js passes `await import("@huggingface/transformers")`)
+ * @param {string} [options.root] the web folder (default: the folder of this file): a URL path in a
+ *   browser (a full http URL makes transformers.js skip the tokenizer), a file path in Node.js
+ * @param {string} [options.model] the model folder inside root (default "model")
+ * @param {number} [options.threads] WASM threads in a browser (more than one needs cross-origin
+ *   isolation), intra-op threads in Node.js; default: onnxruntime's choice
+ * @param {string} [options.dtype] default: config.json's transformers.js_config.dtype ("fp32" or "q8")
+ * @param {function} [options.onProgress] transformers.js's progress_callback
+ */
+export async function loadClassifier({ transformers, root, model = "model", threads, dtype, device,
+                                       onProgress } = {}) {
+  const started = performance.now();
+  transformers ??= await import(new URL("./vendor/transformers.min.js", import.meta.url).href);
+  const { env, AutoTokenizer, AutoModelForSequenceClassification, Tensor } = transformers;
+  env.allowRemoteModels = false;
+  env.allowLocalModels = true;
+  env.useWasmCache = false;
+  if (IS_NODE) {
+    const { fileURLToPath } = await import("node:url");
+    root ??= fileURLToPath(new URL("./", import.meta.url));
+    env.useFSCache = false;
+  } else {
+    root ??= new URL("./", import.meta.url).pathname;
+    env.useBrowserCache = false;
+    const wasm = env.backends.onnx.wasm;
+    wasm.wasmPaths = {
+      mjs: new URL("./vendor/ort-wasm-simd-threaded.asyncify.mjs", import.meta.url).href,
+      wasm: new URL("./vendor/ort-wasm-simd-threaded.asyncify.wasm", import.meta.url).href,
+    };
+    wasm.proxy = false;
+    if (threads) wasm.numThreads = threads;
+  }
+  env.localModelPath = root.endsWith("/") ? root : root + "/";
+
+  const tokenizer = await AutoTokenizer.from_pretrained(model, { progress_callback: onProgress });
+  const net = await AutoModelForSequenceClassification.from_pretrained(model, {
+    dtype,
+    device: device ?? (IS_NODE ? "cpu" : "wasm"),
+    session_options: IS_NODE && threads ? { intraOpNumThreads: threads, interOpNumThreads: 1 } : undefined,
+    progress_callback: onProgress,
+  });
+  const cfg = net.config.edgedistill;
+  if (!cfg) throw new Error(`${root}${model}/config.json has no "edgedistill" section: rebuild the folder with ` +
+                            "`edgedistill web PACKAGE OUTDIR`");
+  const labels = cfg.labels;
+  const after = cfg.special_tokens_after;
+
+  /** input_ids and attention_mask for `texts` (one batch), padded to its longest text. */
+  function encode(texts) {
+    const rows = tokenizer(texts, { return_tensor: false }).input_ids.map((ids) =>
+      ids.length <= cfg.max_length ? ids
+        : ids.slice(0, cfg.max_length - after).concat(after ? ids.slice(ids.length - after) : []));
+    const n = rows.length, width = Math.max(...rows.map((r) => r.length));
+    const ids = new BigInt64Array(n * width).fill(BigInt(cfg.pad_token_id));
+    const mask = new BigInt64Array(n * width);
+    rows.forEach((r, i) => r.forEach((id, j) => { ids[i * width + j] = BigInt(id); mask[i * width + j] = 1n; }));
+    return { input_ids: new Tensor("int64", ids, [n, width]), attention_mask: new Tensor("int64", mask, [n, width]) };
+  }
+
+  /** Softmax probabilities of one batch, one Float64Array per text. */
+  async function probabilities(texts) {
+    const { logits } = await net(encode(texts));
+    const k = logits.dims[1], data = logits.data;
+    if (k !== labels.length) throw new Error(`the model gives ${k} logits for ${labels.length} labels`);
+    return texts.map((_, i) => {
+      const row = Array.from(data.subarray(i * k, (i + 1) * k));
+      const top = Math.max(...row), e = row.map((x) => Math.exp(x - top)), sum = e.reduce((a, b) => a + b, 0);
+      return e.map((x) => x / sum);
+    });
+  }
+
+  /**
+   * Classify texts: [{label, score, probs}] in input order. Batches as the Python runtime's
+   * predict_proba(texts, batch_size): stable sort by length (in code points), then slices.
+   */
+  async function classify(texts, { batchSize = 32 } = {}) {
+    if (!Array.isArray(texts)) throw new TypeError("classify() takes an array of strings");
+    texts.forEach((t, i) => { if (typeof t !== "string") throw new TypeError(`texts[${i}] is not a string`); });
+    const out = new Array(texts.length);
+    const order = texts.length === 1 ? [0]
+      : texts.map((t, i) => [[...t].length, i]).sort((a, b) => a[0] - b[0]).map(([, i]) => i);
+    for (let s = 0; s < order.length; s += batchSize) {
+      const idx = order.slice(s, s + batchSize);
+      const probs = await probabilities(idx.map((i) => texts[i]));
+      idx.forEach((i, j) => {
+        const p = probs[j];
+        const best = p.indexOf(Math.max(...p));
+        out[i] = { label: labels[best], score: p[best], probs: Object.fromEntries(labels.map((l, c) => [l, p[c]])) };
+      });
+    }
+    return out;
+  }
+
+  return {
+    labels, classify, encode,
+    dtype: cfg.dtype, variant: cfg.variant, maxLength: cfg.max_length,
+    device: device ?? (IS_NODE ? "cpu" : "wasm"),
+    threads: IS_NODE ? (threads ?? null) : env.backends.onnx.wasm.numThreads ?? null,
+    loadMs: performance.now() - started,
+    transformersVersion: env.version,
+  };
+}
