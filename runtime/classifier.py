@@ -134,7 +134,7 @@ class TextClassifier:
         tokenizer = cls._read_tokenizer(blobs[TOKENIZER_FILE], where)
         clf = cls(session, tokenizer, config, manifest=manifest, source=str(where), fallback=fallback,
                   requested=chosen)
-        log.info("loaded %s", clf)
+        log.debug("loaded %s", clf)
         return clf
 
     @classmethod

@@ -220,11 +220,11 @@ def _member_problem(info: zipfile.ZipInfo) -> str | None:
         return "a backslash in its name"
     if ".." in PurePosixPath(name).parts:
         return "a '..' component"
-    mode = info.external_attr >> 16
-    if stat.S_ISLNK(mode):
+    kind = stat.S_IFMT(info.external_attr >> 16)  # Unix file type; 0 when the archiver did not record one
+    if kind == stat.S_IFLNK:
         return "a symbolic link"
-    if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        return "not a plain file"
+    if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+        return "a special file type (not a plain file)"
     return None
 
 
