@@ -169,6 +169,14 @@ def align_columns(probs: np.ndarray, model_labels: Sequence[str], labels: Sequen
 
 
 # ------------------------------------------------------------------------------ torch
+def model_inputs(model, batch) -> dict[str, Any]:
+    """The tokenizer outputs the model's forward takes (a BERT tokenizer's token_type_ids never reach MPNet)."""
+    import inspect
+
+    accepted = inspect.signature(model.forward).parameters
+    return {k: v for k, v in batch.items() if k in accepted}
+
+
 def predict_proba_torch(model, tokenizer, texts: Sequence[str], *, max_length: int = 128, batch_size: int = 32,
                         device: str | None = None) -> np.ndarray:
     """Softmax probabilities ``(n, num_labels)`` in input order: batched, no grad, dynamic padding.
@@ -189,7 +197,7 @@ def predict_proba_torch(model, tokenizer, texts: Sequence[str], *, max_length: i
                 idx = order[start:start + batch_size]
                 batch = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
                                   return_tensors="pt").to(device)
-                logits = model(**batch).logits.float()
+                logits = model(**model_inputs(model, batch)).logits.float()
                 out[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
     finally:
         model.train(was_training)

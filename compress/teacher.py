@@ -263,6 +263,8 @@ def head_inputs(model, tokenizer, texts: list[str], *, max_length: int, batch_si
     import numpy as np
     import torch
 
+    from compress.evaluate import model_inputs
+
     head = getattr(model, "classifier", None)
     if head is None:
         raise ConfigError("strategy", "features", f"{type(model).__name__} has no .classifier head")
@@ -279,7 +281,7 @@ def head_inputs(model, tokenizer, texts: list[str], *, max_length: int, batch_si
                 batch = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
                                   return_tensors="pt").to(model.device)
                 seen.clear()
-                logits = model(**batch).logits
+                logits = model(**model_inputs(model, batch)).logits
                 x = seen[0]
                 if x.dim() == 3:
                     x = x[:, :1, :]
