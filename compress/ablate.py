@@ -1,0 +1,183 @@
+"""Ablation studies: run a grid of distillation configs (quick profile) and tabulate them.
+
+``ablate(base, {"distill.alpha": [0, 0.5, 0.9], "student.layers": [3, 6]}, out)`` runs the 6 cells of the
+cartesian product, each one :func:`compress.distill.distill` with the base config changed in those fields,
+and writes ``out/ablation.md`` and ``out/ablation.json``: per cell its values, test macro-F1, accuracy,
+parameters, size and time. Keys name a config table and a field: ``distill.<field>`` (or just ``<field>``),
+``student.<field>``, ``data.<field>``. Cells share the teacher-output cache, so the teacher runs at most once
+per distinct transfer set and ``max_length``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import re
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+from compress.data import DataConfig
+from compress.distill import DistillConfig, config_from_dict, distill
+from compress.errors import ConfigError, EdgeDistillError
+from compress.student import StudentConfig
+
+log = logging.getLogger(__name__)
+
+_TABLES = {"distill": DistillConfig, "student": StudentConfig, "data": DataConfig}
+
+
+def _split_key(key: str) -> tuple[str, str]:
+    table, _, name = key.rpartition(".")
+    table = table or "distill"
+    if table not in _TABLES:
+        raise ConfigError("grid", key, f"the table must be one of {', '.join(_TABLES)}")
+    if name not in {f.name for f in fields(_TABLES[table])} or name in ("data", "student"):
+        raise ConfigError("grid", key, f"{_TABLES[table].__name__} has no field {name!r}")
+    return table, name
+
+
+def parse_value(text: str) -> Any:
+    """A grid value from the command line: int, float, bool, none, a [list] of ints, or a string."""
+    t = text.strip()
+    low = t.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    if t.startswith("[") and t.endswith("]"):
+        return [parse_value(x) for x in t[1:-1].split(";" if ";" in t else " ") if x.strip()]
+    for cast in (int, float):
+        try:
+            return cast(t)
+        except ValueError:
+            pass
+    return t
+
+
+def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
+    """``["distill.alpha=0,0.5", "student.layers=3,6"]`` -> ``{"distill.alpha": [0, 0.5], ...}``.
+
+    An index list as one value is written in brackets with ``;`` or spaces: ``student.layers=[0;5],[0;2;5]``.
+    """
+    grid: dict[str, list[Any]] = {}
+    for spec in specs:
+        key, sep, values = spec.partition("=")
+        if not sep or not key.strip() or not values.strip():
+            raise ConfigError("grid", spec, "write KEY=V1,V2,... (e.g. distill.alpha=0,0.5,0.9)")
+        parts = re.findall(r"\[[^\]]*\]|[^,]+", values)
+        grid[key.strip()] = [parse_value(p) for p in parts]
+    return grid
+
+
+def apply(base: DistillConfig, changes: dict[str, Any]) -> DistillConfig:
+    """``base`` with the dotted-key ``changes`` applied (every table re-validated)."""
+    by_table: dict[str, dict[str, Any]] = {t: {} for t in _TABLES}
+    for key, value in changes.items():
+        table, name = _split_key(key)
+        by_table[table][name] = value
+    student = replace(base.student, **by_table["student"]) if by_table["student"] else base.student
+    data = replace(base.data, **by_table["data"]) if by_table["data"] else base.data
+    return replace(base, student=student, data=data, **by_table["distill"])
+
+
+def cell_name(changes: dict[str, Any]) -> str:
+    def short(v: Any) -> str:
+        return "-".join(map(str, v)) if isinstance(v, list) else str(v)
+
+    name = "_".join(f"{k.rpartition('.')[2]}={short(v)}" for k, v in changes.items()) or "base"
+    return re.sub(r"[^A-Za-z0-9_.=-]", "", name)
+
+
+def ablate(base: DistillConfig, grid: dict[str, list[Any]], output_dir: Path | str) -> list[dict[str, Any]]:
+    """Run every cell of ``grid`` on ``base`` with the quick profile; returns one row per cell and writes
+    ``ablation.md`` / ``ablation.json`` into ``output_dir`` (after each cell, so a long grid shows progress)."""
+    if not grid:
+        raise ConfigError("grid", grid, "name at least one KEY=V1,V2,... to vary")
+    for key, values in grid.items():
+        _split_key(key)
+        if not values:
+            raise ConfigError("grid", key, "has no values")
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    keys = list(grid)
+    cells = [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+    # validate every cell before the first one runs
+    cfgs = [replace(apply(base, c), profile="quick", output_dir=str(out / cell_name(c))) for c in cells]
+    rows: list[dict[str, Any]] = []
+    for i, (changes, cfg) in enumerate(zip(cells, cfgs), start=1):
+        log.info("ablation cell %d/%d: %s", i, len(cells), changes)
+        t0 = time.perf_counter()
+        row: dict[str, Any] = {"cell": cell_name(changes), **changes}
+        try:
+            path = distill(cfg)
+        except EdgeDistillError as e:  # one bad cell (say, layers > depth) must not lose the others
+            log.error("cell %s failed: %s", row["cell"], e)
+            row.update({"error": str(e), "seconds": round(time.perf_counter() - t0, 1)})
+        else:
+            info = json.loads((path / "distill.json").read_text())
+            row.update({"macro_f1": info["test"]["macro_f1"], "accuracy": info["test"]["accuracy"],
+                        "params": info["params"], "size_mb": info["size_mb"], "layers": info["layers"],
+                        "vocab": info["vocab"], "seconds": round(time.perf_counter() - t0, 1),
+                        "output": str(path)})
+        rows.append(row)
+        write_table(rows, keys, out, base)
+    return rows
+
+
+def write_table(rows: list[dict[str, Any]], keys: list[str], out: Path, base: DistillConfig) -> tuple[Path, Path]:
+    jpath, mpath = out / "ablation.json", out / "ablation.md"
+    jpath.write_text(json.dumps({"grid_keys": keys, "base": base.to_dict(), "rows": rows}, indent=2,
+                                default=str) + "\n")
+    cols = keys + ["macro_f1", "accuracy", "params", "size_mb", "seconds"]
+    lines = ["# Distillation ablation (quick profile)", "",
+             f"Teacher: `{base.teacher_dir}`; data: `{base.data.source}`; student: `{base.student.builder}` "
+             f"`{base.student.model}`.", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        if "error" in r:
+            lines.append("| " + " | ".join(str(r.get(k)) for k in keys) + f" | failed: {r['error']} | | | | |")
+            continue
+        lines.append("| " + " | ".join([*(str(r[k]) for k in keys), f"{r['macro_f1']:.4f}",
+                                         f"{r['accuracy']:.4f}", f"{r['params'] / 1e6:.2f}M",
+                                         f"{r['size_mb']:.1f}", f"{r['seconds']:.0f}"]) + " |")
+    mpath.write_text("\n".join(lines) + "\n")
+    return jpath, mpath
+
+
+def load_base(path: Path | str, **overrides: Any) -> DistillConfig:
+    """The base DistillConfig of a recipe (``compress.recipe.load_recipe`` when it exists) or of a JSON /
+    TOML file whose tables (``distill``, ``student``, ``data``) map onto DistillConfig. ``overrides``
+    (e.g. ``teacher_dir``) replace DistillConfig fields; None values are ignored."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("recipe", str(path), "no such file")
+    text = path.read_text()
+    if path.suffix == ".toml" and re.search(r"(?m)^name\s*=", text):
+        try:  # a real recipe: the lead's recipe layer builds the DistillConfig
+            from compress.recipe import load_recipe
+        except ImportError:
+            load_recipe = None
+        if load_recipe is not None:
+            recipe = load_recipe(path, profile="quick")
+            return replace(recipe.distill(), **overrides)
+    if path.suffix == ".json":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError("recipe", str(path), f"not valid JSON ({e})") from None
+    elif path.suffix == ".toml":
+        import tomllib
+
+        try:
+            d = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError("recipe", str(path), f"not valid TOML ({e})") from None
+    else:
+        raise ConfigError("recipe", str(path), "must be a .toml recipe or a .json config")
+    d = dict(d)
+    d["distill"] = {**(d.get("distill") or {}), **overrides}
+    return config_from_dict(d)

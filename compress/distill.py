@@ -1,0 +1,593 @@
+"""Knowledge distillation: train a compact student on the teacher's soft targets.
+
+``distill(cfg) -> Path`` runs one distillation and writes a checkpoint folder
+like the teacher's::
+
+    OUTPUT/
+      model.safetensors, config.json   the student (save_pretrained)
+      tokenizer.json, ...               its tokenizer (trimmed if asked)
+      labels.json                       label map
+      metrics.json, metrics.md          test split, through compress.evaluate
+      distill.json                      config, parameters, size, timing, transfer set, trim report
+
+The loss of a transfer example with teacher logits ``t`` and student logits ``s``::
+
+    alpha * T^2 * KL(softmax(t / T) || softmax(s / T))  +  (1 - alpha) * CE(s, gold)
+      + hidden_loss_weight * MSE(P(mean_pool(student)), mean_pool(teacher))
+      + attention_loss_weight * KL(teacher last-layer attention || student's)
+
+Unlabelled transfer texts have no gold label: they take only the teacher terms
+(their CE is masked out). Teacher outputs are computed once, over the training
+texts plus the unlabelled transfer texts (never a validation or test text),
+with the teacher's own tokenizer, and cached on disk under a fingerprint of the
+teacher checkpoint, the texts and ``max_length``; the teacher is freed before
+the student trains. Sentence-level outputs (logits, mean-pooled features) need
+no token alignment, so teacher and student may tokenize differently (MPNet
+teacher, BERT student); the attention loss compares token positions and so
+needs both to split every text into the same tokens.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compress.data import DataConfig
+from compress.errors import ConfigError, TransferSetError
+from compress.student import StudentConfig
+
+log = logging.getLogger(__name__)
+
+# Fields of DistillConfig left None take their value from the profile. ``quick`` runs in minutes on a
+# 2-core CPU (short sequences, subsets); ``full`` is the real recipe (whole splits; meant for a GPU).
+# max_train_samples / max_validation_samples fill DataConfig's fields of the same name when those are None.
+PROFILES: dict[str, dict[str, Any]] = {
+    "quick": {"epochs": 2.0, "learning_rate": 1e-4, "batch_size": 32, "max_length": 64,
+              "max_transfer_samples": 2000, "max_train_samples": 2500, "max_validation_samples": 500},
+    "full": {"epochs": 6.0, "learning_rate": 5e-5, "batch_size": 32, "max_length": 128,
+             "max_transfer_samples": None, "max_train_samples": None, "max_validation_samples": None},
+}
+_PROFILE_FIELDS = ("epochs", "learning_rate", "batch_size", "max_length", "max_transfer_samples")
+
+
+@dataclass
+class DistillConfig:
+    """One distillation run. Fields left None come from ``PROFILES[profile]``."""
+
+    teacher_dir: str | None = None
+    """The fine-tuned teacher checkpoint folder (needed unless alpha=0 with no teacher losses and the
+    student is not built from the teacher)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    output_dir: str = "models/student"
+    profile: str = "quick"
+    alpha: float = 0.5
+    """Weight of the soft-target (KD) term; 1 - alpha weighs the gold-label cross-entropy."""
+    temperature: float = 2.0
+    hidden_loss_weight: float = 0.0
+    """Pooled hidden-state MSE (through a learned projection when widths differ)."""
+    attention_loss_weight: float = 0.0
+    """Last-layer attention KL; needs teacher and student to share a tokenizer."""
+    transfer: list[str] = field(default_factory=list)
+    """Unlabelled transfer texts beside the training texts: built-in corpora (``snippets-unlabelled``)
+    or files (CSV/JSONL/Parquet with a ``text`` column, or .txt, one text a line)."""
+    max_transfer_samples: int | None = None
+    """At most this many unlabelled transfer texts (a seeded sample)."""
+    epochs: float | None = None
+    learning_rate: float | None = None
+    batch_size: int | None = None
+    max_length: int | None = None
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    evals_per_epoch: int = 2
+    patience: int = 3
+    """Early stopping: evaluations without a better validation macro-F1 before training stops."""
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data, dict):
+            self.data = DataConfig(**self.data)
+        if isinstance(self.student, dict):
+            self.student = StudentConfig(**self.student)
+        if isinstance(self.transfer, str):
+            self.transfer = [self.transfer]
+        self.transfer = list(self.transfer)
+        if self.profile not in PROFILES:
+            raise ConfigError("distill.profile", self.profile, f"must be one of {', '.join(PROFILES)}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError("distill.alpha", self.alpha, "must be in [0, 1]")
+        if not self.temperature > 0:
+            raise ConfigError("distill.temperature", self.temperature, "must be > 0")
+        for name in ("hidden_loss_weight", "attention_loss_weight", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"distill.{name}", getattr(self, name), "must be >= 0")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError("distill.warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
+        for name, lo in (("epochs", 0), ("learning_rate", 0), ("batch_size", 0), ("max_length", 7),
+                         ("max_transfer_samples", -1), ("evals_per_epoch", 0), ("patience", 0)):
+            v = getattr(self, name)
+            if v is not None and not v > lo:
+                raise ConfigError(f"distill.{name}", v, f"must be > {lo}")
+        if self.teacher_dir is None and self.needs_teacher:
+            raise ConfigError("distill.teacher_dir", None,
+                              "a teacher checkpoint is needed (alpha > 0, a teacher loss or builder teacher-layers)")
+        if not self.output_dir:
+            raise ConfigError("distill.output_dir", self.output_dir, "must name a folder")
+
+    @property
+    def needs_teacher(self) -> bool:
+        return (self.alpha > 0 or self.hidden_loss_weight > 0 or self.attention_loss_weight > 0
+                or self.student.builder == "teacher-layers")
+
+    @property
+    def needs_teacher_outputs(self) -> bool:
+        return self.alpha > 0 or self.hidden_loss_weight > 0 or self.attention_loss_weight > 0
+
+    def resolved(self) -> DistillConfig:
+        """A copy with every None field filled from the profile (the DataConfig subset sizes too)."""
+        prof = PROFILES[self.profile]
+        data = replace(self.data, **{k: prof[k] for k in ("max_train_samples", "max_validation_samples")
+                                      if getattr(self.data, k) is None and prof[k] is not None})
+        filled = {k: prof[k] for k in _PROFILE_FIELDS if getattr(self, k) is None}
+        return replace(self, data=data, **filled)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def config_from_dict(d: dict[str, Any]) -> DistillConfig:
+    """A DistillConfig from nested tables: ``{"data": {...}, "student": {...}, "distill": {...}}``, or the
+    DistillConfig fields at the top level (with ``data`` / ``student`` sub-tables)."""
+    d = dict(d)
+    top = dict(d.pop("distill", {}) or {})
+    for key in ("data", "student"):
+        if key in d:
+            top[key] = d.pop(key)
+    names = {f.name for f in fields(DistillConfig)}
+    for k, v in d.items():
+        if k in names:
+            top[k] = v
+    unknown = set(top) - names
+    if unknown:
+        raise ConfigError("distill", sorted(unknown), f"unknown fields; known: {', '.join(sorted(names))}")
+    return DistillConfig(**top)
+
+
+# ------------------------------------------------------------------------------ the loss
+def distillation_loss(student_logits, teacher_logits, labels, alpha: float, temperature: float):
+    """alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, labels).
+
+    The KL term is averaged over every example in the batch; the CE term over the labelled ones only
+    (label -100 marks an unlabelled transfer text). Returns a scalar tensor.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    loss = student_logits.new_zeros(())
+    if alpha > 0:
+        t = temperature
+        log_p_s = F.log_softmax(student_logits / t, dim=-1)
+        log_p_t = F.log_softmax(teacher_logits.to(student_logits.dtype) / t, dim=-1)
+        kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1).mean()
+        loss = loss + alpha * t * t * kl
+    if alpha < 1 and labels is not None:
+        mask = labels != -100
+        if bool(mask.any()):
+            loss = loss + (1 - alpha) * F.cross_entropy(student_logits[mask], labels[mask])
+    return loss if isinstance(loss, torch.Tensor) else torch.as_tensor(loss)
+
+
+def mean_pool(hidden, attention_mask):
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+def attention_loss(student_attn, teacher_attn: Sequence, attention_mask):
+    """Mean over rows of KL(teacher || student) of head-averaged last-layer attention, per real token."""
+    import torch
+
+    total, rows = student_attn.new_zeros(()), 0
+    for i, t in enumerate(teacher_attn):
+        n = int(attention_mask[i].sum())
+        t = torch.as_tensor(t, dtype=student_attn.dtype, device=student_attn.device)
+        assert t.shape == (n, n), f"teacher attention {tuple(t.shape)} vs {n} student tokens"
+        s = student_attn[i, :n, :n].clamp(min=1e-9)
+        total = total + (t * (t.clamp(min=1e-9).log() - s.log())).sum()
+        rows += n
+    return total / max(rows, 1)
+
+
+# --------------------------------------------------------------------- teacher outputs, cached
+@dataclass
+class TeacherOutputs:
+    """The teacher's outputs on the transfer texts, row i for text i."""
+
+    logits: np.ndarray
+    pooled: np.ndarray | None = None
+    attentions: list[np.ndarray] | None = None
+    fingerprint: str = ""
+    from_cache: bool = False
+
+
+def checkpoint_hash(model_dir: Path | str) -> str:
+    """sha256 over a checkpoint's weights and config (what decides its outputs)."""
+    from compress.sources import sha256_file
+
+    model_dir = Path(model_dir)
+    h = hashlib.sha256()
+    files = sorted(p for p in model_dir.iterdir() if p.is_file() and (
+        p.suffix in (".safetensors", ".bin") or p.name in ("config.json", "tokenizer.json", "vocab.txt")))
+    if not files:
+        raise ConfigError("distill.teacher_dir", str(model_dir), "holds no model weights")
+    for p in files:
+        h.update(p.name.encode() + b"\0" + sha256_file(p).encode() + b"\0")
+    return h.hexdigest()
+
+
+def outputs_fingerprint(teacher_dir: Path | str, texts: Sequence[str], max_length: int, *, pooled: bool,
+                        attention: bool) -> str:
+    h = hashlib.sha256()
+    h.update(checkpoint_hash(teacher_dir).encode())
+    h.update(f"|max_length={max_length}|pooled={pooled}|attention={attention}|n={len(texts)}|".encode())
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass") + b"\0")
+    return h.hexdigest()[:32]
+
+
+def run_teacher(teacher_dir: Path | str, texts: Sequence[str], max_length: int, *, pooled: bool = False,
+                attention: bool = False, batch_size: int = 32) -> TeacherOutputs:
+    """Load the teacher, run it over ``texts`` with its own tokenizer, free it. Sorted by length for speed."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    kwargs = {"attn_implementation": "eager"} if attention else {}
+    model = AutoModelForSequenceClassification.from_pretrained(teacher_dir, **kwargs).eval()
+    tok = AutoTokenizer.from_pretrained(teacher_dir)
+    texts = list(texts)
+    enc = tok(texts, truncation=True, max_length=max_length)["input_ids"]
+    order = np.argsort([len(e) for e in enc], kind="stable")
+    logits = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    feats = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32) if pooled else None
+    attns: list[np.ndarray | None] = [None] * len(texts) if attention else []
+    t0, done = time.perf_counter(), 0
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            batch = tok([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
+                        return_tensors="pt")
+            out = model(**batch, output_hidden_states=pooled, output_attentions=attention)
+            logits[idx] = out.logits.float().numpy()
+            if pooled:
+                feats[idx] = mean_pool(out.hidden_states[-1], batch["attention_mask"]).float().numpy()
+            if attention:
+                last = out.attentions[-1].float().mean(1)  # (b, L, L), heads averaged
+                for j, i in enumerate(idx):
+                    n = int(batch["attention_mask"][j].sum())
+                    attns[i] = last[j, :n, :n].numpy().copy()
+            done += len(idx)
+            if start // batch_size % 20 == 0:
+                log.info("teacher outputs: %d / %d texts (%.1f texts/s)", done, len(texts),
+                         done / max(time.perf_counter() - t0, 1e-9))
+    del model
+    gc.collect()
+    return TeacherOutputs(logits, feats, attns if attention else None)
+
+
+def teacher_outputs(teacher_dir: Path | str, texts: Sequence[str], max_length: int, *, pooled: bool = False,
+                    attention: bool = False, cache: Path | None = None) -> TeacherOutputs:
+    """The teacher's outputs on ``texts``: from the on-disk cache when its fingerprint matches, else computed
+    once with :func:`run_teacher` and cached (written to a temp file and renamed)."""
+    from compress.sources import cache_dir
+
+    fp = outputs_fingerprint(teacher_dir, texts, max_length, pooled=pooled, attention=attention)
+    folder = Path(cache) if cache else cache_dir() / "teacher-outputs"
+    path = folder / f"{fp}.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            logits = z["logits"]
+            feats = z["pooled"] if "pooled" in z.files else None
+            attns = None
+            if "attn_flat" in z.files:
+                flat, lens = z["attn_flat"], z["attn_len"]
+                offs = np.concatenate([[0], np.cumsum(lens.astype(np.int64) ** 2)])
+                attns = [flat[offs[i]:offs[i + 1]].reshape(n, n) for i, n in enumerate(lens)]
+        if len(logits) == len(texts):
+            log.info("teacher outputs for %d texts from the cache (%s)", len(texts), path.name)
+            return TeacherOutputs(logits, feats, attns, fp, from_cache=True)
+        log.warning("cached teacher outputs %s have %d rows, expected %d: recomputing", path, len(logits),
+                    len(texts))
+    log.info("running the teacher %s over %d transfer texts (max_length %d)", teacher_dir, len(texts), max_length)
+    out = run_teacher(teacher_dir, texts, max_length, pooled=pooled, attention=attention)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {"logits": out.logits}
+    if out.pooled is not None:
+        arrays["pooled"] = out.pooled
+    if out.attentions is not None:
+        arrays["attn_len"] = np.array([a.shape[0] for a in out.attentions], dtype=np.int32)
+        arrays["attn_flat"] = (np.concatenate([a.ravel() for a in out.attentions]) if out.attentions
+                               else np.zeros(0, np.float32))
+    fd, tmp = tempfile.mkstemp(prefix=f".{fp}.", suffix=".npz", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    out.fingerprint = fp
+    return out
+
+
+# ----------------------------------------------------------------------------- transfer set
+@dataclass
+class TransferSet:
+    texts: list[str]
+    labels: list[int]  # -100 for unlabelled texts
+    n_labelled: int
+    n_unlabelled: int
+    dropped_overlap: int = 0
+
+
+def build_transfer_set(cfg: DistillConfig, data) -> TransferSet:
+    """Training texts (gold labels) + unlabelled texts from ``cfg.transfer`` (label -100).
+
+    Unlabelled texts that are training, validation or test texts are dropped; no test or validation text
+    ever reaches the teacher or the student's training set (checked).
+    """
+    from compress.data import read_texts
+
+    train = list(data.train.texts)
+    seen = set(train)
+    held_out = set(data.validation.texts) | set(data.test.texts)
+    extra: list[str] = []
+    dropped = 0
+    for src in cfg.transfer:
+        for t in read_texts(src):
+            if t in held_out or t in seen:
+                dropped += t in held_out
+                continue
+            seen.add(t)
+            extra.append(t)
+    if cfg.transfer:
+        log.info("transfer set: %d unlabelled texts from %s (%d held-out texts dropped)", len(extra),
+                 ", ".join(cfg.transfer), dropped)
+    if cfg.max_transfer_samples is not None and len(extra) > cfg.max_transfer_samples:
+        extra = random.Random(cfg.seed).sample(extra, cfg.max_transfer_samples)
+    texts = train + extra
+    if leaked := held_out.intersection(texts):
+        raise TransferSetError(f"{len(leaked)} validation/test texts in the transfer set, e.g. "
+                               f"{next(iter(leaked))[:60]!r}")
+    return TransferSet(texts, list(data.train.labels) + [-100] * len(extra), len(train), len(extra), dropped)
+
+
+def same_tokens(tok_a, tok_b, texts: Sequence[str], max_length: int) -> bool:
+    """Whether two tokenizers split every text into the same token strings (attention maps align)."""
+    a = tok_a(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    b = tok_b(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    return all(tok_a.convert_ids_to_tokens(x) == tok_b.convert_ids_to_tokens(y) for x, y in zip(a, b))
+
+
+# ------------------------------------------------------------------------------ the trainer
+def _trainer_class():
+    import torch
+    from transformers import Trainer
+
+    class DistillTrainer(Trainer):
+        """A Trainer whose loss is the distillation loss on cached teacher outputs (see the module doc)."""
+
+        def __init__(self, *args, teacher: TeacherOutputs | None, alpha: float, temperature: float,
+                     hidden_loss_weight: float = 0.0, attention_loss_weight: float = 0.0, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.model_accepts_loss_kwargs = False
+            self.alpha, self.temperature = alpha, temperature
+            self.hidden_w, self.attn_w = hidden_loss_weight, attention_loss_weight
+            self.t_logits = torch.from_numpy(teacher.logits) if teacher is not None else None
+            self.t_pooled = (torch.from_numpy(teacher.pooled)
+                             if teacher is not None and teacher.pooled is not None else None)
+            self.t_attn = teacher.attentions if teacher is not None else None
+            self.parts: dict[str, float] = {}
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            inputs = dict(inputs)
+            idx = inputs.pop("teacher_index", None)
+            labels = inputs.pop("labels", None)
+            hidden = idx is not None and self.hidden_w > 0
+            attn = idx is not None and self.attn_w > 0
+            outputs = model(**inputs, output_hidden_states=hidden, output_attentions=attn)
+            logits = outputs.logits
+            if idx is None or self.t_logits is None:  # evaluation, or plain fine-tuning (alpha = 0)
+                loss = distillation_loss(logits, None, labels, 0.0, 1.0)
+            else:
+                cpu_idx = idx.cpu()
+                loss = distillation_loss(logits, self.t_logits[cpu_idx].to(logits.device), labels,
+                                         self.alpha, self.temperature)
+                if hidden:
+                    proj = self.accelerator.unwrap_model(model).distill_projection
+                    s = proj(mean_pool(outputs.hidden_states[-1], inputs["attention_mask"]))
+                    t = self.t_pooled[cpu_idx].to(s.device, s.dtype)
+                    loss = loss + self.hidden_w * torch.nn.functional.mse_loss(s, t)
+                if attn:
+                    s_attn = outputs.attentions[-1].mean(1)
+                    loss = loss + self.attn_w * attention_loss(
+                        s_attn, [self.t_attn[i] for i in cpu_idx.tolist()], inputs["attention_mask"])
+            if return_outputs:
+                outputs = type(outputs)(logits=logits)
+                return loss, outputs
+            return loss
+
+    return DistillTrainer
+
+
+# ------------------------------------------------------------------------------ distill
+def _datasets(tokenizer, transfer: TransferSet, validation, max_length: int, with_index: bool):
+    import datasets
+
+    cols: dict[str, list] = {"text": transfer.texts, "labels": transfer.labels}
+    if with_index:
+        cols["teacher_index"] = list(range(len(transfer.texts)))
+    train = datasets.Dataset.from_dict(cols)
+    val = datasets.Dataset.from_dict({"text": list(validation.texts), "labels": list(validation.labels)})
+
+    def tok(b):
+        return tokenizer(b["text"], truncation=True, max_length=max_length)
+
+    train = train.map(tok, batched=True, remove_columns=["text"], desc="tokenizing transfer set")
+    val = val.map(tok, batched=True, remove_columns=["text"], desc="tokenizing validation")
+    return train, val
+
+
+def _teacher_labels(teacher_dir: Path | str) -> list[str]:
+    from transformers import AutoConfig
+
+    c = AutoConfig.from_pretrained(teacher_dir)
+    return [c.id2label[i] for i in range(c.num_labels)]
+
+
+def _replace_dir(tmp: Path, dest: Path) -> None:
+    """Move the finished ``tmp`` folder to ``dest``, replacing an older result only at the very end."""
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def distill(cfg: DistillConfig) -> Path:
+    """Distil ``cfg.teacher_dir`` into the student ``cfg.student`` on ``cfg.data``; returns the output folder."""
+    import torch
+    from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, TrainingArguments, set_seed)
+
+    from compress.data import load_data, save_label_map
+    from compress.evaluate import compute_metrics, evaluate_torch, write_metrics
+    from compress.student import build_student, count_parameters
+
+    cfg = cfg.resolved()
+    started = time.perf_counter()
+    data = load_data(cfg.data)
+    if cfg.needs_teacher:
+        tdir = Path(cfg.teacher_dir)
+        if not (tdir / "config.json").is_file():
+            raise ConfigError("distill.teacher_dir", str(tdir), "is not a model checkpoint (no config.json)")
+        tlabels = _teacher_labels(tdir)
+        generic = all(n == f"LABEL_{i}" for i, n in enumerate(tlabels))
+        if (tlabels != data.label_names and not generic) or len(tlabels) != data.num_labels:
+            raise ConfigError("distill.teacher_dir", str(tdir),
+                              f"the teacher's labels {tlabels} differ from the data's {data.label_names}")
+    use_unlabelled = cfg.needs_teacher_outputs
+    if cfg.transfer and not use_unlabelled:
+        log.warning("alpha=0 and no teacher losses: the unlabelled transfer texts would carry no signal; "
+                    "they are not used")
+    transfer = build_transfer_set(replace(cfg, transfer=cfg.transfer if use_unlabelled else []), data)
+
+    set_seed(cfg.seed)
+    model, tokenizer = build_student(cfg.student, cfg.teacher_dir, data.num_labels, data.id2label,
+                                     corpus=transfer.texts)
+    teacher = None
+    if cfg.needs_teacher_outputs:
+        if cfg.attention_loss_weight > 0:
+            from transformers import AutoTokenizer
+
+            t_tok = AutoTokenizer.from_pretrained(cfg.teacher_dir)
+            if not same_tokens(t_tok, tokenizer, transfer.texts, cfg.max_length):
+                raise ConfigError("distill.attention_loss_weight", cfg.attention_loss_weight,
+                                  "the attention loss needs teacher and student to split texts into the same "
+                                  "tokens; these tokenizers differ (use hidden_loss_weight instead)")
+            model.set_attn_implementation("eager")
+        teacher = teacher_outputs(cfg.teacher_dir, transfer.texts, cfg.max_length,
+                                  pooled=cfg.hidden_loss_weight > 0, attention=cfg.attention_loss_weight > 0)
+        agree = float((teacher.logits[:transfer.n_labelled].argmax(1)
+                       == np.asarray(transfer.labels[:transfer.n_labelled])).mean())
+        log.info("teacher agrees with %.1f%% of the gold training labels", 100 * agree)
+    if cfg.hidden_loss_weight > 0:
+        t_width = teacher.pooled.shape[1]
+        s_width = model.config.hidden_size
+        model.distill_projection = (torch.nn.Linear(s_width, t_width) if s_width != t_width
+                                    else torch.nn.Identity())
+
+    train_ds, val_ds = _datasets(tokenizer, transfer, data.validation, cfg.max_length, teacher is not None)
+    out = Path(cfg.output_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
+        eval_steps = max(1, steps_per_epoch // cfg.evals_per_epoch)
+        args = TrainingArguments(
+            output_dir=str(tmp / "_checkpoints"), num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+            per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=max(cfg.batch_size, 64),
+            weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, eval_strategy="steps",
+            eval_steps=eval_steps, save_strategy="steps", save_steps=eval_steps, save_total_limit=1,
+            save_only_model=True, load_best_model_at_end=True, metric_for_best_model="macro_f1",
+            greater_is_better=True, logging_steps=max(1, min(50, eval_steps)), report_to=[],
+            remove_unused_columns=False, seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0, dataloader_pin_memory=False,
+            save_safetensors=True, label_names=["labels"], group_by_length=True,
+        )
+
+        def val_metrics(p):
+            logits = p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions
+            probs = torch.softmax(torch.from_numpy(np.asarray(logits, dtype=np.float32)), -1).numpy()
+            m = compute_metrics(p.label_ids, probs, data.label_names)
+            return {"macro_f1": m.macro_f1, "accuracy": m.accuracy}
+
+        trainer = _trainer_class()(
+            model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
+            data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=val_metrics,
+            callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience)],
+            teacher=teacher, alpha=cfg.alpha, temperature=cfg.temperature,
+            hidden_loss_weight=cfg.hidden_loss_weight, attention_loss_weight=cfg.attention_loss_weight,
+        )
+        t_train = time.perf_counter()
+        trainer.train()
+        train_seconds = time.perf_counter() - t_train
+        best_val = trainer.state.best_metric
+        model = trainer.model
+        if hasattr(model, "distill_projection"):
+            del model.distill_projection
+        model = model.cpu().eval()
+        del trainer
+        shutil.rmtree(tmp / "_checkpoints", ignore_errors=True)
+
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        save_label_map(data, tmp)
+        metrics = evaluate_torch(model, data.test, data.label_names, tokenizer=tokenizer,
+                                 max_length=cfg.max_length, dataset=data.name)
+        params = count_parameters(model)
+        size_mb = (tmp / "model.safetensors").stat().st_size / 1e6
+        metrics.extra.update({"params": params, "size_mb": round(size_mb, 3), "stage": "student"})
+        write_metrics(metrics, tmp, "metrics", title=f"Student ({cfg.student.builder}) on {data.name}")
+        info = {
+            "config": cfg.to_dict(),
+            "params": params, "size_mb": round(size_mb, 3),
+            "layers": model.config.num_hidden_layers, "hidden": model.config.hidden_size,
+            "vocab": model.config.vocab_size, "vocab_trim": getattr(model.config, "vocab_trim", None),
+            "test": metrics.summary(), "best_validation_macro_f1": best_val,
+            "transfer": {"labelled": transfer.n_labelled, "unlabelled": transfer.n_unlabelled,
+                         "held_out_dropped": transfer.dropped_overlap},
+            "teacher_outputs": ({"fingerprint": teacher.fingerprint, "from_cache": teacher.from_cache}
+                                if teacher is not None else None),
+            "train_seconds": round(train_seconds, 1), "total_seconds": round(time.perf_counter() - started, 1),
+        }
+        (tmp / "distill.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("student: test macro-F1 %.4f, %.1fM parameters, %.1f MB -> %s", metrics.macro_f1, params / 1e6,
+             size_mb, out)
+    return out

@@ -1,0 +1,262 @@
+"""Distillation: the loss by hand, cached teacher outputs, different tokenizers, the ablation grid."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from compress import distill as distill_mod
+from compress.ablate import ablate, apply, load_base, parse_grid
+from compress.data import DataConfig, load_data
+from compress.distill import DistillConfig, build_transfer_set, distill, distillation_loss
+from compress.errors import ConfigError, TransferSetError
+from compress.student import StudentConfig
+from tests.conftest import FILLER, NEGATIVE, POSITIVE, build_tiny_bert
+
+LABELS = ("negative", "positive")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from threads; on a shared 2-core machine extra threads only spin."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_loss_matches_a_hand_computation():
+    s = torch.tensor([[1.0, 2.0], [0.5, -0.5]])
+    t = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    labels = torch.tensor([1, -100])  # the second example is an unlabelled transfer text
+    # T = 2: p_t = softmax(t/2) = [.7311, .2689], [.3775, .6225]; KL per row .2574 and .1225, mean .18993;
+    # CE of row 0 only: -log softmax([1, 2])[1] = .31326
+    kl, ce = 0.18993124790437288, 0.31326168751822286
+    got = distillation_loss(s, t, labels, alpha=0.5, temperature=2.0)
+    assert math.isclose(float(got), 0.5 * 4 * kl + 0.5 * ce, rel_tol=1e-6)  # 0.53649...
+    assert math.isclose(float(distillation_loss(s, t, labels, 1.0, 2.0)), 4 * kl, rel_tol=1e-6)
+    assert math.isclose(float(distillation_loss(s, t, labels, 0.0, 2.0)), ce, rel_tol=1e-6)
+    # no labelled example in the batch: the KD term alone
+    none = torch.tensor([-100, -100])
+    assert math.isclose(float(distillation_loss(s, t, none, 0.3, 2.0)), 0.3 * 4 * kl, rel_tol=1e-6)
+    # identical logits: KL is zero
+    assert float(distillation_loss(s, s, none, 1.0, 3.0)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_config_validation_and_profiles(tiny_model_dir):
+    with pytest.raises(ConfigError, match="distill.alpha"):
+        DistillConfig(teacher_dir=str(tiny_model_dir), alpha=1.5)
+    with pytest.raises(ConfigError, match="distill.teacher_dir"):
+        DistillConfig(alpha=0.5)
+    with pytest.raises(ConfigError, match="distill.profile"):
+        DistillConfig(teacher_dir="x", profile="huge")
+    DistillConfig(alpha=0.0)  # plain fine-tuning needs no teacher
+    cfg = DistillConfig(teacher_dir="x", epochs=5.0).resolved()
+    assert cfg.epochs == 5.0 and cfg.max_length == distill_mod.PROFILES["quick"]["max_length"]
+    assert cfg.data.max_train_samples == distill_mod.PROFILES["quick"]["max_train_samples"]
+    full = DistillConfig(teacher_dir="x", profile="full").resolved()
+    assert full.data.max_train_samples is None and full.max_transfer_samples is None
+
+
+def _cfg(csv: Path, teacher: Path, out: Path, init: Path | None, **kw) -> DistillConfig:
+    base = dict(teacher_dir=str(teacher), data=DataConfig(source=str(csv)),
+                student=StudentConfig(model=str(init)) if init else None, output_dir=str(out), epochs=1.0,
+                batch_size=16, max_length=32, learning_rate=1e-3)
+    base.update(kw)
+    return DistillConfig(**{k: v for k, v in base.items() if v is not None})
+
+
+@pytest.fixture(scope="module")
+def student_init(tmp_path_factory, tiny_tokenizer_dir):
+    return build_tiny_bert(tmp_path_factory.mktemp("student-init"), tiny_tokenizer_dir, seed=3)
+
+
+@pytest.fixture
+def unlabelled_file(tmp_path):
+    import random
+
+    rng = random.Random(5)
+    lines = [" ".join(rng.sample(FILLER, 4) + rng.sample(POSITIVE + NEGATIVE, 2)) + f" u{i}" for i in range(40)]
+    path = tmp_path / "unlabelled.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_distill_writes_a_checkpoint_and_reuses_cached_teacher_outputs(
+        tiny_csv, tiny_model_dir, student_init, unlabelled_file, tmp_path, monkeypatch):
+    calls = []
+    real = distill_mod.run_teacher
+
+    def spy(*args, **kwargs):
+        calls.append(len(args[1]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(distill_mod, "run_teacher", spy)
+    cfg = _cfg(tiny_csv, tiny_model_dir, tmp_path / "s1", student_init, transfer=[str(unlabelled_file)])
+    out = distill(cfg)
+    assert out == tmp_path / "s1"
+    names = {p.name for p in out.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "labels.json", "metrics.json",
+            "distill.json"} <= names
+    assert not [n for n in names if n.startswith(".") or "checkpoint" in n]
+    info = json.loads((out / "distill.json").read_text())
+    data = load_data(cfg.resolved().data)
+    assert calls == [len(data.train) + 40]
+    assert info["transfer"] == {"labelled": len(data.train), "unlabelled": 40, "held_out_dropped": 0}
+    assert info["teacher_outputs"]["from_cache"] is False
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == len(data.test) and 0.0 <= metrics["macro_f1"] <= 1.0
+    assert metrics["extra"]["params"] == info["params"] > 0
+    assert json.loads((out / "labels.json").read_text())["labels"] == list(LABELS)
+
+    # same teacher, texts and max_length: the teacher is not run again
+    again = distill(replace(cfg, output_dir=str(tmp_path / "s2"), alpha=0.9))
+    assert len(calls) == 1
+    assert json.loads((again / "distill.json").read_text())["teacher_outputs"]["from_cache"] is True
+    # a different max_length is a different fingerprint: the teacher runs again
+    texts = build_transfer_set(cfg.resolved(), data).texts
+    assert distill_mod.teacher_outputs(tiny_model_dir, texts, 32).from_cache
+    assert len(calls) == 1
+    assert not distill_mod.teacher_outputs(tiny_model_dir, texts, 24).from_cache
+    assert len(calls) == 2
+
+
+def test_transfer_set_never_holds_a_test_text(tiny_csv, tmp_path):
+    data = load_data(DataConfig(source=str(tiny_csv)))
+    leaky = tmp_path / "leaky.txt"
+    leaky.write_text("\n".join(data.test.texts[:5] + data.validation.texts[:3] + ["a brand new text"]) + "\n")
+    cfg = DistillConfig(teacher_dir="t", data=DataConfig(source=str(tiny_csv)), transfer=[str(leaky)])
+    ts = build_transfer_set(cfg, data)
+    assert ts.n_unlabelled == 1 and ts.dropped_overlap == 8
+    assert not set(ts.texts) & set(data.test.texts)
+    assert ts.labels[-1] == -100 and ts.labels[: ts.n_labelled] == data.train.labels
+
+    class Leaky:  # a data object whose train split overlaps its test split is refused
+        train, validation, test = data.train, data.validation, data.train
+    with pytest.raises(TransferSetError, match="validation/test texts"):
+        build_transfer_set(replace(cfg, transfer=[]), Leaky)
+
+
+def build_tiny_mpnet(path: Path, labels=LABELS, hidden: int = 48, seed: int = 0) -> Path:
+    """A random 2-layer MPNet classifier with its own tokenizer (<s> </s>, another vocabulary order)."""
+    from transformers import MPNetConfig, MPNetForSequenceClassification, MPNetTokenizerFast
+
+    from tests.conftest import VOCAB
+
+    torch.manual_seed(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    words = [w for w in VOCAB if not w.startswith("[")]
+    vocab = ["<s>", "<pad>", "</s>", "<unk>", "[UNK]", "<mask>"] + sorted(words, reverse=True)
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = MPNetTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True, model_max_length=64)
+    cfg = MPNetConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=2 * hidden, max_position_embeddings=80, num_labels=len(labels),
+                      id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
+                      pad_token_id=tok.pad_token_id)
+    MPNetForSequenceClassification(cfg).eval().save_pretrained(path, safe_serialization=True)
+    (path / "vocab.txt").unlink()
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def mpnet_teacher(tmp_path_factory):
+    return build_tiny_mpnet(tmp_path_factory.mktemp("tiny-mpnet"))
+
+
+def test_teacher_and_student_may_tokenize_differently(tiny_csv, mpnet_teacher, student_init, tmp_path,
+                                                      monkeypatch):
+    from transformers import AutoTokenizer
+
+    t_tok, s_tok = AutoTokenizer.from_pretrained(mpnet_teacher), AutoTokenizer.from_pretrained(student_init)
+    text = "the film was great"
+    assert t_tok(text)["input_ids"] != s_tok(text)["input_ids"]  # really different ids
+    seen = {}
+    real = distill_mod.run_teacher
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        seen["pooled"] = out.pooled.shape
+        return out
+
+    monkeypatch.setattr(distill_mod, "run_teacher", spy)
+    # widths differ (48 vs 32): the pooled hidden-state loss goes through a learned projection
+    cfg = _cfg(tiny_csv, mpnet_teacher, tmp_path / "s", student_init, hidden_loss_weight=1.0)
+    out = distill(cfg)
+    assert seen["pooled"][1] == 48
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.model_type == "bert" and not hasattr(model, "distill_projection")
+    assert "distill_projection" not in " ".join(model.state_dict())
+    # the attention loss needs a shared tokenizer: refused with the field named
+    with pytest.raises(ConfigError, match="attention_loss_weight"):
+        distill(replace(cfg, attention_loss_weight=1.0, output_dir=str(tmp_path / "a")))
+    assert not (tmp_path / "a").exists()
+
+
+def test_teacher_layers_student_of_an_mpnet_teacher_with_attention_loss(tiny_csv, mpnet_teacher, tmp_path):
+    cfg = _cfg(tiny_csv, mpnet_teacher, tmp_path / "s", None, attention_loss_weight=1.0,
+               hidden_loss_weight=0.5, student=StudentConfig(builder="teacher-layers", layers=1), epochs=0.5)
+    out = distill(cfg)
+    info = json.loads((out / "distill.json").read_text())
+    assert info["layers"] == 1 and info["hidden"] == 48
+    assert json.loads((out / "config.json").read_text())["model_type"] == "mpnet"
+
+
+def test_teacher_with_other_labels_is_refused(tiny_csv, tmp_path, tiny_tokenizer_dir, student_init):
+    other = build_tiny_bert(tmp_path / "t3", tiny_tokenizer_dir, labels=("a", "b", "c"))
+    with pytest.raises(ConfigError, match="labels"):
+        distill(_cfg(tiny_csv, other, tmp_path / "s", student_init))
+
+
+def test_two_cell_ablation(tiny_csv, tiny_model_dir, student_init, tmp_path):
+    base = _cfg(tiny_csv, tiny_model_dir, tmp_path / "unused", student_init, epochs=0.5)
+    grid = parse_grid(["distill.alpha=0,0.7"])
+    assert grid == {"distill.alpha": [0, 0.7]}
+    rows = ablate(base, grid, tmp_path / "abl")
+    assert [r["distill.alpha"] for r in rows] == [0, 0.7]
+    assert all(0 <= r["macro_f1"] <= 1 and r["params"] > 0 and r["size_mb"] > 0 for r in rows)
+    table = (tmp_path / "abl" / "ablation.md").read_text()
+    assert "\n| 0 | " in table and "\n| 0.7 | " in table
+    saved = json.loads((tmp_path / "abl" / "ablation.json").read_text())
+    assert len(saved["rows"]) == 2 and {r["cell"] for r in saved["rows"]} == {"alpha=0", "alpha=0.7"}
+
+
+def test_grid_parsing_and_base_files(tmp_path, tiny_model_dir):
+    assert parse_grid(["student.layers=3,6", "distill.temperature=1,2.5"]) == {
+        "student.layers": [3, 6], "distill.temperature": [1, 2.5]}
+    assert parse_grid(["student.layers=[0;5],[0;2;5]"]) == {"student.layers": [[0, 5], [0, 2, 5]]}
+    with pytest.raises(ConfigError, match="grid"):
+        parse_grid(["alpha"])
+    base = DistillConfig(teacher_dir=str(tiny_model_dir))
+    cell = apply(base, {"student.builder": "drop-layers", "student.layers": 3, "alpha": 0.9})
+    assert cell.student.layers == 3 and cell.alpha == 0.9 and base.alpha == 0.5
+    with pytest.raises(ConfigError, match="no field"):
+        apply(base, {"student.depth": 3})
+    path = tmp_path / "base.toml"
+    path.write_text('[data]\nsource = "movie-snippets"\n[student]\nbuilder = "drop-layers"\nlayers = 3\n'
+                    '[distill]\nalpha = 0.7\ntransfer = ["snippets-unlabelled"]\n')
+    cfg = load_base(path, teacher_dir=str(tiny_model_dir))
+    assert (cfg.alpha, cfg.student.layers, cfg.transfer, cfg.teacher_dir) == (
+        0.7, 3, ["snippets-unlabelled"], str(tiny_model_dir))
+    jpath = tmp_path / "base.json"
+    jpath.write_text(json.dumps({"teacher_dir": "t", "alpha": 0.2, "student": {"trim_vocab": True}}))
+    assert load_base(jpath).student.trim_vocab is True
+
+
+def test_cached_outputs_round_trip_attention(tiny_model_dir, tmp_path):
+    texts = ["the film was great", "awful plot", "a very boring and flat movie"]
+    a = distill_mod.teacher_outputs(tiny_model_dir, texts, 16, pooled=True, attention=True, cache=tmp_path)
+    b = distill_mod.teacher_outputs(tiny_model_dir, texts, 16, pooled=True, attention=True, cache=tmp_path)
+    assert not a.from_cache and b.from_cache and a.fingerprint == b.fingerprint
+    np.testing.assert_array_equal(a.logits, b.logits)
+    np.testing.assert_array_equal(a.pooled, b.pooled)
+    assert [x.shape for x in b.attentions] == [(6, 6), (4, 4), (8, 8)]
+    assert all(np.allclose(x.sum(-1), 1.0, atol=1e-5) for x in b.attentions)
