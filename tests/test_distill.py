@@ -260,3 +260,27 @@ def test_cached_outputs_round_trip_attention(tiny_model_dir, tmp_path):
     np.testing.assert_array_equal(a.pooled, b.pooled)
     assert [x.shape for x in b.attentions] == [(6, 6), (4, 4), (8, 8)]
     assert all(np.allclose(x.sum(-1), 1.0, atol=1e-5) for x in b.attentions)
+
+
+def test_cli_distill_and_ablate(tiny_csv, tiny_model_dir, student_init, tmp_path):
+    from typer.testing import CliRunner
+
+    from compress.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "cli-student"
+    res = runner.invoke(app, ["distill", "--teacher", str(tiny_model_dir), "--data", str(tiny_csv),
+                              "--student", str(student_init), "--builder", "drop-layers", "--layers", "1",
+                              "--alpha", "0.8", "--epochs", "0.5", "--max-length", "32", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "macro-F1" in res.output and "teacher" in res.output
+    assert json.loads((out / "distill.json").read_text())["layers"] == 1
+    bad = runner.invoke(app, ["distill", "--teacher", str(tiny_model_dir), "--alpha", "2"])
+    assert bad.exit_code == 1 and "distill.alpha=2.0" in bad.output
+    cfg = tmp_path / "base.json"
+    cfg.write_text(json.dumps({"data": {"source": str(tiny_csv)}, "student": {"model": str(student_init)},
+                               "distill": {"epochs": 0.3, "max_length": 32, "output_dir": str(tmp_path / "x")}}))
+    res = runner.invoke(app, ["ablate", str(cfg), "--teacher", str(tiny_model_dir), "--grid", "alpha=0.5",
+                              "-o", str(tmp_path / "abl")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "abl" / "ablation.md").is_file() and "macro-F1" in res.output

@@ -6,6 +6,8 @@ from compress.cli import train_cmd  # noqa: F401,E402  (edgedistill teacher)
 from compress.cli import runtime_cmd  # noqa: F401,E402  (edgedistill predict)
 from compress.cli import ship_cmd  # noqa: F401,E402  (edgedistill export / quantize / package)
 from compress.cli import web_cmd  # noqa: F401,E402  (edgedistill web)
+from compress.cli import build_cmd  # noqa: F401,E402  (edgedistill build)
+from compress.cli import distill_cmd  # noqa: F401,E402  (edgedistill distill / ablate)
 
 
 def main() -> None:

@@ -1,0 +1,152 @@
+"""``edgedistill distill`` and ``edgedistill ablate``: distil a teacher into a student, or a grid of them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from compress.cli._app import app, command, console, make_config, table
+
+
+def _layers(text: str | None) -> int | list[int] | None:
+    """``3`` (a count) or ``0,2,5`` (indices)."""
+    if text is None:
+        return None
+    from compress.errors import ConfigError
+
+    try:
+        parts = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise ConfigError("student.layers", text, "write a count (3) or indices (0,2,5)") from None
+    return parts[0] if len(parts) == 1 and "," not in text else parts
+
+
+def _row(name: str, folder: Path) -> tuple[Any, ...] | None:
+    """macro-F1, accuracy, parameters and size of a checkpoint folder that has a metrics.json."""
+    mpath = folder / "metrics.json"
+    if not mpath.is_file():
+        return None
+    m = json.loads(mpath.read_text())
+    params = m.get("extra", {}).get("params")
+    size = m.get("extra", {}).get("size_mb")
+    if size is None:
+        weights = list(folder.glob("*.safetensors"))
+        size = sum(w.stat().st_size for w in weights) / 1e6 if weights else None
+    return (name, m["macro_f1"], m["accuracy"], f"{params / 1e6:.1f}M" if params else "?",
+            f"{size:.1f} MB" if size else "?")
+
+
+@app.command("distill")
+@command
+def distill_command(
+    teacher: Annotated[Optional[Path], typer.Option(help="The fine-tuned teacher checkpoint folder.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Built-in dataset or a CSV / JSONL / Parquet file.")] = None,
+    text_column: Annotated[Optional[str], typer.Option(help="Text column of a file.")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="Label column of a file.")] = None,
+    student: Annotated[Optional[str], typer.Option(
+        help="pretrained / drop-layers: built-in model (minilm-l6), HF id or folder.")] = None,
+    builder: Annotated[Optional[str], typer.Option(help="pretrained | teacher-layers | drop-layers.")] = None,
+    layers: Annotated[Optional[str], typer.Option(help="Layers to keep: a count (3) or indices (0,2,5).")] = None,
+    trim_vocab: Annotated[Optional[bool], typer.Option(
+        "--trim-vocab/--no-trim-vocab", help="Keep only the tokens of the training + transfer texts.")] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="Weight of the soft targets (1 - alpha: gold labels).")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Softmax temperature of the KD term.")] = None,
+    hidden_loss_weight: Annotated[Optional[float], typer.Option(help="Pooled hidden-state MSE weight.")] = None,
+    attention_loss_weight: Annotated[Optional[float], typer.Option(
+        help="Attention KL weight (teacher and student must share a tokenizer).")] = None,
+    transfer: Annotated[Optional[list[str]], typer.Option(
+        help="Unlabelled transfer texts: snippets-unlabelled or a file (repeatable).")] = None,
+    max_transfer_samples: Annotated[Optional[int], typer.Option(help="At most this many unlabelled texts.")] = None,
+    profile: Annotated[Optional[str], typer.Option(help="quick (CPU minutes) | full (GPU).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output folder.")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Epochs over the transfer set.")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option("--lr", help="Learning rate.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size.")] = None,
+    max_length: Annotated[Optional[int], typer.Option(help="Tokens per text (teacher and student).")] = None,
+    max_train_samples: Annotated[Optional[int], typer.Option(help="Stratified labelled training subset.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the splits, the sampling and the training.")] = None,
+    config: Annotated[Optional[Path], typer.Option(
+        help="A JSON / TOML DistillConfig (tables data, student, distill); flags override it.")] = None,
+) -> None:
+    """Distil a teacher into a compact student (KD on cached teacher outputs) and evaluate it on test."""
+    from compress.ablate import load_base
+    from compress.data import DataConfig
+    from compress.distill import DistillConfig, distill
+    from compress.student import StudentConfig
+
+    base = load_base(config) if config else None
+    data_flags = {"source": data, "text_column": text_column, "label_column": label_column,
+                  "max_train_samples": max_train_samples, "seed": seed}
+    student_flags = {"model": student, "builder": builder, "layers": _layers(layers), "trim_vocab": trim_vocab}
+    flags = {"teacher_dir": str(teacher) if teacher else None, "alpha": alpha, "temperature": temperature,
+             "hidden_loss_weight": hidden_loss_weight, "attention_loss_weight": attention_loss_weight,
+             "transfer": transfer, "max_transfer_samples": max_transfer_samples, "profile": profile,
+             "output_dir": str(output) if output else None, "epochs": epochs, "learning_rate": learning_rate,
+             "batch_size": batch_size, "max_length": max_length, "seed": seed}
+
+    def merged(cls, current, given):
+        given = {k: v for k, v in given.items() if v is not None}
+        if current is None:
+            return make_config(cls, **given)
+        from dataclasses import replace
+
+        return replace(current, **given)
+
+    data_cfg = merged(DataConfig, base.data if base else None, data_flags)
+    student_cfg = merged(StudentConfig, base.student if base else None, student_flags)
+    if base is None:
+        cfg = make_config(DistillConfig, data=data_cfg, student=student_cfg, **flags)
+    else:
+        from dataclasses import replace
+
+        cfg = replace(base, data=data_cfg, student=student_cfg, **{k: v for k, v in flags.items() if v is not None})
+    console.print(f"distilling {cfg.teacher_dir} -> {cfg.student.builder} {cfg.student.model} on "
+                  f"{cfg.data.source} ({cfg.profile} profile, alpha {cfg.alpha}, T {cfg.temperature})")
+    out = distill(cfg)
+    info = json.loads((out / "distill.json").read_text())
+    rows = []
+    if cfg.teacher_dir and (t := _row("teacher", Path(cfg.teacher_dir))):
+        rows.append(t)
+    s = _row(f"student ({cfg.student.builder}, {info['layers']} layers, vocab {info['vocab']})", out)
+    rows.append(s)
+    console.print(table(f"Test split of {cfg.data.source}: {out}",
+                        ["model", "macro-F1", "accuracy", "parameters", "size (fp32)"], rows))
+    tr = info["transfer"]
+    console.print(f"transfer set: {tr['labelled']} labelled + {tr['unlabelled']} unlabelled texts; "
+                  f"training {info['train_seconds']:.0f} s, total {info['total_seconds']:.0f} s")
+    if info.get("vocab_trim"):
+        v = info["vocab_trim"]
+        console.print(f"vocabulary trimmed {v['vocab_before']} -> {v['vocab_after']} tokens: "
+                      f"{v['params_saved'] / 1e6:.1f}M parameters, {v['mb_saved_fp32']:.1f} MB saved")
+
+
+@app.command("ablate")
+@command
+def ablate_command(
+    recipe: Annotated[Path, typer.Argument(help="A recipe (.toml) or a JSON / TOML DistillConfig.")],
+    grid: Annotated[list[str], typer.Option(
+        help="KEY=V1,V2,... with KEY distill.FIELD, student.FIELD or data.FIELD (repeatable).")],
+    teacher: Annotated[Optional[Path], typer.Option(help="The teacher checkpoint (overrides the recipe's).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder of the cells and the table.")]
+    = None,
+) -> None:
+    """Run a grid of distillations (quick profile) and write one table: macro-F1, size, parameters, time."""
+    from compress.ablate import ablate, load_base, parse_grid
+
+    base = load_base(recipe, teacher_dir=str(teacher) if teacher else None)
+    cells = parse_grid(grid)
+    out = output or Path(base.output_dir).parent / "ablation"
+    n = 1
+    for v in cells.values():
+        n *= len(v)
+    console.print(f"ablation: {n} cells over {', '.join(cells)} -> {out}")
+    rows = ablate(base, cells, out)
+    keys = list(cells)
+    console.print(table(f"Ablation (quick profile): {out / 'ablation.md'}",
+                        [*keys, "macro-F1", "accuracy", "parameters", "size MB", "seconds"],
+                        [(*(r[k] for k in keys), r.get("macro_f1", r.get("error", "failed")), r.get("accuracy"),
+                          f"{r['params'] / 1e6:.2f}M" if "params" in r else None, r.get("size_mb"), r["seconds"])
+                         for r in rows]))
