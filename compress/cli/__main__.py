@@ -1,0 +1,5 @@
+"""``python -m compress.cli`` == ``edgedistill``."""
+
+from compress.cli import main
+
+main()

@@ -1,0 +1,55 @@
+"""``edgedistill build RECIPE``: recipe to shipped package, resumable."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from compress.cli._app import app, command, console, table
+
+
+@app.command("build")
+@command
+def build_cmd(
+    recipe: Annotated[Path, typer.Argument(help="A recipe file, e.g. models/movie-sentiment.toml.")],
+    profile: Annotated[Optional[str], typer.Option(help="quick (a CPU, minutes) or full (a GPU).")] = None,
+    force: Annotated[Optional[list[str]], typer.Option(
+        help="Redo this stage (and every later one) even if it is up to date; 'all' redoes everything.")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Stop after this stage.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Override a recipe field: TABLE.FIELD=VALUE (e.g. distill.alpha=0.9).")] = None,
+) -> None:
+    """Run teacher -> student -> export -> quantize -> package -> report into models/<name>/."""
+    from compress.pipeline import STAGE_NAMES, build
+    from compress.recipe import load_recipe
+
+    rec = load_recipe(recipe, profile=profile, overrides=list(set_ or []))
+    console.print(f"[bold]{rec.name}[/] ({rec.profile} profile) -> {rec.build_dir}")
+    started = time.perf_counter()
+    clock: dict[str, float] = {}
+
+    def on_stage(stage, status: str) -> None:
+        n = STAGE_NAMES.index(stage.name) + 1
+        if status == "skipped":
+            console.print(f"[dim][{n}/{len(STAGE_NAMES)}] {stage.name}: up to date, skipped[/]")
+        elif status == "running":
+            clock[stage.name] = time.perf_counter()
+            console.rule(f"[{n}/{len(STAGE_NAMES)}] {stage.name}: {stage.what}")
+        else:
+            console.print(f"[green]✓[/] {stage.name} in {time.perf_counter() - clock[stage.name]:.0f} s")
+
+    result = build(rec, force=tuple(force or ()), until=until, on_stage=on_stage)
+    summary = rec.build_dir / "report" / "report.json"
+    if summary.is_file():
+        rows = json.loads(summary.read_text())["rows"]
+        console.print(table(f"{rec.name}: test split ({rec.profile} profile)",
+                            ["model", "macro-F1", "accuracy", "size MB", "params M", "p50 ms (b=1)", "shipped"],
+                            [(r["model"], r.get("macro_f1"), r.get("accuracy"), r.get("size_mb"),
+                              r.get("params_m"), r.get("latency_p50_ms"), "✓" if r.get("shipped") else "")
+                             for r in rows]))
+    console.print(f"package: {result.package}\nreport:  {result.report}\n"
+                  f"total {time.perf_counter() - started:.0f} s")

@@ -1,0 +1,181 @@
+"""Recipes and the resumable pipeline: every shipped recipe validates; a tiny recipe builds end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from compress.cli import app
+from compress.errors import ConfigError
+from compress.pipeline import STAGE_NAMES, fingerprint, read_state
+from compress.recipe import load_recipe, parse_override, recipe_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = sorted((ROOT / "models").glob("*.toml"))
+PACKAGE_FILES = {"model.onnx", "tokenizer.json", "config.json", "manifest.json", "README.md"}
+runner = CliRunner()
+
+
+def test_the_four_recipes_are_shipped():
+    assert {p.stem for p in RECIPES} >= {"movie-sentiment", "sms-spam", "trec-questions", "bbc-news"}
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_every_shipped_recipe_loads_and_validates(path, profile, tmp_path):
+    recipe = load_recipe(path, profile=profile, build_root=tmp_path)
+    assert recipe.name == path.stem and recipe.profile == profile
+    assert recipe.build_dir == tmp_path / path.stem
+    teacher, distill = recipe.teacher(), recipe.distill()
+    assert teacher.profile == distill.profile == profile
+    assert distill.teacher_dir == str(tmp_path / path.stem / "teacher")
+    assert recipe.quantize().onnx_dir == str(tmp_path / path.stem / "onnx")
+    assert recipe.export().checkpoint == str(tmp_path / path.stem / "student")
+
+
+def test_bad_recipes_name_the_table_and_field(tmp_path):
+    base = {"name": "x", "data": {"source": "movie-snippets"}}
+    with pytest.raises(ConfigError, match=r"teacher\.epochz.*unknown field of TeacherConfig"):
+        recipe_from_dict({**base, "teacher": {"epochz": 1}}, build_root=tmp_path)
+    with pytest.raises(ConfigError, match=r"teacher\.output_dir.*set by the pipeline"):
+        recipe_from_dict({**base, "teacher": {"output_dir": "/tmp/x"}}, build_root=tmp_path)
+    with pytest.raises(ConfigError, match=r"teacher\.strategy"):
+        recipe_from_dict({**base, "teacher": {"strategy": "most"}}, build_root=tmp_path)
+    with pytest.raises(ConfigError, match="unknown recipe table"):
+        recipe_from_dict({**base, "teachr": {}}, build_root=tmp_path)
+    with pytest.raises(ConfigError, match="profile"):
+        recipe_from_dict(base, profile="medium", build_root=tmp_path)
+    with pytest.raises(ConfigError, match="name"):
+        recipe_from_dict({"data": {}}, build_root=tmp_path)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = [unclosed")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_recipe(bad)
+
+
+def test_profiles_and_overrides_merge_in_order(tmp_path):
+    raw = {"name": "x", "data": {"source": "movie-snippets"}, "distill": {"alpha": 0.5},
+           "profiles": {"full": {"distill": {"alpha": 0.7}}}}
+    assert recipe_from_dict(raw, profile="quick", build_root=tmp_path).distill().alpha == 0.5
+    assert recipe_from_dict(raw, profile="full", build_root=tmp_path).distill().alpha == 0.7
+    r = recipe_from_dict(raw, profile="full", overrides=["distill.alpha=0.9"], build_root=tmp_path)
+    assert r.distill().alpha == 0.9
+    assert parse_override("student.layers=[0, 2]") == ("student", "layers", [0, 2])
+    assert parse_override("data.source=my.csv") == ("data", "source", "my.csv")
+    with pytest.raises(ConfigError, match="TABLE.FIELD=VALUE"):
+        parse_override("alpha=1")
+
+
+def test_fingerprint_changes_with_config_and_upstream():
+    a = fingerprint("student", {"alpha": 0.5}, ["run1"])
+    assert a == fingerprint("student", {"alpha": 0.5}, ["run1"])
+    assert a != fingerprint("student", {"alpha": 0.6}, ["run1"])
+    assert a != fingerprint("student", {"alpha": 0.5}, ["run2"])
+
+
+def tiny_recipe(folder: Path, tiny_csv: Path, tiny_model_dir: Path) -> Path:
+    path = folder / "tiny.toml"
+    path.write_text(f"""
+name = "tiny"
+description = "tiny end-to-end build"
+[data]
+source = "{tiny_csv}"
+[teacher]
+model = "{tiny_model_dir}"
+epochs = 1.0
+batch_size = 16
+max_length = 32
+[student]
+builder = "drop-layers"
+model = "{tiny_model_dir}"
+layers = 1
+[distill]
+epochs = 1.0
+batch_size = 16
+max_length = 32
+[export]
+max_length = 32
+[quantize]
+calibration_samples = 16
+latency_samples = 4
+[package]
+""")
+    return path
+
+
+def _predict(package: Path, texts: list[str]) -> np.ndarray:
+    from runtime import TextClassifier
+
+    return TextClassifier.load(package).predict_proba(texts)
+
+
+@pytest.mark.slow
+def test_tiny_recipe_builds_end_to_end_then_skips_everything(tmp_path, tiny_csv, tiny_model_dir):
+    recipe = tiny_recipe(tmp_path, tiny_csv, tiny_model_dir)
+    r = runner.invoke(app, ["build", str(recipe)])
+    assert r.exit_code == 0, r.output
+    build = tmp_path / "tiny"
+    assert {p.name for p in (build / "package").iterdir()} == PACKAGE_FILES
+    manifest = json.loads((build / "package" / "manifest.json").read_text())
+    assert set(manifest["files"]) == PACKAGE_FILES - {"manifest.json"}
+    assert {"report.md", "report.json", "plot.png"} <= {p.name for p in (build / "report").iterdir()}
+    state = read_state(build)
+    assert list(state["stages"]) == list(STAGE_NAMES)
+    probs = _predict(build / "package", ["a good film", "a dull plot"])
+    assert probs.shape == (2, 2)
+
+    again = runner.invoke(app, ["build", str(recipe)])
+    assert again.exit_code == 0, again.output
+    assert again.output.count("up to date, skipped") == len(STAGE_NAMES)
+    assert read_state(build) == state
+
+    # a changed export setting redoes export and everything after it, not the training stages
+    changed = runner.invoke(app, ["build", str(recipe), "--set", "export.max_length=24"])
+    assert changed.exit_code == 0, changed.output
+    new = read_state(build)["stages"]
+    assert new["teacher"] == state["stages"]["teacher"] and new["student"] == state["stages"]["student"]
+    assert new["export"]["run_id"] != state["stages"]["export"]["run_id"]
+
+
+@pytest.mark.slow
+def test_a_build_killed_mid_stage_resumes_and_finishes_the_same(tmp_path, tiny_csv, tiny_model_dir):
+    recipe = tiny_recipe(tmp_path, tiny_csv, tiny_model_dir)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "compress.cli", "build", str(recipe)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    build = tmp_path / "tiny"
+    deadline = time.monotonic() + 300
+    # kill it once the student is done, while a later stage is running
+    while "student" not in read_state(build).get("stages", {}):
+        assert proc.poll() is None, "the build ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = set(read_state(build)["stages"])
+    assert "package" not in done_before
+
+    r = runner.invoke(app, ["build", str(recipe)])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("up to date, skipped") == len(done_before)
+    assert {p.name for p in (build / "package").iterdir()} == PACKAGE_FILES
+    assert not [p for p in build.iterdir() if ".tmp" in p.name]
+
+    # the same package as an uninterrupted build of the same recipe
+    clean_root = tmp_path / "clean"
+    clean_root.mkdir()
+    clean = tiny_recipe(clean_root, tiny_csv, tiny_model_dir)
+    assert runner.invoke(app, ["build", str(clean)]).exit_code == 0
+    texts = ["good great film", "dull boring plot", "the story was fun", "cold and flat"]
+    np.testing.assert_allclose(_predict(build / "package", texts), _predict(clean_root / "tiny" / "package", texts),
+                               atol=1e-5)
+    assert (build / "package" / "config.json").read_bytes() == (clean_root / "tiny" / "package" / "config.json").read_bytes()
