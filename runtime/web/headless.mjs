@@ -10,7 +10,8 @@
 //   {"url": "http://localhost:8000/index.html", "chromium": "/usr/bin/chromium",
 //    "mode": "classify" | "bench" | "screenshot",
 //    "texts": [...], "batch_size": 32,              classify: all texts, batched as the Python runtime does
-//    "warmup_s": 2, "rounds": 5,                    bench: warm up by time, then each text alone, `rounds` times
+//    "warmup_s": 2, "rounds": 5, "parity": false,   bench: warm up by time, then each text alone, `rounds` times
+//                                                    (parity: then classify all texts too, as in classify)
 //    "screenshot": "page.png", "width": 760, "height": 640}
 // Every request that is not to localhost / 127.0.0.1 is blocked and listed in the result ("blocked").
 
@@ -79,6 +80,10 @@ async function main() {
         }
         return { warmup_calls: warm, latencies_ms: ms };
       }, [job.texts, job.warmup_s ?? 2, job.rounds ?? 5]);
+      if (job.parity) {  // then all texts at once, batched as the Python runtime batches them
+        result.results = await page.evaluate(([texts, batchSize]) => window.edgedistill.classify(texts, { batchSize }),
+                                             [job.texts, job.batch_size ?? 32]);
+      }
     } else if (job.mode === "screenshot") {
       if (job.text) {
         await page.fill("#text", job.text);
