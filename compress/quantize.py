@@ -61,8 +61,10 @@ FUSED_OPS = ("EmbedLayerNormalization", "Attention", "MultiHeadAttention", "Skip
 _LN_OPS = ("LayerNormalization", "SkipLayerNormalization", "EmbedLayerNormalization",
            "SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization")
 _WEIGHT_OPS = ("MatMul", "Attention", "Gemm")  # nodes whose input 1 is a weight matrix
-_DYNAMIC_WEIGHT_OPS = ("MatMul", "Attention")  # the weight nodes each quantiser is given (Gemm stays fp32)
-_STATIC_WEIGHT_OPS = ("MatMul",)
+# The weight nodes each quantiser turns into int8. The dynamic one first rewrites every Gemm into a
+# MatMul named "<gemm>_MatMul" (+ Add), which it then quantises like any other MatMul.
+_DYNAMIC_WEIGHT_OPS = ("MatMul", "Attention", "Gemm")
+_STATIC_WEIGHT_OPS = ("MatMul", "Gemm")
 
 
 @dataclass
@@ -447,7 +449,7 @@ def quantize_dynamic_variant(src: Path, dest: Path, settings: dict[str, Any]) ->
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    ops = list(_DYNAMIC_WEIGHT_OPS) + (["Gather", "EmbedLayerNormalization"] if settings["embeddings"] else [])
+    ops = ["MatMul", "Attention"] + (["Gather", "EmbedLayerNormalization"] if settings["embeddings"] else [])
     quantize_dynamic(str(src), str(dest), op_types_to_quantize=ops, per_channel=settings["per_channel"],
                      reduce_range=settings["reduce_range"],
                      weight_type=QuantType.QInt8 if settings["weight_type"] == "qint8" else QuantType.QUInt8,
@@ -724,7 +726,8 @@ class _Run:
                     yield f"{method} calibration", dict(s, calibration=method)
         graph_path = src if kind == "dynamic" else self.preprocessed()
         ops = _DYNAMIC_WEIGHT_OPS if kind == "dynamic" else _STATIC_WEIGHT_OPS  # what the quantiser would touch
-        groups = layer_groups(onnx.load(str(graph_path), load_external_data=False), ops)
+        model = onnx.load(str(graph_path), load_external_data=False)
+        groups = {k: [_quantizer_name(model, n, kind) for n in names] for k, names in layer_groups(model, ops).items()}
         if groups["head"]:
             s = dict(s, exclude=s["exclude"] + groups["head"])
             yield "fp32 head", s
@@ -733,7 +736,9 @@ class _Run:
             s = dict(s, exclude=s["exclude"] + first_last)
             yield "fp32 first+last layers", s
         ranked = sensitivity(graph_path, self.feeds()[:2], per_channel=s["per_channel"],
-                             reduce_range=s["reduce_range"], weight_type=s["weight_type"], exclude=set(s["exclude"]), ops=ops)
+                             reduce_range=s["reduce_range"], weight_type=s["weight_type"], ops=ops)
+        ranked = [(_quantizer_name(model, name, kind), err) for name, err in ranked]
+        ranked = [(name, err) for name, err in ranked if name not in s["exclude"]]
         if ranked:
             top = [name for name, _ in ranked[:self.cfg.sensitive_nodes]]
             log.info("most sensitive weight nodes: %s", ", ".join(f"{n} ({e:.3g})" for n, e in
@@ -757,6 +762,13 @@ class _Run:
             a.status, a.reason = "not-gated", "built for GPUs; no CUDA provider here, so never shipped on CPU"
         elif a.passed:
             a.reason += " (on CUDA; the CPU choice ignores it)"
+
+
+def _quantizer_name(model: Any, name: str, kind: str) -> str:
+    """The name the quantiser gives node ``name``: dynamic quantisation renames a Gemm to ``<name>_MatMul``."""
+    if kind == "dynamic" and any(n.name == name and n.op_type == "Gemm" for n in model.graph.node):
+        return name + "_MatMul"
+    return name
 
 
 def _stratified_subset(split: Split, n: int | None, seed: int) -> Split:

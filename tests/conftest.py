@@ -103,23 +103,13 @@ def real_cache(monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def tiny_package(tmp_path_factory, tiny_model_dir) -> Path:
-    """A model package of the tiny BERT (fp32 ONNX, opset 17) assembled by hand per the package contract.
-
-    Stand-in until ``compress.export`` / ``compress.package`` exist: optimum's ``main_export``, then
-    model.onnx + tokenizer.json + config.json + README.md and ``runtime.package.write_manifest``.
-    The weights are redrawn with std 0.5 (BERT's 0.02 gives every text nearly the same probability),
-    so that a test mixing up texts or batches sees a difference. Session-scoped and shared: copy it
-    before changing a byte.
-    """
-    import json
+def tiny_wide_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """The tiny BERT with its weights redrawn at std 0.5 (BERT's 0.02 gives every text nearly the same
+    probability), so that a test mixing up texts or batches sees a difference."""
     import shutil
 
     import torch
-    from optimum.exporters.onnx import main_export
     from transformers import BertForSequenceClassification
-
-    from runtime.package import write_manifest
 
     model = BertForSequenceClassification.from_pretrained(tiny_model_dir)
     model.config.initializer_range = 0.5
@@ -129,15 +119,40 @@ def tiny_package(tmp_path_factory, tiny_model_dir) -> Path:
     model.save_pretrained(wide)
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
         shutil.copy(tiny_model_dir / name, wide / name)
-    onnx_dir = tmp_path_factory.mktemp("tiny-onnx")
-    main_export(str(wide), onnx_dir, task="text-classification", opset=17)
-    pkg = tmp_path_factory.mktemp("tiny-package")
-    shutil.copy(onnx_dir / "model.onnx", pkg / "model.onnx")
-    shutil.copy(tiny_model_dir / "tokenizer.json", pkg / "tokenizer.json")
-    config = {"labels": ["negative", "positive"], "max_length": 64,
-              "input_names": ["input_ids", "attention_mask", "token_type_ids"], "output_name": "logits",
-              "uses_token_type_ids": True, "pad_token_id": 0, "model_type": "bert", "variant": "fp32"}
-    (pkg / "config.json").write_text(json.dumps(config, indent=2))
-    (pkg / "README.md").write_text("# tiny-bert\n\nA random 2-layer BERT (hidden 32) for tests; it knows nothing.\n")
-    write_manifest(pkg, opset=17, metrics={}, recipe=None)
-    return pkg
+    return wide
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_dir(tmp_path_factory, tiny_wide_model_dir) -> Path:
+    """``compress.export`` of the wide tiny BERT (max_length 64, parity checked). Shared: copy it before
+    writing into it (quantize writes its variants and report beside model.onnx)."""
+    from compress.export import ExportConfig, export
+
+    out = tmp_path_factory.mktemp("tiny-export") / "onnx"
+    return export(ExportConfig(checkpoint=str(tiny_wide_model_dir), output=str(out), max_length=64))
+
+
+@pytest.fixture(scope="session")
+def tiny_quantized_dir(tmp_path_factory, tiny_onnx_dir, tiny_csv) -> Path:
+    """A copy of ``tiny_onnx_dir`` after ``compress.quantize`` (avx2 preset, every variant, gated on tiny_csv)."""
+    import shutil
+
+    from compress.data import DataConfig
+    from compress.quantize import QuantizeConfig, quantize
+
+    folder = tmp_path_factory.mktemp("tiny-quantized") / "onnx"
+    shutil.copytree(tiny_onnx_dir, folder)
+    quantize(QuantizeConfig.avx2(str(folder), data=DataConfig(source=str(tiny_csv)), latency_samples=4,
+                                 calibration_samples=32))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_package(tmp_path_factory, tiny_onnx_dir) -> Path:
+    """The fp32 model package of the wide tiny BERT, built by ``compress.package.build_package`` from
+    ``compress.export``'s output: model.onnx + tokenizer.json + config.json + README.md + manifest.json.
+    Session-scoped and shared: copy it before changing a byte."""
+    from compress.package import PackageConfig, build_package
+
+    out = tmp_path_factory.mktemp("tiny-package") / "tiny-bert"
+    return build_package(PackageConfig(onnx_dir=str(tiny_onnx_dir), output=str(out), name="tiny-bert"))
