@@ -233,7 +233,8 @@ def _wordpiece_path(word: str, vocab: dict[str, int], prefix: str, max_chars: in
 
 
 def trim_vocabulary(model, tokenizer, corpus: Sequence[str], *, verify_texts: int = 64, batch_size: int = 32):
-    """Keep special tokens + the tokens of ``corpus``; returns ``(model, tokenizer, TrimReport)``.
+    """Keep special tokens, single ASCII characters and the tokens of ``corpus``; returns
+    ``(model, tokenizer, TrimReport)``.
 
     Only WordPiece tokenizers (BERT, MPNet, ...) are supported. Because greedy longest-match-first WordPiece
     only ever chose kept pieces for corpus words (and the pieces of failed paths are kept too), every corpus
@@ -266,6 +267,10 @@ def trim_vocabulary(model, tokenizer, corpus: Sequence[str], *, verify_texts: in
     prefix, max_chars = wp.get("continuing_subword_prefix", "##"), wp.get("max_input_chars_per_word", 100)
     for w in words:
         used.update(old_vocab[p] for p in _wordpiece_path(w, old_vocab, prefix, max_chars))
+    # single ASCII characters (and their continuations): a word unseen in the corpus then falls back to
+    # character pieces instead of [UNK]
+    used.update(i for tok, i in old_vocab.items()
+                if len(tok.removeprefix(prefix)) == 1 and tok.removeprefix(prefix).isascii())
     keep = sorted(used)
     remap = {old: new for new, old in enumerate(keep)}
     id_to_token = {i: t for t, i in old_vocab.items()}
