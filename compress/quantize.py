@@ -15,9 +15,9 @@ tokenizer, ``export.json``). Variants built beside it:
 The gate: every variant runs through the runtime (``runtime.TextClassifier``, the code that
 ships) on the test split and is scored with :func:`compress.evaluate.compute_metrics`, the
 protocol every stage uses. A variant more than ``budget`` macro-F1 points below fp32 is
-rejected, and fallbacks are tried in order (per-channel weights, reduced range, the classifier
-head, then also the first and last layers, then also the most sensitive weight nodes kept in
-fp32; other calibrations for static; static instead of dynamic). The fastest passing variant
+rejected, and fallbacks are tried in order (per-channel weights, reduced range, other calibrations for
+static, then kept in fp32: the classifier head, also the first and last layers, also the most
+sensitive weight nodes, also the embeddings; finally static instead of dynamic). The fastest passing variant
 (batch-1 p50 latency through the runtime) is chosen; fp32 always passes, so when nothing else
 does the report says so and fp32 ships. The :class:`Report` lists every attempt and is written
 to ``quantize_report.json`` and ``quantize_report.md`` in the ONNX folder.
@@ -555,10 +555,10 @@ class _Gate:
         assert self.reference is not None and self.reference.macro_f1 is not None
         drop = 100 * (self.reference.macro_f1 - attempt.macro_f1)
         if drop <= self.cfg.budget + 1e-9:
-            attempt.status, attempt.reason = "passed", f"{-drop:+.2f} points"
+            attempt.status, attempt.reason = "passed", f"{-drop + 0.0:+.2f} points"
         else:
             attempt.status = "rejected"
-            attempt.reason = f"{-drop:+.2f} points, beyond the budget of -{self.cfg.budget:g}"
+            attempt.reason = f"{-drop + 0.0:+.2f} points, beyond the budget of -{self.cfg.budget:g}"
         log.info("%s: macro-F1 %.4f (%+.2f points), agreement %.4f, %.1f MB, p50 %.2f ms: %s", attempt.name,
                  attempt.macro_f1, -drop, attempt.agreement, attempt.size_bytes / 1e6, attempt.latency_p50_ms,
                  attempt.status)
@@ -745,6 +745,8 @@ class _Run:
                                                                 ranked[:self.cfg.sensitive_nodes]))
             s = dict(s, exclude=s["exclude"] + top, sensitive=top)
             yield f"fp32 {len(top)} most sensitive", s
+        if s["embeddings"]:  # last: the embedding table is about half of a small model's weights
+            yield "fp32 embeddings", dict(s, embeddings=False)
 
     def fp16(self) -> None:
         import onnxruntime as ort

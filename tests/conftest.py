@@ -124,24 +124,60 @@ def tiny_wide_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_onnx_dir(tmp_path_factory, tiny_wide_model_dir) -> Path:
-    """``compress.export`` of the wide tiny BERT (max_length 64, parity checked). Shared: copy it before
-    writing into it (quantize writes its variants and report beside model.onnx)."""
+    """``compress.export`` of the wide tiny BERT (opset 17, max_length 64, parity checked). Shared: copy it
+    before writing into it (quantize writes its variants and report beside model.onnx)."""
     from compress.export import ExportConfig, export
 
     out = tmp_path_factory.mktemp("tiny-export") / "onnx"
-    return export(ExportConfig(checkpoint=str(tiny_wide_model_dir), output=str(out), max_length=64))
+    return export(ExportConfig(checkpoint=str(tiny_wide_model_dir), output=str(out), opset=17, max_length=64))
+
+
+def train_tiny_bert(path: Path, tokenizer_dir: Path, csv_path: Path, layers: int = 2, steps: int = 40) -> Path:
+    """A tiny BERT trained for ``steps`` steps on the training split of ``csv_path`` (about a second):
+    unlike the random models its predictions have margins, so int8 noise does not flip them."""
+    import torch
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    from compress.data import DataConfig, load_data
+
+    build_tiny_bert(path, tokenizer_dir, layers=layers)
+    data = load_data(DataConfig(source=str(csv_path)))
+    tok = AutoTokenizer.from_pretrained(path)
+    model = BertForSequenceClassification.from_pretrained(path)
+    enc = tok(data.train.texts, padding=True, return_tensors="pt")
+    labels = torch.tensor(data.train.labels)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a model this small only thrashes with more threads on a busy machine
+    try:
+        torch.manual_seed(0)
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        model.train()
+        for _ in range(steps):
+            idx = torch.randint(0, len(labels), (32,))
+            model(**{k: v[idx] for k, v in enc.items()}, labels=labels[idx]).loss.backward()
+            opt.step()
+            opt.zero_grad()
+    finally:
+        torch.set_num_threads(threads)
+    model.eval().save_pretrained(path)
+    return path
 
 
 @pytest.fixture(scope="session")
-def tiny_quantized_dir(tmp_path_factory, tiny_onnx_dir, tiny_csv) -> Path:
-    """A copy of ``tiny_onnx_dir`` after ``compress.quantize`` (avx2 preset, every variant, gated on tiny_csv)."""
-    import shutil
+def tiny_trained_model_dir(tmp_path_factory, tiny_tokenizer_dir, tiny_csv) -> Path:
+    """The tiny BERT (2 layers) trained on tiny_csv's training split; see :func:`train_tiny_bert`."""
+    return train_tiny_bert(tmp_path_factory.mktemp("tiny-bert-trained"), tiny_tokenizer_dir, tiny_csv)
 
+
+@pytest.fixture(scope="session")
+def tiny_quantized_dir(tmp_path_factory, tiny_trained_model_dir, tiny_csv) -> Path:
+    """The trained tiny BERT exported and quantized (avx2 preset, every variant, gated on tiny_csv's test split)."""
     from compress.data import DataConfig
+    from compress.export import ExportConfig, export
     from compress.quantize import QuantizeConfig, quantize
 
-    folder = tmp_path_factory.mktemp("tiny-quantized") / "onnx"
-    shutil.copytree(tiny_onnx_dir, folder)
+    folder = export(ExportConfig(checkpoint=str(tiny_trained_model_dir),
+                                 output=str(tmp_path_factory.mktemp("tiny-quantized") / "onnx"), max_length=64))
     quantize(QuantizeConfig.avx2(str(folder), data=DataConfig(source=str(tiny_csv)), latency_samples=4,
                                  calibration_samples=32))
     return folder

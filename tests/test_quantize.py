@@ -1,0 +1,233 @@
+"""compress.quantize: fused and quantised graphs hold the expected operators; the gate rejects, falls back, reports."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from typer.testing import CliRunner
+
+import compress.quantize as q
+from compress.data import DataConfig
+from compress.errors import ConfigError
+from compress.quantize import QuantizeConfig, Report, layer_groups, op_counts, quantize, sensitivity, weight_nodes
+
+
+def _copy(src, tmp_path):
+    """The export files of ``src`` (not its variants or report) in a fresh folder."""
+    dest = tmp_path / "onnx"
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("model_*.onnx", "quantize_report.*"))
+    return dest
+
+
+def test_every_variant_is_attempted_and_reported(tiny_quantized_dir):
+    report = Report.load(tiny_quantized_dir)
+    assert [a.name for a in report.attempts] == ["fp32", "optimized", "int8-dynamic", "int8-static", "fp16"]
+    for a in report.attempts:
+        assert (tiny_quantized_dir / a.file).is_file(), a.file
+        assert a.size_bytes == (tiny_quantized_dir / a.file).stat().st_size
+    gated = [a for a in report.attempts if a.variant != "fp16"]
+    for a in gated:
+        assert a.status in ("passed", "rejected"), (a.name, a.status, a.reason)
+        assert 0 <= a.macro_f1 <= 1 and 0 <= a.agreement <= 1 and a.latency_p50_ms > 0
+    assert report.attempt("fp32").agreement == 1.0 and report.attempt("fp32").passed
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        assert report.attempt("fp16").status == "not-gated"
+    chosen = report.attempt(report.chosen)
+    assert chosen.passed and chosen.variant != "fp16"
+    assert chosen.latency_p50_ms == min(a.latency_p50_ms for a in gated if a.passed)
+    assert report.preset == "avx2" and report.test_examples == 48
+    md = (tiny_quantized_dir / "quantize_report.md").read_text()
+    for a in report.attempts:
+        assert f"| {a.name} |" in md
+    assert json.loads((tiny_quantized_dir / "quantize_report.json").read_text())["chosen"] == report.chosen
+
+
+def test_the_optimiser_fuses_attention_layernorm_gelu_and_embeddings(tiny_quantized_dir):
+    report = Report.load(tiny_quantized_dir)
+    # 2 layers: one Attention each, two SkipLayerNormalization each, one GELU each, one embedding block
+    assert report.fused_ops["Attention"] == 2
+    assert report.fused_ops["SkipLayerNormalization"] == 4
+    assert report.fused_ops["EmbedLayerNormalization"] == 1
+    assert report.fused_ops.get("BiasGelu", 0) + report.fused_ops.get("Gelu", 0) + \
+        report.fused_ops.get("FastGelu", 0) == 2
+    assert op_counts(tiny_quantized_dir / "model_optimized.onnx", ("Attention",)) == {"Attention": 2}
+
+
+def test_dynamic_int8_quantises_every_weight_matmul(tiny_quantized_dir):
+    fused = onnx.load(str(tiny_quantized_dir / "model_optimized.onnx"))
+    matmuls = len(weight_nodes(fused, ("MatMul", "Gemm")))  # 6 in the layers + pooler and classifier Gemms
+    ops = op_counts(tiny_quantized_dir / "model_int8_dynamic.onnx")
+    assert ops["MatMulInteger"] == matmuls == 8
+    assert ops["QAttention"] == 2 and "Attention" not in ops
+    assert ops["QEmbedLayerNormalization"] == 1  # the word embeddings are int8 too
+    assert ops["DynamicQuantizeLinear"] >= 1
+    assert "MatMul" not in ops and "Gemm" not in ops
+    assert Report.load(tiny_quantized_dir).attempt("int8-dynamic").ops["MatMulInteger"] == 8
+
+
+def test_static_int8_is_qdq_on_every_weight(tiny_quantized_dir):
+    fp32 = onnx.load(str(tiny_quantized_dir / "model.onnx"))
+    static = onnx.load(str(tiny_quantized_dir / "model_int8_static.onnx"))
+    ops = op_counts(tiny_quantized_dir / "model_int8_static.onnx")
+    assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > 0
+    assert "MatMulInteger" not in ops and "DynamicQuantizeLinear" not in ops
+    produced_by = {o: n for n in static.graph.node for o in n.output}
+    int8 = {i.name for i in static.graph.initializer if i.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)}
+    quantised = [n for n in static.graph.node if n.op_type in ("MatMul", "Gemm")
+                 and (dq := produced_by.get(n.input[1])) is not None and dq.op_type == "DequantizeLinear"
+                 and dq.input[0] in int8]
+    assert len(quantised) == len(weight_nodes(fp32, ("MatMul", "Gemm"))) == 14  # 12 layer MatMuls + 2 Gemms
+    assert any("word_embeddings" in name for name in int8)
+
+
+def test_layer_groups_find_the_first_and_last_layer(tiny_quantized_dir):
+    groups = layer_groups(onnx.load(str(tiny_quantized_dir / "model.onnx")), ("MatMul", "Gemm"))
+    assert len(groups["first"]) == len(groups["last"]) == 6
+    assert all("layer.0/" in n for n in groups["first"]) and all("layer.1/" in n for n in groups["last"])
+    assert sorted(groups["head"]) == ["/bert/pooler/dense/Gemm", "/classifier/Gemm"]
+
+
+def test_sensitivity_ranks_weight_nodes_and_reduced_range_costs_more(tiny_quantized_dir):
+    from runtime import TextClassifier
+
+    pkg_cfg = q.runtime_config(q.read_export(tiny_quantized_dir), "optimized")
+    clf = TextClassifier.from_files(tiny_quantized_dir / "model_optimized.onnx", tiny_quantized_dir / "tokenizer.json",
+                                    pkg_cfg)
+    feeds = [clf.tokenize(["the film was good and warm", "a dull and boring plot", "it is fine"])]
+    path = tiny_quantized_dir / "model_optimized.onnx"
+    full = sensitivity(path, feeds, per_channel=True, reduce_range=False, weight_type="qint8")
+    seven = dict(sensitivity(path, feeds, per_channel=True, reduce_range=True, weight_type="qint8"))
+    assert len(full) == 10  # 2 Attention + 6 MatMul + 2 Gemm
+    errors = [e for _, e in full]
+    assert errors == sorted(errors, reverse=True) and 0 < errors[-1] and errors[0] < 1
+    assert sum(seven.values()) > sum(errors)  # a weight bit fewer: larger products' error
+
+
+def _flip(names):
+    """A _predict that reverses the probabilities of the listed variant files (their predictions all flip)."""
+    real = q._predict
+
+    def predict(clf, texts, batch_size):
+        probs = real(clf, texts, batch_size)
+        return probs[:, ::-1].copy() if clf.source.rsplit("/", 1)[-1] in names else probs
+
+    return predict
+
+
+def test_the_gate_rejects_a_variant_and_records_the_fallbacks(tmp_path, tiny_quantized_dir, tiny_csv, monkeypatch):
+    monkeypatch.setattr(q, "_predict", _flip({"model_int8_dynamic.onnx", "model_int8_dynamic_fb1.onnx"}))
+    folder = _copy(tiny_quantized_dir, tmp_path)
+    cfg = QuantizeConfig(str(folder), data=DataConfig(source=str(tiny_csv)), variants=("int8-dynamic",),
+                         per_channel=True, reduce_range=False, latency_samples=2)
+    report = quantize(cfg)
+    names = [a.name for a in report.attempts]
+    assert names == ["fp32", "optimized", "int8-dynamic", "int8-dynamic +reduce-range",
+                     "int8-dynamic +fp32 head"]
+    base, fb1, fb2 = report.attempts[2:]
+    assert base.status == "rejected" and "beyond the budget" in base.reason
+    assert base.agreement < 0.5  # every prediction flipped
+    assert fb1.status == "rejected" and fb1.fallback_for == "int8-dynamic" and fb1.settings["reduce_range"]
+    assert fb2.passed and fb2.fallback_for == "int8-dynamic"
+    assert sorted(fb2.settings["exclude"]) == ["/bert/pooler/dense/Gemm_MatMul", "/classifier/Gemm_MatMul"]
+    assert op_counts(folder / fb2.file)["MatMulInteger"] == 6  # the head stayed fp32
+    assert report.chosen != "int8-dynamic" and report.attempt(report.chosen).passed
+    saved = Report.load(folder)
+    assert [a.status for a in saved.attempts] == [a.status for a in report.attempts]
+
+
+def test_nothing_passing_ships_fp32_and_says_so(tmp_path, tiny_quantized_dir, tiny_csv, monkeypatch):
+    monkeypatch.setattr(q, "_predict", _flip({"model_optimized.onnx", "model_int8_dynamic.onnx"}))
+    folder = _copy(tiny_quantized_dir, tmp_path)
+    report = quantize(QuantizeConfig(str(folder), data=DataConfig(source=str(tiny_csv)),
+                                     variants=("optimized", "int8-dynamic"), fallbacks=False, latency_samples=2))
+    assert report.nothing_passed and report.chosen == "fp32" and report.chosen_file == "model.onnx"
+    assert [a.status for a in report.attempts] == ["passed", "rejected", "rejected"]
+    assert "Nothing passed the gate" in report.summary()
+    assert "Nothing passed the gate" in (folder / "quantize_report.md").read_text()
+
+
+def test_the_most_sensitive_nodes_fallback(tmp_path, tiny_tokenizer_dir, tiny_csv, monkeypatch):
+    """Four layers, so that after the head and the first and last layers there are nodes left to rank."""
+    from tests.conftest import train_tiny_bert
+
+    from compress.export import ExportConfig, export
+
+    ckpt = train_tiny_bert(tmp_path / "bert4", tiny_tokenizer_dir, tiny_csv, layers=4)
+    folder = export(ExportConfig(checkpoint=str(ckpt), output=str(tmp_path / "onnx"), max_length=64))
+    flipped = {"model_int8_dynamic.onnx"} | {f"model_int8_dynamic_fb{i}.onnx" for i in (1, 2)}
+    monkeypatch.setattr(q, "_predict", _flip(flipped))
+    report = quantize(QuantizeConfig.avx2(str(folder), data=DataConfig(source=str(tiny_csv)),
+                                          variants=("int8-dynamic",), sensitive_nodes=2, latency_samples=2))
+    # avx2 already has per-channel weights and reduced range, so the fallbacks start with exclusions
+    assert [a.name for a in report.attempts[2:]] == [
+        "int8-dynamic", "int8-dynamic +fp32 head", "int8-dynamic +fp32 first+last layers",
+        "int8-dynamic +fp32 2 most sensitive"]
+    head, first_last, sensitive = report.attempts[3:]
+    assert [a.status for a in (head, first_last)] == ["rejected", "rejected"] and sensitive.passed
+    assert len(head.settings["exclude"]) == 2 and len(first_last.settings["exclude"]) == 2 + 8
+    top = sensitive.settings["sensitive"]
+    assert len(top) == 2 and not set(top) & set(first_last.settings["exclude"])
+    assert all("layer.1/" in n or "layer.2/" in n or n.startswith("Attention") for n in top)
+    counts = [op_counts(folder / a.file).get("MatMulInteger", 0) + op_counts(folder / a.file).get("QAttention", 0)
+              for a in report.attempts[2:]]
+    assert counts == [18, 16, 8, 6]  # 4 x (Attention + 3 MatMul) + 2 head Gemms, minus what stays fp32
+    assert report.chosen in ("fp32", "optimized", sensitive.name)
+
+
+def test_presets_and_overrides():
+    avx2, vnni, arm = QuantizeConfig.avx2("d"), QuantizeConfig.avx512_vnni("d"), QuantizeConfig.arm64("d")
+    assert (avx2.reduce_range, vnni.reduce_range, arm.reduce_range) == (True, False, False)
+    assert avx2.weight_type == vnni.weight_type == arm.weight_type == "qint8"
+    assert arm.activation_type == "qint8" and arm.symmetric_activations
+    assert avx2.preset == "avx2" and QuantizeConfig.from_preset("arm64", "d").preset == "arm64"
+    assert QuantizeConfig.avx2("d", reduce_range=False).reduce_range is False
+    assert QuantizeConfig.from_preset(None, "d").preset is None
+
+
+@pytest.mark.parametrize("field, value", [("variants", ("int4",)), ("weight_type", "int8"), ("calibration", "mse"),
+                                          ("budget", -1.0), ("preset", "tpu"), ("calibration_samples", 0),
+                                          ("max_test_samples", 1), ("onnx_dir", "")])
+def test_bad_config_names_the_field(field, value):
+    kwargs = {"onnx_dir": "d", field: value}
+    with pytest.raises(ConfigError, match=field):
+        QuantizeConfig(**kwargs)
+
+
+def test_quantize_needs_an_export(tmp_path, tiny_csv):
+    from compress.errors import ExportError
+
+    with pytest.raises(ExportError, match="export.json"):
+        quantize(QuantizeConfig(str(tmp_path), data=DataConfig(source=str(tiny_csv))))
+
+
+def test_cli_quantize(tmp_path, tiny_quantized_dir, tiny_csv):
+    from compress.cli import app
+
+    folder = _copy(tiny_quantized_dir, tmp_path)
+    res = CliRunner().invoke(app, ["quantize", str(folder), "--data", str(tiny_csv), "--preset", "avx512_vnni",
+                                   "--variant", "int8-dynamic", "--no-fallbacks", "--latency-samples", "2",
+                                   "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    assert "int8-dynamic" in res.output and "chosen" in res.output
+    report = Report.load(folder)
+    assert report.preset == "avx512_vnni" and report.config["threads"] == 1
+    assert report.attempt("int8-dynamic").settings["reduce_range"] is False
+    res = CliRunner().invoke(app, ["quantize", str(folder), "--data", str(tiny_csv), "--calibration", "mse"])
+    assert res.exit_code == 1 and "calibration" in res.output
+
+
+def test_fp32_logits_survive_the_runtime_round_trip(tiny_quantized_dir):
+    """The gate's reference really is the exported graph: fp32 via the runtime equals a bare session."""
+    from runtime import TextClassifier
+
+    meta = q.read_export(tiny_quantized_dir)
+    clf = TextClassifier.from_files(tiny_quantized_dir / "model.onnx", tiny_quantized_dir / "tokenizer.json",
+                                    q.runtime_config(meta, "fp32"))
+    feed = clf.tokenize(["good film", "a very dull and boring story"])
+    bare = ort.InferenceSession(str(tiny_quantized_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(clf.logits(feed), bare.run(["logits"], feed)[0], atol=1e-5)
