@@ -1,0 +1,168 @@
+"""runtime.bench, `edgedistill bench` and the physical-limit helpers of benchmarks/, on the tiny package.
+
+No timing thresholds: the tests check structure (every row there, percentiles ordered, inputs of
+exactly the asked length, the environment recorded), the typed error for a missing provider, and
+the multiply-add count of the tiny BERT against a hand computation.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from runtime.bench import (BenchConfig, bench, exact_length_texts, markdown_table, merge, read_json,
+                           summarize, write_json)
+
+REPO = Path(__file__).resolve().parents[1]
+ENV_FIELDS = {"cpu", "machine", "cpu_flags", "avx2", "avx512_vnni", "amx", "dotprod", "i8mm", "physical_cores",
+              "logical_cpus", "available_cpus", "os", "python", "onnxruntime", "provider", "threads"}
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _has_cuda() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+@pytest.fixture(scope="module")
+def result(tiny_package):
+    cfg = BenchConfig.quick(threads=(1, 2), lengths=(16, 32, 64, 128), batches=(1, 8, 32), measure_s=0.05,
+                            min_runs=3)
+    return bench(tiny_package, cfg)
+
+
+def test_every_row_with_ordered_percentiles_and_environment(result):
+    # the tiny package's max_length is 64: 128 is capped to it (and 64 is not measured twice)
+    assert result["max_length"] == 64 and result["capped_lengths"] == [128]
+    keys = [(r["threads"], r["length"], r["batch"]) for r in result["rows"]]
+    assert sorted(keys) == sorted(itertools.product((1, 2), (16, 32, 64), (1, 8, 32)))
+    for r in result["rows"]:
+        assert r["runs"] >= 3
+        assert 0 < r["min_ms"] <= r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"]
+        assert r["throughput_per_s"] > 0
+        assert ENV_FIELDS <= set(r["env"]), ENV_FIELDS - set(r["env"])
+        assert r["env"]["threads"] == r["threads"] and r["env"]["provider"] == "CPUExecutionProvider"
+    assert result["device"] == f"cpu-{result['environment']['machine']}"
+    assert result["model_bytes"] > 0 and result["package_bytes"] >= result["model_bytes"]
+    cold = result["cold_start"]
+    assert cold["import_s"] > 0 and cold["load_s"] > 0 and cold["first_predict_s"] > 0
+    assert cold["peak_rss_mb"] > 10 and cold["torch_imported"] is False  # the runtime alone, no torch
+    assert result["memory"]["bench_process_peak_rss_mb"] >= 1
+
+
+def test_inputs_have_exactly_the_asked_token_count(tiny_package):
+    from runtime import TextClassifier
+
+    clf = TextClassifier.load(tiny_package)
+    for length in (2, 5, 16, 63, 64):
+        texts = exact_length_texts(clf, length, 6)
+        if length > 8:  # long enough for the texts to differ: each starts at another word
+            assert len(set(texts)) == 6
+        for t in texts:  # one at a time: no padding can hide a short text
+            assert clf.tokenize([t])["input_ids"].shape == (1, length)
+    with pytest.raises(ValueError, match="max_length"):
+        exact_length_texts(clf, 65, 1)
+
+
+def test_summarize_percentiles_and_throughput():
+    s = summarize([0.001, 0.002, 0.003, 0.010], batch=4)
+    assert s["runs"] == 4 and s["p50_ms"] == pytest.approx(2.5)
+    assert s["p50_ms"] <= s["p90_ms"] <= s["p99_ms"] <= 10.0
+    assert s["throughput_per_s"] == pytest.approx(16 / 0.016)
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(ValueError, match="threads"):
+        BenchConfig(threads=(0,))
+    with pytest.raises(ValueError, match="lengths"):
+        BenchConfig(lengths=())
+    with pytest.raises(ValueError, match="provider"):
+        BenchConfig(provider="tpu")
+    with pytest.raises(ValueError, match="max_runs"):
+        BenchConfig(min_runs=10, max_runs=5)
+    assert BenchConfig().threads[0] == 1
+
+
+@pytest.mark.skipif(_has_cuda(), reason="CUDA is available here")
+def test_cuda_without_cuda_is_a_typed_error(tiny_package):
+    from runtime.errors import ProviderUnavailableError
+
+    with pytest.raises(ProviderUnavailableError, match="CUDAExecutionProvider"):
+        bench(tiny_package, BenchConfig.quick(provider="cuda"))
+
+
+@pytest.mark.skipif(_has_cuda(), reason="CUDA is available here")
+def test_cli_cuda_without_cuda_is_one_line_and_exit_1(tiny_package):
+    from compress.cli import app
+
+    out = CliRunner().invoke(app, ["bench", str(tiny_package), "--provider", "cuda", "--quick"])
+    assert out.exit_code == 1
+    assert "CUDAExecutionProvider not available" in out.output and "Traceback" not in out.output
+
+
+def test_cli_prints_a_table_and_writes_json(tiny_package, tmp_path):
+    from compress.cli import app
+
+    dest = tmp_path / "bench.json"
+    out = CliRunner().invoke(app, ["bench", str(tiny_package), "--quick", "--threads", "1", "--lengths", "16,32",
+                                   "--batches", "1,4", "--cold-starts", "0", "--seconds", "0.05", "-o", str(dest)])
+    assert out.exit_code == 0, out.output
+    assert "p50 ms" in out.output and "texts/s" in out.output
+    data = read_json(dest)
+    assert {(r["length"], r["batch"]) for r in data["rows"]} == {(16, 1), (16, 4), (32, 1), (32, 4)}
+    assert data["cold_start"] is None
+    bad = CliRunner().invoke(app, ["bench", str(tiny_package), "--threads", "one"])
+    assert bad.exit_code != 0 and "comma-separated" in bad.output
+
+
+def test_results_merge_by_device_and_render(result, tmp_path):
+    arm = json.loads(json.dumps(result))
+    arm["device"], arm["environment"]["machine"] = "cpu-aarch64", "aarch64"
+    path = write_json(arm, tmp_path / "arm.json")
+    merged = merge([result, read_json(path)])
+    assert set(merged["devices"]) == {result["device"], "cpu-aarch64"}
+    assert "| threads | tokens | batch |" in markdown_table(result)
+    (tmp_path / "bad.json").write_text('{"rows": []}')
+    with pytest.raises(ValueError, match="not an edgedistill-bench result"):
+        read_json(tmp_path / "bad.json")
+
+
+def test_gemm_peak_is_positive():
+    peak = _load("gemm_peak").gemm_peak(threads=1, n=128, seconds=0.1)
+    assert peak["peak_gflops"] > 0
+    assert set(peak["engines"]) == {"numpy", "onnxruntime"}
+    assert all(e["gflops_best"] >= e["gflops_median"] > 0 for e in peak["engines"].values())
+
+
+def test_macs_of_the_tiny_bert_equal_a_hand_count(tiny_package):
+    gp = _load("gemm_peak")
+    length, hidden, inter, layers, labels = 16, 32, 64, 2, 2
+    per_layer = (3 * length * hidden * hidden      # Q, K, V projections
+                 + length * length * hidden        # scores: heads x (L x d) @ (d x L)
+                 + length * length * hidden        # context: heads x (L x L) @ (L x d)
+                 + length * hidden * hidden        # attention output projection
+                 + length * hidden * inter         # feed-forward up
+                 + length * inter * hidden)        # feed-forward down
+    by_hand = layers * per_layer + hidden * hidden + hidden * labels  # + pooler (first token) + classifier
+    assert by_hand == 296_000
+    counted = gp.graph_macs(tiny_package / "model.onnx", length)
+    assert counted["macs"] == by_hand
+    assert gp.analytic_macs(layers, hidden, inter, length, labels) == by_hand
+    config = {"num_hidden_layers": layers, "hidden_size": hidden, "intermediate_size": inter,
+              "id2label": {"0": "negative", "1": "positive"}}
+    assert gp.config_macs(config, length) == by_hand
+    assert gp.graph_macs(tiny_package / "model.onnx", 32)["macs"] == gp.analytic_macs(layers, hidden, inter, 32, labels)
