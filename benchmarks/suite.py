@@ -1,0 +1,722 @@
+"""The side-by-side suite: teacher, student and every shipped variant, and two peers, in one interleaved run.
+
+    flock /tmp/edgedistill-heavy.lock .venv/bin/python benchmarks/suite.py --build models/movie-sentiment
+    python benchmarks/suite.py --merge bench-raspberrypi5.json      # add another device's `edgedistill bench`
+
+Rows, measured in ONE process, interleaved (A, B, C, ..., then C, B, A, ... round after round, so a
+slow-down of the shared machine hits every row alike), on the same test texts:
+
+- ``teacher (torch fp32)`` and ``student (torch fp32)``: transformers models, tokenizer included in
+  the timed call (what a torch user runs);
+- ``student ONNX <variant>`` for fp32, optimized, int8-dynamic and int8-static: through the runtime
+  (``runtime.TextClassifier``: tokenize, run, softmax), the code that ships;
+- two peers on the package's ONNX file: a bare ``onnxruntime.InferenceSession`` fed pre-tokenised
+  ids (same session options as the runtime: the runtime's overhead is runtime / bare - 1) and
+  optimum's ``ORTModelForSequenceClassification`` inside a transformers
+  ``pipeline("text-classification")`` (what users pick today).
+
+Measurements, all with the same intra-op thread count (``torch.set_num_threads`` too):
+
+- latency p50 / p90 / p99 at batch 1 on real test texts cut to exactly 128 tokens (whole words
+  from consecutive test texts; torch models pad / truncate to 128 with their own tokenizer);
+- throughput at batch 32 on the same 128-token texts, and at batch 32 on real test texts at their
+  natural lengths (each engine pads as it does by default: the runtime and the toolchain sort by
+  length first, the optimum pipeline pads each batch to its longest);
+- macro-F1 on the whole test split, with the stage metrics where a stage already measured it on
+  the same split (teacher/student ``metrics.json``, ``quantize_report.json``), otherwise evaluated
+  here (torch models with ``compress.evaluate.evaluate_torch``, ONNX through the runtime); the peers
+  run the package's file, so they have its macro-F1;
+- the physical limit: multiply-adds per 128-token sequence (student: counted on its fp32 ONNX graph;
+  teacher: from its config), a large dense fp32 GEMM's GFLOP/s measured in this run with the same
+  threads (benchmarks/gemm_peak.py), and the fraction of that peak each row reaches.
+
+Outputs ``benchmarks/results/<device>/suite.{json,md,png}`` (device: ``cpu-x86_64``, ``cuda-...``).
+``--device cuda`` runs the torch models in fp16 on the GPU and the ONNX rows on onnxruntime's CUDA
+provider (fp32 and the fp16 variant; the bare peer with I/O binding); without CUDA it stops with
+:class:`runtime.errors.ProviderUnavailableError`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path[:0] = [str(REPO), str(HERE)]  # run from a checkout: `python benchmarks/suite.py`
+
+from gemm_peak import config_macs, gemm_peak, graph_macs  # noqa: E402
+from runtime.bench import (available_cpus, device_name, environment, exact_length_texts, markdown_table,  # noqa: E402
+                           read_json, summarize, write_json)
+
+log = logging.getLogger("suite")
+
+RESULTS = HERE / "results"
+VARIANT_FILES = {"fp32": "model.onnx", "optimized": "model_optimized.onnx", "int8-dynamic": "model_int8_dynamic.onnx",
+                 "int8-static": "model_int8_static.onnx", "fp16": "model_fp16.onnx"}
+CPU_VARIANTS = ("fp32", "optimized", "int8-dynamic", "int8-static")
+CUDA_VARIANTS = ("fp32", "optimized", "fp16")
+TEACHER, OPTIMUM, BARE = "teacher (torch fp32)", "optimum pipeline", "bare onnxruntime session"
+
+
+@dataclass
+class SuiteConfig:
+    """What to compare and how long to measure; defaults take about five minutes on two cores."""
+
+    build: str | None = None
+    """A build folder (``models/<name>``) holding teacher/, student/, onnx/ and package/."""
+    teacher: str | None = None
+    """Teacher checkpoint (default: BUILD/teacher)."""
+    student: str | None = None
+    """Student checkpoint (default: BUILD/student)."""
+    onnx_dir: str | None = None
+    """Export folder with the variants and quantize_report.json (default: BUILD/onnx)."""
+    package: str | None = None
+    """The shipped package; the peers run its model file (default: BUILD/package)."""
+    data: str | None = None
+    """Dataset (built-in name or file) whose test split is used (default: the package's recipe)."""
+    device: str = "cpu"
+    """cpu, or cuda (torch fp16 on the GPU, onnxruntime's CUDA provider; an error without CUDA)."""
+    threads: int | None = None
+    """Intra-op threads for every engine (default: every available core)."""
+    length: int = 128
+    """Tokens per text for the latency and batch-32 comparison."""
+    batch: int = 32
+    """Batch size of the throughput rows."""
+    latency_rounds: int = 100
+    """Interleaved rounds of batch-1 calls (one call per row per round)."""
+    batch_rounds: int = 5
+    """Interleaved rounds of batch calls on the 128-token texts."""
+    stream_rounds: int = 4
+    """Interleaved passes over ``stream_texts`` real test texts at their natural lengths."""
+    stream_texts: int = 256
+    """Real test texts per stream pass."""
+    warmup_s: float = 2.0
+    """Seconds of warm-up per row and measurement (at least one call)."""
+    gemm_n: int = 1024
+    """Side of the square fp32 GEMM measured for the peak."""
+    output: str = str(RESULTS)
+    """Results root; the run writes into OUTPUT/<device>/."""
+
+    def __post_init__(self) -> None:
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device={self.device!r}: choose cpu or cuda")
+        self.threads = self.threads or available_cpus()
+        for name in ("threads", "length", "batch", "latency_rounds", "batch_rounds", "stream_rounds", "stream_texts",
+                     "gemm_n"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)!r}: must be an int >= 1")
+        b = Path(self.build) if self.build else None
+        for name, sub in (("teacher", "teacher"), ("student", "student"), ("onnx_dir", "onnx"), ("package", "package")):
+            if getattr(self, name) is None and b is not None:
+                setattr(self, name, str(b / sub))
+        if self.onnx_dir is None or not (Path(self.onnx_dir) / "model.onnx").is_file():
+            raise ValueError(f"onnx_dir={self.onnx_dir!r}: no model.onnx there (pass --build or --onnx-dir)")
+
+
+# --------------------------------------------------------------------------- rows
+
+@dataclass
+class Row:
+    """One thing measured: a name, an engine, three callables (batch 1, batch N, a stream pass)."""
+
+    name: str
+    engine: str
+    file: str | None
+    size_bytes: int
+    macs: int
+    one: Callable[[int], Any] = field(repr=False)
+    many: Callable[[int], Any] = field(repr=False)
+    stream: Callable[[int], Any] = field(repr=False)
+    macro_f1: float | None = None
+    f1_source: str = ""
+    variant: str | None = None
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.glob("*.safetensors")) or sum(p.stat().st_size for p in path.glob("*.bin"))
+
+
+def _stage_f1(folder: Path, n: int) -> float | None:
+    """macro-F1 from a stage's metrics.json when it was measured on the whole test split (n texts)."""
+    path = folder / "metrics.json"
+    if path.is_file():
+        m = json.loads(path.read_text())
+        if m.get("n") == n:
+            return float(m["macro_f1"])
+    return None
+
+
+class Suite:
+    def __init__(self, cfg: SuiteConfig):
+        self.cfg = cfg
+        self.onnx_dir = Path(cfg.onnx_dir)
+        self.meta = json.loads((self.onnx_dir / "export.json").read_text())
+        self.rows: list[Row] = []
+        self.notes: list[str] = []
+
+    # ----------------------------------------------------------------- data
+    def load_data(self) -> None:
+        from compress.data import DataConfig, load_data
+
+        data_cfg = None
+        if self.cfg.data:
+            data_cfg = DataConfig(source=self.cfg.data)
+        else:
+            for manifest in (Path(self.cfg.package or "") / "manifest.json",):
+                if manifest.is_file():
+                    recipe = json.loads(manifest.read_text()).get("recipe") or {}
+                    if recipe.get("data"):
+                        data_cfg = DataConfig(**recipe["data"])
+            if data_cfg is None:
+                report = self.onnx_dir / "quantize_report.json"
+                if report.is_file():
+                    data_cfg = DataConfig(**json.loads(report.read_text())["config"]["data"])
+        if data_cfg is None:
+            raise ValueError("cannot tell which dataset this build used: pass --data")
+        data = load_data(data_cfg)
+        self.data_name, self.test, self.labels = data.name, data.test, list(data.label_names)
+        log.info("test split of %s: %d texts", self.data_name, len(self.test))
+
+    def classifier(self, variant: str, providers: Any = None):
+        from compress.export import runtime_config
+        from runtime import TextClassifier
+
+        return TextClassifier.from_files(self.onnx_dir / VARIANT_FILES[variant], self.onnx_dir / "tokenizer.json",
+                                         runtime_config(self.meta, variant), providers=providers,
+                                         threads=self.cfg.threads)
+
+    def make_inputs(self) -> None:
+        """Texts of exactly ``length`` student tokens cut from the test split, and real texts for the stream."""
+        clf = self.classifier("fp32")
+        length = min(self.cfg.length, clf.max_length)
+        if length != self.cfg.length:
+            self.notes.append(f"length {self.cfg.length} is above the package's max_length: {length} used")
+        self.length = length
+        n = 2 * self.cfg.batch
+        self.fixed = exact_length_texts(clf, length, n, source=self.test.texts[:400])
+        self.batches = [self.fixed[i:i + self.cfg.batch] for i in range(0, n, self.cfg.batch)]
+        self.real = list(self.test.texts[:self.cfg.stream_texts])
+        self.reference_clf = clf
+
+    # ----------------------------------------------------------------- the rows
+    def torch_row(self, name: str, folder: Path, macs: int) -> Row:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from compress.evaluate import align_columns, evaluate_torch, model_labels, predict_proba_torch
+
+        cuda = self.cfg.device == "cuda"
+        model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        if cuda:
+            model = model.half().to("cuda")
+        tok = AutoTokenizer.from_pretrained(folder)
+        dev = "cuda" if cuda else "cpu"
+        L = self.length
+
+        def forward(texts: list[str], pad: Any) -> np.ndarray:
+            enc = tok(texts, padding=pad, truncation=True, max_length=L, return_tensors="pt").to(dev)
+            with torch.inference_mode():
+                probs = torch.softmax(model(**enc).logits.float(), dim=-1).cpu().numpy()
+            return probs  # .cpu() waits for the GPU
+
+        f1 = _stage_f1(folder, len(self.test))
+        source = "stage metrics.json"
+        if f1 is None:
+            m = evaluate_torch(model, self.test, self.labels, tokenizer=tok, max_length=self.meta["max_length"],
+                               device=dev)
+            f1, source = m.macro_f1, "evaluated here (compress.evaluate.evaluate_torch)"
+        real_labels = model_labels(model)
+
+        def stream(_: int) -> np.ndarray:
+            p = predict_proba_torch(model, tok, self.real, max_length=self.meta["max_length"], batch_size=self.cfg.batch,
+                                    device=dev)
+            return align_columns(p, real_labels, self.labels)
+
+        engine = f"torch {torch.__version__} {'fp16 cuda' if cuda else 'fp32 cpu'}"
+        return Row(name, engine, str(folder), _size(folder), macs,
+                   one=lambda i: forward([self.fixed[i % len(self.fixed)]], "max_length"),
+                   many=lambda i: forward(self.batches[i % len(self.batches)], "max_length"),
+                   stream=stream, macro_f1=f1, f1_source=source)
+
+    def runtime_row(self, variant: str, macs: int, report: dict[str, Any] | None) -> Row:
+        from compress.evaluate import align_columns, compute_metrics
+
+        providers = ["CUDAExecutionProvider"] if self.cfg.device == "cuda" else None
+        clf = self.classifier(variant, providers)
+        path = self.onnx_dir / VARIANT_FILES[variant]
+        f1, source = None, ""
+        if report and report.get("test_examples") == len(self.test):
+            for a in report.get("attempts", []):
+                if a.get("file") == VARIANT_FILES[variant] and a.get("macro_f1") is not None:
+                    f1, source = float(a["macro_f1"]), "quantize_report.json"
+        if f1 is None:
+            probs = align_columns(np.asarray(clf.predict_proba(list(self.test.texts), batch_size=32), dtype=np.float64),
+                                  clf.labels, self.labels)
+            f1, source = compute_metrics(self.test.labels, probs, self.labels).macro_f1, "evaluated here (runtime)"
+        b = self.cfg.batch
+        return Row(f"student ONNX {variant}", f"runtime ({', '.join(clf.providers[:1])})", str(path),
+                   path.stat().st_size, macs, variant=variant,
+                   one=lambda i: clf.predict_proba([self.fixed[i % len(self.fixed)]]),
+                   many=lambda i: clf.predict_proba(self.batches[i % len(self.batches)], batch_size=b),
+                   stream=lambda i: clf.predict_proba(self.real, batch_size=b), macro_f1=f1, f1_source=source)
+
+    def bare_row(self, variant: str, macs: int, f1: float | None) -> Row:
+        """onnxruntime alone, fed the ids the runtime would build (tokenised beforehand, not timed)."""
+        import onnxruntime as ort
+
+        path = self.onnx_dir / VARIANT_FILES[variant]
+        so = ort.SessionOptions()  # the runtime's settings, stated here so the peer is independent of it
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.intra_op_num_threads = self.cfg.threads
+        so.inter_op_num_threads = 1
+        cuda = self.cfg.device == "cuda"
+        sess = ort.InferenceSession(str(path), so, providers=["CUDAExecutionProvider"] if cuda else
+                                    ["CPUExecutionProvider"])
+        tok = self.reference_clf
+        ones = [tok.tokenize([t]) for t in self.fixed]
+        manys = [tok.tokenize(bt) for bt in self.batches]
+        order = np.argsort([len(t) for t in self.real], kind="stable")  # the runtime's own batching
+        streams = [tok.tokenize([self.real[j] for j in order[s:s + self.cfg.batch]])
+                   for s in range(0, len(self.real), self.cfg.batch)]
+        out = self.meta["output_name"]
+        if cuda:
+            run = _io_binding_runner(sess, out)
+        else:
+            def run(feed: dict[str, np.ndarray]) -> Any:
+                return sess.run([out], feed)[0]
+
+        def stream(_: int) -> None:
+            for feed in streams:
+                run(feed)
+
+        return Row(BARE, f"onnxruntime {ort.__version__}" + (" + I/O binding" if cuda else ""), str(path),
+                   path.stat().st_size, macs, variant=variant, one=lambda i: run(ones[i % len(ones)]),
+                   many=lambda i: run(manys[i % len(manys)]), stream=stream, macro_f1=f1,
+                   f1_source=f"the same file as student ONNX {variant}")
+
+    def optimum_row(self, variant: str, macs: int, f1: float | None) -> Row:
+        import onnxruntime as ort
+        import optimum.version
+        from optimum.onnxruntime import ORTModelForSequenceClassification
+        from transformers import AutoTokenizer, pipeline
+
+        path = self.onnx_dir / VARIANT_FILES[variant]
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.cfg.threads
+        cuda = self.cfg.device == "cuda"
+        model = ORTModelForSequenceClassification.from_pretrained(
+            self.onnx_dir, file_name=path.name, session_options=so,
+            provider="CUDAExecutionProvider" if cuda else "CPUExecutionProvider", use_io_binding=cuda)
+        tok = AutoTokenizer.from_pretrained(self.onnx_dir)
+        pipe = pipeline("text-classification", model=model, tokenizer=tok, device="cuda:0" if cuda else None)
+        kw = {"truncation": True, "max_length": self.meta["max_length"]}
+        b = self.cfg.batch
+        return Row(OPTIMUM, f"optimum {optimum.version.__version__} ORTModelForSequenceClassification + pipeline",
+                   str(path), path.stat().st_size, macs, variant=variant,
+                   one=lambda i: pipe(self.fixed[i % len(self.fixed)], **kw),
+                   many=lambda i: pipe(self.batches[i % len(self.batches)], batch_size=b, **kw),
+                   stream=lambda i: pipe(self.real, batch_size=b, **kw), macro_f1=f1,
+                   f1_source=f"the same file as student ONNX {variant}")
+
+    # ----------------------------------------------------------------- running
+    def build_rows(self) -> None:
+        cfg = self.cfg
+        student_macs = graph_macs(self.onnx_dir / "model.onnx", self.length)["macs"]
+        self.macs = {"student": student_macs}
+        report_path = self.onnx_dir / "quantize_report.json"
+        report = json.loads(report_path.read_text()) if report_path.is_file() else None
+        if cfg.teacher and (Path(cfg.teacher) / "config.json").is_file():
+            teacher_cfg = json.loads((Path(cfg.teacher) / "config.json").read_text())
+            self.macs["teacher"] = config_macs(teacher_cfg, self.length)
+            log.info("loading the teacher %s", cfg.teacher)
+            self.rows.append(self.torch_row(TEACHER if cfg.device == "cpu" else "teacher (torch fp16)",
+                                            Path(cfg.teacher), self.macs["teacher"]))
+        else:
+            self.notes.append(f"no teacher checkpoint at {cfg.teacher}: no teacher row, no ratios against it")
+        if cfg.student and (Path(cfg.student) / "config.json").is_file():
+            self.rows.append(self.torch_row("student (torch fp32)" if cfg.device == "cpu" else "student (torch fp16)",
+                                            Path(cfg.student), student_macs))
+        variants = CPU_VARIANTS if cfg.device == "cpu" else CUDA_VARIANTS
+        by_variant = {}
+        for v in variants:
+            if (self.onnx_dir / VARIANT_FILES[v]).is_file():
+                log.info("loading student ONNX %s", v)
+                by_variant[v] = self.runtime_row(v, student_macs, report)
+                self.rows.append(by_variant[v])
+            else:
+                self.notes.append(f"no {VARIANT_FILES[v]} in {self.onnx_dir}: no {v} row")
+        self.peer_variant = self._peer_variant(by_variant)
+        f1 = by_variant[self.peer_variant].macro_f1
+        self.rows.append(self.bare_row(self.peer_variant, student_macs, f1))
+        self.rows.append(self.optimum_row(self.peer_variant, student_macs, f1))
+
+    def _peer_variant(self, by_variant: dict[str, Row]) -> str:
+        """The package's variant (the file that ships), else fp32."""
+        pkg_cfg = Path(self.cfg.package or "") / "config.json"
+        if pkg_cfg.is_file():
+            v = json.loads(pkg_cfg.read_text()).get("variant")
+            if v in by_variant:
+                return v
+        return "fp32"
+
+    def interleave(self, kind: str, rounds: int) -> dict[str, list[float]]:
+        """Warm every row up by time, then time one call per row per round, alternating the order.
+
+        onnxruntime's and OpenMP's worker threads spin for a while after a call; on a small machine
+        that spinning slows whichever engine runs next. So each timed call follows one untimed
+        batch-1 call of the same row.
+        """
+        for row in self.rows:
+            fn = getattr(row, kind)
+            end = time.perf_counter() + self.cfg.warmup_s
+            fn(0)
+            i = 1
+            while time.perf_counter() < end:
+                fn(i)
+                i += 1
+        times: dict[str, list[float]] = {r.name: [] for r in self.rows}
+        for r in range(rounds):
+            for row in (self.rows if r % 2 == 0 else self.rows[::-1]):
+                fn = getattr(row, kind)
+                row.one(r + 1)  # untimed: absorbs the previous engine's spinning threads
+                t0 = time.perf_counter()
+                fn(r)
+                times[row.name].append(time.perf_counter() - t0)
+            if rounds >= 10 and (r + 1) % max(1, rounds // 5) == 0:
+                log.info("%s: round %d of %d", kind, r + 1, rounds)
+        return times
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        started = datetime.now(timezone.utc)
+        if cfg.device == "cuda":
+            _require_cuda()
+        load0 = os.getloadavg() if hasattr(os, "getloadavg") else None
+        log.info("GEMM peak: %d x %d fp32, %d threads", cfg.gemm_n, cfg.gemm_n, cfg.threads)
+        peak = gemm_peak(cfg.threads, cfg.gemm_n) if cfg.device == "cpu" else None
+        self.load_data()
+        self.make_inputs()
+        _set_torch_threads(cfg.threads)
+        self.build_rows()
+        log.info("rows: %s", ", ".join(r.name for r in self.rows))
+        log.info("batch 1, %d tokens: %d interleaved rounds", self.length, cfg.latency_rounds)
+        lat = self.interleave("one", cfg.latency_rounds)
+        log.info("batch %d, %d tokens: %d interleaved rounds", cfg.batch, self.length, cfg.batch_rounds)
+        thr = self.interleave("many", cfg.batch_rounds)
+        log.info("stream of %d real texts: %d interleaved passes", len(self.real), cfg.stream_rounds)
+        stream = self.interleave("stream", cfg.stream_rounds)
+        load1 = os.getloadavg() if hasattr(os, "getloadavg") else None
+
+        env = environment("cuda" if cfg.device == "cuda" else "cpu", cfg.threads)
+        env.update(_versions())
+        rows = []
+        for row in self.rows:
+            one, many = summarize(lat[row.name], 1), summarize(thr[row.name], cfg.batch)
+            st = summarize(stream[row.name], len(self.real))
+            rows.append({"name": row.name, "engine": row.engine, "variant": row.variant, "file": row.file,
+                         "size_bytes": row.size_bytes, "macro_f1": row.macro_f1, "f1_source": row.f1_source,
+                         "macs_per_sequence": row.macs, "batch1": one, f"batch{cfg.batch}": many,
+                         "stream": st, "env": env})
+        result = {
+            "format": "edgedistill-suite", "format_version": 1, "device": device_name(env),
+            "created": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "config": asdict(cfg), "environment": env, "dataset": self.data_name, "test_texts": len(self.test),
+            "length": self.length, "batch": cfg.batch, "stream_texts": len(self.real),
+            "stream_tokens_mean": float(np.mean([self.reference_clf.tokenize([t])["input_ids"].shape[1]
+                                                 for t in self.real])),
+            "peer_variant": self.peer_variant, "gemm": peak, "macs": self.macs, "rows": rows,
+            "load_average": {"before": load0, "after": load1}, "notes": self.notes,
+        }
+        add_ratios(result)
+        return result
+
+
+def _set_torch_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _versions() -> dict[str, str]:
+    import optimum.version
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__,
+            "optimum": optimum.version.__version__}
+
+
+def _require_cuda() -> None:
+    import onnxruntime as ort
+    import torch
+
+    from runtime.errors import ProviderUnavailableError
+
+    missing = []
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        missing.append("CUDAExecutionProvider")
+    if not torch.cuda.is_available():
+        missing.append("torch CUDA")
+    if missing:
+        raise ProviderUnavailableError(missing, ort.get_available_providers(),
+                                       why="--device cuda needs onnxruntime-gpu and a CUDA build of torch with a GPU")
+
+
+def _io_binding_runner(sess: Any, output: str) -> Callable[[dict[str, np.ndarray]], Any]:
+    """Run with I/O binding: inputs copied to the GPU once per call, the output left there, then synchronised."""
+    import onnxruntime as ort
+
+    def run(feed: dict[str, np.ndarray]) -> Any:
+        binding = sess.io_binding()
+        for name, value in feed.items():
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value, "cuda", 0))
+        binding.bind_output(output, "cuda")
+        sess.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+        return binding.get_outputs()[0]
+
+    return run
+
+
+# --------------------------------------------------------------------------- ratios and goals
+
+def add_ratios(result: dict[str, Any]) -> None:
+    """Ratios of every row against the teacher and the optimum pipeline, the peak fraction, and the goals."""
+    rows = {r["name"]: r for r in result["rows"]}
+    batch = f"batch{result['batch']}"
+    teacher = next((r for n, r in rows.items() if n.startswith("teacher")), None)
+    optimum_row = rows.get(OPTIMUM)
+    peak = (result.get("gemm") or {}).get("peak_gflops")
+    for r in result["rows"]:
+        ratios: dict[str, float | None] = {}
+        if teacher:
+            ratios["speedup_vs_teacher_batch1_p50"] = teacher["batch1"]["p50_ms"] / r["batch1"]["p50_ms"]
+            ratios["throughput_vs_teacher"] = r[batch]["throughput_per_s"] / teacher[batch]["throughput_per_s"]
+            if r["macro_f1"] is not None and teacher["macro_f1"]:
+                ratios["macro_f1_vs_teacher"] = r["macro_f1"] / teacher["macro_f1"]
+        if optimum_row:
+            ratios["throughput_vs_optimum"] = r[batch]["throughput_per_s"] / optimum_row[batch]["throughput_per_s"]
+            ratios["stream_vs_optimum"] = r["stream"]["throughput_per_s"] / optimum_row["stream"]["throughput_per_s"]
+            ratios["speedup_vs_optimum_batch1_p50"] = optimum_row["batch1"]["p50_ms"] / r["batch1"]["p50_ms"]
+        r["ratios"] = ratios
+        if peak:
+            flops = 2 * r["macs_per_sequence"]
+            r["gflops_batch1"] = flops / (r["batch1"]["p50_ms"] / 1e3) / 1e9
+            r[f"gflops_{batch}"] = flops * r[batch]["throughput_per_s"] / 1e9
+            r["peak_fraction_batch1"] = r["gflops_batch1"] / peak
+            r[f"peak_fraction_{batch}"] = r[f"gflops_{batch}"] / peak
+    result["goals"] = goals(result)
+
+
+def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The project's three goals, measured: met or not, with the numbers behind the verdict."""
+    rows = {r["name"]: r for r in result["rows"]}
+    batch = f"batch{result['batch']}"
+    out = []
+    teacher = next((r for n, r in rows.items() if n.startswith("teacher")), None)
+    int8 = [r for r in result["rows"] if (r.get("variant") or "").startswith("int8") and r["name"].startswith("student")]
+    if teacher and int8:
+        best = min(int8, key=lambda r: r["batch1"]["p50_ms"])
+        speed = teacher["batch1"]["p50_ms"] / best["batch1"]["p50_ms"]
+        rel = best["macro_f1"] / teacher["macro_f1"] if best["macro_f1"] and teacher["macro_f1"] else None
+        out.append({"goal": f"int8 student >= 20x faster than the torch teacher at batch 1, {result['length']} tokens, "
+                            "within 3% of its macro-F1",
+                    "row": best["name"], "speedup": speed, "macro_f1": best["macro_f1"],
+                    "teacher_macro_f1": teacher["macro_f1"], "macro_f1_ratio": rel,
+                    "met": bool(speed >= 20 and rel is not None and rel >= 0.97)})
+    peer = f"student ONNX {result['peer_variant']}"
+    if OPTIMUM in rows and peer in rows:
+        r, o = rows[peer], rows[OPTIMUM]
+        b = r[batch]["throughput_per_s"] / o[batch]["throughput_per_s"]
+        s = r["stream"]["throughput_per_s"] / o["stream"]["throughput_per_s"]
+        out.append({"goal": "runtime >= 1.3x the optimum pipeline's throughput on the same file",
+                    "row": peer, f"ratio_{batch}_{result['length']}_tokens": b, "ratio_real_texts": s,
+                    "met": bool(min(b, s) >= 1.3)})
+    if BARE in rows and peer in rows:
+        r, bare = rows[peer], rows[BARE]
+        o1 = r["batch1"]["p50_ms"] / bare["batch1"]["p50_ms"] - 1
+        ob = bare[batch]["throughput_per_s"] / r[batch]["throughput_per_s"] - 1
+        os_ = bare["stream"]["throughput_per_s"] / r["stream"]["throughput_per_s"] - 1
+        out.append({"goal": "under 5% overhead over the bare onnxruntime session", "row": peer,
+                    "overhead_batch1_p50": o1, f"overhead_{batch}": ob, "overhead_real_texts": os_,
+                    "met": bool(max(o1, ob, os_) < 0.05)})
+    return out
+
+
+# --------------------------------------------------------------------------- reports
+
+def _fmt(v: Any, spec: str = ".2f", none: str = "–") -> str:
+    return none if v is None else format(v, spec)
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    env = result["environment"]
+    batch = f"batch{result['batch']}"
+    L = result["length"]
+    peak = result.get("gemm") or {}
+    lines = [f"# Side-by-side suite: {result['device']}", "",
+             f"{result['created']} · {env['cpu']} · {env['threads']} threads · {env['os']} · Python {env['python']} · "
+             f"onnxruntime {env['onnxruntime']} · torch {env.get('torch')} · transformers {env.get('transformers')} · "
+             f"optimum {env.get('optimum')} · CPU flags: {', '.join(env['cpu_flags']) or 'unknown'}", "",
+             f"Test split of **{result['dataset']}** ({result['test_texts']} texts) for macro-F1. Latency: batch 1, "
+             f"real test texts cut to exactly {L} tokens. Throughput: batch {result['batch']} of the same {L}-token "
+             f"texts, and batch {result['batch']} over {result['stream_texts']} real test texts at their natural "
+             f"length (mean {result['stream_tokens_mean']:.0f} tokens). All rows measured in one process, "
+             "interleaved round by round. The peers run the shipped file "
+             f"(`{result['peer_variant']}`).", "",
+             f"| model | size MB | macro-F1 | p50 ms | p90 ms | p99 ms | texts/s b{result['batch']}×{L} | "
+             f"texts/s real | × teacher (p50) | × optimum (b{result['batch']}) | MMAC/seq | % GEMM peak b1 / b{result['batch']} |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        ra = r.get("ratios", {})
+        lines.append(
+            f"| {r['name']} | {r['size_bytes'] / 1e6:.1f} | {_fmt(r['macro_f1'], '.4f')} | {r['batch1']['p50_ms']:.2f} | "
+            f"{r['batch1']['p90_ms']:.2f} | {r['batch1']['p99_ms']:.2f} | {r[batch]['throughput_per_s']:.1f} | "
+            f"{r['stream']['throughput_per_s']:.1f} | {_fmt(ra.get('speedup_vs_teacher_batch1_p50'), '.1f')} | "
+            f"{_fmt(ra.get('throughput_vs_optimum'), '.2f')} | {r['macs_per_sequence'] / 1e6:,.1f} | "
+            f"{_fmt(100 * r['peak_fraction_batch1'] if 'peak_fraction_batch1' in r else None, '.1f')} / "
+            f"{_fmt(100 * r[f'peak_fraction_{batch}'] if f'peak_fraction_{batch}' in r else None, '.1f')} |")
+    lines += ["", "## Goals", ""]
+    for g in result["goals"]:
+        numbers = ", ".join(f"{k} {_fmt(v, '.3f') if isinstance(v, float) else v}" for k, v in g.items()
+                            if k not in ("goal", "met"))
+        lines.append(f"- **{'met' if g['met'] else 'NOT met'}**: {g['goal']} — {numbers}")
+    if peak:
+        e = peak["engines"]
+        lines += ["", "## Physical limit", "",
+                  f"Dense fp32 GEMM {peak['n']}×{peak['n']}, {peak['threads']} threads, measured in this run: "
+                  + ", ".join(f"{k} {v['gflops_best']:.1f} GFLOP/s (median {v['gflops_median']:.1f})" for k, v in e.items())
+                  + f"; peak = {peak['peak_gflops']:.1f} GFLOP/s. Multiply-adds per {L}-token sequence: "
+                  + ", ".join(f"{k} {v / 1e6:,.1f} MMAC" for k, v in result.get("macs", {}).items())
+                  + ". A row's fraction = 2 × MACs × sequences per second / peak (int8 rows do the same "
+                    "multiply-adds in int8, so their fraction is against the fp32 peak)."]
+    lines += ["", "## Notes", "",
+              f"- Load average before / after: {result['load_average']['before']} / {result['load_average']['after']}. "
+              "The machine is shared by several engineers: absolute numbers are noisy, the ratios (same process, "
+              "interleaved) much less so.",
+              "- The torch rows include their tokenizer (as a torch user runs them); the runtime rows tokenize, run "
+              "and softmax; the bare session is fed ids tokenised beforehand (its time is the session alone).",
+              *[f"- {n}" for n in result["notes"]],
+              f"- F1 sources: " + "; ".join(f"{r['name']}: {r['f1_source']}" for r in result["rows"])]
+    merged = sorted(p for p in Path(result.get("results_root", RESULTS)).glob("*/bench.json"))
+    if merged:
+        lines += ["", "## Other devices (`edgedistill bench`, merged with `--merge`)", ""]
+        for p in merged:
+            lines += [markdown_table(read_json(p)), ""]
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict[str, Any], path: Path) -> Path:
+    """Latency (batch 1, log scale) against macro-F1, marker area by file size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    rows = [r for r in result["rows"] if r["macro_f1"] is not None]
+    sizes = np.array([r["size_bytes"] / 1e6 for r in rows])
+    area = 40 + 1200 * sizes / max(sizes.max(), 1e-9)
+    for r, a in zip(rows, area):  # peers share the shipped file's macro-F1: a legend, not labels that overlap
+        ax.scatter(r["batch1"]["p50_ms"], r["macro_f1"], s=a, alpha=0.6, edgecolors="black", linewidths=0.5,
+                   marker="s" if r["name"].startswith(("teacher", "student (")) else "o",
+                   label=f"{r['name']} ({r['size_bytes'] / 1e6:.1f} MB)")
+    legend = ax.legend(fontsize=7, loc="best", title="marker area ∝ file size", title_fontsize=7)
+    for handle in legend.legend_handles:
+        handle.set_sizes([40])
+    ax.set_xscale("log")
+    ax.set_xlabel(f"p50 latency, batch 1, {result['length']} tokens (ms, log scale)")
+    ax.set_ylabel(f"macro-F1 ({result['dataset']} test)")
+    ax.set_title(f"{result['device']}: {result['environment']['cpu']}, {result['environment']['threads']} threads",
+                 fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_results(result: dict[str, Any], root: Path) -> Path:
+    folder = root / result["device"]
+    folder.mkdir(parents=True, exist_ok=True)
+    result["results_root"] = str(root)
+    (folder / "suite.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (folder / "suite.md").write_text(to_markdown(result))
+    plot(result, folder / "suite.png")
+    return folder
+
+
+def merge_bench(path: Path, root: Path) -> Path:
+    """File another device's ``edgedistill bench`` JSON under ``root/<device>/bench.{json,md}``."""
+    data = read_json(path)
+    folder = root / data["device"]
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(data, folder / "bench.json")
+    (folder / "bench.md").write_text(markdown_table(data))
+    for suite_json in root.glob("*/suite.json"):  # refresh every suite report's "other devices" section
+        result = json.loads(suite_json.read_text())
+        result["results_root"] = str(root)
+        (suite_json.parent / "suite.md").write_text(to_markdown(result))
+    return folder
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", help="build folder: models/<name> (teacher/, student/, onnx/, package/)")
+    ap.add_argument("--teacher")
+    ap.add_argument("--student")
+    ap.add_argument("--onnx-dir")
+    ap.add_argument("--package")
+    ap.add_argument("--data", help="dataset name or file (default: the package's recipe)")
+    ap.add_argument("--device", choices=("cpu", "cuda"))
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--latency-rounds", type=int)
+    ap.add_argument("--batch-rounds", type=int)
+    ap.add_argument("--stream-rounds", type=int)
+    ap.add_argument("--stream-texts", type=int)
+    ap.add_argument("--warmup-s", type=float)
+    ap.add_argument("--output", help=f"results root (default {RESULTS})")
+    ap.add_argument("--merge", type=Path, action="append", default=[],
+                    help="a JSON from `edgedistill bench --output` on another device (repeatable)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[suite] %(message)s")
+    root = Path(args.output) if args.output else RESULTS
+    for path in args.merge:
+        print(f"merged {path} into {merge_bench(path, root)}")
+    if not (args.build or args.onnx_dir):
+        if args.merge:
+            return 0
+        ap.error("give --build (or --onnx-dir), or --merge FILE")
+    given = {k: v for k, v in vars(args).items() if k not in ("merge",) and v is not None}
+    cfg = SuiteConfig(**given)
+    from runtime.errors import ProviderUnavailableError
+
+    try:
+        result = Suite(cfg).run()
+    except ProviderUnavailableError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    folder = write_results(result, root)
+    print((folder / "suite.md").read_text())
+    print(f"wrote {folder}/suite.json, suite.md, suite.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
