@@ -486,3 +486,35 @@ def markdown_table(result: dict[str, Any]) -> str:
         lines.append(f"| {r['threads']} | {r['length']} | {r['batch']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
                      f"{r['p99_ms']:.2f} | {r['throughput_per_s']:.1f} | {r['runs']} |")
     return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m runtime.bench PACKAGE --output FILE``: the benchmark where only ``runtime/`` is installed."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m runtime.bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("package", type=Path)
+    ap.add_argument("--threads", help="comma-separated thread counts (default: 1 and all)")
+    ap.add_argument("--lengths", help="comma-separated token counts (default: 16,64,128,256)")
+    ap.add_argument("--batches", help="comma-separated batch sizes (default: 1,8,32)")
+    ap.add_argument("--provider", choices=sorted(PROVIDERS))
+    ap.add_argument("--quick", action="store_true", help="a smoke run in seconds")
+    ap.add_argument("--output", "-o", type=Path, help="write the JSON result here (default: stdout)")
+    args = ap.parse_args(argv)
+
+    def ints(v: str | None) -> tuple[int, ...] | None:
+        return tuple(int(x) for x in v.split(",") if x.strip()) if v else None
+
+    given = {k: v for k, v in (("threads", ints(args.threads)), ("lengths", ints(args.lengths)),
+                               ("batches", ints(args.batches)), ("provider", args.provider)) if v is not None}
+    result = bench(args.package, BenchConfig.quick(**given) if args.quick else BenchConfig(**given))
+    if args.output:
+        write_json(result, args.output)
+    else:
+        print(json.dumps(result, indent=2))
+    print(markdown_table(result), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -166,3 +166,43 @@ def test_macs_of_the_tiny_bert_equal_a_hand_count(tiny_package):
               "id2label": {"0": "negative", "1": "positive"}}
     assert gp.config_macs(config, length) == by_hand
     assert gp.graph_macs(tiny_package / "model.onnx", 32)["macs"] == gp.analytic_macs(layers, hidden, inter, 32, labels)
+
+
+def _row(name, p50, thr, stream, f1, size=1e6, variant=None, macs=10**9):
+    stats = lambda p: {"p50_ms": p, "p90_ms": p * 1.1, "p99_ms": p * 1.2}  # noqa: E731
+    return {"name": name, "variant": variant, "engine": "x", "file": None, "size_bytes": size, "macro_f1": f1,
+            "f1_source": "test", "macs_per_sequence": macs, "batch1": stats(p50),
+            "batch32": {**stats(p50 * 20), "throughput_per_s": thr}, "stream": {"throughput_per_s": stream}}
+
+
+def test_suite_ratios_goals_and_report(tmp_path):
+    suite = _load("suite")
+    result = {"device": "cpu-test", "created": "now", "batch": 32, "length": 128, "dataset": "d", "test_texts": 100,
+              "stream_texts": 256, "stream_tokens_mean": 30.0, "peer_variant": "int8-dynamic",
+              "gemm": {"n": 1024, "threads": 2, "peak_gflops": 100.0, "engines": {
+                  "numpy": {"gflops_best": 90.0, "gflops_median": 80.0}}},
+              "macs": {"teacher": 10**10, "student": 10**9},
+              "environment": {"cpu": "cpu", "threads": 2, "os": "os", "python": "3", "onnxruntime": "1",
+                              "cpu_flags": ["avx2"]},
+              "load_average": {"before": None, "after": None}, "notes": [], "results_root": str(tmp_path),
+              "rows": [_row(suite.TEACHER, 200.0, 5.0, 10.0, 0.90, 4e8, macs=10**10),
+                       _row("student ONNX int8-dynamic", 8.0, 150.0, 600.0, 0.88, 2e7, "int8-dynamic"),
+                       _row(suite.BARE, 7.8, 152.0, 610.0, 0.88, 2e7, "int8-dynamic"),
+                       _row(suite.OPTIMUM, 12.0, 100.0, 300.0, 0.88, 2e7, "int8-dynamic")]}
+    suite.add_ratios(result)
+    rows = {r["name"]: r for r in result["rows"]}
+    int8 = rows["student ONNX int8-dynamic"]
+    assert int8["ratios"]["speedup_vs_teacher_batch1_p50"] == pytest.approx(25.0)
+    assert int8["ratios"]["throughput_vs_optimum"] == pytest.approx(1.5)
+    assert int8["peak_fraction_batch1"] == pytest.approx(2 * 10**9 / 0.008 / 1e9 / 100.0)
+    goals = {g["goal"].split(" ")[0]: g for g in result["goals"]}
+    assert goals["int8"]["met"] and goals["int8"]["macro_f1_ratio"] == pytest.approx(0.88 / 0.90)
+    assert goals["runtime"]["met"]  # 1.5x and 2x the pipeline
+    assert goals["under"]["met"] and goals["under"]["overhead_batch1_p50"] == pytest.approx(8.0 / 7.8 - 1)
+    rows[suite.BARE]["batch1"]["p50_ms"] = 7.0  # 14% overhead now
+    suite.add_ratios(result)
+    assert not {g["goal"].split(" ")[0]: g for g in result["goals"]}["under"]["met"]
+    folder = suite.write_results(result, tmp_path)
+    md = (folder / "suite.md").read_text()
+    assert "| student ONNX int8-dynamic |" in md and "NOT met" in md
+    assert (folder / "suite.png").stat().st_size > 1000 and json.loads((folder / "suite.json").read_text())["goals"]
