@@ -689,6 +689,11 @@ class _Run:
         src = (self._optimized or self.onnx_dir / MODEL_FILE) if kind == "dynamic" else None
         settings = self._settings(kind)
         base = self._build_int8(variant, variant, VARIANT_FILES[variant], settings, src, fallback_for)
+        if base.status == "error" and kind == "dynamic" and src != self.onnx_dir / MODEL_FILE:
+            # the fused graph defeated the quantiser: quantise the plain graph instead
+            src, settings = self.onnx_dir / MODEL_FILE, dict(settings, source="fp32")
+            base = self._build_int8(f"{variant} (unfused)", variant,
+                                    VARIANT_FILES[variant].replace(".onnx", "_unfused.onnx"), settings, src, variant)
         if base.passed or not self.cfg.fallbacks or base.status == "error":
             return
         for step, (label, step_settings) in enumerate(self._fallbacks(kind, settings, src), start=1):

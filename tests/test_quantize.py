@@ -231,3 +231,23 @@ def test_fp32_logits_survive_the_runtime_round_trip(tiny_quantized_dir):
     feed = clf.tokenize(["good film", "a very dull and boring story"])
     bare = ort.InferenceSession(str(tiny_quantized_dir / "model.onnx"), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(clf.logits(feed), bare.run(["logits"], feed)[0], atol=1e-5)
+
+
+def test_a_variant_that_cannot_be_built_is_recorded_and_the_plain_graph_tried(tmp_path, tiny_quantized_dir, tiny_csv,
+                                                                              monkeypatch):
+    real = q.quantize_dynamic_variant
+
+    def fails_on_fused(src, dest, settings):
+        if src.name == "model_optimized.onnx":
+            raise RuntimeError("shape inference failed on a contrib op\nsecond line")
+        real(src, dest, settings)
+
+    monkeypatch.setattr(q, "quantize_dynamic_variant", fails_on_fused)
+    folder = _copy(tiny_quantized_dir, tmp_path)
+    report = quantize(QuantizeConfig(str(folder), data=DataConfig(source=str(tiny_csv)), variants=("int8-dynamic",),
+                                     latency_samples=2))
+    broken, plain = report.attempts[2:]
+    assert broken.status == "error" and broken.reason == "RuntimeError: shape inference failed on a contrib op"
+    assert plain.name == "int8-dynamic (unfused)" and plain.settings["source"] == "fp32" and plain.passed
+    assert op_counts(folder / plain.file)["MatMulInteger"] == 14  # every MatMul and Gemm of the plain graph
+    assert report.chosen != "int8-dynamic"
