@@ -127,9 +127,12 @@ if [[ ! -f "$sysroot/.done" ]]; then
     # every dependency, recursively (Depends and Pre-Depends only), as concrete arm64 packages
     mapfile -t pkgs < <(apt_ apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
             --no-breaks --no-replaces --no-enhances "${roots[@]/%/:arm64}" |
-        grep -E '^[a-z0-9]' | sed -E 's/:arm64$//' | sort -u)
+        grep -E '^[a-z0-9]' | grep -v ':amd64$' | sed -E 's/:arm64$//' | sort -u)
+    # what python3.11 never loads: perl and dpkg's tools (pulled in by mailcap and Pre-Depends), MIME tables
+    skip='^(perl|perl-base|perl-modules-.*|libperl.*|libgdbm-compat4|dpkg|tar|install-info|mailcap|mime-support|media-types)$'
     available=()
-    for p in "${pkgs[@]}"; do  # drop virtual packages (they have no candidate)
+    for p in "${pkgs[@]}"; do  # drop virtual packages (they have no candidate) and the skipped ones
+        [[ "$p" =~ $skip ]] && continue
         if apt_ apt-cache show "$p:arm64" >/dev/null 2>&1; then available+=("$p:arm64"); fi
     done
     log "${#available[@]} arm64 packages"
