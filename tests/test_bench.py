@@ -206,3 +206,16 @@ def test_suite_ratios_goals_and_report(tmp_path):
     md = (folder / "suite.md").read_text()
     assert "| student ONNX int8-dynamic |" in md and "NOT met" in md
     assert (folder / "suite.png").stat().st_size > 1000 and json.loads((folder / "suite.json").read_text())["goals"]
+
+
+def test_bench_command_never_imports_torch(tiny_package):
+    import subprocess
+
+    code = ("import sys; from typer.testing import CliRunner; from compress.cli import app; "
+            f"r = CliRunner().invoke(app, ['bench', {str(tiny_package)!r}, '--quick', '--threads', '1', "
+            "'--lengths', '16', '--batches', '1', '--cold-starts', '0', '--seconds', '0.02']); "
+            "assert r.exit_code == 0, r.output; "
+            "print(sorted(m for m in ('torch', 'transformers', 'optimum') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
