@@ -24,8 +24,9 @@ def web(
 ) -> None:
     """Run the classifier in a web page or Node.js: transformers.js + ONNX Runtime Web, offline.
 
-    Writes OUTDIR (new, empty, or an earlier web folder, which is replaced): the demo page (index.html), model/ for transformers.js, vendor/ (transformers.js and
-    the WASM runtime from npm at pinned versions, cached) and classify.mjs for Node.js.
+    Writes OUTDIR (new, empty, or an earlier web folder, which is replaced): the demo page (index.html),
+    model/ for transformers.js, vendor/ (transformers.js and the WASM runtime from npm at pinned versions,
+    cached) and classify.mjs for Node.js.
     """
     from runtime.errors import RuntimeBaseError
 
