@@ -178,12 +178,14 @@ def model_inputs(model, batch) -> dict[str, Any]:
 
 
 def predict_proba_torch(model, tokenizer, texts: Sequence[str], *, max_length: int = 128, batch_size: int = 32,
-                        device: str | None = None) -> np.ndarray:
+                        device: str | None = None, progress: bool = False) -> np.ndarray:
     """Softmax probabilities ``(n, num_labels)`` in input order: batched, no grad, dynamic padding.
 
     Texts are sorted by length so each batch pads little; the output is put back in input order.
+    ``progress`` shows a tqdm bar.
     """
     import torch
+    from tqdm.auto import tqdm
 
     device = device or next(model.parameters()).device
     was_training = model.training
@@ -193,7 +195,8 @@ def predict_proba_torch(model, tokenizer, texts: Sequence[str], *, max_length: i
     out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     try:
         with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
+            for start in tqdm(range(0, len(order), batch_size), desc="evaluating", unit="batch",
+                              disable=not progress):
                 idx = order[start:start + batch_size]
                 batch = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
                                   return_tensors="pt").to(device)
@@ -211,7 +214,7 @@ def model_labels(model) -> list[str]:
 
 def evaluate_torch(model_dir_or_model, split, labels: Sequence[str] | None = None, *, tokenizer=None,
                    max_length: int = 128, batch_size: int = 32, device: str | None = None,
-                   dataset: str | None = None, split_name: str | None = "test") -> Metrics:
+                   dataset: str | None = None, split_name: str | None = "test", progress: bool = False) -> Metrics:
     """Evaluate a torch sequence classifier (a checkpoint folder, or a model plus its ``tokenizer``).
 
     ``split`` is a :class:`compress.data.Split`; ``labels`` are the data's label names (default: the model's).
@@ -233,7 +236,7 @@ def evaluate_torch(model_dir_or_model, split, labels: Sequence[str] | None = Non
     mlabels = model_labels(model)
     labels = list(labels) if labels is not None else mlabels
     probs = predict_proba_torch(model, tokenizer, split.texts, max_length=max_length, batch_size=batch_size,
-                                device=device)
+                                device=device, progress=progress)
     metrics = compute_metrics(split.labels, align_columns(probs, mlabels, labels), labels)
     metrics.dataset, metrics.split = dataset, split_name
     return metrics

@@ -396,7 +396,8 @@ def _training_args(cfg: TeacherConfig, work: Path, n_train: int, *, lr: float, e
         warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay, group_by_length=group,
         eval_strategy="steps", eval_steps=every, save_strategy="steps", save_steps=every, save_total_limit=2,
         save_only_model=True, save_safetensors=True, load_best_model_at_end=True, metric_for_best_model="macro_f1",
-        greater_is_better=True, logging_steps=max(1, min(every, 10)), report_to=[], use_cpu=not cuda, ddp_find_unused_parameters=False,
+        greater_is_better=True, logging_steps=max(1, min(every, 10)), report_to=[], use_cpu=not cuda,
+        ddp_find_unused_parameters=False,  # frozen weights get no gradient by design
         ddp_backend="gloo" if world > 1 and not cuda else None, dataloader_num_workers=0, **_precision(cfg.precision),
     )
 
@@ -483,7 +484,7 @@ def finetune_teacher(cfg: TeacherConfig) -> Path:
     tokenizer.save_pretrained(final)
     save_label_map(data, final)
     metrics = evaluate_torch(model, data.test, labels, tokenizer=tokenizer, max_length=cfg.max_length,
-                             batch_size=cfg.eval_batch_size, dataset=data.name)
+                             batch_size=cfg.eval_batch_size, dataset=data.name, progress=True)
     metrics.extra = {"model": cfg.model, "strategy": cfg.strategy, "max_length": cfg.max_length}
     write_metrics(metrics, final, "metrics", title=f"Teacher ({cfg.model}, {cfg.strategy}) on {data.name} test")
     cross = None
@@ -492,7 +493,7 @@ def finetune_teacher(cfg: TeacherConfig) -> Path:
                                                         max_validation_samples=None, test_file=None),
                                     labels, cfg.cross_label_map, exclude=data.train.texts)
         cross = evaluate_torch(model, split, labels, tokenizer=tokenizer, max_length=cfg.max_length,
-                               batch_size=cfg.eval_batch_size, dataset=cfg.cross_dataset)
+                               batch_size=cfg.eval_batch_size, dataset=cfg.cross_dataset, progress=True)
         write_metrics(cross, final, "metrics-cross", title=f"Teacher on {cfg.cross_dataset} (cross-dataset)")
     state = trainer.state
     record = {

@@ -15,7 +15,7 @@ from compress.cli._app import app, command, console, make_config, table
 @app.command("teacher")
 @command
 def teacher(
-    model: Annotated[Optional[str], typer.Option(help="Built-in model (mpnet-base, minilm-l6), HF id or folder.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Built-in model (mpnet-base), HF id or folder.")] = None,
     data: Annotated[Optional[str], typer.Option(help="Built-in dataset or a CSV / JSONL / Parquet file.")] = None,
     text_column: Annotated[Optional[str], typer.Option(help="Text column of a file.")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="Label column of a file.")] = None,
@@ -55,11 +55,12 @@ def teacher(
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun / accelerate launch, rank 0 reports
         return
     rec = json.loads((out / "training.json").read_text())
-    rows = [(rec["strategy"], "test", rec["test"]["macro_f1"], rec["test"]["accuracy"], rec["test"]["roc_auc"],
-             rec["test"]["ece"], rec["examples"]["train"], f"{rec['wall_time_s']:.0f} s")]
-    if rec.get("cross_dataset"):
-        c = rec["cross_dataset"]
-        rows.append((rec["strategy"], cfg.cross_dataset, c["macro_f1"], c["accuracy"], c["roc_auc"], c["ece"], "", ""))
-    console.print(table(f"Teacher {cfg.model} on {cfg.data.source} ({cfg.profile} profile): {out}",
-                        ["strategy", "split", "macro-F1", "accuracy", "ROC-AUC", "ECE", "train examples",
-                         "wall time"], rows))
+    t = rec["test"]
+    rows = [(rec["strategy"], f"{cfg.data.source} test", t["macro_f1"], t["accuracy"], t["roc_auc"], t["ece"],
+             f"{rec['wall_time_s']:.0f} s")]
+    if c := rec.get("cross_dataset"):
+        rows.append((rec["strategy"], f"{cfg.cross_dataset} (cross)", c["macro_f1"], c["accuracy"], c["roc_auc"],
+                     c["ece"], ""))
+    console.print(table(f"Teacher {cfg.model}, {cfg.profile} profile, {rec['examples']['train']} train examples",
+                        ["strategy", "data", "macro-F1", "accuracy", "AUC", "ECE", "wall time"], rows))
+    console.print(f"saved to {out}")
