@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -416,7 +417,8 @@ def test_page_in_headless_chromium_matches_python_runtime(kind, trained_packages
     labels = ["negative", "positive"]
     assert len({labels[i] for i in expected.argmax(1)}) == 2, "the trained model should predict both labels"
     site = web.export_web(trained_packages[kind], tmp_path / "site", cache=REAL_CACHE)
-    job = {"mode": "classify", "chromium": str(CHROMIUM), "texts": texts, "batch_size": len(texts)}
+    job = {"mode": "classify", "chromium": str(CHROMIUM), "texts": texts, "batch_size": len(texts),
+           "ui_text": texts[0]}
     with Served(site) as s:
         job["url"] = s.url + "index.html?threads=2"
         proc = _run(["node", str(WEB_DIR / "headless.mjs")], "headless Chromium", input=json.dumps(job),
@@ -427,6 +429,12 @@ def test_page_in_headless_chromium_matches_python_runtime(kind, trained_packages
     assert info["labels"] == labels and info["dtype"] == {"fp32": "fp32", "int8": "q8"}[kind]
     assert info["crossOriginIsolated"] is True and info["threads"] == 2
     _compare(kind, labels, expected, result["results"])
+    ui = result["ui"]  # what a user sees after typing the first text: its label, a bar per class, the latency
+    single = _python_probs(trained_packages[kind], texts[:1], batch_size=1)[0]
+    assert ui["label"] == labels[int(single.argmax())]
+    assert [(b["name"], b["best"]) for b in ui["bars"]] == [(lab, lab == ui["label"]) for lab in labels]
+    assert [float(b["pct"].rstrip("%")) for b in ui["bars"]] == pytest.approx(100 * single, abs=0.1)
+    assert re.fullmatch(r"\d+\.\d ms", ui["latency"])
 
 
 @pytest.mark.real

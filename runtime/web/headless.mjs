@@ -10,6 +10,7 @@
 //   {"url": "http://localhost:8000/index.html", "chromium": "/usr/bin/chromium",
 //    "mode": "classify" | "bench" | "screenshot",
 //    "texts": [...], "batch_size": 32,              classify: all texts, batched as the Python runtime does
+//    "ui_text": "...",                              classify: then type this into the page and read its result
 //    "warmup_s": 2, "rounds": 5, "parity": false,   bench: warm up by time, then each text alone, `rounds` times
 //                                                    (parity: then classify all texts too, as in classify)
 //    "screenshot": "page.png", "width": 760, "height": 640}
@@ -40,6 +41,20 @@ function isLocal(url) {
   return ["localhost", "127.0.0.1", "[::1]"].includes(u.hostname);
 }
 
+/** Type a text into the demo page, press Classify and read what the page shows. */
+async function typeIn(page, text) {
+  await page.fill("#text", text);
+  await page.click("#go");
+  await page.waitForFunction((t) => document.querySelector("#log li span:last-child")?.title === t, text);
+  return page.evaluate(() => ({
+    label: document.querySelector("#label").textContent,
+    latency: document.querySelector("#latency").textContent,
+    bars: [...document.querySelectorAll("#bars .row")].map((r) => ({
+      name: r.querySelector(".name").textContent, pct: r.querySelector(".pct").textContent,
+      best: r.classList.contains("best") })),
+  }));
+}
+
 async function main() {
   const job = await readJob();
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "edgedistill-chromium-"));
@@ -68,6 +83,7 @@ async function main() {
     if (job.mode === "classify") {
       result.results = await page.evaluate(([texts, batchSize]) => window.edgedistill.classify(texts, { batchSize }),
                                            [job.texts, job.batch_size ?? 32]);
+      if (job.ui_text !== undefined) result.ui = await typeIn(page, job.ui_text);
     } else if (job.mode === "bench") {
       result.bench = await page.evaluate(async ([texts, warmupS, rounds]) => {
         const one = (t) => window.edgedistill.classify([t]);
@@ -85,11 +101,7 @@ async function main() {
                                              [job.texts, job.batch_size ?? 32]);
       }
     } else if (job.mode === "screenshot") {
-      if (job.text) {
-        await page.fill("#text", job.text);
-        await page.click("#go");
-        await page.waitForFunction((t) => document.querySelector("#log li span:last-child")?.title === t, job.text);
-      }
+      if (job.text) await typeIn(page, job.text);
       await page.screenshot({ path: job.screenshot, fullPage: false });
     } else {
       throw new Error(`unknown mode ${job.mode}`);
