@@ -187,8 +187,8 @@ def read_file(path: Path | str, text_column: str = "text", label_column: str | N
                         continue
                     try:
                         rec = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise DataError(f"not valid JSON ({e.msg})", path=path, row=i) from None
+                    except (ValueError, RecursionError) as e:  # also a 5000-digit number, [[[[... nested too deep
+                        raise DataError(f"not valid JSON ({getattr(e, 'msg', e)})", path=path, row=i) from None
                     if not isinstance(rec, dict):
                         raise DataError("each line must be a JSON object", path=path, row=i)
                     for c in want:

@@ -83,10 +83,19 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _check_unicode(texts: Sequence[str], positions: Iterable[int]) -> None:
+    """Raise a ValueError naming the first position whose text is not valid Unicode (a lone surrogate)."""
+    for i, t in zip(positions, texts):
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(f"texts[{i}] is not valid Unicode: {e.reason} at character {e.start}") from None
+
+
 def _check_texts(texts: Any, what: str = "texts") -> list[str]:
     if texts is None:
         raise TypeError(f"{what} is None; expected a list of strings")
-    if isinstance(texts, (str, bytes)):
+    if isinstance(texts, (str, bytes, bytearray, memoryview)):
         raise TypeError(f"{what} is a single {type(texts).__name__}; pass a list of strings "
                         "(predict() also takes one string)")
     if not isinstance(texts, Iterable):
@@ -224,11 +233,7 @@ class TextClassifier:
         try:
             encodings = self._encode_batch(texts)
         except TypeError:
-            for i, t in enumerate(texts):
-                try:
-                    t.encode("utf-8")
-                except UnicodeEncodeError as e:
-                    raise ValueError(f"texts[{i}] is not valid Unicode: {e.reason} at character {e.start}") from None
+            _check_unicode(texts, range(len(texts)))
             raise
         ids = np.array([e.ids for e in encodings], dtype=self._dtypes["input_ids"])
         if ids.shape[1] == 0:
@@ -265,7 +270,13 @@ class TextClassifier:
         order = np.argsort(np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts)), kind="stable")
         for start in range(0, len(texts), batch_size):
             idx = order[start:start + batch_size]
-            out[idx] = _softmax(self.logits(self.tokenize([texts[i] for i in idx])))
+            batch = [texts[i] for i in idx]
+            try:
+                feed = self.tokenize(batch)
+            except ValueError:
+                _check_unicode(batch, idx.tolist())  # name the text's index in the input, not in the sorted batch
+                raise
+            out[idx] = _softmax(self.logits(feed))
         return out
 
     def predict(self, text_or_texts: str | Sequence[str], batch_size: int = 32,
