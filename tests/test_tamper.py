@@ -39,10 +39,18 @@ REFUSED: list[str] = []  # the cases refused in this run (a figure for the issue
 def _report_refusals(request):
     """After the module: one line in pytest's summary with the number of tampering cases refused."""
     yield
+    report_line(request, f"[tamper] {len(REFUSED)} tampering cases refused, each with a typed error naming the file")
+
+
+def report_line(request, line: str) -> None:
+    """Write ``line`` to the terminal past pytest's output capture (a figure for the report, not a check)."""
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"[tamper] {len(REFUSED)} tampering cases refused, each with a typed error naming "
-                            "the file")
+    if capture is None or reporter is None:
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.ensure_newline()
+        reporter.write_line(line)
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
