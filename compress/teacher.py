@@ -422,12 +422,9 @@ def _replace_folder(src: Path, dest: Path) -> None:
 
 def finetune_teacher(cfg: TeacherConfig) -> Path:
     """Fine-tune, pick the best checkpoint on validation macro-F1, evaluate on test, save; returns the folder."""
-    import torch
-    import transformers
-    from transformers import DataCollatorWithPadding, Trainer, set_seed
+    from transformers import set_seed
 
-    from compress.data import load_data, save_label_map, tokenize
-    from compress.evaluate import cross_dataset_split, evaluate_torch, write_metrics
+    from compress.data import load_data
 
     t0 = time.perf_counter()
     set_seed(cfg.seed)
@@ -441,45 +438,70 @@ def finetune_teacher(cfg: TeacherConfig) -> Path:
 
     out = Path(cfg.output_dir)
     work = out.with_name(f".{out.name}.partial")
+    features = cfg.strategy == "features"
+    args = _training_args(cfg, work, len(data.train), lr=cfg.head_learning_rate if features else cfg.learning_rate,
+                          epochs=cfg.head_epochs if features else cfg.epochs,
+                          group=False if features else cfg.group_by_length)
+    with args.main_process_first(desc="output folder"):
+        if args.process_index == 0:
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+    record: dict[str, Any] = {"config": cfg.to_dict(), "model_path": model_path, "strategy": cfg.strategy,
+                              "frozen_layers": frozen_layers, "trainable_parameters": trainable,
+                              "total_parameters": total}
+    try:
+        trainer = _build_trainer(cfg, args, data, tokenizer, model, model_path, record)
+        t_train = time.perf_counter()
+        _train(trainer, cfg)
+        record["train_time_s"] = round(time.perf_counter() - t_train, 2)
+        if trainer.is_world_process_zero():
+            _save(cfg, trainer, data, tokenizer, model, work / "model", record, t0)
+            _replace_folder(work / "model", out)
+            shutil.rmtree(work, ignore_errors=True)
+            log.info("teacher saved to %s", out)
+    except BaseException:
+        if args.process_index == 0:
+            shutil.rmtree(work, ignore_errors=True)  # never leave half a teacher behind
+        raise
+    return out
+
+
+def _build_trainer(cfg: TeacherConfig, args, data, tokenizer, model, model_path: str, record: dict[str, Any]):
+    from transformers import DataCollatorWithPadding, Trainer
+
+    from compress.data import tokenize
+
     labels = data.label_names
-    extra: dict[str, Any] = {}
     if cfg.strategy == "features":
         from safetensors.numpy import load_file
 
-        args = _training_args(cfg, work, len(data.train), lr=cfg.head_learning_rate, epochs=cfg.head_epochs,
-                              group=False)
-        with args.main_process_first(desc="output folder"):
-            if args.process_index == 0:
-                shutil.rmtree(work, ignore_errors=True)
-                work.mkdir(parents=True)
         cache = cached_features(model, tokenizer, data, model_path, cfg.max_length, cfg.eval_batch_size, args)
         feats = load_file(str(cache))
-        extra["features_cache"] = str(cache)
-        t_train = time.perf_counter()
+        record["features_cache"] = str(cache)
         trainer = Trainer(model=_head_module(model.classifier), args=args,
                           train_dataset=_FeatureDataset(feats["train"], data.train.labels),
                           eval_dataset=_FeatureDataset(feats["validation"], data.validation.labels),
                           compute_metrics=_trainer_metrics(labels))
     else:
-        args = _training_args(cfg, work, len(data.train), lr=cfg.learning_rate, epochs=cfg.epochs,
-                              group=cfg.group_by_length)
-        with args.main_process_first(desc="output folder"):
-            if args.process_index == 0:
-                shutil.rmtree(work, ignore_errors=True)
-                work.mkdir(parents=True)
         with args.main_process_first(desc="tokenizing"):
             train_ds = tokenize(data.train, tokenizer, cfg.max_length)
             val_ds = tokenize(data.validation, tokenizer, cfg.max_length)
-        t_train = time.perf_counter()
         trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
                           processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
                           compute_metrics=_trainer_metrics(labels))
-    _train(trainer, cfg)
-    train_time = time.perf_counter() - t_train
-    if not trainer.is_world_process_zero():
-        return out
+    return trainer
 
-    final = work / "model"
+
+def _save(cfg: TeacherConfig, trainer, data, tokenizer, model, final: Path, record: dict[str, Any],
+          t0: float) -> None:
+    """Rank 0: the checkpoint, label map, test metrics (and cross-dataset ones) and training record."""
+    import torch
+    import transformers
+
+    from compress.data import save_label_map
+    from compress.evaluate import cross_dataset_split, evaluate_torch, write_metrics
+
+    labels = data.label_names
     model.save_pretrained(final, safe_serialization=True)
     tokenizer.save_pretrained(final)
     save_label_map(data, final)
@@ -495,24 +517,19 @@ def finetune_teacher(cfg: TeacherConfig) -> Path:
         cross = evaluate_torch(model, split, labels, tokenizer=tokenizer, max_length=cfg.max_length,
                                batch_size=cfg.eval_batch_size, dataset=cfg.cross_dataset, progress=True)
         write_metrics(cross, final, "metrics-cross", title=f"Teacher on {cfg.cross_dataset} (cross-dataset)")
-    state = trainer.state
-    record = {
-        "config": cfg.to_dict(), "model_path": model_path, "strategy": cfg.strategy, "frozen_layers": frozen_layers,
-        "trainable_parameters": trainable, "total_parameters": total,
+    state, args = trainer.state, trainer.args
+    record.update({
         "examples": {"train": len(data.train), "validation": len(data.validation), "test": len(data.test)},
         "best_validation_macro_f1": state.best_metric, "best_checkpoint": Path(state.best_model_checkpoint).name
         if state.best_model_checkpoint else None, "steps": state.global_step, "epochs_run": state.epoch,
-        "train_time_s": round(train_time, 2), "wall_time_s": round(time.perf_counter() - t0, 2),
-        "world_size": args.world_size, "device": str(args.device), "test": metrics.summary(),
-        "cross_dataset": cross.summary() if cross else None, "log_history": state.log_history,
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__}, **extra,
-    }
+        "wall_time_s": round(time.perf_counter() - t0, 2), "world_size": args.world_size,
+        "device": str(args.device), "test": metrics.summary(), "cross_dataset": cross.summary() if cross else None,
+        "log_history": state.log_history,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+    })
     (final / "training.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-    _replace_folder(final, out)
-    shutil.rmtree(work, ignore_errors=True)
-    log.info("teacher saved to %s: test macro-F1 %.4f, accuracy %.4f (%.0f s)", out, metrics.macro_f1,
-             metrics.accuracy, record["wall_time_s"])
-    return out
+    log.info("teacher test macro-F1 %.4f, accuracy %.4f (%.0f s)", metrics.macro_f1, metrics.accuracy,
+             record["wall_time_s"])
 
 
 def main(argv: list[str] | None = None) -> None:

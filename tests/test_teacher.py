@@ -189,6 +189,22 @@ def test_partial_and_features_find_mpnet_layers_and_head(tmp_path, tiny_tokenize
     assert {k for k in before if not before[k].equal(after[k])} == {k for k in before if k.startswith("classifier.")}
 
 
+def test_a_failure_after_the_temp_folder_exists_cleans_it_up(tmp_path, tiny_tokenizer_dir, tiny_csv):
+    """GPT-2's head is called ``score``, not ``classifier``: the features strategy refuses it mid-run."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    cfg = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=64,
+                     pad_token_id=tok.pad_token_id, num_labels=2)
+    GPT2ForSequenceClassification(cfg).save_pretrained(tmp_path / "gpt2")
+    tok.save_pretrained(tmp_path / "gpt2")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    with pytest.raises(ConfigError, match="no .classifier head"):
+        finetune_teacher(tiny_config(tmp_path / "gpt2", tiny_csv, runs / "t", "features"))
+    assert list(runs.iterdir()) == []
+
+
 def test_mixed_precision_without_cuda_is_refused(tmp_path, tiny_model_dir, tiny_csv):
     import torch
 
