@@ -228,3 +228,22 @@ def test_cli_teacher_prints_a_results_table(tmp_path, tiny_model_dir, tiny_csv):
     assert (out / "metrics.json").is_file()
     bad = CliRunner().invoke(app, ["teacher", "--strategy", "lora", "--output", str(tmp_path / "x")])
     assert bad.exit_code == 1 and "strategy='lora'" in bad.output
+
+
+@pytest.mark.real
+def test_real_mpnet_layers_and_features_head(real_cache):
+    """The real teacher: 12 layers found for partial, and its head reproduces the logits from cached inputs."""
+    import torch
+
+    from compress.teacher import head_inputs, load_model
+
+    tok, model = load_model("mpnet-base", ["negative", "positive"])
+    assert len(layer_stack(model)) == 12
+    texts = ["A warm, funny and moving film.", "Dull.", "The plot goes nowhere and the acting is flat."]
+    feats = head_inputs(model, tok, texts, max_length=64, batch_size=2)  # raises if the head reads more
+    assert feats.shape == (3, 1, 768)
+    with torch.no_grad():
+        full = model(**tok(texts, padding=True, return_tensors="pt")).logits
+        head = model.classifier(torch.from_numpy(feats))
+    torch.testing.assert_close(head, full, atol=1e-4, rtol=1e-4)
+    assert freeze(model, "partial", None) == 6
