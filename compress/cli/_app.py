@@ -8,6 +8,7 @@ shows the traceback instead. Heavy imports happen inside command bodies.
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -61,6 +62,9 @@ def _setup_logging(level: int) -> None:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
 def command(fn: F) -> F:
     """Turn known errors into one clear line and exit code 1 (traceback with --debug)."""
 
@@ -70,6 +74,11 @@ def command(fn: F) -> F:
             return fn(*args, **kwargs)
         except EdgeDistillError as e:
             if _state["debug"]:
+                raise
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except OSError as e:  # a full disk or an unwritable folder: the message names the path
+            if _state["debug"] or e.errno not in _DISK_ERRNOS:
                 raise
             err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
