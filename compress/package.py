@@ -65,8 +65,8 @@ class PackageConfig:
 
 def build_package(cfg: PackageConfig) -> Path:
     """Write the package folder (and optional .zip) for ``cfg``; returns the folder."""
-    from runtime import TextClassifier, zip_package
-    from runtime.package import write_manifest
+    from runtime.classifier import TextClassifier  # submodules: they import under any install layout
+    from runtime.package import write_manifest, zip_package
 
     onnx_dir, out = Path(cfg.onnx_dir), cfg.output_dir
     meta = read_export(onnx_dir)
@@ -167,13 +167,17 @@ def _metrics(attempt: Attempt, report: Report | None, meta: dict[str, Any]) -> d
 def model_card(name: str, meta: dict[str, Any], attempt: Attempt, report: Report | None,
                metrics: dict[str, Any]) -> str:
     """The README.md of a package: intended use, data, labels, metrics, quantization, limitations."""
-    import compress
+    from importlib import metadata
 
+    try:
+        version = metadata.version("edgedistill")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
     labels = meta["labels"]
     data = (report.config.get("data") or {}) if report else {}
     lines = [f"# {name}", "",
              f"A {len(labels)}-class text classifier ({meta['model_type']}, variant **{attempt.variant}**) built by "
-             f"edgedistill {compress.__version__}. It runs on onnxruntime and tokenizers alone (no torch).", "",
+             f"edgedistill {version}. It runs on onnxruntime and tokenizers alone (no torch).", "",
              "## Intended use", "",
              f"Sorting short English texts into {', '.join(f'`{lab}`' for lab in labels)}, in the domain of the "
              f"data it was trained on{' (' + report.dataset + ')' if report else ''}.", "",

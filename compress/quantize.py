@@ -518,7 +518,7 @@ class _Gate:
         self.latency_texts = test.texts[:cfg.latency_samples]
 
     def classifier(self, path: Path, variant: str, providers: Any = None) -> Any:
-        from runtime import TextClassifier
+        from runtime.classifier import TextClassifier
 
         return TextClassifier.from_files(path, self.onnx_dir / TOKENIZER_FILE, runtime_config(self.meta, variant),
                                          providers=providers, threads=self.cfg.threads)
