@@ -320,8 +320,8 @@ class PackageConfig:
     uses_token_type_ids: bool = False
     model_type: str | None = None
     variant: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    where: str = "<config>"  # the file or package it came from, for error messages
+    extra: Mapping[str, Any] = field(default_factory=dict)  # fields this runtime does not use
+    where: str = field(default="<config>", compare=False, repr=False)  # the file or package, for error messages
 
     def __post_init__(self) -> None:
         def bad(name: str, value: Any, why: str) -> PackageFormatError:
