@@ -238,11 +238,26 @@ def checkpoint_hash(model_dir: Path | str) -> str:
     return h.hexdigest()
 
 
+def _model_key(teacher_dir: Path | str, max_length: int, pooled: bool, attention: bool) -> str:
+    """What decides a text's teacher outputs besides the text: the checkpoint, max_length, the outputs kept."""
+    h = hashlib.sha256(checkpoint_hash(teacher_dir).encode())
+    h.update(f"|max_length={max_length}|pooled={pooled}|attention={attention}|".encode())
+    return h.hexdigest()[:16]
+
+
+def _text_digests(texts: Sequence[str]) -> np.ndarray:
+    return np.array([hashlib.sha256(t.encode("utf-8", "surrogatepass")).digest()[:16] for t in texts], dtype="S16")
+
+
 def outputs_fingerprint(teacher_dir: Path | str, texts: Sequence[str], max_length: int, *, pooled: bool,
                         attention: bool) -> str:
-    h = hashlib.sha256()
-    h.update(checkpoint_hash(teacher_dir).encode())
-    h.update(f"|max_length={max_length}|pooled={pooled}|attention={attention}|n={len(texts)}|".encode())
+    """The cache key of a transfer set: the teacher checkpoint hash, max_length, the outputs kept and the texts."""
+    return _fingerprint(_model_key(teacher_dir, max_length, pooled, attention), texts)
+
+
+def _fingerprint(key: str, texts: Sequence[str]) -> str:
+    h = hashlib.sha256(key.encode())
+    h.update(f"|n={len(texts)}|".encode())
     for t in texts:
         h.update(t.encode("utf-8", "surrogatepass") + b"\0")
     return h.hexdigest()[:32]
@@ -287,33 +302,70 @@ def run_teacher(teacher_dir: Path | str, texts: Sequence[str], max_length: int, 
     return TeacherOutputs(logits, feats, attns if attention else None)
 
 
+def _load_cached(path: Path) -> tuple[np.ndarray, TeacherOutputs]:
+    with np.load(path) as z:
+        logits = z["logits"]
+        feats = z["pooled"] if "pooled" in z.files else None
+        digests = z["text_sha"] if "text_sha" in z.files else np.zeros(0, dtype="S16")
+        attns = None
+        if "attn_flat" in z.files:
+            flat, lens = z["attn_flat"], z["attn_len"]
+            offs = np.concatenate([[0], np.cumsum(lens.astype(np.int64) ** 2)])
+            attns = [flat[offs[i]:offs[i + 1]].reshape(n, n) for i, n in enumerate(lens)]
+    return digests, TeacherOutputs(logits, feats, attns)
+
+
 def teacher_outputs(teacher_dir: Path | str, texts: Sequence[str], max_length: int, *, pooled: bool = False,
                     attention: bool = False, cache: Path | None = None) -> TeacherOutputs:
     """The teacher's outputs on ``texts``: from the on-disk cache when its fingerprint matches, else computed
-    once with :func:`run_teacher` and cached (written to a temp file and renamed)."""
+    with :func:`run_teacher` and cached (written to a temp file and renamed). Rows of texts that an earlier
+    transfer set of the same teacher and ``max_length`` holds are reused: only new texts meet the teacher."""
     from compress.sources import cache_dir
 
-    fp = outputs_fingerprint(teacher_dir, texts, max_length, pooled=pooled, attention=attention)
+    texts = list(texts)
+    key = _model_key(teacher_dir, max_length, pooled, attention)
+    fp = _fingerprint(key, texts)
     folder = Path(cache) if cache else cache_dir() / "teacher-outputs"
-    path = folder / f"{fp}.npz"
+    path = folder / f"{key}-{fp}.npz"
+    digests = _text_digests(texts)
     if path.is_file():
-        with np.load(path) as z:
-            logits = z["logits"]
-            feats = z["pooled"] if "pooled" in z.files else None
-            attns = None
-            if "attn_flat" in z.files:
-                flat, lens = z["attn_flat"], z["attn_len"]
-                offs = np.concatenate([[0], np.cumsum(lens.astype(np.int64) ** 2)])
-                attns = [flat[offs[i]:offs[i + 1]].reshape(n, n) for i, n in enumerate(lens)]
-        if len(logits) == len(texts):
+        cached_digests, out = _load_cached(path)
+        if np.array_equal(cached_digests, digests):
             log.info("teacher outputs for %d texts from the cache (%s)", len(texts), path.name)
-            return TeacherOutputs(logits, feats, attns, fp, from_cache=True)
-        log.warning("cached teacher outputs %s have %d rows, expected %d: recomputing", path, len(logits),
-                    len(texts))
-    log.info("running the teacher %s over %d transfer texts (max_length %d)", teacher_dir, len(texts), max_length)
-    out = run_teacher(teacher_dir, texts, max_length, pooled=pooled, attention=attention)
+            out.fingerprint, out.from_cache = fp, True
+            return out
+        log.warning("cached teacher outputs %s do not match their texts: recomputing", path)
+    # rows that other cached transfer sets of this teacher already hold
+    row_of: dict[bytes, tuple[TeacherOutputs, int]] = {}
+    if not attention and folder.is_dir():
+        for other in sorted(folder.glob(f"{key}-*.npz")):
+            other_digests, other_out = _load_cached(other)
+            if len(other_digests) == len(other_out.logits):
+                row_of.update({d: (other_out, i) for i, d in enumerate(other_digests.tolist())})
+    missing = [i for i, d in enumerate(digests.tolist()) if d not in row_of]
+    log.info("running the teacher %s over %d of %d transfer texts (max_length %d; %d reused from the cache)",
+             teacher_dir, len(missing), len(texts), max_length, len(texts) - len(missing))
+    if len(missing) == len(texts):
+        out = run_teacher(teacher_dir, texts, max_length, pooled=pooled, attention=attention)
+    else:
+        new = (run_teacher(teacher_dir, [texts[i] for i in missing], max_length, pooled=pooled)
+               if missing else None)
+        some = next(iter(row_of.values()))[0]
+        logits = np.zeros((len(texts), some.logits.shape[1]), dtype=np.float32)
+        feats = np.zeros((len(texts), some.pooled.shape[1]), dtype=np.float32) if pooled else None
+        for i, d in enumerate(digests.tolist()):
+            if d in row_of:
+                src, j = row_of[d]
+                logits[i] = src.logits[j]
+                if pooled:
+                    feats[i] = src.pooled[j]
+        if new is not None:
+            logits[missing] = new.logits
+            if pooled:
+                feats[missing] = new.pooled
+        out = TeacherOutputs(logits, feats, None)
     folder.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, np.ndarray] = {"logits": out.logits}
+    arrays: dict[str, np.ndarray] = {"logits": out.logits, "text_sha": digests}
     if out.pooled is not None:
         arrays["pooled"] = out.pooled
     if out.attentions is not None:

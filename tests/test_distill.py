@@ -251,6 +251,26 @@ def test_grid_parsing_and_base_files(tmp_path, tiny_model_dir):
     assert load_base(jpath).student.trim_vocab is True
 
 
+def test_cached_rows_are_reused_for_a_larger_transfer_set(tiny_model_dir, tmp_path, monkeypatch):
+    calls = []
+    real = distill_mod.run_teacher
+
+    def spy(teacher_dir, texts, *args, **kwargs):
+        calls.append(list(texts))
+        return real(teacher_dir, texts, *args, **kwargs)
+
+    monkeypatch.setattr(distill_mod, "run_teacher", spy)
+    first = ["the film was great", "awful plot", "a very boring and flat movie"]
+    more = ["a warm and moving story", "tedious"]
+    a = distill_mod.teacher_outputs(tiny_model_dir, first, 16, pooled=True, cache=tmp_path)
+    b = distill_mod.teacher_outputs(tiny_model_dir, more[:1] + first + more[1:], 16, pooled=True, cache=tmp_path)
+    assert calls == [first, more]  # only the new texts met the teacher
+    whole = real(tiny_model_dir, more[:1] + first + more[1:], 16, pooled=True)
+    np.testing.assert_allclose(b.logits, whole.logits, atol=1e-5)
+    np.testing.assert_allclose(b.pooled, whole.pooled, atol=1e-5)
+    np.testing.assert_allclose(b.logits[1:4], a.logits, atol=1e-6)
+
+
 def test_cached_outputs_round_trip_attention(tiny_model_dir, tmp_path):
     texts = ["the film was great", "awful plot", "a very boring and flat movie"]
     a = distill_mod.teacher_outputs(tiny_model_dir, texts, 16, pooled=True, attention=True, cache=tmp_path)
