@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import threading
 import urllib.error
@@ -189,6 +190,13 @@ def test_refuses_a_model_type_transformersjs_cannot_classify_with(tiny_package, 
     pkg = _repackage(tiny_package, tmp_path / "gpt", model_type="gpt2")
     with pytest.raises(web.WebExportError, match="model_type='gpt2'"):
         web.export_web(pkg, tmp_path / "site")
+
+
+def test_webexport_is_torch_free():
+    code = ("import sys, runtime.webexport, compress.cli.web_cmd; "
+            "print(sorted(m for m in ('torch', 'transformers', 'onnx', 'optimum') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
 
 
 # --------------------------------------------------------------------------- fast: npm files
