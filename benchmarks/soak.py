@@ -180,7 +180,8 @@ def soak(package: Path, predictions: int, workers: int, batch: int, intra_thread
         "throughput_per_s": round(done[0] / wall, 1),
         "latency_ms": {q: round(float(np.percentile(lat_ms, p)), 3) for q, p in
                        (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))} if lat_ms.size else None,
-        "memory": {"after_load_rss_mb": round(loaded_rss, 2), "start_rss_mb": round(start_rss, 2), "end_rss_mb": round(end_rss, 2),
+        "memory": {"after_load_rss_mb": round(loaded_rss, 2), "start_rss_mb": round(start_rss, 2),
+                   "end_rss_mb": round(end_rss, 2),
                    "growth_mb": round(end_rss - start_rss, 2),
                    "growth_pct": round(100 * (end_rss - start_rss) / start_rss, 2),
                    "second_half_slope_mb_per_10k": None if slope is None else round(slope, 3),

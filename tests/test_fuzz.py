@@ -80,7 +80,8 @@ AWKWARD = (
                                           "\U0010ffff", "\U000e0001"]
     + ["\u200e", "\u200f", "\u202a", "\u202b", "\u202d", "\u202e", "\u2066", "\u2067", "\u2069"]  # bidi controls
     + ["שלום", "مرحبا", "ﷺ", "\u0627\u0644\u0644\u0647"]  # right-to-left scripts and a ligature
-    + ["😀", "👍🏽", "👩‍👩‍👧‍👦", "🏳️‍🌈", "🇫🇷", "\u200d", "\ufe0f", "e\u0301", "Z\u0351\u0335\u0322\u0336"]  # emoji, ZWJ, combining
+    # emoji, zero-width joiner sequences, flags, variation selectors, combining marks
+    + ["😀", "👍🏽", "👩‍👩‍👧‍👦", "🏳️‍🌈", "🇫🇷", "\u200d", "\ufe0f", "e\u0301", "Z\u0351\u0335\u0322\u0336"]
     + ["漢字", "ｆｕｌｌｗｉｄｔｈ", "ﬁ", "ǅ", "İ", "ß", "\u0130\u0307", "Ⅻ", "①", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢"]  # CJK, compatibility forms
     + ["[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]", "##", "good", "bad", " ", "\t", "\r\n"]  # tokenizer specials
 )

@@ -217,7 +217,6 @@ def test_loading_a_package_touches_only_its_listed_files(tiny_package, tmp_path)
 
 def _graph_with(node_domain: str | None = None, external: str | None = None) -> bytes:
     """A tiny classifier-shaped graph: a custom-domain op, or a weight stored in an external file."""
-    import onnx
     from onnx import TensorProto, helper
 
     inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "seq"])

@@ -26,7 +26,7 @@ from compress import sources
 from compress.errors import IntegrityError
 from compress.errors import UnsafeArchiveError as SourceArchiveError
 from compress.sources import Source
-from runtime import PackageIntegrityError, TextClassifier, UnsafeArchiveError, verify_package, zip_package
+from runtime import PackageIntegrityError, TextClassifier, UnsafeArchiveError, verify_package
 from runtime.package import MANIFEST_FILE
 from tests.test_sources import local, make_wheel
 
