@@ -41,7 +41,7 @@ def predict(
     if input is None and (text_column or encoding or chunk_size):
         raise typer.BadParameter("--text-column, --encoding and --chunk-size go with --input")
     try:
-        from runtime import TextClassifier
+        from runtime.classifier import TextClassifier  # a submodule: imports under any install layout
 
         with err_console.status(f"loading {package}"):
             clf = TextClassifier.load(package, providers=provider, threads=threads, fallback=fallback)
