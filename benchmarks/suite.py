@@ -191,11 +191,11 @@ class Suite:
         self.data_name, self.test, self.labels = data.name, data.test, list(data.label_names)
         log.info("test split of %s: %d texts", self.data_name, len(self.test))
 
-    def classifier(self, variant: str, providers: Any = None):
+    def classifier(self, variant: str, providers: Any = None, file: str | None = None):
         from compress.export import runtime_config
         from runtime import TextClassifier
 
-        return TextClassifier.from_files(self.onnx_dir / VARIANT_FILES[variant], self.onnx_dir / "tokenizer.json",
+        return TextClassifier.from_files(self.onnx_dir / (file or VARIANT_FILES[variant]), self.onnx_dir / "tokenizer.json",
                                          runtime_config(self.meta, variant), providers=providers,
                                          threads=self.cfg.threads)
 
@@ -252,33 +252,35 @@ class Suite:
                    many=lambda i: forward(self.batches[i % len(self.batches)], "max_length"),
                    stream=stream, macro_f1=f1, f1_source=source)
 
-    def runtime_row(self, variant: str, macs: int, report: dict[str, Any] | None) -> Row:
+    def runtime_row(self, variant: str, macs: int, report: dict[str, Any] | None, file: str | None = None,
+                    name: str | None = None) -> Row:
         from compress.evaluate import align_columns, compute_metrics
 
         providers = ["CUDAExecutionProvider"] if self.cfg.device == "cuda" else None
-        clf = self.classifier(variant, providers)
-        path = self.onnx_dir / VARIANT_FILES[variant]
+        file = file or VARIANT_FILES[variant]
+        clf = self.classifier(variant, providers, file)
+        path = self.onnx_dir / file
         f1, source = None, ""
         if report and report.get("test_examples") == len(self.test):
             for a in report.get("attempts", []):
-                if a.get("file") == VARIANT_FILES[variant] and a.get("macro_f1") is not None:
+                if a.get("file") == file and a.get("macro_f1") is not None:
                     f1, source = float(a["macro_f1"]), "quantize_report.json"
         if f1 is None:
             probs = align_columns(np.asarray(clf.predict_proba(list(self.test.texts), batch_size=32), dtype=np.float64),
                                   clf.labels, self.labels)
             f1, source = compute_metrics(self.test.labels, probs, self.labels).macro_f1, "evaluated here (runtime)"
         b = self.cfg.batch
-        return Row(f"student ONNX {variant}", f"runtime ({', '.join(clf.providers[:1])})", str(path),
+        return Row(name or f"student ONNX {variant}", f"runtime ({', '.join(clf.providers[:1])})", str(path),
                    path.stat().st_size, macs, variant=variant,
                    one=lambda i: clf.predict_proba([self.fixed[i % len(self.fixed)]]),
                    many=lambda i: clf.predict_proba(self.batches[i % len(self.batches)], batch_size=b),
                    stream=lambda i: clf.predict_proba(self.real, batch_size=b), macro_f1=f1, f1_source=source)
 
-    def bare_row(self, variant: str, macs: int, f1: float | None) -> Row:
+    def bare_row(self, peer: Row) -> Row:
         """onnxruntime alone, fed the ids the runtime would build (tokenised beforehand, not timed)."""
         import onnxruntime as ort
 
-        path = self.onnx_dir / VARIANT_FILES[variant]
+        path, variant, macs, f1 = Path(peer.file), peer.variant, peer.macs, peer.macro_f1
         so = ort.SessionOptions()  # the runtime's settings, stated here so the peer is independent of it
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -307,15 +309,15 @@ class Suite:
         return Row(BARE, f"onnxruntime {ort.__version__}" + (" + I/O binding" if cuda else ""), str(path),
                    path.stat().st_size, macs, variant=variant, one=lambda i: run(ones[i % len(ones)]),
                    many=lambda i: run(manys[i % len(manys)]), stream=stream, macro_f1=f1,
-                   f1_source=f"the same file as student ONNX {variant}")
+                   f1_source=f"the same file as {peer.name}")
 
-    def optimum_row(self, variant: str, macs: int, f1: float | None) -> Row:
+    def optimum_row(self, peer: Row) -> Row:
         import onnxruntime as ort
         import optimum.version
         from optimum.onnxruntime import ORTModelForSequenceClassification
         from transformers import AutoTokenizer, pipeline
 
-        path = self.onnx_dir / VARIANT_FILES[variant]
+        path, variant, macs, f1 = Path(peer.file), peer.variant, peer.macs, peer.macro_f1
         so = ort.SessionOptions()
         so.intra_op_num_threads = self.cfg.threads
         cuda = self.cfg.device == "cuda"
@@ -331,7 +333,7 @@ class Suite:
                    one=lambda i: pipe(self.fixed[i % len(self.fixed)], **kw),
                    many=lambda i: pipe(self.batches[i % len(self.batches)], batch_size=b, **kw),
                    stream=lambda i: pipe(self.real, batch_size=b, **kw), macro_f1=f1,
-                   f1_source=f"the same file as student ONNX {variant}")
+                   f1_source=f"the same file as {peer.name}")
 
     # ----------------------------------------------------------------- running
     def build_rows(self) -> None:
@@ -360,19 +362,38 @@ class Suite:
                 self.rows.append(by_variant[v])
             else:
                 self.notes.append(f"no {VARIANT_FILES[v]} in {self.onnx_dir}: no {v} row")
-        self.peer_variant = self._peer_variant(by_variant)
-        f1 = by_variant[self.peer_variant].macro_f1
-        self.rows.append(self.bare_row(self.peer_variant, student_macs, f1))
-        self.rows.append(self.optimum_row(self.peer_variant, student_macs, f1))
+        peer = self._shipped(by_variant, report, student_macs)
+        self.peer_row, self.peer_file = peer.name, Path(peer.file).name
+        self.rows.append(self.bare_row(peer))
+        self.rows.append(self.optimum_row(peer))
 
-    def _peer_variant(self, by_variant: dict[str, Row]) -> str:
-        """The package's variant (the file that ships), else fp32."""
-        pkg_cfg = Path(self.cfg.package or "") / "config.json"
-        if pkg_cfg.is_file():
-            v = json.loads(pkg_cfg.read_text()).get("variant")
-            if v in by_variant:
-                return v
-        return "fp32"
+    def _shipped(self, by_variant: dict[str, Row], report: dict[str, Any] | None, macs: int) -> Row:
+        """The row of the file that ships (the package's model.onnx, found in the export folder by its sha256).
+
+        The quantize stage may ship a fallback attempt (``model_int8_static_fb4.onnx``, say) rather
+        than one of the plain variant files: it then gets a runtime row of its own. Without a
+        package, the fp32 row.
+        """
+        from runtime.package import sha256_file
+
+        model = Path(self.cfg.package or "") / "model.onnx"
+        if not model.is_file():
+            self.notes.append("no package: the peers run the fp32 file")
+            return by_variant["fp32"]
+        digest = sha256_file(model)
+        for row in by_variant.values():
+            if sha256_file(row.file) == digest:
+                return row
+        for path in sorted(self.onnx_dir.glob("*.onnx")):
+            if sha256_file(path) == digest:
+                variant = json.loads((model.parent / "config.json").read_text()).get("variant") or "fp32"
+                attempt = next((a["name"] for a in (report or {}).get("attempts", []) if a.get("file") == path.name),
+                               path.stem)
+                log.info("loading the shipped file %s (%s)", path.name, attempt)
+                row = self.runtime_row(variant, macs, report, file=path.name, name=f"student ONNX {attempt} (shipped)")
+                self.rows.append(row)
+                return row
+        raise ValueError(f"{model}: the package's model is none of the files in {self.onnx_dir}")
 
     def interleave(self, kind: str, rounds: int) -> dict[str, list[float]]:
         """Warm every row up by time, then time one call per row per round, alternating the order.
@@ -439,7 +460,7 @@ class Suite:
             "length": self.length, "batch": cfg.batch, "stream_texts": len(self.real),
             "stream_tokens_mean": float(np.mean([self.reference_clf.tokenize([t])["input_ids"].shape[1]
                                                  for t in self.real])),
-            "peer_variant": self.peer_variant, "gemm": peak, "macs": self.macs, "rows": rows,
+            "peer_row": self.peer_row, "peer_file": self.peer_file, "gemm": peak, "macs": self.macs, "rows": rows,
             "load_average": {"before": load0, "after": load1}, "notes": self.notes,
         }
         add_ratios(result)
@@ -539,7 +560,7 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
                     "row": best["name"], "speedup": speed, "macro_f1": best["macro_f1"],
                     "teacher_macro_f1": teacher["macro_f1"], "macro_f1_ratio": rel,
                     "met": bool(speed >= 20 and rel is not None and rel >= 0.97)})
-    peer = f"student ONNX {result['peer_variant']}"
+    peer = result["peer_row"]
     if OPTIMUM in rows and peer in rows:
         r, o = rows[peer], rows[OPTIMUM]
         b = r[batch]["throughput_per_s"] / o[batch]["throughput_per_s"]
@@ -578,7 +599,7 @@ def to_markdown(result: dict[str, Any]) -> str:
              f"texts, and batch {result['batch']} over {result['stream_texts']} real test texts at their natural "
              f"length (mean {result['stream_tokens_mean']:.0f} tokens). All rows measured in one process, "
              "interleaved round by round. The peers run the shipped file "
-             f"(`{result['peer_variant']}`).", "",
+             f"(`{result['peer_file']}`, row \"{result['peer_row']}\").", "",
              f"| model | size MB | macro-F1 | p50 ms | p90 ms | p99 ms | texts/s b{result['batch']}×{L} | "
              f"texts/s real | × teacher (p50) | × optimum (b{result['batch']}) | MMAC/seq | % GEMM peak b1 / b{result['batch']} |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -178,7 +178,8 @@ def _row(name, p50, thr, stream, f1, size=1e6, variant=None, macs=10**9):
 def test_suite_ratios_goals_and_report(tmp_path):
     suite = _load("suite")
     result = {"device": "cpu-test", "created": "now", "batch": 32, "length": 128, "dataset": "d", "test_texts": 100,
-              "stream_texts": 256, "stream_tokens_mean": 30.0, "peer_variant": "int8-dynamic",
+              "stream_texts": 256, "stream_tokens_mean": 30.0, "peer_row": "student ONNX int8-dynamic",
+              "peer_file": "model_int8_dynamic.onnx",
               "gemm": {"n": 1024, "threads": 2, "peak_gflops": 100.0, "engines": {
                   "numpy": {"gflops_best": 90.0, "gflops_median": 80.0}}},
               "macs": {"teacher": 10**10, "student": 10**9},
