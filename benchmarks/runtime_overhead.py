@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import random
+import shlex
 import shutil
 import subprocess
 import sys
@@ -312,7 +313,7 @@ def main() -> None:
     manifest = clf.manifest or {}
     result = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": shlex.join(["python", *sys.argv]),
         "package": {"path": str(args.package), "name": args.label or Path(args.package).name.removesuffix(".zip"),
                     "variant": clf.config.variant, "model_type": clf.config.model_type,
                     "max_length": clf.max_length, "labels": clf.labels,
