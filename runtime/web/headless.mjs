@@ -41,10 +41,10 @@ function isLocal(url) {
   return ["localhost", "127.0.0.1", "[::1]"].includes(u.hostname);
 }
 
-/** Type a text into the demo page, press Classify and read what the page shows. */
-async function typeIn(page, text) {
+/** Type a text into the demo page (and press Classify, or let it classify as you type); read what it shows. */
+async function typeIn(page, text, { click = true } = {}) {
   await page.fill("#text", text);
-  await page.click("#go");
+  if (click) await page.click("#go");
   await page.waitForFunction((t) => document.querySelector("#log li span:last-child")?.title === t, text);
   return page.evaluate(() => ({
     label: document.querySelector("#label").textContent,
@@ -101,7 +101,7 @@ async function main() {
                                              [job.texts, job.batch_size ?? 32]);
       }
     } else if (job.mode === "screenshot") {
-      if (job.text) await typeIn(page, job.text);
+      if (job.text) await typeIn(page, job.text, { click: false });
       await page.screenshot({ path: job.screenshot, fullPage: false });
     } else {
       throw new Error(`unknown mode ${job.mode}`);
