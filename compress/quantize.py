@@ -626,7 +626,12 @@ class _Run:
             idx = rng.sample(range(len(self.train)), min(self.cfg.calibration_samples, len(self.train)))
             texts = [self.train.texts[i] for i in idx]
             clf = self.gate.classifier(self.onnx_dir / MODEL_FILE, "fp32")
-            self._feeds = [clf.tokenize(texts[i:i + 8]) for i in range(0, len(texts), 8)]
+            feeds = [clf.tokenize(texts[i:i + 8]) for i in range(0, len(texts), 8)]
+            # one sequence length for all batches: the histogram calibrators (entropy, percentile) stack them
+            length = max(f["input_ids"].shape[1] for f in feeds)
+            pad = {"input_ids": self.meta["pad_token_id"], "attention_mask": 0, "token_type_ids": 0}
+            self._feeds = [{k: np.pad(v, ((0, 0), (0, length - v.shape[1])), constant_values=pad[k])
+                            for k, v in f.items()} for f in feeds]
         return self._feeds
 
     def preprocessed(self) -> Path:

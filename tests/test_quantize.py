@@ -251,3 +251,21 @@ def test_a_variant_that_cannot_be_built_is_recorded_and_the_plain_graph_tried(tm
     assert plain.name == "int8-dynamic (unfused)" and plain.settings["source"] == "fp32" and plain.passed
     assert op_counts(folder / plain.file)["MatMulInteger"] == 14  # every MatMul and Gemm of the plain graph
     assert report.chosen != "int8-dynamic"
+
+
+def test_calibration_batches_share_one_length_for_the_histogram_calibrators(tiny_quantized_dir, tiny_csv):
+    """Entropy and percentile calibration stack every batch: texts of different lengths must not break them."""
+    from compress.data import Split, load_data
+
+    meta = q.read_export(tiny_quantized_dir)
+    train = load_data(DataConfig(source=str(tiny_csv))).train
+    texts = [t if i % 3 else t + " and the plot was very very good" * (i % 4) for i, t in enumerate(train.texts)]
+    cfg = QuantizeConfig(str(tiny_quantized_dir), data=DataConfig(source=str(tiny_csv)), calibration_samples=40)
+    run = q._Run(cfg, meta, tiny_quantized_dir, q._Gate(cfg, meta, tiny_quantized_dir, train, ["negative", "positive"]),
+                 Split(texts, train.labels))
+    feeds = run.feeds()
+    assert len(feeds) == 5 and len({f["input_ids"].shape[1] for f in feeds}) == 1
+    assert min(int(f["attention_mask"].sum(axis=1).min()) for f in feeds) < feeds[0]["input_ids"].shape[1]
+    settings = dict(run._settings("static"), calibration="entropy")
+    q.quantize_static_variant(run.preprocessed(), run._tmp.name + "/entropy.onnx", settings, feeds, 99.999)
+    assert op_counts(run._tmp.name + "/entropy.onnx")["QuantizeLinear"] > 0
