@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from compress.errors import EdgeDistillError
+from runtime.errors import RuntimeBaseError
 
 app = typer.Typer(
     name="edgedistill",
@@ -66,13 +67,13 @@ _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.ERO
 
 
 def command(fn: F) -> F:
-    """Turn known errors into one clear line and exit code 1 (traceback with --debug)."""
+    """Turn known errors (toolchain and runtime) into one clear line and exit code 1 (traceback with --debug)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except EdgeDistillError as e:
+        except (EdgeDistillError, RuntimeBaseError) as e:
             if _state["debug"]:
                 raise
             err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
