@@ -198,11 +198,6 @@ def build(recipe: Recipe, *, force: tuple[str, ...] = (), until: str | None = No
         else:
             if on_stage:
                 on_stage(stage, "running")
-            # forget this stage and every later one before running it: a stage killed mid-way
-            # (quantize writes into the export's folder) must never look finished afterwards
-            for later in STAGE_NAMES[i:]:
-                state["stages"].pop(later, None)
-            _write_state(build_dir, state)
             started = time.perf_counter()
             stage.run(recipe, cfg)
             seconds = time.perf_counter() - started
@@ -211,6 +206,9 @@ def build(recipe: Recipe, *, force: tuple[str, ...] = (), until: str | None = No
                 "fingerprint": fp, "run_id": run_id, "seconds": round(seconds, 1),
                 "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             }
+            # later stages consumed the old run: they are stale now
+            for later in STAGE_NAMES[i + 1:]:
+                state["stages"].pop(later, None)
             _write_state(build_dir, state)
             if on_stage:
                 on_stage(stage, "done")
