@@ -48,6 +48,7 @@ import numpy as np
 
 from compress.data import DataConfig
 from compress.errors import ConfigError, TransferSetError
+from compress.fsutil import replace_folder
 from compress.student import StudentConfig
 
 log = logging.getLogger(__name__)
@@ -509,17 +510,6 @@ def _teacher_labels(teacher_dir: Path | str) -> list[str]:
     return [c.id2label[i] for i in range(c.num_labels)]
 
 
-def _replace_dir(tmp: Path, dest: Path) -> None:
-    """Move the finished ``tmp`` folder to ``dest``, replacing an older result only at the very end."""
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        os.replace(dest, old)
-    os.replace(tmp, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def distill(cfg: DistillConfig) -> Path:
     """Distil ``cfg.teacher_dir`` into the student ``cfg.student`` on ``cfg.data``; returns the output folder."""
     import torch
@@ -636,7 +626,7 @@ def distill(cfg: DistillConfig) -> Path:
             "train_seconds": round(train_seconds, 1), "total_seconds": round(time.perf_counter() - started, 1),
         }
         (tmp / "distill.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
-        _replace_dir(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from compress.errors import ConfigError, ExportError, ExportParityError
+from compress.fsutil import replace_folder
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +110,7 @@ def export(cfg: ExportConfig) -> Path:
         parity = check_parity(model, tmp / MODEL_FILE, tokenizer=tokenizer, max_length=max_length, atol=cfg.atol)
         meta = _metadata(cfg, ckpt, model.config, tokenizer, inputs, max_length, parity)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

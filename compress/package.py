@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from compress.errors import ConfigError
+from compress.fsutil import replace_folder
 from compress.export import MODEL_FILE, TOKENIZER_FILE, read_export, runtime_config
 from compress.quantize import REPORT_JSON, Attempt, Report
 
@@ -100,9 +101,7 @@ def build_package(cfg: PackageConfig) -> Path:
         del clf
         if cfg.zip:
             tmp_zip = zip_package(tmp, tmp.with_name(tmp.name + ".zip"))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        replace_folder(tmp, out)
         if cfg.zip:
             os.replace(tmp_zip, zip_path)
     except BaseException:

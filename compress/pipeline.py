@@ -160,11 +160,12 @@ def _write_state(build_dir: Path, state: dict[str, Any]) -> None:
 
 
 def _clean_leftovers(build_dir: Path) -> None:
-    """Remove temporary folders a killed run left behind (outputs are only ever renamed into place)."""
+    """Remove the temporary and moved-aside folders a killed run left behind (outputs are only ever renamed
+    into place, see ``compress.fsutil.replace_folder``)."""
     if not build_dir.is_dir():
         return
     for p in build_dir.iterdir():
-        if p.name.startswith(".") and ".tmp" in p.name:
+        if p.name.startswith(".") and (".tmp" in p.name or ".old-" in p.name):
             log.info("removing %s left by an interrupted run", p.name)
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import struct
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from compress.errors import ConfigError
+from compress.fsutil import replace_folder
 
 log = logging.getLogger(__name__)
 
@@ -167,9 +167,7 @@ def write_report(recipe, cfg: ReportConfig) -> Path:
         (tmp / "report.md").write_text(to_markdown(recipe.name, recipe.profile, rows, meta))
         if cfg.plot:
             plot(rows, tmp / "plot.png", f"{recipe.name} ({recipe.profile} profile)")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -41,6 +41,7 @@ from typing import Any
 from compress import sources
 from compress.data import DataConfig
 from compress.errors import ConfigError
+from compress.fsutil import replace_folder
 
 log = logging.getLogger("compress.teacher")  # the same name when run with -m
 
@@ -409,17 +410,6 @@ def _train(trainer, cfg: TeacherConfig) -> None:
     trainer.train()
 
 
-def _replace_folder(src: Path, dest: Path) -> None:
-    """Move ``src`` to ``dest`` atomically enough: the old ``dest`` is moved aside first, then removed."""
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        os.replace(dest, old)
-    os.replace(src, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def finetune_teacher(cfg: TeacherConfig) -> Path:
     """Fine-tune, pick the best checkpoint on validation macro-F1, evaluate on test, save; returns the folder."""
     from transformers import set_seed
@@ -456,7 +446,7 @@ def finetune_teacher(cfg: TeacherConfig) -> Path:
         record["train_time_s"] = round(time.perf_counter() - t_train, 2)
         if trainer.is_world_process_zero():
             _save(cfg, trainer, data, tokenizer, model, work / "model", record, t0)
-            _replace_folder(work / "model", out)
+            replace_folder(work / "model", out)
             shutil.rmtree(work, ignore_errors=True)
             log.info("teacher saved to %s", out)
     except BaseException:
