@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from compress import sources
 from compress.errors import ConfigError, VocabTrimError
 
 log = logging.getLogger(__name__)
@@ -84,17 +85,6 @@ class StudentConfig:
 
 
 # ---------------------------------------------------------------------------- builders
-def resolve_model(name: str) -> str:
-    """A built-in model name becomes its cached folder; anything else is passed to from_pretrained."""
-    from compress import sources
-
-    if name in sources.CATALOG:
-        if sources.CATALOG[name].kind != "model":
-            raise ConfigError("student.model", name, "is a built-in dataset, not a model")
-        return str(sources.fetch(name))
-    return name
-
-
 def layer_indices(layers: int | list[int] | None, depth: int, field_name: str = "student.layers") -> list[int]:
     """Which of ``depth`` layers to keep. A count keeps evenly spaced layers, the first and the last included
     (12 -> 6 keeps 0, 2, 4, 7, 9, 11 like DistilBERT)."""
@@ -161,7 +151,7 @@ def build_student(cfg: StudentConfig, teacher_dir: Path | str | None, num_labels
         depth = model.config.num_hidden_layers
         indices = layer_indices(cfg.layers if cfg.layers is not None else max(1, depth // 2), depth)
     else:
-        source = resolve_model(cfg.model)
+        source = sources.resolve_model(cfg.model, field="student.model")
         model = AutoModelForSequenceClassification.from_pretrained(
             source, num_labels=num_labels, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True)
         depth = model.config.num_hidden_layers

@@ -162,21 +162,11 @@ class TeacherConfig:
 
 
 # ------------------------------------------------------------------------------- model
-def resolve_model(name: str) -> str:
-    """A built-in model name -> its cached folder; a folder or a Hugging Face id is returned as is."""
-    if name in sources.CATALOG:
-        src = sources.get_source(name)
-        if src.kind != "model":
-            raise ConfigError("model", name, f"is a built-in {src.kind}, not a model")
-        return str(sources.fetch(src))
-    return name
-
-
 def load_model(name: str, label_names: list[str]):
     """Tokenizer and sequence classifier with our labels (a head of another size is re-initialised)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    path = resolve_model(name)
+    path = sources.resolve_model(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForSequenceClassification.from_pretrained(
@@ -419,7 +409,7 @@ def finetune_teacher(cfg: TeacherConfig) -> Path:
     t0 = time.perf_counter()
     set_seed(cfg.seed)
     data = load_data(cfg.data)
-    model_path = resolve_model(cfg.model)
+    model_path = sources.resolve_model(cfg.model)
     tokenizer, model = load_model(cfg.model, data.label_names)
     frozen_layers = freeze(model, cfg.strategy, cfg.freeze_layers)
     trainable, total = count_parameters(model)

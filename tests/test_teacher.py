@@ -63,7 +63,7 @@ def test_config_round_trips_through_json(tmp_path):
 
 
 def test_a_built_in_dataset_is_no_model():
-    from compress.teacher import resolve_model
+    from compress.sources import resolve_model
 
     with pytest.raises(ConfigError, match="not a model"):
         resolve_model("movie-snippets")
