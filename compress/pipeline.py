@@ -153,10 +153,14 @@ def read_state(build_dir: Path) -> dict[str, Any]:
 
 def _write_state(build_dir: Path, state: dict[str, Any]) -> None:
     build_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".state.", dir=build_dir)
-    with os.fdopen(fd, "w") as f:
-        json.dump(state, f, indent=2)
-    os.replace(tmp, build_dir / STATE_FILE)
+    fd, tmp = tempfile.mkstemp(prefix=".state.", suffix=".tmp", dir=build_dir)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(state, f, indent=2)
+        os.replace(tmp, build_dir / STATE_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _clean_leftovers(build_dir: Path) -> None:
@@ -168,6 +172,37 @@ def _clean_leftovers(build_dir: Path) -> None:
         if p.name.startswith(".") and (".tmp" in p.name or ".old-" in p.name):
             log.info("removing %s left by an interrupted run", p.name)
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def _run_stage(stage: Stage, recipe: Recipe, cfg: Any, state: dict[str, Any], out: Path) -> None:
+    """Run one stage with its record (and every later one) struck from the saved state while it runs.
+
+    A stage that is killed half-way (SIGKILL, power loss) may have rewritten part of its output in place, so the
+    next build must not trust the old record: it stays struck and the stage runs again. A stage that fails with
+    an exception leaves its previous output whole (outputs are renamed into place), so the record comes back.
+    An OSError that names no file (a full disk seen by ``sendfile``, a ``write``) is given the stage's output
+    folder, so the message says where the disk ran out.
+    """
+    build_dir = recipe.build_dir
+    saved = json.loads(json.dumps(state))
+    struck = False
+    for name in STAGE_NAMES[STAGE_NAMES.index(stage.name):]:
+        struck |= state["stages"].pop(name, None) is not None
+    try:
+        if struck:
+            _write_state(build_dir, state)
+        stage.run(recipe, cfg)
+    except BaseException as e:
+        if struck:
+            state.clear()
+            state.update(saved)
+            try:
+                _write_state(build_dir, state)
+            except OSError:  # the disk may still be full: the struck record only costs a re-run
+                log.warning("could not restore %s; the %s stage will run again", build_dir / STATE_FILE, stage.name)
+        if isinstance(e, OSError) and e.filename is None:
+            e.filename = str(out)
+        raise
 
 
 def build(recipe: Recipe, *, force: tuple[str, ...] = (), until: str | None = None,
@@ -200,7 +235,7 @@ def build(recipe: Recipe, *, force: tuple[str, ...] = (), until: str | None = No
             if on_stage:
                 on_stage(stage, "running")
             started = time.perf_counter()
-            stage.run(recipe, cfg)
+            _run_stage(stage, recipe, cfg, state, out)
             seconds = time.perf_counter() - started
             run_id = uuid.uuid4().hex[:12]
             state["stages"][stage.name] = {

@@ -21,6 +21,10 @@ sensitive weight nodes, also the embeddings; finally static instead of dynamic).
 (batch-1 p50 latency through the runtime) is chosen; fp32 always passes, so when nothing else
 does the report says so and fp32 ships. The :class:`Report` lists every attempt and is written
 to ``quantize_report.json`` and ``quantize_report.md`` in the ONNX folder.
+
+A run builds its graphs in a work folder inside the ONNX folder (``.quantize.tmp-*``) and moves them
+beside the export only once every attempt is judged, the report last: a run that fails or is killed
+leaves the previous graphs and report as they were.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import logging
 import os
 import platform
 import random
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -53,6 +58,7 @@ PRESETS = ("avx2", "avx512_vnni", "arm64")
 QTYPES = ("qint8", "quint8")
 CALIBRATIONS = ("minmax", "entropy", "percentile")
 REPORT_JSON = "quantize_report.json"
+WORK_PREFIX = ".quantize.tmp-"  # the folder inside the ONNX folder where a run builds its graphs
 REPORT_MD = "quantize_report.md"
 QUANT_OPS = ("MatMulInteger", "DynamicQuantizeLinear", "QAttention", "QEmbedLayerNormalization", "QuantizeLinear",
              "DequantizeLinear", "QLinearMatMul", "MatMulIntegerToFloat", "QGemm")
@@ -287,8 +293,13 @@ class Report:
         """Write ``quantize_report.json`` and ``quantize_report.md``; returns the JSON's path."""
         folder = Path(folder or self.onnx_dir)
         path = folder / REPORT_JSON
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         (folder / REPORT_MD).write_text(self.to_markdown())
+        tmp = path.with_name(path.name + ".tmp")  # the JSON is what marks the run finished: it appears whole
+        try:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
 
     def to_markdown(self) -> str:
@@ -511,11 +522,17 @@ def _predict(clf: Any, texts: list[str], batch_size: int) -> np.ndarray:
 class _Gate:
     """Evaluates variants through the runtime with one protocol and judges them against fp32."""
 
-    def __init__(self, cfg: QuantizeConfig, meta: dict[str, Any], onnx_dir: Path, test: Split, labels: list[str]):
+    def __init__(self, cfg: QuantizeConfig, meta: dict[str, Any], onnx_dir: Path, test: Split, labels: list[str],
+                 work: Path | None = None):
         self.cfg, self.meta, self.onnx_dir, self.test, self.labels = cfg, meta, onnx_dir, test, labels
+        self.work = work or onnx_dir  # where this run writes the graphs it builds
         self.reference: Attempt | None = None
         self.reference_pred: np.ndarray | None = None
         self.latency_texts = test.texts[:cfg.latency_samples]
+
+    def path(self, file: str) -> Path:
+        """Where an attempt's graph is: this run's work folder for the variants it built, the export otherwise."""
+        return self.work / file if (self.work / file).exists() else self.onnx_dir / file
 
     def classifier(self, path: Path, variant: str, providers: Any = None) -> Any:
         from runtime.classifier import TextClassifier
@@ -526,7 +543,7 @@ class _Gate:
     def measure(self, attempt: Attempt, providers: Any = None) -> Attempt:
         from compress.evaluate import align_columns, compute_metrics
 
-        path = self.onnx_dir / attempt.file
+        path = self.path(attempt.file)
         attempt.size_bytes = path.stat().st_size
         clf = self.classifier(path, attempt.variant, providers)
         probs = align_columns(_predict(clf, list(self.test.texts), self.cfg.batch_size), clf.labels, self.labels)
@@ -575,7 +592,42 @@ def quantize(cfg: QuantizeConfig) -> Report:
     meta = read_export(onnx_dir)
     data = load_data(cfg.data)
     test = _stratified_subset(data.test, cfg.max_test_samples, cfg.data.seed)
-    gate = _Gate(cfg, meta, onnx_dir, test, data.label_names)
+    for old in onnx_dir.glob(f"{WORK_PREFIX}*"):  # left by a run that was killed
+        shutil.rmtree(old, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=onnx_dir))
+    try:
+        report = _quantize(cfg, meta, onnx_dir, work, data, test)
+        _publish(work, onnx_dir, report)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    (log.warning if report.nothing_passed else log.info)("%s", report.summary())
+    return report
+
+
+def _publish(work: Path, onnx_dir: Path, report: Report) -> None:
+    """Move this run's graphs from ``work`` into the ONNX folder, then write the report.
+
+    The old report goes first: from then on until the new one is written the folder holds no report, so a
+    half-published run never passes for a finished one. Graphs of the previous run that this one did not
+    rebuild (a fallback it no longer needed) are removed, so every graph beside the report is the report's.
+    """
+    try:
+        previous = {a.file for a in Report.load(onnx_dir).attempts}
+    except (OSError, ValueError, KeyError, TypeError):
+        previous = set()
+    (onnx_dir / REPORT_JSON).unlink(missing_ok=True)
+    built = {p.name for p in work.iterdir()}
+    for name in sorted(built):
+        os.replace(work / name, onnx_dir / name)
+    for name in previous - built - {MODEL_FILE}:
+        if "/" not in name and name.endswith(".onnx"):
+            (onnx_dir / name).unlink(missing_ok=True)
+    report.save(onnx_dir)
+
+
+def _quantize(cfg: QuantizeConfig, meta: dict[str, Any], onnx_dir: Path, work: Path, data: Any,
+              test: Split) -> Report:
+    gate = _Gate(cfg, meta, onnx_dir, test, data.label_names, work)
     run = _Run(cfg, meta, onnx_dir, gate, data.train)
 
     ref = gate.measure(Attempt("fp32", "fp32", MODEL_FILE, {}))
@@ -601,8 +653,6 @@ def quantize(cfg: QuantizeConfig) -> Report:
                     chosen_variant=chosen.variant, chosen_file=chosen.file, fused_ops=run.fused_ops,
                     attempts=run.attempts, environment=environment(cfg.threads),
                     created=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"))
-    report.save(onnx_dir)
-    (log.warning if report.nothing_passed else log.info)("%s", report.summary())
     return report
 
 
@@ -654,9 +704,9 @@ class _Run:
         self.attempts.append(attempt)
         try:
             build()
-            attempt.ops = op_counts(self.onnx_dir / attempt.file, QUANT_OPS)
+            attempt.ops = op_counts(self.gate.path(attempt.file), QUANT_OPS)
             if not gate:
-                attempt.size_bytes = (self.onnx_dir / attempt.file).stat().st_size
+                attempt.size_bytes = self.gate.path(attempt.file).stat().st_size
                 return attempt
             self.gate.measure(attempt, providers)
         except Exception as e:  # a variant that cannot be built or run is recorded, never shipped
@@ -667,7 +717,7 @@ class _Run:
 
     # ---- variants
     def optimized(self) -> None:
-        dest = self.onnx_dir / VARIANT_FILES["optimized"]
+        dest = self.gate.work / VARIANT_FILES["optimized"]
 
         def build() -> None:
             self.fused_ops = optimize(self.onnx_dir / MODEL_FILE, dest, self.meta)
@@ -710,7 +760,7 @@ class _Run:
 
     def _build_int8(self, name: str, variant: str, file: str, settings: dict[str, Any], src: Path | None,
                     fallback_for: str | None) -> Attempt:
-        dest = self.onnx_dir / file
+        dest = self.gate.work / file
         if variant == "int8-dynamic":
             def build() -> None:
                 quantize_dynamic_variant(src, dest, settings)
@@ -765,7 +815,7 @@ class _Run:
             self.attempts.append(Attempt("fp16", "fp16", VARIANT_FILES["fp16"], {}, status="error",
                                          reason="needs the optimised graph, which could not be built"))
             return
-        dest = self.onnx_dir / VARIANT_FILES["fp16"]
+        dest = self.gate.work / VARIANT_FILES["fp16"]
         cuda = "CUDAExecutionProvider" in ort.get_available_providers()
         a = self._try(Attempt("fp16", "fp16", dest.name, {"keep_io_types": True, "source": "optimized"}),
                       lambda: to_fp16(self._optimized, dest), providers=["CUDAExecutionProvider"] if cuda else None,

@@ -11,7 +11,7 @@ known point inside the stage rather than wherever a timer happens to fall:
 
     teacher, student  the third training step (the Trainer's scratch folder is half filled)
     export            the parity check (optimum has written the graph into the temporary folder)
-    quantize          the first int8 attempt (model_optimized.onnx is written, the report is not)
+    quantize          the first int8 attempt (model_optimized.onnx is in the work folder, the report is not)
     package           the manifest (model, tokenizer, config and card are in the temporary folder)
     report            the plot (report.json and report.md are in the temporary folder)
 
@@ -62,8 +62,7 @@ HALF_WRITTEN = {
     "teacher": lambda b: [p.name for p in b.glob(".teacher.partial")],
     "student": lambda b: [p.name for p in b.glob(".student.tmp-*")],
     "export": lambda b: [p.name for p in b.glob(".onnx.tmp-*")],
-    "quantize": lambda b: [p.name for p in (b / "onnx").glob("model_optimized.onnx")
-                           if not (b / "onnx" / "quantize_report.json").exists()],
+    "quantize": lambda b: [p.name for p in (b / "onnx").glob(".quantize.tmp-*/model_optimized.onnx")],
     "package": lambda b: [p.name for p in b.glob(".package.tmp-*")],
     "report": lambda b: [p.name for p in b.glob(".report.tmp-*")],
 }
@@ -76,6 +75,7 @@ from compress.recipe import load_recipe
 
 recipe_path, target, marker, module, attr, nth = sys.argv[1:7]
 nth = int(nth)
+force = tuple(sys.argv[7:])
 
 def arm():
     owner = importlib.import_module(module)
@@ -98,7 +98,7 @@ def on_stage(stage, status):
     if stage.name == target and status == "running":
         arm()
 
-build(load_recipe(recipe_path), on_stage=on_stage)
+build(load_recipe(recipe_path), force=force, on_stage=on_stage)
 sys.exit(3)  # never reached: the build is killed first
 """
 
@@ -245,6 +245,56 @@ def test_a_build_killed_in_any_stage_resumes_with_nothing_lost(builds, stage, tm
     INJECTED.append(f"SIGKILL in {stage} (left mid-stage: {', '.join(half)})")
 
 
+def test_a_forced_rerun_killed_half_way_is_not_trusted_next_time(builds, tmp_path):
+    """`--force quantize` rewrites onnx/ in place: once killed there, its old record must not make the next build
+    skip a half-rewritten stage. The finished stages before it keep their records and outputs."""
+    build_dir = builds.restore("report")
+    state_before = read_state(build_dir)["stages"]
+    marker = tmp_path / "stopped"
+    module, attr, nth = KILL_POINTS["quantize"]
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(builds.recipe_path), "quantize", str(marker), module,
+                             attr, str(nth), "quantize"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists():
+            if proc.poll() is not None:
+                pytest.fail(f"the build ended (exit {proc.returncode}) before quantize's kill point:\n"
+                            + proc.stderr.read().decode(errors="replace")[-3000:])
+            assert time.monotonic() < deadline, "quantize's kill point was not reached in 240 s"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+
+    assert read_state(build_dir)["stages"] == {s: state_before[s] for s in ("teacher", "student", "export")}
+    statuses = {}
+    build(builds.recipe(), on_stage=lambda st, status: statuses.__setitem__(st.name, status))
+    assert statuses == {"teacher": "skipped", "student": "skipped", "export": "skipped",
+                        "quantize": "done", "package": "done", "report": "done"}
+    assert leftovers(build_dir) == []
+    assert_package_is_the_reference(builds, build_dir / "package")
+    INJECTED.append("SIGKILL in a forced quantize re-run")
+
+
+def test_a_forced_rerun_that_fails_keeps_every_record(builds, monkeypatch):
+    """An exception (not a kill) leaves the previous output whole, so the records come back as they were."""
+    import compress.quantize
+
+    build_dir = builds.restore("report")
+    state_before = read_state(build_dir)["stages"]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(compress.quantize._Run, "int8", broken)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        build(builds.recipe(), force=("quantize",))
+    assert read_state(build_dir)["stages"] == state_before
+    assert leftovers(build_dir) == []
+
+
 def _stages():
     from compress.pipeline import STAGES
 
@@ -297,6 +347,12 @@ def tiny_disk(builds):
         for p in content.iterdir():
             (shutil.copytree if p.is_dir() else shutil.copy2)(p, build_dir / p.name)
         shutil.rmtree(content)
+        # fill the disk to two free pages: room for the state file's rewrite, none for a new package
+        free = os.statvfs(build_dir).f_bavail * os.statvfs(build_dir).f_frsize
+        package_pages = sum(-(-p.stat().st_size // 4096) for p in (build_dir / "package").iterdir())
+        assert package_pages > 2, "the tiny package must need more than the free space left"
+        with open(build_dir / "filler.bin", "wb") as f:
+            f.write(b"\0" * max(0, free - 2 * 4096))
         yield build_dir
     finally:
         subprocess.run(["umount", "-l", str(build_dir)], check=True)

@@ -269,3 +269,40 @@ def test_calibration_batches_share_one_length_for_the_histogram_calibrators(tiny
     settings = dict(run._settings("static"), calibration="entropy")
     q.quantize_static_variant(run.preprocessed(), run._tmp.name + "/entropy.onnx", settings, feeds, 99.999)
     assert op_counts(run._tmp.name + "/entropy.onnx")["QuantizeLinear"] > 0
+
+
+def test_a_run_that_fails_half_way_leaves_the_previous_graphs_and_report(tmp_path, tiny_quantized_dir, tiny_csv,
+                                                                          monkeypatch):
+    """Graphs are built in a work folder and published only when every attempt is judged, the report last."""
+    folder = tmp_path / "onnx"
+    shutil.copytree(tiny_quantized_dir, folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected: the disk went away")
+
+    monkeypatch.setattr(q, "quantize_static_variant", broken)
+    monkeypatch.setattr(q._Run, "_fallbacks", lambda *a, **k: iter(()))
+    monkeypatch.setattr(q._Gate, "judge", lambda self, a: (_ for _ in ()).throw(RuntimeError("injected")))
+    with pytest.raises(RuntimeError, match="injected"):
+        quantize(QuantizeConfig(str(folder), data=DataConfig(source=str(tiny_csv)), variants=("int8-dynamic",),
+                                latency_samples=2))
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # byte for byte, no work folder left
+
+
+def test_a_new_run_replaces_every_graph_of_the_old_one(tmp_path, tiny_quantized_dir, tiny_csv):
+    """A fallback graph the old run built and the new one did not is removed: every graph beside the report is
+    in the report."""
+    folder = tmp_path / "onnx"
+    shutil.copytree(tiny_quantized_dir, folder)
+    old = q.Report.load(folder)
+    stale = folder / "model_int8_dynamic_fb1.onnx"
+    shutil.copyfile(folder / old.chosen_file, stale)
+    old.attempts.append(q.Attempt("int8-dynamic +per-channel", "int8-dynamic", stale.name, {}, status="passed"))
+    old.save(folder)
+    report = quantize(QuantizeConfig(str(folder), data=DataConfig(source=str(tiny_csv)), variants=("int8-dynamic",),
+                                     latency_samples=2))
+    assert not stale.exists()
+    on_disk = {p.name for p in folder.glob("*.onnx")}
+    assert on_disk == {a.file for a in report.attempts if (folder / a.file).exists()} | {"model.onnx"}
+    assert not list(folder.glob(".quantize.tmp-*"))
