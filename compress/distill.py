@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from compress.data import DataConfig
+from compress.data import DataConfig, sorted_by_length
 from compress.errors import ConfigError, TransferSetError
 from compress.fsutil import replace_folder
 from compress.student import StudentConfig
@@ -500,7 +500,7 @@ def _datasets(tokenizer, transfer: TransferSet, validation, max_length: int, wit
 
     train = train.map(tok, batched=True, remove_columns=["text"], desc="tokenizing transfer set")
     val = val.map(tok, batched=True, remove_columns=["text"], desc="tokenizing validation")
-    return train, val
+    return train, sorted_by_length(val)
 
 
 def _teacher_labels(teacher_dir: Path | str) -> list[str]:

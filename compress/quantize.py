@@ -105,6 +105,9 @@ class QuantizeConfig:
     """Percentile calibration: the share of each activation histogram kept inside the range."""
     budget: float = 1.0
     """Largest macro-F1 drop, in points (1.0 = 0.01), below fp32 that a variant may have."""
+    min_agreement: float | None = None
+    """Also reject a variant whose predicted labels agree with fp32's on fewer than this share of the test texts
+    (e.g. 0.97): a macro-F1 within budget can hide errors that cancel out. None: macro-F1 alone decides."""
     fallbacks: bool = True
     """Try the fallbacks when an int8 variant fails the gate."""
     sensitive_nodes: int = 4
@@ -135,6 +138,9 @@ class QuantizeConfig:
             raise ConfigError("calibration", self.calibration, f"choose one of {list(CALIBRATIONS)}")
         if not 0 <= self.budget <= 100:
             raise ConfigError("budget", self.budget, "must be in [0, 100] macro-F1 points")
+        if self.min_agreement is not None and not (isinstance(self.min_agreement, (int, float))
+                                                   and 0.0 <= self.min_agreement <= 1.0):
+            raise ConfigError("min_agreement", self.min_agreement, "must be a share in [0, 1] (or unset)")
         if not 90.0 < self.percentile < 100.0:
             raise ConfigError("percentile", self.percentile, "must be in (90, 100)")
         for name, low in (("calibration_samples", 1), ("latency_samples", 1), ("batch_size", 1),
@@ -309,10 +315,12 @@ class Report:
             return "–" if v is None else format(v, fmt)
 
         env = self.environment
+        floor = self.config.get("min_agreement")
         lines = [f"# Quantization report: {Path(self.onnx_dir).name}", "",
                  f"**{self.summary()}**", "",
-                 f"- Gate: macro-F1 at most {self.budget:g} points below fp32 ({ref.macro_f1:.4f}) on "
-                 f"{self.dataset} test, {self.test_examples} texts, through `runtime.TextClassifier`.",
+                 f"- Gate: macro-F1 at most {self.budget:g} points below fp32 ({ref.macro_f1:.4f})"
+                 + (f" and labels agreeing with fp32's on at least {floor:.2%} of texts" if floor is not None else "")
+                 + f" on {self.dataset} test, {self.test_examples} texts, through `runtime.TextClassifier`.",
                  f"- Preset: {self.preset or 'none'}; latency: batch 1, p50/p90 over "
                  f"{self.config.get('latency_samples')} test texts x 2, {env.get('threads') or 'default'} threads.",
                  f"- Machine: {env.get('cpu', '?')} ({env.get('cores', '?')} cores; "
@@ -571,11 +579,16 @@ class _Gate:
     def judge(self, attempt: Attempt) -> Attempt:
         assert self.reference is not None and self.reference.macro_f1 is not None
         drop = 100 * (self.reference.macro_f1 - attempt.macro_f1)
-        if drop <= self.cfg.budget + 1e-9:
-            attempt.status, attempt.reason = "passed", f"{-drop + 0.0:+.2f} points"
-        else:
+        floor = self.cfg.min_agreement
+        if drop > self.cfg.budget + 1e-9:
             attempt.status = "rejected"
             attempt.reason = f"{-drop + 0.0:+.2f} points, beyond the budget of -{self.cfg.budget:g}"
+        elif floor is not None and attempt.agreement < floor - 1e-12:
+            attempt.status = "rejected"
+            attempt.reason = (f"{-drop + 0.0:+.2f} points, but agrees with fp32 on {attempt.agreement:.2%} of the "
+                              f"test texts, below the floor of {floor:.2%}")
+        else:
+            attempt.status, attempt.reason = "passed", f"{-drop + 0.0:+.2f} points"
         log.info("%s: macro-F1 %.4f (%+.2f points), agreement %.4f, %.1f MB, p50 %.2f ms: %s", attempt.name,
                  attempt.macro_f1, -drop, attempt.agreement, attempt.size_bytes / 1e6, attempt.latency_p50_ms,
                  attempt.status)

@@ -187,3 +187,18 @@ def test_real_builtin_datasets_counts(real_cache):
     assert trec.stats["rows_read"] == 15452
     assert trec.label_names == ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
     assert len(trec.train) + len(trec.validation) + len(trec.test) == 5381
+
+
+def test_sorted_by_length_keeps_every_example_with_its_label(tiny_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    from compress.data import Split, sorted_by_length, tokenize
+
+    texts = ["a b c d e f", "a", "a b c", "a b", "a b c d"]
+    split = Split(texts, [0, 1, 0, 1, 0])
+    tok = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    ds = sorted_by_length(tokenize(split, tok, 16))
+    lengths = [len(x) for x in ds["input_ids"]]
+    assert lengths == sorted(lengths) and ds.column_names == tokenize(split, tok, 16).column_names
+    pairs = {(tuple(x), y) for x, y in zip(tokenize(split, tok, 16)["input_ids"], split.labels)}
+    assert {(tuple(x), y) for x, y in zip(ds["input_ids"], ds["labels"])} == pairs

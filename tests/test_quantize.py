@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -306,3 +307,22 @@ def test_a_new_run_replaces_every_graph_of_the_old_one(tmp_path, tiny_quantized_
     on_disk = {p.name for p in folder.glob("*.onnx")}
     assert on_disk == {a.file for a in report.attempts if (folder / a.file).exists()} | {"model.onnx"}
     assert not list(folder.glob(".quantize.tmp-*"))
+
+
+def test_the_agreement_floor_rejects_a_variant_the_budget_lets_through(tmp_path, tiny_quantized_dir, tiny_csv,
+                                                                       monkeypatch):
+    """With no macro-F1 budget to speak of (100 points), only the agreement floor stands between a variant whose
+    every label flipped and the package."""
+    monkeypatch.setattr(q, "_predict", _flip({"model_int8_dynamic.onnx"}))
+    folder = _copy(tiny_quantized_dir, tmp_path)
+    cfg = QuantizeConfig(str(folder), data=DataConfig(source=str(tiny_csv)), variants=("optimized", "int8-dynamic"),
+                         budget=100.0, fallbacks=False, latency_samples=2)
+    flipped = quantize(cfg).attempt("int8-dynamic")
+    assert flipped.passed and flipped.agreement < 0.5  # the budget alone lets it through
+    report = quantize(dataclasses.replace(cfg, min_agreement=0.95))
+    flipped = report.attempt("int8-dynamic")
+    assert flipped.status == "rejected" and "below the floor of 95.00%" in flipped.reason
+    assert report.attempt("optimized").passed and report.chosen != "int8-dynamic"
+    assert "agreeing with fp32's on at least 95.00%" in (folder / "quantize_report.md").read_text()
+    with pytest.raises(ConfigError, match="min_agreement"):
+        QuantizeConfig(str(folder), min_agreement=1.5)

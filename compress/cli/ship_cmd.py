@@ -52,6 +52,8 @@ def quantize_cmd(
     variant: Annotated[Optional[list[str]], typer.Option(
         "--variant", help="Variant to build (repeatable): optimized, int8-dynamic, int8-static, fp16.")] = None,
     budget: Annotated[Optional[float], typer.Option(help="Largest macro-F1 drop below fp32, in points.")] = None,
+    min_agreement: Annotated[Optional[float], typer.Option(
+        help="Also reject a variant agreeing with fp32's labels on less than this share of test texts.")] = None,
     per_channel: Annotated[Optional[bool], typer.Option("--per-channel/--per-tensor", help="Weight scales.")] = None,
     reduce_range: Annotated[Optional[bool], typer.Option("--reduce-range/--full-range", help="7-bit weights.")] = None,
     weight_type: Annotated[Optional[str], typer.Option(help="qint8 or quint8.")] = None,
@@ -71,7 +73,8 @@ def quantize_cmd(
     from compress.quantize import QuantizeConfig, quantize
 
     data_cfg = make_config(DataConfig, source=data, text_column=text_column, label_column=label_column, seed=seed)
-    flags = {"variants": tuple(variant) if variant else None, "budget": budget, "per_channel": per_channel,
+    flags = {"variants": tuple(variant) if variant else None, "budget": budget, "min_agreement": min_agreement,
+             "per_channel": per_channel,
              "reduce_range": reduce_range, "weight_type": weight_type, "activation_type": activation_type,
              "quantize_embeddings": embeddings, "calibration": calibration,
              "calibration_samples": calibration_samples, "fallbacks": fallbacks, "max_test_samples": max_test_samples,
