@@ -12,4 +12,11 @@ from compress.cli import bench_cmd  # noqa: F401,E402  (edgedistill bench)
 
 
 def main() -> None:
+    """The ``edgedistill`` console script. Its own Rich handler prints the toolchain's and the runtime's log
+    records; they do not also travel to the root logger, where a library's ``logging.basicConfig()``
+    (onnxruntime's transformer optimiser calls it on import) would print each one a second time."""
+    import logging
+
+    for name in ("compress", "runtime"):
+        logging.getLogger(name).propagate = False
     app()

@@ -12,6 +12,7 @@ import errno
 import functools
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields
 from typing import Annotated, Any, TypeVar
@@ -30,8 +31,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+
+
+def _width(stream) -> int | None:
+    """Rich's own width on a terminal or with $COLUMNS; 140 columns when piped (a log, make, CI), where Rich
+    would fold the result tables into 80."""
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return None if tty or os.environ.get("COLUMNS") else 140
+
+
+console = Console(width=_width(sys.stdout))
+err_console = Console(stderr=True, width=_width(sys.stderr))
 
 _state = {"debug": False}
 
