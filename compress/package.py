@@ -233,5 +233,10 @@ def model_card(name: str, meta: dict[str, Any], attempt: Attempt, report: Report
     if attempt.variant.startswith("int8") and attempt.agreement is not None:
         lines.append(f"- int8 arithmetic: {100 * (1 - attempt.agreement):.1f}% of test texts get a different label "
                      "than the fp32 model; results also vary slightly between CPUs (VNNI or not, ARM).")
+    if attempt.batch_flips:
+        lines.append(f"- Batching changes answers: this variant quantises activations with one range per batch, so "
+                     f"{attempt.batch_flips:.1%} of test texts got a different label when classified alone than in a "
+                     f"batch (probabilities differ by up to {attempt.batch_max_diff:.3f}). Classify one text per "
+                     "call (`batch_size=1`) where the same text must always get the same answer.")
     lines.append("- Inherits the biases of its pretrained encoder and of its training data.")
     return "\n".join(lines) + "\n"

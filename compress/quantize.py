@@ -105,6 +105,12 @@ class QuantizeConfig:
     """Percentile calibration: the share of each activation histogram kept inside the range."""
     budget: float = 1.0
     """Largest macro-F1 drop, in points (1.0 = 0.01), below fp32 that a variant may have."""
+    consistency_samples: int = 512
+    """Test texts also classified one at a time, to measure how much a variant's answers depend on batching."""
+    max_batch_flips: float | None = None
+    """Reject a variant whose labels change between batch 1 and batched runs on more than this share of the
+    consistency texts (0.0: every text must always get the same label; dynamic int8 usually fails it, static
+    int8 and fp32 pass). None: measured and reported only."""
     min_agreement: float | None = None
     """Also reject a variant whose predicted labels agree with fp32's on fewer than this share of the test texts
     (e.g. 0.97): a macro-F1 within budget can hide errors that cancel out. None: macro-F1 alone decides."""
@@ -141,9 +147,13 @@ class QuantizeConfig:
         if self.min_agreement is not None and not (isinstance(self.min_agreement, (int, float))
                                                    and 0.0 <= self.min_agreement <= 1.0):
             raise ConfigError("min_agreement", self.min_agreement, "must be a share in [0, 1] (or unset)")
+        if self.max_batch_flips is not None and not (isinstance(self.max_batch_flips, (int, float))
+                                                     and 0.0 <= self.max_batch_flips <= 1.0):
+            raise ConfigError("max_batch_flips", self.max_batch_flips, "must be a share in [0, 1] (or unset)")
         if not 90.0 < self.percentile < 100.0:
             raise ConfigError("percentile", self.percentile, "must be in (90, 100)")
         for name, low in (("calibration_samples", 1), ("latency_samples", 1), ("batch_size", 1),
+                          ("consistency_samples", 0),
                           ("sensitive_nodes", 1)):
             v = getattr(self, name)
             if not isinstance(v, int) or v < low:
@@ -216,6 +226,11 @@ class Attempt:
     accuracy: float | None = None
     agreement: float | None = None
     """Share of test texts whose predicted label equals fp32's."""
+    batch_flips: float | None = None
+    """Share of the consistency texts whose label differs between classifying each text alone and in batches:
+    dynamic int8 quantises activations with one range per batch, so its answers depend on the batch-mates."""
+    batch_max_diff: float | None = None
+    """Largest probability difference between a text classified alone and in a batch."""
     size_bytes: int | None = None
     latency_p50_ms: float | None = None
     latency_p90_ms: float | None = None
@@ -315,7 +330,7 @@ class Report:
             return "–" if v is None else format(v, fmt)
 
         env = self.environment
-        floor = self.config.get("min_agreement")
+        floor, flips = self.config.get("min_agreement"), self.config.get("max_batch_flips")
         lines = [f"# Quantization report: {Path(self.onnx_dir).name}", "",
                  f"**{self.summary()}**", "",
                  f"- Gate: macro-F1 at most {self.budget:g} points below fp32 ({ref.macro_f1:.4f})"
@@ -326,16 +341,21 @@ class Report:
                  f"- Machine: {env.get('cpu', '?')} ({env.get('cores', '?')} cores; "
                  f"AVX2 {env.get('avx2')}, AVX512-VNNI {env.get('avx512_vnni')}); onnxruntime "
                  f"{env.get('onnxruntime')}. Timings on a shared machine are noisy.", "",
-                 "| attempt | variant | fallback for | macro-F1 | vs fp32 (points) | agreement | size (MB) | "
-                 "p50 (ms) | p90 (ms) | status |",
-                 "|---|---|---|---|---|---|---|---|---|---|"]
+                 f"- Batch flips: the share of {self.config.get('consistency_samples')} test texts whose label "
+                 "differs between classifying each alone and in batches of "
+                 f"{self.config.get('batch_size')} (dynamic int8 sets activation ranges per batch)"
+                 + (f"; at most {flips:.2%} allowed" if flips is not None else "") + ".", "",
+                 "| attempt | variant | fallback for | macro-F1 | vs fp32 (points) | agreement | batch flips | "
+                 "size (MB) | p50 (ms) | p90 (ms) | status |",
+                 "|---|---|---|---|---|---|---|---|---|---|---|"]
         for a in self.attempts:
             delta = None if a.macro_f1 is None else 100 * (a.macro_f1 - ref.macro_f1)
             status = a.status + (f": {a.reason}" if a.reason else "")
             if a.name == self.chosen:
                 status = "**chosen** · " + status
             lines.append(f"| {a.name} | {a.variant} | {a.fallback_for or ''} | {f(a.macro_f1)} | {f(delta, '+.2f')} | "
-                         f"{f(a.agreement)} | {f(None if a.size_bytes is None else a.size_bytes / 1e6, '.2f')} | "
+                         f"{f(a.agreement)} | {f(a.batch_flips, '.2%')} | "
+                         f"{f(None if a.size_bytes is None else a.size_bytes / 1e6, '.2f')} | "
                          f"{f(a.latency_p50_ms, '.2f')} | {f(a.latency_p90_ms, '.2f')} | {status} |")
         if self.fused_ops:
             lines += ["", "Fused operators in model_optimized.onnx: "
@@ -537,6 +557,8 @@ class _Gate:
         self.reference: Attempt | None = None
         self.reference_pred: np.ndarray | None = None
         self.latency_texts = test.texts[:cfg.latency_samples]
+        step = max(1, len(test) // cfg.consistency_samples) if cfg.consistency_samples else 0
+        self.consistency = list(range(0, len(test), step))[:cfg.consistency_samples] if step else []
 
     def path(self, file: str) -> Path:
         """Where an attempt's graph is: this run's work folder for the variants it built, the export otherwise."""
@@ -561,6 +583,12 @@ class _Gate:
         if self.reference is None:
             self.reference, self.reference_pred = attempt, pred
         attempt.agreement = float((pred == self.reference_pred).mean())
+        if self.consistency:  # the same texts, each alone: does an answer depend on its batch-mates?
+            alone = np.concatenate([align_columns(_predict(clf, [self.test.texts[i]], 1), clf.labels, self.labels)
+                                    for i in self.consistency])
+            batched = probs[self.consistency]
+            attempt.batch_flips = float((alone.argmax(1) != batched.argmax(1)).mean())
+            attempt.batch_max_diff = float(np.abs(alone - batched).max())
         attempt.latency_p50_ms, attempt.latency_p90_ms = self.latency(clf)
         return attempt
 
@@ -579,19 +607,24 @@ class _Gate:
     def judge(self, attempt: Attempt) -> Attempt:
         assert self.reference is not None and self.reference.macro_f1 is not None
         drop = 100 * (self.reference.macro_f1 - attempt.macro_f1)
-        floor = self.cfg.min_agreement
+        floor, flips = self.cfg.min_agreement, self.cfg.max_batch_flips
         if drop > self.cfg.budget + 1e-9:
             attempt.status = "rejected"
             attempt.reason = f"{-drop + 0.0:+.2f} points, beyond the budget of -{self.cfg.budget:g}"
+        elif flips is not None and attempt.batch_flips is not None and attempt.batch_flips > flips + 1e-12:
+            attempt.status = "rejected"
+            attempt.reason = (f"{-drop + 0.0:+.2f} points, but {attempt.batch_flips:.2%} of texts change label "
+                              f"between batch 1 and batched runs, above the limit of {flips:.2%}")
         elif floor is not None and attempt.agreement < floor - 1e-12:
             attempt.status = "rejected"
             attempt.reason = (f"{-drop + 0.0:+.2f} points, but agrees with fp32 on {attempt.agreement:.2%} of the "
                               f"test texts, below the floor of {floor:.2%}")
         else:
             attempt.status, attempt.reason = "passed", f"{-drop + 0.0:+.2f} points"
-        log.info("%s: macro-F1 %.4f (%+.2f points), agreement %.4f, %.1f MB, p50 %.2f ms: %s", attempt.name,
-                 attempt.macro_f1, -drop, attempt.agreement, attempt.size_bytes / 1e6, attempt.latency_p50_ms,
-                 attempt.status)
+        log.info("%s: macro-F1 %.4f (%+.2f points), agreement %.4f, batch flips %s, %.1f MB, p50 %.2f ms: %s",
+                 attempt.name, attempt.macro_f1, -drop, attempt.agreement,
+                 "–" if attempt.batch_flips is None else f"{attempt.batch_flips:.2%}", attempt.size_bytes / 1e6,
+                 attempt.latency_p50_ms, attempt.status)
         return attempt
 
 

@@ -326,3 +326,29 @@ def test_the_agreement_floor_rejects_a_variant_the_budget_lets_through(tmp_path,
     assert "agreeing with fp32's on at least 95.00%" in (folder / "quantize_report.md").read_text()
     with pytest.raises(ConfigError, match="min_agreement"):
         QuantizeConfig(str(folder), min_agreement=1.5)
+
+
+def test_batch_consistency_is_measured_and_can_be_required(tmp_path, tiny_quantized_dir, tiny_csv, monkeypatch):
+    """fp32 gives a text the same answer alone and in a batch; a variant whose batched answers differ is reported,
+    and rejected once max_batch_flips asks for it."""
+    folder = _copy(tiny_quantized_dir, tmp_path)
+    cfg = QuantizeConfig(str(folder), data=DataConfig(source=str(tiny_csv)), variants=("optimized", "int8-dynamic"),
+                         budget=100.0, fallbacks=False, latency_samples=2)
+    report = quantize(cfg)
+    fp32 = report.attempt("fp32")
+    assert fp32.batch_flips == 0.0 and fp32.batch_max_diff < 1e-5
+    real = q._predict
+
+    def batched_flip(clf, texts, batch_size):  # int8-dynamic answers flip only when texts share a call
+        probs = real(clf, texts, batch_size)
+        flip = clf.source.rsplit("/", 1)[-1] == "model_int8_dynamic.onnx" and len(texts) > 1
+        return probs[:, ::-1].copy() if flip else probs
+
+    monkeypatch.setattr(q, "_predict", batched_flip)
+    report = quantize(dataclasses.replace(cfg, max_batch_flips=0.05))
+    dyn = report.attempt("int8-dynamic")
+    assert dyn.batch_flips == 1.0 and dyn.status == "rejected" and "between batch 1 and batched runs" in dyn.reason
+    assert report.attempt("optimized").passed and report.attempt("optimized").batch_flips == 0.0
+    assert "| batch flips |" in (folder / "quantize_report.md").read_text()
+    with pytest.raises(ConfigError, match="max_batch_flips"):
+        QuantizeConfig(str(folder), max_batch_flips=-0.1)

@@ -54,6 +54,8 @@ def quantize_cmd(
     budget: Annotated[Optional[float], typer.Option(help="Largest macro-F1 drop below fp32, in points.")] = None,
     min_agreement: Annotated[Optional[float], typer.Option(
         help="Also reject a variant agreeing with fp32's labels on less than this share of test texts.")] = None,
+    max_batch_flips: Annotated[Optional[float], typer.Option(
+        help="Reject a variant whose labels change between batch 1 and batched runs on more than this share.")] = None,
     per_channel: Annotated[Optional[bool], typer.Option("--per-channel/--per-tensor", help="Weight scales.")] = None,
     reduce_range: Annotated[Optional[bool], typer.Option("--reduce-range/--full-range", help="7-bit weights.")] = None,
     weight_type: Annotated[Optional[str], typer.Option(help="qint8 or quint8.")] = None,
@@ -74,6 +76,7 @@ def quantize_cmd(
 
     data_cfg = make_config(DataConfig, source=data, text_column=text_column, label_column=label_column, seed=seed)
     flags = {"variants": tuple(variant) if variant else None, "budget": budget, "min_agreement": min_agreement,
+             "max_batch_flips": max_batch_flips,
              "per_channel": per_channel,
              "reduce_range": reduce_range, "weight_type": weight_type, "activation_type": activation_type,
              "quantize_embeddings": embeddings, "calibration": calibration,
