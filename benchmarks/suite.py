@@ -634,12 +634,35 @@ def to_markdown(result: dict[str, Any]) -> str:
               "and softmax; the bare session is fed ids tokenised beforehand (its time is the session alone).",
               *[f"- {n}" for n in result["notes"]],
               f"- F1 sources: " + "; ".join(f"{r['name']}: {r['f1_source']}" for r in result["rows"])]
+    lines += browser_section(Path(result.get("results_root", RESULTS)) / result["device"])
     merged = sorted(p for p in Path(result.get("results_root", RESULTS)).glob("*/bench.json"))
     if merged:
         lines += ["", "## Other devices (`edgedistill bench`, merged with `--merge`)", ""]
         for p in merged:
             lines += [markdown_table(read_json(p)), ""]
     return "\n".join(lines) + "\n"
+
+
+def browser_section(folder: Path) -> list[str]:
+    """The browser rows (``benchmarks/web_bench.py``: transformers.js WASM at 1 and 2 threads, with the Python
+    runtime on the same texts beside them) found in this device's results folder."""
+    runs = sorted(folder.glob("web-*.json"))
+    if not runs:
+        return []
+    lines = ["", "## In a browser (`benchmarks/web_bench.py`: transformers.js WASM beside the Python runtime)", "",
+             "Batch 1 on review-like texts of 8 to 60 words (not the 128-token texts above), headless Chromium on "
+             "this machine; load = navigation start to classifier ready (browser), `TextClassifier.load` (Python).",
+             "", "| package | runtime | threads | p50 ms/text | p90 ms | load ms | max abs(Δp) vs Python | measured |",
+             "|---|---|---|---|---|---|---|---|"]
+    for path in runs:
+        w = json.loads(path.read_text())
+        parity = (w.get("parity") or {}).get("max_abs_diff")
+        for r in w["rows"]:
+            lines.append(f"| {w.get('package_name', path.stem)} ({w.get('variant')}) | {r['runtime']} | {r['threads']} | "
+                         f"{r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['load_ms']:.0f} | "
+                         f"{'' if parity is None or r['runtime'].startswith('python') else f'{parity:.2g}'} | "
+                         f"{str(w.get('created', ''))[:16]} |")
+    return lines
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:

@@ -236,6 +236,13 @@ def main() -> None:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out_dir / f"{args.name}.md").write_text(markdown(result))
+    suite_json = args.out_dir / "suite.json"
+    if suite_json.is_file():  # the suite's report lists the browser rows: refresh it
+        from suite import to_markdown
+
+        result = json.loads(suite_json.read_text())
+        result["results_root"] = str(args.out_dir.parent)
+        (args.out_dir / "suite.md").write_text(to_markdown(result))
     print(markdown(result))
 
 

@@ -207,6 +207,17 @@ def test_suite_ratios_goals_and_report(tmp_path):
     md = (folder / "suite.md").read_text()
     assert "| student ONNX int8-dynamic |" in md and "NOT met" in md
     assert (folder / "suite.png").stat().st_size > 1000 and json.loads((folder / "suite.json").read_text())["goals"]
+    assert "In a browser" not in md  # no web_bench run in this folder yet
+    web = {"package_name": "pkg", "variant": "int8-dynamic", "created": "2026-01-01T00:00:00", "parity":
+           {"max_abs_diff": 0.01}, "rows": [
+               {"runtime": "browser: transformers.js WASM", "threads": 2, "p50_ms": 16.5, "p90_ms": 27.0,
+                "load_ms": 2300.0},
+               {"runtime": "python: TextClassifier (onnxruntime CPU)", "threads": 2, "p50_ms": 7.0, "p90_ms": 10.0,
+                "load_ms": 98.0}]}
+    (folder / "web-pkg.json").write_text(json.dumps(web))
+    md = suite.to_markdown(json.loads((folder / "suite.json").read_text()))
+    assert "| pkg (int8-dynamic) | browser: transformers.js WASM | 2 | 16.50 | 27.00 | 2300 | 0.01 |" in md
+    assert "| pkg (int8-dynamic) | python: TextClassifier (onnxruntime CPU) | 2 | 7.00 | 10.00 | 98 |  |" in md
 
 
 def test_bench_command_never_imports_torch(tiny_package):
