@@ -333,7 +333,8 @@ class Report:
         floor, flips = self.config.get("min_agreement"), self.config.get("max_batch_flips")
         lines = [f"# Quantization report: {Path(self.onnx_dir).name}", "",
                  f"**{self.summary()}**", "",
-                 f"- Gate: macro-F1 at most {self.budget:g} points below fp32 ({ref.macro_f1:.4f})"
+                 f"- Gate: macro-F1 at most {self.budget:g} point{'' if self.budget == 1 else 's'} below fp32 "
+                 f"({ref.macro_f1:.4f})"
                  + (f" and labels agreeing with fp32's on at least {floor:.2%} of texts" if floor is not None else "")
                  + f" on {self.dataset} test, {self.test_examples} texts, through `runtime.TextClassifier`.",
                  f"- Preset: {self.preset or 'none'}; latency: batch 1, p50/p90 over "
