@@ -22,6 +22,7 @@ root), or a PermissionError from the temporary folder's creation (always).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -188,18 +189,13 @@ def assert_package_is_the_reference(builds: Builds, package: Path, atol: float =
 
 # ---------------------------------------------------------------------- SIGKILL in each stage
 
-@pytest.mark.parametrize("stage", STAGE_NAMES)
-def test_a_build_killed_in_any_stage_resumes_with_nothing_lost(builds, stage, tmp_path):
-    i = STAGE_NAMES.index(stage)
-    before = STAGE_NAMES[:i]
-    build_dir = builds.restore(before[-1] if before else "none")
-    state_before = read_state(build_dir)["stages"]
-    outputs_before = {s.name: tree(s.output(builds.recipe())) for s in _stages()[:i]}
-    marker = tmp_path / "stopped"
-
+@contextlib.contextmanager
+def _stopped_at(builds: Builds, stage: str, marker: Path, force: tuple[str, ...] = ()):
+    """A child build (forcing ``force``) stopped at ``stage``'s kill point; SIGKILLed when the block ends."""
     module, attr, nth = KILL_POINTS[stage]
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(builds.recipe_path), stage, str(marker), module, attr,
-                             str(nth)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+                             str(nth), *force], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
     try:
         deadline = time.monotonic() + 240
         while not marker.exists():
@@ -208,13 +204,24 @@ def test_a_build_killed_in_any_stage_resumes_with_nothing_lost(builds, stage, tm
                             + proc.stderr.read().decode(errors="replace")[-3000:])
             assert time.monotonic() < deadline, f"{stage}'s kill point was not reached in 240 s"
             time.sleep(0.05)
-        assert read_state(build_dir)["stages"] == state_before  # still running `stage`
-        half = HALF_WRITTEN[stage](build_dir)
-        assert half, f"the kill point of {stage} left nothing half-written: the kill would prove nothing"
+        yield proc
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         proc.stderr.close()
+
+
+@pytest.mark.parametrize("stage", STAGE_NAMES)
+def test_a_build_killed_in_any_stage_resumes_with_nothing_lost(builds, stage, tmp_path):
+    i = STAGE_NAMES.index(stage)
+    before = STAGE_NAMES[:i]
+    build_dir = builds.restore(before[-1] if before else "none")
+    state_before = read_state(build_dir)["stages"]
+    outputs_before = {s.name: tree(s.output(builds.recipe())) for s in _stages()[:i]}
+    with _stopped_at(builds, stage, tmp_path / "stopped") as proc:
+        assert read_state(build_dir)["stages"] == state_before  # still running `stage`
+        half = HALF_WRITTEN[stage](build_dir)
+        assert half, f"the kill point of {stage} left nothing half-written: the kill would prove nothing"
     assert proc.returncode == -signal.SIGKILL
 
     # nothing lost: every finished stage is still recorded, its output byte for byte as it was
@@ -250,24 +257,9 @@ def test_a_forced_rerun_killed_half_way_is_not_trusted_next_time(builds, tmp_pat
     skip a half-rewritten stage. The finished stages before it keep their records and outputs."""
     build_dir = builds.restore("report")
     state_before = read_state(build_dir)["stages"]
-    marker = tmp_path / "stopped"
-    module, attr, nth = KILL_POINTS["quantize"]
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(builds.recipe_path), "quantize", str(marker), module,
-                             attr, str(nth), "quantize"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 240
-        while not marker.exists():
-            if proc.poll() is not None:
-                pytest.fail(f"the build ended (exit {proc.returncode}) before quantize's kill point:\n"
-                            + proc.stderr.read().decode(errors="replace")[-3000:])
-            assert time.monotonic() < deadline, "quantize's kill point was not reached in 240 s"
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        proc.stderr.close()
-
+    with _stopped_at(builds, "quantize", tmp_path / "stopped", force=("quantize",)) as proc:
+        pass
+    assert proc.returncode == -signal.SIGKILL
     assert read_state(build_dir)["stages"] == {s: state_before[s] for s in ("teacher", "student", "export")}
     statuses = {}
     build(builds.recipe(), on_stage=lambda st, status: statuses.__setitem__(st.name, status))
