@@ -250,13 +250,8 @@ def _text_digests(texts: Sequence[str]) -> np.ndarray:
     return np.array([hashlib.sha256(t.encode("utf-8", "surrogatepass")).digest()[:16] for t in texts], dtype="S16")
 
 
-def outputs_fingerprint(teacher_dir: Path | str, texts: Sequence[str], max_length: int, *, pooled: bool,
-                        attention: bool) -> str:
-    """The cache key of a transfer set: the teacher checkpoint hash, max_length, the outputs kept and the texts."""
-    return _fingerprint(_model_key(teacher_dir, max_length, pooled, attention), texts)
-
-
 def _fingerprint(key: str, texts: Sequence[str]) -> str:
+    """The cache key of a transfer set: the teacher's :func:`_model_key` and the texts, in order."""
     h = hashlib.sha256(key.encode())
     h.update(f"|n={len(texts)}|".encode())
     for t in texts:

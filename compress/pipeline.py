@@ -183,19 +183,19 @@ def _run_stage(stage: Stage, recipe: Recipe, cfg: Any, state: dict[str, Any], ou
     An OSError that names no file (a full disk seen by ``sendfile``, a ``write``) is given the stage's output
     folder, so the message says where the disk ran out.
     """
-    build_dir = recipe.build_dir
-    saved = json.loads(json.dumps(state))
-    struck = False
+    build_dir, records = recipe.build_dir, state["stages"]
+    saved = dict(records)
     for name in STAGE_NAMES[STAGE_NAMES.index(stage.name):]:
-        struck |= state["stages"].pop(name, None) is not None
+        records.pop(name, None)
+    struck = records != saved
     try:
         if struck:
             _write_state(build_dir, state)
         stage.run(recipe, cfg)
     except BaseException as e:
         if struck:
-            state.clear()
-            state.update(saved)
+            records.clear()
+            records.update(saved)
             try:
                 _write_state(build_dir, state)
             except OSError:  # the disk may still be full: the struck record only costs a re-run

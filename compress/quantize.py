@@ -58,8 +58,8 @@ PRESETS = ("avx2", "avx512_vnni", "arm64")
 QTYPES = ("qint8", "quint8")
 CALIBRATIONS = ("minmax", "entropy", "percentile")
 REPORT_JSON = "quantize_report.json"
-WORK_PREFIX = ".quantize.tmp-"  # the folder inside the ONNX folder where a run builds its graphs
 REPORT_MD = "quantize_report.md"
+WORK_PREFIX = ".quantize.tmp-"  # the folder inside the ONNX folder where a run builds its graphs
 QUANT_OPS = ("MatMulInteger", "DynamicQuantizeLinear", "QAttention", "QEmbedLayerNormalization", "QuantizeLinear",
              "DequantizeLinear", "QLinearMatMul", "MatMulIntegerToFloat", "QGemm")
 FUSED_OPS = ("EmbedLayerNormalization", "Attention", "MultiHeadAttention", "SkipLayerNormalization",
@@ -144,12 +144,10 @@ class QuantizeConfig:
             raise ConfigError("calibration", self.calibration, f"choose one of {list(CALIBRATIONS)}")
         if not 0 <= self.budget <= 100:
             raise ConfigError("budget", self.budget, "must be in [0, 100] macro-F1 points")
-        if self.min_agreement is not None and not (isinstance(self.min_agreement, (int, float))
-                                                   and 0.0 <= self.min_agreement <= 1.0):
-            raise ConfigError("min_agreement", self.min_agreement, "must be a share in [0, 1] (or unset)")
-        if self.max_batch_flips is not None and not (isinstance(self.max_batch_flips, (int, float))
-                                                     and 0.0 <= self.max_batch_flips <= 1.0):
-            raise ConfigError("max_batch_flips", self.max_batch_flips, "must be a share in [0, 1] (or unset)")
+        for name in ("min_agreement", "max_batch_flips"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0):
+                raise ConfigError(name, v, "must be a share in [0, 1] (or unset)")
         if not 90.0 < self.percentile < 100.0:
             raise ConfigError("percentile", self.percentile, "must be in (90, 100)")
         for name, low in (("calibration_samples", 1), ("latency_samples", 1), ("batch_size", 1),
@@ -562,8 +560,9 @@ class _Gate:
         self.consistency = list(range(0, len(test), step))[:cfg.consistency_samples] if step else []
 
     def path(self, file: str) -> Path:
-        """Where an attempt's graph is: this run's work folder for the variants it built, the export otherwise."""
-        return self.work / file if (self.work / file).exists() else self.onnx_dir / file
+        """Where an attempt's graph is: the export's own model.onnx, or a variant this run built in its work
+        folder."""
+        return self.onnx_dir / file if file == MODEL_FILE else self.work / file
 
     def classifier(self, path: Path, variant: str, providers: Any = None) -> Any:
         from runtime.classifier import TextClassifier

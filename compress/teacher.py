@@ -413,7 +413,7 @@ def finetune_teacher(cfg: TeacherConfig) -> Path:
     set_seed(cfg.seed)
     data = load_data(cfg.data)
     model_path = sources.resolve_model(cfg.model)
-    tokenizer, model = load_model(cfg.model, data.label_names)
+    tokenizer, model = load_model(model_path, data.label_names)
     frozen_layers = freeze(model, cfg.strategy, cfg.freeze_layers)
     trainable, total = count_parameters(model)
     log.info("%s: %s strategy, %.1fM of %.1fM parameters train, %d train / %d validation examples",

@@ -229,12 +229,17 @@ class TextClassifier:
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """The model inputs for ``texts`` in the given order, padded to the longest (a model feed)."""
         texts = _check_texts(texts)
+        return self._feed(texts, range(len(texts)))
+
+    def _feed(self, texts: list[str], positions: Iterable[int]) -> dict[str, np.ndarray]:
+        """:meth:`tokenize` for texts already checked; ``positions`` are their indices in the caller's input,
+        which an invalid-Unicode error names."""
         if not texts:
             raise ValueError("texts is empty; there is nothing to tokenize")
         try:  # one text: encode() skips the batch path's thread pool (measurably faster at batch 1)
             encodings = [self._tokenizer.encode(texts[0])] if len(texts) == 1 else self._encode_batch(texts)
         except TypeError:
-            _check_unicode(texts, range(len(texts)))
+            _check_unicode(texts, positions)
             raise
         ids = np.array([e.ids for e in encodings], dtype=self._dtypes["input_ids"])
         if ids.shape[1] == 0:
@@ -266,18 +271,12 @@ class TextClassifier:
             raise ValueError(f"batch_size={batch_size!r}: must be an int >= 1")
         out = np.empty((len(texts), self.num_labels), dtype=np.float32)
         if len(texts) == 1:
-            out[:] = _softmax(self.logits(self.tokenize(texts)))
+            out[:] = _softmax(self.logits(self._feed(texts, (0,))))
             return out
         order = np.argsort(np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts)), kind="stable")
         for start in range(0, len(texts), batch_size):
             idx = order[start:start + batch_size]
-            batch = [texts[i] for i in idx]
-            try:
-                feed = self.tokenize(batch)
-            except ValueError:
-                _check_unicode(batch, idx.tolist())  # name the text's index in the input, not in the sorted batch
-                raise
-            out[idx] = _softmax(self.logits(feed))
+            out[idx] = _softmax(self.logits(self._feed([texts[i] for i in idx], idx.tolist())))
         return out
 
     def predict(self, text_or_texts: str | Sequence[str], batch_size: int = 32,
