@@ -31,6 +31,17 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("EDGEDISTILL_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+def report_line(request, line: str) -> None:
+    """Write ``line`` to the terminal past pytest's output capture (a figure for the report, not a check)."""
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if capture is None or reporter is None:
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.ensure_newline()
+        reporter.write_line(line)
+
+
 def make_sentences(n: int, seed: int = 0) -> list[tuple[str, str]]:
     """Sentences whose label is decided by the sentiment words they contain (learnable by a tiny model)."""
     rng = random.Random(seed)

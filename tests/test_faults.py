@@ -40,9 +40,10 @@ import pytest
 from typer.testing import CliRunner
 
 from compress.cli import app
-from compress.pipeline import STAGE_NAMES, build, read_state
+from compress.pipeline import STAGE_NAMES, STAGES, build, read_state
 from compress.recipe import load_recipe
 from runtime import TextClassifier, verify_package
+from tests.conftest import report_line
 from tests.test_pipeline import PACKAGE_FILES, tiny_recipe
 
 TEXTS = ["good great film", "dull boring plot", "the story was fun", "cold and flat", ""]
@@ -158,12 +159,7 @@ def builds(tmp_path_factory, tiny_csv, tiny_model_dir) -> Builds:
 @pytest.fixture(scope="module", autouse=True)
 def _report_faults(request):
     yield
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if capture is not None and reporter is not None:
-        with capture.global_and_fixture_disabled():
-            reporter.ensure_newline()
-            reporter.write_line(f"[faults] {len(INJECTED)} faults injected and survived: {', '.join(INJECTED)}")
+    report_line(request, f"[faults] {len(INJECTED)} faults injected and survived: {', '.join(INJECTED)}")
 
 
 # Training on CPU is not bit-reproducible from run to run (a re-run student differs from the first by up to
@@ -217,7 +213,7 @@ def test_a_build_killed_in_any_stage_resumes_with_nothing_lost(builds, stage, tm
     before = STAGE_NAMES[:i]
     build_dir = builds.restore(before[-1] if before else "none")
     state_before = read_state(build_dir)["stages"]
-    outputs_before = {s.name: tree(s.output(builds.recipe())) for s in _stages()[:i]}
+    outputs_before = {s.name: tree(s.output(builds.recipe())) for s in STAGES[:i]}
     with _stopped_at(builds, stage, tmp_path / "stopped") as proc:
         assert read_state(build_dir)["stages"] == state_before  # still running `stage`
         half = HALF_WRITTEN[stage](build_dir)
@@ -226,7 +222,7 @@ def test_a_build_killed_in_any_stage_resumes_with_nothing_lost(builds, stage, tm
 
     # nothing lost: every finished stage is still recorded, its output byte for byte as it was
     assert read_state(build_dir)["stages"] == state_before
-    for s in _stages()[:i]:
+    for s in STAGES[:i]:
         now = tree(s.output(builds.recipe()))
         assert {k: v for k, v in now.items() if k in outputs_before[s.name]} == outputs_before[s.name], s.name
 
@@ -285,12 +281,6 @@ def test_a_forced_rerun_that_fails_keeps_every_record(builds, monkeypatch):
         build(builds.recipe(), force=("quantize",))
     assert read_state(build_dir)["stages"] == state_before
     assert leftovers(build_dir) == []
-
-
-def _stages():
-    from compress.pipeline import STAGES
-
-    return STAGES
 
 
 # ---------------------------------------------------------------------- a full disk, an unwritable folder

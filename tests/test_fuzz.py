@@ -29,22 +29,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compress.data import DataConfig, LabelledData, load_data, read_file
+from compress.data import DataConfig, load_data, read_file
 from compress.errors import DataError
 from runtime import TextClassifier
+from tests.conftest import report_line
 
 TRIED: Counter[str] = Counter()  # inputs tried per fuzzer in this run
-
-
-def report_line(request, line: str) -> None:
-    """Write ``line`` to the terminal past pytest's output capture (a figure for the report, not a check)."""
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if capture is None or reporter is None:
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.ensure_newline()
-        reporter.write_line(line)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -199,13 +189,17 @@ def read_or_data_error(path: Path, **kwargs) -> list[tuple[str, str]] | None:
     return rows
 
 
-def load_or_data_error(path: Path) -> LabelledData | None:
-    """``load_data`` gives consistent splits, or raises DataError (returns None then)."""
+def read_then_load_or_data_error(path: Path, raw: bytes) -> None:
+    """``raw`` written to ``path``: ``read_file`` gives rows or a DataError, and when it gives rows ``load_data``
+    gives consistent splits or a DataError."""
+    path.write_bytes(raw)
+    if read_or_data_error(path) is None:
+        return
     try:
         with no_hang():
             data = load_data(DataConfig(source=str(path), test_size=0.2, validation_size=0.1))
     except DataError:
-        return None
+        return
     assert len(data.label_names) >= 2 and len(set(data.label_names)) == len(data.label_names)
     seen: set[str] = set()
     for split in (data.train, data.validation, data.test):
@@ -214,7 +208,6 @@ def load_or_data_error(path: Path) -> LabelledData | None:
         assert all(0 <= y < data.num_labels for y in split.labels)
         assert not seen & set(split.texts)  # splits are disjoint
         seen |= set(split.texts)
-    return data
 
 
 @FUZZ
@@ -286,20 +279,14 @@ def jsonl_file(draw) -> bytes:
 @given(raw=csv_file())
 def test_fuzz_malformed_csv_rows_are_valid_data_or_a_data_error(tmp_path, raw):
     TRIED["data: malformed CSV rows"] += 1
-    path = tmp_path / "fuzz.csv"
-    path.write_bytes(raw)
-    if read_or_data_error(path) is not None:
-        load_or_data_error(path)
+    read_then_load_or_data_error(tmp_path / "fuzz.csv", raw)
 
 
 @FUZZ
 @given(raw=jsonl_file())
 def test_fuzz_malformed_jsonl_rows_are_valid_data_or_a_data_error(tmp_path, raw):
     TRIED["data: malformed JSONL rows"] += 1
-    path = tmp_path / "fuzz.jsonl"
-    path.write_bytes(raw)
-    if read_or_data_error(path) is not None:
-        load_or_data_error(path)
+    read_then_load_or_data_error(tmp_path / "fuzz.jsonl", raw)
 
 
 @FUZZ

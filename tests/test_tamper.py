@@ -28,6 +28,7 @@ from compress.errors import UnsafeArchiveError as SourceArchiveError
 from compress.sources import Source
 from runtime import PackageIntegrityError, TextClassifier, UnsafeArchiveError, verify_package
 from runtime.package import MANIFEST_FILE
+from tests.conftest import report_line
 from tests.test_sources import local, make_wheel
 
 TEXTS = ["the film was good", "bad", "", "a very boring plot"]
@@ -40,17 +41,6 @@ def _report_refusals(request):
     """After the module: one line in pytest's summary with the number of tampering cases refused."""
     yield
     report_line(request, f"[tamper] {len(REFUSED)} tampering cases refused, each with a typed error naming the file")
-
-
-def report_line(request, line: str) -> None:
-    """Write ``line`` to the terminal past pytest's output capture (a figure for the report, not a check)."""
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if capture is None or reporter is None:
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.ensure_newline()
-        reporter.write_line(line)
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
