@@ -39,12 +39,12 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-import tokenizers
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from runtime import TextClassifier  # noqa: E402
+from runtime.bench import environment, summarize  # noqa: E402
 from runtime.package import MODEL_FILE, open_package  # noqa: E402
 
 WORDS = ("the film movie story plot acting cast director script ending scene scenes characters performance "
@@ -67,23 +67,6 @@ def review_texts(n: int, seed: int = 0, min_words: int = 8, max_words: int = 60)
     return texts
 
 
-def environment(threads: int) -> dict:
-    cpu, flags = platform.processor() or platform.machine(), []
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        cpu = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
-        present = set(next(line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")))
-        flags = sorted(f for f in present if f in {"avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
-                                                  "avx512_vnni", "avx_vnni", "amx_int8", "sse4_2"})
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cpu_flags": flags, "machine": platform.machine(), "logical_cpus": os.cpu_count(),
-            "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-            "threads": threads, "python": platform.python_version(), "onnxruntime": ort.__version__,
-            "tokenizers": tokenizers.__version__, "numpy": np.__version__, "provider": "CPUExecutionProvider",
-            "platform": platform.platform()}
-
-
 def bare_session(model: bytes, threads: int) -> ort.InferenceSession:
     """The same model with the same session options as the runtime, and nothing around it."""
     so = ort.SessionOptions()
@@ -92,13 +75,6 @@ def bare_session(model: bytes, threads: int) -> ort.InferenceSession:
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     return ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
-
-
-def stats(times_s: list[float], batch: int) -> dict:
-    ms = np.asarray(times_s) * 1e3
-    return {"n": len(ms), "p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90)),
-            "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()),
-            "texts_per_s": float(batch / (ms.mean() / 1e3))}
 
 
 def overhead_case(clf: TextClassifier, bare: ort.InferenceSession, batch: int, seconds: float,
@@ -135,7 +111,7 @@ def overhead_case(clf: TextClassifier, bare: ort.InferenceSession, batch: int, s
         else:
             tb.append(b(k)), ta.append(a(k))
         i += 1
-    sa, sb = stats(ta, batch), stats(tb, batch)
+    sa, sb = summarize(ta, batch), summarize(tb, batch)
     lengths = [f["input_ids"].shape[1] for f in feeds]
     return {"batch": batch, "padded_tokens_mean": float(np.mean(lengths)),
             "padded_tokens_range": [int(min(lengths)), int(max(lengths))],
@@ -250,7 +226,7 @@ def markdown(r: dict) -> str:
                      f"{b['p99_ms']:.3f} | {a['p50_ms']:.3f} / {a['p90_ms']:.3f} / {a['p99_ms']:.3f} | "
                      f"{c['overhead_p50_pct']:+.1f}% ({c['overhead_p50_ms'] * 1e3:+.0f} µs) | "
                      f"{c['overhead_mean_pct']:+.1f}% | {c['overhead_paired_pct']:+.1f}% "
-                     f"({c['overhead_paired_ms'] * 1e3:+.0f} µs) | {a['texts_per_s']:.0f} | {a['n']} |")
+                     f"({c['overhead_paired_ms'] * 1e3:+.0f} µs) | {a['throughput_per_s']:.0f} | {a['runs']} |")
     cs = r["cold_start"]
     lines += ["", "## Cold start (fresh interpreter: import runtime, load with sha256 checks, one prediction)", "",
               "| environment | import s | load s | first predict s | in-process total s | process wall s | "
@@ -319,7 +295,7 @@ def main() -> None:
                     "max_length": clf.max_length, "labels": clf.labels,
                     "model_mb": manifest.get("files", {}).get(MODEL_FILE, {}).get("size", 0) / 1e6,
                     "model_sha256": manifest.get("files", {}).get(MODEL_FILE, {}).get("sha256")},
-        "environment": environment(args.threads),
+        "environment": environment("cpu", args.threads),
         "loadavg_before": load_before, "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "overhead": overhead, "cold_start": cold, "install_size": sizes,
     }

@@ -118,7 +118,7 @@ def soak(package: Path, predictions: int, workers: int, batch: int, intra_thread
     memory: list[dict[str, float]] = [{"predictions": 0, "rss_mb": round(start_rss, 2), "seconds": 0.0}]
     stop = threading.Event()
 
-    def worker(w: int) -> None:
+    def worker() -> None:
         while True:
             with lock:
                 c = next(next_call, None)
@@ -153,7 +153,7 @@ def soak(package: Path, predictions: int, workers: int, batch: int, intra_thread
                                "seconds": round(time.perf_counter() - t_start, 2)})
                 mark += step
 
-    threads = [threading.Thread(target=worker, args=(w,), name=f"soak-{w}") for w in range(workers)]
+    threads = [threading.Thread(target=worker, name=f"soak-{w}") for w in range(workers)]
     t_start = time.perf_counter()
     watch = threading.Thread(target=sampler, args=(t_start,), daemon=True)
     watch.start()

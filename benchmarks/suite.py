@@ -162,9 +162,11 @@ def _stage_f1(folder: Path, n: int) -> float | None:
 
 class Suite:
     def __init__(self, cfg: SuiteConfig):
+        from compress.export import read_export
+
         self.cfg = cfg
         self.onnx_dir = Path(cfg.onnx_dir)
-        self.meta = json.loads((self.onnx_dir / "export.json").read_text())
+        self.meta = read_export(self.onnx_dir)
         self.rows: list[Row] = []
         self.notes: list[str] = []
 
@@ -176,11 +178,11 @@ class Suite:
         if self.cfg.data:
             data_cfg = DataConfig(source=self.cfg.data)
         else:
-            for manifest in (Path(self.cfg.package or "") / "manifest.json",):
-                if manifest.is_file():
-                    recipe = json.loads(manifest.read_text()).get("recipe") or {}
-                    if recipe.get("data"):
-                        data_cfg = DataConfig(**recipe["data"])
+            manifest = Path(self.cfg.package or "") / "manifest.json"
+            if manifest.is_file():
+                recipe = json.loads(manifest.read_text()).get("recipe") or {}
+                if recipe.get("data"):
+                    data_cfg = DataConfig(**recipe["data"])
             if data_cfg is None:
                 report = self.onnx_dir / "quantize_report.json"
                 if report.is_file():
@@ -254,7 +256,7 @@ class Suite:
 
     def runtime_row(self, variant: str, macs: int, report: dict[str, Any] | None, file: str | None = None,
                     name: str | None = None) -> Row:
-        from compress.evaluate import align_columns, compute_metrics
+        from compress.evaluate import evaluate_package
 
         providers = ["CUDAExecutionProvider"] if self.cfg.device == "cuda" else None
         file = file or VARIANT_FILES[variant]
@@ -266,9 +268,7 @@ class Suite:
                 if a.get("file") == file and a.get("macro_f1") is not None:
                     f1, source = float(a["macro_f1"]), "quantize_report.json"
         if f1 is None:
-            probs = align_columns(np.asarray(clf.predict_proba(list(self.test.texts), batch_size=32), dtype=np.float64),
-                                  clf.labels, self.labels)
-            f1, source = compute_metrics(self.test.labels, probs, self.labels).macro_f1, "evaluated here (runtime)"
+            f1, source = evaluate_package(clf, self.test, self.labels).macro_f1, "evaluated here (runtime)"
         b = self.cfg.batch
         return Row(name or f"student ONNX {variant}", f"runtime ({', '.join(clf.providers[:1])})", str(path),
                    path.stat().st_size, macs, variant=variant,
@@ -713,10 +713,18 @@ def merge_bench(path: Path, root: Path) -> Path:
     write_json(data, folder / "bench.json")
     (folder / "bench.md").write_text(markdown_table(data))
     for suite_json in root.glob("*/suite.json"):  # refresh every suite report's "other devices" section
-        result = json.loads(suite_json.read_text())
-        result["results_root"] = str(root)
-        (suite_json.parent / "suite.md").write_text(to_markdown(result))
+        refresh_report(suite_json, root)
     return folder
+
+
+def refresh_report(suite_json: Path, root: Path) -> Path:
+    """Rewrite ``suite.md`` beside ``suite_json``, re-reading what the results folders under ``root`` hold now
+    (other devices' bench results, this device's browser rows)."""
+    result = json.loads(suite_json.read_text())
+    result["results_root"] = str(root)
+    md = suite_json.parent / "suite.md"
+    md.write_text(to_markdown(result))
+    return md
 
 
 def main(argv: Sequence[str] | None = None) -> int:

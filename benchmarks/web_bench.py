@@ -44,8 +44,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from benchmarks.runtime_overhead import environment, review_texts  # noqa: E402
+from benchmarks.runtime_overhead import review_texts  # noqa: E402
 from runtime import TextClassifier  # noqa: E402
+from runtime.bench import environment  # noqa: E402
 from runtime import webexport as web  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -88,13 +89,12 @@ def python_run(package: Path, texts: list[str], *, threads: int, warmup_s: float
     return {"load_ms": load_ms, "latencies_ms": ms}
 
 
-def opt_level_diff(package: Path, texts: list[str], expected: np.ndarray) -> float:
-    """max |Δp| of onnxruntime (CPU) with graph optimisations off against ``expected`` (all on), same batch."""
+def opt_level_diff(clf: TextClassifier, package: Path, texts: list[str], expected: np.ndarray) -> float:
+    """max |Δp| of onnxruntime (CPU), graph optimisations off, against ``expected`` (``clf``: all on), same batch."""
     import onnxruntime as ort
 
     from runtime.package import MODEL_FILE, open_package
 
-    clf = TextClassifier.load(package)
     order = np.argsort([len(t) for t in texts], kind="stable")
     feed = clf.tokenize([texts[i] for i in order])
     so = ort.SessionOptions()
@@ -215,11 +215,11 @@ def main() -> None:
                          "model_load_ms": None})
         first = next(r for runs in browser.values() for r in runs if "results" in r)
         labels = first["info"]["labels"]
-        expected = TextClassifier.load(args.package).predict_proba(texts, batch_size=len(texts))
+        clf = TextClassifier.load(args.package)
+        expected = clf.predict_proba(texts, batch_size=len(texts))
         got = np.array([[res["probs"][lab] for lab in labels] for res in first["results"]])
-        yardstick = opt_level_diff(args.package, texts, expected)
-        parity = {"x86_opt_levels_max_abs_diff": yardstick, "labels_equal": [res["label"] for res in first["results"]] == [labels[i] for i in
-                                                                                 expected.argmax(1)],
+        parity = {"x86_opt_levels_max_abs_diff": opt_level_diff(clf, args.package, texts, expected),
+                  "labels_equal": [res["label"] for res in first["results"]] == [labels[i] for i in expected.argmax(1)],
                   "max_abs_diff": float(np.abs(got - expected).max()), "threads": first["info"]["threads"]}
         result = {
             "benchmark": "web", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -227,7 +227,7 @@ def main() -> None:
             "dtype": build["dtype"], "model_mb": (site / build["model"]).stat().st_size / 2**20,
             "wasm_mb": (site / "vendor/ort-wasm-simd-threaded.asyncify.wasm").stat().st_size / 2**20,
             "texts": len(texts), "rounds": args.rounds, "loads": args.loads, "warmup_s": args.warmup,
-            "batch": 1, "environment": {**environment(max(args.threads)), "threads": args.threads},
+            "batch": 1, "environment": {**environment("cpu", max(args.threads)), "threads": args.threads},
             "versions": tool_versions(), "user_agent": first["user_agent"],
             "loadavg_before": loadavg_before, "loadavg_after": os.getloadavg(), "rows": rows, "parity": parity,
         }
@@ -238,11 +238,9 @@ def main() -> None:
     (args.out_dir / f"{args.name}.md").write_text(markdown(result))
     suite_json = args.out_dir / "suite.json"
     if suite_json.is_file():  # the suite's report lists the browser rows: refresh it
-        from suite import to_markdown
+        from benchmarks.suite import refresh_report
 
-        result = json.loads(suite_json.read_text())
-        result["results_root"] = str(args.out_dir.parent)
-        (args.out_dir / "suite.md").write_text(to_markdown(result))
+        refresh_report(suite_json, args.out_dir.parent)
     print(markdown(result))
 
 

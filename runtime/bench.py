@@ -317,7 +317,6 @@ _COLD_START = r"""
 import json, sys, time
 t0 = time.perf_counter()
 from runtime import TextClassifier
-import runtime.classifier
 t1 = time.perf_counter()
 clf = TextClassifier.load(sys.argv[1], providers=json.loads(sys.argv[2]), threads=json.loads(sys.argv[3]))
 t2 = time.perf_counter()
@@ -384,6 +383,7 @@ def bench(package: Path | str, cfg: BenchConfig | None = None) -> dict[str, Any]
     package = Path(package)
     providers = _providers(cfg.provider)
     started = datetime.now(timezone.utc)
+    env = environment(cfg.provider, None)  # read once: every row gets a copy with its thread count
     rows: list[dict[str, Any]] = []
     capped: list[int] = []
     load_s: dict[int, float] = {}
@@ -393,7 +393,7 @@ def bench(package: Path | str, cfg: BenchConfig | None = None) -> dict[str, Any]
         clf = TextClassifier.load(package, providers=providers, threads=threads)
         load_s[threads] = time.perf_counter() - t0
         variant, max_length = clf.config.variant, clf.max_length
-        env = environment(cfg.provider, threads)
+        row_env = {**env, "threads": threads}
         lengths = []
         for length in cfg.lengths:
             if length > clf.max_length:
@@ -409,7 +409,7 @@ def bench(package: Path | str, cfg: BenchConfig | None = None) -> dict[str, Any]
                 assert got == (batch, length), f"inputs of shape {got}, expected {(batch, length)}"
                 times = time_calls(lambda: clf.predict_proba(chunk, batch_size=batch), cfg.warmup_s,
                                    cfg.measure_s, cfg.min_runs, cfg.max_runs)
-                row = {"threads": threads, "length": length, "batch": batch, **summarize(times, batch), "env": env}
+                row = {"threads": threads, "length": length, "batch": batch, **summarize(times, batch), "env": row_env}
                 rows.append(row)
                 log.debug("threads %d, length %d, batch %d: p50 %.2f ms, p99 %.2f ms, %.1f texts/s", threads,
                          length, batch, row["p50_ms"], row["p99_ms"], row["throughput_per_s"])
@@ -417,7 +417,6 @@ def bench(package: Path | str, cfg: BenchConfig | None = None) -> dict[str, Any]
     cold = None
     if cfg.cold_start_runs:
         cold = cold_start(package, cfg.provider, cfg.threads[-1], cfg.cold_start_runs)
-    env = environment(cfg.provider, None)
     config = asdict(cfg)
     if cfg.texts is not None:
         config["texts"] = f"{len(cfg.texts)} texts"
