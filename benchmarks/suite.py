@@ -57,6 +57,7 @@ REPO = HERE.parent
 sys.path[:0] = [str(REPO), str(HERE)]  # run from a checkout: `python benchmarks/suite.py`
 
 from gemm_peak import config_macs, gemm_peak, graph_macs  # noqa: E402
+from compress.baseline import margin_kept  # noqa: E402
 from runtime.bench import (available_cpus, device_name, environment, exact_length_texts, markdown_table,  # noqa: E402
                            read_json, summarize, write_json)
 
@@ -68,6 +69,7 @@ VARIANT_FILES = {"fp32": "model.onnx", "optimized": "model_optimized.onnx", "int
 CPU_VARIANTS = ("fp32", "optimized", "int8-dynamic", "int8-static")
 CUDA_VARIANTS = ("fp32", "optimized", "fp16")
 TEACHER, OPTIMUM, BARE = "teacher (torch fp32)", "optimum pipeline", "bare onnxruntime session"
+BASELINE = "baseline TF-IDF + LR"
 
 
 @dataclass
@@ -190,6 +192,7 @@ class Suite:
         if data_cfg is None:
             raise ValueError("cannot tell which dataset this build used: pass --data")
         data = load_data(data_cfg)
+        self.data = data
         self.data_name, self.test, self.labels = data.name, data.test, list(data.label_names)
         log.info("test split of %s: %d texts", self.data_name, len(self.test))
 
@@ -262,19 +265,27 @@ class Suite:
         file = file or VARIANT_FILES[variant]
         clf = self.classifier(variant, providers, file)
         path = self.onnx_dir / file
-        f1, source = None, ""
-        if report and report.get("test_examples") == len(self.test):
-            for a in report.get("attempts", []):
-                if a.get("file") == file and a.get("macro_f1") is not None:
-                    f1, source = float(a["macro_f1"]), "quantize_report.json"
-        if f1 is None:
-            f1, source = evaluate_package(clf, self.test, self.labels).macro_f1, "evaluated here (runtime)"
+        # the quantize report holds validation scores (it chose on them): the test split is scored here
+        f1, source = evaluate_package(clf, self.test, self.labels).macro_f1, "evaluated here (runtime)"
         b = self.cfg.batch
         return Row(name or f"student ONNX {variant}", f"runtime ({', '.join(clf.providers[:1])})", str(path),
                    path.stat().st_size, macs, variant=variant,
                    one=lambda i: clf.predict_proba([self.fixed[i % len(self.fixed)]]),
                    many=lambda i: clf.predict_proba(self.batches[i % len(self.batches)], batch_size=b),
                    stream=lambda i: clf.predict_proba(self.real, batch_size=b), macro_f1=f1, f1_source=source)
+
+    def baseline_row(self) -> Row:
+        """TF-IDF + logistic regression trained on the build's training split (C chosen on validation): the
+        cheapest strong classifier, scored on the test split from its own predictions."""
+        from compress.baseline import train_baseline
+
+        base = train_baseline(self.data.train, self.data.validation)
+        f1 = base.evaluate(self.test, self.labels).macro_f1
+        return Row(BASELINE, "scikit-learn (TF-IDF + logistic regression)", None, base.size_bytes, 0,
+                   one=lambda i: base.predict_proba([self.fixed[i % len(self.fixed)]]),
+                   many=lambda i: base.predict_proba(self.batches[i % len(self.batches)]),
+                   stream=lambda i: base.predict_proba(self.real), macro_f1=f1,
+                   f1_source=f"evaluated here (C={base.C:g} chosen on validation)")
 
     def bare_row(self, peer: Row) -> Row:
         """onnxruntime alone, fed the ids the runtime would build (tokenised beforehand, not timed)."""
@@ -350,6 +361,7 @@ class Suite:
                                             Path(cfg.teacher), self.macs["teacher"]))
         else:
             self.notes.append(f"no teacher checkpoint at {cfg.teacher}: no teacher row, no ratios against it")
+        self.rows.append(self.baseline_row())
         if cfg.student and (Path(cfg.student) / "config.json").is_file():
             self.rows.append(self.torch_row("student (torch fp32)" if cfg.device == "cpu" else "student (torch fp16)",
                                             Path(cfg.student), student_macs))
@@ -522,6 +534,7 @@ def add_ratios(result: dict[str, Any]) -> None:
     batch = f"batch{result['batch']}"
     teacher = next((r for n, r in rows.items() if n.startswith("teacher")), None)
     optimum_row = rows.get(OPTIMUM)
+    baseline = rows.get(BASELINE)
     peak = (result.get("gemm") or {}).get("peak_gflops")
     for r in result["rows"]:
         ratios: dict[str, float | None] = {}
@@ -530,6 +543,8 @@ def add_ratios(result: dict[str, Any]) -> None:
             ratios["throughput_vs_teacher"] = r[batch]["throughput_per_s"] / teacher[batch]["throughput_per_s"]
             if r["macro_f1"] is not None and teacher["macro_f1"]:
                 ratios["macro_f1_vs_teacher"] = r["macro_f1"] / teacher["macro_f1"]
+            if baseline and r is not baseline and baseline["macro_f1"] is not None:
+                ratios["margin_kept"] = margin_kept(r["macro_f1"], teacher["macro_f1"], baseline["macro_f1"])
         if optimum_row:
             ratios["throughput_vs_optimum"] = r[batch]["throughput_per_s"] / optimum_row[batch]["throughput_per_s"]
             ratios["stream_vs_optimum"] = r["stream"]["throughput_per_s"] / optimum_row["stream"]["throughput_per_s"]
@@ -600,13 +615,14 @@ def to_markdown(result: dict[str, Any]) -> str:
              f"length (mean {result['stream_tokens_mean']:.0f} tokens). All rows measured in one process, "
              "interleaved round by round. The peers run the shipped file "
              f"(`{result['peer_file']}`, row \"{result['peer_row']}\").", "",
-             f"| model | size MB | macro-F1 | p50 ms | p90 ms | p99 ms | texts/s b{result['batch']}×{L} | "
+             f"| model | size MB | macro-F1 | margin kept | p50 ms | p90 ms | p99 ms | texts/s b{result['batch']}×{L} | "
              f"texts/s real | × teacher (p50) | × optimum (b{result['batch']}) | MMAC/seq | % GEMM peak b1 / b{result['batch']} |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         ra = r.get("ratios", {})
         lines.append(
-            f"| {r['name']} | {r['size_bytes'] / 1e6:.1f} | {_fmt(r['macro_f1'], '.4f')} | {r['batch1']['p50_ms']:.2f} | "
+            f"| {r['name']} | {r['size_bytes'] / 1e6:.1f} | {_fmt(r['macro_f1'], '.4f')} | "
+            f"{_fmt(ra.get('margin_kept'), '.0%')} | {r['batch1']['p50_ms']:.2f} | "
             f"{r['batch1']['p90_ms']:.2f} | {r['batch1']['p99_ms']:.2f} | {r[batch]['throughput_per_s']:.1f} | "
             f"{r['stream']['throughput_per_s']:.1f} | {_fmt(ra.get('speedup_vs_teacher_batch1_p50'), '.1f')} | "
             f"{_fmt(ra.get('throughput_vs_optimum'), '.2f')} | {r['macs_per_sequence'] / 1e6:,.1f} | "

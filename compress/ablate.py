@@ -91,11 +91,27 @@ def cell_name(changes: dict[str, Any]) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]", "", name)
 
 
-def ablate(base: DistillConfig, grid: dict[str, list[Any]], output_dir: Path | str) -> list[dict[str, Any]]:
-    """Run every cell of ``grid`` on ``base`` with the quick profile; returns one row per cell and writes
-    ``ablation.md`` / ``ablation.json`` into ``output_dir`` (after each cell, so a long grid shows progress)."""
-    if not grid:
-        raise ConfigError("grid", grid, "name at least one KEY=V1,V2,... to vary")
+def parse_cell(spec: str) -> dict[str, Any]:
+    """``"distill.alpha=0.9 distill.temperature=4"`` -> one cell: the fields it changes from the base."""
+    cell: dict[str, Any] = {}
+    for item in spec.split():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError("cell", spec, "write KEY=VALUE pairs separated by spaces (e.g. distill.alpha=0.9)")
+        _split_key(key)
+        cell[key] = parse_value(value)
+    return cell
+
+
+def ablate(base: DistillConfig, grid: dict[str, list[Any]] | None, output_dir: Path | str, *,
+           cells: list[dict[str, Any]] | None = None, references: bool = True) -> list[dict[str, Any]]:
+    """Run every cell of ``grid`` (their cartesian product) and then each of ``cells`` (one lever or a few per
+    row; ``{}`` is the base itself) on ``base`` with the quick profile; returns one row per cell and writes
+    ``ablation.md`` / ``ablation.json`` into ``output_dir`` (after each cell, so a long grid shows progress).
+    ``references`` adds the teacher's and the TF-IDF baseline's test macro-F1 (share of teacher, margin kept)."""
+    grid = grid or {}
+    if not grid and not cells:
+        raise ConfigError("grid", grid, "name at least one KEY=V1,V2,... to vary, or a cell")
     for key, values in grid.items():
         _split_key(key)
         if not values:
@@ -103,14 +119,19 @@ def ablate(base: DistillConfig, grid: dict[str, list[Any]], output_dir: Path | s
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     keys = list(grid)
-    cells = [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+    cells = ([dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))] if grid else []) \
+        + list(cells or [])
+    for c in cells:
+        keys += [k for k in c if k not in keys]
+    cells = [{k: c[k] for k in keys if k in c} for c in cells]
     # validate every cell before the first one runs
     cfgs = [replace(apply(base, c), profile="quick", output_dir=str(out / cell_name(c))) for c in cells]
+    refs = reference_rows(base) if references else {}
     rows: list[dict[str, Any]] = []
     for i, (changes, cfg) in enumerate(zip(cells, cfgs), start=1):
         log.info("ablation cell %d/%d: %s", i, len(cells), changes)
         t0 = time.perf_counter()
-        row: dict[str, Any] = {"cell": cell_name(changes), **changes}
+        row: dict[str, Any] = {"cell": cell_name(changes), **{k: changes.get(k, "·") for k in keys}}
         try:
             path = distill(cfg)
         except EdgeDistillError as e:  # one bad cell (say, layers > depth) must not lose the others
@@ -118,31 +139,72 @@ def ablate(base: DistillConfig, grid: dict[str, list[Any]], output_dir: Path | s
             row.update({"error": str(e), "seconds": round(time.perf_counter() - t0, 1)})
         else:
             info = json.loads((path / "distill.json").read_text())
-            row.update({"macro_f1": info["test"]["macro_f1"], "accuracy": info["test"]["accuracy"],
+            row.update({"validation_macro_f1": info["best_validation_macro_f1"],
+                        "macro_f1": info["test"]["macro_f1"], "accuracy": info["test"]["accuracy"],
                         "params": info["params"], "size_mb": info["size_mb"], "layers": info["layers"],
                         "vocab": info["vocab"], "seconds": round(time.perf_counter() - t0, 1),
                         "output": str(path)})
         rows.append(row)
-        write_table(rows, keys, out, base)
+        write_table(rows, keys, out, base, refs)
     return rows
 
 
-def write_table(rows: list[dict[str, Any]], keys: list[str], out: Path, base: DistillConfig) -> tuple[Path, Path]:
+def reference_rows(base: DistillConfig) -> dict[str, float]:
+    """Test macro-F1 of the teacher (its metrics.json) and of the TF-IDF baseline trained on the recipe's whole
+    training split: the two ends the share of the teacher and the margin kept are measured between."""
+    from compress.baseline import train_baseline
+    from compress.data import load_data
+    from compress.evaluate import read_metrics
+
+    refs: dict[str, float] = {}
+    teacher_metrics = Path(base.teacher_dir or "") / "metrics.json"
+    if base.teacher_dir and teacher_metrics.is_file():
+        refs["teacher"] = read_metrics(teacher_metrics).macro_f1
+    data = load_data(base.data)
+    refs["baseline"] = train_baseline(data.train, data.validation).evaluate(data.test, data.label_names).macro_f1
+    return refs
+
+
+def pick_winner(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The cell with the best validation macro-F1 (ties: the cheaper one). Test scores are only reported."""
+    ok = [r for r in rows if r.get("validation_macro_f1") is not None]
+    return max(ok, key=lambda r: (r["validation_macro_f1"], -r.get("seconds", 0.0))) if ok else None
+
+
+def write_table(rows: list[dict[str, Any]], keys: list[str], out: Path, base: DistillConfig,
+                references: dict[str, float] | None = None) -> tuple[Path, Path]:
+    from compress.baseline import margin_kept, share_of_teacher
+
+    refs = references or {}
+    teacher, baseline = refs.get("teacher"), refs.get("baseline")
+    winner = pick_winner(rows)
     jpath, mpath = out / "ablation.json", out / "ablation.md"
-    jpath.write_text(json.dumps({"grid_keys": keys, "base": base.to_dict(), "rows": rows}, indent=2,
+    jpath.write_text(json.dumps({"grid_keys": keys, "base": base.to_dict(), "references": refs,
+                                 "winner": winner["cell"] if winner else None, "rows": rows}, indent=2,
                                 default=str) + "\n")
-    cols = keys + ["macro_f1", "accuracy", "params", "size_mb", "seconds"]
-    lines = ["# Distillation ablation (quick profile)", "",
-             f"Teacher: `{base.teacher_dir}`; data: `{base.data.source}`; student: `{base.student.builder}` "
-             f"`{base.student.model}`.", "",
+    cols = keys + ["validation macro-F1", "test macro-F1", "of teacher", "margin kept", "params", "size MB",
+                   "minutes", "winner"]
+    lines = ["# Distillation ablation", "",
+             f"Teacher: `{base.teacher_dir}` (test macro-F1 {teacher if teacher is None else format(teacher, '.4f')}); "
+             f"TF-IDF + LR baseline {baseline if baseline is None else format(baseline, '.4f')}; data: "
+             f"`{base.data.source}`; student: `{base.student.builder}` `{base.student.model}`.",
+             "The winner (✓) is chosen on validation macro-F1; the test columns are only reported. "
+             "A `·` keeps the base recipe's value.", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+
+    def f(v: Any, spec: str) -> str:
+        return "–" if v is None else format(v, spec)
+
     for r in rows:
         if "error" in r:
-            lines.append("| " + " | ".join(str(r.get(k)) for k in keys) + f" | failed: {r['error']} | | | | |")
+            lines.append("| " + " | ".join(str(r.get(k)) for k in keys) + f" | failed: {r['error']} |"
+                         + " |" * (len(cols) - len(keys) - 1))
             continue
-        lines.append("| " + " | ".join([*(str(r[k]) for k in keys), f"{r['macro_f1']:.4f}",
-                                         f"{r['accuracy']:.4f}", f"{r['params'] / 1e6:.2f}M",
-                                         f"{r['size_mb']:.1f}", f"{r['seconds']:.0f}"]) + " |")
+        cells = [*(str(r[k]) for k in keys), f(r.get("validation_macro_f1"), ".4f"), f(r["macro_f1"], ".4f"),
+                 f(share_of_teacher(r["macro_f1"], teacher), ".1%"),
+                 f(margin_kept(r["macro_f1"], teacher, baseline), ".0%"), f"{r['params'] / 1e6:.2f}M",
+                 f"{r['size_mb']:.1f}", f"{r['seconds'] / 60:.1f}", "✓" if r is winner else ""]
+        lines.append("| " + " | ".join(cells) + " |")
     mpath.write_text("\n".join(lines) + "\n")
     return jpath, mpath
 

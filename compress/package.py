@@ -148,7 +148,7 @@ def _metrics(attempt: Attempt, report: Report | None, meta: dict[str, Any]) -> d
     metrics: dict[str, Any] = {}
     if report is not None:
         ref = report.attempt("fp32")
-        metrics.update(dataset=report.dataset, split="test", n=report.test_examples, macro_f1=attempt.macro_f1,
+        metrics.update(dataset=report.dataset, split="validation", n=report.validation_examples, macro_f1=attempt.macro_f1,
                        accuracy=attempt.accuracy, agreement_with_fp32=attempt.agreement,
                        fp32_macro_f1=ref.macro_f1, size_bytes=attempt.size_bytes, fp32_size_bytes=ref.size_bytes,
                        latency_p50_ms=attempt.latency_p50_ms, latency_p90_ms=attempt.latency_p90_ms,
@@ -187,8 +187,9 @@ def model_card(name: str, meta: dict[str, Any], attempt: Attempt, report: Report
     if report:
         lines += [f"- Dataset: `{data.get('source', report.dataset)}`; deterministic stratified splits "
                   f"(seed {data.get('seed')}, test share {data.get('test_size')}).",
-                  f"- Metrics below: the test split, {report.test_examples} texts, never seen in training or "
-                  "calibration."]
+                  f"- Metrics below: the validation split, {report.validation_examples} texts, which chose this "
+                  "variant; never seen in training or calibration. The build report scores the package on the "
+                  "test split, which no choice reads."]
     else:
         lines += ["- No quantize report: this package was not evaluated on a test split by edgedistill."]
     lines += [f"- Labels, in output order: {', '.join(f'`{lab}`' for lab in labels)}.",
@@ -203,7 +204,7 @@ def model_card(name: str, meta: dict[str, Any], attempt: Attempt, report: Report
             lines.append(f"| {a.name}{' (this package)' if a is attempt else ''} | {a.macro_f1:.4f} | "
                          f"{a.accuracy:.4f} | {a.agreement:.4f} | {a.size_bytes / 1e6:.1f} | {a.latency_p50_ms:.2f} |")
         lines += ["", f"Latency: {report.environment.get('cpu')}, {report.environment.get('threads') or 'default'} "
-                  "threads, texts of the test split one at a time; measure on your own hardware."]
+                  "threads, texts of the validation split one at a time; measure on your own hardware."]
     else:
         lines.append("Not measured by edgedistill.")
     if (checkpoint := metrics.get("checkpoint")) and isinstance(checkpoint, dict):
@@ -231,7 +232,7 @@ def model_card(name: str, meta: dict[str, Any], attempt: Attempt, report: Report
               f"- Texts are cut at {meta['max_length']} tokens; what comes later is not read.",
               "- Scores are softmax probabilities, not calibrated certainties."]
     if attempt.variant.startswith("int8") and attempt.agreement is not None:
-        lines.append(f"- int8 arithmetic: {100 * (1 - attempt.agreement):.1f}% of test texts get a different label "
+        lines.append(f"- int8 arithmetic: {100 * (1 - attempt.agreement):.1f}% of validation texts get a different label "
                      "than the fp32 model; results also vary slightly between CPUs (VNNI or not, ARM).")
     if attempt.batch_flips:
         lines.append(f"- Batching changes answers: this variant quantises activations with one range per batch, so "

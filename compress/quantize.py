@@ -13,7 +13,7 @@ tokenizer, ``export.json``). Variants built beside it:
 - ``fp16`` (``model_fp16.onnx``) for GPUs: gated only where a CUDA provider exists, never shipped on CPU.
 
 The gate: every variant runs through the runtime (``runtime.TextClassifier``, the code that
-ships) on the test split and is scored with :func:`compress.evaluate.compute_metrics`, the
+ships) on the validation split and is scored with :func:`compress.evaluate.compute_metrics`, the
 protocol every stage uses. A variant more than ``budget`` macro-F1 points below fp32 is
 rejected, and fallbacks are tried in order (per-channel weights, reduced range, other calibrations for
 static, then kept in fp32: the classifier head, also the first and last layers, also the most
@@ -80,7 +80,8 @@ class QuantizeConfig:
     onnx_dir: str = ""
     """A folder written by ``edgedistill export``; variants and the report are written into it."""
     data: DataConfig = field(default_factory=DataConfig)
-    """The labelled data: its test split gates every variant, its training texts calibrate static int8."""
+    """The labelled data: its validation split gates and chooses every variant, its training texts calibrate static
+    int8. The test split is never read here: the build report scores the shipped package on it."""
     preset: str | None = None
     """The hardware preset these settings came from (set by the named constructors; informational)."""
     variants: tuple[str, ...] = BUILDABLE
@@ -106,22 +107,22 @@ class QuantizeConfig:
     budget: float = 1.0
     """Largest macro-F1 drop, in points (1.0 = 0.01), below fp32 that a variant may have."""
     consistency_samples: int = 512
-    """Test texts also classified one at a time, to measure how much a variant's answers depend on batching."""
+    """Validation texts also classified one at a time, to measure how much a variant's answers depend on batching."""
     max_batch_flips: float | None = None
     """Reject a variant whose labels change between batch 1 and batched runs on more than this share of the
     consistency texts (0.0: every text must always get the same label; dynamic int8 usually fails it, static
     int8 and fp32 pass). None: measured and reported only."""
     min_agreement: float | None = None
-    """Also reject a variant whose predicted labels agree with fp32's on fewer than this share of the test texts
+    """Also reject a variant whose predicted labels agree with fp32's on fewer than this share of the validation texts
     (e.g. 0.97): a macro-F1 within budget can hide errors that cancel out. None: macro-F1 alone decides."""
     fallbacks: bool = True
     """Try the fallbacks when an int8 variant fails the gate."""
     sensitive_nodes: int = 4
     """How many of the most sensitive weight nodes the last fallback keeps in fp32."""
-    max_test_samples: int | None = None
-    """Gate on a stratified subsample of the test split (quick profiles); None = the whole split."""
+    max_validation_samples: int | None = None
+    """Gate on a stratified subsample of the validation split; None = the whole split."""
     latency_samples: int = 32
-    """Test texts timed one at a time (batch 1) through the runtime, twice each after a warm-up."""
+    """Validation texts timed one at a time (batch 1) through the runtime, twice each after a warm-up."""
     threads: int | None = None
     """Intra-op threads for evaluation and timing (None: onnxruntime's default, one per core)."""
     batch_size: int = 32
@@ -156,8 +157,8 @@ class QuantizeConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < low:
                 raise ConfigError(name, v, f"must be an int >= {low}")
-        if self.max_test_samples is not None and self.max_test_samples < 2:
-            raise ConfigError("max_test_samples", self.max_test_samples, "must be at least 2 (or unset)")
+        if self.max_validation_samples is not None and self.max_validation_samples < 2:
+            raise ConfigError("max_validation_samples", self.max_validation_samples, "must be at least 2 (or unset)")
         if self.threads is not None and self.threads < 1:
             raise ConfigError("threads", self.threads, "must be >= 1 (or unset)")
 
@@ -223,7 +224,7 @@ class Attempt:
     macro_f1: float | None = None
     accuracy: float | None = None
     agreement: float | None = None
-    """Share of test texts whose predicted label equals fp32's."""
+    """Share of validation texts whose predicted label equals fp32's."""
     batch_flips: float | None = None
     """Share of the consistency texts whose label differs between classifying each text alone and in batches:
     dynamic int8 quantises activations with one range per batch, so its answers depend on the batch-mates."""
@@ -247,7 +248,7 @@ class Report:
     onnx_dir: str
     config: dict[str, Any]
     dataset: str
-    test_examples: int
+    validation_examples: int
     budget: float
     reference_macro_f1: float
     chosen: str
@@ -334,13 +335,14 @@ class Report:
                  f"- Gate: macro-F1 at most {self.budget:g} point{'' if self.budget == 1 else 's'} below fp32 "
                  f"({ref.macro_f1:.4f})"
                  + (f" and labels agreeing with fp32's on at least {floor:.2%} of texts" if floor is not None else "")
-                 + f" on {self.dataset} test, {self.test_examples} texts, through `runtime.TextClassifier`.",
+                 + f" on {self.dataset} validation, {self.validation_examples} texts, through `runtime.TextClassifier` "
+                 "(the test split is never read here).",
                  f"- Preset: {self.preset or 'none'}; latency: batch 1, p50/p90 over "
-                 f"{self.config.get('latency_samples')} test texts x 2, {env.get('threads') or 'default'} threads.",
+                 f"{self.config.get('latency_samples')} validation texts x 2, {env.get('threads') or 'default'} threads.",
                  f"- Machine: {env.get('cpu', '?')} ({env.get('cores', '?')} cores; "
                  f"AVX2 {env.get('avx2')}, AVX512-VNNI {env.get('avx512_vnni')}); onnxruntime "
                  f"{env.get('onnxruntime')}. Timings on a shared machine are noisy.", "",
-                 f"- Batch flips: the share of {self.config.get('consistency_samples')} test texts whose label "
+                 f"- Batch flips: the share of {self.config.get('consistency_samples')} validation texts whose label "
                  "differs between classifying each alone and in batches of "
                  f"{self.config.get('batch_size')} (dynamic int8 sets activation ranges per batch)"
                  + (f"; at most {flips:.2%} allowed" if flips is not None else "") + ".", "",
@@ -549,15 +551,16 @@ def _predict(clf: Any, texts: list[str], batch_size: int) -> np.ndarray:
 class _Gate:
     """Evaluates variants through the runtime with one protocol and judges them against fp32."""
 
-    def __init__(self, cfg: QuantizeConfig, meta: dict[str, Any], onnx_dir: Path, test: Split, labels: list[str],
+    def __init__(self, cfg: QuantizeConfig, meta: dict[str, Any], onnx_dir: Path, split: Split, labels: list[str],
                  work: Path | None = None):
-        self.cfg, self.meta, self.onnx_dir, self.test, self.labels = cfg, meta, onnx_dir, test, labels
+        """``split`` is the validation split (or a subsample): it decides every verdict and the choice."""
+        self.cfg, self.meta, self.onnx_dir, self.split, self.labels = cfg, meta, onnx_dir, split, labels
         self.work = work or onnx_dir  # where this run writes the graphs it builds
         self.reference: Attempt | None = None
         self.reference_pred: np.ndarray | None = None
-        self.latency_texts = test.texts[:cfg.latency_samples]
-        step = max(1, len(test) // cfg.consistency_samples) if cfg.consistency_samples else 0
-        self.consistency = list(range(0, len(test), step))[:cfg.consistency_samples] if step else []
+        self.latency_texts = split.texts[:cfg.latency_samples]
+        step = max(1, len(split) // cfg.consistency_samples) if cfg.consistency_samples else 0
+        self.consistency = list(range(0, len(split), step))[:cfg.consistency_samples] if step else []
 
     def path(self, file: str) -> Path:
         """Where an attempt's graph is: the export's own model.onnx, or a variant this run built in its work
@@ -576,15 +579,15 @@ class _Gate:
         path = self.path(attempt.file)
         attempt.size_bytes = path.stat().st_size
         clf = self.classifier(path, attempt.variant, providers)
-        probs = align_columns(_predict(clf, list(self.test.texts), self.cfg.batch_size), clf.labels, self.labels)
-        metrics = compute_metrics(self.test.labels, probs, self.labels)
+        probs = align_columns(_predict(clf, list(self.split.texts), self.cfg.batch_size), clf.labels, self.labels)
+        metrics = compute_metrics(self.split.labels, probs, self.labels)
         attempt.macro_f1, attempt.accuracy = metrics.macro_f1, metrics.accuracy
         pred = probs.argmax(axis=1)
         if self.reference is None:
             self.reference, self.reference_pred = attempt, pred
         attempt.agreement = float((pred == self.reference_pred).mean())
         if self.consistency:  # the same texts, each alone: does an answer depend on its batch-mates?
-            alone = np.concatenate([align_columns(_predict(clf, [self.test.texts[i]], 1), clf.labels, self.labels)
+            alone = np.concatenate([align_columns(_predict(clf, [self.split.texts[i]], 1), clf.labels, self.labels)
                                     for i in self.consistency])
             batched = probs[self.consistency]
             attempt.batch_flips = float((alone.argmax(1) != batched.argmax(1)).mean())
@@ -618,7 +621,7 @@ class _Gate:
         elif floor is not None and attempt.agreement < floor - 1e-12:
             attempt.status = "rejected"
             attempt.reason = (f"{-drop + 0.0:+.2f} points, but agrees with fp32 on {attempt.agreement:.2%} of the "
-                              f"test texts, below the floor of {floor:.2%}")
+                              f"validation texts, below the floor of {floor:.2%}")
         else:
             attempt.status, attempt.reason = "passed", f"{-drop + 0.0:+.2f} points"
         log.info("%s: macro-F1 %.4f (%+.2f points), agreement %.4f, batch flips %s, %.1f MB, p50 %.2f ms: %s",
@@ -637,12 +640,12 @@ def quantize(cfg: QuantizeConfig) -> Report:
     onnx_dir = Path(cfg.onnx_dir)
     meta = read_export(onnx_dir)
     data = load_data(cfg.data)
-    test = _stratified_subset(data.test, cfg.max_test_samples, cfg.data.seed)
+    split = _stratified_subset(data.validation, cfg.max_validation_samples, cfg.data.seed)
     for old in onnx_dir.glob(f"{WORK_PREFIX}*"):  # left by a run that was killed
         shutil.rmtree(old, ignore_errors=True)
     work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=onnx_dir))
     try:
-        report = _quantize(cfg, meta, onnx_dir, work, data, test)
+        report = _quantize(cfg, meta, onnx_dir, work, data, split)
         _publish(work, onnx_dir, report)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -672,14 +675,14 @@ def _publish(work: Path, onnx_dir: Path, report: Report) -> None:
 
 
 def _quantize(cfg: QuantizeConfig, meta: dict[str, Any], onnx_dir: Path, work: Path, data: Any,
-              test: Split) -> Report:
-    gate = _Gate(cfg, meta, onnx_dir, test, data.label_names, work)
+              split: Split) -> Report:
+    gate = _Gate(cfg, meta, onnx_dir, split, data.label_names, work)
     run = _Run(cfg, meta, onnx_dir, gate, data.train)
 
     ref = gate.measure(Attempt("fp32", "fp32", MODEL_FILE, {}))
     ref.status, ref.reason = "passed", "reference"
     run.attempts.append(ref)
-    log.info("fp32: macro-F1 %.4f on %d test texts, %.1f MB, p50 %.2f ms", ref.macro_f1, len(test),
+    log.info("fp32: macro-F1 %.4f on %d validation texts, %.1f MB, p50 %.2f ms", ref.macro_f1, len(split),
              ref.size_bytes / 1e6, ref.latency_p50_ms)
 
     wanted = set(cfg.variants)
@@ -694,7 +697,7 @@ def _quantize(cfg: QuantizeConfig, meta: dict[str, Any], onnx_dir: Path, work: P
 
     passing = [a for a in run.attempts if a.passed and a.variant != "fp16"]  # fp16 is for GPUs, never shipped on CPU
     chosen = min(passing, key=lambda a: a.latency_p50_ms)
-    report = Report(onnx_dir=str(onnx_dir), config=cfg.to_dict(), dataset=data.name, test_examples=len(test),
+    report = Report(onnx_dir=str(onnx_dir), config=cfg.to_dict(), dataset=data.name, validation_examples=len(split),
                     budget=cfg.budget, reference_macro_f1=ref.macro_f1, chosen=chosen.name,
                     chosen_variant=chosen.variant, chosen_file=chosen.file, fused_ops=run.fused_ops,
                     attempts=run.attempts, environment=environment(cfg.threads),

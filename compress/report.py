@@ -1,8 +1,16 @@
-"""The build report: teacher vs student vs every ONNX variant vs the shipped package.
+"""The build report: what ships, against its teacher and the cheapest classifier a user could train instead.
 
-Numbers come from what the stages measured with the one evaluation protocol
-(``compress.evaluate``) on the same test split; the shipped package is measured
-once more here, through the runtime, so the report states what ships.
+It leads with the figures a user judges the build by, all on the test split, which is read here and
+nowhere a choice is made:
+
+- the shipped package's share of the teacher's macro-F1;
+- the **margin kept**: (shipped - baseline) / (teacher - baseline), where the baseline is TF-IDF + logistic
+  regression trained on the same training split (:mod:`compress.baseline`);
+- how many times faster than the teacher (torch) it answers one text, both timed here, interleaved, on
+  the same test texts.
+
+Rows scored on the test split: baseline, teacher, student (torch), the shipped package (through the runtime).
+The quantize variants follow in their own table with the validation scores the gate chose them on.
 Writes ``report/report.md``, ``report/report.json`` and ``report/plot.png``.
 """
 
@@ -13,10 +21,14 @@ import logging
 import shutil
 import struct
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from compress.baseline import margin_kept, share_of_teacher
 from compress.errors import ConfigError
 from compress.fsutil import replace_folder
 
@@ -29,10 +41,15 @@ class ReportConfig:
     """Draw plot.png (macro-F1 against size and against batch-1 latency)."""
     batch_size: int = 32
     """Batch size of the package's evaluation through the runtime."""
+    baseline: bool = True
+    """Train and score the TF-IDF + logistic-regression baseline (seconds on a CPU)."""
+    latency_samples: int = 16
+    """Test texts timed one at a time, twice each, through the teacher (torch), the baseline and the package."""
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigError("report.batch_size", self.batch_size, "must be >= 1")
+        for name in ("batch_size", "latency_samples"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"report.{name}", getattr(self, name), "must be >= 1")
 
 
 def safetensors_parameters(folder: Path) -> int:
@@ -62,60 +79,137 @@ def _torch_row(name: str, folder: Path) -> dict[str, Any] | None:
     if not metrics.is_file():
         return None
     m = read_metrics(metrics)
-    return {"model": name, "format": "torch fp32", "macro_f1": m.macro_f1, "accuracy": m.accuracy,
+    return {"model": name, "format": "torch fp32", "split": "test", "macro_f1": m.macro_f1, "accuracy": m.accuracy,
             "roc_auc": m.roc_auc, "ece": m.ece, "size_mb": round(_size_mb(list(folder.glob("*.safetensors"))), 1),
             "params_m": round(safetensors_parameters(folder) / 1e6, 1), "latency_p50_ms": None, "shipped": False}
 
 
-def build_rows(build_dir: Path, package_metrics=None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def paired_latency(fns: dict[str, Any], texts: list[str], repeats: int = 2) -> dict[str, float]:
+    """Batch-1 p50 in ms of each ``fns[name](text)``, timed interleaved (text by text, model by model) so that
+    a machine's drift touches every model alike; a warm-up on the first texts first."""
+    for fn in fns.values():
+        for t in texts[:3]:
+            fn(t)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for t in texts:
+            for name, fn in fns.items():
+                t0 = time.perf_counter()
+                fn(t)
+                times[name].append(time.perf_counter() - t0)
+    return {name: float(np.percentile(v, 50) * 1e3) for name, v in times.items()}
+
+
+def _teacher_predictor(folder: Path, max_length: int):
+    """A batch-1 predictor of the torch teacher, for timing; None when there is no teacher checkpoint."""
+    if not (folder / "config.json").is_file():
+        return None
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from compress.evaluate import model_inputs
+
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+
+    def predict(text: str):
+        with torch.inference_mode():
+            batch = tok([text], truncation=True, max_length=max_length, return_tensors="pt")
+            return torch.softmax(model(**model_inputs(model, batch)).logits, -1)
+
+    return predict
+
+
+def build_rows(build_dir: Path, package_metrics=None, *, baseline: dict[str, Any] | None = None,
+               latency: dict[str, float] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The test rows (baseline, teacher, student, package) and the validation rows of the quantize variants."""
     from compress.quantize import Report
 
-    rows = [r for r in (_torch_row("teacher", build_dir / "teacher"), _torch_row("student", build_dir / "student"))
-            if r]
+    latency = latency or {}
+    rows = [r for r in (baseline, _torch_row("teacher", build_dir / "teacher"),
+                        _torch_row("student", build_dir / "student")) if r]
+    teacher = next((r for r in rows if r["model"] == "teacher"), None)
+    if teacher is not None:
+        teacher["latency_p50_ms"] = latency.get("teacher")
     q = Report.load(build_dir / "onnx")
-    student_params = rows[-1]["params_m"] if rows else None
-    for a in q.attempts:
-        rows.append({"model": f"student onnx {a.name}", "format": a.variant, "macro_f1": a.macro_f1,
-                     "accuracy": a.accuracy, "agreement": a.agreement,
-                     "size_mb": None if a.size_bytes is None else round(a.size_bytes / 1e6, 1),
-                     "params_m": student_params, "latency_p50_ms": a.latency_p50_ms,
-                     "latency_p90_ms": a.latency_p90_ms, "status": a.status, "reason": a.reason,
-                     "shipped": False})
+    student_params = next((r["params_m"] for r in rows if r["model"] == "student"), None)
+    variants = [{"model": f"student onnx {a.name}", "format": a.variant, "split": "validation",
+                 "macro_f1": a.macro_f1, "accuracy": a.accuracy, "agreement": a.agreement,
+                 "size_mb": None if a.size_bytes is None else round(a.size_bytes / 1e6, 1),
+                 "params_m": student_params, "latency_p50_ms": a.latency_p50_ms, "latency_p90_ms": a.latency_p90_ms,
+                 "status": a.status, "reason": a.reason, "chosen": a.name == q.chosen} for a in q.attempts]
     if package_metrics is not None:
         pkg = build_dir / "package"
-        rows.append({"model": "package (shipped)", "format": q.chosen_variant,
+        rows.append({"model": "package (shipped)", "format": q.chosen_variant, "split": "test",
                      "macro_f1": package_metrics.macro_f1, "accuracy": package_metrics.accuracy,
                      "roc_auc": package_metrics.roc_auc, "ece": package_metrics.ece,
                      "size_mb": round(_size_mb([p for p in pkg.iterdir() if p.is_file()]), 1),
                      "params_m": student_params,
-                     "latency_p50_ms": q.attempt(q.chosen).latency_p50_ms, "shipped": True})
-    return rows, {"chosen": q.chosen, "why": q.summary(), "environment": q.environment,
-                  "test_examples": q.test_examples, "dataset": q.dataset}
+                     "latency_p50_ms": latency.get("package", q.attempt(q.chosen).latency_p50_ms), "shipped": True})
+    base = baseline["macro_f1"] if baseline else None
+    t_f1, t_ms = (teacher["macro_f1"], teacher["latency_p50_ms"]) if teacher else (None, None)
+    for r in rows:
+        r["share_of_teacher"] = share_of_teacher(r["macro_f1"], t_f1)
+        r["margin_kept"] = margin_kept(r["macro_f1"], t_f1, base) if r is not baseline else None
+        r["speedup_vs_teacher"] = (t_ms / r["latency_p50_ms"]) if t_ms and r.get("latency_p50_ms") else None
+    shipped = next((r for r in rows if r.get("shipped")), None)
+    headline = {k: (shipped or {}).get(k) for k in ("macro_f1", "share_of_teacher", "margin_kept",
+                                                   "speedup_vs_teacher")}
+    headline.update(teacher_macro_f1=t_f1, baseline_macro_f1=base, teacher_p50_ms=t_ms,
+                    size_ratio=(teacher["size_mb"] / shipped["size_mb"]) if teacher and shipped else None)
+    return rows, {"chosen": q.chosen, "why": q.summary(), "environment": q.environment, "headline": headline,
+                  "variants": variants, "validation_examples": q.validation_examples, "dataset": q.dataset}
 
 
 def _fmt(v: Any, spec: str) -> str:
     return "–" if v is None else format(v, spec)
 
 
+def headline_text(h: dict[str, Any]) -> str:
+    """One sentence with the figures a user judges a build by."""
+    if h.get("macro_f1") is None:
+        return "No package was scored."
+    parts = [f"macro-F1 {h['macro_f1']:.4f} on the test split"]
+    if h.get("share_of_teacher") is not None:
+        parts.append(f"{h['share_of_teacher']:.1%} of the teacher's ({h['teacher_macro_f1']:.4f})")
+    if h.get("margin_kept") is not None:
+        parts.append(f"{h['margin_kept']:.0%} of its margin over the TF-IDF baseline ({h['baseline_macro_f1']:.4f}) "
+                     "kept")
+    if h.get("speedup_vs_teacher") is not None:
+        parts.append(f"{h['speedup_vs_teacher']:.1f}x faster than the teacher at batch 1")
+    if h.get("size_ratio") is not None:
+        parts.append(f"{h['size_ratio']:.1f}x smaller")
+    return "; ".join(parts) + "."
+
+
 def to_markdown(name: str, profile: str, rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    teacher = next((r for r in rows if r["model"] == "teacher"), None)
+    test_n = next((r.get("n") for r in rows if r.get("n")), None)
     lines = [f"# {name}: build report ({profile} profile)", "",
-             f"Test split of `{meta['dataset']}`, {meta['test_examples']} texts, one evaluation protocol for "
-             "every row. Latency: batch 1, p50 through the runtime on this machine (ONNX rows only).", "",
-             f"**Shipped: {meta['chosen']}.** {meta['why']}", "",
-             "| model | format | macro-F1 | vs teacher | accuracy | size MB | vs teacher size | params M | p50 ms |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"**Shipped: {meta['chosen']}: {headline_text(meta['headline'])}**", "",
+             f"## Test split of `{meta['dataset']}`" + (f", {test_n} texts" if test_n else ""), "",
+             "Scored once per model, after every choice was made. Margin kept = (model - baseline) / "
+             "(teacher - baseline). Latency: batch 1, p50 on real test texts, the teacher in torch and the "
+             "others timed interleaved with it in one process.", "",
+             "| model | format | macro-F1 | share of teacher | margin kept | accuracy | size MB | params M | "
+             "p50 ms | × faster than teacher |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        d_f1 = (None if teacher is None or r["macro_f1"] is None
-                else 100 * (r["macro_f1"] - teacher["macro_f1"]) / teacher["macro_f1"])
-        ratio = (None if teacher is None or not r["size_mb"] else teacher["size_mb"] / r["size_mb"])
         label = f"**{r['model']}**" if r.get("shipped") else r["model"]
-        lines.append(f"| {label} | {r['format']} | {_fmt(r['macro_f1'], '.4f')} | {_fmt(d_f1, '+.1f')}% | "
-                     f"{_fmt(r['accuracy'], '.4f')} | {_fmt(r['size_mb'], '.1f')} | "
-                     f"{_fmt(ratio, '.1f')}x smaller | {_fmt(r['params_m'], '.1f')} | "
-                     f"{_fmt(r.get('latency_p50_ms'), '.2f')} |")
-    lines += ["", "Sizes: torch rows count the safetensors weights; ONNX rows the model file; the package row "
-              "every file it ships (model, tokenizer, config, manifest, card)."]
+        lines.append(f"| {label} | {r['format']} | {_fmt(r['macro_f1'], '.4f')} | "
+                     f"{_fmt(r.get('share_of_teacher'), '.1%')} | {_fmt(r.get('margin_kept'), '.0%')} | "
+                     f"{_fmt(r['accuracy'], '.4f')} | {_fmt(r['size_mb'], '.1f')} | {_fmt(r.get('params_m'), '.1f')} | "
+                     f"{_fmt(r.get('latency_p50_ms'), '.2f')} | {_fmt(r.get('speedup_vs_teacher'), '.1f')} |")
+    lines += ["", "Sizes: torch rows count the safetensors weights; the baseline its pickled vectorisers and "
+              "coefficients; the package row every file it ships (model, tokenizer, config, manifest, card).", "",
+              f"## Quantized variants: validation split, {meta['validation_examples']} texts", "",
+              f"The accuracy gate and the choice of what ships read only these. {meta['why']}", "",
+              "| variant | format | macro-F1 (validation) | agreement with fp32 | size MB | p50 ms | status |",
+              "|---|---|---|---|---|---|---|"]
+    for v in meta["variants"]:
+        status = ("**chosen** · " if v.get("chosen") else "") + v["status"] + (f": {v['reason']}" if v["reason"] else "")
+        lines.append(f"| {v['model'].replace('student onnx ', '')} | {v['format']} | {_fmt(v['macro_f1'], '.4f')} | "
+                     f"{_fmt(v.get('agreement'), '.4f')} | {_fmt(v['size_mb'], '.1f')} | "
+                     f"{_fmt(v.get('latency_p50_ms'), '.2f')} | {status} |")
     return "\n".join(lines) + "\n"
 
 
@@ -131,15 +225,15 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
             continue
         marker = "*" if r.get("shipped") else ("s" if r["format"] == "torch fp32" else "o")
         ax1.scatter(r["size_mb"], r["macro_f1"], marker=marker, s=90 if marker == "*" else 40)
-        ax1.annotate(r["model"].replace("student onnx ", ""), (r["size_mb"], r["macro_f1"]), fontsize=7,
-                     xytext=(4, 3), textcoords="offset points")
+        ax1.annotate(r["model"], (r["size_mb"], r["macro_f1"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
         if r.get("latency_p50_ms"):
-            ax2.scatter(r["latency_p50_ms"], r["macro_f1"], marker=marker, s=r["size_mb"] * 2 + 10, alpha=0.7)
-            ax2.annotate(r["model"].replace("student onnx ", ""), (r["latency_p50_ms"], r["macro_f1"]),
-                         fontsize=7, xytext=(4, 3), textcoords="offset points")
+            ax2.scatter(r["latency_p50_ms"], r["macro_f1"], marker=marker, s=90 if marker == "*" else 40)
+            ax2.annotate(r["model"], (r["latency_p50_ms"], r["macro_f1"]), fontsize=7, xytext=(4, 3),
+                         textcoords="offset points")
     ax1.set_xscale("log")
+    ax2.set_xscale("log")
     ax1.set_xlabel("size (MB, log)")
-    ax2.set_xlabel("batch-1 p50 latency (ms), marker area ~ size")
+    ax2.set_xlabel("batch-1 p50 latency (ms, log)")
     for ax in (ax1, ax2):
         ax.set_ylabel("macro-F1 (test)")
         ax.grid(alpha=0.3)
@@ -149,15 +243,44 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def baseline_row(data, *, latency_texts: list[str] | None = None) -> tuple[dict[str, Any], Any]:
+    """Train the TF-IDF + LR baseline on ``data``'s training split (C chosen on validation), score it on test."""
+    from compress.baseline import train_baseline
+
+    base = train_baseline(data.train, data.validation)
+    m = base.evaluate(data.test, data.label_names, dataset=data.name)
+    row = {"model": "baseline TF-IDF + LR", "format": "scikit-learn", "split": "test", "macro_f1": m.macro_f1,
+           "accuracy": m.accuracy, "roc_auc": m.roc_auc, "ece": m.ece, "n": m.n,
+           "size_mb": round(base.size_bytes / 1e6, 1), "params_m": None, "latency_p50_ms": None, "shipped": False,
+           "C": base.C, "validation_macro_f1_by_C": base.validation_macro_f1, "fit_seconds": base.fit_seconds}
+    return row, base
+
+
 def write_report(recipe, cfg: ReportConfig) -> Path:
-    """Evaluate the package through the runtime and write report.md / report.json / plot.png."""
+    """Score the baseline and the package on the test split, time them against the teacher, write the report."""
     from compress.data import load_data
     from compress.evaluate import evaluate_package, write_metrics
+    from compress.export import read_export
+    from runtime.classifier import TextClassifier
 
     build_dir = recipe.build_dir
     data = load_data(recipe.data())
-    metrics = evaluate_package(build_dir / "package", data.test, batch_size=cfg.batch_size)
-    rows, meta = build_rows(build_dir, metrics)
+    clf = TextClassifier.load(build_dir / "package")
+    metrics = evaluate_package(clf, data.test, batch_size=cfg.batch_size, dataset=data.name)
+    baseline, base = baseline_row(data) if cfg.baseline else (None, None)
+    texts = list(data.test.texts[:cfg.latency_samples])
+    fns: dict[str, Any] = {"package": lambda t: clf.predict_proba([t])}
+    if base is not None:
+        fns["baseline"] = lambda t: base.predict_proba([t])
+    teacher = _teacher_predictor(build_dir / "teacher", int(read_export(build_dir / "onnx")["max_length"]))
+    if teacher is not None:
+        fns["teacher"] = teacher
+    latency = paired_latency(fns, texts)
+    if baseline is not None:
+        baseline["latency_p50_ms"] = latency["baseline"]
+    rows, meta = build_rows(build_dir, metrics, baseline=baseline, latency=latency)
+    for r in rows:
+        r.setdefault("n", metrics.n)
     out = build_dir / "report"
     tmp = Path(tempfile.mkdtemp(prefix=".report.tmp-", dir=build_dir))
     try:
@@ -166,10 +289,10 @@ def write_report(recipe, cfg: ReportConfig) -> Path:
                                                      "rows": rows, **meta}, indent=2, default=str) + "\n")
         (tmp / "report.md").write_text(to_markdown(recipe.name, recipe.profile, rows, meta))
         if cfg.plot:
-            plot(rows, tmp / "plot.png", f"{recipe.name} ({recipe.profile} profile)")
+            plot(rows, tmp / "plot.png", f"{recipe.name} ({recipe.profile} profile), test split")
         replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("report written to %s", out / "report.md")
+    log.info("report written to %s: %s", out / "report.md", headline_text(meta["headline"]))
     return out

@@ -182,7 +182,7 @@ def tiny_trained_model_dir(tmp_path_factory, tiny_tokenizer_dir, tiny_csv) -> Pa
 
 @pytest.fixture(scope="session")
 def tiny_quantized_dir(tmp_path_factory, tiny_trained_model_dir, tiny_csv) -> Path:
-    """The trained tiny BERT exported and quantized (avx2 preset, every variant, gated on tiny_csv's test split)."""
+    """The trained tiny BERT exported and quantized (avx2 preset, every variant, gated on tiny_csv's validation split)."""
     from compress.data import DataConfig
     from compress.export import ExportConfig, export
     from compress.quantize import QuantizeConfig, quantize

@@ -227,6 +227,22 @@ def test_two_cell_ablation(tiny_csv, tiny_model_dir, student_init, tmp_path):
     assert "\n| 0 | " in table and "\n| 0.7 | " in table
     saved = json.loads((tmp_path / "abl" / "ablation.json").read_text())
     assert len(saved["rows"]) == 2 and {r["cell"] for r in saved["rows"]} == {"alpha=0", "alpha=0.7"}
+    assert all(0 <= r["validation_macro_f1"] <= 1 for r in saved["rows"])
+    assert saved["winner"] == max(saved["rows"], key=lambda r: r["validation_macro_f1"])["cell"]
+    assert 0 <= saved["references"]["baseline"] <= 1  # the TF-IDF baseline, trained on the same split
+
+
+def test_ablation_cells_one_lever_per_row(tiny_csv, tiny_model_dir, student_init, tmp_path):
+    from compress.ablate import parse_cell
+
+    assert parse_cell("distill.alpha=0.9 distill.temperature=4") == {"distill.alpha": 0.9,
+                                                                     "distill.temperature": 4}
+    with pytest.raises(ConfigError, match="cell"):
+        parse_cell("alpha")
+    base = _cfg(tiny_csv, tiny_model_dir, tmp_path / "unused", student_init, epochs=0.3)
+    rows = ablate(base, None, tmp_path / "abl", cells=[{}, {"distill.temperature": 4.0}], references=False)
+    assert [r["cell"] for r in rows] == ["base", "temperature=4.0"]
+    assert [r["distill.temperature"] for r in rows] == ["·", 4.0]
 
 
 def test_grid_parsing_and_base_files(tmp_path, tiny_model_dir):

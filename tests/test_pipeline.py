@@ -128,6 +128,18 @@ def test_tiny_recipe_builds_end_to_end_then_skips_everything(tmp_path, tiny_csv,
     manifest = json.loads((build / "package" / "manifest.json").read_text())
     assert set(manifest["files"]) == PACKAGE_FILES - {"manifest.json"}
     assert {"report.md", "report.json", "plot.png"} <= {p.name for p in (build / "report").iterdir()}
+    report = json.loads((build / "report" / "report.json").read_text())
+    rows = {row["model"]: row for row in report["rows"]}
+    assert list(rows)[0] == "baseline TF-IDF + LR" and rows["package (shipped)"]["shipped"]
+    assert {row["split"] for row in report["rows"]} == {"test"}
+    assert {v["split"] for v in report["variants"]} == {"validation"}
+    h, teacher, base = report["headline"], rows["teacher"], rows["baseline TF-IDF + LR"]
+    assert teacher["latency_p50_ms"] > 0 and base["latency_p50_ms"] > 0 and h["speedup_vs_teacher"] > 0
+    if teacher["macro_f1"] > base["macro_f1"]:  # the margin is defined only then
+        assert h["margin_kept"] == pytest.approx((h["macro_f1"] - base["macro_f1"])
+                                                 / (teacher["macro_f1"] - base["macro_f1"]))
+    assert h["share_of_teacher"] == pytest.approx(h["macro_f1"] / teacher["macro_f1"])
+    assert "margin kept" in (build / "report" / "report.md").read_text()
     state = read_state(build)
     assert list(state["stages"]) == list(STAGE_NAMES)
     probs = _predict(build / "package", ["a good film", "a dull plot"])

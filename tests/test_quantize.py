@@ -41,7 +41,7 @@ def test_every_variant_is_attempted_and_reported(tiny_quantized_dir):
     chosen = report.attempt(report.chosen)
     assert chosen.passed and chosen.variant != "fp16"
     assert chosen.latency_p50_ms == min(a.latency_p50_ms for a in gated if a.passed)
-    assert report.preset == "avx2" and report.test_examples == 48
+    assert report.preset == "avx2" and report.validation_examples == 24  # the gate reads validation, never test
     md = (tiny_quantized_dir / "quantize_report.md").read_text()
     for a in report.attempts:
         assert f"| {a.name} |" in md
@@ -192,7 +192,7 @@ def test_presets_and_overrides():
 
 @pytest.mark.parametrize("field, value", [("variants", ("int4",)), ("weight_type", "int8"), ("calibration", "mse"),
                                           ("budget", -1.0), ("preset", "tpu"), ("calibration_samples", 0),
-                                          ("max_test_samples", 1), ("onnx_dir", "")])
+                                          ("max_validation_samples", 1), ("onnx_dir", "")])
 def test_bad_config_names_the_field(field, value):
     kwargs = {"onnx_dir": "d", field: value}
     with pytest.raises(ConfigError, match=field):

@@ -45,11 +45,20 @@ def build_cmd(
     result = build(rec, force=tuple(force or ()), until=until, on_stage=on_stage)
     summary = rec.build_dir / "report" / "report.json"
     if summary.is_file():
-        rows = json.loads(summary.read_text())["rows"]
+        from compress.report import headline_text
+
+        report = json.loads(summary.read_text())
+
+        def pct(v, spec):
+            return None if v is None else format(v, spec)
+
         console.print(table(f"{rec.name}: test split ({rec.profile} profile)",
-                            ["model", "macro-F1", "accuracy", "size MB", "params M", "p50 ms (b=1)", "shipped"],
-                            [(r["model"], r.get("macro_f1"), r.get("accuracy"), r.get("size_mb"),
-                              r.get("params_m"), r.get("latency_p50_ms"), "✓" if r.get("shipped") else "")
-                             for r in rows]))
+                            ["model", "macro-F1", "of teacher", "margin kept", "size MB", "p50 ms (b=1)",
+                             "× faster", "shipped"],
+                            [(r["model"], r.get("macro_f1"), pct(r.get("share_of_teacher"), ".1%"),
+                              pct(r.get("margin_kept"), ".0%"), r.get("size_mb"), r.get("latency_p50_ms"),
+                              pct(r.get("speedup_vs_teacher"), ".1f"), "✓" if r.get("shipped") else "")
+                             for r in report["rows"]]))
+        console.print(f"[bold]Shipped {report['chosen']}:[/] {headline_text(report['headline'])}")
     console.print(f"package: {result.package}\nreport:  {result.report}\n"
                   f"total {time.perf_counter() - started:.0f} s")

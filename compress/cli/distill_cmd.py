@@ -127,26 +127,33 @@ def distill_command(
 @command
 def ablate_command(
     recipe: Annotated[Path, typer.Argument(help="A recipe (.toml) or a JSON / TOML DistillConfig.")],
-    grid: Annotated[list[str], typer.Option(
-        help="KEY=V1,V2,... with KEY distill.FIELD, student.FIELD or data.FIELD (repeatable).")],
+    grid: Annotated[Optional[list[str]], typer.Option(
+        help="KEY=V1,V2,... with KEY distill.FIELD, student.FIELD or data.FIELD (repeatable): every "
+             "combination runs.")] = None,
+    cell: Annotated[Optional[list[str]], typer.Option(
+        help="One row: 'KEY=VALUE KEY=VALUE' (repeatable; 'base' is the recipe as it is). Runs after the grid.")]
+    = None,
     teacher: Annotated[Optional[Path], typer.Option(help="The teacher checkpoint (overrides the recipe's).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder of the cells and the table.")]
     = None,
 ) -> None:
-    """Run a grid of distillations (quick profile) and write one table: macro-F1, size, parameters, time."""
-    from compress.ablate import ablate, load_base, parse_grid
+    """Run distillations (quick profile) and write one table: validation and test macro-F1, share of the teacher,
+    margin kept over the TF-IDF baseline, size, minutes. The winner is chosen on validation."""
+    from compress.ablate import ablate, load_base, parse_cell, parse_grid, pick_winner
 
     base = load_base(recipe, teacher_dir=str(teacher) if teacher else None)
-    cells = parse_grid(grid)
+    grid_cells = parse_grid(grid or [])
+    cells = [{} if c.strip() == "base" else parse_cell(c) for c in (cell or [])]
     out = output or Path(base.output_dir).parent / "ablation"
-    n = 1
-    for v in cells.values():
+    n = 1 if grid_cells else 0
+    for v in grid_cells.values():
         n *= len(v)
-    console.print(f"ablation: {n} cells over {', '.join(cells)} -> {out}")
-    rows = ablate(base, cells, out)
-    keys = list(cells)
+    console.print(f"ablation: {n + len(cells)} cells -> {out}")
+    rows = ablate(base, grid_cells, out, cells=cells)
+    winner = pick_winner(rows)
     console.print(table(f"Ablation (quick profile): {out / 'ablation.md'}",
-                        [*keys, "macro-F1", "accuracy", "parameters", "size MB", "seconds"],
-                        [(*(r[k] for k in keys), r.get("macro_f1", r.get("error", "failed")), r.get("accuracy"),
-                          f"{r['params'] / 1e6:.2f}M" if "params" in r else None, r.get("size_mb"), r["seconds"])
-                         for r in rows]))
+                        ["cell", "validation macro-F1", "test macro-F1", "size MB", "seconds"],
+                        [(r["cell"], r.get("validation_macro_f1"), r.get("macro_f1", r.get("error", "failed")),
+                          r.get("size_mb"), r["seconds"]) for r in rows]))
+    if winner:
+        console.print(f"winner on validation: {winner['cell']}")

@@ -66,11 +66,12 @@ def quantize_cmd(
     calibration_samples: Annotated[Optional[int], typer.Option(help="Training texts for calibration.")] = None,
     fallbacks: Annotated[Optional[bool], typer.Option("--fallbacks/--no-fallbacks",
                                                       help="Try fallbacks for rejected int8 variants.")] = None,
-    max_test_samples: Annotated[Optional[int], typer.Option(help="Gate on a test subset (quick profiles).")] = None,
-    latency_samples: Annotated[Optional[int], typer.Option(help="Test texts timed at batch 1.")] = None,
+    max_validation_samples: Annotated[Optional[int], typer.Option(
+        help="Gate on a stratified subset of the validation split.")] = None,
+    latency_samples: Annotated[Optional[int], typer.Option(help="Validation texts timed at batch 1.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")] = None,
 ) -> None:
-    """Optimise and quantise; every variant is gated on test macro-F1 and the fastest passing one is chosen."""
+    """Optimise and quantise; every variant is gated on validation macro-F1 and the fastest passing one is chosen."""
     from compress.data import DataConfig
     from compress.quantize import QuantizeConfig, quantize
 
@@ -80,11 +81,11 @@ def quantize_cmd(
              "per_channel": per_channel,
              "reduce_range": reduce_range, "weight_type": weight_type, "activation_type": activation_type,
              "quantize_embeddings": embeddings, "calibration": calibration,
-             "calibration_samples": calibration_samples, "fallbacks": fallbacks, "max_test_samples": max_test_samples,
+             "calibration_samples": calibration_samples, "fallbacks": fallbacks, "max_validation_samples": max_validation_samples,
              "latency_samples": latency_samples, "threads": threads}
     cfg = QuantizeConfig.from_preset(preset, str(onnx_dir), data=data_cfg,
                                      **{k: v for k, v in flags.items() if v is not None})
-    with console.status(f"quantizing {onnx_dir} (each variant is evaluated on the test split)"):
+    with console.status(f"quantizing {onnx_dir} (each variant is evaluated on the validation split)"):
         report = quantize(cfg)
     ref = report.attempt("fp32")
     rows = []
@@ -96,7 +97,7 @@ def quantize_cmd(
                      None if a.size_bytes is None else f"{a.size_bytes / 1e6:.1f}", a.latency_p50_ms, status,
                      a.reason if a.status != "passed" else ""))
     console.print(table(f"Quantization of {onnx_dir} (preset {report.preset or 'none'}, budget {report.budget:g} "
-                        f"points, {report.dataset} test: {report.test_examples} texts)",
+                        f"points, {report.dataset} validation: {report.validation_examples} texts)",
                         ["attempt", "macro-F1", "vs fp32", "agreement", "MB", "p50 ms", "status", "why"], rows))
     console.print(("[bold yellow]" if report.nothing_passed else "[bold]") + report.summary() + "[/]")
     console.print(f"report: {onnx_dir / 'quantize_report.md'}")

@@ -1,0 +1,39 @@
+"""The TF-IDF + logistic-regression baseline is a real model, and the report's share and margin are computed."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from compress.baseline import margin_kept, share_of_teacher, train_baseline
+from compress.data import DataConfig, Split, load_data
+
+
+def test_the_baseline_learns_separable_data_from_its_own_predictions(tiny_csv):
+    data = load_data(DataConfig(source=str(tiny_csv)))
+    base = train_baseline(data.train, data.validation)
+    m = base.evaluate(data.test, data.label_names)
+    assert m.macro_f1 > 0.9 and m.n == len(data.test)
+    probs = base.predict_proba(data.test.texts[:3])
+    assert probs.shape == (3, 2) and abs(float(probs.sum()) - 3.0) < 1e-6
+    assert base.size_bytes > 1000
+    p50, p90 = base.latency_ms(data.test.texts[:4], repeats=1)
+    assert 0 < p50 <= p90
+
+
+def test_the_baseline_fails_on_shuffled_labels(tiny_csv):
+    data = load_data(DataConfig(source=str(tiny_csv)))
+    labels = list(data.train.labels)
+    random.Random(0).shuffle(labels)
+    base = train_baseline(Split(data.train.texts, labels), data.validation)
+    assert base.evaluate(data.test, data.label_names).macro_f1 < 0.75
+
+
+def test_margin_kept_and_share_of_teacher_by_hand():
+    assert margin_kept(0.85, 0.90, 0.80) == pytest.approx(0.5)
+    assert margin_kept(0.90, 0.90, 0.80) == pytest.approx(1.0)
+    assert margin_kept(0.78, 0.90, 0.80) == pytest.approx(-0.2)  # below the baseline: negative, shown as such
+    assert margin_kept(0.85, 0.80, 0.80) is None  # a teacher no better than the baseline leaves no margin
+    assert margin_kept(None, 0.9, 0.8) is None
+    assert share_of_teacher(0.855, 0.9) == pytest.approx(0.95)
