@@ -22,10 +22,10 @@ Measurements, all with the same intra-op thread count (``torch.set_num_threads``
 - throughput at batch 32 on the same 128-token texts, and at batch 32 on real test texts at their
   natural lengths (each engine pads as it does by default: the runtime and the toolchain sort by
   length first, the optimum pipeline pads each batch to its longest);
-- macro-F1 on the whole test split, with the stage metrics where a stage already measured it on
-  the same split (teacher/student ``metrics.json``, ``quantize_report.json``), otherwise evaluated
-  here (torch models with ``compress.evaluate.evaluate_torch``, ONNX through the runtime); the peers
-  run the package's file, so they have its macro-F1;
+- macro-F1 on the whole test split: the torch stages' ``metrics.json`` where made on the same split,
+  otherwise evaluated here (torch models with ``compress.evaluate.evaluate_torch``); every ONNX row through
+  the runtime here (the quantize report holds validation scores); the peers run the package's file, so
+  they have its macro-F1; the TF-IDF + LR baseline (``compress.baseline``) from its own predictions;
 - the physical limit: multiply-adds per 128-token sequence (student: counted on its fp32 ONNX graph;
   teacher: from its config), a large dense fp32 GEMM's GFLOP/s measured in this run with the same
   threads (benchmarks/gemm_peak.py), and the fraction of that peak each row reaches.
@@ -277,10 +277,10 @@ class Suite:
     def baseline_row(self) -> Row:
         """TF-IDF + logistic regression trained on the build's training split (C chosen on validation): the
         cheapest strong classifier, scored on the test split from its own predictions."""
-        from compress.baseline import train_baseline
+        from compress.report import baseline_row
 
-        base = train_baseline(self.data.train, self.data.validation)
-        f1 = base.evaluate(self.test, self.labels).macro_f1
+        row, base = baseline_row(self.data)
+        f1 = row["macro_f1"]
         return Row(BASELINE, "scikit-learn (TF-IDF + logistic regression)", None, base.size_bytes, 0,
                    one=lambda i: base.predict_proba([self.fixed[i % len(self.fixed)]]),
                    many=lambda i: base.predict_proba(self.batches[i % len(self.batches)]),

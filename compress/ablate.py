@@ -152,16 +152,15 @@ def ablate(base: DistillConfig, grid: dict[str, list[Any]] | None, output_dir: P
 def reference_rows(base: DistillConfig) -> dict[str, float]:
     """Test macro-F1 of the teacher (its metrics.json) and of the TF-IDF baseline trained on the recipe's whole
     training split: the two ends the share of the teacher and the margin kept are measured between."""
-    from compress.baseline import train_baseline
     from compress.data import load_data
     from compress.evaluate import read_metrics
+    from compress.report import baseline_row
 
     refs: dict[str, float] = {}
     teacher_metrics = Path(base.teacher_dir or "") / "metrics.json"
     if base.teacher_dir and teacher_metrics.is_file():
         refs["teacher"] = read_metrics(teacher_metrics).macro_f1
-    data = load_data(base.data)
-    refs["baseline"] = train_baseline(data.train, data.validation).evaluate(data.test, data.label_names).macro_f1
+    refs["baseline"] = baseline_row(load_data(base.data))[0]["macro_f1"]
     return refs
 
 

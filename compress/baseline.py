@@ -5,7 +5,7 @@ teacher and the shipped student gain over it::
 
     base = train_baseline(data.train, data.validation)      # C chosen on validation macro-F1
     metrics = base.evaluate(data.test, data.label_names)    # from its own predictions
-    base.size_bytes, base.latency_ms(texts)                  # what it costs
+    base.size_bytes                                          # what shipping it would take
 
 Features: word 1-2-grams and character 2-5-grams (within word boundaries), sublinear tf, l2-normalised,
 concatenated; one logistic regression on top. The regularisation ``C`` is chosen on the validation
@@ -54,18 +54,6 @@ class Baseline:
         metrics = compute_metrics(split.labels, self.predict_proba(split.texts), labels)
         metrics.dataset, metrics.split = dataset, split_name
         return metrics
-
-    def latency_ms(self, texts: Sequence[str], repeats: int = 2) -> tuple[float, float]:
-        """Batch-1 p50 / p90 in ms: each text ``repeats`` times, after a warm-up on the first few."""
-        for t in texts[:5]:
-            self.predict_proba([t])
-        times = []
-        for _ in range(repeats):
-            for t in texts:
-                t0 = time.perf_counter()
-                self.predict_proba([t])
-                times.append(time.perf_counter() - t0)
-        return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 90) * 1e3)
 
 
 def make_features():

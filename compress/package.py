@@ -191,7 +191,7 @@ def model_card(name: str, meta: dict[str, Any], attempt: Attempt, report: Report
                   "variant; never seen in training or calibration. The build report scores the package on the "
                   "test split, which no choice reads."]
     else:
-        lines += ["- No quantize report: this package was not evaluated on a test split by edgedistill."]
+        lines += ["- No quantize report: this package was not gated or evaluated by edgedistill."]
     lines += [f"- Labels, in output order: {', '.join(f'`{lab}`' for lab in labels)}.",
               f"- Inputs: {', '.join(meta['input_names'])}; texts longer than {meta['max_length']} tokens are "
               "truncated.", "", "## Metrics", ""]

@@ -301,6 +301,9 @@ class Report:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Report:
         names = {f.name for f in fields(cls)}
+        if "test_examples" in d and "validation_examples" not in d:
+            raise ConfigError("quantize report", d.get("onnx_dir"), "was written by an older edgedistill whose gate "
+                              "read the test split; run the quantize stage again (--force quantize)")
         d = {k: v for k, v in d.items() if k in names}
         d["attempts"] = [Attempt(**a) for a in d.get("attempts", [])]
         return cls(**d)

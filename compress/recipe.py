@@ -2,7 +2,7 @@
 
 A recipe's tables are the stage configs' fields, nothing else::
 
-    name = "movie-sentiment"          # the build folder: models/<name>/ beside the recipe
+    name = "movie-sentiment"          # the build folder: models/<name>/ beside the recipe (<name>-full/ for full)
     description = "..."
     [data]      -> compress.data.DataConfig
     [teacher]   -> compress.teacher.TeacherConfig   (data, output_dir, profile set by the pipeline)
@@ -134,6 +134,12 @@ class Recipe:
         return {"name": self.name, "profile": self.profile, **copy.deepcopy(self.tables)}
 
 
+def build_dir(root: Path, name: str, profile: str) -> Path:
+    """Where a build lands: ``models/<name>/`` for the quick profile, ``models/<name>-<profile>/`` for the others,
+    so a full build never overwrites the quick one (or the reverse)."""
+    return root / (name if profile == "quick" else f"{name}-{profile}")
+
+
 def load_recipe(path: Path | str, profile: str | None = None, overrides: list[str] = (),
                 build_root: Path | str | None = None) -> Recipe:
     """Read and validate a recipe. ``overrides`` are ``TABLE.FIELD=VALUE`` strings (CLI ``--set``)."""
@@ -171,7 +177,7 @@ def recipe_from_dict(raw: dict[str, Any], *, profile: str | None = None, overrid
         tables[section][key] = value
     for s, table in tables.items():
         _check_keys(s, table)
-    recipe = Recipe(name, raw.get("description", ""), profile, tables, build_root / name, path, raw)
+    recipe = Recipe(name, raw.get("description", ""), profile, tables, build_dir(build_root, name, profile), path, raw)
     validate(recipe)
     return recipe
 

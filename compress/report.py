@@ -79,7 +79,8 @@ def _torch_row(name: str, folder: Path) -> dict[str, Any] | None:
     if not metrics.is_file():
         return None
     m = read_metrics(metrics)
-    return {"model": name, "format": "torch fp32", "split": "test", "macro_f1": m.macro_f1, "accuracy": m.accuracy,
+    return {"model": name, "format": "torch fp32", "split": "test", "n": m.n, "macro_f1": m.macro_f1,
+            "accuracy": m.accuracy,
             "roc_auc": m.roc_auc, "ece": m.ece, "size_mb": round(_size_mb(list(folder.glob("*.safetensors"))), 1),
             "params_m": round(safetensors_parameters(folder) / 1e6, 1), "latency_p50_ms": None, "shipped": False}
 
@@ -104,20 +105,13 @@ def _teacher_predictor(folder: Path, max_length: int):
     """A batch-1 predictor of the torch teacher, for timing; None when there is no teacher checkpoint."""
     if not (folder / "config.json").is_file():
         return None
-    import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from compress.evaluate import model_inputs
+    from compress.evaluate import predict_proba_torch
 
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     tok = AutoTokenizer.from_pretrained(folder)
-
-    def predict(text: str):
-        with torch.inference_mode():
-            batch = tok([text], truncation=True, max_length=max_length, return_tensors="pt")
-            return torch.softmax(model(**model_inputs(model, batch)).logits, -1)
-
-    return predict
+    return lambda text: predict_proba_torch(model, tok, [text], max_length=max_length, batch_size=1)
 
 
 def build_rows(build_dir: Path, package_metrics=None, *, baseline: dict[str, Any] | None = None,
@@ -156,7 +150,8 @@ def build_rows(build_dir: Path, package_metrics=None, *, baseline: dict[str, Any
     headline = {k: (shipped or {}).get(k) for k in ("macro_f1", "share_of_teacher", "margin_kept",
                                                    "speedup_vs_teacher")}
     headline.update(teacher_macro_f1=t_f1, baseline_macro_f1=base, teacher_p50_ms=t_ms,
-                    size_ratio=(teacher["size_mb"] / shipped["size_mb"]) if teacher and shipped else None)
+                    size_ratio=(teacher["size_mb"] / shipped["size_mb"]) if teacher and shipped and shipped["size_mb"]
+                    else None)
     return rows, {"chosen": q.chosen, "why": q.summary(), "environment": q.environment, "headline": headline,
                   "variants": variants, "validation_examples": q.validation_examples, "dataset": q.dataset}
 
@@ -188,8 +183,8 @@ def to_markdown(name: str, profile: str, rows: list[dict[str, Any]], meta: dict[
              f"**Shipped: {meta['chosen']}: {headline_text(meta['headline'])}**", "",
              f"## Test split of `{meta['dataset']}`" + (f", {test_n} texts" if test_n else ""), "",
              "Scored once per model, after every choice was made. Margin kept = (model - baseline) / "
-             "(teacher - baseline). Latency: batch 1, p50 on real test texts, the teacher in torch and the "
-             "others timed interleaved with it in one process.", "",
+             "(teacher - baseline). Latency: batch 1, p50 on real test texts, every timed model (the teacher in "
+             "torch) interleaved text by text in one process.", "",
              "| model | format | macro-F1 | share of teacher | margin kept | accuracy | size MB | params M | "
              "p50 ms | × faster than teacher |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -243,7 +238,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def baseline_row(data, *, latency_texts: list[str] | None = None) -> tuple[dict[str, Any], Any]:
+def baseline_row(data) -> tuple[dict[str, Any], Any]:
     """Train the TF-IDF + LR baseline on ``data``'s training split (C chosen on validation), score it on test."""
     from compress.baseline import train_baseline
 

@@ -108,7 +108,7 @@ def test_distill_writes_a_checkpoint_and_reuses_cached_teacher_outputs(
     info = json.loads((out / "distill.json").read_text())
     data = load_data(cfg.resolved().data)
     assert calls == [len(data.train) + 40]
-    assert info["transfer"] == {"labelled": len(data.train), "unlabelled": 40, "held_out_dropped": 0}
+    assert info["transfer"] == {"labelled": len(data.train), "unlabelled": 40, "augmented": 0, "held_out_dropped": 0}
     assert info["teacher_outputs"]["from_cache"] is False
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n"] == len(data.test) and 0.0 <= metrics["macro_f1"] <= 1.0

@@ -34,12 +34,13 @@ def test_the_four_recipes_are_shipped():
 def test_every_shipped_recipe_loads_and_validates(path, profile, tmp_path):
     recipe = load_recipe(path, profile=profile, build_root=tmp_path)
     assert recipe.name == path.stem and recipe.profile == profile
-    assert recipe.build_dir == tmp_path / path.stem
+    folder = tmp_path / (path.stem if profile == "quick" else f"{path.stem}-{profile}")
+    assert recipe.build_dir == folder
     teacher, distill = recipe.teacher(), recipe.distill()
     assert teacher.profile == distill.profile == profile
-    assert distill.teacher_dir == str(tmp_path / path.stem / "teacher")
-    assert recipe.quantize().onnx_dir == str(tmp_path / path.stem / "onnx")
-    assert recipe.export().checkpoint == str(tmp_path / path.stem / "student")
+    assert distill.teacher_dir == str(folder / "teacher")
+    assert recipe.quantize().onnx_dir == str(folder / "onnx")
+    assert recipe.export().checkpoint == str(folder / "student")
 
 
 def test_bad_recipes_name_the_table_and_field(tmp_path):
@@ -67,6 +68,9 @@ def test_profiles_and_overrides_merge_in_order(tmp_path):
            "profiles": {"full": {"distill": {"alpha": 0.7}}}}
     assert recipe_from_dict(raw, profile="quick", build_root=tmp_path).distill().alpha == 0.5
     assert recipe_from_dict(raw, profile="full", build_root=tmp_path).distill().alpha == 0.7
+    # the two profiles build into folders of their own: neither overwrites the other
+    assert recipe_from_dict(raw, profile="quick", build_root=tmp_path).build_dir == tmp_path / raw["name"]
+    assert recipe_from_dict(raw, profile="full", build_root=tmp_path).build_dir == tmp_path / f"{raw['name']}-full"
     r = recipe_from_dict(raw, profile="full", overrides=["distill.alpha=0.9"], build_root=tmp_path)
     assert r.distill().alpha == 0.9
     assert parse_override("student.layers=[0, 2]") == ("student", "layers", [0, 2])

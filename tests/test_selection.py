@@ -1,7 +1,7 @@
 """Choices read the validation split only: the test split is scored for reports and never reaches a selection.
 
-Each selection path (the quantize gate with its fallbacks and the choice of what ships,
-the ablation winner, the baseline's C) runs here on data whose test split raises the moment it is read.
+The quantize gate (with its fallbacks and the choice of what ships) and the baseline's choice of C run here on
+data whose test split raises the moment it is read; the ablation winner is picked from validation scores.
 """
 
 from __future__ import annotations

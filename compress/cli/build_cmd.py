@@ -59,6 +59,6 @@ def build_cmd(
                               pct(r.get("margin_kept"), ".0%"), r.get("size_mb"), r.get("latency_p50_ms"),
                               pct(r.get("speedup_vs_teacher"), ".1f"), "✓" if r.get("shipped") else "")
                              for r in report["rows"]]))
-        console.print(f"[bold]Shipped {report['chosen']}:[/] {headline_text(report['headline'])}")
+        console.print(f"[bold]Shipped {report['chosen']}:[/] {headline_text(report.get('headline') or {})}")
     console.print(f"package: {result.package}\nreport:  {result.report}\n"
                   f"total {time.perf_counter() - started:.0f} s")

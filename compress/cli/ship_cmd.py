@@ -43,7 +43,7 @@ def export_cmd(
 @command
 def quantize_cmd(
     onnx_dir: Annotated[Path, typer.Argument(help="A folder written by `edgedistill export`.")],
-    data: Annotated[Optional[str], typer.Option(help="Built-in dataset or CSV / JSONL / Parquet file (test gates, "
+    data: Annotated[Optional[str], typer.Option(help="Built-in dataset or CSV / JSONL / Parquet file (validation gates, "
                                                      "train calibrates).")] = None,
     text_column: Annotated[Optional[str], typer.Option(help="Text column of a file.")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="Label column of a file.")] = None,
