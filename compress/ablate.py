@@ -174,13 +174,16 @@ def write_table(rows: list[dict[str, Any]], keys: list[str], out: Path, base: Di
                 references: dict[str, float] | None = None) -> tuple[Path, Path]:
     from compress.baseline import margin_kept, share_of_teacher
 
+    from runtime.bench import environment
+
     refs = references or {}
     teacher, baseline = refs.get("teacher"), refs.get("baseline")
     winner = pick_winner(rows)
+    env = environment("cpu")
     jpath, mpath = out / "ablation.json", out / "ablation.md"
     jpath.write_text(json.dumps({"grid_keys": keys, "base": base.to_dict(), "references": refs,
-                                 "winner": winner["cell"] if winner else None, "rows": rows}, indent=2,
-                                default=str) + "\n")
+                                 "winner": winner["cell"] if winner else None, "environment": env, "rows": rows},
+                                indent=2, default=str) + "\n")
     cols = keys + ["validation macro-F1", "test macro-F1", "of teacher", "margin kept", "params", "size MB",
                    "minutes", "winner"]
     lines = ["# Distillation ablation", "",
@@ -188,7 +191,8 @@ def write_table(rows: list[dict[str, Any]], keys: list[str], out: Path, base: Di
              f"TF-IDF + LR baseline {baseline if baseline is None else format(baseline, '.4f')}; data: "
              f"`{base.data.source}`; student: `{base.student.builder}` `{base.student.model}`.",
              "The winner (✓) is chosen on validation macro-F1; the test columns are only reported. "
-             "A `·` keeps the base recipe's value.", "",
+             "A `·` keeps the base recipe's value. Minutes: the cell's wall time (teacher outputs for new texts "
+             f"included) on {env['cpu']}, {env['available_cpus']} CPUs ({', '.join(env['cpu_flags'])}).", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
 
     def f(v: Any, spec: str) -> str:

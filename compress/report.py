@@ -43,8 +43,9 @@ class ReportConfig:
     """Batch size of the package's evaluation through the runtime."""
     baseline: bool = True
     """Train and score the TF-IDF + logistic-regression baseline (seconds on a CPU)."""
-    latency_samples: int = 16
-    """Test texts timed one at a time, twice each, through the teacher (torch), the baseline and the package."""
+    latency_samples: int = 24
+    """Test texts timed one at a time, twice each, through the teacher (torch), the baseline, the student and the
+    package."""
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "latency_samples"):
@@ -86,15 +87,19 @@ def _torch_row(name: str, folder: Path) -> dict[str, Any] | None:
 
 
 def paired_latency(fns: dict[str, Any], texts: list[str], repeats: int = 2) -> dict[str, float]:
-    """Batch-1 p50 in ms of each ``fns[name](text)``, timed interleaved (text by text, model by model) so that
-    a machine's drift touches every model alike; a warm-up on the first texts first."""
+    """Batch-1 p50 in ms of each ``fns[name](text)``, timed interleaved (text by text, model by model, the order
+    reversed every other round) so that a machine's drift touches every model alike; a warm-up first. Each timed
+    call follows an untimed one of the same model: torch's and onnxruntime's worker threads spin for a while
+    after a call and would otherwise slow whichever engine runs next (as in benchmarks/suite.py)."""
     for fn in fns.values():
         for t in texts[:3]:
             fn(t)
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
+    order = list(fns.items())
+    for r in range(repeats):
         for t in texts:
-            for name, fn in fns.items():
+            for name, fn in (order if r % 2 == 0 else order[::-1]):
+                fn(t)
                 t0 = time.perf_counter()
                 fn(t)
                 times[name].append(time.perf_counter() - t0)
@@ -116,15 +121,16 @@ def _teacher_predictor(folder: Path, max_length: int):
 
 def build_rows(build_dir: Path, package_metrics=None, *, baseline: dict[str, Any] | None = None,
                latency: dict[str, float] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The test rows (baseline, teacher, student, package) and the validation rows of the quantize variants."""
+    """The test rows (baseline, teacher, student, package) and the validation rows of the quantize variants.
+    ``latency`` maps a row's model name to its batch-1 p50 in ms."""
     from compress.quantize import Report
 
     latency = latency or {}
     rows = [r for r in (baseline, _torch_row("teacher", build_dir / "teacher"),
                         _torch_row("student", build_dir / "student")) if r]
     teacher = next((r for r in rows if r["model"] == "teacher"), None)
-    if teacher is not None:
-        teacher["latency_p50_ms"] = latency.get("teacher")
+    for r in rows:
+        r["latency_p50_ms"] = latency.get(r["model"], r["latency_p50_ms"])
     q = Report.load(build_dir / "onnx")
     student_params = next((r["params_m"] for r in rows if r["model"] == "student"), None)
     variants = [{"model": f"student onnx {a.name}", "format": a.variant, "split": "validation",
@@ -138,8 +144,7 @@ def build_rows(build_dir: Path, package_metrics=None, *, baseline: dict[str, Any
                      "macro_f1": package_metrics.macro_f1, "accuracy": package_metrics.accuracy,
                      "roc_auc": package_metrics.roc_auc, "ece": package_metrics.ece,
                      "size_mb": round(_size_mb([p for p in pkg.iterdir() if p.is_file()]), 1),
-                     "params_m": student_params,
-                     "latency_p50_ms": latency.get("package", q.attempt(q.chosen).latency_p50_ms), "shipped": True})
+                     "params_m": student_params, "latency_p50_ms": latency.get("package (shipped)"), "shipped": True})
     base = baseline["macro_f1"] if baseline else None
     t_f1, t_ms = (teacher["macro_f1"], teacher["latency_p50_ms"]) if teacher else (None, None)
     for r in rows:
@@ -184,7 +189,8 @@ def to_markdown(name: str, profile: str, rows: list[dict[str, Any]], meta: dict[
              f"## Test split of `{meta['dataset']}`" + (f", {test_n} texts" if test_n else ""), "",
              "Scored once per model, after every choice was made. Margin kept = (model - baseline) / "
              "(teacher - baseline). Latency: batch 1, p50 on real test texts, every timed model (the teacher in "
-             "torch) interleaved text by text in one process.", "",
+             "torch, the student as its fp32 ONNX graph through the runtime) interleaved text by text in one "
+             "process.", "",
              "| model | format | macro-F1 | share of teacher | margin kept | accuracy | size MB | params M | "
              "p50 ms | × faster than teacher |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -255,7 +261,7 @@ def write_report(recipe, cfg: ReportConfig) -> Path:
     """Score the baseline and the package on the test split, time them against the teacher, write the report."""
     from compress.data import load_data
     from compress.evaluate import evaluate_package, write_metrics
-    from compress.export import read_export
+    from compress.export import MODEL_FILE, TOKENIZER_FILE, read_export, runtime_config
     from runtime.classifier import TextClassifier
 
     build_dir = recipe.build_dir
@@ -264,15 +270,18 @@ def write_report(recipe, cfg: ReportConfig) -> Path:
     metrics = evaluate_package(clf, data.test, batch_size=cfg.batch_size, dataset=data.name)
     baseline, base = baseline_row(data) if cfg.baseline else (None, None)
     texts = list(data.test.texts[:cfg.latency_samples])
-    fns: dict[str, Any] = {"package": lambda t: clf.predict_proba([t])}
+    meta_export = read_export(build_dir / "onnx")
+    # the student's own latency: its fp32 graph (parity-checked against the torch checkpoint) through the runtime
+    fp32 = TextClassifier.from_files(build_dir / "onnx" / MODEL_FILE, build_dir / "onnx" / TOKENIZER_FILE,
+                                     runtime_config(meta_export, "fp32"))
+    fns: dict[str, Any] = {"package (shipped)": lambda t: clf.predict_proba([t]),
+                           "student": lambda t: fp32.predict_proba([t])}
     if base is not None:
-        fns["baseline"] = lambda t: base.predict_proba([t])
-    teacher = _teacher_predictor(build_dir / "teacher", int(read_export(build_dir / "onnx")["max_length"]))
+        fns[baseline["model"]] = lambda t: base.predict_proba([t])
+    teacher = _teacher_predictor(build_dir / "teacher", int(meta_export["max_length"]))
     if teacher is not None:
         fns["teacher"] = teacher
-    latency = paired_latency(fns, texts)
-    if baseline is not None:
-        baseline["latency_p50_ms"] = latency["baseline"]
+    latency = paired_latency(fns, texts)  # keyed by the rows' model names
     rows, meta = build_rows(build_dir, metrics, baseline=baseline, latency=latency)
     for r in rows:
         r.setdefault("n", metrics.n)

@@ -139,6 +139,7 @@ def test_tiny_recipe_builds_end_to_end_then_skips_everything(tmp_path, tiny_csv,
     assert {v["split"] for v in report["variants"]} == {"validation"}
     h, teacher, base = report["headline"], rows["teacher"], rows["baseline TF-IDF + LR"]
     assert teacher["latency_p50_ms"] > 0 and base["latency_p50_ms"] > 0 and h["speedup_vs_teacher"] > 0
+    assert rows["student"]["latency_p50_ms"] > 0 and rows["package (shipped)"]["latency_p50_ms"] > 0
     if teacher["macro_f1"] > base["macro_f1"]:  # the margin is defined only then
         assert h["margin_kept"] == pytest.approx((h["macro_f1"] - base["macro_f1"])
                                                  / (teacher["macro_f1"] - base["macro_f1"]))

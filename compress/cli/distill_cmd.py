@@ -115,7 +115,8 @@ def distill_command(
     console.print(table(f"Test split of {cfg.data.source}: {out}",
                         ["model", "macro-F1", "accuracy", "parameters", "size (fp32)"], rows))
     tr = info["transfer"]
-    console.print(f"transfer set: {tr['labelled']} labelled + {tr['unlabelled']} unlabelled texts; "
+    console.print(f"transfer set: {tr['labelled']} labelled + {tr['unlabelled']} unlabelled texts "
+                  f"({tr.get('augmented', 0)} of them augmented); "
                   f"training {info['train_seconds']:.0f} s, total {info['total_seconds']:.0f} s")
     if info.get("vocab_trim"):
         v = info["vocab_trim"]

@@ -1,0 +1,93 @@
+"""The model zoo: one table of finished builds, each row what its build report measured.
+
+    python benchmarks/zoo.py models/movie-sentiment-full models/movie-sentiment
+    # -> benchmarks/results/<device>/zoo.{md,json}
+
+For every build folder (``models/<name>`` or ``models/<name>-full``) it reads ``report/report.json``, written by
+the build's report stage, and lists the teacher, the TF-IDF baseline, the student (fp32) and the shipped package:
+test macro-F1, the share of the teacher's, the margin kept over the baseline, size, batch-1 p50 on real test
+texts and the speed-up over the teacher in torch (all timed interleaved in that report's run), with the command
+that rebuilds the row. Nothing is measured here: a figure without a build report behind it cannot appear.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent)]
+
+from runtime.bench import device_name, environment  # noqa: E402
+
+ROWS = ("teacher", "baseline TF-IDF + LR", "student", "package (shipped)")
+
+
+def zoo_rows(build: Path) -> list[dict[str, Any]]:
+    path = build / "report" / "report.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no build report (run `edgedistill build` for this recipe first)")
+    report = json.loads(path.read_text())
+    if "headline" not in report:
+        raise ValueError(f"{path}: written by an older edgedistill; run `edgedistill build ... --force report`")
+    by_model = {r["model"]: r for r in report["rows"]}
+    profile = report["profile"]
+    command = f"make demo RECIPE=models/{report['name']}.toml" + ("" if profile == "quick" else f" PROFILE={profile}")
+    out = []
+    for name in ROWS:
+        r = by_model.get(name)
+        if r is None:
+            continue
+        out.append({"recipe": report["name"], "profile": profile, "dataset": report["dataset"], "model": name,
+                    "format": r["format"], "macro_f1": r["macro_f1"], "share_of_teacher": r.get("share_of_teacher"),
+                    "margin_kept": r.get("margin_kept"), "size_mb": r.get("size_mb"),
+                    "latency_p50_ms": r.get("latency_p50_ms"), "speedup_vs_teacher": r.get("speedup_vs_teacher"),
+                    "test_texts": r.get("n"), "command": command, "chosen": report["chosen"]})
+    return out
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return "–" if v is None else format(v, spec)
+
+
+def to_markdown(rows: list[dict[str, Any]], env: dict[str, Any]) -> str:
+    lines = ["# Model zoo", "",
+             f"Each build's own report (`models/<build>/report/report.json`), on {env['cpu']} "
+             f"({env.get('available_cpus')} CPUs, flags {', '.join(env.get('cpu_flags') or [])}). macro-F1 on "
+             "the recipe's test split; margin kept = (model - baseline) / (teacher - baseline); latency: batch 1, "
+             "p50 on real test texts, every model timed interleaved in the report's run (teacher in torch, student "
+             "as its fp32 ONNX graph, the package through the runtime).", "",
+             "| recipe | profile | model | format | macro-F1 | of teacher | margin kept | size MB | p50 ms | "
+             "× faster than teacher |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        name = f"**{r['model']}**" if r["model"] == "package (shipped)" else r["model"]
+        lines.append(f"| {r['recipe']} | {r['profile']} | {name} | {r['format']} | {_fmt(r['macro_f1'], '.4f')} | "
+                     f"{_fmt(r['share_of_teacher'], '.1%')} | {_fmt(r['margin_kept'], '.0%')} | "
+                     f"{_fmt(r['size_mb'], '.1f')} | {_fmt(r['latency_p50_ms'], '.2f')} | "
+                     f"{_fmt(r['speedup_vs_teacher'], '.1f')} |")
+    lines += ["", "Rebuild a recipe's rows:", ""]
+    for cmd in dict.fromkeys(r["command"] for r in rows):
+        lines.append(f"- `{cmd}`")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("builds", nargs="+", type=Path, help="build folders (models/<name> or models/<name>-full)")
+    ap.add_argument("--output", type=Path, default=HERE / "results", help="results root (default: %(default)s)")
+    args = ap.parse_args(argv)
+    rows = [row for b in args.builds for row in zoo_rows(b)]
+    env = environment("cpu")
+    folder = args.output / device_name(env)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "zoo.json").write_text(json.dumps({"environment": env, "rows": rows}, indent=2) + "\n")
+    (folder / "zoo.md").write_text(to_markdown(rows, env))
+    print(f"{folder / 'zoo.md'}: {len(rows)} rows from {len(args.builds)} builds")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
