@@ -15,7 +15,6 @@ split; the test split is only ever scored.
 from __future__ import annotations
 
 import logging
-import pickle
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,8 +44,12 @@ class Baseline:
 
     @property
     def size_bytes(self) -> int:
-        """What shipping it would take: the fitted vocabularies, idf weights and coefficients, pickled."""
-        return len(pickle.dumps((self.features, self.classifier), protocol=pickle.HIGHEST_PROTOCOL))
+        """What shipping it would take: each vocabulary (UTF-8 n-grams and an int32 column each), the idf weights
+        and the coefficients, as flat arrays."""
+        total = self.classifier.coef_.nbytes + self.classifier.intercept_.nbytes
+        for _, vec in self.features.transformer_list:
+            total += sum(len(k.encode("utf-8")) + 4 for k in vec.vocabulary_) + vec.idf_.nbytes
+        return total
 
     def evaluate(self, split, labels: Sequence[str], *, split_name: str = "test", dataset: str | None = None):
         from compress.evaluate import compute_metrics

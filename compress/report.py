@@ -200,8 +200,8 @@ def to_markdown(name: str, profile: str, rows: list[dict[str, Any]], meta: dict[
                      f"{_fmt(r.get('share_of_teacher'), '.1%')} | {_fmt(r.get('margin_kept'), '.0%')} | "
                      f"{_fmt(r['accuracy'], '.4f')} | {_fmt(r['size_mb'], '.1f')} | {_fmt(r.get('params_m'), '.1f')} | "
                      f"{_fmt(r.get('latency_p50_ms'), '.2f')} | {_fmt(r.get('speedup_vs_teacher'), '.1f')} |")
-    lines += ["", "Sizes: torch rows count the safetensors weights; the baseline its pickled vectorisers and "
-              "coefficients; the package row every file it ships (model, tokenizer, config, manifest, card).", "",
+    lines += ["", "Sizes: torch rows count the safetensors weights; the baseline its vocabularies, idf weights and "
+              "coefficients as flat arrays; the package row every file it ships (model, tokenizer, config, manifest, card).", "",
               f"## Quantized variants: validation split, {meta['validation_examples']} texts", "",
               f"The accuracy gate and the choice of what ships read only these. {meta['why']}", "",
               "| variant | format | macro-F1 (validation) | agreement with fp32 | size MB | p50 ms | status |",
