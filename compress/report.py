@@ -165,6 +165,10 @@ def _fmt(v: Any, spec: str) -> str:
     return "–" if v is None else format(v, spec)
 
 
+NARROW_MARGIN = 0.01
+"""A teacher less than 1 macro-F1 point above the baseline leaves a margin too small to share meaningfully."""
+
+
 def headline_text(h: dict[str, Any]) -> str:
     """One sentence with the figures a user judges a build by."""
     if h.get("macro_f1") is None:
@@ -179,7 +183,13 @@ def headline_text(h: dict[str, Any]) -> str:
         parts.append(f"{h['speedup_vs_teacher']:.1f}x faster than the teacher at batch 1")
     if h.get("size_ratio") is not None:
         parts.append(f"{h['size_ratio']:.1f}x smaller")
-    return "; ".join(parts) + "."
+    text = "; ".join(parts) + "."
+    t, b, m = h.get("teacher_macro_f1"), h.get("baseline_macro_f1"), h["macro_f1"]
+    if t is not None and b is not None and t - b < NARROW_MARGIN:
+        text += (f" Note: the teacher is only {100 * (t - b):.1f} points above the TF-IDF baseline, so the margin "
+                 "says little here" + (f", and the baseline scores {100 * (b - m):.1f} points more than what "
+                                       "ships: it may be the better choice" if b > m else "") + ".")
+    return text
 
 
 def to_markdown(name: str, profile: str, rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:

@@ -35,3 +35,15 @@ def test_margin_kept_and_share_of_teacher_by_hand():
     assert margin_kept(0.85, 0.80, 0.80) is None  # a teacher no better than the baseline leaves no margin
     assert margin_kept(None, 0.9, 0.8) is None
     assert share_of_teacher(0.855, 0.9) == pytest.approx(0.95)
+
+
+def test_the_headline_says_when_the_baseline_is_as_good_as_the_teacher():
+    from compress.report import headline_text
+
+    wide = {"macro_f1": 0.85, "share_of_teacher": 0.85 / 0.9, "margin_kept": 0.5, "speedup_vs_teacher": 20.0,
+            "size_ratio": 18.0, "teacher_macro_f1": 0.9, "baseline_macro_f1": 0.8}
+    assert "50% of its margin" in headline_text(wide) and "Note" not in headline_text(wide)
+    narrow = {**wide, "macro_f1": 0.971, "teacher_macro_f1": 0.9818, "baseline_macro_f1": 0.979,
+              "margin_kept": -2.81}
+    text = headline_text(narrow)
+    assert "only 0.3 points above the TF-IDF baseline" in text and "may be the better choice" in text
