@@ -550,7 +550,7 @@ def add_ratios(result: dict[str, Any]) -> None:
             ratios["stream_vs_optimum"] = r["stream"]["throughput_per_s"] / optimum_row["stream"]["throughput_per_s"]
             ratios["speedup_vs_optimum_batch1_p50"] = optimum_row["batch1"]["p50_ms"] / r["batch1"]["p50_ms"]
         r["ratios"] = ratios
-        if peak:
+        if peak and r["macs_per_sequence"]:  # the baseline's sparse n-grams do no dense multiply-adds
             flops = 2 * r["macs_per_sequence"]
             r["gflops_batch1"] = flops / (r["batch1"]["p50_ms"] / 1e3) / 1e9
             r[f"gflops_{batch}"] = flops * r[batch]["throughput_per_s"] / 1e9

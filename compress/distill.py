@@ -132,8 +132,11 @@ class DistillConfig:
         from compress.augment import METHODS
 
         self.augment_methods = list(self.augment_methods)
-        if not self.augment_methods or (bad := [m for m in self.augment_methods if m not in METHODS]):
-            raise ConfigError("distill.augment_methods", self.augment_methods, f"choose from {list(METHODS)}")
+        bad = [m for m in self.augment_methods if m not in METHODS]
+        if not self.augment_methods or bad:
+            raise ConfigError("distill.augment_methods", self.augment_methods,
+                              f"{'unknown ' + str(bad) + '; ' if bad else 'name at least one; '}"
+                              f"choose from {list(METHODS)}")
         if not self.temperature > 0:
             raise ConfigError("distill.temperature", self.temperature, "must be > 0")
         for name in ("hidden_loss_weight", "attention_loss_weight", "weight_decay"):

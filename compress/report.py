@@ -21,16 +21,14 @@ import logging
 import shutil
 import struct
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from compress.baseline import margin_kept, share_of_teacher
 from compress.errors import ConfigError
 from compress.fsutil import replace_folder
+from runtime.bench import paired_latency
 
 log = logging.getLogger(__name__)
 
@@ -84,26 +82,6 @@ def _torch_row(name: str, folder: Path) -> dict[str, Any] | None:
             "accuracy": m.accuracy,
             "roc_auc": m.roc_auc, "ece": m.ece, "size_mb": round(_size_mb(list(folder.glob("*.safetensors"))), 1),
             "params_m": round(safetensors_parameters(folder) / 1e6, 1), "latency_p50_ms": None, "shipped": False}
-
-
-def paired_latency(fns: dict[str, Any], texts: list[str], repeats: int = 2) -> dict[str, float]:
-    """Batch-1 p50 in ms of each ``fns[name](text)``, timed interleaved (text by text, model by model, the order
-    reversed every other round) so that a machine's drift touches every model alike; a warm-up first. Each timed
-    call follows an untimed one of the same model: torch's and onnxruntime's worker threads spin for a while
-    after a call and would otherwise slow whichever engine runs next (as in benchmarks/suite.py)."""
-    for fn in fns.values():
-        for t in texts[:3]:
-            fn(t)
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    order = list(fns.items())
-    for r in range(repeats):
-        for t in texts:
-            for name, fn in (order if r % 2 == 0 else order[::-1]):
-                fn(t)
-                t0 = time.perf_counter()
-                fn(t)
-                times[name].append(time.perf_counter() - t0)
-    return {name: float(np.percentile(v, 50) * 1e3) for name, v in times.items()}
 
 
 def _teacher_predictor(folder: Path, max_length: int):

@@ -296,6 +296,26 @@ def summarize(times_s: Sequence[float], batch: int) -> dict[str, Any]:
             "throughput_per_s": float(batch * ms.size / (ms.sum() / 1e3))}
 
 
+def paired_latency(fns: dict[str, Any], texts: list[str], repeats: int = 2) -> dict[str, float]:
+    """Batch-1 p50 in ms of each ``fns[name](text)``, timed interleaved (text by text, model by model, the order
+    reversed every other round) so that a machine's drift touches every model alike; a warm-up first. Each timed
+    call follows an untimed one of the same model: torch's and onnxruntime's worker threads spin for a while
+    after a call and would otherwise slow whichever engine runs next (as in benchmarks/suite.py)."""
+    for fn in fns.values():
+        for t in texts[:3]:
+            fn(t)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    order = list(fns.items())
+    for r in range(repeats):
+        for t in texts:
+            for name, fn in (order if r % 2 == 0 else order[::-1]):
+                fn(t)
+                t0 = time.perf_counter()
+                fn(t)
+                times[name].append(time.perf_counter() - t0)
+    return {name: float(np.percentile(v, 50) * 1e3) for name, v in times.items()}
+
+
 def time_calls(fn: Any, warmup_s: float, measure_s: float, min_runs: int, max_runs: int) -> list[float]:
     """Call ``fn()`` for ``warmup_s`` untimed (at least once), then time calls for ``measure_s``."""
     end = time.perf_counter() + warmup_s
