@@ -352,3 +352,12 @@ def test_batch_consistency_is_measured_and_can_be_required(tmp_path, tiny_quanti
     assert "| batch flips |" in (folder / "quantize_report.md").read_text()
     with pytest.raises(ConfigError, match="max_batch_flips"):
         QuantizeConfig(str(folder), max_batch_flips=-0.1)
+
+
+def test_a_report_from_before_the_validation_gate_is_refused_clearly(tiny_quantized_dir, tmp_path):
+    """Reports written when the gate read the test split carry test_examples: they must be rebuilt, not trusted."""
+    old = json.loads((tiny_quantized_dir / "quantize_report.json").read_text())
+    old["test_examples"] = old.pop("validation_examples")
+    (tmp_path / "quantize_report.json").write_text(json.dumps(old))
+    with pytest.raises(ConfigError, match="run the quantize stage again"):
+        Report.load(tmp_path)
