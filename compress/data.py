@@ -20,7 +20,7 @@ import json
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -454,6 +454,20 @@ def sorted_by_length(ds):
     texts of about one length, so it pads little. Metrics do not depend on the order of the examples."""
     lengths = ds.map(lambda b: {"_length": [len(x) for x in b["input_ids"]]}, batched=True, desc="measuring")
     return lengths.sort("_length").remove_columns("_length")
+
+
+def token_lengths(tokenizer, texts: Sequence[str], limit: int) -> dict[str, Any]:
+    """How many tokens ``texts`` take untruncated (p50, p95, p99, max) and the share that ``limit`` cuts.
+
+    With length-grouped batches and padding per batch, compute follows the texts' real lengths, so the limit
+    matters only for the texts above it: this says how many there are, and which limit would keep 99%."""
+    import numpy as np
+
+    n = np.array([len(x) for x in tokenizer(list(texts), truncation=False)["input_ids"]] or [0])
+    p99 = int(np.percentile(n, 99))
+    return {"p50": int(np.percentile(n, 50)), "p95": int(np.percentile(n, 95)), "p99": p99, "max": int(n.max()),
+            "limit": int(limit), "truncated_share": float((n > limit).mean()),
+            "limit_for_99pct": int(-(-p99 // 8) * 8)}
 
 
 def config_dict(cfg: DataConfig) -> dict[str, Any]:

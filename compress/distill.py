@@ -13,7 +13,7 @@ like the teacher's::
 The loss of a transfer example with teacher logits ``t`` and student logits ``s``::
 
     alpha * T^2 * KL(softmax(t / T) || softmax(s / T))  +  (1 - alpha) * CE(s, gold)
-      + hidden_loss_weight * MSE(P(mean_pool(student)), mean_pool(teacher))
+      + hidden_loss_weight * mean over k mapped layers of MSE(P_k(mean_pool(student_k)), mean_pool(teacher_k))
       + attention_loss_weight * KL(teacher last-layer attention || student's)
 
 Unlabelled transfer texts have no gold label: they take only the teacher terms
@@ -69,6 +69,7 @@ PROFILES: dict[str, dict[str, Any]] = {
              "max_transfer_samples": None, "max_train_samples": None, "max_validation_samples": None,
              "augment": 0},
 }
+TEACHER_BACKENDS = ("onnx", "torch")
 _PROFILE_FIELDS = ("epochs", "learning_rate", "batch_size", "max_length", "max_transfer_samples", "augment")
 
 
@@ -88,6 +89,9 @@ class DistillConfig:
     temperature: float = 2.0
     hidden_loss_weight: float = 0.0
     """Pooled hidden-state MSE (through a learned projection when widths differ)."""
+    hidden_loss_layers: int = 1
+    """How many student layers the hidden loss maps onto teacher layers: evenly spaced, the last included
+    (:func:`layer_map`); 1 is the last layer only."""
     attention_loss_weight: float = 0.0
     """Last-layer attention KL; needs teacher and student to share a tokenizer."""
     transfer: list[str] = field(default_factory=list)
@@ -111,6 +115,10 @@ class DistillConfig:
     patience: int = 3
     """Early stopping: evaluations without a better validation macro-F1 before training stops."""
     seed: int = 42
+    teacher_backend: str = "torch"
+    """How the teacher labels the transfer texts when only its logits are needed: ``onnx`` exports it once
+    (parity-checked, cached by its checkpoint hash) and runs ONNX Runtime; ``torch`` runs it in torch. The
+    hidden and attention losses need inner states, so they always run torch."""
 
     def __post_init__(self) -> None:
         if isinstance(self.data, dict):
@@ -137,8 +145,14 @@ class DistillConfig:
             raise ConfigError("distill.augment_methods", self.augment_methods,
                               f"{'unknown ' + str(bad) + '; ' if bad else 'name at least one; '}"
                               f"choose from {list(METHODS)}")
+        if self.teacher_backend not in TEACHER_BACKENDS:
+            raise ConfigError("distill.teacher_backend", self.teacher_backend,
+                              f"must be one of {', '.join(TEACHER_BACKENDS)}")
         if not self.temperature > 0:
             raise ConfigError("distill.temperature", self.temperature, "must be > 0")
+        if isinstance(self.hidden_loss_layers, bool) or not isinstance(self.hidden_loss_layers, int) \
+                or self.hidden_loss_layers < 1:
+            raise ConfigError("distill.hidden_loss_layers", self.hidden_loss_layers, "must be a layer count >= 1")
         for name in ("hidden_loss_weight", "attention_loss_weight", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"distill.{name}", getattr(self, name), "must be >= 0")
@@ -223,6 +237,26 @@ def mean_pool(hidden, attention_mask):
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
+def layer_map(student_config, teacher_depth: int, k: int) -> list[tuple[int, int]]:
+    """``k`` (student, teacher) pairs of ``hidden_states`` indices (0 is the embeddings) for the hidden loss.
+
+    Student layers are evenly spaced with the last included (6 layers, k=3: 2, 4, 6). A student copied from the
+    teacher's own layers (``teacher-layers``) maps each layer to the one it was copied from; any other student
+    maps layer ``s`` of ``L_s`` to teacher layer ``round(s * L_t / L_s)``, as TinyBERT's uniform mapping does.
+    """
+    depth = student_config.num_hidden_layers
+    if k > depth:
+        raise ConfigError("distill.hidden_loss_layers", k, f"the student has only {depth} layers")
+    origin = getattr(student_config, "student", None) or {}
+    kept = origin.get("layers_kept") if origin.get("builder") == "teacher-layers" else None
+    pairs = []
+    for j in range(1, k + 1):
+        s = round(j * depth / k)
+        t = kept[s - 1] + 1 if kept else round(s * teacher_depth / depth)
+        pairs.append((s, min(max(t, 1), teacher_depth)))
+    return pairs
+
+
 def attention_loss(student_attn, teacher_attn: Sequence, attention_mask):
     """Mean over rows of KL(teacher || student) of head-averaged last-layer attention, per real token."""
     import torch
@@ -245,6 +279,7 @@ class TeacherOutputs:
 
     logits: np.ndarray
     pooled: np.ndarray | None = None
+    """Mean-pooled hidden states, the chosen layers' side by side: (texts, layers * hidden)."""
     attentions: list[np.ndarray] | None = None
     fingerprint: str = ""
     from_cache: bool = False
@@ -265,10 +300,15 @@ def checkpoint_hash(model_dir: Path | str) -> str:
     return h.hexdigest()
 
 
-def _model_key(teacher_dir: Path | str, max_length: int, pooled: bool, attention: bool) -> str:
+def _model_key(teacher_dir: Path | str, max_length: int, pooled: bool, attention: bool,
+               layers: Sequence[int] | None = None, backend: str = "torch") -> str:
     """What decides a text's teacher outputs besides the text: the checkpoint, max_length, the outputs kept."""
     h = hashlib.sha256(checkpoint_hash(teacher_dir).encode())
     h.update(f"|max_length={max_length}|pooled={pooled}|attention={attention}|".encode())
+    if pooled and layers is not None:  # the last layer alone keeps the key it always had
+        h.update(f"layers={','.join(map(str, layers))}|".encode())
+    if backend != "torch":
+        h.update(f"backend={backend}|".encode())
     return h.hexdigest()[:16]
 
 
@@ -286,8 +326,10 @@ def _fingerprint(key: str, texts: Sequence[str]) -> str:
 
 
 def run_teacher(teacher_dir: Path | str, texts: Sequence[str], max_length: int, *, pooled: bool = False,
-                attention: bool = False, batch_size: int = 32) -> TeacherOutputs:
-    """Load the teacher, run it over ``texts`` with its own tokenizer, free it. Sorted by length for speed."""
+                attention: bool = False, batch_size: int = 32, layers: Sequence[int] | None = None) -> TeacherOutputs:
+    """Load the teacher, run it over ``texts`` with its own tokenizer, free it. Sorted by length for speed.
+
+    ``pooled`` keeps the mean-pooled hidden states of ``layers`` (``hidden_states`` indices; default the last)."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -298,7 +340,9 @@ def run_teacher(teacher_dir: Path | str, texts: Sequence[str], max_length: int, 
     enc = tok(texts, truncation=True, max_length=max_length)["input_ids"]
     order = np.argsort([len(e) for e in enc], kind="stable")
     logits = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
-    feats = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32) if pooled else None
+    layers = list(layers) if layers is not None else [model.config.num_hidden_layers]
+    width = model.config.hidden_size
+    feats = np.zeros((len(texts), len(layers) * width), dtype=np.float32) if pooled else None
     attns: list[np.ndarray | None] = [None] * len(texts) if attention else []
     t0, done = time.perf_counter(), 0
     with torch.inference_mode():
@@ -309,7 +353,8 @@ def run_teacher(teacher_dir: Path | str, texts: Sequence[str], max_length: int, 
             out = model(**batch, output_hidden_states=pooled, output_attentions=attention)
             logits[idx] = out.logits.float().numpy()
             if pooled:
-                feats[idx] = mean_pool(out.hidden_states[-1], batch["attention_mask"]).float().numpy()
+                feats[idx] = torch.cat([mean_pool(out.hidden_states[k], batch["attention_mask"]) for k in layers],
+                                       -1).float().numpy()
             if attention:
                 last = out.attentions[-1].float().mean(1)  # (b, L, L), heads averaged
                 for j, i in enumerate(idx):
@@ -322,6 +367,54 @@ def run_teacher(teacher_dir: Path | str, texts: Sequence[str], max_length: int, 
     del model
     gc.collect()
     return TeacherOutputs(logits, feats, attns if attention else None)
+
+
+def onnx_teacher(teacher_dir: Path | str, max_length: int) -> Path:
+    """The teacher exported to ONNX once, parity-checked against torch by :func:`compress.export.export`, and
+    kept in the cache under its checkpoint hash: ``<cache>/teacher-onnx/<hash>-<max_length>/``."""
+    from compress.export import MODEL_FILE, ExportConfig, export
+    from compress.sources import cache_dir
+
+    dest = cache_dir() / "teacher-onnx" / f"{checkpoint_hash(teacher_dir)[:16]}-{max_length}"
+    if not (dest / MODEL_FILE).is_file():
+        log.info("exporting the teacher %s to ONNX once (%s)", teacher_dir, dest)
+        export(ExportConfig(checkpoint=str(teacher_dir), output=str(dest), max_length=max_length, overwrite=True))
+    return dest
+
+
+def run_teacher_onnx(teacher_dir: Path | str, texts: Sequence[str], max_length: int, *,
+                     batch_size: int = 32) -> TeacherOutputs:
+    """The teacher's logits on ``texts`` through ONNX Runtime (see :func:`onnx_teacher`), sorted by length."""
+    import onnxruntime as ort
+    from transformers import AutoTokenizer
+
+    from compress.export import MODEL_FILE, read_export
+
+    folder = onnx_teacher(teacher_dir, max_length)
+    names = read_export(folder)["input_names"]
+    tok = AutoTokenizer.from_pretrained(folder)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(folder / MODEL_FILE), opts, providers=["CPUExecutionProvider"])
+    texts = list(texts)
+    enc = tok(texts, truncation=True, max_length=max_length)["input_ids"]
+    order = np.argsort([len(e) for e in enc], kind="stable")
+    logits = None
+    t0, done = time.perf_counter(), 0
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        batch = tok([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
+                    return_tensors="np")
+        out = session.run(["logits"], {k: batch[k].astype(np.int64) for k in names})[0]
+        if logits is None:
+            logits = np.zeros((len(texts), out.shape[1]), dtype=np.float32)
+        logits[idx] = out
+        done += len(idx)
+        if start // batch_size % 20 == 0:
+            log.info("teacher outputs (onnx): %d / %d texts (%.1f texts/s)", done, len(texts),
+                     done / max(time.perf_counter() - t0, 1e-9))
+    del session
+    return TeacherOutputs(logits if logits is not None else np.zeros((0, 0), np.float32))
 
 
 def _load_cached(path: Path) -> tuple[np.ndarray, TeacherOutputs]:
@@ -338,14 +431,23 @@ def _load_cached(path: Path) -> tuple[np.ndarray, TeacherOutputs]:
 
 
 def teacher_outputs(teacher_dir: Path | str, texts: Sequence[str], max_length: int, *, pooled: bool = False,
-                    attention: bool = False, cache: Path | None = None) -> TeacherOutputs:
+                    attention: bool = False, cache: Path | None = None,
+                    layers: Sequence[int] | None = None, backend: str = "torch") -> TeacherOutputs:
     """The teacher's outputs on ``texts``: from the on-disk cache when its fingerprint matches, else computed
     with :func:`run_teacher` and cached (written to a temp file and renamed). Rows of texts that an earlier
     transfer set of the same teacher and ``max_length`` holds are reused: only new texts meet the teacher."""
     from compress.sources import cache_dir
 
     texts = list(texts)
-    key = _model_key(teacher_dir, max_length, pooled, attention)
+    if pooled or attention:
+        backend = "torch"  # inner states come from torch only
+
+    def run(subset: list[str]) -> TeacherOutputs:
+        if backend == "onnx":
+            return run_teacher_onnx(teacher_dir, subset, max_length)
+        return run_teacher(teacher_dir, subset, max_length, pooled=pooled, attention=attention, layers=layers)
+
+    key = _model_key(teacher_dir, max_length, pooled, attention, layers, backend)
     fp = _fingerprint(key, texts)
     folder = Path(cache) if cache else cache_dir() / "teacher-outputs"
     path = folder / f"{key}-{fp}.npz"
@@ -368,10 +470,9 @@ def teacher_outputs(teacher_dir: Path | str, texts: Sequence[str], max_length: i
     log.info("running the teacher %s over %d of %d transfer texts (max_length %d; %d reused from the cache)",
              teacher_dir, len(missing), len(texts), max_length, len(texts) - len(missing))
     if len(missing) == len(texts):
-        out = run_teacher(teacher_dir, texts, max_length, pooled=pooled, attention=attention)
+        out = run(texts)
     else:
-        new = (run_teacher(teacher_dir, [texts[i] for i in missing], max_length, pooled=pooled)
-               if missing else None)
+        new = run([texts[i] for i in missing]) if missing else None
         some = next(iter(row_of.values()))[0]
         logits = np.zeros((len(texts), some.logits.shape[1]), dtype=np.float32)
         feats = np.zeros((len(texts), some.pooled.shape[1]), dtype=np.float32) if pooled else None
@@ -478,11 +579,13 @@ def _trainer_class():
         """A Trainer whose loss is the distillation loss on cached teacher outputs (see the module doc)."""
 
         def __init__(self, *args, teacher: TeacherOutputs | None, alpha: float, temperature: float,
-                     hidden_loss_weight: float = 0.0, attention_loss_weight: float = 0.0, **kwargs):
+                     hidden_loss_weight: float = 0.0, attention_loss_weight: float = 0.0,
+                     hidden_layers: Sequence[int] = (-1,), **kwargs):
             super().__init__(*args, **kwargs)
             self.model_accepts_loss_kwargs = False
             self.alpha, self.temperature = alpha, temperature
             self.hidden_w, self.attn_w = hidden_loss_weight, attention_loss_weight
+            self.hidden_layers = list(hidden_layers)
             self.t_logits = torch.from_numpy(teacher.logits) if teacher is not None else None
             self.t_pooled = (torch.from_numpy(teacher.pooled)
                              if teacher is not None and teacher.pooled is not None else None)
@@ -504,8 +607,10 @@ def _trainer_class():
                 loss = distillation_loss(logits, self.t_logits[cpu_idx].to(logits.device), labels,
                                          self.alpha, self.temperature)
                 if hidden:
-                    proj = self.accelerator.unwrap_model(model).distill_projection
-                    s = proj(mean_pool(outputs.hidden_states[-1], inputs["attention_mask"]))
+                    projs = self.accelerator.unwrap_model(model).distill_projection
+                    mask = inputs["attention_mask"]
+                    s = torch.cat([p(mean_pool(outputs.hidden_states[k], mask))
+                                   for p, k in zip(projs, self.hidden_layers)], -1)
                     t = self.t_pooled[cpu_idx].to(s.device, s.dtype)
                     loss = loss + self.hidden_w * torch.nn.functional.mse_loss(s, t)
                 if attn:
@@ -550,7 +655,7 @@ def distill(cfg: DistillConfig) -> Path:
     import torch
     from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, TrainingArguments, set_seed)
 
-    from compress.data import load_data, save_label_map
+    from compress.data import load_data, save_label_map, token_lengths
     from compress.evaluate import compute_metrics, evaluate_torch, write_metrics
     from compress.student import build_student, count_parameters
 
@@ -577,6 +682,15 @@ def distill(cfg: DistillConfig) -> Path:
     model, tokenizer = build_student(cfg.student, cfg.teacher_dir, data.num_labels, data.id2label,
                                      corpus=transfer.texts)
     teacher = None
+    pairs: list[tuple[int, int]] = []
+    t_layers = None
+    if cfg.hidden_loss_weight > 0:
+        from transformers import AutoConfig
+
+        t_depth = AutoConfig.from_pretrained(cfg.teacher_dir).num_hidden_layers
+        pairs = layer_map(model.config, t_depth, cfg.hidden_loss_layers)
+        t_layers = None if [t for _, t in pairs] == [t_depth] else [t for _, t in pairs]
+        log.info("hidden loss over %d layer pair(s) (student, teacher): %s", len(pairs), pairs)
     if cfg.needs_teacher_outputs:
         if cfg.attention_loss_weight > 0:
             from transformers import AutoTokenizer
@@ -588,16 +702,23 @@ def distill(cfg: DistillConfig) -> Path:
                                   "tokens; these tokenizers differ (use hidden_loss_weight instead)")
             model.set_attn_implementation("eager")
         teacher = teacher_outputs(cfg.teacher_dir, transfer.texts, cfg.max_length,
-                                  pooled=cfg.hidden_loss_weight > 0, attention=cfg.attention_loss_weight > 0)
+                                  pooled=cfg.hidden_loss_weight > 0, attention=cfg.attention_loss_weight > 0,
+                                  layers=t_layers, backend=cfg.teacher_backend)
         agree = float((teacher.logits[:transfer.n_labelled].argmax(1)
                        == np.asarray(transfer.labels[:transfer.n_labelled])).mean())
         log.info("teacher agrees with %.1f%% of the gold training labels", 100 * agree)
     if cfg.hidden_loss_weight > 0:
-        t_width = teacher.pooled.shape[1]
+        t_width = teacher.pooled.shape[1] // len(pairs)
         s_width = model.config.hidden_size
-        model.distill_projection = (torch.nn.Linear(s_width, t_width) if s_width != t_width
-                                    else torch.nn.Identity())
+        model.distill_projection = torch.nn.ModuleList(
+            torch.nn.Linear(s_width, t_width) if s_width != t_width else torch.nn.Identity() for _ in pairs)
 
+    lengths = token_lengths(tokenizer, transfer.texts, cfg.max_length)
+    log.info("transfer texts: %d tokens at p50, %d at p99, %d at most; max_length %d cuts %.1f%% of them",
+             lengths["p50"], lengths["p99"], lengths["max"], cfg.max_length, 100 * lengths["truncated_share"])
+    if lengths["truncated_share"] > 0.05:
+        log.warning("max_length %d truncates %.0f%% of the transfer texts; %d would keep 99%% whole",
+                    cfg.max_length, 100 * lengths["truncated_share"], lengths["limit_for_99pct"])
     train_ds, val_ds = _datasets(tokenizer, transfer, data.validation, cfg.max_length, teacher is not None)
     out = Path(cfg.output_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -628,6 +749,7 @@ def distill(cfg: DistillConfig) -> Path:
             callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience)],
             teacher=teacher, alpha=cfg.alpha, temperature=cfg.temperature,
             hidden_loss_weight=cfg.hidden_loss_weight, attention_loss_weight=cfg.attention_loss_weight,
+            hidden_layers=[s for s, _ in pairs],
         )
         t_train = time.perf_counter()
         trainer.train()
@@ -656,7 +778,8 @@ def distill(cfg: DistillConfig) -> Path:
             "vocab": model.config.vocab_size, "vocab_trim": getattr(model.config, "vocab_trim", None),
             "test": metrics.summary(), "best_validation_macro_f1": best_val,
             "transfer": {"labelled": transfer.n_labelled, "unlabelled": transfer.n_unlabelled,
-                         "augmented": transfer.n_augmented, "held_out_dropped": transfer.dropped_overlap},
+                         "augmented": transfer.n_augmented, "held_out_dropped": transfer.dropped_overlap,
+                         "token_lengths": lengths},
             "teacher_outputs": ({"fingerprint": teacher.fingerprint, "from_cache": teacher.from_cache}
                                 if teacher is not None else None),
             "train_seconds": round(train_seconds, 1), "total_seconds": round(time.perf_counter() - started, 1),

@@ -202,3 +202,17 @@ def test_sorted_by_length_keeps_every_example_with_its_label(tiny_tokenizer_dir)
     assert lengths == sorted(lengths) and ds.column_names == tokenize(split, tok, 16).column_names
     pairs = {(tuple(x), y) for x, y in zip(tokenize(split, tok, 16)["input_ids"], split.labels)}
     assert {(tuple(x), y) for x, y in zip(ds["input_ids"], ds["labels"])} == pairs
+
+
+def test_token_lengths_say_how_many_texts_a_limit_cuts(tiny_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    from compress.data import token_lengths
+
+    tok = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    texts = ["good"] * 98 + ["good " * 40, "good " * 60]
+    n_short = len(tok("good")["input_ids"])
+    stats = token_lengths(tok, texts, limit=16)
+    assert stats["p50"] == n_short and stats["max"] == len(tok("good " * 60)["input_ids"])
+    assert stats["truncated_share"] == 0.02  # the two long texts
+    assert stats["limit_for_99pct"] % 8 == 0 and stats["limit_for_99pct"] >= stats["p99"]

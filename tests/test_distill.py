@@ -108,7 +108,10 @@ def test_distill_writes_a_checkpoint_and_reuses_cached_teacher_outputs(
     info = json.loads((out / "distill.json").read_text())
     data = load_data(cfg.resolved().data)
     assert calls == [len(data.train) + 40]
+    lengths = info["transfer"].pop("token_lengths")
     assert info["transfer"] == {"labelled": len(data.train), "unlabelled": 40, "augmented": 0, "held_out_dropped": 0}
+    assert lengths["limit"] == 32 and lengths["p50"] <= lengths["p99"] <= lengths["max"]
+    assert 0 <= lengths["truncated_share"] <= 1 and lengths["limit_for_99pct"] % 8 == 0
     assert info["teacher_outputs"]["from_cache"] is False
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n"] == len(data.test) and 0.0 <= metrics["macro_f1"] <= 1.0
@@ -320,3 +323,69 @@ def test_cli_distill_and_ablate(tiny_csv, tiny_model_dir, student_init, tmp_path
                               "-o", str(tmp_path / "abl")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "abl" / "ablation.md").is_file() and "macro-F1" in res.output
+
+
+def test_layer_map_spaces_student_layers_and_follows_copied_layers():
+    from types import SimpleNamespace
+
+    from compress.distill import layer_map
+
+    minilm = SimpleNamespace(num_hidden_layers=6)
+    assert layer_map(minilm, 12, 1) == [(6, 12)]  # the last layer alone, as before
+    assert layer_map(minilm, 12, 3) == [(2, 4), (4, 8), (6, 12)]
+    assert layer_map(minilm, 12, 6) == [(1, 2), (2, 4), (3, 6), (4, 8), (5, 10), (6, 12)]
+    # a student copied from teacher layers 0, 2, 4, 7, 9, 11 maps each layer to the one it came from
+    copied = SimpleNamespace(num_hidden_layers=6, student={"builder": "teacher-layers",
+                                                           "layers_kept": [0, 2, 4, 7, 9, 11]})
+    assert layer_map(copied, 12, 3) == [(2, 3), (4, 8), (6, 12)]
+    with pytest.raises(ConfigError, match="hidden_loss_layers"):
+        layer_map(minilm, 12, 7)
+    with pytest.raises(ConfigError, match="hidden_loss_layers"):
+        DistillConfig(teacher_dir="t", hidden_loss_layers=0)
+
+
+def test_hidden_loss_over_several_layers(tiny_csv, mpnet_teacher, student_init, tmp_path, monkeypatch):
+    seen = {}
+    real = distill_mod.run_teacher
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        seen["pooled"], seen["layers"] = out.pooled.shape, kwargs.get("layers")
+        return out
+
+    monkeypatch.setattr(distill_mod, "run_teacher", spy)
+    cfg = _cfg(tiny_csv, mpnet_teacher, tmp_path / "s", student_init, hidden_loss_weight=1.0,
+               hidden_loss_layers=2, epochs=0.5)
+    out = distill(cfg)
+    # both of the 2-layer student's layers, each against its teacher layer: two 48-wide blocks side by side
+    assert seen["layers"] == [1, 2] and seen["pooled"][1] == 2 * 48
+    whole = real(mpnet_teacher, ["the film was great"], 16, pooled=True, layers=[1, 2])
+    last = real(mpnet_teacher, ["the film was great"], 16, pooled=True)
+    np.testing.assert_allclose(whole.pooled[:, 48:], last.pooled, atol=1e-5)
+    assert "distill_projection" not in " ".join(
+        __import__("transformers").AutoModelForSequenceClassification.from_pretrained(out).state_dict())
+
+
+def test_teacher_outputs_through_onnx_runtime_match_torch_and_are_cached(tiny_model_dir, tmp_path, monkeypatch):
+    texts = ["the film was great", "awful plot", "a very boring and flat movie", "a warm and moving story"]
+    torch_out = distill_mod.run_teacher(tiny_model_dir, texts, 16)
+    calls = []
+    real = distill_mod.run_teacher_onnx
+
+    def spy(teacher_dir, subset, *args, **kwargs):
+        calls.append(list(subset))
+        return real(teacher_dir, subset, *args, **kwargs)
+
+    monkeypatch.setattr(distill_mod, "run_teacher_onnx", spy)
+    a = distill_mod.teacher_outputs(tiny_model_dir, texts, 16, backend="onnx", cache=tmp_path)
+    np.testing.assert_allclose(a.logits, torch_out.logits, atol=1e-4)
+    # exported once, parity-checked, kept in the cache under the checkpoint's hash
+    assert (distill_mod.onnx_teacher(tiny_model_dir, 16) / "model.onnx").is_file()
+    b = distill_mod.teacher_outputs(tiny_model_dir, texts, 16, backend="onnx", cache=tmp_path)
+    assert b.from_cache and calls == [texts]
+    # a different backend is a different cache entry; inner states always come from torch
+    assert not distill_mod.teacher_outputs(tiny_model_dir, texts, 16, cache=tmp_path).from_cache
+    c = distill_mod.teacher_outputs(tiny_model_dir, texts, 16, pooled=True, backend="onnx", cache=tmp_path)
+    assert c.pooled is not None and calls == [texts]
+    with pytest.raises(ConfigError, match="teacher_backend"):
+        DistillConfig(teacher_dir="t", teacher_backend="tf")

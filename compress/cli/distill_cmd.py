@@ -55,6 +55,8 @@ def distill_command(
     alpha: Annotated[Optional[float], typer.Option(help="Weight of the soft targets (1 - alpha: gold labels).")] = None,
     temperature: Annotated[Optional[float], typer.Option(help="Softmax temperature of the KD term.")] = None,
     hidden_loss_weight: Annotated[Optional[float], typer.Option(help="Pooled hidden-state MSE weight.")] = None,
+    hidden_loss_layers: Annotated[Optional[int], typer.Option(
+        help="Student layers the hidden loss maps onto teacher layers (evenly spaced, last included).")] = None,
     attention_loss_weight: Annotated[Optional[float], typer.Option(
         help="Attention KL weight (teacher and student must share a tokenizer).")] = None,
     transfer: Annotated[Optional[list[str]], typer.Option(
@@ -82,7 +84,8 @@ def distill_command(
                   "max_train_samples": max_train_samples, "seed": seed}
     student_flags = {"model": student, "builder": builder, "layers": _layers(layers), "trim_vocab": trim_vocab}
     flags = {"teacher_dir": str(teacher) if teacher else None, "alpha": alpha, "temperature": temperature,
-             "hidden_loss_weight": hidden_loss_weight, "attention_loss_weight": attention_loss_weight,
+             "hidden_loss_weight": hidden_loss_weight, "hidden_loss_layers": hidden_loss_layers,
+             "attention_loss_weight": attention_loss_weight,
              "transfer": transfer, "max_transfer_samples": max_transfer_samples, "profile": profile,
              "output_dir": str(output) if output else None, "epochs": epochs, "learning_rate": learning_rate,
              "batch_size": batch_size, "max_length": max_length, "seed": seed}
