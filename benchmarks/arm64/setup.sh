@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the emulated aarch64 environment (see /work/shared/SOURCES.md, "ARM64 under emulation"):
+# Build the emulated aarch64 environment (QEMU user-mode: https://www.qemu.org/docs/master/user/main.html):
 # no root, no chroot, no binfmt; the host's apt state stays untouched.
 #
 #   1. QEMU: the static qemu-user from Debian bookworm-backports (QEMU 10.x), unpacked with
