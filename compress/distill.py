@@ -48,7 +48,7 @@ import numpy as np
 
 from compress.data import DataConfig, sorted_by_length
 from compress.errors import ConfigError, TransferSetError
-from compress.fsutil import replace_folder
+from compress.fsutil import publishing
 from compress.student import StudentConfig
 
 log = logging.getLogger(__name__)
@@ -721,9 +721,7 @@ def distill(cfg: DistillConfig) -> Path:
                     cfg.max_length, 100 * lengths["truncated_share"], lengths["limit_for_99pct"])
     train_ds, val_ds = _datasets(tokenizer, transfer, data.validation, cfg.max_length, teacher is not None)
     out = Path(cfg.output_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with publishing(out) as tmp:
         steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
         eval_steps = max(1, steps_per_epoch // cfg.evals_per_epoch)
         args = TrainingArguments(
@@ -785,10 +783,6 @@ def distill(cfg: DistillConfig) -> Path:
             "train_seconds": round(train_seconds, 1), "total_seconds": round(time.perf_counter() - started, 1),
         }
         (tmp / "distill.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
-        replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("student: test macro-F1 %.4f, %.1fM parameters, %.1f MB -> %s", metrics.macro_f1, params / 1e6,
              size_mb, out)
     return out

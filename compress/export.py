@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from compress.errors import ConfigError, ExportError, ExportParityError
-from compress.fsutil import replace_folder
+from compress.fsutil import publishing
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +97,7 @@ def export(cfg: ExportConfig) -> Path:
     model = AutoModelForSequenceClassification.from_pretrained(ckpt).eval()
     max_length = _max_length(cfg.max_length, model.config, tokenizer)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the renamed folder should read like any other
-    try:
+    with publishing(out) as tmp:
         _optimum_export(ckpt, tmp, cfg.opset)
         if not (tmp / TOKENIZER_FILE).is_file():
             tokenizer.save_pretrained(tmp)
@@ -110,10 +105,6 @@ def export(cfg: ExportConfig) -> Path:
         parity = check_parity(model, tmp / MODEL_FILE, tokenizer=tokenizer, max_length=max_length, atol=cfg.atol)
         meta = _metadata(cfg, ckpt, model.config, tokenizer, inputs, max_length, parity)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("exported %s to %s (opset %d, inputs %s, max |torch - onnx| %.2g)", ckpt, out / MODEL_FILE,
              cfg.opset, inputs, max(parity["max_abs_diff"].values()))
     return out

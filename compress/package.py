@@ -21,13 +21,12 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from compress.errors import ConfigError
-from compress.fsutil import replace_folder
+from compress.fsutil import publishing
 from compress.export import MODEL_FILE, TOKENIZER_FILE, read_export, runtime_config
 from compress.quantize import REPORT_JSON, Attempt, Report
 
@@ -81,32 +80,31 @@ def build_package(cfg: PackageConfig) -> Path:
         if path.exists() and not cfg.overwrite:
             raise ConfigError("output", str(path), "already exists; pass overwrite=True (--overwrite) to replace it")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the renamed folder should read like any other
+    tmp_zip: Path | None = None
     try:
-        shutil.copyfile(source, tmp / MODEL_FILE)
-        shutil.copyfile(onnx_dir / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
-        config = runtime_config(meta, attempt.variant)
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        quantization = _quantization(attempt, report)
-        metrics = _metrics(attempt, report, meta)
-        name = cfg.name or out.name
-        (tmp / "README.md").write_text(model_card(name, meta, attempt, report, metrics))
-        write_manifest(tmp, opset=int(meta["opset"]), quantization=quantization, metrics=metrics, recipe=cfg.recipe,
-                       name=name, source={"checkpoint": meta.get("checkpoint"), "onnx_dir": str(onnx_dir.resolve()),
-                                          "file": attempt.file, "attempt": attempt.name})
-        clf = TextClassifier.load(tmp)  # what ships must load, verify and predict
-        clf.predict("a quick check that the package runs")
-        del clf
-        if cfg.zip:
-            tmp_zip = zip_package(tmp, tmp.with_name(tmp.name + ".zip"))
-        replace_folder(tmp, out)
-        if cfg.zip:
+        with publishing(out) as tmp:
+            shutil.copyfile(source, tmp / MODEL_FILE)
+            shutil.copyfile(onnx_dir / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
+            config = runtime_config(meta, attempt.variant)
+            (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+            quantization = _quantization(attempt, report)
+            metrics = _metrics(attempt, report, meta)
+            name = cfg.name or out.name
+            (tmp / "README.md").write_text(model_card(name, meta, attempt, report, metrics))
+            write_manifest(tmp, opset=int(meta["opset"]), quantization=quantization, metrics=metrics,
+                           recipe=cfg.recipe, name=name,
+                           source={"checkpoint": meta.get("checkpoint"), "onnx_dir": str(onnx_dir.resolve()),
+                                   "file": attempt.file, "attempt": attempt.name})
+            clf = TextClassifier.load(tmp)  # what ships must load, verify and predict
+            clf.predict("a quick check that the package runs")
+            del clf
+            if cfg.zip:
+                zip_package(tmp, tmp_zip := tmp.with_name(tmp.name + ".zip"))
+        if tmp_zip is not None:
             os.replace(tmp_zip, zip_path)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.with_name(tmp.name + ".zip").unlink(missing_ok=True)
+        if tmp_zip is not None:
+            tmp_zip.unlink(missing_ok=True)
         raise
     log.info("package %s: %s (%s, %.1f MB)%s", name, out, attempt.name, (out / MODEL_FILE).stat().st_size / 1e6,
              f" and {zip_path}" if cfg.zip else "")

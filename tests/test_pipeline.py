@@ -147,6 +147,8 @@ def test_tiny_recipe_builds_end_to_end_then_skips_everything(tmp_path, tiny_csv,
     assert "margin kept" in (build / "report" / "report.md").read_text()
     state = read_state(build)
     assert list(state["stages"]) == list(STAGE_NAMES)
+    for stage in ("teacher", "student", "onnx", "package", "report"):  # published folders read like any other
+        assert (build / stage).stat().st_mode & 0o777 == 0o755, stage
     probs = _predict(build / "package", ["a good film", "a dull plot"])
     assert probs.shape == (2, 2)
 
