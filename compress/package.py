@@ -28,7 +28,7 @@ from typing import Any
 from compress.errors import ConfigError
 from compress.fsutil import publishing
 from compress.export import MODEL_FILE, TOKENIZER_FILE, read_export, runtime_config
-from compress.quantize import REPORT_JSON, Attempt, Report
+from compress.quantize import REPORT_JSON, Attempt, QuantizeReport
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def build_package(cfg: PackageConfig) -> Path:
 
     onnx_dir, out = Path(cfg.onnx_dir), cfg.output_dir
     meta = read_export(onnx_dir)
-    report = Report.load(onnx_dir) if (onnx_dir / REPORT_JSON).is_file() else None
+    report = QuantizeReport.load(onnx_dir) if (onnx_dir / REPORT_JSON).is_file() else None
     attempt = _pick(cfg.variant, report)
     source = onnx_dir / attempt.file
     if not source.is_file():
@@ -111,7 +111,7 @@ def build_package(cfg: PackageConfig) -> Path:
     return out
 
 
-def _pick(wanted: str | None, report: Report | None) -> Attempt:
+def _pick(wanted: str | None, report: QuantizeReport | None) -> Attempt:
     """The attempt to ship: the report's choice, or the named one, which must have passed the gate."""
     if report is None:
         if wanted not in (None, "fp32"):
@@ -133,7 +133,7 @@ def _pick(wanted: str | None, report: Report | None) -> Attempt:
     return min(passing, key=lambda a: a.latency_p50_ms or 0.0)
 
 
-def _quantization(attempt: Attempt, report: Report | None) -> dict[str, Any] | None:
+def _quantization(attempt: Attempt, report: QuantizeReport | None) -> dict[str, Any] | None:
     if attempt.variant in ("fp32", "optimized"):
         return None
     return {"variant": attempt.variant, "attempt": attempt.name, "settings": attempt.settings,
@@ -142,7 +142,7 @@ def _quantization(attempt: Attempt, report: Report | None) -> dict[str, Any] | N
                      "reason": attempt.reason}}
 
 
-def _metrics(attempt: Attempt, report: Report | None, meta: dict[str, Any]) -> dict[str, Any]:
+def _metrics(attempt: Attempt, report: QuantizeReport | None, meta: dict[str, Any]) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     if report is not None:
         ref = report.attempt("fp32")
@@ -161,7 +161,7 @@ def _metrics(attempt: Attempt, report: Report | None, meta: dict[str, Any]) -> d
     return metrics
 
 
-def model_card(name: str, meta: dict[str, Any], attempt: Attempt, report: Report | None,
+def model_card(name: str, meta: dict[str, Any], attempt: Attempt, report: QuantizeReport | None,
                metrics: dict[str, Any]) -> str:
     """The README.md of a package: intended use, data, labels, metrics, quantization, limitations."""
     from importlib import metadata

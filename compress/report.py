@@ -99,7 +99,7 @@ def build_rows(build_dir: Path, package_metrics=None, *, baseline: dict[str, Any
                latency: dict[str, float] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The test rows (baseline, teacher, student, package) and the validation rows of the quantize variants.
     ``latency`` maps a row's model name to its batch-1 p50 in ms."""
-    from compress.quantize import Report
+    from compress.quantize import QuantizeReport
 
     latency = latency or {}
     rows = [r for r in (baseline, _torch_row("teacher", build_dir / "teacher"),
@@ -107,7 +107,7 @@ def build_rows(build_dir: Path, package_metrics=None, *, baseline: dict[str, Any
     teacher = next((r for r in rows if r["model"] == "teacher"), None)
     for r in rows:
         r["latency_p50_ms"] = latency.get(r["model"], r["latency_p50_ms"])
-    q = Report.load(build_dir / "onnx")
+    q = QuantizeReport.load(build_dir / "onnx")
     student_params = next((r["params_m"] for r in rows if r["model"] == "student"), None)
     variants = [{"model": f"student onnx {a.name}", "format": a.variant, "split": "validation",
                  "macro_f1": a.macro_f1, "accuracy": a.accuracy, "agreement": a.agreement,

@@ -55,7 +55,7 @@ KILL_POINTS = {
     "teacher": ("transformers", "Trainer.training_step", 3),
     "student": ("transformers", "Trainer.training_step", 3),
     "export": ("compress.export", "check_parity", 1),
-    "quantize": ("compress.quantize", "_Run.int8", 1),
+    "quantize": ("compress.quantize.variants", "quantize_dynamic_variant", 1),
     "package": ("runtime.package", "write_manifest", 1),
     "report": ("compress.report", "plot", 1),
 }
@@ -268,7 +268,7 @@ def test_a_forced_rerun_killed_half_way_is_not_trusted_next_time(builds, tmp_pat
 
 def test_a_forced_rerun_that_fails_keeps_every_record(builds, monkeypatch):
     """An exception (not a kill) leaves the previous output whole, so the records come back as they were."""
-    import compress.quantize
+    import compress.quantize.gate
 
     build_dir = builds.restore("report")
     state_before = read_state(build_dir)["stages"]
@@ -276,7 +276,7 @@ def test_a_forced_rerun_that_fails_keeps_every_record(builds, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("injected failure")
 
-    monkeypatch.setattr(compress.quantize._Run, "int8", broken)
+    monkeypatch.setattr(compress.quantize.gate._Run, "int8", broken)
     with pytest.raises(RuntimeError, match="injected failure"):
         build(builds.recipe(), force=("quantize",))
     assert read_state(build_dir)["stages"] == state_before

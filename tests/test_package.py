@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from compress.errors import ConfigError
 from compress.package import PackageConfig, build_package
-from compress.quantize import Report
+from compress.quantize import QuantizeReport
 from runtime import TextClassifier, sha256_file, verify_package
 
 PACKAGE_FILES = {"model.onnx", "tokenizer.json", "config.json", "README.md", "manifest.json"}
@@ -36,7 +36,7 @@ def test_the_package_holds_exactly_the_listed_files_and_their_hashes(package):
 
 
 def test_the_package_ships_the_reports_choice(package, tiny_quantized_dir):
-    report = Report.load(tiny_quantized_dir)
+    report = QuantizeReport.load(tiny_quantized_dir)
     chosen = report.attempt(report.chosen)
     assert (package / "model.onnx").read_bytes() == (tiny_quantized_dir / chosen.file).read_bytes()
     config = json.loads((package / "config.json").read_text())
@@ -71,7 +71,7 @@ def test_the_zip_loads_and_predicts_like_the_folder(package):
 def test_a_rejected_variant_is_never_packaged(tmp_path, tiny_quantized_dir):
     onnx_dir = tmp_path / "onnx"
     shutil.copytree(tiny_quantized_dir, onnx_dir)
-    report = Report.load(onnx_dir)
+    report = QuantizeReport.load(onnx_dir)
     static = report.attempt("int8-static")
     static.status, static.reason = "rejected", "-3.00 points, beyond the budget of -1"
     report.save(onnx_dir)

@@ -15,7 +15,9 @@ from typer.testing import CliRunner
 import compress.quantize as q
 from compress.data import DataConfig
 from compress.errors import ConfigError
-from compress.quantize import QuantizeConfig, Report, layer_groups, op_counts, quantize, sensitivity, weight_nodes
+from compress.export import read_export, runtime_config
+from compress.quantize import (QuantizeConfig, QuantizeReport, gate, layer_groups, op_counts, quantize, sensitivity,
+                               variants, weight_nodes)
 
 
 def _copy(src, tmp_path):
@@ -26,7 +28,7 @@ def _copy(src, tmp_path):
 
 
 def test_every_variant_is_attempted_and_reported(tiny_quantized_dir):
-    report = Report.load(tiny_quantized_dir)
+    report = QuantizeReport.load(tiny_quantized_dir)
     assert [a.name for a in report.attempts] == ["fp32", "optimized", "int8-dynamic", "int8-static", "fp16"]
     for a in report.attempts:
         assert (tiny_quantized_dir / a.file).is_file(), a.file
@@ -49,7 +51,7 @@ def test_every_variant_is_attempted_and_reported(tiny_quantized_dir):
 
 
 def test_the_optimiser_fuses_attention_layernorm_gelu_and_embeddings(tiny_quantized_dir):
-    report = Report.load(tiny_quantized_dir)
+    report = QuantizeReport.load(tiny_quantized_dir)
     # 2 layers: one Attention each, two SkipLayerNormalization each, one GELU each, one embedding block
     assert report.fused_ops["Attention"] == 2
     assert report.fused_ops["SkipLayerNormalization"] == 4
@@ -68,7 +70,7 @@ def test_dynamic_int8_quantises_every_weight_matmul(tiny_quantized_dir):
     assert ops["QEmbedLayerNormalization"] == 1  # the word embeddings are int8 too
     assert ops["DynamicQuantizeLinear"] >= 1
     assert "MatMul" not in ops and "Gemm" not in ops
-    assert Report.load(tiny_quantized_dir).attempt("int8-dynamic").ops["MatMulInteger"] == 8
+    assert QuantizeReport.load(tiny_quantized_dir).attempt("int8-dynamic").ops["MatMulInteger"] == 8
 
 
 def test_static_int8_is_qdq_on_every_weight(tiny_quantized_dir):
@@ -96,7 +98,7 @@ def test_layer_groups_find_the_first_and_last_layer(tiny_quantized_dir):
 def test_sensitivity_ranks_weight_nodes_and_reduced_range_costs_more(tiny_quantized_dir):
     from runtime import TextClassifier
 
-    pkg_cfg = q.runtime_config(q.read_export(tiny_quantized_dir), "optimized")
+    pkg_cfg = runtime_config(read_export(tiny_quantized_dir), "optimized")
     clf = TextClassifier.from_files(tiny_quantized_dir / "model_optimized.onnx", tiny_quantized_dir / "tokenizer.json",
                                     pkg_cfg)
     feeds = [clf.tokenize(["the film was good and warm", "a dull and boring plot", "it is fine"])]
@@ -111,7 +113,7 @@ def test_sensitivity_ranks_weight_nodes_and_reduced_range_costs_more(tiny_quanti
 
 def _flip(names):
     """A _predict that reverses the probabilities of the listed variant files (their predictions all flip)."""
-    real = q._predict
+    real = gate._predict
 
     def predict(clf, texts, batch_size):
         probs = real(clf, texts, batch_size)
@@ -121,7 +123,7 @@ def _flip(names):
 
 
 def test_the_gate_rejects_a_variant_and_records_the_fallbacks(tmp_path, tiny_quantized_dir, tiny_csv, monkeypatch):
-    monkeypatch.setattr(q, "_predict", _flip({"model_int8_dynamic.onnx", "model_int8_dynamic_fb1.onnx"}))
+    monkeypatch.setattr(gate, "_predict", _flip({"model_int8_dynamic.onnx", "model_int8_dynamic_fb1.onnx"}))
     folder = _copy(tiny_quantized_dir, tmp_path)
     cfg = QuantizeConfig(str(folder), data=DataConfig(source=str(tiny_csv)), variants=("int8-dynamic",),
                          per_channel=True, reduce_range=False, latency_samples=2)
@@ -137,12 +139,12 @@ def test_the_gate_rejects_a_variant_and_records_the_fallbacks(tmp_path, tiny_qua
     assert sorted(fb2.settings["exclude"]) == ["/bert/pooler/dense/Gemm_MatMul", "/classifier/Gemm_MatMul"]
     assert op_counts(folder / fb2.file)["MatMulInteger"] == 6  # the head stayed fp32
     assert report.chosen != "int8-dynamic" and report.attempt(report.chosen).passed
-    saved = Report.load(folder)
+    saved = QuantizeReport.load(folder)
     assert [a.status for a in saved.attempts] == [a.status for a in report.attempts]
 
 
 def test_nothing_passing_ships_fp32_and_says_so(tmp_path, tiny_quantized_dir, tiny_csv, monkeypatch):
-    monkeypatch.setattr(q, "_predict", _flip({"model_optimized.onnx", "model_int8_dynamic.onnx"}))
+    monkeypatch.setattr(gate, "_predict", _flip({"model_optimized.onnx", "model_int8_dynamic.onnx"}))
     folder = _copy(tiny_quantized_dir, tmp_path)
     report = quantize(QuantizeConfig(str(folder), data=DataConfig(source=str(tiny_csv)),
                                      variants=("optimized", "int8-dynamic"), fallbacks=False, latency_samples=2))
@@ -161,7 +163,7 @@ def test_the_most_sensitive_nodes_fallback(tmp_path, tiny_tokenizer_dir, tiny_cs
     ckpt = train_tiny_bert(tmp_path / "bert4", tiny_tokenizer_dir, tiny_csv, layers=4)
     folder = export(ExportConfig(checkpoint=str(ckpt), output=str(tmp_path / "onnx"), max_length=64))
     flipped = {"model_int8_dynamic.onnx"} | {f"model_int8_dynamic_fb{i}.onnx" for i in (1, 2)}
-    monkeypatch.setattr(q, "_predict", _flip(flipped))
+    monkeypatch.setattr(gate, "_predict", _flip(flipped))
     report = quantize(QuantizeConfig.avx2(str(folder), data=DataConfig(source=str(tiny_csv)),
                                           variants=("int8-dynamic",), sensitive_nodes=2, latency_samples=2))
     # avx2 already has per-channel weights and reduced range, so the fallbacks start with exclusions
@@ -215,7 +217,7 @@ def test_cli_quantize(tmp_path, tiny_quantized_dir, tiny_csv):
                                    "--threads", "1"])
     assert res.exit_code == 0, res.output
     assert "int8-dynamic" in res.output and "chosen" in res.output
-    report = Report.load(folder)
+    report = QuantizeReport.load(folder)
     assert report.preset == "avx512_vnni" and report.config["threads"] == 1
     assert report.attempt("int8-dynamic").settings["reduce_range"] is False
     res = CliRunner().invoke(app, ["quantize", str(folder), "--data", str(tiny_csv), "--calibration", "mse"])
@@ -226,9 +228,9 @@ def test_fp32_logits_survive_the_runtime_round_trip(tiny_quantized_dir):
     """The gate's reference really is the exported graph: fp32 via the runtime equals a bare session."""
     from runtime import TextClassifier
 
-    meta = q.read_export(tiny_quantized_dir)
+    meta = read_export(tiny_quantized_dir)
     clf = TextClassifier.from_files(tiny_quantized_dir / "model.onnx", tiny_quantized_dir / "tokenizer.json",
-                                    q.runtime_config(meta, "fp32"))
+                                    runtime_config(meta, "fp32"))
     feed = clf.tokenize(["good film", "a very dull and boring story"])
     bare = ort.InferenceSession(str(tiny_quantized_dir / "model.onnx"), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(clf.logits(feed), bare.run(["logits"], feed)[0], atol=1e-5)
@@ -243,7 +245,7 @@ def test_a_variant_that_cannot_be_built_is_recorded_and_the_plain_graph_tried(tm
             raise RuntimeError("shape inference failed on a contrib op\nsecond line")
         real(src, dest, settings)
 
-    monkeypatch.setattr(q, "quantize_dynamic_variant", fails_on_fused)
+    monkeypatch.setattr(variants, "quantize_dynamic_variant", fails_on_fused)
     folder = _copy(tiny_quantized_dir, tmp_path)
     report = quantize(QuantizeConfig(str(folder), data=DataConfig(source=str(tiny_csv)), variants=("int8-dynamic",),
                                      latency_samples=2))
@@ -258,12 +260,13 @@ def test_calibration_batches_share_one_length_for_the_histogram_calibrators(tiny
     """Entropy and percentile calibration stack every batch: texts of different lengths must not break them."""
     from compress.data import Split, load_data
 
-    meta = q.read_export(tiny_quantized_dir)
+    meta = read_export(tiny_quantized_dir)
     train = load_data(DataConfig(source=str(tiny_csv))).train
     texts = [t if i % 3 else t + " and the plot was very very good" * (i % 4) for i, t in enumerate(train.texts)]
     cfg = QuantizeConfig(str(tiny_quantized_dir), data=DataConfig(source=str(tiny_csv)), calibration_samples=40)
-    run = q._Run(cfg, meta, tiny_quantized_dir, q._Gate(cfg, meta, tiny_quantized_dir, train, ["negative", "positive"]),
-                 Split(texts, train.labels))
+    run = gate._Run(cfg, meta, tiny_quantized_dir,
+                    gate._Gate(cfg, meta, tiny_quantized_dir, train, ["negative", "positive"]),
+                    Split(texts, train.labels))
     feeds = run.feeds()
     assert len(feeds) == 5 and len({f["input_ids"].shape[1] for f in feeds}) == 1
     assert min(int(f["attention_mask"].sum(axis=1).min()) for f in feeds) < feeds[0]["input_ids"].shape[1]
@@ -282,9 +285,9 @@ def test_a_run_that_fails_half_way_leaves_the_previous_graphs_and_report(tmp_pat
     def broken(*args, **kwargs):
         raise RuntimeError("injected: the disk went away")
 
-    monkeypatch.setattr(q, "quantize_static_variant", broken)
-    monkeypatch.setattr(q._Run, "_fallbacks", lambda *a, **k: iter(()))
-    monkeypatch.setattr(q._Gate, "judge", lambda self, a: (_ for _ in ()).throw(RuntimeError("injected")))
+    monkeypatch.setattr(variants, "quantize_static_variant", broken)
+    monkeypatch.setattr(gate._Run, "_fallbacks", lambda *a, **k: iter(()))
+    monkeypatch.setattr(gate._Gate, "judge", lambda self, a: (_ for _ in ()).throw(RuntimeError("injected")))
     with pytest.raises(RuntimeError, match="injected"):
         quantize(QuantizeConfig(str(folder), data=DataConfig(source=str(tiny_csv)), variants=("int8-dynamic",),
                                 latency_samples=2))
@@ -296,7 +299,7 @@ def test_a_new_run_replaces_every_graph_of_the_old_one(tmp_path, tiny_quantized_
     in the report."""
     folder = tmp_path / "onnx"
     shutil.copytree(tiny_quantized_dir, folder)
-    old = q.Report.load(folder)
+    old = q.QuantizeReport.load(folder)
     stale = folder / "model_int8_dynamic_fb1.onnx"
     shutil.copyfile(folder / old.chosen_file, stale)
     old.attempts.append(q.Attempt("int8-dynamic +per-channel", "int8-dynamic", stale.name, {}, status="passed"))
@@ -313,7 +316,7 @@ def test_the_agreement_floor_rejects_a_variant_the_budget_lets_through(tmp_path,
                                                                        monkeypatch):
     """With no macro-F1 budget to speak of (100 points), only the agreement floor stands between a variant whose
     every label flipped and the package."""
-    monkeypatch.setattr(q, "_predict", _flip({"model_int8_dynamic.onnx"}))
+    monkeypatch.setattr(gate, "_predict", _flip({"model_int8_dynamic.onnx"}))
     folder = _copy(tiny_quantized_dir, tmp_path)
     cfg = QuantizeConfig(str(folder), data=DataConfig(source=str(tiny_csv)), variants=("optimized", "int8-dynamic"),
                          budget=100.0, fallbacks=False, latency_samples=2)
@@ -337,14 +340,14 @@ def test_batch_consistency_is_measured_and_can_be_required(tmp_path, tiny_quanti
     report = quantize(cfg)
     fp32 = report.attempt("fp32")
     assert fp32.batch_flips == 0.0 and fp32.batch_max_diff < 1e-5
-    real = q._predict
+    real = gate._predict
 
     def batched_flip(clf, texts, batch_size):  # int8-dynamic answers flip only when texts share a call
         probs = real(clf, texts, batch_size)
         flip = clf.source.rsplit("/", 1)[-1] == "model_int8_dynamic.onnx" and len(texts) > 1
         return probs[:, ::-1].copy() if flip else probs
 
-    monkeypatch.setattr(q, "_predict", batched_flip)
+    monkeypatch.setattr(gate, "_predict", batched_flip)
     report = quantize(dataclasses.replace(cfg, max_batch_flips=0.05))
     dyn = report.attempt("int8-dynamic")
     assert dyn.batch_flips == 1.0 and dyn.status == "rejected" and "between batch 1 and batched runs" in dyn.reason
@@ -360,4 +363,4 @@ def test_a_report_from_before_the_validation_gate_is_refused_clearly(tiny_quanti
     old["test_examples"] = old.pop("validation_examples")
     (tmp_path / "quantize_report.json").write_text(json.dumps(old))
     with pytest.raises(ConfigError, match="run the quantize stage again"):
-        Report.load(tmp_path)
+        QuantizeReport.load(tmp_path)
