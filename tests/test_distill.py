@@ -91,13 +91,13 @@ def unlabelled_file(tmp_path):
 def test_distill_writes_a_checkpoint_and_reuses_cached_teacher_outputs(
         tiny_csv, tiny_model_dir, student_init, unlabelled_file, tmp_path, monkeypatch):
     calls = []
-    real = distill_mod.run_teacher
+    real = distill_mod.run_teacher_onnx  # the default backend when only logits are needed
 
     def spy(*args, **kwargs):
         calls.append(len(args[1]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(distill_mod, "run_teacher", spy)
+    monkeypatch.setattr(distill_mod, "run_teacher_onnx", spy)
     cfg = _cfg(tiny_csv, tiny_model_dir, tmp_path / "s1", student_init, transfer=[str(unlabelled_file)])
     out = distill(cfg)
     assert out == tmp_path / "s1"
@@ -124,9 +124,9 @@ def test_distill_writes_a_checkpoint_and_reuses_cached_teacher_outputs(
     assert json.loads((again / "distill.json").read_text())["teacher_outputs"]["from_cache"] is True
     # a different max_length is a different fingerprint: the teacher runs again
     texts = build_transfer_set(cfg.resolved(), data).texts
-    assert distill_mod.teacher_outputs(tiny_model_dir, texts, 32).from_cache
+    assert distill_mod.teacher_outputs(tiny_model_dir, texts, 32, backend="onnx").from_cache
     assert len(calls) == 1
-    assert not distill_mod.teacher_outputs(tiny_model_dir, texts, 24).from_cache
+    assert not distill_mod.teacher_outputs(tiny_model_dir, texts, 24, backend="onnx").from_cache
     assert len(calls) == 2
 
 
