@@ -21,13 +21,14 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent)]
 
+from compress.layout import BuildLayout  # noqa: E402
 from runtime.bench import device_name, environment  # noqa: E402
 
 ROWS = ("teacher", "baseline TF-IDF + LR", "student", "package (shipped)")
 
 
 def zoo_rows(build: Path) -> list[dict[str, Any]]:
-    path = build / "report" / "report.json"
+    path = BuildLayout(build).report_json
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no build report (run `edgedistill build` for this recipe first)")
     report = json.loads(path.read_text())
@@ -35,7 +36,12 @@ def zoo_rows(build: Path) -> list[dict[str, Any]]:
         raise ValueError(f"{path}: written by an older edgedistill; run `edgedistill build ... --force report`")
     by_model = {r["model"]: r for r in report["rows"]}
     profile = report["profile"]
-    command = f"make demo RECIPE=models/{report['name']}.toml" + ("" if profile == "quick" else f" PROFILE={profile}")
+    if overrides := report.get("overrides"):  # a build with --set: the CLI command that repeats it
+        command = (f"edgedistill build models/{report['name']}.toml --profile {profile} "
+                   + " ".join(f"--set {o}" for o in overrides))
+    else:
+        command = f"make demo RECIPE=models/{report['name']}.toml" + ("" if profile == "quick" else f" PROFILE={profile}")
+    student = next((r for r in report["rows"] if r["model"] == "student"), {})
     out = []
     for name in ROWS:
         r = by_model.get(name)
@@ -45,7 +51,8 @@ def zoo_rows(build: Path) -> list[dict[str, Any]]:
                     "format": r["format"], "macro_f1": r["macro_f1"], "share_of_teacher": r.get("share_of_teacher"),
                     "margin_kept": r.get("margin_kept"), "size_mb": r.get("size_mb"),
                     "latency_p50_ms": r.get("latency_p50_ms"), "speedup_vs_teacher": r.get("speedup_vs_teacher"),
-                    "test_texts": r.get("n"), "command": command, "chosen": report["chosen"]})
+                    "test_texts": r.get("n"), "command": command, "chosen": report["chosen"],
+                    "student_params_m": student.get("params_m")})
     return out
 
 
@@ -60,11 +67,12 @@ def to_markdown(rows: list[dict[str, Any]], env: dict[str, Any]) -> str:
              "the recipe's test split; margin kept = (model - baseline) / (teacher - baseline); latency: batch 1, "
              "p50 on real test texts, every model timed interleaved in the report's run (teacher in torch, student "
              "as its fp32 ONNX graph, the package through the runtime).", "",
-             "| recipe | profile | model | format | macro-F1 | of teacher | margin kept | size MB | p50 ms | "
-             "× faster than teacher |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| recipe | profile | student | model | format | macro-F1 | of teacher | margin kept | size MB | "
+             "p50 ms | × faster than teacher |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         name = f"**{r['model']}**" if r["model"] == "package (shipped)" else r["model"]
-        lines.append(f"| {r['recipe']} | {r['profile']} | {name} | {r['format']} | {_fmt(r['macro_f1'], '.4f')} | "
+        student = "–" if r.get("student_params_m") is None else f"{r['student_params_m']:.1f}M"
+        lines.append(f"| {r['recipe']} | {r['profile']} | {student} | {name} | {r['format']} | {_fmt(r['macro_f1'], '.4f')} | "
                      f"{_fmt(r['share_of_teacher'], '.1%')} | {_fmt(r['margin_kept'], '.0%')} | "
                      f"{_fmt(r['size_mb'], '.1f')} | {_fmt(r['latency_p50_ms'], '.2f')} | "
                      f"{_fmt(r['speedup_vs_teacher'], '.1f')} |")

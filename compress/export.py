@@ -31,6 +31,7 @@ import numpy as np
 
 from compress.errors import ConfigError, ExportError, ExportParityError
 from compress.fsutil import publishing
+from compress.layout import BuildLayout
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class ExportConfig:
 
     @property
     def output_dir(self) -> Path:
-        return Path(self.output) if self.output else Path(self.checkpoint).resolve().parent / "onnx"
+        return Path(self.output) if self.output else BuildLayout(Path(self.checkpoint).resolve().parent).onnx
 
 
 # --------------------------------------------------------------------------- the public function

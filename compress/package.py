@@ -27,6 +27,7 @@ from typing import Any
 
 from compress.errors import ConfigError
 from compress.fsutil import publishing
+from compress.layout import BuildLayout
 from compress.export import MODEL_FILE, TOKENIZER_FILE, read_export, runtime_config
 from compress.quantize import REPORT_JSON, Attempt, QuantizeReport
 
@@ -60,7 +61,7 @@ class PackageConfig:
 
     @property
     def output_dir(self) -> Path:
-        return Path(self.output) if self.output else Path(self.onnx_dir).resolve().parent / "package"
+        return Path(self.output) if self.output else BuildLayout(Path(self.onnx_dir).resolve().parent).package
 
 
 def build_package(cfg: PackageConfig) -> Path:

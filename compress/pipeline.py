@@ -29,11 +29,11 @@ from typing import Any
 
 from compress import __version__
 from compress.errors import ConfigError
+from compress.layout import BuildLayout
 from compress.recipe import Recipe
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = ".state.json"
 
 
 @dataclass(frozen=True)
@@ -82,18 +82,18 @@ def _report(recipe: Recipe, cfg) -> Path:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("teacher", lambda r: r.build_dir / "teacher", lambda r: r.teacher(), _teacher,
+    Stage("teacher", lambda r: r.layout.teacher, lambda r: r.teacher(), _teacher,
           "fine-tune the teacher"),
-    Stage("student", lambda r: r.build_dir / "student", lambda r: r.distill(), _student,
+    Stage("student", lambda r: r.layout.student, lambda r: r.distill(), _student,
           "distil the student"),
-    Stage("export", lambda r: r.build_dir / "onnx", lambda r: r.export(), _export,
+    Stage("export", lambda r: r.layout.onnx, lambda r: r.export(), _export,
           "export the student to ONNX"),
     # quantize writes its variants and, last, its report into the export's folder
-    Stage("quantize", lambda r: r.build_dir / "onnx" / "quantize_report.json", lambda r: r.quantize(), _quantize,
+    Stage("quantize", lambda r: r.layout.quantize_report, lambda r: r.quantize(), _quantize,
           "optimise and quantize behind the accuracy gate"),
-    Stage("package", lambda r: r.build_dir / "package", lambda r: r.package(), _package,
+    Stage("package", lambda r: r.layout.package, lambda r: r.package(), _package,
           "write the model package"),
-    Stage("report", lambda r: r.build_dir / "report", lambda r: r.report(), _report,
+    Stage("report", lambda r: r.layout.report, lambda r: r.report(), _report,
           "evaluate the package and write the report"),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
@@ -133,15 +133,15 @@ class BuildResult:
 
     @property
     def package(self) -> Path:
-        return self.recipe.build_dir / "package"
+        return self.recipe.layout.package
 
     @property
     def report(self) -> Path:
-        return self.recipe.build_dir / "report" / "report.md"
+        return self.recipe.layout.report_md
 
 
 def read_state(build_dir: Path) -> dict[str, Any]:
-    path = build_dir / STATE_FILE
+    path = BuildLayout(build_dir).state
     if not path.is_file():
         return {"stages": {}}
     try:
@@ -157,7 +157,7 @@ def _write_state(build_dir: Path, state: dict[str, Any]) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(state, f, indent=2)
-        os.replace(tmp, build_dir / STATE_FILE)
+        os.replace(tmp, BuildLayout(build_dir).state)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -199,7 +199,7 @@ def _run_stage(stage: Stage, recipe: Recipe, cfg: Any, state: dict[str, Any], ou
             try:
                 _write_state(build_dir, state)
             except OSError:  # the disk may still be full: the struck record only costs a re-run
-                log.warning("could not restore %s; the %s stage will run again", build_dir / STATE_FILE, stage.name)
+                log.warning("could not restore %s; the %s stage will run again", BuildLayout(build_dir).state, stage.name)
         if isinstance(e, OSError) and e.filename is None:
             e.filename = str(out)
         raise

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from compress.errors import ConfigError
+from compress.layout import BuildLayout
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -92,6 +93,13 @@ class Recipe:
     build_dir: Path
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)
+    """The ``TABLE.FIELD=VALUE`` overrides (CLI ``--set``) applied over the recipe file, in order."""
+
+    @property
+    def layout(self) -> BuildLayout:
+        """Where this build keeps each stage's output (:mod:`compress.layout`)."""
+        return BuildLayout(self.build_dir)
 
     # ----------------------------------------------------------------- stage configs
     def data(self):
@@ -99,32 +107,32 @@ class Recipe:
 
     def teacher(self):
         return config_class("teacher")(**self.tables["teacher"], data=self.data(), profile=self.profile,
-                                       output_dir=str(self.build_dir / "teacher"))
+                                       output_dir=str(self.layout.teacher))
 
     def student(self):
         return config_class("student")(**self.tables["student"])
 
     def distill(self):
         return config_class("distill")(**self.tables["distill"], data=self.data(), student=self.student(),
-                                       teacher_dir=str(self.build_dir / "teacher"), profile=self.profile,
-                                       output_dir=str(self.build_dir / "student"))
+                                       teacher_dir=str(self.layout.teacher), profile=self.profile,
+                                       output_dir=str(self.layout.student))
 
     def export(self):
-        return config_class("export")(**self.tables["export"], checkpoint=str(self.build_dir / "student"),
-                                      output=str(self.build_dir / "onnx"))
+        return config_class("export")(**self.tables["export"], checkpoint=str(self.layout.student),
+                                      output=str(self.layout.onnx))
 
     def quantize(self):
         """``preset = "avx2"`` in the recipe goes through the named constructor, other fields override it."""
         cls, table = config_class("quantize"), dict(self.tables["quantize"])
-        onnx_dir, data = str(self.build_dir / "onnx"), self.data()
+        onnx_dir, data = str(self.layout.onnx), self.data()
         if preset := table.pop("preset", None):
             return cls.from_preset(preset, onnx_dir, data=data, **table)
         return cls(onnx_dir=onnx_dir, data=data, **table)
 
     def package(self):
         table = {"name": self.name, **self.tables["package"]}
-        return config_class("package")(**table, onnx_dir=str(self.build_dir / "onnx"),
-                                       output=str(self.build_dir / "package"), recipe=self.as_dict())
+        return config_class("package")(**table, onnx_dir=str(self.layout.onnx),
+                                       output=str(self.layout.package), recipe=self.as_dict())
 
     def report(self):
         return config_class("report")(**self.tables["report"])
@@ -177,7 +185,8 @@ def recipe_from_dict(raw: dict[str, Any], *, profile: str | None = None, overrid
         tables[section][key] = value
     for s, table in tables.items():
         _check_keys(s, table)
-    recipe = Recipe(name, raw.get("description", ""), profile, tables, build_dir(build_root, name, profile), path, raw)
+    recipe = Recipe(name, raw.get("description", ""), profile, tables, build_dir(build_root, name, profile), path, raw,
+                    list(overrides))
     validate(recipe)
     return recipe
 

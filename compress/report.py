@@ -26,6 +26,7 @@ from typing import Any
 from compress.baseline import margin_kept, share_of_teacher
 from compress.errors import ConfigError
 from compress.fsutil import publishing
+from compress.layout import BuildLayout
 from runtime.bench import paired_latency
 
 log = logging.getLogger(__name__)
@@ -102,12 +103,13 @@ def build_rows(build_dir: Path, package_metrics=None, *, baseline: dict[str, Any
     from compress.quantize import QuantizeReport
 
     latency = latency or {}
-    rows = [r for r in (baseline, _torch_row("teacher", build_dir / "teacher"),
-                        _torch_row("student", build_dir / "student")) if r]
+    layout = BuildLayout(build_dir)
+    rows = [r for r in (baseline, _torch_row("teacher", layout.teacher),
+                        _torch_row("student", layout.student)) if r]
     teacher = next((r for r in rows if r["model"] == "teacher"), None)
     for r in rows:
         r["latency_p50_ms"] = latency.get(r["model"], r["latency_p50_ms"])
-    q = QuantizeReport.load(build_dir / "onnx")
+    q = QuantizeReport.load(layout.onnx)
     student_params = next((r["params_m"] for r in rows if r["model"] == "student"), None)
     variants = [{"model": f"student onnx {a.name}", "format": a.variant, "split": "validation",
                  "macro_f1": a.macro_f1, "accuracy": a.accuracy, "agreement": a.agreement,
@@ -115,7 +117,7 @@ def build_rows(build_dir: Path, package_metrics=None, *, baseline: dict[str, Any
                  "params_m": student_params, "latency_p50_ms": a.latency_p50_ms, "latency_p90_ms": a.latency_p90_ms,
                  "status": a.status, "reason": a.reason, "chosen": a.name == q.chosen} for a in q.attempts]
     if package_metrics is not None:
-        pkg = build_dir / "package"
+        pkg = layout.package
         rows.append({"model": "package (shipped)", "format": q.chosen_variant, "split": "test",
                      "macro_f1": package_metrics.macro_f1, "accuracy": package_metrics.accuracy,
                      "roc_auc": package_metrics.roc_auc, "ece": package_metrics.ece,
@@ -250,31 +252,32 @@ def write_report(recipe, cfg: ReportConfig) -> Path:
     from compress.export import MODEL_FILE, TOKENIZER_FILE, read_export, runtime_config
     from runtime.classifier import TextClassifier
 
-    build_dir = recipe.build_dir
+    layout = recipe.layout
     data = load_data(recipe.data())
-    clf = TextClassifier.load(build_dir / "package")
+    clf = TextClassifier.load(layout.package)
     metrics = evaluate_package(clf, data.test, batch_size=cfg.batch_size, dataset=data.name)
     baseline, base = baseline_row(data) if cfg.baseline else (None, None)
     texts = list(data.test.texts[:cfg.latency_samples])
-    meta_export = read_export(build_dir / "onnx")
+    meta_export = read_export(layout.onnx)
     # the student's own latency: its fp32 graph (parity-checked against the torch checkpoint) through the runtime
-    fp32 = TextClassifier.from_files(build_dir / "onnx" / MODEL_FILE, build_dir / "onnx" / TOKENIZER_FILE,
+    fp32 = TextClassifier.from_files(layout.onnx / MODEL_FILE, layout.onnx / TOKENIZER_FILE,
                                      runtime_config(meta_export, "fp32"))
     fns: dict[str, Any] = {"package (shipped)": lambda t: clf.predict_proba([t]),
                            "student": lambda t: fp32.predict_proba([t])}
     if base is not None:
         fns[baseline["model"]] = lambda t: base.predict_proba([t])
-    teacher = _teacher_predictor(build_dir / "teacher", int(meta_export["max_length"]))
+    teacher = _teacher_predictor(layout.teacher, int(meta_export["max_length"]))
     if teacher is not None:
         fns["teacher"] = teacher
     latency = paired_latency(fns, texts)  # keyed by the rows' model names
-    rows, meta = build_rows(build_dir, metrics, baseline=baseline, latency=latency)
+    rows, meta = build_rows(layout.root, metrics, baseline=baseline, latency=latency)
     for r in rows:
         r.setdefault("n", metrics.n)
-    out = build_dir / "report"
+    out = layout.report
     with publishing(out) as tmp:
         write_metrics(metrics, tmp, "package_metrics", title=f"{recipe.name}: shipped package")
         (tmp / "report.json").write_text(json.dumps({"name": recipe.name, "profile": recipe.profile,
+                                                     "overrides": recipe.overrides,
                                                      "rows": rows, **meta}, indent=2, default=str) + "\n")
         (tmp / "report.md").write_text(to_markdown(recipe.name, recipe.profile, rows, meta))
         if cfg.plot:

@@ -17,7 +17,6 @@ the network nor pip.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -31,7 +30,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from compress.fsutil import publishing
+from compress.fsutil import cache_dir, publishing
+from runtime.package import sha256_file
 from compress.errors import ConfigError, IntegrityError, SourceError, UnsafeArchiveError
 
 log = logging.getLogger(__name__)
@@ -145,14 +145,6 @@ CATALOG: dict[str, Source] = {
 }
 
 
-def cache_dir() -> Path:
-    """``$EDGEDISTILL_CACHE``, else ``$XDG_CACHE_HOME/edgedistill``, else ``~/.cache/edgedistill``."""
-    if env := os.environ.get("EDGEDISTILL_CACHE"):
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "edgedistill"
-
-
 def get_source(name: str) -> Source:
     try:
         return CATALOG[name]
@@ -178,14 +170,6 @@ def source_path(source: Source | str, cache: Path | None = None) -> Path:
 
 def is_cached(source: Source | str, cache: Path | None = None) -> bool:
     return (source_path(source, cache) / MARKER).is_file()
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fetch(source: Source | str, cache: Path | None = None, *,

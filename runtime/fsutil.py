@@ -1,4 +1,5 @@
-"""Publishing a finished output folder: the one way every stage (and the web export) replaces its result.
+"""Publishing a finished output folder: the one way every stage (and the web export) replaces its result;
+and the one cache folder.
 
     with publishing(dest) as tmp:      # a fresh folder beside dest, mode 0755
         (tmp / "model.onnx").write_bytes(...)
@@ -18,6 +19,15 @@ from pathlib import Path
 
 MODE = 0o755
 """Published folders read like any other (``mkdtemp`` alone would leave them private, 0700)."""
+
+
+def cache_dir() -> Path:
+    """``$EDGEDISTILL_CACHE``, else ``$XDG_CACHE_HOME/edgedistill``, else ``~/.cache/edgedistill``: downloaded
+    wheels and npm tarballs, extracted sources, cached teacher outputs and exports."""
+    if env := os.environ.get("EDGEDISTILL_CACHE"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "edgedistill"
 
 
 def replace_folder(src: Path, dest: Path) -> None:

@@ -43,9 +43,9 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import RuntimeBaseError
-from runtime.fsutil import publishing
+from runtime.fsutil import cache_dir, publishing
 from runtime.package import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, PackageConfig, open_package, read_config, \
-    verify_package
+    sha256_file, verify_package
 
 log = logging.getLogger(__name__)
 
@@ -131,14 +131,6 @@ _VARIANT_FILES = {
     "int8-static": ("model_quantized.onnx", "q8"),
     "fp16": ("model_fp16.onnx", "fp16"),
 }
-
-
-def cache_dir() -> Path:
-    """``$EDGEDISTILL_CACHE``, else ``$XDG_CACHE_HOME/edgedistill``, else ``~/.cache/edgedistill``."""
-    if env := os.environ.get("EDGEDISTILL_CACHE"):
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "edgedistill"
 
 
 def _offline() -> bool:
@@ -407,20 +399,13 @@ def _assemble(package: Path, out: Path, cache: Path | None) -> dict[str, Any]:
         "package": str(package), "package_model_sha256": manifest["files"][MODEL_FILE]["sha256"],
         "labels": list(config.labels), "variant": variant, "dtype": dtype, "model": f"{MODEL_DIR}/onnx/{onnx_name}",
         "npm": {p.name: p.version for p in (TRANSFORMERS_JS, ONNXRUNTIME_WEB)}, "licenses": licenses,
-        "files": {p.relative_to(out).as_posix(): {"sha256": _sha256(p), "size": p.stat().st_size} for p in files},
+        "files": {p.relative_to(out).as_posix(): {"sha256": sha256_file(p), "size": p.stat().st_size} for p in files},
     }
 
 
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- the static server

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from runtime import TextClassifier, write_manifest
+from runtime import TextClassifier, sha256_file, write_manifest
 from runtime import webexport as web
 from tests.conftest import build_tiny_bert, make_sentences
 
@@ -141,7 +141,7 @@ def test_web_folder_layout_and_config(tiny_package, tmp_path, fake_npm):
     assert build["dtype"] == "fp32" and build["model"] == "model/onnx/model.onnx"
     assert build["licenses"] == {f"{web.TRANSFORMERS_JS.spec}": "Apache-2.0", f"{web.ONNXRUNTIME_WEB.spec}": "MIT"}
     assert set(build["files"]) == set(files) - {web.BUILD_FILE}
-    assert build["files"]["model/onnx/model.onnx"]["sha256"] == web._sha256(out / "model/onnx/model.onnx")
+    assert build["files"]["model/onnx/model.onnx"]["sha256"] == sha256_file(out / "model/onnx/model.onnx")
     for name in web.TEMPLATE_FILES:
         assert (out / name).read_bytes() == (WEB_DIR / name).read_bytes()
 

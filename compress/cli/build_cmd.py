@@ -43,7 +43,7 @@ def build_cmd(
             console.print(f"[green]✓[/] {stage.name} in {time.perf_counter() - clock[stage.name]:.0f} s")
 
     result = build(rec, force=tuple(force or ()), until=until, on_stage=on_stage)
-    summary = rec.build_dir / "report" / "report.json"
+    summary = rec.layout.report_json
     if summary.is_file():
         from compress.report import headline_text
 

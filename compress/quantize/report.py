@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from compress.errors import ConfigError
+from compress.layout import QUANTIZE_REPORT
 
-REPORT_JSON = "quantize_report.json"
+REPORT_JSON = QUANTIZE_REPORT
 REPORT_MD = "quantize_report.md"
 
 

@@ -1,0 +1,71 @@
+"""Where a build keeps what: the one description of a build folder's layout.
+
+    models/<name>[-<profile>]/
+      teacher/            the fine-tuned teacher checkpoint
+      student/            the distilled student checkpoint
+      onnx/               the exported student, its optimised / quantized variants and quantize_report.json
+      package/            the model package the runtime loads
+      report/             report.md, report.json, plot.png: the build report
+      build.log           the full log of the last build (every library's messages)
+      .state.json         the stage records (fingerprints, run ids) that make builds resumable
+
+The recipe, the pipeline, the report, the CLI and the benchmarks all take paths from :class:`BuildLayout`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+QUANTIZE_REPORT = "quantize_report.json"
+"""Written by the quantize stage into the ONNX folder, last (so its presence means the stage finished)."""
+
+
+@dataclass(frozen=True)
+class BuildLayout:
+    """The folders and files of one build, under ``root``."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def teacher(self) -> Path:
+        return self.root / "teacher"
+
+    @property
+    def student(self) -> Path:
+        return self.root / "student"
+
+    @property
+    def onnx(self) -> Path:
+        return self.root / "onnx"
+
+    @property
+    def quantize_report(self) -> Path:
+        return self.onnx / QUANTIZE_REPORT
+
+    @property
+    def package(self) -> Path:
+        return self.root / "package"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    @property
+    def report_md(self) -> Path:
+        return self.report / "report.md"
+
+    @property
+    def report_json(self) -> Path:
+        return self.report / "report.json"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "build.log"
+
+    @property
+    def state(self) -> Path:
+        return self.root / ".state.json"
