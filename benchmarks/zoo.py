@@ -27,8 +27,10 @@ from runtime.bench import device_name, environment  # noqa: E402
 ROWS = ("teacher", "baseline TF-IDF + LR", "student", "package (shipped)")
 
 
-def zoo_rows(build: Path) -> list[dict[str, Any]]:
-    path = BuildLayout(build).report_json
+def zoo_rows(build: Path, command: str | None = None) -> list[dict[str, Any]]:
+    """The rows of one build: ``build`` is a build folder or a ``report.json`` (a committed copy). ``command``
+    replaces the derived rebuild command (for reports written before they recorded their ``--set`` overrides)."""
+    path = build if build.is_file() else BuildLayout(build).report_json
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no build report (run `edgedistill build` for this recipe first)")
     report = json.loads(path.read_text())
@@ -37,10 +39,12 @@ def zoo_rows(build: Path) -> list[dict[str, Any]]:
     by_model = {r["model"]: r for r in report["rows"]}
     profile = report["profile"]
     if overrides := report.get("overrides"):  # a build with --set: the CLI command that repeats it
-        command = (f"edgedistill build models/{report['name']}.toml --profile {profile} "
+        default_command = (f"edgedistill build models/{report['name']}.toml --profile {profile} "
                    + " ".join(f"--set {o}" for o in overrides))
     else:
-        command = f"make demo RECIPE=models/{report['name']}.toml" + ("" if profile == "quick" else f" PROFILE={profile}")
+        default_command = (f"make demo RECIPE=models/{report['name']}.toml"
+                           + ("" if profile == "quick" else f" PROFILE={profile}"))
+    command = command or default_command
     student = next((r for r in report["rows"] if r["model"] == "student"), {})
     out = []
     for name in ROWS:
@@ -60,9 +64,9 @@ def _fmt(v: Any, spec: str) -> str:
     return "–" if v is None else format(v, spec)
 
 
-def to_markdown(rows: list[dict[str, Any]], env: dict[str, Any]) -> str:
+def to_markdown(rows: list[dict[str, Any]], env: dict[str, Any], generated_by: str = "") -> str:
     lines = ["# Model zoo", "",
-             f"Each build's own report (`models/<build>/report/report.json`), on {env['cpu']} "
+             f"Each build's own report (`models/<build>/report/report.json`, or its committed copy), on {env['cpu']} "
              f"({env.get('available_cpus')} CPUs, flags {', '.join(env.get('cpu_flags') or [])}). macro-F1 on "
              "the recipe's test split; margin kept = (model - baseline) / (teacher - baseline); latency: batch 1, "
              "p50 on real test texts, every model timed interleaved in the report's run (teacher in torch, student "
@@ -77,6 +81,8 @@ def to_markdown(rows: list[dict[str, Any]], env: dict[str, Any]) -> str:
                      f"{_fmt(r['size_mb'], '.1f')} | {_fmt(r['latency_p50_ms'], '.2f')} | "
                      f"{_fmt(r['speedup_vs_teacher'], '.1f')} |")
     lines += ["", "Rebuild a recipe's rows:", ""]
+    if generated_by:
+        lines[2:2] = [f"Written by `{generated_by}`.", ""]
     for cmd in dict.fromkeys(r["command"] for r in rows):
         lines.append(f"- `{cmd}`")
     return "\n".join(lines) + "\n"
@@ -84,15 +90,21 @@ def to_markdown(rows: list[dict[str, Any]], env: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("builds", nargs="+", type=Path, help="build folders (models/<name> or models/<name>-full)")
+    ap.add_argument("builds", nargs="+", type=Path,
+                    help="build folders (models/<name> or models/<name>-full) or report.json files")
+    ap.add_argument("--command", action="append", default=[], metavar="BUILD=COMMAND",
+                    help="the rebuild command of one build, where its report predates recording --set overrides")
     ap.add_argument("--output", type=Path, default=HERE / "results", help="results root (default: %(default)s)")
     args = ap.parse_args(argv)
-    rows = [row for b in args.builds for row in zoo_rows(b)]
+    commands = dict(c.split("=", 1) for c in args.command)
+    rows = [row for b in args.builds for row in zoo_rows(b, commands.get(str(b)))]
     env = environment("cpu")
     folder = args.output / device_name(env)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "zoo.json").write_text(json.dumps({"environment": env, "rows": rows}, indent=2) + "\n")
-    (folder / "zoo.md").write_text(to_markdown(rows, env))
+    argv = ["python benchmarks/zoo.py", *(f'"{a}"' if " " in a else a for a in sys.argv[1:])] if argv is None \
+        else ["python benchmarks/zoo.py", *argv]
+    (folder / "zoo.md").write_text(to_markdown(rows, env, " ".join(argv)))
     print(f"{folder / 'zoo.md'}: {len(rows)} rows from {len(args.builds)} builds")
     return 0
 

@@ -164,7 +164,8 @@ def headline_text(h: dict[str, Any]) -> str:
     text = "; ".join(parts) + "."
     t, b, m = h.get("teacher_macro_f1"), h.get("baseline_macro_f1"), h["macro_f1"]
     if t is not None and b is not None and t - b < NARROW_MARGIN:
-        text += (f" Note: the teacher is only {100 * (t - b):.1f} points above the TF-IDF baseline, so the margin "
+        gap = (f"only {100 * (t - b):.1f} points above" if t >= b else f"{100 * (b - t):.1f} points below")
+        text += (f" Note: the teacher is {gap} the TF-IDF baseline, so the margin "
                  "says little here" + (f", and the baseline scores {100 * (b - m):.1f} points more than what "
                                        "ships: it may be the better choice" if b > m else "") + ".")
     return text

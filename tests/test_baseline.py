@@ -47,3 +47,7 @@ def test_the_headline_says_when_the_baseline_is_as_good_as_the_teacher():
               "margin_kept": -2.81}
     text = headline_text(narrow)
     assert "only 0.3 points above the TF-IDF baseline" in text and "may be the better choice" in text
+    below = {**wide, "macro_f1": 0.7819, "teacher_macro_f1": 0.7902, "baseline_macro_f1": 0.8303,
+             "margin_kept": None}
+    text = headline_text(below)  # trec-questions full: the baseline beats the teacher on macro-F1
+    assert "4.0 points below the TF-IDF baseline" in text and "-4.0" not in text and "better choice" in text
