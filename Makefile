@@ -1,21 +1,37 @@
 # Two commands set everything up and run: `make demo` and `make test`.
 # Both create .venv when it is missing; torch==2.13.0 goes in first so that no
 # looser requirement pulls a multi-GB CUDA build.
+# TORCH_INDEX: a package index for that torch install only, e.g. PyTorch's CPU wheels
+# (make venv TORCH_INDEX=https://download.pytorch.org/whl/cpu); unset, pip's own indexes
+# and find-links decide (PyPI's Linux torch is the CUDA build).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+TORCH_INDEX ?=
+TORCH_PIP := torch==2.13.0 $(if $(strip $(TORCH_INDEX)),--index-url $(strip $(TORCH_INDEX)))
+# The benchmark's optimum peer (benchmarks/suite.py) needs transformers 4.57, which the toolchain has left:
+# it gets its own environment, made by `make peers`.
+PEERS_VENV ?= .venv-peers
 RECIPE ?= models/movie-sentiment.toml
 PROFILE ?= quick
 
-.PHONY: demo test test-fast venv clean
+.PHONY: demo test test-fast venv peers clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH_PIP)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[compress,dev]'
 	touch $@
 
 venv: $(BIN)/.installed
+
+$(PEERS_VENV)/.installed: benchmarks/peers/requirements.txt
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q --disable-pip-version-check $(TORCH_PIP)
+	$(PEERS_VENV)/bin/python -m pip install -q --disable-pip-version-check -r benchmarks/peers/requirements.txt
+	touch $@
+
+peers: $(PEERS_VENV)/.installed
 
 demo: venv
 	$(BIN)/edgedistill build $(RECIPE) --profile $(PROFILE)
@@ -27,4 +43,4 @@ test-fast: venv
 	$(BIN)/python -m pytest -q -m "not real and not slow"
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(PEERS_VENV) .pytest_cache

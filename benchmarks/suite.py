@@ -13,7 +13,11 @@ slow-down of the shared machine hits every row alike), on the same test texts:
 - two peers on the package's ONNX file: a bare ``onnxruntime.InferenceSession`` fed pre-tokenised
   ids (same session options as the runtime: the runtime's overhead is runtime / bare - 1) and
   optimum's ``ORTModelForSequenceClassification`` inside a transformers
-  ``pipeline("text-classification")`` (what users pick today).
+  ``pipeline("text-classification")`` (what users pick today). optimum needs transformers < 4.58 and
+  the toolchain is on 5.x, so that peer runs in its own environment (``make peers``: ``.venv-peers``),
+  a child process (``benchmarks/peers/optimum_peer.py``) that this one drives call by call in the same
+  interleaved rounds, each call timed in the child; without that environment its row says
+  "skipped: run `make peers`".
 
 Measurements, all with the same intra-op thread count (``torch.set_num_threads`` too):
 
@@ -24,8 +28,9 @@ Measurements, all with the same intra-op thread count (``torch.set_num_threads``
   length first, the optimum pipeline pads each batch to its longest);
 - macro-F1 on the whole test split: the torch stages' ``metrics.json`` where made on the same split,
   otherwise evaluated here (torch models with ``compress.evaluate.evaluate_torch``); every ONNX row through
-  the runtime here (the quantize report holds validation scores); the peers run the package's file, so
-  they have its macro-F1; the TF-IDF + LR baseline (``compress.baseline``) from its own predictions;
+  the runtime here (the quantize report holds validation scores); the bare peer runs the package's file, so
+  it has its macro-F1; the optimum peer from its pipeline's own predictions; the TF-IDF + LR baseline
+  (``compress.baseline``) from its own predictions;
 - the physical limit: multiply-adds per 128-token sequence (student: counted on its fp32 ONNX graph;
   teacher: from its config), a large dense fp32 GEMM's GFLOP/s measured in this run with the same
   threads (benchmarks/gemm_peak.py), and the fraction of that peak each row reaches.
@@ -42,7 +47,9 @@ import argparse
 import json
 import logging
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -69,6 +76,8 @@ VARIANT_FILES = {"fp32": "model.onnx", "optimized": "model_optimized.onnx", "int
 CPU_VARIANTS = ("fp32", "optimized", "int8-dynamic", "int8-static")
 CUDA_VARIANTS = ("fp32", "optimized", "fp16")
 TEACHER, OPTIMUM, BARE = "teacher (torch fp32)", "optimum pipeline", "bare onnxruntime session"
+PEERS_PYTHON = REPO / ".venv-peers" / "bin" / "python"  # `make peers`
+OPTIMUM_PEER = HERE / "peers" / "optimum_peer.py"
 BASELINE = "baseline TF-IDF + LR"
 
 
@@ -110,6 +119,8 @@ class SuiteConfig:
     """Side of the square fp32 GEMM measured for the peak."""
     output: str = str(RESULTS)
     """Results root; the run writes into OUTPUT/<device>/."""
+    peers_python: str | None = None
+    """Python of the optimum peer's environment (default: .venv-peers/bin/python, made by `make peers`)."""
 
     def __post_init__(self) -> None:
         if self.device not in ("cpu", "cuda"):
@@ -144,6 +155,8 @@ class Row:
     macro_f1: float | None = None
     f1_source: str = ""
     variant: str | None = None
+    self_timed: bool = False
+    """The callables return the seconds their call took, measured where it ran (a peer's own process)."""
 
 
 def _size(path: Path) -> int:
@@ -171,6 +184,9 @@ class Suite:
         self.meta = read_export(self.onnx_dir)
         self.rows: list[Row] = []
         self.notes: list[str] = []
+        self.skipped: list[dict[str, str]] = []
+        self.peer_processes: list[PeerProcess] = []
+        self.peer_versions: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- data
     def load_data(self) -> None:
@@ -322,29 +338,47 @@ class Suite:
                    many=lambda i: run(manys[i % len(manys)]), stream=stream, macro_f1=f1,
                    f1_source=f"the same file as {peer.name}")
 
-    def optimum_row(self, peer: Row) -> Row:
-        import onnxruntime as ort
-        import optimum.version
-        from optimum.onnxruntime import ORTModelForSequenceClassification
-        from transformers import AutoTokenizer, pipeline
+    def optimum_row(self, peer: Row) -> Row | None:
+        """optimum's pipeline on the shipped file, in the peers' own environment: a child process
+        (``benchmarks/peers/optimum_peer.py``) driven call by call, each call timed there. Its macro-F1 is
+        scored here from the pipeline's own predictions. None (and a skipped row) without that environment."""
+        from compress.evaluate import align_columns, compute_metrics
 
-        path, variant, macs, f1 = Path(peer.file), peer.variant, peer.macs, peer.macro_f1
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.cfg.threads
-        cuda = self.cfg.device == "cuda"
-        model = ORTModelForSequenceClassification.from_pretrained(
-            self.onnx_dir, file_name=path.name, session_options=so,
-            provider="CUDAExecutionProvider" if cuda else "CPUExecutionProvider", use_io_binding=cuda)
-        tok = AutoTokenizer.from_pretrained(self.onnx_dir)
-        pipe = pipeline("text-classification", model=model, tokenizer=tok, device="cuda:0" if cuda else None)
-        kw = {"truncation": True, "max_length": self.meta["max_length"]}
-        b = self.cfg.batch
-        return Row(OPTIMUM, f"optimum {optimum.version.__version__} ORTModelForSequenceClassification + pipeline",
-                   str(path), path.stat().st_size, macs, variant=variant,
-                   one=lambda i: pipe(self.fixed[i % len(self.fixed)], **kw),
-                   many=lambda i: pipe(self.batches[i % len(self.batches)], batch_size=b, **kw),
-                   stream=lambda i: pipe(self.real, batch_size=b, **kw), macro_f1=f1,
-                   f1_source=f"the same file as {peer.name}")
+        python = Path(self.cfg.peers_python) if self.cfg.peers_python else PEERS_PYTHON
+        if not python.is_file():
+            return self._skip(OPTIMUM, f"skipped: run `make peers` (no {python})")
+        path, variant, macs = Path(peer.file), peer.variant, peer.macs
+        proc = PeerProcess(python, OPTIMUM_PEER)
+        self.peer_processes.append(proc)
+        try:
+            hello = proc.call(cmd="load", onnx_dir=str(self.onnx_dir.resolve()), file=path.name,
+                              threads=self.cfg.threads, device=self.cfg.device, max_length=self.meta["max_length"],
+                              batch=self.cfg.batch, fixed=self.fixed, batches=self.batches, real=self.real)
+            log.info("optimum peer loaded in %s: %s", python, hello["engine"])
+            predicted = np.asarray(proc.call(cmd="predict", texts=list(self.test.texts))["labels"], dtype=np.int64)
+        except PeerError as e:
+            proc.close()
+            return self._skip(OPTIMUM, f"skipped: the optimum peer failed: {e}")
+        self.peer_versions = hello["versions"]
+        onehot = np.eye(len(self.meta["labels"]))[predicted]
+        f1 = compute_metrics(self.test.labels, align_columns(onehot, self.meta["labels"], self.labels),
+                             self.labels).macro_f1
+        return Row(OPTIMUM, hello["engine"], str(path), path.stat().st_size, macs, variant=variant,
+                   one=lambda i: proc.call(cmd="one", i=i)["seconds"],
+                   many=lambda i: proc.call(cmd="many", i=i)["seconds"],
+                   stream=lambda i: proc.call(cmd="stream", i=i)["seconds"], macro_f1=f1,
+                   f1_source=f"evaluated here (the pipeline's predictions, in {python.parent.parent.name})",
+                   self_timed=True)
+
+    def _skip(self, name: str, reason: str) -> None:
+        log.warning("%s: %s", name, reason)
+        self.skipped.append({"name": name, "reason": reason})
+        return None
+
+    def close(self) -> None:
+        for proc in self.peer_processes:
+            proc.close()
+        self.peer_processes = []
 
     # ----------------------------------------------------------------- running
     def build_rows(self) -> None:
@@ -377,7 +411,8 @@ class Suite:
         peer = self._shipped(by_variant, report, student_macs)
         self.peer_row, self.peer_file = peer.name, Path(peer.file).name
         self.rows.append(self.bare_row(peer))
-        self.rows.append(self.optimum_row(peer))
+        if (row := self.optimum_row(peer)) is not None:
+            self.rows.append(row)
 
     def _shipped(self, by_variant: dict[str, Row], report: dict[str, Any] | None, macs: int) -> Row:
         """The row of the file that ships (the package's model.onnx, found in the export folder by its sha256).
@@ -428,13 +463,19 @@ class Suite:
                 fn = getattr(row, kind)
                 row.one(r + 1)  # untimed: absorbs the previous engine's spinning threads
                 t0 = time.perf_counter()
-                fn(r)
-                times[row.name].append(time.perf_counter() - t0)
+                out = fn(r)
+                times[row.name].append(out if row.self_timed else time.perf_counter() - t0)
             if rounds >= 10 and (r + 1) % max(1, rounds // 5) == 0:
                 log.info("%s: round %d of %d", kind, r + 1, rounds)
         return times
 
     def run(self) -> dict[str, Any]:
+        try:
+            return self._run()
+        finally:
+            self.close()
+
+    def _run(self) -> dict[str, Any]:
         cfg = self.cfg
         started = datetime.now(timezone.utc)
         if cfg.device == "cuda":
@@ -457,6 +498,10 @@ class Suite:
 
         env = environment("cuda" if cfg.device == "cuda" else "cpu", cfg.threads)
         env.update(_versions())
+        if self.peer_versions:
+            v = self.peer_versions
+            env["optimum"] = v.get("optimum")
+            env["optimum_peer"] = {"python": str(self.cfg.peers_python or PEERS_PYTHON), **v}
         rows = []
         for row in self.rows:
             one, many = summarize(lat[row.name], 1), summarize(thr[row.name], cfg.batch)
@@ -473,7 +518,7 @@ class Suite:
             "stream_tokens_mean": float(np.mean([self.reference_clf.tokenize([t])["input_ids"].shape[1]
                                                  for t in self.real])),
             "peer_row": self.peer_row, "peer_file": self.peer_file, "gemm": peak, "macs": self.macs, "rows": rows,
-            "load_average": {"before": load0, "after": load1}, "notes": self.notes,
+            "load_average": {"before": load0, "after": load1}, "notes": self.notes, "skipped_rows": self.skipped,
         }
         add_ratios(result)
         return result
@@ -485,13 +530,55 @@ def _set_torch_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _versions() -> dict[str, str]:
-    import optimum.version
+def _versions() -> dict[str, str | None]:
     import torch
     import transformers
 
-    return {"torch": torch.__version__, "transformers": transformers.__version__,
-            "optimum": optimum.version.__version__}
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "optimum": None}
+
+
+class PeerError(RuntimeError):
+    """A peer process failed, or answered a request with an error."""
+
+
+class PeerProcess:
+    """A peer in another Python environment: a child process that answers one JSON line per request line."""
+
+    def __init__(self, python: Path, script: Path):
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen([str(python), str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, text=True, bufsize=1)
+
+    def call(self, **request: Any) -> dict[str, Any]:
+        try:
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except (BrokenPipeError, OSError) as e:
+            raise PeerError(f"{request.get('cmd')}: {e}; {self._stderr_tail()}") from e
+        if not line:
+            raise PeerError(f"{request.get('cmd')}: the peer exited ({self.proc.poll()}); {self._stderr_tail()}")
+        reply = json.loads(line)
+        if not reply.get("ok"):
+            raise PeerError(f"{request.get('cmd')}: {reply.get('error')}")
+        return reply
+
+    def _stderr_tail(self, n: int = 1500) -> str:
+        self.stderr.flush()
+        self.stderr.seek(0)
+        text = self.stderr.read().strip()
+        return f"its stderr ends: {text[-n:]}" if text else "it wrote nothing to stderr"
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                self.proc.stdin.close()
+                self.proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self.stderr.close()
 
 
 def _require_cuda() -> None:
@@ -583,6 +670,9 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"goal": "runtime >= 1.3x the optimum pipeline's throughput on the same file",
                     "row": peer, f"ratio_{batch}_{result['length']}_tokens": b, "ratio_real_texts": s,
                     "met": bool(min(b, s) >= 1.3)})
+    elif skipped := next((s for s in result.get("skipped_rows", []) if s["name"] == OPTIMUM), None):
+        out.append({"goal": "runtime >= 1.3x the optimum pipeline's throughput on the same file",
+                    "row": peer, "skipped": skipped["reason"], "met": None})
     if BARE in rows and peer in rows:
         r, bare = rows[peer], rows[BARE]
         o1 = r["batch1"]["p50_ms"] / bare["batch1"]["p50_ms"] - 1
@@ -608,7 +698,7 @@ def to_markdown(result: dict[str, Any]) -> str:
     lines = [f"# Side-by-side suite: {result['device']}", "",
              f"{result['created']} · {env['cpu']} · {env['threads']} threads · {env['os']} · Python {env['python']} · "
              f"onnxruntime {env['onnxruntime']} · torch {env.get('torch')} · transformers {env.get('transformers')} · "
-             f"optimum {env.get('optimum')} · CPU flags: {', '.join(env['cpu_flags']) or 'unknown'}", "",
+             f"optimum {env.get('optimum') or 'not run'} · CPU flags: {', '.join(env['cpu_flags']) or 'unknown'}", "",
              f"Test split of **{result['dataset']}** ({result['test_texts']} texts) for macro-F1. Latency: batch 1, "
              f"real test texts cut to exactly {L} tokens. Throughput: batch {result['batch']} of the same {L}-token "
              f"texts, and batch {result['batch']} over {result['stream_texts']} real test texts at their natural "
@@ -628,11 +718,14 @@ def to_markdown(result: dict[str, Any]) -> str:
             f"{_fmt(ra.get('throughput_vs_optimum'), '.2f')} | {r['macs_per_sequence'] / 1e6:,.1f} | "
             f"{_fmt(100 * r['peak_fraction_batch1'] if 'peak_fraction_batch1' in r else None, '.1f')} / "
             f"{_fmt(100 * r[f'peak_fraction_{batch}'] if f'peak_fraction_{batch}' in r else None, '.1f')} |")
+    for sk in result.get("skipped_rows", []):
+        lines.append(f"| {sk['name']} | {sk['reason']} |" + " – |" * 11)
     lines += ["", "## Goals", ""]
     for g in result["goals"]:
         numbers = ", ".join(f"{k} {_fmt(v, '.3f') if isinstance(v, float) else v}" for k, v in g.items()
                             if k not in ("goal", "met"))
-        lines.append(f"- **{'met' if g['met'] else 'NOT met'}**: {g['goal']} — {numbers}")
+        verdict = "not measured" if g["met"] is None else "met" if g["met"] else "NOT met"
+        lines.append(f"- **{verdict}**: {g['goal']} — {numbers}")
     if peak:
         e = peak["engines"]
         lines += ["", "## Physical limit", "",
@@ -759,6 +852,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--stream-texts", type=int)
     ap.add_argument("--warmup-s", type=float)
     ap.add_argument("--output", help=f"results root (default {RESULTS})")
+    ap.add_argument("--peers-python", help=f"Python of the optimum peer's environment (default {PEERS_PYTHON}, "
+                                           "made by `make peers`)")
     ap.add_argument("--merge", type=Path, action="append", default=[],
                     help="a JSON from `edgedistill bench --output` on another device (repeatable)")
     args = ap.parse_args(argv)

@@ -728,12 +728,13 @@ def distill(cfg: DistillConfig) -> Path:
         args = TrainingArguments(
             output_dir=str(tmp / "_checkpoints"), num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
             per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=max(cfg.batch_size, 64),
-            weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, eval_strategy="steps",
+            weight_decay=cfg.weight_decay, eval_strategy="steps",
+            warmup_steps=cfg.warmup_ratio,  # transformers 5: a float in [0, 1) is the share of the training steps
             eval_steps=eval_steps, save_strategy="steps", save_steps=eval_steps, save_total_limit=1,
             save_only_model=True, load_best_model_at_end=True, metric_for_best_model="macro_f1",
             greater_is_better=True, logging_steps=max(1, min(50, eval_steps)), report_to=[],
             remove_unused_columns=False, seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0, dataloader_pin_memory=False,
-            save_safetensors=True, label_names=["labels"], group_by_length=True,
+            label_names=["labels"], train_sampling_strategy="group_by_length",  # safetensors always
         )
 
         def val_metrics(p):

@@ -1,11 +1,14 @@
 """Export a fine-tuned classifier checkpoint to ONNX and prove that the graph reproduces the torch model.
 
 Any ``save_pretrained`` sequence-classification checkpoint with its tokenizer works
-(BERT, MPNet, ...): optimum's exporter writes ``model.onnx`` (task
-text-classification, dynamic batch and sequence axes, opset 17 or newer) beside the
-tokenizer files. ``token_type_ids`` is an input only when the architecture takes it
-(BERT does, MPNet does not); ``export.json`` records which inputs the graph takes,
-so that every later stage feeds it the same way::
+(BERT, MPNet, ...): ``torch.onnx.export`` (the TorchScript exporter) writes ``model.onnx``
+(output ``logits``, dynamic batch and sequence axes, opset 17 or newer) beside the
+tokenizer and config files. The model is traced with eager attention: transformers 5's
+default (sdpa) traces to a mask pattern that onnxruntime's transformer optimiser no longer
+fuses into its Attention op, and that fusion is what makes the optimized and int8 variants
+fast. ``token_type_ids`` is an input only when the tokenizer makes it (BERT does, MPNet
+does not); ``export.json`` records which inputs the graph takes, so that every later
+stage feeds it the same way::
 
     onnx_dir = export(ExportConfig(checkpoint="models/x/student", output="models/x/onnx"))
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -56,7 +60,7 @@ class ExportConfig:
     output: str | None = None
     """The ONNX folder to write; default: ``onnx/`` beside the checkpoint folder."""
     opset: int = 18
-    """ONNX opset (17 or newer; optimum recommends 18 for BERT-style encoders)."""
+    """ONNX opset (17 or newer; 18 is what optimum chose for BERT-style encoders)."""
     max_length: int = 128
     """Tokens per text at inference (longer texts are truncated); capped at the model's positions."""
     atol: float = 1e-4
@@ -99,9 +103,9 @@ def export(cfg: ExportConfig) -> Path:
     max_length = _max_length(cfg.max_length, model.config, tokenizer)
 
     with publishing(out) as tmp:
-        _optimum_export(ckpt, tmp, cfg.opset)
-        if not (tmp / TOKENIZER_FILE).is_file():
-            tokenizer.save_pretrained(tmp)
+        _torch_export(ckpt, tmp, cfg.opset)
+        tokenizer.save_pretrained(tmp)
+        model.config.save_pretrained(tmp)  # the folder loads as a checkpoint (optimum's ORTModel does)
         inputs = _check_graph(tmp / MODEL_FILE)
         parity = check_parity(model, tmp / MODEL_FILE, tokenizer=tokenizer, max_length=max_length, atol=cfg.atol)
         meta = _metadata(cfg, ckpt, model.config, tokenizer, inputs, max_length, parity)
@@ -111,16 +115,46 @@ def export(cfg: ExportConfig) -> Path:
     return out
 
 
-def _optimum_export(ckpt: Path, dest: Path, opset: int) -> None:
-    from optimum.exporters.onnx import main_export
+def _torch_export(ckpt: Path, dest: Path, opset: int) -> None:
+    """``dest/model.onnx`` from the checkpoint: torch.onnx's TorchScript exporter, eager attention, dynamic axes.
+
+    Not the dynamo exporter (torch.onnx's default now): onnxruntime's BERT optimiser fuses neither
+    Attention nor EmbedLayerNormalization in its graphs (torch 2.13, onnxruntime 1.32, eager attention
+    either way); nor sdpa attention (see the module's docstring).
+    """
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     try:
-        main_export(str(ckpt), dest, task="text-classification", opset=opset, device="cpu",
-                    library_name="transformers", do_validation=False)  # our own parity check follows
-    except (ValueError, RuntimeError, KeyError, OSError) as e:
-        raise ExportError(f"optimum could not export {ckpt}: {e}") from e
+        tokenizer = AutoTokenizer.from_pretrained(ckpt)
+        model = AutoModelForSequenceClassification.from_pretrained(ckpt, attn_implementation="eager").eval()
+    except (ValueError, OSError) as e:
+        raise ExportError(f"could not load {ckpt} for export: {e}") from e
+    names = ["input_ids", "attention_mask"] + (
+        ["token_type_ids"] if "token_type_ids" in tokenizer.model_input_names else [])
+    sample = tokenizer(["a short text", "and a somewhat longer second text for the padding"], padding=True,
+                       return_tensors="pt")
+    args = tuple(sample[n] if n in sample else torch.zeros_like(sample["input_ids"]) for n in names)
+    axes = {n: {0: "batch_size", 1: "sequence_length"} for n in names} | {OUTPUT_NAME: {0: "batch_size"}}
+
+    # The model itself is the traced module (so the graph's names are the checkpoint's: bert.encoder...),
+    # called with positional inputs and returning the logits tensor alone.
+    forward = model.forward
+    model.forward = lambda *inputs: forward(**dict(zip(names, inputs)), return_dict=True).logits
+    try:
+        with warnings.catch_warnings():
+            # TracerWarnings (shape checks traced as constants) and torch.onnx's deprecation notice for
+            # the TorchScript exporter: the parity check that follows is what says whether the graph is right
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, args, str(dest / MODEL_FILE), dynamo=False, opset_version=opset,
+                              do_constant_folding=True, input_names=names, output_names=[OUTPUT_NAME],
+                              dynamic_axes=axes)
+    except (ValueError, RuntimeError, KeyError, TypeError) as e:
+        raise ExportError(f"torch.onnx could not export {ckpt}: {e}") from e
+    finally:
+        del model.forward
     if not (dest / MODEL_FILE).is_file():
-        raise ExportError(f"optimum wrote no {MODEL_FILE} for {ckpt} (files: {sorted(os.listdir(dest))})")
+        raise ExportError(f"torch.onnx wrote no {MODEL_FILE} for {ckpt} (files: {sorted(os.listdir(dest))})")
 
 
 def _max_length(wanted: int, config: Any, tokenizer: Any) -> int:
@@ -161,7 +195,6 @@ def _check_graph(onnx_path: Path) -> list[str]:
 def _metadata(cfg: ExportConfig, ckpt: Path, config: Any, tokenizer: Any, inputs: list[str], max_length: int,
               parity: dict[str, Any]) -> dict[str, Any]:
     import onnxruntime
-    import optimum.version
     import torch
     import transformers
 
@@ -180,8 +213,9 @@ def _metadata(cfg: ExportConfig, ckpt: Path, config: Any, tokenizer: Any, inputs
         "num_hidden_layers": getattr(config, "num_hidden_layers", None),
         "parity": parity,
         "config": asdict(cfg),
+        "exporter": "torch.onnx.export (TorchScript, eager attention)",
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "optimum": optimum.version.__version__, "onnxruntime": onnxruntime.__version__},
+                     "onnxruntime": onnxruntime.__version__},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
     }
 
@@ -228,13 +262,13 @@ def parity_inputs(tokenizer: Any, batch: int, length: int, input_names: list[str
     rng = np.random.default_rng(seed + 1000 * batch + length)
     special = set(tokenizer.all_special_ids)
     pool = np.array([i for i in range(len(tokenizer)) if i not in special])
-    n_special = tokenizer.num_special_tokens_to_add(pair=False)
-    body_max = max(1, length - n_special)
+    prefix, suffix = _special_wrapping(tokenizer)
+    body_max = max(1, length - len(prefix) - len(suffix))
     ids = np.full((batch, length), tokenizer.pad_token_id, dtype=np.int64)
     mask = np.zeros((batch, length), dtype=np.int64)
     for row in range(batch):
         body = max(1, body_max - row * body_max // batch)
-        seq = tokenizer.build_inputs_with_special_tokens(rng.choice(pool, size=body).tolist())[:length]
+        seq = (prefix + rng.choice(pool, size=body).tolist() + suffix)[:length]
         ids[row, :len(seq)] = seq
         mask[row, :len(seq)] = 1
     feed = {"input_ids": ids, "attention_mask": mask}
@@ -245,6 +279,21 @@ def parity_inputs(tokenizer: Any, batch: int, length: int, input_names: list[str
             types[0, full // 2:full] = 1
         feed["token_type_ids"] = types
     return feed
+
+
+def _special_wrapping(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The special token ids the tokenizer puts before and after one text ([CLS] ... [SEP], <s> ... </s>).
+
+    What ``build_inputs_with_special_tokens`` gave before transformers 5: read off the encoding of one
+    special token (its unknown token, else its padding token), which the tokenizer keeps whole.
+    """
+    probe = tokenizer.unk_token or tokenizer.pad_token
+    probe_id = tokenizer.convert_tokens_to_ids(probe)
+    full = list(tokenizer(probe, add_special_tokens=True)["input_ids"])
+    if probe_id not in full:
+        raise ExportError(f"cannot tell where {type(tokenizer).__name__} puts the text among its special tokens")
+    k = full.index(probe_id)
+    return full[:k], full[k + 1:]
 
 
 def check_parity(model_or_checkpoint: Any, onnx_path: Path | str, *, tokenizer: Any = None, max_length: int = 128,

@@ -387,12 +387,13 @@ def _training_args(cfg: TeacherConfig, work: Path, n_train: int, *, lr: float, e
     every = max(1, math.ceil(steps_per_epoch / cfg.evals_per_epoch))
     cuda = torch.cuda.is_available()
     return TrainingArguments(
-        output_dir=str(work / "checkpoints"), overwrite_output_dir=True, seed=cfg.seed, data_seed=cfg.seed,
+        output_dir=str(work / "checkpoints"), seed=cfg.seed, data_seed=cfg.seed,
         learning_rate=lr, num_train_epochs=epochs, per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.eval_batch_size, gradient_accumulation_steps=cfg.grad_accumulation,
-        warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay, group_by_length=group,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float in [0, 1) is the share of the training steps
+        weight_decay=cfg.weight_decay, train_sampling_strategy="group_by_length" if group else "random",
         eval_strategy="steps", eval_steps=every, save_strategy="steps", save_steps=every, save_total_limit=2,
-        save_only_model=True, save_safetensors=True, load_best_model_at_end=True, metric_for_best_model="macro_f1",
+        save_only_model=True, load_best_model_at_end=True, metric_for_best_model="macro_f1",  # safetensors always
         greater_is_better=True, logging_steps=max(1, min(every, 10)), report_to=[], use_cpu=not cuda,
         ddp_find_unused_parameters=False,  # frozen weights get no gradient by design
         ddp_backend="gloo" if world > 1 and not cuda else None, dataloader_num_workers=0, **_precision(cfg.precision),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -72,8 +73,8 @@ def tiny_tokenizer_dir(tmp_path_factory) -> Path:
 
     d = tmp_path_factory.mktemp("tiny-tokenizer")
     (d / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(d / "vocab.txt"), do_lower_case=True, model_max_length=64)
-    tok.save_pretrained(d)
+    tok = BertTokenizerFast(vocab=str(d / "vocab.txt"), do_lower_case=True, model_max_length=64)
+    tok.save_pretrained(d)  # tokenizer.json, tokenizer_config.json (transformers 5 writes no vocab.txt)
     return d
 
 
@@ -92,6 +93,7 @@ def build_tiny_bert(path: Path, tokenizer_dir: Path, labels=("negative", "positi
     model = BertForSequenceClassification(cfg).eval()
     model.save_pretrained(path, safe_serialization=True)
     tok.save_pretrained(path)
+    shutil.copy(tokenizer_dir / "vocab.txt", path / "vocab.txt")  # the word list, for tests that read it
     return path
 
 
@@ -113,23 +115,40 @@ def real_cache(monkeypatch):
         monkeypatch.delenv("EDGEDISTILL_CACHE", raising=False)
 
 
+def _redraw(module) -> None:
+    """BERT's initialisation at std 0.5, as transformers 4's ``_init_weights`` drew it (same order, same draws)."""
+    import torch
+
+    with torch.no_grad():
+        if isinstance(module, torch.nn.Linear):
+            module.weight.normal_(0.0, 0.5)
+            if module.bias is not None:
+                module.bias.zero_()
+        elif isinstance(module, torch.nn.Embedding):
+            module.weight.normal_(0.0, 0.5)
+            if module.padding_idx is not None:
+                module.weight[module.padding_idx].zero_()
+        elif isinstance(module, torch.nn.LayerNorm):
+            module.bias.zero_()
+            module.weight.fill_(1.0)
+
+
 @pytest.fixture(scope="session")
 def tiny_wide_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
     """The tiny BERT with its weights redrawn at std 0.5 (BERT's 0.02 gives every text nearly the same
     probability), so that a test mixing up texts or batches sees a difference."""
-    import shutil
-
     import torch
     from transformers import BertForSequenceClassification
 
     model = BertForSequenceClassification.from_pretrained(tiny_model_dir)
     model.config.initializer_range = 0.5
     torch.manual_seed(0)
-    model.apply(model._init_weights)
+    model.apply(_redraw)  # not model._init_weights: transformers 5 skips weights that were loaded
     wide = tmp_path_factory.mktemp("tiny-bert-wide")
     model.save_pretrained(wide)
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
-        shutil.copy(tiny_model_dir / name, wide / name)
+        if (tiny_model_dir / name).is_file():  # transformers 5 writes no special_tokens_map.json
+            shutil.copy(tiny_model_dir / name, wide / name)
     return wide
 
 

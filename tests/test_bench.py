@@ -220,6 +220,48 @@ def test_suite_ratios_goals_and_report(tmp_path):
     assert "| pkg (int8-dynamic) | python: TextClassifier (onnxruntime CPU) | 2 | 7.00 | 10.00 | 98 |  |" in md
 
 
+def test_suite_optimum_peer_runs_elsewhere_or_says_it_was_skipped(tmp_path, tiny_onnx_dir):
+    """The optimum peer lives in its own environment (`make peers`): without it the suite says so in a row and a
+    goal; the child's protocol answers failures as JSON (here: this environment has no optimum to load)."""
+    suite = _load("suite")
+    proc = suite.PeerProcess(Path(sys.executable), suite.OPTIMUM_PEER)
+    try:
+        with pytest.raises(suite.PeerError, match="before 'load'"):
+            proc.call(cmd="one", i=0)
+        with pytest.raises(suite.PeerError, match="load: ModuleNotFoundError"):
+            proc.call(cmd="load", onnx_dir=str(tiny_onnx_dir), file="model.onnx", threads=1, device="cpu",
+                      max_length=64, batch=2, fixed=["a"], batches=[["a", "b"]], real=["a"])
+    finally:
+        proc.close()
+    assert proc.proc.returncode == 0
+
+    peer = suite.Row("student ONNX fp32", "runtime", str(tiny_onnx_dir / "model.onnx"), 1, 1, one=print, many=print,
+                     stream=print, variant="fp32")
+    missing = suite.Suite(suite.SuiteConfig(onnx_dir=str(tiny_onnx_dir), peers_python=str(tmp_path / "no-python")))
+    assert missing.optimum_row(peer) is None
+    assert missing.skipped == [{"name": suite.OPTIMUM, "reason": f"skipped: run `make peers` (no {tmp_path / 'no-python'})"}]
+    broken = suite.Suite(suite.SuiteConfig(onnx_dir=str(tiny_onnx_dir), peers_python=sys.executable))
+    broken.fixed, broken.batches, broken.real = ["a"], [["a"]], ["a"]
+    assert broken.optimum_row(peer) is None and broken.peer_processes[0].proc.poll() is not None
+    assert broken.skipped[0]["reason"].startswith("skipped: the optimum peer failed: load: ModuleNotFoundError")
+
+    result = {"batch": 32, "length": 128, "peer_row": peer.name, "skipped_rows": missing.skipped,
+              "rows": [_row("student ONNX fp32", 8.0, 150.0, 600.0, 0.88, 2e7, "fp32"),
+                       _row(suite.BARE, 7.8, 152.0, 610.0, 0.88, 2e7, "fp32")]}
+    suite.add_ratios(result)
+    assert "throughput_vs_optimum" not in result["rows"][0]["ratios"]
+    goal = next(g for g in result["goals"] if "optimum" in g["goal"])
+    assert goal["met"] is None and goal["skipped"].startswith("skipped: run `make peers`")
+    result.update({"device": "cpu-test", "created": "now", "dataset": "d", "test_texts": 100, "stream_texts": 256,
+                   "stream_tokens_mean": 30.0, "peer_file": "model.onnx", "gemm": None, "macs": {},
+                   "environment": {"cpu": "cpu", "threads": 2, "os": "os", "python": "3", "onnxruntime": "1",
+                                   "cpu_flags": []},
+                   "load_average": {"before": None, "after": None}, "notes": [], "results_root": str(tmp_path)})
+    md = suite.to_markdown(result)
+    assert "| optimum pipeline | skipped: run `make peers`" in md and "optimum not run" in md
+    assert "- **not measured**: runtime >= 1.3x the optimum pipeline's throughput" in md
+
+
 def test_bench_command_never_imports_torch(tiny_package):
     import subprocess
 

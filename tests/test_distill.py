@@ -157,7 +157,7 @@ def build_tiny_mpnet(path: Path, labels=LABELS, hidden: int = 48, seed: int = 0)
     words = [w for w in VOCAB if not w.startswith("[")]
     vocab = ["<s>", "<pad>", "</s>", "<unk>", "[UNK]", "<mask>"] + sorted(words, reverse=True)
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tok = MPNetTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True, model_max_length=64)
+    tok = MPNetTokenizerFast(vocab=str(path / "vocab.txt"), do_lower_case=True, model_max_length=64)
     cfg = MPNetConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
                       intermediate_size=2 * hidden, max_position_embeddings=80, num_labels=len(labels),
                       id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},

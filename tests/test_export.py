@@ -1,4 +1,4 @@
-"""compress.export: optimum export with dynamic axes, token_type_ids either way, and a parity check that bites."""
+"""compress.export: torch.onnx export with dynamic axes, token_type_ids either way, and a parity check that bites."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def test_a_broken_graph_fails_parity_with_the_difference(tmp_path, tiny_wide_mod
 def test_export_of_a_broken_graph_fails_and_leaves_nothing(tmp_path, monkeypatch, tiny_wide_model_dir):
     import compress.export as ex
 
-    real = ex._optimum_export
+    real = ex._torch_export
 
     def swap_an_add(ckpt, dest, opset):  # an exporter bug: one Add becomes a Sub
         real(ckpt, dest, opset)
@@ -86,7 +86,7 @@ def test_export_of_a_broken_graph_fails_and_leaves_nothing(tmp_path, monkeypatch
         node.op_type = "Sub"
         onnx.save(model, str(dest / "model.onnx"))
 
-    monkeypatch.setattr(ex, "_optimum_export", swap_an_add)
+    monkeypatch.setattr(ex, "_torch_export", swap_an_add)
     out = tmp_path / "onnx"
     with pytest.raises(ExportParityError, match="logits"):
         export(ExportConfig(checkpoint=str(tiny_wide_model_dir), output=str(out), max_length=64))

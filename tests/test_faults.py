@@ -10,7 +10,7 @@ file and blocks. The test polls for the marker and SIGKILLs the child's process 
 known point inside the stage rather than wherever a timer happens to fall:
 
     teacher, student  the third training step (the Trainer's scratch folder is half filled)
-    export            the parity check (optimum has written the graph into the temporary folder)
+    export            the parity check (torch.onnx has written the graph into the temporary folder)
     quantize          the first int8 attempt (model_optimized.onnx is in the work folder, the report is not)
     package           the manifest (model, tokenizer, config and card are in the temporary folder)
     report            the plot (report.json and report.md are in the temporary folder)

@@ -380,11 +380,11 @@ def _train_tiny_bert(path: Path, tokenizer_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def trained_packages(tmp_path_factory, tiny_tokenizer_dir, tiny_package) -> dict[str, Path]:
     """fp32 and int8 (dynamic) packages of a briefly trained tiny BERT (the tiny package's files otherwise)."""
-    from optimum.exporters.onnx import main_export
+    from compress.export import ExportConfig, export
 
     tmp = tmp_path_factory.mktemp("web-trained")
     model = _train_tiny_bert(tmp / "bert", tiny_tokenizer_dir)
-    main_export(str(model), tmp / "onnx", task="text-classification", opset=17)
+    export(ExportConfig(checkpoint=str(model), output=str(tmp / "onnx"), opset=17, max_length=64))
     fp32 = _repackage(tiny_package, tmp / "fp32", onnx=tmp / "onnx" / "model.onnx")
     return {"fp32": fp32, "int8": _int8(fp32, tmp)}
 

@@ -21,7 +21,7 @@ def export_cmd(
     atol: Annotated[Optional[float], typer.Option(help="Largest accepted |torch - onnx| logit difference.")] = None,
     overwrite: Annotated[Optional[bool], typer.Option("--overwrite", help="Replace an existing output folder.")] = None,
 ) -> None:
-    """Export to ONNX through optimum and check torch-vs-onnxruntime parity on several input shapes."""
+    """Export to ONNX through torch.onnx and check torch-vs-onnxruntime parity on several input shapes."""
     from compress.export import META_FILE, ExportConfig, export
 
     cfg = make_config(ExportConfig, checkpoint=str(checkpoint), output=str(output) if output else None, opset=opset,

@@ -228,7 +228,7 @@ class _Run:
 
             path = Path(self._tmp.name) / "model_preprocessed.onnx"
             # the unfused graph holds standard ops only: ONNX shape inference suffices (the symbolic one
-            # gives up on optimum's dynamic-shape subgraphs)
+            # gives up on the exported dynamic-shape subgraphs)
             quant_pre_process(str(self.onnx_dir / MODEL_FILE), str(path), skip_symbolic_shape=True)
             self._preprocessed = path
         return self._preprocessed
