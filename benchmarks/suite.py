@@ -65,14 +65,14 @@ sys.path[:0] = [str(REPO), str(HERE)]  # run from a checkout: `python benchmarks
 
 from gemm_peak import config_macs, gemm_peak, graph_macs  # noqa: E402
 from compress.baseline import margin_kept  # noqa: E402
+from compress.quantize.config import VARIANT_FILES  # noqa: E402
+from compress.layout import BuildLayout  # noqa: E402
 from runtime.bench import (available_cpus, device_name, environment, exact_length_texts, markdown_table,  # noqa: E402
                            read_json, summarize, write_json)
 
 log = logging.getLogger("suite")
 
 RESULTS = HERE / "results"
-VARIANT_FILES = {"fp32": "model.onnx", "optimized": "model_optimized.onnx", "int8-dynamic": "model_int8_dynamic.onnx",
-                 "int8-static": "model_int8_static.onnx", "fp16": "model_fp16.onnx"}
 CPU_VARIANTS = ("fp32", "optimized", "int8-dynamic", "int8-static")
 CUDA_VARIANTS = ("fp32", "optimized", "fp16")
 TEACHER, OPTIMUM, BARE = "teacher (torch fp32)", "optimum pipeline", "bare onnxruntime session"
@@ -130,10 +130,10 @@ class SuiteConfig:
                      "gemm_n"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must be an int >= 1")
-        b = Path(self.build) if self.build else None
-        for name, sub in (("teacher", "teacher"), ("student", "student"), ("onnx_dir", "onnx"), ("package", "package")):
-            if getattr(self, name) is None and b is not None:
-                setattr(self, name, str(b / sub))
+        layout = BuildLayout(self.build) if self.build else None
+        for name, attr in (("teacher", "teacher"), ("student", "student"), ("onnx_dir", "onnx"), ("package", "package")):
+            if getattr(self, name) is None and layout is not None:
+                setattr(self, name, str(getattr(layout, attr)))
         if self.onnx_dir is None or not (Path(self.onnx_dir) / "model.onnx").is_file():
             raise ValueError(f"onnx_dir={self.onnx_dir!r}: no model.onnx there (pass --build or --onnx-dir)")
 
