@@ -6,7 +6,6 @@
       onnx/               the exported student, its optimised / quantized variants and quantize_report.json
       package/            the model package the runtime loads
       report/             report.md, report.json, plot.png: the build report
-      build.log           the full log of the last build (every library's messages)
       .state.json         the stage records (fingerprints, run ids) that make builds resumable
 
 The recipe, the pipeline, the report, the CLI and the benchmarks all take paths from :class:`BuildLayout`.
@@ -61,10 +60,6 @@ class BuildLayout:
     @property
     def report_json(self) -> Path:
         return self.report / "report.json"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "build.log"
 
     @property
     def state(self) -> Path:
