@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class PackageConfig:
+class PackagingConfig:
     """Which export to package, which of its variants, and where to write it."""
 
     onnx_dir: str = ""
@@ -64,7 +64,7 @@ class PackageConfig:
         return Path(self.output) if self.output else BuildLayout(Path(self.onnx_dir).resolve().parent).package
 
 
-def build_package(cfg: PackageConfig) -> Path:
+def build_package(cfg: PackagingConfig) -> Path:
     """Write the package folder (and optional .zip) for ``cfg``; returns the folder."""
     from runtime.classifier import TextClassifier  # submodules: they import under any install layout
     from runtime.package import write_manifest, zip_package

@@ -10,7 +10,7 @@ A recipe's tables are the stage configs' fields, nothing else::
     [distill]   -> compress.distill.DistillConfig   (data, student, teacher_dir, output_dir, profile set here)
     [export]    -> compress.export.ExportConfig     (checkpoint, output set here)
     [quantize]  -> compress.quantize.QuantizeConfig (paths set here)
-    [package]   -> compress.package.PackageConfig   (paths set here)
+    [package]   -> compress.package.PackagingConfig   (paths set here)
     [profiles.quick.teacher]  ... overrides applied when building with --profile quick
 
 Defaults live in the config dataclasses only: a recipe states what differs.
@@ -46,7 +46,7 @@ SECTIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "distill": ("compress.distill", "DistillConfig", ("data", "student", "teacher_dir", "output_dir", "profile")),
     "export": ("compress.export", "ExportConfig", ("checkpoint", "output")),
     "quantize": ("compress.quantize", "QuantizeConfig", ("onnx_dir", "data")),
-    "package": ("compress.package", "PackageConfig", ("onnx_dir", "output", "recipe")),
+    "package": ("compress.package", "PackagingConfig", ("onnx_dir", "output", "recipe")),
     "report": ("compress.report", "ReportConfig", ()),
 }
 TOP_LEVEL = {"name", "description", "profile", "profiles"}

@@ -218,7 +218,7 @@ def tiny_package(tmp_path_factory, tiny_onnx_dir) -> Path:
     """The fp32 model package of the wide tiny BERT, built by ``compress.package.build_package`` from
     ``compress.export``'s output: model.onnx + tokenizer.json + config.json + README.md + manifest.json.
     Session-scoped and shared: copy it before changing a byte."""
-    from compress.package import PackageConfig, build_package
+    from compress.package import PackagingConfig, build_package
 
     out = tmp_path_factory.mktemp("tiny-package") / "tiny-bert"
-    return build_package(PackageConfig(onnx_dir=str(tiny_onnx_dir), output=str(out), name="tiny-bert"))
+    return build_package(PackagingConfig(onnx_dir=str(tiny_onnx_dir), output=str(out), name="tiny-bert"))

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from compress.errors import ConfigError
-from compress.package import PackageConfig, build_package
+from compress.package import PackagingConfig, build_package
 from compress.quantize import QuantizeReport
 from runtime import TextClassifier, sha256_file, verify_package
 
@@ -21,7 +21,7 @@ PACKAGE_FILES = {"model.onnx", "tokenizer.json", "config.json", "README.md", "ma
 @pytest.fixture(scope="module")
 def package(tmp_path_factory, tiny_quantized_dir):
     out = tmp_path_factory.mktemp("pkg") / "movie-tiny"
-    return build_package(PackageConfig(str(tiny_quantized_dir), output=str(out), zip=True))
+    return build_package(PackagingConfig(str(tiny_quantized_dir), output=str(out), zip=True))
 
 
 def test_the_package_holds_exactly_the_listed_files_and_their_hashes(package):
@@ -76,20 +76,20 @@ def test_a_rejected_variant_is_never_packaged(tmp_path, tiny_quantized_dir):
     static.status, static.reason = "rejected", "-3.00 points, beyond the budget of -1"
     report.save(onnx_dir)
     with pytest.raises(ConfigError, match="did not pass the accuracy gate"):
-        build_package(PackageConfig(str(onnx_dir), output=str(tmp_path / "pkg"), variant="int8-static"))
+        build_package(PackagingConfig(str(onnx_dir), output=str(tmp_path / "pkg"), variant="int8-static"))
     with pytest.raises(ConfigError, match="fp16"):
-        build_package(PackageConfig(str(onnx_dir), output=str(tmp_path / "pkg"), variant="fp16"))
+        build_package(PackagingConfig(str(onnx_dir), output=str(tmp_path / "pkg"), variant="fp16"))
     with pytest.raises(ConfigError, match="not in the quantize report"):
-        build_package(PackageConfig(str(onnx_dir), output=str(tmp_path / "pkg"), variant="int4"))
+        build_package(PackagingConfig(str(onnx_dir), output=str(tmp_path / "pkg"), variant="int4"))
     assert not (tmp_path / "pkg").exists()
-    out = build_package(PackageConfig(str(onnx_dir), output=str(tmp_path / "pkg"), variant="int8-dynamic"))
+    out = build_package(PackagingConfig(str(onnx_dir), output=str(tmp_path / "pkg"), variant="int8-dynamic"))
     assert json.loads((out / "config.json").read_text())["variant"] == "int8-dynamic"
 
 
 def test_without_a_report_only_fp32_is_packaged(tmp_path, tiny_onnx_dir):
     with pytest.raises(ConfigError, match="no quantize report"):
-        build_package(PackageConfig(str(tiny_onnx_dir), output=str(tmp_path / "pkg"), variant="int8-dynamic"))
-    out = build_package(PackageConfig(str(tiny_onnx_dir), output=str(tmp_path / "pkg")))
+        build_package(PackagingConfig(str(tiny_onnx_dir), output=str(tmp_path / "pkg"), variant="int8-dynamic"))
+    out = build_package(PackagingConfig(str(tiny_onnx_dir), output=str(tmp_path / "pkg")))
     assert (out / "model.onnx").read_bytes() == (tiny_onnx_dir / "model.onnx").read_bytes()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["quantization"] is None and "macro_f1" not in manifest["metrics"]
@@ -97,22 +97,22 @@ def test_without_a_report_only_fp32_is_packaged(tmp_path, tiny_onnx_dir):
 
 
 def test_an_existing_package_needs_overwrite(tmp_path, tiny_onnx_dir):
-    cfg = PackageConfig(str(tiny_onnx_dir), output=str(tmp_path / "pkg"), name="again")
+    cfg = PackagingConfig(str(tiny_onnx_dir), output=str(tmp_path / "pkg"), name="again")
     build_package(cfg)
     with pytest.raises(ConfigError, match="already exists"):
         build_package(cfg)
     (tmp_path / "pkg" / "stray.txt").write_text("x")
-    build_package(PackageConfig(str(tiny_onnx_dir), output=str(tmp_path / "pkg"), overwrite=True))
+    build_package(PackagingConfig(str(tiny_onnx_dir), output=str(tmp_path / "pkg"), overwrite=True))
     assert {p.name for p in (tmp_path / "pkg").iterdir()} == PACKAGE_FILES
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]
 
 
 def test_the_recipe_is_recorded(tmp_path, tiny_onnx_dir):
     recipe = {"name": "movie-tiny", "distill": {"alpha": 0.5}}
-    out = build_package(PackageConfig(str(tiny_onnx_dir), output=str(tmp_path / "pkg"), recipe=recipe))
+    out = build_package(PackagingConfig(str(tiny_onnx_dir), output=str(tmp_path / "pkg"), recipe=recipe))
     assert json.loads((out / "manifest.json").read_text())["recipe"] == recipe
     with pytest.raises(ConfigError, match="recipe"):
-        PackageConfig(str(tiny_onnx_dir), recipe="models/x.toml")
+        PackagingConfig(str(tiny_onnx_dir), recipe="models/x.toml")
 
 
 def test_cli_package(tmp_path, tiny_quantized_dir):

@@ -118,7 +118,7 @@ def package_cmd(
 ) -> None:
     """Write the model package: model.onnx, tokenizer.json, config.json, manifest.json (hashes), README.md."""
     from compress.errors import ConfigError
-    from compress.package import PackageConfig, build_package
+    from compress.package import PackagingConfig, build_package
 
     recipe_dict = None
     if recipe is not None:
@@ -130,7 +130,7 @@ def package_cmd(
             recipe_dict = tomllib.loads(recipe.read_text())
         else:
             recipe_dict = json.loads(recipe.read_text())
-    cfg = make_config(PackageConfig, onnx_dir=str(onnx_dir), output=str(output) if output else None, variant=variant,
+    cfg = make_config(PackagingConfig, onnx_dir=str(onnx_dir), output=str(output) if output else None, variant=variant,
                       name=name, zip=zip_, overwrite=overwrite, recipe=recipe_dict)
     with console.status(f"packaging {onnx_dir}"):
         out = build_package(cfg)
