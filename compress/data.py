@@ -456,6 +456,21 @@ def sorted_by_length(ds):
     return lengths.sort("_length").remove_columns("_length")
 
 
+def length_batches(tokenizer, texts: Sequence[str], max_length: int, batch_size: int, return_tensors: str = "pt"):
+    """``(indices, padded batch)`` over ``texts`` in batches of about one token length, shortest first: each
+    batch pads little. Write each batch's outputs to ``out[indices]`` to get them back in input order. The one
+    loop behind every batched inference of the toolchain (evaluation, the teacher's outputs, cached features)."""
+    import numpy as np
+
+    texts = list(texts)
+    enc = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    order = np.argsort([len(e) for e in enc], kind="stable")
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        yield idx, tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
+                             return_tensors=return_tensors)
+
+
 def token_lengths(tokenizer, texts: Sequence[str], limit: int) -> dict[str, Any]:
     """How many tokens ``texts`` take untruncated (p50, p95, p99, max) and the share that ``limit`` cuts.
 

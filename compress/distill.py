@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from compress.data import DataConfig, sorted_by_length
+from compress.data import DataConfig, length_batches, sorted_by_length
 from compress.errors import ConfigError, TransferSetError
 from compress.fsutil import publishing
 from compress.student import StudentConfig
@@ -338,8 +338,6 @@ def run_teacher(teacher_dir: Path | str, texts: Sequence[str], max_length: int, 
     model = AutoModelForSequenceClassification.from_pretrained(teacher_dir, **kwargs).eval()
     tok = AutoTokenizer.from_pretrained(teacher_dir)
     texts = list(texts)
-    enc = tok(texts, truncation=True, max_length=max_length)["input_ids"]
-    order = np.argsort([len(e) for e in enc], kind="stable")
     logits = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     layers = list(layers) if layers is not None else [model.config.num_hidden_layers]
     width = model.config.hidden_size
@@ -347,10 +345,7 @@ def run_teacher(teacher_dir: Path | str, texts: Sequence[str], max_length: int, 
     attns: list[np.ndarray | None] = [None] * len(texts) if attention else []
     t0, done = time.perf_counter(), 0
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            batch = tok([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
-                        return_tensors="pt")
+        for n, (idx, batch) in enumerate(length_batches(tok, texts, max_length, batch_size)):
             out = model(**batch, output_hidden_states=pooled, output_attentions=attention)
             logits[idx] = out.logits.float().numpy()
             if pooled:
@@ -362,7 +357,7 @@ def run_teacher(teacher_dir: Path | str, texts: Sequence[str], max_length: int, 
                     n = int(batch["attention_mask"][j].sum())
                     attns[i] = last[j, :n, :n].numpy().copy()
             done += len(idx)
-            if start // batch_size % 20 == 0:
+            if n % 20 == 0:
                 log.info("teacher outputs: %d / %d texts (%.1f texts/s)", done, len(texts),
                          done / max(time.perf_counter() - t0, 1e-9))
     del model
@@ -398,20 +393,15 @@ def run_teacher_onnx(teacher_dir: Path | str, texts: Sequence[str], max_length: 
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(folder / MODEL_FILE), opts, providers=["CPUExecutionProvider"])
     texts = list(texts)
-    enc = tok(texts, truncation=True, max_length=max_length)["input_ids"]
-    order = np.argsort([len(e) for e in enc], kind="stable")
     logits = None
     t0, done = time.perf_counter(), 0
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        batch = tok([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
-                    return_tensors="np")
+    for n, (idx, batch) in enumerate(length_batches(tok, texts, max_length, batch_size, return_tensors="np")):
         out = session.run(["logits"], {k: batch[k].astype(np.int64) for k in names})[0]
         if logits is None:
             logits = np.zeros((len(texts), out.shape[1]), dtype=np.float32)
         logits[idx] = out
         done += len(idx)
-        if start // batch_size % 20 == 0:
+        if n % 20 == 0:
             log.info("teacher outputs (onnx): %d / %d texts (%.1f texts/s)", done, len(texts),
                      done / max(time.perf_counter() - t0, 1e-9))
     del session
@@ -442,6 +432,14 @@ def teacher_outputs(teacher_dir: Path | str, texts: Sequence[str], max_length: i
     texts = list(texts)
     if pooled or attention:
         backend = "torch"  # inner states come from torch only
+    if backend == "onnx":
+        from compress.errors import ExportError
+
+        try:
+            onnx_teacher(teacher_dir, max_length)
+        except ExportError as e:  # an architecture the exporter can't take, or a graph that fails parity
+            log.warning("the teacher runs in torch: its ONNX export failed (%s)", e)
+            backend = "torch"
 
     def run(subset: list[str]) -> TeacherOutputs:
         if backend == "onnx":

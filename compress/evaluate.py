@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from compress.data import length_batches
 from compress.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -190,16 +191,12 @@ def predict_proba_torch(model, tokenizer, texts: Sequence[str], *, max_length: i
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-    order = np.argsort([len(e) for e in enc], kind="stable")
     out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     try:
         with torch.inference_mode():
-            for start in tqdm(range(0, len(order), batch_size), desc="evaluating", unit="batch",
-                              disable=not progress):
-                idx = order[start:start + batch_size]
-                batch = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
-                                  return_tensors="pt").to(device)
+            for idx, batch in tqdm(length_batches(tokenizer, texts, max_length, batch_size), desc="evaluating",
+                                   unit="batch", total=-(-len(texts) // batch_size), disable=not progress):
+                batch = batch.to(device)
                 logits = model(**model_inputs(model, batch)).logits.float()
                 out[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
     finally:

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from compress import sources
-from compress.data import DataConfig
+from compress.data import DataConfig, length_batches
 from compress.errors import ConfigError
 from compress.fsutil import replace_folder
 
@@ -267,22 +267,18 @@ def head_inputs(model, tokenizer, texts: list[str], *, max_length: int, batch_si
         raise ConfigError("strategy", "features", f"{type(model).__name__} has no .classifier head")
     seen: list = []
     hook = head.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
-    enc = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    order = np.argsort([len(e) for e in enc], kind="stable")
     out: np.ndarray | None = None
     model.eval()
     try:
         with torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
-                idx = order[start:start + batch_size]
-                batch = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
-                                  return_tensors="pt").to(model.device)
+            for idx, batch in length_batches(tokenizer, texts, max_length, batch_size):
+                batch = batch.to(model.device)
                 seen.clear()
                 logits = model(**model_inputs(model, batch)).logits
                 x = seen[0]
                 if x.dim() == 3:
                     x = x[:, :1, :]
-                if start == 0:  # the head must reproduce the model's logits from the cached inputs
+                if out is None:  # the first batch: the head must reproduce the model's logits from the cached inputs
                     diff = (head(x).float() - logits.float()).abs().max().item()
                     if diff > 1e-4:
                         raise ConfigError("strategy", "features", f"{model.config.model_type}: the head does not "
