@@ -270,15 +270,22 @@ def test_grid_parsing_and_base_files(tmp_path, tiny_model_dir):
     assert load_base(jpath).student.trim_vocab is True
 
 
-def test_cached_rows_are_reused_for_a_larger_transfer_set(tiny_model_dir, tmp_path, monkeypatch):
-    calls = []
-    real = distill_mod.run_teacher
+def _texts_seen_by(monkeypatch, runner: str) -> list[list[str]]:
+    """Patch ``compress.distill.<runner>`` to record the texts of each call; returns that record."""
+    calls: list[list[str]] = []
+    real = getattr(distill_mod, runner)
 
     def spy(teacher_dir, texts, *args, **kwargs):
         calls.append(list(texts))
         return real(teacher_dir, texts, *args, **kwargs)
 
-    monkeypatch.setattr(distill_mod, "run_teacher", spy)
+    monkeypatch.setattr(distill_mod, runner, spy)
+    return calls
+
+
+def test_cached_rows_are_reused_for_a_larger_transfer_set(tiny_model_dir, tmp_path, monkeypatch):
+    real = distill_mod.run_teacher
+    calls = _texts_seen_by(monkeypatch, "run_teacher")
     first = ["the film was great", "awful plot", "a very boring and flat movie"]
     more = ["a warm and moving story", "tedious"]
     a = distill_mod.teacher_outputs(tiny_model_dir, first, 16, pooled=True, cache=tmp_path)
@@ -369,14 +376,7 @@ def test_hidden_loss_over_several_layers(tiny_csv, mpnet_teacher, student_init, 
 def test_teacher_outputs_through_onnx_runtime_match_torch_and_are_cached(tiny_model_dir, tmp_path, monkeypatch):
     texts = ["the film was great", "awful plot", "a very boring and flat movie", "a warm and moving story"]
     torch_out = distill_mod.run_teacher(tiny_model_dir, texts, 16)
-    calls = []
-    real = distill_mod.run_teacher_onnx
-
-    def spy(teacher_dir, subset, *args, **kwargs):
-        calls.append(list(subset))
-        return real(teacher_dir, subset, *args, **kwargs)
-
-    monkeypatch.setattr(distill_mod, "run_teacher_onnx", spy)
+    calls = _texts_seen_by(monkeypatch, "run_teacher_onnx")
     a = distill_mod.teacher_outputs(tiny_model_dir, texts, 16, backend="onnx", cache=tmp_path)
     np.testing.assert_allclose(a.logits, torch_out.logits, atol=1e-4)
     # exported once, parity-checked, kept in the cache under the checkpoint's hash
@@ -389,3 +389,18 @@ def test_teacher_outputs_through_onnx_runtime_match_torch_and_are_cached(tiny_mo
     assert c.pooled is not None and calls == [texts]
     with pytest.raises(ConfigError, match="teacher_backend"):
         DistillConfig(teacher_dir="t", teacher_backend="tf")
+
+
+def test_a_teacher_that_cannot_export_is_run_in_torch(tiny_model_dir, tmp_path, monkeypatch, caplog):
+    from compress.errors import ExportError
+
+    def no_export(*args, **kwargs):
+        raise ExportError("optimum could not export this architecture")
+
+    monkeypatch.setattr(distill_mod, "onnx_teacher", no_export)
+    torch_calls = _texts_seen_by(monkeypatch, "run_teacher")
+    texts = ["the film was great", "awful plot"]
+    with caplog.at_level("WARNING", logger="compress.distill"):
+        out = distill_mod.teacher_outputs(tiny_model_dir, texts, 16, backend="onnx", cache=tmp_path)
+    assert torch_calls == [texts] and out.logits.shape == (2, 2)
+    assert "its ONNX export failed" in caplog.text and "could not export" in caplog.text
