@@ -3,7 +3,7 @@
 ``ablate(base, {"distill.alpha": [0, 0.5, 0.9], "student.layers": [3, 6]}, out)`` runs the 6 cells of the
 cartesian product, each one :func:`compress.distill.distill` with the base config changed in those fields,
 and writes ``out/ablation.md`` and ``out/ablation.json``: per cell its values, test macro-F1, accuracy,
-parameters, size and time. Keys name a config table and a field: ``distill.<field>`` (or just ``<field>``),
+parameters, size and time. Keys name a config table and a field, as ``--set`` does: ``distill.<field>``,
 ``student.<field>``, ``data.<field>``. Cells share the teacher-output cache, so the teacher runs at most once
 per distinct transfer set and ``max_length``.
 """
@@ -15,68 +15,35 @@ import json
 import logging
 import re
 import time
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from compress.data import DataConfig
-from compress.distill import DistillConfig, config_from_dict, distill
+from compress import recipe
+from compress.distill import DistillConfig, distill
 from compress.errors import ConfigError, EdgeDistillError
-from compress.student import StudentConfig
 
 log = logging.getLogger(__name__)
 
-_TABLES = {"distill": DistillConfig, "student": StudentConfig, "data": DataConfig}
-
-
-def _split_key(key: str) -> tuple[str, str]:
-    table, _, name = key.rpartition(".")
-    table = table or "distill"
-    if table not in _TABLES:
-        raise ConfigError("grid", key, f"the table must be one of {', '.join(_TABLES)}")
-    if name not in {f.name for f in fields(_TABLES[table])} or name in ("data", "student"):
-        raise ConfigError("grid", key, f"{_TABLES[table].__name__} has no field {name!r}")
-    return table, name
-
-
-def parse_value(text: str) -> Any:
-    """A grid value from the command line: int, float, bool, none, a [list] of ints, or a string."""
-    t = text.strip()
-    low = t.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    if t.startswith("[") and t.endswith("]"):
-        return [parse_value(x) for x in t[1:-1].split(";" if ";" in t else " ") if x.strip()]
-    for cast in (int, float):
-        try:
-            return cast(t)
-        except ValueError:
-            pass
-    return t
+# the tables a DistillConfig holds: what a grid or a cell may vary
+TABLES = ("distill", "student", "data")
 
 
 def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
-    """``["distill.alpha=0,0.5", "student.layers=3,6"]`` -> ``{"distill.alpha": [0, 0.5], ...}``.
+    """``--grid`` values (:func:`compress.recipe.parse_grid`) over the tables an ablation varies."""
+    return recipe.parse_grid(specs, TABLES)
 
-    An index list as one value is written in brackets with ``;`` or spaces: ``student.layers=[0;5],[0;2;5]``.
-    """
-    grid: dict[str, list[Any]] = {}
-    for spec in specs:
-        key, sep, values = spec.partition("=")
-        if not sep or not key.strip() or not values.strip():
-            raise ConfigError("grid", spec, "write KEY=V1,V2,... (e.g. distill.alpha=0,0.5,0.9)")
-        parts = re.findall(r"\[[^\]]*\]|[^,]+", values)
-        grid[key.strip()] = [parse_value(p) for p in parts]
-    return grid
+
+def parse_cell(spec: str) -> dict[str, Any]:
+    """One ``--cell`` (:func:`compress.recipe.parse_cell`) over the tables an ablation varies."""
+    return recipe.parse_cell(spec, TABLES)
 
 
 def apply(base: DistillConfig, changes: dict[str, Any]) -> DistillConfig:
     """``base`` with the dotted-key ``changes`` applied (every table re-validated)."""
-    by_table: dict[str, dict[str, Any]] = {t: {} for t in _TABLES}
+    by_table: dict[str, dict[str, Any]] = {t: {} for t in TABLES}
     for key, value in changes.items():
-        table, name = _split_key(key)
+        table, name = recipe.split_key(key, TABLES, what="grid")
         by_table[table][name] = value
     student = replace(base.student, **by_table["student"]) if by_table["student"] else base.student
     data = replace(base.data, **by_table["data"]) if by_table["data"] else base.data
@@ -91,18 +58,6 @@ def cell_name(changes: dict[str, Any]) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]", "", name)
 
 
-def parse_cell(spec: str) -> dict[str, Any]:
-    """``"distill.alpha=0.9 distill.temperature=4"`` -> one cell: the fields it changes from the base."""
-    cell: dict[str, Any] = {}
-    for item in spec.split():
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError("cell", spec, "write KEY=VALUE pairs separated by spaces (e.g. distill.alpha=0.9)")
-        _split_key(key)
-        cell[key] = parse_value(value)
-    return cell
-
-
 def ablate(base: DistillConfig, grid: dict[str, list[Any]] | None, output_dir: Path | str, *,
            cells: list[dict[str, Any]] | None = None, references: bool = True) -> list[dict[str, Any]]:
     """Run every cell of ``grid`` (their cartesian product) and then each of ``cells`` (one lever or a few per
@@ -113,7 +68,7 @@ def ablate(base: DistillConfig, grid: dict[str, list[Any]] | None, output_dir: P
     if not grid and not cells:
         raise ConfigError("grid", grid, "name at least one KEY=V1,V2,... to vary, or a cell")
     for key, values in grid.items():
-        _split_key(key)
+        recipe.split_key(key, TABLES, what="grid")
         if not values:
             raise ConfigError("grid", key, "has no values")
     out = Path(output_dir)
@@ -212,37 +167,10 @@ def write_table(rows: list[dict[str, Any]], keys: list[str], out: Path, base: Di
     return jpath, mpath
 
 
-def load_base(path: Path | str, **overrides: Any) -> DistillConfig:
-    """The base DistillConfig of a recipe (``compress.recipe.load_recipe`` when it exists) or of a JSON /
-    TOML file whose tables (``distill``, ``student``, ``data``) map onto DistillConfig. ``overrides``
-    (e.g. ``teacher_dir``) replace DistillConfig fields; None values are ignored."""
-    overrides = {k: v for k, v in overrides.items() if v is not None}
+def load_base(path: Path | str, **owned: Any) -> DistillConfig:
+    """The quick-profile DistillConfig of a recipe or of a config file with the same tables (TOML or JSON, no
+    ``name`` needed), through the recipe layer. ``owned`` (``teacher_dir``, ``output_dir``; None: the
+    recipe's build folder) replaces the paths the build layout would give."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError("recipe", str(path), "no such file")
-    text = path.read_text()
-    if path.suffix == ".toml" and re.search(r"(?m)^name\s*=", text):
-        try:  # a real recipe: the lead's recipe layer builds the DistillConfig
-            from compress.recipe import load_recipe
-        except ImportError:
-            load_recipe = None
-        if load_recipe is not None:
-            recipe = load_recipe(path, profile="quick")
-            return replace(recipe.distill(), **overrides)
-    if path.suffix == ".json":
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError("recipe", str(path), f"not valid JSON ({e})") from None
-    elif path.suffix == ".toml":
-        import tomllib
-
-        try:
-            d = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError("recipe", str(path), f"not valid TOML ({e})") from None
-    else:
-        raise ConfigError("recipe", str(path), "must be a .toml recipe or a .json config")
-    d = dict(d)
-    d["distill"] = {**(d.get("distill") or {}), **overrides}
-    return config_from_dict(d)
+    base = recipe.load_recipe(path, profile="quick", default_name=path.stem)
+    return base.distill(**{k: v for k, v in owned.items() if v is not None})

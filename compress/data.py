@@ -56,17 +56,18 @@ class DataConfig:
         for name in ("test_size", "validation_size"):
             v = getattr(self, name)
             if not 0.0 <= v < 1.0:
-                raise ConfigError(name, v, "must be in [0, 1)")
+                raise ConfigError(f"data.{name}", v, "must be in [0, 1)")
         if self.test_file is None and self.test_size == 0:
-            raise ConfigError("test_size", 0, "needs a test_file when no test split is cut")
+            raise ConfigError("data.test_size", 0, "needs a test_file when no test split is cut")
         if self.test_size + self.validation_size >= 0.9:
-            raise ConfigError("test_size", self.test_size, "test_size + validation_size leaves too little to train on")
+            raise ConfigError("data.test_size", self.test_size,
+                              "test_size + validation_size leaves too little to train on")
         for name in ("max_train_samples", "max_validation_samples"):
             v = getattr(self, name)
             if v is not None and v < 2:
-                raise ConfigError(name, v, "must be at least 2 (or unset)")
+                raise ConfigError(f"data.{name}", v, "must be at least 2 (or unset)")
         if not self.source:
-            raise ConfigError("source", self.source, "name a built-in dataset or a file")
+            raise ConfigError("data.source", self.source, "name a built-in dataset or a file")
 
 
 @dataclass(frozen=True)

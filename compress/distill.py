@@ -40,12 +40,13 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from compress import profiles
 from compress.data import DataConfig, length_batches, sorted_by_length
 from compress.errors import ConfigError, TransferSetError
 from compress.fsutil import publishing
@@ -70,7 +71,6 @@ PROFILES: dict[str, dict[str, Any]] = {
              "augment": 0},
 }
 TEACHER_BACKENDS = ("onnx", "torch")
-_PROFILE_FIELDS = ("epochs", "learning_rate", "batch_size", "max_length", "max_transfer_samples", "augment")
 
 
 @dataclass
@@ -129,8 +129,7 @@ class DistillConfig:
         if isinstance(self.transfer, str):
             self.transfer = [self.transfer]
         self.transfer = list(self.transfer)
-        if self.profile not in PROFILES:
-            raise ConfigError("distill.profile", self.profile, f"must be one of {', '.join(PROFILES)}")
+        profiles.check("distill", self.profile)
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError("distill.alpha", self.alpha, "must be in [0, 1]")
         if self.augment is not None and (isinstance(self.augment, bool) or not isinstance(self.augment, int)
@@ -180,33 +179,11 @@ class DistillConfig:
         return self.alpha > 0 or self.hidden_loss_weight > 0 or self.attention_loss_weight > 0
 
     def resolved(self) -> DistillConfig:
-        """A copy with every None field filled from the profile (the DataConfig subset sizes too)."""
-        prof = PROFILES[self.profile]
-        data = replace(self.data, **{k: prof[k] for k in ("max_train_samples", "max_validation_samples")
-                                      if getattr(self.data, k) is None and prof[k] is not None})
-        filled = {k: prof[k] for k in _PROFILE_FIELDS if getattr(self, k) is None}
-        return replace(self, data=data, **filled)
+        """A copy with every None field filled from ``PROFILES[profile]`` (the DataConfig subset sizes too)."""
+        return profiles.resolve(self, PROFILES)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def config_from_dict(d: dict[str, Any]) -> DistillConfig:
-    """A DistillConfig from nested tables: ``{"data": {...}, "student": {...}, "distill": {...}}``, or the
-    DistillConfig fields at the top level (with ``data`` / ``student`` sub-tables)."""
-    d = dict(d)
-    top = dict(d.pop("distill", {}) or {})
-    for key in ("data", "student"):
-        if key in d:
-            top[key] = d.pop(key)
-    names = {f.name for f in fields(DistillConfig)}
-    for k, v in d.items():
-        if k in names:
-            top[k] = v
-    unknown = set(top) - names
-    if unknown:
-        raise ConfigError("distill", sorted(unknown), f"unknown fields; known: {', '.join(sorted(names))}")
-    return DistillConfig(**top)
 
 
 # ------------------------------------------------------------------------------ the loss

@@ -70,13 +70,13 @@ class ExportConfig:
 
     def __post_init__(self) -> None:
         if not str(self.checkpoint):
-            raise ConfigError("checkpoint", self.checkpoint, "name a fine-tuned classifier checkpoint folder")
+            raise ConfigError("export.checkpoint", self.checkpoint, "name a fine-tuned classifier checkpoint folder")
         if not isinstance(self.opset, int) or self.opset < MIN_OPSET:
-            raise ConfigError("opset", self.opset, f"must be an int >= {MIN_OPSET}")
+            raise ConfigError("export.opset", self.opset, f"must be an int >= {MIN_OPSET}")
         if not isinstance(self.max_length, int) or self.max_length < 8:
-            raise ConfigError("max_length", self.max_length, "must be an int >= 8")
+            raise ConfigError("export.max_length", self.max_length, "must be an int >= 8")
         if not self.atol > 0:
-            raise ConfigError("atol", self.atol, "must be > 0")
+            raise ConfigError("export.atol", self.atol, "must be > 0")
 
     @property
     def output_dir(self) -> Path:
@@ -91,10 +91,11 @@ def export(cfg: ExportConfig) -> Path:
 
     ckpt = Path(cfg.checkpoint)
     if not (ckpt / "config.json").is_file():
-        raise ConfigError("checkpoint", str(ckpt), "no config.json there: not a save_pretrained checkpoint folder")
+        raise ConfigError("export.checkpoint", str(ckpt),
+                          "no config.json there: not a save_pretrained checkpoint folder")
     out = cfg.output_dir
     if out.exists() and not cfg.overwrite:
-        raise ConfigError("output", str(out), "already exists; pass overwrite=True (--overwrite) to replace it")
+        raise ConfigError("export.output", str(out), "already exists; pass overwrite=True (--overwrite) to replace it")
 
     tokenizer = AutoTokenizer.from_pretrained(ckpt)
     if not getattr(tokenizer, "is_fast", False):

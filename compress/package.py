@@ -55,9 +55,9 @@ class PackagingConfig:
 
     def __post_init__(self) -> None:
         if not str(self.onnx_dir):
-            raise ConfigError("onnx_dir", self.onnx_dir, "name a folder written by `edgedistill export`")
+            raise ConfigError("package.onnx_dir", self.onnx_dir, "name a folder written by `edgedistill export`")
         if self.recipe is not None and not isinstance(self.recipe, dict):
-            raise ConfigError("recipe", self.recipe, "must be a mapping (the parsed recipe) or None")
+            raise ConfigError("package.recipe", self.recipe, "must be a mapping (the parsed recipe) or None")
 
     @property
     def output_dir(self) -> Path:
@@ -75,11 +75,12 @@ def build_package(cfg: PackagingConfig) -> Path:
     attempt = _pick(cfg.variant, report)
     source = onnx_dir / attempt.file
     if not source.is_file():
-        raise ConfigError("variant", attempt.name, f"its file {source} is missing (re-run quantize)")
+        raise ConfigError("package.variant", attempt.name, f"its file {source} is missing (re-run quantize)")
     zip_path = out.with_name(out.name + ".zip")
     for path in (out, zip_path) if cfg.zip else (out,):
         if path.exists() and not cfg.overwrite:
-            raise ConfigError("output", str(path), "already exists; pass overwrite=True (--overwrite) to replace it")
+            raise ConfigError("package.output", str(path),
+                              "already exists; pass overwrite=True (--overwrite) to replace it")
 
     tmp_zip: Path | None = None
     try:
@@ -116,21 +117,22 @@ def _pick(wanted: str | None, report: QuantizeReport | None) -> Attempt:
     """The attempt to ship: the report's choice, or the named one, which must have passed the gate."""
     if report is None:
         if wanted not in (None, "fp32"):
-            raise ConfigError("variant", wanted, "there is no quantize report in the ONNX folder, so only fp32 "
+            raise ConfigError("package.variant", wanted, "there is no quantize report in the ONNX folder, so only fp32 "
                               "(which needs no accuracy gate) can be packaged; run `edgedistill quantize` first")
         return Attempt("fp32", "fp32", MODEL_FILE, {}, status="passed", reason="reference")
     if wanted is None:
         return report.attempt(report.chosen)
     named = [a for a in report.attempts if a.name == wanted] or [a for a in report.attempts if a.variant == wanted]
     if not named:
-        raise ConfigError("variant", wanted, f"not in the quantize report; attempts: {[a.name for a in report.attempts]}")
+        raise ConfigError("package.variant", wanted,
+                          f"not in the quantize report; attempts: {[a.name for a in report.attempts]}")
     passing = [a for a in named if a.passed]
     if not passing:
         a = named[0]
-        raise ConfigError("variant", wanted, f"did not pass the accuracy gate ({a.status}: {a.reason}); "
+        raise ConfigError("package.variant", wanted, f"did not pass the accuracy gate ({a.status}: {a.reason}); "
                           "a package never ships a variant that failed it")
     if any(a.variant == "fp16" for a in passing):
-        raise ConfigError("variant", wanted, "fp16 is gated for GPUs only; package it for a GPU target by hand")
+        raise ConfigError("package.variant", wanted, "fp16 is gated for GPUs only; package it for a GPU target by hand")
     return min(passing, key=lambda a: a.latency_p50_ms or 0.0)
 
 

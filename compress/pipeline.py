@@ -112,7 +112,10 @@ def _jsonable(obj: Any) -> Any:
 
 
 def fingerprint(stage: str, cfg: Any, upstream: list[str]) -> str:
-    """A hash of what a stage depends on: its config, the runs it consumes, the toolchain version."""
+    """A hash of what a stage depends on: its config as it will run (profile defaults filled in, so changing a
+    profile's table re-runs the stages it touches), the runs it consumes, the toolchain version."""
+    if hasattr(cfg, "resolved"):
+        cfg = cfg.resolved()
     blob = json.dumps({"stage": stage, "config": _jsonable(cfg), "upstream": upstream, "version": __version__},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

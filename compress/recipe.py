@@ -13,9 +13,16 @@ A recipe's tables are the stage configs' fields, nothing else::
     [package]   -> compress.package.PackagingConfig   (paths set here)
     [profiles.quick.teacher]  ... overrides applied when building with --profile quick
 
-Defaults live in the config dataclasses only: a recipe states what differs.
-A field the pipeline owns (paths, the nested data config) may not be set in a
-recipe; an unknown field is an error naming the table and the key.
+Defaults live in the config dataclasses (and, for what depends on the profile, in
+their stage's ``PROFILES`` table, :mod:`compress.profiles`): a recipe states what
+differs, and a test holds every shipped recipe to that. A field the pipeline owns
+(paths, the nested data config) may not be set in a recipe; an unknown field is
+an error naming the table and the key.
+
+This is the one way in for configuration: ``edgedistill build`` and its ``--set``,
+the lone-stage commands' ``--config`` files and flags (:meth:`Recipe.with_values`),
+and ``edgedistill ablate``'s base, ``--grid`` and ``--cell`` all read values with
+:func:`parse_value` and keys with :func:`split_key`.
 """
 
 from __future__ import annotations
@@ -23,11 +30,15 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib
+import json
+import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from compress import profiles
 from compress.errors import ConfigError
 from compress.layout import BuildLayout
 
@@ -36,7 +47,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-PROFILES = ("quick", "full")
+PROFILES = profiles.NAMES
 
 # table -> (module, class, fields the pipeline fills in)
 SECTIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -69,17 +80,73 @@ def _check_keys(section: str, table: dict[str, Any]) -> None:
                               f"unknown field of {cls.__name__}; known: {', '.join(sorted(names - owned))}")
 
 
+def parse_value(text: str) -> Any:
+    """One value of ``--set`` / ``--grid`` / ``--cell``, read as TOML (``0.5``, ``true``, ``[0, 2]``,
+    ``"a b"``); ``none`` is None; ``[0;2;5]`` or ``[0 2 5]`` is a list too (no comma to split a grid at);
+    anything else is a string (``data.source=my.csv``)."""
+    t = text.strip()
+    if t.lower() in ("none", "null"):
+        return None
+    if t.lower() in ("true", "false"):
+        return t.lower() == "true"
+    if t.startswith("[") and t.endswith("]") and "," not in t:
+        t = "[" + ", ".join(t[1:-1].replace(";", " ").split()) + "]"
+    try:
+        return tomllib.loads(f"v = {t}")["v"]
+    except tomllib.TOMLDecodeError:
+        return t
+
+
+def split_key(key: str, tables: Sequence[str] = tuple(SECTIONS), *, what: str = "override") -> tuple[str, str]:
+    """``"distill.alpha"`` -> ("distill", "alpha"): a table of ``tables`` and one of its config's fields."""
+    section, dot, name = key.strip().partition(".")
+    if not dot or section not in tables:
+        raise ConfigError(what, key, f"expected TABLE.FIELD with TABLE one of {', '.join(tables)}")
+    cls = config_class(section)
+    if name not in {f.name for f in dataclasses.fields(cls)}:
+        raise ConfigError(what, key, f"{cls.__name__} has no field {name!r}")
+    return section, name
+
+
 def parse_override(item: str) -> tuple[str, str, Any]:
-    """``"distill.alpha=0.5"`` -> ("distill", "alpha", 0.5); the value is read as TOML, else as a string."""
+    """``"distill.alpha=0.5"`` (CLI ``--set``) -> ("distill", "alpha", 0.5); the value as :func:`parse_value`."""
     key, sep, raw = item.partition("=")
     section, dot, name = key.strip().partition(".")
     if not sep or not dot or section not in SECTIONS:
         raise ConfigError("override", item, f"expected TABLE.FIELD=VALUE with TABLE one of {', '.join(SECTIONS)}")
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return section, name.strip(), value
+    return section, name.strip(), parse_value(raw)
+
+
+def parse_grid(specs: Sequence[str], tables: Sequence[str] = tuple(SECTIONS)) -> dict[str, list[Any]]:
+    """``["distill.alpha=0,0.5", "student.layers=3,6"]`` (CLI ``--grid``) -> ``{"distill.alpha": [0, 0.5],
+    ...}``: the ``--set`` grammar with several values split at commas outside brackets
+    (``student.layers=[0;5],[0;2;5]``)."""
+    grid: dict[str, list[Any]] = {}
+    for spec in specs:
+        key, sep, values = spec.partition("=")
+        if not sep or not key.strip() or not values.strip():
+            raise ConfigError("grid", spec, "write TABLE.FIELD=V1,V2,... (e.g. distill.alpha=0,0.5,0.9)")
+        split_key(key, tables, what="grid")
+        grid[key.strip()] = [parse_value(p) for p in re.findall(r"\[[^\]]*\]|[^,]+", values)]
+    return grid
+
+
+def parse_cell(spec: str, tables: Sequence[str] = tuple(SECTIONS)) -> dict[str, Any]:
+    """``"distill.alpha=0.9 distill.temperature=4"`` (CLI ``--cell``) -> ``{"distill.alpha": 0.9, ...}``."""
+    cell: dict[str, Any] = {}
+    for item in spec.split():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError("cell", spec, "write TABLE.FIELD=VALUE pairs separated by spaces "
+                                            "(e.g. distill.alpha=0.9)")
+        split_key(key, tables, what="cell")
+        cell[key] = parse_value(value)
+    return cell
+
+
+def _toml_value(value: Any) -> str:
+    """How ``--set`` would write ``value`` (for the record of what a build was given)."""
+    return "none" if value is None else json.dumps(value)
 
 
 @dataclass
@@ -105,17 +172,19 @@ class Recipe:
     def data(self):
         return config_class("data")(**self.tables["data"])
 
-    def teacher(self):
-        return config_class("teacher")(**self.tables["teacher"], data=self.data(), profile=self.profile,
-                                       output_dir=str(self.layout.teacher))
+    def teacher(self, **owned: Any):
+        """The TeacherConfig; ``owned`` replaces what the layout decides (``output_dir``, for a lone stage)."""
+        paths = {"output_dir": str(self.layout.teacher), **owned}
+        return config_class("teacher")(**self.tables["teacher"], data=self.data(), profile=self.profile, **paths)
 
     def student(self):
         return config_class("student")(**self.tables["student"])
 
-    def distill(self):
+    def distill(self, **owned: Any):
+        """The DistillConfig; ``owned`` replaces what the layout decides (``teacher_dir``, ``output_dir``)."""
+        paths = {"teacher_dir": str(self.layout.teacher), "output_dir": str(self.layout.student), **owned}
         return config_class("distill")(**self.tables["distill"], data=self.data(), student=self.student(),
-                                       teacher_dir=str(self.layout.teacher), profile=self.profile,
-                                       output_dir=str(self.layout.student))
+                                       profile=self.profile, **paths)
 
     def export(self):
         return config_class("export")(**self.tables["export"], checkpoint=str(self.layout.student),
@@ -137,6 +206,21 @@ class Recipe:
     def report(self):
         return config_class("report")(**self.tables["report"])
 
+    def with_values(self, values: dict[str, Any]) -> Recipe:
+        """This recipe with ``{"TABLE.FIELD": value}`` applied like ``--set`` (None: not given, skipped), validated
+        again; the CLI's per-stage flags come in this way."""
+        given = {k: v for k, v in values.items() if v is not None}
+        tables = copy.deepcopy(self.tables)
+        for key, value in given.items():
+            section, name = split_key(key)
+            tables[section][name] = value
+        for section, table in tables.items():
+            _check_keys(section, table)
+        recipe = dataclasses.replace(self, tables=tables,
+                                     overrides=[*self.overrides, *(f"{k}={_toml_value(v)}" for k, v in given.items())])
+        validate(recipe)
+        return recipe
+
     def as_dict(self) -> dict[str, Any]:
         """What went into the build (for the manifest and the fingerprints)."""
         return {"name": self.name, "profile": self.profile, **copy.deepcopy(self.tables)}
@@ -148,21 +232,38 @@ def build_dir(root: Path, name: str, profile: str) -> Path:
     return root / (name if profile == "quick" else f"{name}-{profile}")
 
 
-def load_recipe(path: Path | str, profile: str | None = None, overrides: list[str] = (),
-                build_root: Path | str | None = None) -> Recipe:
-    """Read and validate a recipe. ``overrides`` are ``TABLE.FIELD=VALUE`` strings (CLI ``--set``)."""
+def load_recipe(path: Path | str, profile: str | None = None, overrides: Sequence[str] = (),
+                build_root: Path | str | None = None, *, default_name: str | None = None) -> Recipe:
+    """Read and validate a recipe (TOML, or JSON with the same tables). ``overrides`` are ``TABLE.FIELD=VALUE``
+    strings (CLI ``--set``). ``default_name`` names a file without ``name`` (a config for one stage)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError("recipe", str(path), "no such file")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError("recipe", str(path), f"not valid TOML ({e})") from None
+    text = path.read_text()
+    if path.suffix == ".json":
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError("recipe", str(path), f"not valid JSON ({e})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError("recipe", str(path), "must hold an object of tables")
+    else:
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError("recipe", str(path), f"not valid TOML ({e})") from None
+    if default_name and "name" not in raw:
+        raw = {"name": default_name, **raw}
     return recipe_from_dict(raw, profile=profile, overrides=overrides,
                             build_root=Path(build_root) if build_root else path.parent, path=path)
 
 
-def recipe_from_dict(raw: dict[str, Any], *, profile: str | None = None, overrides: list[str] = (),
+def default_recipe(profile: str | None = None, build_root: Path | str = "models") -> Recipe:
+    """A recipe that states nothing: every stage's defaults (the base of a lone stage's CLI flags)."""
+    return recipe_from_dict({"name": "edgedistill"}, profile=profile, build_root=Path(build_root))
+
+
+def recipe_from_dict(raw: dict[str, Any], *, profile: str | None = None, overrides: Sequence[str] = (),
                      build_root: Path, path: Path | None = None) -> Recipe:
     for key in raw:
         if key not in TOP_LEVEL and key not in SECTIONS:
@@ -189,6 +290,38 @@ def recipe_from_dict(raw: dict[str, Any], *, profile: str | None = None, overrid
                     list(overrides))
     validate(recipe)
     return recipe
+
+
+def _default(section: str, name: str, profile: str) -> Any:
+    """What a stage field is when a recipe leaves it out: the dataclass default, else the profile table's."""
+    cls = config_class(section)
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
+    if value is None:
+        table = getattr(importlib.import_module(SECTIONS[section][0]), "PROFILES", {})
+        value = table.get(profile, {}).get(name)
+    return value
+
+
+def restated_defaults(raw: dict[str, Any]) -> list[str]:
+    """The ``table.field`` entries of a raw recipe that only repeat what they would be without it, and the tables
+    that state nothing: a recipe states what differs (one test holds the shipped recipes to this)."""
+    found = ["profile"] if raw.get("profile") == "quick" else []
+    for section in SECTIONS:
+        if section in raw and not raw[section]:
+            found.append(f"[{section}] (empty)")
+        for key, value in raw.get(section, {}).items():
+            if (section, key) == ("data", "source"):  # a recipe always names what it learns from
+                continue
+            if all(value == _default(section, key, p) for p in PROFILES):
+                found.append(f"{section}.{key}")
+    for profile, tables in raw.get("profiles", {}).items():
+        for section, over in tables.items():
+            for key, value in over.items():
+                before = raw.get(section, {}).get(key, _default(section, key, profile))
+                if value == before:
+                    found.append(f"profiles.{profile}.{section}.{key}")
+    return found
 
 
 def validate(recipe: Recipe) -> None:

@@ -142,11 +142,11 @@ def build_student(cfg: StudentConfig, teacher_dir: Path | str | None, num_labels
 
     if cfg.builder == "teacher-layers":
         if teacher_dir is None or not Path(teacher_dir).is_dir():
-            raise ConfigError("teacher_dir", teacher_dir, "teacher-layers copies the teacher: give its folder")
+            raise ConfigError("distill.teacher_dir", teacher_dir, "teacher-layers copies the teacher: give its folder")
         source = str(teacher_dir)
         model = AutoModelForSequenceClassification.from_pretrained(source)
         if model.config.num_labels != num_labels:
-            raise ConfigError("teacher_dir", str(teacher_dir),
+            raise ConfigError("distill.teacher_dir", str(teacher_dir),
                               f"the teacher has {model.config.num_labels} labels, the data {num_labels}")
         depth = model.config.num_hidden_layers
         indices = layer_indices(cfg.layers if cfg.layers is not None else max(1, depth // 2), depth)

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compress import sources
+from compress import profiles, sources
 from compress.data import DataConfig, length_batches
 from compress.errors import ConfigError
 from compress.fsutil import replace_folder
@@ -69,7 +69,6 @@ PROFILES: dict[str, dict[str, Any]] = {
         "head_epochs": 100, "evals_per_epoch": 2, "patience": 2, "group_by_length": True, "precision": "auto",
     },
 }
-_DATA_FIELDS = ("max_train_samples", "max_validation_samples")
 
 
 @dataclass
@@ -114,43 +113,40 @@ class TeacherConfig:
     def __post_init__(self) -> None:
         if isinstance(self.data, dict):
             self.data = DataConfig(**self.data)
-        if self.profile not in PROFILES:
-            raise ConfigError("profile", self.profile, f"must be one of {list(PROFILES)}")
+        profiles.check("teacher", self.profile)
         if self.strategy not in STRATEGIES:
-            raise ConfigError("strategy", self.strategy, f"must be one of {list(STRATEGIES)}")
-        prof = PROFILES[self.profile]
-        for f in dataclasses.fields(self):
-            if getattr(self, f.name) is None and f.name in prof:
-                setattr(self, f.name, prof[f.name])
-        fill = {k: prof[k] for k in _DATA_FIELDS if getattr(self.data, k) is None and prof[k] is not None}
-        if fill:
-            self.data = dataclasses.replace(self.data, **fill)
+            raise ConfigError("teacher.strategy", self.strategy, f"must be one of {list(STRATEGIES)}")
         if not self.model:
-            raise ConfigError("model", self.model, "name a built-in model, a Hugging Face id or a folder")
+            raise ConfigError("teacher.model", self.model, "name a built-in model, a Hugging Face id or a folder")
         if self.freeze_layers is not None:
             if self.strategy != "partial":
-                raise ConfigError("freeze_layers", self.freeze_layers, "only applies to strategy='partial'")
+                raise ConfigError("teacher.freeze_layers", self.freeze_layers, "only applies to strategy='partial'")
             if self.freeze_layers < 0:
-                raise ConfigError("freeze_layers", self.freeze_layers, "must be >= 0")
+                raise ConfigError("teacher.freeze_layers", self.freeze_layers, "must be >= 0")
+        # fields left None are checked once resolve() has filled them from the profile
         for name in ("learning_rate", "head_learning_rate", "epochs"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(name, getattr(self, name), "must be > 0")
+            if (v := getattr(self, name)) is not None and v <= 0:
+                raise ConfigError(f"teacher.{name}", v, "must be > 0")
         for name in ("head_epochs", "batch_size", "eval_batch_size", "grad_accumulation", "evals_per_epoch",
                      "patience"):
-            if getattr(self, name) < 1:
-                raise ConfigError(name, getattr(self, name), "must be at least 1")
-        if not 8 <= self.max_length <= 4096:
-            raise ConfigError("max_length", self.max_length, "must be in [8, 4096]")
+            if (v := getattr(self, name)) is not None and v < 1:
+                raise ConfigError(f"teacher.{name}", v, "must be at least 1")
+        if self.max_length is not None and not 8 <= self.max_length <= 4096:
+            raise ConfigError("teacher.max_length", self.max_length, "must be in [8, 4096]")
         if not 0 <= self.warmup_ratio < 1:
-            raise ConfigError("warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
+            raise ConfigError("teacher.warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
         if self.weight_decay < 0:
-            raise ConfigError("weight_decay", self.weight_decay, "must be >= 0")
-        if self.precision not in PRECISIONS:
-            raise ConfigError("precision", self.precision, f"must be one of {list(PRECISIONS)}")
+            raise ConfigError("teacher.weight_decay", self.weight_decay, "must be >= 0")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise ConfigError("teacher.precision", self.precision, f"must be one of {list(PRECISIONS)}")
         if not self.output_dir:
-            raise ConfigError("output_dir", self.output_dir, "must name a folder")
+            raise ConfigError("teacher.output_dir", self.output_dir, "must name a folder")
         if self.cross_label_map is not None and self.cross_dataset is None:
-            raise ConfigError("cross_label_map", self.cross_label_map, "needs cross_dataset")
+            raise ConfigError("teacher.cross_label_map", self.cross_label_map, "needs cross_dataset")
+
+    def resolved(self) -> TeacherConfig:
+        """A copy with every None field filled from ``PROFILES[profile]`` (the DataConfig subset sizes too)."""
+        return profiles.resolve(self, PROFILES)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -159,7 +155,8 @@ class TeacherConfig:
     def from_dict(cls, d: dict[str, Any]) -> TeacherConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         if unknown := sorted(set(d) - names):
-            raise ConfigError(unknown[0], d[unknown[0]], f"unknown TeacherConfig field (known: {sorted(names)})")
+            raise ConfigError(f"teacher.{unknown[0]}", d[unknown[0]],
+                              f"unknown TeacherConfig field (known: {sorted(names)})")
         return cls(**d)
 
     @classmethod
@@ -179,7 +176,7 @@ def load_model(name: str, label_names: list[str]):
             path, num_labels=len(label_names), id2label=dict(enumerate(label_names)),
             label2id={n: i for i, n in enumerate(label_names)}, ignore_mismatched_sizes=True)
     except OSError as e:
-        raise ConfigError("model", name, f"cannot be loaded as a built-in model, a folder or a Hugging Face id "
+        raise ConfigError("teacher.model", name, f"cannot be loaded as a built-in model, a folder or a Hugging Face id "
                           f"({str(e).splitlines()[0]})") from None
     return tokenizer, model
 
@@ -190,7 +187,7 @@ def layer_stack(model):
 
     stacks = [m for _, m in model.base_model.named_modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
     if not stacks:
-        raise ConfigError("strategy", "partial", f"no layer list found in {type(model.base_model).__name__}")
+        raise ConfigError("teacher.strategy", "partial", f"no layer list found in {type(model.base_model).__name__}")
     return max(stacks, key=len)
 
 
@@ -206,7 +203,7 @@ def freeze(model, strategy: str, freeze_layers: int | None) -> int | None:
     layers = layer_stack(model)
     n = len(layers) // 2 if freeze_layers is None else freeze_layers
     if n > len(layers):
-        raise ConfigError("freeze_layers", freeze_layers, f"the model has only {len(layers)} layers")
+        raise ConfigError("teacher.freeze_layers", freeze_layers, f"the model has only {len(layers)} layers")
     # trainable in the encoder: the top layers and a pooler; frozen: embeddings, bottom layers and anything
     # shared by all layers (MPNet's relative attention bias), so frozen layers compute what they did
     keep = {id(p) for layer in list(layers)[n:] for p in layer.parameters()}
@@ -264,7 +261,7 @@ def head_inputs(model, tokenizer, texts: list[str], *, max_length: int, batch_si
 
     head = getattr(model, "classifier", None)
     if head is None:
-        raise ConfigError("strategy", "features", f"{type(model).__name__} has no .classifier head")
+        raise ConfigError("teacher.strategy", "features", f"{type(model).__name__} has no .classifier head")
     seen: list = []
     hook = head.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
     out: np.ndarray | None = None
@@ -281,7 +278,8 @@ def head_inputs(model, tokenizer, texts: list[str], *, max_length: int, batch_si
                 if out is None:  # the first batch: the head must reproduce the model's logits from the cached inputs
                     diff = (head(x).float() - logits.float()).abs().max().item()
                     if diff > 1e-4:
-                        raise ConfigError("strategy", "features", f"{model.config.model_type}: the head does not "
+                        raise ConfigError("teacher.strategy", "features",
+                                          f"{model.config.model_type}: the head does not "
                                           f"read only the first token (max diff {diff:.2g}); use full or partial")
                 x = x.float().cpu().numpy()
                 if out is None:
@@ -354,7 +352,7 @@ def _precision(name: str) -> dict[str, bool]:
     if name == "auto":
         name = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
     if name in ("fp16", "bf16") and not cuda:
-        raise ConfigError("precision", name, "mixed precision needs a CUDA GPU; use fp32 or auto")
+        raise ConfigError("teacher.precision", name, "mixed precision needs a CUDA GPU; use fp32 or auto")
     return {"fp16": name == "fp16", "bf16": name == "bf16"}
 
 
@@ -410,6 +408,7 @@ def finetune_teacher(cfg: TeacherConfig) -> Path:
     from compress.data import load_data
 
     t0 = time.perf_counter()
+    cfg = cfg.resolved()
     set_seed(cfg.seed)
     data = load_data(cfg.data)
     model_path = sources.resolve_model(cfg.model)
@@ -516,16 +515,19 @@ def _save(cfg: TeacherConfig, trainer, data, tokenizer, model, final: Path, reco
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m compress.teacher --config cfg.json`` (also under torchrun / accelerate launch)."""
+    """``python -m compress.teacher --config recipe.toml`` (also under torchrun / accelerate launch)."""
+    from compress.recipe import load_recipe
+
     parser = argparse.ArgumentParser(prog="python -m compress.teacher", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="JSON file of TeacherConfig fields (data: DataConfig).")
-    parser.add_argument("--output-dir", help="Override output_dir.")
+    parser.add_argument("--config", required=True,
+                        help="A recipe, or a TOML / JSON file of its tables (data, teacher).")
+    parser.add_argument("--profile", help="quick | full (default: the recipe's).")
+    parser.add_argument("--output-dir", help="Where the teacher goes (default: the recipe's build folder).")
     a = parser.parse_args(argv)
-    d = json.loads(Path(a.config).read_text())
-    if a.output_dir:
-        d["output_dir"] = a.output_dir
+    recipe = load_recipe(a.config, profile=a.profile, default_name=Path(a.config).stem)
+    cfg = recipe.teacher(**({"output_dir": a.output_dir} if a.output_dir else {}))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    print(finetune_teacher(TeacherConfig.from_dict(d)))  # noqa: T201 (the script's one result line)
+    print(finetune_teacher(cfg))  # noqa: T201 (the script's one result line)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from compress.data import DataConfig
-from compress.teacher import TeacherConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,14 +18,14 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_two_process_torchrun_fine_tune(tmp_path, tiny_model_dir, tiny_csv):
     out = tmp_path / "teacher"
-    cfg = TeacherConfig(model=str(tiny_model_dir), data=DataConfig(source=str(tiny_csv)), strategy="full",
-                        output_dir=str(out), epochs=1, batch_size=16, max_length=32, learning_rate=5e-3)
-    cfg_path = tmp_path / "cfg.json"
-    cfg_path.write_text(json.dumps(cfg.to_dict()))
+    cfg_path = tmp_path / "cfg.json"  # a file of recipe tables, read by the recipe layer
+    cfg_path.write_text(json.dumps({"data": {"source": str(tiny_csv)},
+                                    "teacher": {"model": str(tiny_model_dir), "strategy": "full", "epochs": 1,
+                                                "batch_size": 16, "max_length": 32, "learning_rate": 5e-3}}))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "compress.teacher", "--config", str(cfg_path)],
+         "-m", "compress.teacher", "--config", str(cfg_path), "--output-dir", str(out)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 

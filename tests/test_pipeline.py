@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from typer.testing import CliRunner
 from compress.cli import app
 from compress.errors import ConfigError
 from compress.pipeline import STAGE_NAMES, fingerprint, read_state
-from compress.recipe import load_recipe, parse_override, recipe_from_dict
+from compress.recipe import load_recipe, parse_override, recipe_from_dict, restated_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "models").glob("*.toml"))
@@ -84,6 +85,94 @@ def test_fingerprint_changes_with_config_and_upstream():
     assert a == fingerprint("student", {"alpha": 0.5}, ["run1"])
     assert a != fingerprint("student", {"alpha": 0.6}, ["run1"])
     assert a != fingerprint("student", {"alpha": 0.5}, ["run2"])
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_shipped_recipes_restate_no_default(path):
+    import tomllib
+
+    assert restated_defaults(tomllib.loads(path.read_text())) == []
+
+
+def test_restated_defaults_are_found():
+    raw = {"name": "x", "profile": "quick", "data": {"source": "sms-spam"}, "teacher": {"strategy": "full"},
+           "distill": {"alpha": 0.7, "epochs": 2.0}, "package": {},
+           "profiles": {"full": {"distill": {"alpha": 0.7, "max_length": 128}, "teacher": {"max_length": 96}}}}
+    # distill.epochs 2.0 is the quick profile's but not the full one's, so it is a choice; the full profile's
+    # distill.max_length 128 is what the full table gives anyway, and its alpha repeats the recipe's own
+    assert restated_defaults(raw) == ["profile", "teacher.strategy", "[package] (empty)",
+                                      "profiles.full.distill.alpha", "profiles.full.distill.max_length"]
+
+
+def test_profile_tables_fill_fields_that_exist_and_only_one_way():
+    from compress import distill, profiles, teacher
+    from compress.data import DataConfig
+
+    for module, cls in ((teacher, teacher.TeacherConfig), (distill, distill.DistillConfig)):
+        assert tuple(module.PROFILES) == profiles.NAMES
+        assert profiles.unknown_keys(module.PROFILES, cls, DataConfig) == []
+    cfg = distill.DistillConfig(teacher_dir="t")
+    assert cfg.epochs is None  # nothing is filled before the stage runs ...
+    quick, full = cfg.resolved(), replace(cfg, profile="full").resolved()
+    assert quick.epochs == distill.PROFILES["quick"]["epochs"] and full.epochs == distill.PROFILES["full"]["epochs"]
+    assert quick.data.max_train_samples == distill.PROFILES["quick"]["max_train_samples"]
+    # ... so a profile changed afterwards never keeps the other profile's values
+    assert replace(quick, profile="full").max_length == quick.max_length  # what was set stays set
+    assert replace(teacher.TeacherConfig(), profile="full").resolved().max_length == \
+        teacher.PROFILES["full"]["max_length"]
+    # the fingerprint hashes the config as it runs: a profile's value is part of it
+    assert fingerprint("student", cfg, []) == fingerprint("student", quick, [])
+    assert fingerprint("student", cfg, []) != fingerprint("student", replace(cfg, profile="full"), [])
+
+
+@pytest.mark.parametrize("section, table, field", [
+    ("data", {"test_size": 1.5}, "data.test_size"), ("data", {"source": ""}, "data.source"),
+    ("teacher", {"strategy": "most"}, "teacher.strategy"), ("teacher", {"epochs": 0}, "teacher.epochs"),
+    ("student", {"builder": "x"}, "student.builder"), ("distill", {"alpha": 2}, "distill.alpha"),
+    ("export", {"opset": 3}, "export.opset"), ("quantize", {"budget": 200}, "quantize.budget"),
+    ("quantize", {"preset": "z80"}, "quantize.preset"), ("report", {"latency_samples": 0}, "report.latency_samples"),
+])
+def test_config_errors_name_the_table_and_the_field(section, table, field, tmp_path):
+    raw = {"name": "x", "data": {"source": "movie-snippets"}}
+    raw[section] = {**raw.get(section, {}), **table}
+    with pytest.raises(ConfigError) as e:
+        recipe_from_dict(raw, build_root=tmp_path)
+    assert e.value.field == field
+
+
+def test_one_value_grammar_for_set_grid_and_cell(tmp_path):
+    from compress.ablate import parse_cell, parse_grid
+    from compress.recipe import parse_value
+
+    for text, value in (("0.5", 0.5), ("3", 3), ("true", True), ("none", None), ("[0, 2]", [0, 2]),
+                        ("[0;2]", [0, 2]), ("[0 2]", [0, 2]), ('"a b"', "a b"), ("my.csv", "my.csv")):
+        assert parse_value(text) == value
+        if "," not in text and " " not in text:
+            assert parse_override(f"distill.x={text}")[2] == value
+            assert parse_grid([f"distill.alpha={text},{text}"])["distill.alpha"] == [value, value]
+            assert parse_cell(f"distill.alpha={text}")["distill.alpha"] == value
+    for bad in (["alpha=0.5"], ["distill.alhpa=0.5"], ["teacher.epochs=1"]):  # ablations vary distill tables
+        with pytest.raises(ConfigError, match="grid"):
+            parse_grid(bad)
+
+
+def test_with_values_applies_flags_through_the_recipe_layer(tmp_path):
+    from compress.recipe import default_recipe
+
+    base = recipe_from_dict({"name": "x", "data": {"source": "sms-spam"}, "distill": {"alpha": 0.7}},
+                            build_root=tmp_path)
+    r = base.with_values({"distill.temperature": 4.0, "distill.alpha": None, "student.builder": "drop-layers",
+                          "student.layers": [0, 2]})
+    cfg = r.distill(output_dir=str(tmp_path / "out"))
+    assert (cfg.alpha, cfg.temperature, cfg.student.layers) == (0.7, 4.0, [0, 2])  # None: not given
+    assert cfg.output_dir == str(tmp_path / "out") and cfg.teacher_dir == str(r.layout.teacher)
+    assert r.overrides == ["distill.temperature=4.0", 'student.builder="drop-layers"', "student.layers=[0, 2]"]
+    assert base.overrides == []
+    with pytest.raises(ConfigError, match="distill.alpha"):
+        base.with_values({"distill.alpha": 2.0})
+    with pytest.raises(ConfigError, match="no field"):
+        base.with_values({"distill.alhpa": 0.1})
+    assert default_recipe(profile="full").teacher().profile == "full"
 
 
 def tiny_recipe(folder: Path, tiny_csv: Path, tiny_model_dir: Path) -> Path:

@@ -29,23 +29,26 @@ def state(model_dir: Path) -> dict:
 
 # ------------------------------------------------------------------------------ config
 def test_profiles_fill_only_the_fields_left_unset():
-    q = TeacherConfig(profile="quick")
+    assert TeacherConfig(profile="quick").max_length is None  # filled when the stage runs, from the profile table
+    q = TeacherConfig(profile="quick").resolved()
     assert q.max_length == PROFILES["quick"]["max_length"] == 64
     assert q.data.max_train_samples == PROFILES["quick"]["max_train_samples"]
     assert q.group_by_length is True and q.precision == "fp32"
-    f = TeacherConfig(profile="full", max_length=96)
+    f = TeacherConfig(profile="full", max_length=96).resolved()
     assert f.max_length == 96  # given explicitly: kept
     assert f.data.max_train_samples is None and f.epochs == PROFILES["full"]["epochs"]
-    mine = TeacherConfig(data=DataConfig(max_train_samples=50))
+    mine = TeacherConfig(data=DataConfig(max_train_samples=50)).resolved()
     assert mine.data.max_train_samples == 50
 
 
 @pytest.mark.parametrize("kw, field", [
-    ({"strategy": "lora"}, "strategy"), ({"profile": "huge"}, "profile"),
-    ({"freeze_layers": 2}, "freeze_layers"), ({"strategy": "partial", "freeze_layers": -1}, "freeze_layers"),
-    ({"learning_rate": 0.0}, "learning_rate"), ({"batch_size": 0}, "batch_size"),
-    ({"max_length": 4}, "max_length"), ({"precision": "int4"}, "precision"),
-    ({"grad_accumulation": 0}, "grad_accumulation"), ({"cross_label_map": {"a": "b"}}, "cross_label_map"),
+    ({"strategy": "lora"}, "teacher.strategy"), ({"profile": "huge"}, "teacher.profile"),
+    ({"freeze_layers": 2}, "teacher.freeze_layers"),
+    ({"strategy": "partial", "freeze_layers": -1}, "teacher.freeze_layers"),
+    ({"learning_rate": 0.0}, "teacher.learning_rate"), ({"batch_size": 0}, "teacher.batch_size"),
+    ({"max_length": 4}, "teacher.max_length"), ({"precision": "int4"}, "teacher.precision"),
+    ({"grad_accumulation": 0}, "teacher.grad_accumulation"),
+    ({"cross_label_map": {"a": "b"}}, "teacher.cross_label_map"),
 ])
 def test_bad_fields_are_named(kw, field):
     with pytest.raises(ConfigError) as e:

@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -109,6 +110,19 @@ def make_config(cls: type[T], **given: Any) -> T:
     unknown = set(given) - names
     assert not unknown, f"{cls.__name__} has no fields {unknown}"
     return cls(**{k: v for k, v in given.items() if v is not None})
+
+
+def stage_recipe(config: Path | None, profile: str | None):
+    """The recipe a lone stage command starts from: ``--config`` (a recipe, or a file of its tables), else one
+    that states nothing (build folder ``models/edgedistill/``). Its flags go on top with ``with_values``."""
+    from compress.recipe import default_recipe, load_recipe
+
+    return load_recipe(config, profile=profile, default_name=config.stem) if config else default_recipe(profile)
+
+
+def stage_paths(**paths: Path | None) -> dict[str, str]:
+    """The path flags a user gave (``--teacher``, ``--output``); the others stay the recipe's build folder."""
+    return {k: str(v) for k, v in paths.items() if v is not None}
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from compress.cli._app import app, command, console, make_config, table
+from compress.cli._app import app, command, console, stage_paths, stage_recipe, table
 
 
 def _layers(text: str | None) -> int | list[int] | None:
@@ -71,41 +71,23 @@ def distill_command(
     max_train_samples: Annotated[Optional[int], typer.Option(help="Stratified labelled training subset.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the splits, the sampling and the training.")] = None,
     config: Annotated[Optional[Path], typer.Option(
-        help="A JSON / TOML DistillConfig (tables data, student, distill); flags override it.")] = None,
+        help="A recipe, or a TOML / JSON file of its tables (data, student, distill); flags override it. Its "
+             "build folder holds the teacher and the output unless --teacher / --output say otherwise.")] = None,
 ) -> None:
     """Distil a teacher into a compact student (KD on cached teacher outputs) and evaluate it on test."""
-    from compress.ablate import load_base
-    from compress.data import DataConfig
-    from compress.distill import DistillConfig, distill
-    from compress.student import StudentConfig
+    from compress.distill import distill
 
-    base = load_base(config) if config else None
-    data_flags = {"source": data, "text_column": text_column, "label_column": label_column,
-                  "max_train_samples": max_train_samples, "seed": seed}
-    student_flags = {"model": student, "builder": builder, "layers": _layers(layers), "trim_vocab": trim_vocab}
-    flags = {"teacher_dir": str(teacher) if teacher else None, "alpha": alpha, "temperature": temperature,
-             "hidden_loss_weight": hidden_loss_weight, "hidden_loss_layers": hidden_loss_layers,
-             "attention_loss_weight": attention_loss_weight,
-             "transfer": transfer, "max_transfer_samples": max_transfer_samples, "profile": profile,
-             "output_dir": str(output) if output else None, "epochs": epochs, "learning_rate": learning_rate,
-             "batch_size": batch_size, "max_length": max_length, "seed": seed}
-
-    def merged(cls, current, given):
-        given = {k: v for k, v in given.items() if v is not None}
-        if current is None:
-            return make_config(cls, **given)
-        from dataclasses import replace
-
-        return replace(current, **given)
-
-    data_cfg = merged(DataConfig, base.data if base else None, data_flags)
-    student_cfg = merged(StudentConfig, base.student if base else None, student_flags)
-    if base is None:
-        cfg = make_config(DistillConfig, data=data_cfg, student=student_cfg, **flags)
-    else:
-        from dataclasses import replace
-
-        cfg = replace(base, data=data_cfg, student=student_cfg, **{k: v for k, v in flags.items() if v is not None})
+    recipe = stage_recipe(config, profile).with_values({
+        "data.source": data, "data.text_column": text_column, "data.label_column": label_column,
+        "data.max_train_samples": max_train_samples, "data.seed": seed,
+        "student.model": student, "student.builder": builder, "student.layers": _layers(layers),
+        "student.trim_vocab": trim_vocab,
+        "distill.alpha": alpha, "distill.temperature": temperature, "distill.hidden_loss_weight": hidden_loss_weight,
+        "distill.hidden_loss_layers": hidden_loss_layers, "distill.attention_loss_weight": attention_loss_weight,
+        "distill.transfer": transfer, "distill.max_transfer_samples": max_transfer_samples,
+        "distill.epochs": epochs, "distill.learning_rate": learning_rate, "distill.batch_size": batch_size,
+        "distill.max_length": max_length, "distill.seed": seed})
+    cfg = recipe.distill(**stage_paths(teacher_dir=teacher, output_dir=output))
     console.print(f"distilling {cfg.teacher_dir} -> {cfg.student.builder} {cfg.student.model} on "
                   f"{cfg.data.source} ({cfg.profile} profile, alpha {cfg.alpha}, T {cfg.temperature})")
     out = distill(cfg)
@@ -130,12 +112,12 @@ def distill_command(
 @app.command("ablate")
 @command
 def ablate_command(
-    recipe: Annotated[Path, typer.Argument(help="A recipe (.toml) or a JSON / TOML DistillConfig.")],
+    recipe: Annotated[Path, typer.Argument(help="A recipe, or a TOML / JSON file of its tables.")],
     grid: Annotated[Optional[list[str]], typer.Option(
-        help="KEY=V1,V2,... with KEY distill.FIELD, student.FIELD or data.FIELD (repeatable): every "
-             "combination runs.")] = None,
+        help="TABLE.FIELD=V1,V2,... with TABLE distill, student or data (repeatable; values as --set reads "
+             "them): every combination runs.")] = None,
     cell: Annotated[Optional[list[str]], typer.Option(
-        help="One row: 'KEY=VALUE KEY=VALUE' (repeatable; 'base' is the recipe as it is). Runs after the grid.")]
+        help="One row: 'TABLE.FIELD=VALUE ...' (repeatable; 'base' is the recipe as it is). Runs after the grid.")]
     = None,
     teacher: Annotated[Optional[Path], typer.Option(help="The teacher checkpoint (overrides the recipe's).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder of the cells and the table.")]

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from compress.cli._app import app, command, console, make_config, table
+from compress.cli._app import app, command, console, stage_paths, stage_recipe, table
 
 
 @app.command("teacher")
@@ -34,23 +34,22 @@ def teacher(
     precision: Annotated[Optional[str], typer.Option(help="auto | fp32 | fp16 | bf16.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the splits and the training.")] = None,
     cross_dataset: Annotated[Optional[str], typer.Option(help="Also evaluate on this dataset's test split.")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="A JSON TeacherConfig; flags override its fields.")] = None,
+    config: Annotated[Optional[Path], typer.Option(
+        help="A recipe, or a TOML / JSON file of its tables (data, teacher); flags override it. Its output is the "
+             "recipe's build folder unless --output says otherwise.")] = None,
 ) -> None:
     """Fine-tune a teacher (Trainer; works under torchrun / accelerate launch) and evaluate it on test."""
-    from compress.data import DataConfig
-    from compress.teacher import TeacherConfig, finetune_teacher
+    from compress.teacher import finetune_teacher
 
-    base = json.loads(config.read_text()) if config else {}
-    data_base = base.pop("data", {})
-    data_flags = {"source": data, "text_column": text_column, "label_column": label_column,
-                  "max_train_samples": max_train_samples, "seed": seed}
-    data_cfg = make_config(DataConfig, **{**data_base, **{k: v for k, v in data_flags.items() if v is not None}})
-    flags = {"model": model, "strategy": strategy, "freeze_layers": freeze_layers, "profile": profile,
-             "output_dir": str(output) if output else None, "learning_rate": learning_rate, "epochs": epochs,
-             "head_epochs": head_epochs, "batch_size": batch_size, "grad_accumulation": grad_accumulation,
-             "max_length": max_length, "patience": patience, "precision": precision, "seed": seed,
-             "cross_dataset": cross_dataset}
-    cfg = make_config(TeacherConfig, data=data_cfg, **{**base, **{k: v for k, v in flags.items() if v is not None}})
+    recipe = stage_recipe(config, profile).with_values({
+        "data.source": data, "data.text_column": text_column, "data.label_column": label_column,
+        "data.max_train_samples": max_train_samples, "data.seed": seed,
+        "teacher.model": model, "teacher.strategy": strategy, "teacher.freeze_layers": freeze_layers,
+        "teacher.learning_rate": learning_rate, "teacher.epochs": epochs, "teacher.head_epochs": head_epochs,
+        "teacher.batch_size": batch_size, "teacher.grad_accumulation": grad_accumulation,
+        "teacher.max_length": max_length, "teacher.patience": patience, "teacher.precision": precision,
+        "teacher.seed": seed, "teacher.cross_dataset": cross_dataset})
+    cfg = recipe.teacher(**stage_paths(output_dir=output))
     out = finetune_teacher(cfg)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun / accelerate launch, rank 0 reports
         return

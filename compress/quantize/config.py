@@ -74,37 +74,38 @@ class QuantizeConfig:
 
     def __post_init__(self) -> None:
         if not str(self.onnx_dir):
-            raise ConfigError("onnx_dir", self.onnx_dir, "name a folder written by `edgedistill export`")
+            raise ConfigError("quantize.onnx_dir", self.onnx_dir, "name a folder written by `edgedistill export`")
         if isinstance(self.data, str):
             self.data = DataConfig(source=self.data)
         self.variants = tuple(self.variants)
         if bad := [v for v in self.variants if v not in BUILDABLE]:
-            raise ConfigError("variants", list(self.variants), f"unknown {bad}; choose from {list(BUILDABLE)}")
+            raise ConfigError("quantize.variants", list(self.variants), f"unknown {bad}; choose from {list(BUILDABLE)}")
         if self.preset is not None and self.preset not in PRESETS:
-            raise ConfigError("preset", self.preset, f"choose one of {list(PRESETS)}")
+            raise ConfigError("quantize.preset", self.preset, f"choose one of {list(PRESETS)}")
         for name in ("weight_type", "activation_type"):
             if getattr(self, name) not in QTYPES:
-                raise ConfigError(name, getattr(self, name), f"choose one of {list(QTYPES)}")
+                raise ConfigError(f"quantize.{name}", getattr(self, name), f"choose one of {list(QTYPES)}")
         if self.calibration not in CALIBRATIONS:
-            raise ConfigError("calibration", self.calibration, f"choose one of {list(CALIBRATIONS)}")
+            raise ConfigError("quantize.calibration", self.calibration, f"choose one of {list(CALIBRATIONS)}")
         if not 0 <= self.budget <= 100:
-            raise ConfigError("budget", self.budget, "must be in [0, 100] macro-F1 points")
+            raise ConfigError("quantize.budget", self.budget, "must be in [0, 100] macro-F1 points")
         for name in ("min_agreement", "max_batch_flips"):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0):
-                raise ConfigError(name, v, "must be a share in [0, 1] (or unset)")
+                raise ConfigError(f"quantize.{name}", v, "must be a share in [0, 1] (or unset)")
         if not 90.0 < self.percentile < 100.0:
-            raise ConfigError("percentile", self.percentile, "must be in (90, 100)")
+            raise ConfigError("quantize.percentile", self.percentile, "must be in (90, 100)")
         for name, low in (("calibration_samples", 1), ("latency_samples", 1), ("batch_size", 1),
                           ("consistency_samples", 0),
                           ("sensitive_nodes", 1)):
             v = getattr(self, name)
             if not isinstance(v, int) or v < low:
-                raise ConfigError(name, v, f"must be an int >= {low}")
+                raise ConfigError(f"quantize.{name}", v, f"must be an int >= {low}")
         if self.max_validation_samples is not None and self.max_validation_samples < 2:
-            raise ConfigError("max_validation_samples", self.max_validation_samples, "must be at least 2 (or unset)")
+            raise ConfigError("quantize.max_validation_samples", self.max_validation_samples,
+                              "must be at least 2 (or unset)")
         if self.threads is not None and self.threads < 1:
-            raise ConfigError("threads", self.threads, "must be >= 1 (or unset)")
+            raise ConfigError("quantize.threads", self.threads, "must be >= 1 (or unset)")
 
     # Hardware presets. Dynamic int8 always multiplies u8 activations by the weights; the presets
     # choose the weight type, the range and the static activation type for the target's kernels.
@@ -142,7 +143,7 @@ class QuantizeConfig:
         if preset is None:
             return cls(onnx_dir=onnx_dir, **overrides)
         if preset not in PRESETS:
-            raise ConfigError("preset", preset, f"choose one of {list(PRESETS)}")
+            raise ConfigError("quantize.preset", preset, f"choose one of {list(PRESETS)}")
         return getattr(cls, preset)(onnx_dir, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
