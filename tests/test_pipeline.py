@@ -94,6 +94,16 @@ def test_shipped_recipes_restate_no_default(path):
     assert restated_defaults(tomllib.loads(path.read_text())) == []
 
 
+def test_the_readme_recipe_validates_and_restates_no_default(tmp_path):
+    import re
+    import tomllib
+
+    text = re.search(r'```toml\n(name = "tickets".*?)```', (ROOT / "README.md").read_text(), re.S).group(1)
+    raw = tomllib.loads(text)
+    assert restated_defaults(raw) == []
+    assert recipe_from_dict(raw, build_root=tmp_path).student().builder == "teacher-layers"
+
+
 def test_restated_defaults_are_found():
     raw = {"name": "x", "profile": "quick", "data": {"source": "sms-spam"}, "teacher": {"strategy": "full"},
            "distill": {"alpha": 0.7, "epochs": 2.0}, "package": {},
