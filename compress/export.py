@@ -8,9 +8,11 @@ default (sdpa) traces to a mask pattern that onnxruntime's transformer optimiser
 fuses into its Attention op, and that fusion is what makes the optimized and int8 variants
 fast. ``token_type_ids`` is an input only when the tokenizer makes it (BERT does, MPNet
 does not); ``export.json`` records which inputs the graph takes, so that every later
-stage feeds it the same way::
+stage feeds it the same way. Later stages read it as an :class:`ExportMeta` through
+:func:`read_export`, by attribute::
 
     onnx_dir = export(ExportConfig(checkpoint="models/x/student", output="models/x/onnx"))
+    read_export(onnx_dir).input_names   # ("input_ids", "attention_mask", "token_type_ids")
 
 Every export checks itself (:func:`check_parity`): torch and onnxruntime run the same
 fixed inputs of several shapes (batch 1, 3 and 8; 8, 64 and the maximum number of
@@ -397,23 +399,20 @@ class ExportMeta:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
 
-def read_export(onnx_dir: Path | str) -> dict[str, Any]:
+def read_export(onnx_dir: Path | str) -> ExportMeta:
     """The ``export.json`` of an exported folder (what the graph takes, labels, max length, opset)."""
-    path = Path(onnx_dir) / META_FILE
-    if not path.is_file():
-        raise ExportError(f"{path} is missing: {onnx_dir} is not a folder written by `edgedistill export`")
-    meta = json.loads(path.read_text())
+    meta = ExportMeta.from_file(Path(onnx_dir) / META_FILE)
     for name in (MODEL_FILE, TOKENIZER_FILE):
         if not (Path(onnx_dir) / name).is_file():
             raise ExportError(f"{Path(onnx_dir) / name} is missing: the export folder is incomplete")
     return meta
 
 
-def runtime_config(meta: dict[str, Any], variant: str) -> dict[str, Any]:
+def runtime_config(meta: ExportMeta, variant: str) -> dict[str, Any]:
     """The package ``config.json`` (what ``runtime.TextClassifier`` needs) for one variant of an export."""
-    return {"labels": list(meta["labels"]), "max_length": meta["max_length"], "input_names": list(meta["input_names"]),
-            "output_name": meta["output_name"], "uses_token_type_ids": meta["uses_token_type_ids"],
-            "pad_token_id": meta["pad_token_id"], "model_type": meta["model_type"], "variant": variant}
+    return {"labels": list(meta.labels), "max_length": meta.max_length, "input_names": list(meta.input_names),
+            "output_name": meta.output_name, "uses_token_type_ids": meta.uses_token_type_ids,
+            "pad_token_id": meta.pad_token_id, "model_type": meta.model_type, "variant": variant}
 
 
 # --------------------------------------------------------------------------- parity

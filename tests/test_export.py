@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -21,15 +22,15 @@ def test_export_writes_the_folder_and_records_parity(tiny_onnx_dir):
     assert {"model.onnx", "tokenizer.json", "export.json", "config.json"} <= names
     assert not any(n.startswith(".") for n in names)
     meta = read_export(tiny_onnx_dir)
-    assert meta["input_names"] == ["input_ids", "attention_mask", "token_type_ids"]
-    assert meta["uses_token_type_ids"] is True
-    assert meta["labels"] == ["negative", "positive"]
-    assert meta["max_length"] == 64 and meta["opset"] == 17
-    cases = {(c["batch"], c["length"]) for c in meta["parity"]["cases"]}
+    assert meta.input_names == ("input_ids", "attention_mask", "token_type_ids")
+    assert meta.uses_token_type_ids is True
+    assert meta.labels == ("negative", "positive")
+    assert meta.max_length == 64 and meta.opset == 17
+    cases = {(c.batch, c.length) for c in meta.parity.cases}
     assert cases == {(b, n) for b in (1, 3, 8) for n in (8, 64)}
-    assert 0 <= meta["parity"]["max_abs_diff"]["logits"] <= meta["parity"]["atol"]
+    assert 0 <= meta.parity.max_abs_diff["logits"] <= meta.parity.atol
     model = onnx.load(str(tiny_onnx_dir / "model.onnx"))
-    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == meta["opset"]
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == meta.opset
 
 
 def test_the_graph_takes_any_batch_and_length(tiny_onnx_dir):
@@ -111,9 +112,9 @@ def test_a_model_without_token_type_ids(tmp_path, tiny_tokenizer_dir):
     tok.save_pretrained(ckpt)
     out = export(ExportConfig(checkpoint=str(ckpt), output=str(tmp_path / "onnx")))
     meta = read_export(out)
-    assert meta["model_type"] == "mpnet"
-    assert meta["input_names"] == ["input_ids", "attention_mask"] and meta["uses_token_type_ids"] is False
-    assert meta["max_length"] == 64  # 66 positions minus the padding offset, below the asked-for 128
+    assert meta.model_type == "mpnet"
+    assert meta.input_names == ("input_ids", "attention_mask") and meta.uses_token_type_ids is False
+    assert meta.max_length == 64  # 66 positions minus the padding offset, below the asked-for 128
     clf = TextClassifier.from_files(out / "model.onnx", out / "tokenizer.json", runtime_config(meta, "fp32"))
     assert clf.predict_proba(["the film was good", "dull"]).shape == (2, 3)
 
@@ -180,6 +181,9 @@ def test_an_existing_export_json_reads_into_typed_fields_and_writes_back_unchang
     assert meta.parity.atol == 1e-4 and meta.parity.cases[1] == ParityCase(1, 64, {"logits": 9.313225746154785e-10})
     assert meta.to_dict() == WRITTEN and list(meta.to_dict()) == list(WRITTEN)
     assert meta.to_json() == path.read_text()
+    old_config = {k: WRITTEN[k] for k in ("labels", "max_length", "input_names", "output_name", "uses_token_type_ids",
+                                          "pad_token_id", "model_type")} | {"variant": "int8-static"}
+    assert runtime_config(meta, "int8-static") == old_config
     assert ExportMeta.from_dict(meta.to_dict()) == meta
 
 
@@ -220,3 +224,19 @@ def test_a_malformed_export_json_names_the_file_and_the_key(tmp_path, text, key,
     assert isinstance(err, ExportError) and err.path == path and err.key == key and why in str(err)
     assert str(err).startswith(f"{path}: " + (f"{key}: " if key else ""))
 
+
+def test_a_folder_without_export_json_is_named(tmp_path):
+    expected = f"{tmp_path / 'export.json'}: missing; {tmp_path} is not a folder written by `edgedistill export`"
+    with pytest.raises(ExportMetaError, match=re.escape(expected)):
+        read_export(tmp_path)
+
+
+def test_cli_reports_a_malformed_export_json_in_one_line(tmp_path, tiny_onnx_dir):
+    from compress.cli import app
+
+    folder = tmp_path / "onnx"
+    shutil.copytree(tiny_onnx_dir, folder)
+    (folder / "export.json").write_text(json.dumps(_without(WRITTEN, "pad_token_id")))
+    res = CliRunner().invoke(app, ["package", str(folder), "--output", str(tmp_path / "pkg")])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert f"{folder / 'export.json'}: pad_token_id: missing" in " ".join(res.output.split())
