@@ -257,13 +257,13 @@ class Suite:
         f1 = _stage_f1(folder, len(self.test))
         source = "stage metrics.json"
         if f1 is None:
-            m = evaluate_torch(model, self.test, self.labels, tokenizer=tok, max_length=self.meta["max_length"],
+            m = evaluate_torch(model, self.test, self.labels, tokenizer=tok, max_length=self.meta.max_length,
                                device=dev)
             f1, source = m.macro_f1, "evaluated here (compress.evaluate.evaluate_torch)"
         real_labels = model_labels(model)
 
         def stream(_: int) -> np.ndarray:
-            p = predict_proba_torch(model, tok, self.real, max_length=self.meta["max_length"], batch_size=self.cfg.batch,
+            p = predict_proba_torch(model, tok, self.real, max_length=self.meta.max_length, batch_size=self.cfg.batch,
                                     device=dev)
             return align_columns(p, real_labels, self.labels)
 
@@ -322,7 +322,7 @@ class Suite:
         order = np.argsort([len(t) for t in self.real], kind="stable")  # the runtime's own batching
         streams = [tok.tokenize([self.real[j] for j in order[s:s + self.cfg.batch]])
                    for s in range(0, len(self.real), self.cfg.batch)]
-        out = self.meta["output_name"]
+        out = self.meta.output_name
         if cuda:
             run = _io_binding_runner(sess, out)
         else:
@@ -352,7 +352,7 @@ class Suite:
         self.peer_processes.append(proc)
         try:
             hello = proc.call(cmd="load", onnx_dir=str(self.onnx_dir.resolve()), file=path.name,
-                              threads=self.cfg.threads, device=self.cfg.device, max_length=self.meta["max_length"],
+                              threads=self.cfg.threads, device=self.cfg.device, max_length=self.meta.max_length,
                               batch=self.cfg.batch, fixed=self.fixed, batches=self.batches, real=self.real)
             log.info("optimum peer loaded in %s: %s", python, hello["engine"])
             predicted = np.asarray(proc.call(cmd="predict", texts=list(self.test.texts))["labels"], dtype=np.int64)
@@ -360,8 +360,8 @@ class Suite:
             proc.close()
             return self._skip(OPTIMUM, f"skipped: the optimum peer failed: {e}")
         self.peer_versions = hello["versions"]
-        onehot = np.eye(len(self.meta["labels"]))[predicted]
-        f1 = compute_metrics(self.test.labels, align_columns(onehot, self.meta["labels"], self.labels),
+        onehot = np.eye(len(self.meta.labels))[predicted]
+        f1 = compute_metrics(self.test.labels, align_columns(onehot, self.meta.labels, self.labels),
                              self.labels).macro_f1
         return Row(OPTIMUM, hello["engine"], str(path), path.stat().st_size, macs, variant=variant,
                    one=lambda i: proc.call(cmd="one", i=i)["seconds"],

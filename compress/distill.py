@@ -364,7 +364,7 @@ def run_teacher_onnx(teacher_dir: Path | str, texts: Sequence[str], max_length: 
     from compress.export import MODEL_FILE, read_export
 
     folder = onnx_teacher(teacher_dir, max_length)
-    names = read_export(folder)["input_names"]
+    names = read_export(folder).input_names
     tok = AutoTokenizer.from_pretrained(folder)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -70,6 +70,14 @@ class ExportError(EdgeDistillError):
     """A checkpoint cannot be exported to ONNX, or an exported folder is incomplete."""
 
 
+class ExportMetaError(ExportError):
+    """An export folder's ``export.json`` is missing, unreadable, or lacks a field (or holds a bad one)."""
+
+    def __init__(self, path: Path | str, key: str | None, why: str):
+        self.path, self.key, self.why = Path(path), key, why
+        super().__init__(f"{path}: {key}: {why}" if key else f"{path}: {why}")
+
+
 class ExportParityError(ExportError):
     """The ONNX graph does not reproduce the torch model: the largest absolute difference per output."""
 

@@ -28,7 +28,7 @@ from typing import Any
 from compress.errors import ConfigError
 from compress.fsutil import publishing
 from compress.layout import BuildLayout
-from compress.export import MODEL_FILE, TOKENIZER_FILE, read_export, runtime_config
+from compress.export import MODEL_FILE, TOKENIZER_FILE, ExportMeta, read_export, runtime_config
 from compress.quantize import REPORT_JSON, Attempt, QuantizeReport
 
 log = logging.getLogger(__name__)
@@ -93,9 +93,9 @@ def build_package(cfg: PackagingConfig) -> Path:
             metrics = _metrics(attempt, report, meta)
             name = cfg.name or out.name
             (tmp / "README.md").write_text(model_card(name, meta, attempt, report, metrics))
-            write_manifest(tmp, opset=int(meta["opset"]), quantization=quantization, metrics=metrics,
+            write_manifest(tmp, opset=meta.opset, quantization=quantization, metrics=metrics,
                            recipe=cfg.recipe, name=name,
-                           source={"checkpoint": meta.get("checkpoint"), "onnx_dir": str(onnx_dir.resolve()),
+                           source={"checkpoint": meta.checkpoint, "onnx_dir": str(onnx_dir.resolve()),
                                    "file": attempt.file, "attempt": attempt.name})
             clf = TextClassifier.load(tmp)  # what ships must load, verify and predict
             clf.predict("a quick check that the package runs")
@@ -145,7 +145,7 @@ def _quantization(attempt: Attempt, report: QuantizeReport | None) -> dict[str, 
                      "reason": attempt.reason}}
 
 
-def _metrics(attempt: Attempt, report: QuantizeReport | None, meta: dict[str, Any]) -> dict[str, Any]:
+def _metrics(attempt: Attempt, report: QuantizeReport | None, meta: ExportMeta) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     if report is not None:
         ref = report.attempt("fp32")
@@ -154,17 +154,17 @@ def _metrics(attempt: Attempt, report: QuantizeReport | None, meta: dict[str, An
                        fp32_macro_f1=ref.macro_f1, size_bytes=attempt.size_bytes, fp32_size_bytes=ref.size_bytes,
                        latency_p50_ms=attempt.latency_p50_ms, latency_p90_ms=attempt.latency_p90_ms,
                        latency_machine=report.environment.get("cpu"), latency_threads=report.environment.get("threads"))
-    ckpt_metrics = Path(meta.get("checkpoint") or "") / "metrics.json"
-    if meta.get("checkpoint") and ckpt_metrics.is_file():
+    ckpt_metrics = Path(meta.checkpoint or "") / "metrics.json"
+    if meta.checkpoint and ckpt_metrics.is_file():
         try:
             metrics["checkpoint"] = json.loads(ckpt_metrics.read_text())
         except json.JSONDecodeError:
             log.warning("%s is not valid JSON; the package records no checkpoint metrics", ckpt_metrics)
-    metrics["parity_max_abs_diff"] = meta.get("parity", {}).get("max_abs_diff")
+    metrics["parity_max_abs_diff"] = dict(meta.parity.max_abs_diff) if meta.parity else None
     return metrics
 
 
-def model_card(name: str, meta: dict[str, Any], attempt: Attempt, report: QuantizeReport | None,
+def model_card(name: str, meta: ExportMeta, attempt: Attempt, report: QuantizeReport | None,
                metrics: dict[str, Any]) -> str:
     """The README.md of a package: intended use, data, labels, metrics, quantization, limitations."""
     from importlib import metadata
@@ -173,10 +173,10 @@ def model_card(name: str, meta: dict[str, Any], attempt: Attempt, report: Quanti
         version = metadata.version("edgedistill")
     except metadata.PackageNotFoundError:
         version = "unknown"
-    labels = meta["labels"]
+    labels = meta.labels
     data = (report.config.get("data") or {}) if report else {}
     lines = [f"# {name}", "",
-             f"A {len(labels)}-class text classifier ({meta['model_type']}, variant **{attempt.variant}**) built by "
+             f"A {len(labels)}-class text classifier ({meta.model_type}, variant **{attempt.variant}**) built by "
              f"edgedistill {version}. It runs on onnxruntime and tokenizers alone (no torch).", "",
              "## Intended use", "",
              f"Sorting short English texts into {', '.join(f'`{lab}`' for lab in labels)}, in the domain of the "
@@ -194,7 +194,7 @@ def model_card(name: str, meta: dict[str, Any], attempt: Attempt, report: Quanti
     else:
         lines += ["- No quantize report: this package was not gated or evaluated by edgedistill."]
     lines += [f"- Labels, in output order: {', '.join(f'`{lab}`' for lab in labels)}.",
-              f"- Inputs: {', '.join(meta['input_names'])}; texts longer than {meta['max_length']} tokens are "
+              f"- Inputs: {', '.join(meta.input_names)}; texts longer than {meta.max_length} tokens are "
               "truncated.", "", "## Metrics", ""]
     if report:
         ref = report.attempt("fp32")
@@ -230,7 +230,7 @@ def model_card(name: str, meta: dict[str, Any], attempt: Attempt, report: Quanti
     lines += ["", "## Limitations", "",
               "- It knows only the labels above; every text gets one of them, including texts that fit none.",
               "- Trained on one dataset: expect lower accuracy on other domains, registers or languages.",
-              f"- Texts are cut at {meta['max_length']} tokens; what comes later is not read.",
+              f"- Texts are cut at {meta.max_length} tokens; what comes later is not read.",
               "- Scores are softmax probabilities, not calibrated certainties."]
     if attempt.variant.startswith("int8") and attempt.agreement is not None:
         lines.append(f"- int8 arithmetic: {100 * (1 - attempt.agreement):.1f}% of validation texts get a different label "

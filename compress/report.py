@@ -267,7 +267,7 @@ def write_report(recipe, cfg: ReportConfig) -> Path:
                            "student": lambda t: fp32.predict_proba([t])}
     if base is not None:
         fns[baseline["model"]] = lambda t: base.predict_proba([t])
-    teacher = _teacher_predictor(layout.teacher, int(meta_export["max_length"]))
+    teacher = _teacher_predictor(layout.teacher, meta_export.max_length)
     if teacher is not None:
         fns["teacher"] = teacher
     latency = paired_latency(fns, texts)  # keyed by the rows' model names

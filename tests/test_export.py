@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -11,8 +12,9 @@ import onnxruntime as ort
 import pytest
 from typer.testing import CliRunner
 
-from compress.errors import ConfigError, ExportParityError
-from compress.export import ExportConfig, check_parity, export, parity_inputs, read_export, runtime_config
+from compress.errors import ConfigError, ExportError, ExportMetaError, ExportParityError
+from compress.export import (ExportConfig, ExportMeta, ParityCase, check_parity, export, parity_inputs, read_export,
+                             runtime_config)
 
 
 def test_export_writes_the_folder_and_records_parity(tiny_onnx_dir):
@@ -20,15 +22,15 @@ def test_export_writes_the_folder_and_records_parity(tiny_onnx_dir):
     assert {"model.onnx", "tokenizer.json", "export.json", "config.json"} <= names
     assert not any(n.startswith(".") for n in names)
     meta = read_export(tiny_onnx_dir)
-    assert meta["input_names"] == ["input_ids", "attention_mask", "token_type_ids"]
-    assert meta["uses_token_type_ids"] is True
-    assert meta["labels"] == ["negative", "positive"]
-    assert meta["max_length"] == 64 and meta["opset"] == 17
-    cases = {(c["batch"], c["length"]) for c in meta["parity"]["cases"]}
+    assert meta.input_names == ("input_ids", "attention_mask", "token_type_ids")
+    assert meta.uses_token_type_ids is True
+    assert meta.labels == ("negative", "positive")
+    assert meta.max_length == 64 and meta.opset == 17
+    cases = {(c.batch, c.length) for c in meta.parity.cases}
     assert cases == {(b, n) for b in (1, 3, 8) for n in (8, 64)}
-    assert 0 <= meta["parity"]["max_abs_diff"]["logits"] <= meta["parity"]["atol"]
+    assert 0 <= meta.parity.max_abs_diff["logits"] <= meta.parity.atol
     model = onnx.load(str(tiny_onnx_dir / "model.onnx"))
-    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == meta["opset"]
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == meta.opset
 
 
 def test_the_graph_takes_any_batch_and_length(tiny_onnx_dir):
@@ -110,9 +112,9 @@ def test_a_model_without_token_type_ids(tmp_path, tiny_tokenizer_dir):
     tok.save_pretrained(ckpt)
     out = export(ExportConfig(checkpoint=str(ckpt), output=str(tmp_path / "onnx")))
     meta = read_export(out)
-    assert meta["model_type"] == "mpnet"
-    assert meta["input_names"] == ["input_ids", "attention_mask"] and meta["uses_token_type_ids"] is False
-    assert meta["max_length"] == 64  # 66 positions minus the padding offset, below the asked-for 128
+    assert meta.model_type == "mpnet"
+    assert meta.input_names == ("input_ids", "attention_mask") and meta.uses_token_type_ids is False
+    assert meta.max_length == 64  # 66 positions minus the padding offset, below the asked-for 128
     clf = TextClassifier.from_files(out / "model.onnx", out / "tokenizer.json", runtime_config(meta, "fp32"))
     assert clf.predict_proba(["the film was good", "dull"]).shape == (2, 3)
 
@@ -151,3 +153,90 @@ def test_cli_export(tmp_path, tiny_wide_model_dir):
     res = CliRunner().invoke(app, ["export", str(tiny_wide_model_dir), "--output", str(out)])
     assert res.exit_code == 1 and "already exists" in res.output
     shutil.rmtree(out)
+
+
+# export.json as the toolchain wrote it before ExportMeta existed (json.dumps of a dict, indent 2; two cases kept)
+WRITTEN = {
+    "checkpoint": "/builds/x/student", "model_type": "bert", "labels": ["negative", "positive"], "max_length": 64,
+    "input_names": ["input_ids", "attention_mask", "token_type_ids"], "output_name": "logits",
+    "uses_token_type_ids": True, "pad_token_id": 0, "opset": 17, "num_attention_heads": 2, "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "parity": {"atol": 0.0001, "max_abs_diff": {"logits": 5.587935447692871e-09},
+               "cases": [{"batch": 1, "length": 8, "logits": 1.862645149230957e-09},
+                         {"batch": 1, "length": 64, "logits": 9.313225746154785e-10}]},
+    "config": {"checkpoint": "/builds/x/student", "output": "/builds/x/onnx", "opset": 17, "max_length": 64,
+               "atol": 0.0001, "overwrite": False},
+    "exporter": "torch.onnx.export (TorchScript, eager attention)",
+    "versions": {"torch": "2.13.0+cpu", "transformers": "5.24.0", "onnxruntime": "1.32.0"},
+    "created": "2026-11-30T14:12:16Z",
+}
+
+
+def test_an_existing_export_json_reads_into_typed_fields_and_writes_back_unchanged(tmp_path):
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(WRITTEN, indent=2) + "\n")
+    meta = ExportMeta.from_file(path)
+    assert meta.labels == ("negative", "positive") and meta.max_length == 64 and meta.pad_token_id == 0
+    assert meta.input_names == ("input_ids", "attention_mask", "token_type_ids") and meta.uses_token_type_ids
+    assert meta.parity.atol == 1e-4 and meta.parity.cases[1] == ParityCase(1, 64, {"logits": 9.313225746154785e-10})
+    assert meta.to_dict() == WRITTEN and list(meta.to_dict()) == list(WRITTEN)
+    assert meta.to_json() == path.read_text()
+    old_config = {k: WRITTEN[k] for k in ("labels", "max_length", "input_names", "output_name", "uses_token_type_ids",
+                                          "pad_token_id", "model_type")} | {"variant": "int8-static"}
+    assert runtime_config(meta, "int8-static") == old_config
+    assert ExportMeta.from_dict(meta.to_dict()) == meta
+
+
+def test_export_writes_what_it_reads_back(tiny_onnx_dir):
+    path = tiny_onnx_dir / "export.json"
+    assert ExportMeta.from_file(path).to_json() == path.read_text()
+
+
+def test_keys_this_version_does_not_know_are_kept_and_optional_ones_may_be_absent():
+    older = {k: v for k, v in WRITTEN.items() if k not in ("exporter", "num_hidden_layers")} | {"future": [1, 2]}
+    meta = ExportMeta.from_dict(older)
+    assert meta.exporter is None and meta.num_hidden_layers is None and meta.extra == {"future": [1, 2]}
+    assert meta.to_dict()["future"] == [1, 2]
+
+
+def _without(d, key):
+    return {k: v for k, v in d.items() if k != key}
+
+
+@pytest.mark.parametrize("text, key, why", [
+    (json.dumps(_without(WRITTEN, "max_length")), "max_length", "missing"),
+    (json.dumps(_without(_without(WRITTEN, "labels"), "opset")), "labels, opset", "missing"),
+    (json.dumps(WRITTEN | {"labels": "negative"}), "labels", "not a non-empty list"),
+    (json.dumps(WRITTEN | {"max_length": "64"}), "max_length", "not an int >= 1"),
+    (json.dumps(WRITTEN | {"uses_token_type_ids": 1}), "uses_token_type_ids", "not true or false"),
+    (json.dumps(WRITTEN | {"parity": {"max_abs_diff": {"logits": 0.0}}}), "parity.atol", "not a number"),
+    (json.dumps(WRITTEN | {"parity": {"atol": 1e-4, "max_abs_diff": {}, "cases": [{"length": 8}]}}),
+     "parity.cases[0]", "no int batch"),
+    ('{"labels": ["a"], ', None, "cannot be read as JSON"),
+    ("[1, 2]", None, "must hold a JSON object, not list"),
+])
+def test_a_malformed_export_json_names_the_file_and_the_key(tmp_path, text, key, why):
+    path = tmp_path / "export.json"
+    path.write_text(text)
+    with pytest.raises(ExportMetaError) as info:
+        ExportMeta.from_file(path)
+    err = info.value
+    assert isinstance(err, ExportError) and err.path == path and err.key == key and why in str(err)
+    assert str(err).startswith(f"{path}: " + (f"{key}: " if key else ""))
+
+
+def test_a_folder_without_export_json_is_named(tmp_path):
+    expected = f"{tmp_path / 'export.json'}: missing; {tmp_path} is not a folder written by `edgedistill export`"
+    with pytest.raises(ExportMetaError, match=re.escape(expected)):
+        read_export(tmp_path)
+
+
+def test_cli_reports_a_malformed_export_json_in_one_line(tmp_path, tiny_onnx_dir):
+    from compress.cli import app
+
+    folder = tmp_path / "onnx"
+    shutil.copytree(tiny_onnx_dir, folder)
+    (folder / "export.json").write_text(json.dumps(_without(WRITTEN, "pad_token_id")))
+    res = CliRunner().invoke(app, ["package", str(folder), "--output", str(tmp_path / "pkg")])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert f"{folder / 'export.json'}: pad_token_id: missing" in " ".join(res.output.split())

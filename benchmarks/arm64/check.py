@@ -141,18 +141,20 @@ def int8_from_fp32(fp32_pkg: Path, dest: Path) -> Path:
 
 def packages_from_onnx_dir(onnx_dir: Path, dest: Path) -> tuple[Path, list[Path]]:
     """fp32 and int8 packages from an export folder (``edgedistill export`` + ``quantize`` variants)."""
-    meta = json.loads((onnx_dir / "export.json").read_text())
+    sys.path.insert(0, str(REPO))
+    from compress.errors import ExportError
+    from compress.export import read_export, runtime_config  # the host side only: no compress travels to ARM
+
+    try:
+        meta = read_export(onnx_dir)
+    except ExportError as e:
+        raise SystemExit(str(e)) from e
     files = {"fp32": "model.onnx", "int8-dynamic": "model_int8_dynamic.onnx", "int8-static": "model_int8_static.onnx"}
     made: dict[str, Path] = {}
     for variant, name in files.items():
         if (onnx_dir / name).is_file():
-            config = {k: meta[k] for k in ("labels", "max_length", "input_names", "output_name", "uses_token_type_ids",
-                                           "pad_token_id", "model_type")}
-            config["variant"] = variant
-            made[variant] = package_from_onnx(onnx_dir / name, onnx_dir / "tokenizer.json", config, dest / variant,
-                                              opset=int(meta.get("opset", 17)))
-    if "fp32" not in made:
-        raise SystemExit(f"{onnx_dir}: no model.onnx (not an export folder)")
+            made[variant] = package_from_onnx(onnx_dir / name, onnx_dir / "tokenizer.json",
+                                              runtime_config(meta, variant), dest / variant, opset=meta.opset)
     return made["fp32"], [p for v, p in made.items() if v != "fp32"]
 
 

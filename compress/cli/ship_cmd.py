@@ -22,21 +22,22 @@ def export_cmd(
     overwrite: Annotated[Optional[bool], typer.Option("--overwrite", help="Replace an existing output folder.")] = None,
 ) -> None:
     """Export to ONNX through torch.onnx and check torch-vs-onnxruntime parity on several input shapes."""
-    from compress.export import META_FILE, ExportConfig, export
+    from compress.export import ExportConfig, export, read_export
 
     cfg = make_config(ExportConfig, checkpoint=str(checkpoint), output=str(output) if output else None, opset=opset,
                       max_length=max_length, atol=atol, overwrite=overwrite)
     with console.status(f"exporting {checkpoint}"):
         out = export(cfg)
-    meta = json.loads((out / META_FILE).read_text())
-    rows = [(c["batch"], c["length"], *(c.get(k) for k in meta["parity"]["max_abs_diff"]))
-            for c in meta["parity"]["cases"]]
-    console.print(table(f"Parity torch vs onnxruntime (atol {meta['parity']['atol']:g}): all within",
-                        ["batch", "tokens", *(f"max |diff| {k}" for k in meta["parity"]["max_abs_diff"])], rows))
-    console.print(table(f"Exported {meta['model_type']} to {out}",
+    meta = read_export(out)
+    parity = meta.parity
+    assert parity is not None  # export() always records its parity check
+    rows = [(c.batch, c.length, *(c.diffs.get(k) for k in parity.max_abs_diff)) for c in parity.cases]
+    console.print(table(f"Parity torch vs onnxruntime (atol {parity.atol:g}): all within",
+                        ["batch", "tokens", *(f"max |diff| {k}" for k in parity.max_abs_diff)], rows))
+    console.print(table(f"Exported {meta.model_type} to {out}",
                         ["file", "opset", "inputs", "labels", "max length"],
-                        [("model.onnx", meta["opset"], ", ".join(meta["input_names"]), ", ".join(meta["labels"]),
-                          meta["max_length"])]))
+                        [("model.onnx", meta.opset, ", ".join(meta.input_names), ", ".join(meta.labels),
+                          meta.max_length)]))
 
 
 @app.command("quantize")

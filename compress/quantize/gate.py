@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from compress.data import Split
-from compress.export import MODEL_FILE, TOKENIZER_FILE, read_export, runtime_config
+from compress.export import MODEL_FILE, TOKENIZER_FILE, ExportMeta, read_export, runtime_config
 from compress.quantize import variants  # builders called as variants.<name>: one place to replace them in a test
 from compress.quantize.config import CALIBRATIONS, VARIANT_FILES, QuantizeConfig
 from compress.quantize.graph import QUANT_OPS, layer_groups, op_counts, sensitivity
@@ -35,7 +35,7 @@ def _predict(clf: Any, texts: list[str], batch_size: int) -> np.ndarray:
 class _Gate:
     """Evaluates variants through the runtime with one protocol and judges them against fp32."""
 
-    def __init__(self, cfg: QuantizeConfig, meta: dict[str, Any], onnx_dir: Path, split: Split, labels: list[str],
+    def __init__(self, cfg: QuantizeConfig, meta: ExportMeta, onnx_dir: Path, split: Split, labels: list[str],
                  work: Path | None = None):
         """``split`` is the validation split (or a subsample): it decides every verdict and the choice."""
         self.cfg, self.meta, self.onnx_dir, self.split, self.labels = cfg, meta, onnx_dir, split, labels
@@ -161,7 +161,7 @@ def _publish(work: Path, onnx_dir: Path, report: QuantizeReport) -> None:
     report.save(onnx_dir)
 
 
-def _quantize(cfg: QuantizeConfig, meta: dict[str, Any], onnx_dir: Path, work: Path, data: Any,
+def _quantize(cfg: QuantizeConfig, meta: ExportMeta, onnx_dir: Path, work: Path, data: Any,
               split: Split) -> QuantizeReport:
     gate = _Gate(cfg, meta, onnx_dir, split, data.label_names, work)
     run = _Run(cfg, meta, onnx_dir, gate, data.train)
@@ -196,7 +196,7 @@ def _quantize(cfg: QuantizeConfig, meta: dict[str, Any], onnx_dir: Path, work: P
 class _Run:
     """The state of one quantize() call: attempts so far, cached graphs and calibration batches."""
 
-    def __init__(self, cfg: QuantizeConfig, meta: dict[str, Any], onnx_dir: Path, gate: _Gate, train: Split):
+    def __init__(self, cfg: QuantizeConfig, meta: ExportMeta, onnx_dir: Path, gate: _Gate, train: Split):
         self.cfg, self.meta, self.onnx_dir, self.gate, self.train = cfg, meta, onnx_dir, gate, train
         self.attempts: list[Attempt] = []
         self.fused_ops: dict[str, int] = {}
@@ -216,7 +216,7 @@ class _Run:
             feeds = [clf.tokenize(texts[i:i + 8]) for i in range(0, len(texts), 8)]
             # one sequence length for all batches: the histogram calibrators (entropy, percentile) stack them
             length = max(f["input_ids"].shape[1] for f in feeds)
-            pad = {"input_ids": self.meta["pad_token_id"], "attention_mask": 0, "token_type_ids": 0}
+            pad = {"input_ids": self.meta.pad_token_id, "attention_mask": 0, "token_type_ids": 0}
             self._feeds = [{k: np.pad(v, ((0, 0), (0, length - v.shape[1])), constant_values=pad[k])
                             for k, v in f.items()} for f in feeds]
         return self._feeds

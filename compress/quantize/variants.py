@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from compress.export import ExportMeta
 from compress.quantize.graph import FUSED_OPS
 
 # The weight nodes each quantiser turns into int8. The dynamic one first rewrites every Gemm into a
@@ -15,12 +16,12 @@ DYNAMIC_WEIGHT_OPS = ("MatMul", "Attention", "Gemm")
 STATIC_WEIGHT_OPS = ("MatMul", "Gemm")
 
 
-def optimize(src: Path, dest: Path, meta: dict[str, Any]) -> dict[str, int]:
+def optimize(src: Path, dest: Path, meta: ExportMeta) -> dict[str, int]:
     """Fuse the fp32 graph with onnxruntime's transformer optimiser; returns the fused-op counts."""
     from onnxruntime.transformers.optimizer import optimize_model
 
-    model = optimize_model(str(src), model_type="bert", num_heads=meta.get("num_attention_heads") or 0,
-                           hidden_size=meta.get("hidden_size") or 0, opt_level=0)
+    model = optimize_model(str(src), model_type="bert", num_heads=meta.num_attention_heads or 0,
+                           hidden_size=meta.hidden_size or 0, opt_level=0)
     model.save_model_to_file(str(dest))
     stats = model.get_fused_operator_statistics()
     return {k: int(stats.get(k, 0)) for k in FUSED_OPS if stats.get(k)}
