@@ -236,12 +236,13 @@ class Suite:
     # ----------------------------------------------------------------- the rows
     def torch_row(self, name: str, folder: Path, macs: int) -> Row:
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoTokenizer
 
         from compress.evaluate import align_columns, evaluate_torch, model_labels, predict_proba_torch
+        from compress.student import load_classifier
 
         cuda = self.cfg.device == "cuda"
-        model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        model = load_classifier(folder).eval()
         if cuda:
             model = model.half().to("cuda")
         tok = AutoTokenizer.from_pretrained(folder)

@@ -163,16 +163,23 @@ class DistillConfig:
             v = getattr(self, name)
             if v is not None and not v > lo:
                 raise ConfigError(f"distill.{name}", v, f"must be > {lo}")
+        if self.student.builder == "static":
+            for name in ("hidden_loss_weight", "attention_loss_weight"):
+                if getattr(self, name) > 0:
+                    raise ConfigError(f"distill.{name}", getattr(self, name),
+                                      "the static student has no layers or attention to match; use the soft "
+                                      "targets (alpha) alone")
         if self.teacher_dir is None and self.needs_teacher:
             raise ConfigError("distill.teacher_dir", None,
-                              "a teacher checkpoint is needed (alpha > 0, a teacher loss or builder teacher-layers)")
+                              "a teacher checkpoint is needed (alpha > 0, a teacher loss, or builder teacher-layers "
+                              "or static)")
         if not self.output_dir:
             raise ConfigError("distill.output_dir", self.output_dir, "must name a folder")
 
     @property
     def needs_teacher(self) -> bool:
         return (self.alpha > 0 or self.hidden_loss_weight > 0 or self.attention_loss_weight > 0
-                or self.student.builder == "teacher-layers")
+                or self.student.builder in ("teacher-layers", "static"))
 
     @property
     def needs_teacher_outputs(self) -> bool:

@@ -217,12 +217,14 @@ def evaluate_torch(model_dir_or_model, split, labels: Sequence[str] | None = Non
     ``split`` is a :class:`compress.data.Split`; ``labels`` are the data's label names (default: the model's).
     """
     if isinstance(model_dir_or_model, (str, Path)):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoTokenizer
+
+        from compress.student import load_classifier
 
         path = Path(model_dir_or_model)
         if not (path / "config.json").is_file():
             raise DataError("not a model checkpoint (no config.json)", path=path)
-        model = AutoModelForSequenceClassification.from_pretrained(path)
+        model = load_classifier(path)
         tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
         if device:
             model.to(device)

@@ -90,7 +90,9 @@ class ExportConfig:
 
 def export(cfg: ExportConfig) -> Path:
     """Export ``cfg.checkpoint`` to ``cfg.output_dir`` (model.onnx + tokenizer + export.json); returns the folder."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from compress.student import load_classifier
 
     ckpt = Path(cfg.checkpoint)
     if not (ckpt / "config.json").is_file():
@@ -103,7 +105,7 @@ def export(cfg: ExportConfig) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(ckpt)
     if not getattr(tokenizer, "is_fast", False):
         raise ExportError(f"{ckpt}: the tokenizer has no fast (tokenizers) version; the runtime needs tokenizer.json")
-    model = AutoModelForSequenceClassification.from_pretrained(ckpt).eval()
+    model = load_classifier(ckpt).eval()
     max_length = _max_length(cfg.max_length, model.config, tokenizer)
 
     with publishing(out) as tmp:
@@ -127,11 +129,13 @@ def _torch_export(ckpt: Path, dest: Path, opset: int) -> None:
     either way); nor sdpa attention (see the module's docstring).
     """
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from compress.student import load_classifier
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(ckpt)
-        model = AutoModelForSequenceClassification.from_pretrained(ckpt, attn_implementation="eager").eval()
+        model = load_classifier(ckpt, attn_implementation="eager").eval()
     except (ValueError, OSError) as e:
         raise ExportError(f"could not load {ckpt} for export: {e}") from e
     names = ["input_ids", "attention_mask"] + (
@@ -472,10 +476,12 @@ def check_parity(model_or_checkpoint: Any, onnx_path: Path | str, *, tokenizer: 
     import torch
 
     if isinstance(model_or_checkpoint, (str, Path)):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoTokenizer
+
+        from compress.student import load_classifier
 
         tokenizer = tokenizer or AutoTokenizer.from_pretrained(model_or_checkpoint)
-        model = AutoModelForSequenceClassification.from_pretrained(model_or_checkpoint).eval()
+        model = load_classifier(model_or_checkpoint).eval()
     else:
         model = model_or_checkpoint.eval()
         if tokenizer is None:

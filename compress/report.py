@@ -87,11 +87,12 @@ def _teacher_predictor(folder: Path, max_length: int):
     """A batch-1 predictor of the torch teacher, for timing; None when there is no teacher checkpoint."""
     if not (folder / "config.json").is_file():
         return None
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from compress.evaluate import predict_proba_torch
+    from compress.student import load_classifier
 
-    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    model = load_classifier(folder).eval()
     tok = AutoTokenizer.from_pretrained(folder)
     return lambda text: predict_proba_torch(model, tok, [text], max_length=max_length, batch_size=1)
 

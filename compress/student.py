@@ -14,6 +14,10 @@ Three builders, chosen by :attr:`StudentConfig.builder`:
     A pretrained compact model with only a chosen subset of its layers kept
     (e.g. MiniLM 6 -> 3), with a new head.
 
+``static``
+    No transformer at all: a token-embedding table started from the teacher,
+    a masked mean and a small head (:mod:`compress.static`).
+
 ``layers`` is either a count (evenly spaced layers are kept, first and last
 included) or an explicit list of 0-based layer indices.
 
@@ -42,7 +46,8 @@ from compress.errors import ConfigError, VocabTrimError
 
 log = logging.getLogger(__name__)
 
-BUILDERS = ("pretrained", "teacher-layers", "drop-layers")
+BUILDERS = ("pretrained", "teacher-layers", "drop-layers", "static")
+STATIC_INITS = ("teacher", "embeddings")
 
 
 @dataclass
@@ -59,6 +64,11 @@ class StudentConfig:
     ``teacher-layers`` defaults to half the teacher's depth; ``drop-layers`` needs it; ``pretrained`` keeps all."""
     trim_vocab: bool = False
     """Keep only the special tokens and the tokens of the training + transfer texts."""
+    static_dim: int = 256
+    """``static``: dimensions of the token table (PCA of the teacher's vectors)."""
+    static_init: str = "teacher"
+    """``static``: start the table from the teacher's ``teacher`` token outputs (model2vec's way) or its input
+    ``embeddings``."""
 
     def __post_init__(self) -> None:
         if self.builder not in BUILDERS:
@@ -79,6 +89,12 @@ class StudentConfig:
                 raise ConfigError("student.layers", self.layers, "must be a layer count >= 1 or a list of indices")
         if self.builder == "drop-layers" and self.layers is None:
             raise ConfigError("student.layers", None, "drop-layers needs the layers to keep (a count or indices)")
+        if self.builder == "static" and self.layers is not None:
+            raise ConfigError("student.layers", self.layers, "the static student has no layers")
+        if isinstance(self.static_dim, bool) or not isinstance(self.static_dim, int) or self.static_dim < 2:
+            raise ConfigError("student.static_dim", self.static_dim, "must be an int >= 2")
+        if self.static_init not in STATIC_INITS:
+            raise ConfigError("student.static_init", self.static_init, f"must be one of {', '.join(STATIC_INITS)}")
         if self.builder == "pretrained" and self.layers is not None:
             raise ConfigError("student.layers", self.layers,
                               "the pretrained builder keeps every layer; use builder='drop-layers' to cut some")
@@ -130,16 +146,30 @@ def build_student(cfg: StudentConfig, teacher_dir: Path | str | None, num_labels
                   corpus: Sequence[str] | None = None):
     """Build the student ``(model, tokenizer)`` for ``num_labels`` classes named by ``id2label``.
 
-    ``corpus`` (the training and transfer texts) is needed when ``cfg.trim_vocab`` is set; the trim report
-    is kept in ``model.config.vocab_trim`` (it lands in config.json).
+    ``corpus`` (the training and transfer texts) is needed when ``cfg.trim_vocab`` is set, and gives the static
+    student its token frequencies; the trim report is kept in ``model.config.vocab_trim`` (it lands in
+    config.json).
     """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     id2label = {int(k): v for k, v in id2label.items()}
     if len(id2label) != num_labels:
         raise ConfigError("id2label", id2label, f"has {len(id2label)} labels, num_labels is {num_labels}")
-    label2id = {v: k for k, v in id2label.items()}
+    if cfg.builder == "static":
+        model, tokenizer = _static_student(cfg, teacher_dir, num_labels, id2label, corpus)
+    else:
+        model, tokenizer = _transformer_student(cfg, teacher_dir, num_labels, id2label)
+    if cfg.trim_vocab:
+        if not corpus:
+            raise ConfigError("student.trim_vocab", True, "needs the training/transfer texts (corpus) to keep")
+        model, tokenizer, report = trim_vocabulary(model, tokenizer, corpus)
+        model.config.vocab_trim = report.as_dict()
+    return model.eval(), tokenizer
 
+
+def _transformer_student(cfg: StudentConfig, teacher_dir: Path | str | None, num_labels: int,
+                         id2label: dict[int, str]):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    label2id = {v: k for k, v in id2label.items()}
     if cfg.builder == "teacher-layers":
         if teacher_dir is None or not Path(teacher_dir).is_dir():
             raise ConfigError("distill.teacher_dir", teacher_dir, "teacher-layers copies the teacher: give its folder")
@@ -165,12 +195,31 @@ def build_student(cfg: StudentConfig, teacher_dir: Path | str | None, num_labels
                             else "teacher", "layers_kept": indices, "of_layers": depth}
     log.info("student %s from %s: layers %s of %d, hidden %d, vocab %d, %.1fM parameters", cfg.builder, source,
              indices, depth, model.config.hidden_size, model.config.vocab_size, count_parameters(model) / 1e6)
-    if cfg.trim_vocab:
-        if not corpus:
-            raise ConfigError("student.trim_vocab", True, "needs the training/transfer texts (corpus) to keep")
-        model, tokenizer, report = trim_vocabulary(model, tokenizer, corpus)
-        model.config.vocab_trim = report.as_dict()
-    return model.eval(), tokenizer
+    return model, tokenizer
+
+
+def _static_student(cfg: StudentConfig, teacher_dir: Path | str | None, num_labels: int, id2label: dict[int, str],
+                    corpus: Sequence[str] | None):
+    if teacher_dir is None or not Path(teacher_dir).is_dir():
+        raise ConfigError("distill.teacher_dir", teacher_dir, "the static student starts from the teacher: "
+                                                              "give its folder")
+    from compress.static import build_static
+
+    model, tokenizer = build_static(teacher_dir, num_labels, id2label, corpus or [], dim=cfg.static_dim,
+                                    init=cfg.static_init)
+    model.config.student = {"builder": "static", "source": "teacher", "init": cfg.static_init,
+                            "dim": model.config.hidden_size}
+    return model, tokenizer
+
+
+def load_classifier(path: Path | str, **kwargs: Any):
+    """A saved student or teacher checkpoint as a sequence classifier (the static student included: importing
+    :mod:`compress.static` registers it with transformers' Auto classes)."""
+    from transformers import AutoModelForSequenceClassification
+
+    import compress.static  # noqa: F401
+
+    return AutoModelForSequenceClassification.from_pretrained(str(path), **kwargs)
 
 
 def count_parameters(model) -> int:

@@ -247,7 +247,7 @@ class _Run:
                 return attempt
             self.gate.measure(attempt, providers)
         except Exception as e:  # a variant that cannot be built or run is recorded, never shipped
-            attempt.status, attempt.reason = "error", f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+            attempt.status, attempt.reason = "error", f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"
             log.warning("%s could not be built or run: %s", attempt.name, attempt.reason)
             return attempt
         return self.gate.judge(attempt)

@@ -20,8 +20,10 @@ def optimize(src: Path, dest: Path, meta: ExportMeta) -> dict[str, int]:
     """Fuse the fp32 graph with onnxruntime's transformer optimiser; returns the fused-op counts."""
     from onnxruntime.transformers.optimizer import optimize_model
 
-    model = optimize_model(str(src), model_type="bert", num_heads=meta.num_attention_heads or 0,
-                           hidden_size=meta.hidden_size or 0, opt_level=0)
+    heads = meta.num_attention_heads or 0
+    # the optimiser takes both numbers or neither: a static student has no heads, and then no hidden size either
+    model = optimize_model(str(src), model_type="bert", num_heads=heads,
+                           hidden_size=(meta.hidden_size or 0) if heads else 0, opt_level=0)
     model.save_model_to_file(str(dest))
     stats = model.get_fused_operator_statistics()
     return {k: int(stats.get(k, 0)) for k in FUSED_OPS if stats.get(k)}

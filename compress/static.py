@@ -1,0 +1,170 @@
+"""The static student: a token-embedding table, a masked mean and a small head. No attention, no layers.
+
+A text's vector is the mean of its tokens' rows (padding masked out); a one-hidden-layer head maps it to the
+labels. The ONNX graph is a Gather, a masked mean and two MatMuls, so it runs at tens of thousands of texts a
+second on a CPU core, where a transformer runs hundreds.
+
+The table starts from the teacher, the way model2vec builds its static models (MinishLab/model2vec,
+``distill/inference.py``): every vocabulary token goes through the encoder on its own, between the special
+tokens (``[SEP] token [CLS]``, the order model2vec found better), and the mean of the outputs is the token's
+vector; PCA takes it to ``static_dim`` dimensions. Unlike model2vec, the encoder is the *fine-tuned* teacher,
+and the SIF weights ``a / (a + p(token))`` come from the token frequencies of the training and transfer texts
+rather than from Zipf's law over the vocabulary order. ``static_init = "embeddings"`` starts from the teacher's
+input embedding table instead (no forward passes). Distillation then trains every weight on the teacher's soft
+targets.
+
+Importing this module registers the model with transformers' Auto classes (``model_type`` below), so
+checkpoints load through :func:`compress.student.load_classifier` like any other.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+log = logging.getLogger(__name__)
+
+MODEL_TYPE = "edgedistill-static"
+SIF_A = 1e-3
+"""The SIF coefficient (Arora, Liang and Ma, ICLR 2017): a token as frequent as ``a`` keeps half its weight."""
+
+
+class StaticConfig(PreTrainedConfig):
+    model_type = MODEL_TYPE
+
+    def __init__(self, vocab_size: int = 30522, hidden_size: int = 256, head_hidden_size: int = 256,
+                 classifier_dropout: float = 0.1, pad_token_id: int = 0, **kwargs):
+        super().__init__(pad_token_id=pad_token_id, **kwargs)
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.head_hidden_size = head_hidden_size
+        self.classifier_dropout = classifier_dropout
+        self.num_hidden_layers = 0  # read by reports: no transformer layers at all
+
+
+class StaticForSequenceClassification(PreTrainedModel):
+    config_class = StaticConfig
+    base_model_prefix = "static"
+    main_input_name = "input_ids"
+
+    def __init__(self, config: StaticConfig):
+        super().__init__(config)
+        self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        if config.head_hidden_size:
+            self.head = nn.Sequential(nn.Linear(config.hidden_size, config.head_hidden_size), nn.GELU(),
+                                      nn.Linear(config.head_hidden_size, config.num_labels))
+        else:
+            self.head = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings = value
+
+    def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The mean of the tokens' rows, padding left out."""
+        if attention_mask is None:
+            attention_mask = (input_ids != self.config.pad_token_id).long()
+        mask = attention_mask.unsqueeze(-1).to(self.embeddings.weight.dtype)
+        return (self.embeddings(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, output_hidden_states: bool | None = None,
+                return_dict: bool | None = None, **_: object) -> SequenceClassifierOutput:
+        pooled = self.pool(input_ids, attention_mask)
+        logits = self.head(self.dropout(pooled))
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits,
+                                        hidden_states=(pooled,) if output_hidden_states else None)
+
+
+AutoConfig.register(MODEL_TYPE, StaticConfig, exist_ok=True)
+AutoModelForSequenceClassification.register(StaticConfig, StaticForSequenceClassification, exist_ok=True)
+
+
+# ------------------------------------------------------------------------------- the table's start
+def teacher_token_vectors(teacher_dir: Path | str, tokenizer, *, batch_size: int = 512) -> np.ndarray:
+    """One vector per vocabulary id: the fine-tuned teacher's encoder outputs for ``[SEP] id [CLS]``, averaged
+    over the three positions (model2vec's recipe, run on the fine-tuned encoder)."""
+    from transformers import AutoModel
+
+    encoder = AutoModel.from_pretrained(str(teacher_dir)).eval()
+    n = len(tokenizer)
+    ids = torch.arange(n)
+    first = torch.full((n,), tokenizer.sep_token_id if tokenizer.sep_token_id is not None else 0)
+    last = torch.full((n,), tokenizer.cls_token_id if tokenizer.cls_token_id is not None else 0)
+    batch_ids = torch.stack([first, ids, last], dim=1)
+    out = np.zeros((n, encoder.config.hidden_size), dtype=np.float32)
+    with torch.inference_mode():
+        for i in range(0, n, batch_size):
+            chunk = batch_ids[i:i + batch_size]
+            hidden = encoder(input_ids=chunk, attention_mask=torch.ones_like(chunk)).last_hidden_state
+            out[i:i + batch_size] = hidden.float().mean(1).numpy()
+    del encoder
+    return out
+
+
+def pca(vectors: np.ndarray, dim: int) -> np.ndarray:
+    """``vectors`` centred and projected onto their ``dim`` leading principal directions (all of them if fewer),
+    scaled to unit variance per dimension on average."""
+    x = vectors.astype(np.float64) - vectors.mean(0, keepdims=True)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    y = x @ vt[:dim].T
+    return (y / (y.std() or 1.0)).astype(np.float32)
+
+
+def sif_weights(tokenizer, corpus: Sequence[str], vocab_size: int, a: float = SIF_A) -> np.ndarray:
+    """``a / (a + p(token))`` with ``p`` the token's share of the corpus's tokens (1 for tokens it never uses):
+    the special tokens every text carries and the commonest words weigh least."""
+    counts = np.zeros(vocab_size, dtype=np.float64)
+    for ids in tokenizer(list(corpus), add_special_tokens=True, truncation=False)["input_ids"]:
+        np.add.at(counts, ids, 1.0)
+    p = counts / max(counts.sum(), 1.0)
+    return (a / (a + p)).astype(np.float32)
+
+
+def build_static(teacher_dir: Path | str, num_labels: int, id2label: dict[int, str], corpus: Sequence[str], *,
+                 dim: int = 256, init: str = "teacher"):
+    """The static student ``(model, tokenizer)``: the teacher's tokenizer, a table started from the teacher
+    (``init``: ``teacher`` token outputs or its input ``embeddings``), PCA to ``dim``, SIF-weighted."""
+    from transformers import AutoTokenizer
+
+    # no token types: the graph takes none (saved with the tokenizer, so the runtime feeds none either)
+    tokenizer = AutoTokenizer.from_pretrained(str(teacher_dir), model_input_names=["input_ids", "attention_mask"])
+    if init == "teacher":
+        vectors = teacher_token_vectors(teacher_dir, tokenizer)
+    else:
+        teacher = AutoModelForSequenceClassification.from_pretrained(str(teacher_dir))
+        vectors = teacher.get_input_embeddings().weight.detach().float().numpy()[:len(tokenizer)]
+        del teacher
+    table = pca(vectors, dim) * sif_weights(tokenizer, corpus, len(vectors))[:, None]
+    config = StaticConfig(vocab_size=len(table), hidden_size=table.shape[1],
+                          head_hidden_size=table.shape[1], pad_token_id=tokenizer.pad_token_id,
+                          num_labels=num_labels, id2label=id2label,
+                          label2id={v: k for k, v in id2label.items()})
+    model = StaticForSequenceClassification(config)
+    with torch.no_grad():
+        model.embeddings.weight.copy_(torch.from_numpy(table))
+        if tokenizer.pad_token_id is not None:
+            model.embeddings.weight[tokenizer.pad_token_id].zero_()
+    log.info("static student: %d tokens x %d dimensions from the teacher's %s (%.1fM parameters)", len(table),
+             table.shape[1], "token outputs" if init == "teacher" else "input embeddings",
+             sum(p.numel() for p in model.parameters()) / 1e6)
+    return model, tokenizer
