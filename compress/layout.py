@@ -7,6 +7,8 @@
       package/            the model package the runtime loads
       report/             report.md, report.json, plot.png: the build report
       .state.json         the stage records (fingerprints, run ids) that make builds resumable
+      ladder/<rung>/      one build folder per ladder rung (student/ onwards; the teacher is the one above)
+      ladder/             ladder.md, ladder.json, ladder.png and the package the budget chose
 
 The recipe, the pipeline, the report, the CLI and the benchmarks all take paths from :class:`BuildLayout`.
 """
@@ -25,13 +27,15 @@ class BuildLayout:
     """The folders and files of one build, under ``root``."""
 
     root: Path
+    shared_teacher: Path | None = None
+    """A teacher built elsewhere (a ladder rung uses its recipe's): then ``teacher`` is that folder."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
 
     @property
     def teacher(self) -> Path:
-        return self.root / "teacher"
+        return Path(self.shared_teacher) if self.shared_teacher else self.root / "teacher"
 
     @property
     def student(self) -> Path:
@@ -60,6 +64,10 @@ class BuildLayout:
     @property
     def report_json(self) -> Path:
         return self.report / "report.json"
+
+    @property
+    def ladder(self) -> Path:
+        return self.root / "ladder"
 
     @property
     def state(self) -> Path:

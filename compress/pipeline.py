@@ -124,7 +124,7 @@ def fingerprint(stage: str, cfg: Any, upstream: list[str]) -> str:
 @dataclass
 class StageResult:
     name: str
-    status: str  # "done", "skipped"
+    status: str  # "done", "skipped", "borrowed" (done by another build)
     seconds: float
     output: Path
 
@@ -209,8 +209,11 @@ def _run_stage(stage: Stage, recipe: Recipe, cfg: Any, state: dict[str, Any], ou
 
 
 def build(recipe: Recipe, *, force: tuple[str, ...] = (), until: str | None = None,
-          on_stage: Callable[[Stage, str], None] | None = None) -> BuildResult:
-    """Run (or resume) every stage of ``recipe`` in order; see the module docstring."""
+          on_stage: Callable[[Stage, str], None] | None = None, after: dict[str, str] | None = None) -> BuildResult:
+    """Run (or resume) every stage of ``recipe`` in order; see the module docstring. ``after`` maps stages done
+    by another build to their run ids (a ladder rung's teacher is its recipe's): they are not run here, and their
+    run ids feed the later stages' fingerprints."""
+    after = after or {}
     for name in (*force, *([until] if until else [])):
         if name not in STAGE_NAMES and name != "all":
             raise ConfigError("stage", name, f"must be one of {', '.join(STAGE_NAMES)}")
@@ -224,6 +227,10 @@ def build(recipe: Recipe, *, force: tuple[str, ...] = (), until: str | None = No
     result = BuildResult(recipe)
     upstream: list[str] = []
     for i, stage in enumerate(STAGES):
+        if stage.name in after:
+            upstream.append(after[stage.name])
+            result.stages.append(StageResult(stage.name, "borrowed", 0.0, stage.output(recipe)))
+            continue
         cfg = stage.config(recipe)
         fp = fingerprint(stage.name, cfg, upstream)
         out = stage.output(recipe)

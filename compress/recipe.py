@@ -11,6 +11,8 @@ A recipe's tables are the stage configs' fields, nothing else::
     [export]    -> compress.export.ExportConfig     (checkpoint, output set here)
     [quantize]  -> compress.quantize.QuantizeConfig (paths set here)
     [package]   -> compress.package.PackagingConfig   (paths set here)
+    [report]    -> compress.report.ReportConfig
+    [ladder]    -> compress.ladder.LadderConfig     (students beside the recipe's own, and the budget)
     [profiles.quick.teacher]  ... overrides applied when building with --profile quick
 
 Defaults live in the config dataclasses (and, for what depends on the profile, in
@@ -59,6 +61,7 @@ SECTIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "quantize": ("compress.quantize", "QuantizeConfig", ("onnx_dir", "data")),
     "package": ("compress.package", "PackagingConfig", ("onnx_dir", "output", "recipe")),
     "report": ("compress.report", "ReportConfig", ()),
+    "ladder": ("compress.ladder", "LadderConfig", ()),
 }
 TOP_LEVEL = {"name", "description", "profile", "profiles"}
 
@@ -162,11 +165,13 @@ class Recipe:
     raw: dict[str, Any] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)
     """The ``TABLE.FIELD=VALUE`` overrides (CLI ``--set``) applied over the recipe file, in order."""
+    teacher_dir: Path | None = None
+    """A teacher built by another build (a ladder rung's is its recipe's); None: this build's own."""
 
     @property
     def layout(self) -> BuildLayout:
         """Where this build keeps each stage's output (:mod:`compress.layout`)."""
-        return BuildLayout(self.build_dir)
+        return BuildLayout(self.build_dir, self.teacher_dir)
 
     # ----------------------------------------------------------------- stage configs
     def data(self):
@@ -205,6 +210,9 @@ class Recipe:
 
     def report(self):
         return config_class("report")(**self.tables["report"])
+
+    def ladder(self):
+        return config_class("ladder")(**self.tables["ladder"])
 
     def with_values(self, values: dict[str, Any]) -> Recipe:
         """This recipe with ``{"TABLE.FIELD": value}`` applied like ``--set`` (None: not given, skipped), validated
@@ -326,7 +334,7 @@ def restated_defaults(raw: dict[str, Any]) -> list[str]:
 
 def validate(recipe: Recipe) -> None:
     """Build every stage config once, so a bad value fails at load time, naming the table."""
-    for section in ("data", "teacher", "student", "distill", "export", "quantize", "package", "report"):
+    for section in SECTIONS:
         try:
             getattr(recipe, section)()
         except ConfigError as e:

@@ -62,3 +62,25 @@ def build_cmd(
         console.print(f"[bold]Shipped {report['chosen']}:[/] {headline_text(report.get('headline') or {})}")
     console.print(f"package: {result.package}\nreport:  {result.report}\n"
                   f"total {time.perf_counter() - started:.0f} s")
+    if rec.ladder().rungs:
+        _ladder(rec, tuple(force or ()), on_stage)
+
+
+def _ladder(rec, force: tuple[str, ...], on_stage) -> None:
+    """Build the recipe's ladder rungs, print the table and say which package the budget chose."""
+    from compress.ladder import build_ladder
+
+    console.rule(f"ladder: {len(rec.ladder().rungs)} more students from the same teacher")
+    try:
+        package, chosen = build_ladder(rec, on_stage=on_stage, force=force)
+    finally:
+        saved = rec.layout.ladder / "ladder.json"
+        if saved.is_file():
+            d = json.loads(saved.read_text())
+            console.print(table(f"{rec.name}: student ladder ({rec.layout.ladder / 'ladder.md'})",
+                                ["rung", "variant", "val macro-F1", "val p50 ms", "size MB", "test macro-F1",
+                                 "texts/s b=32", "ships"],
+                                [(r["name"], r["variant"], r["validation_macro_f1"], r["validation_latency_ms"],
+                                  r["size_mb"], r["test_macro_f1"], r["throughput_b32"],
+                                  "✓" if r["name"] == d["chosen"] else "") for r in d["rungs"]]))
+    console.print(f"[bold]Ladder ships {chosen.name}[/] ({chosen.variant}): {package}")

@@ -48,8 +48,12 @@ def distill_command(
     label_column: Annotated[Optional[str], typer.Option(help="Label column of a file.")] = None,
     student: Annotated[Optional[str], typer.Option(
         help="pretrained / drop-layers: built-in model (minilm-l6), HF id or folder.")] = None,
-    builder: Annotated[Optional[str], typer.Option(help="pretrained | teacher-layers | drop-layers.")] = None,
+    builder: Annotated[Optional[str], typer.Option(
+        help="pretrained | teacher-layers | drop-layers | static.")] = None,
     layers: Annotated[Optional[str], typer.Option(help="Layers to keep: a count (3) or indices (0,2,5).")] = None,
+    static_dim: Annotated[Optional[int], typer.Option(help="static: dimensions of the token table.")] = None,
+    static_init: Annotated[Optional[str], typer.Option(
+        help="static: start the table from the teacher's token outputs (teacher) or input embeddings.")] = None,
     trim_vocab: Annotated[Optional[bool], typer.Option(
         "--trim-vocab/--no-trim-vocab", help="Keep only the tokens of the training + transfer texts.")] = None,
     alpha: Annotated[Optional[float], typer.Option(help="Weight of the soft targets (1 - alpha: gold labels).")] = None,
@@ -81,7 +85,7 @@ def distill_command(
         "data.source": data, "data.text_column": text_column, "data.label_column": label_column,
         "data.max_train_samples": max_train_samples, "data.seed": seed,
         "student.model": student, "student.builder": builder, "student.layers": _layers(layers),
-        "student.trim_vocab": trim_vocab,
+        "student.trim_vocab": trim_vocab, "student.static_dim": static_dim, "student.static_init": static_init,
         "distill.alpha": alpha, "distill.temperature": temperature, "distill.hidden_loss_weight": hidden_loss_weight,
         "distill.hidden_loss_layers": hidden_loss_layers, "distill.attention_loss_weight": attention_loss_weight,
         "distill.transfer": transfer, "distill.max_transfer_samples": max_transfer_samples,

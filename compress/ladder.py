@@ -1,0 +1,319 @@
+"""The student ladder: several students distilled from one teacher, one table, and a budget that picks what ships.
+
+A recipe's ``[ladder]`` table names rungs beside the recipe's own student::
+
+    [ladder]
+    rungs = ["drop-layers:3", "static"]     # the recipe's own student is always the first rung
+    max_latency_ms = 2.0                    # the budget, on validation texts (any of the three, or none)
+    min_macro_f1 = 0.85
+    max_size_mb = 30
+
+A rung is a student spec: ``static`` (:mod:`compress.static`), ``drop-layers:N`` (N layers of the recipe's
+student model), ``teacher-layers:N`` (N of the teacher's own layers) or a model name (``minilm-l6``, pretrained).
+Each rung builds into ``<build>/ladder/<rung>/`` through the same stages as the recipe's own student (distil,
+export, quantize behind the gate, package, report), from the recipe's teacher and its cached outputs.
+
+The budget reads only validation figures: each rung's shipped variant's validation macro-F1, its batch-1 p50
+latency on validation texts (both from its quantize report) and its package size. The most accurate rung within
+the budget ships (its package is copied to ``<build>/ladder/package/``); when none fits, :class:`BudgetError`
+names the closest rung and what it misses, after the table is written. Test-split figures are only reported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compress.errors import ConfigError, EdgeDistillError
+from compress.fsutil import publishing
+
+log = logging.getLogger(__name__)
+
+# Rung defaults that differ from a transformer student's: the static student's table trains from scratch-like
+# values at a larger step, and an epoch of it costs seconds, so it takes more of them (validation early-stops).
+RUNG_DEFAULTS: dict[str, dict[str, Any]] = {
+    "static": {"distill.learning_rate": 2e-3, "distill.epochs": 10},
+}
+BUDGET_FIELDS = ("max_latency_ms", "min_macro_f1", "max_size_mb")
+
+
+class BudgetError(EdgeDistillError):
+    """No rung of the ladder meets the budget."""
+
+
+@dataclass
+class LadderConfig:
+    rungs: list[str] = field(default_factory=list)
+    """Students built beside the recipe's own (see the module docstring for the specs)."""
+    max_latency_ms: float | None = None
+    """Budget: batch-1 p50 latency of the shipped variant on validation texts, in milliseconds."""
+    min_macro_f1: float | None = None
+    """Budget: validation macro-F1 of the shipped variant."""
+    max_size_mb: float | None = None
+    """Budget: size of the model package on disk, in MB."""
+
+    def __post_init__(self) -> None:
+        self.rungs = list(self.rungs)
+        for spec in self.rungs:
+            rung_overrides(spec)  # raises on a bad spec
+        if len({rung_name(s) for s in self.rungs}) != len(self.rungs):
+            raise ConfigError("ladder.rungs", self.rungs, "names a rung twice")
+        for name in BUDGET_FIELDS:
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
+                raise ConfigError(f"ladder.{name}", v, "must be a number > 0 (or unset)")
+
+    @property
+    def budget(self) -> dict[str, float]:
+        return {k: getattr(self, k) for k in BUDGET_FIELDS if getattr(self, k) is not None}
+
+
+def rung_name(spec: str) -> str:
+    """The rung's folder name: ``drop-layers:3`` -> ``drop-layers-3``."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", spec.strip())
+
+
+def rung_overrides(spec: str) -> dict[str, Any]:
+    """The ``TABLE.FIELD`` values a rung spec sets on the recipe (then :data:`RUNG_DEFAULTS` under them)."""
+    kind, _, arg = spec.strip().partition(":")
+    if kind == "static" and not arg:
+        values: dict[str, Any] = {"student.builder": "static", "student.layers": None}
+    elif kind in ("drop-layers", "teacher-layers"):
+        if not arg.isdigit() or int(arg) < 1:
+            raise ConfigError("ladder.rungs", spec, f"write {kind}:N with N a layer count >= 1")
+        values = {"student.builder": kind, "student.layers": int(arg)}
+    elif kind and not arg and kind not in ("static", "pretrained"):
+        values = {"student.builder": "pretrained", "student.model": kind, "student.layers": None}
+    else:
+        raise ConfigError("ladder.rungs", spec, "write static, drop-layers:N, teacher-layers:N or a model name")
+    return {**RUNG_DEFAULTS.get(kind, {}), **values}
+
+
+def rung_recipe(recipe, spec: str):
+    """The recipe of one rung: its student, built into ``<build>/ladder/<rung>/`` from the recipe's teacher.
+    The recipe's own ``distill`` choices stay unless the rung has a default of its own for them (and the user's
+    ``--set`` overrides win over both)."""
+    import copy
+    import dataclasses
+
+    from compress.recipe import split_key, validate
+
+    tables = copy.deepcopy(recipe.tables)
+    given = {f"{s}.{k}" for item in recipe.overrides for s, _, k in [item.partition("=")[0].partition(".")]}
+    for key, value in rung_overrides(spec).items():
+        section, name = split_key(key)
+        if key in given:
+            continue
+        if value is None:
+            tables[section].pop(name, None)
+        else:
+            tables[section][name] = value
+    if tables["student"].get("builder") == "static":
+        for name in ("hidden_loss_weight", "attention_loss_weight", "hidden_loss_layers"):
+            tables["distill"].pop(name, None)
+    rung = dataclasses.replace(recipe, tables=tables, build_dir=recipe.build_dir / "ladder" / rung_name(spec),
+                               teacher_dir=recipe.layout.teacher)
+    validate(rung)
+    return rung
+
+
+# ------------------------------------------------------------------------------- measuring a rung
+@dataclass
+class Rung:
+    """One rung's figures: validation (what the budget reads) and test (only reported)."""
+
+    name: str
+    spec: str
+    build_dir: str
+    variant: str
+    validation_macro_f1: float | None
+    validation_latency_ms: float | None
+    size_mb: float
+    params_m: float | None
+    test_macro_f1: float | None
+    test_latency_ms: float | None
+    throughput_b32: float | None = None
+    share_of_teacher: float | None = None
+    margin_kept: float | None = None
+    speedup_vs_teacher: float | None = None
+
+    def misses(self, budget: dict[str, float]) -> dict[str, float]:
+        """Each budget line this rung misses, with by how much (in the line's unit)."""
+        out = {}
+        if "max_latency_ms" in budget and (self.validation_latency_ms or float("inf")) > budget["max_latency_ms"]:
+            out["max_latency_ms"] = (self.validation_latency_ms or float("inf")) - budget["max_latency_ms"]
+        if "min_macro_f1" in budget and (self.validation_macro_f1 or 0.0) < budget["min_macro_f1"]:
+            out["min_macro_f1"] = budget["min_macro_f1"] - (self.validation_macro_f1 or 0.0)
+        if "max_size_mb" in budget and self.size_mb > budget["max_size_mb"]:
+            out["max_size_mb"] = self.size_mb - budget["max_size_mb"]
+        return out
+
+
+def read_rung(name: str, spec: str, build_dir: Path, *, texts: list[str] | None = None) -> Rung:
+    """A rung's figures from its build folder (quantize report, package, build report); ``texts`` (test texts)
+    time the package at batch 32 through the runtime."""
+    from compress.layout import BuildLayout
+    from compress.quantize.report import QuantizeReport
+
+    layout = BuildLayout(build_dir)
+    q = QuantizeReport.load(layout.onnx)
+    chosen = q.attempt(q.chosen)
+    size = sum(p.stat().st_size for p in layout.package.rglob("*") if p.is_file()) / 1e6
+    report = json.loads(layout.report_json.read_text())
+    shipped = next((r for r in report["rows"] if r.get("shipped")), {})
+    return Rung(name=name, spec=spec, build_dir=str(build_dir), variant=q.chosen,
+                validation_macro_f1=chosen.macro_f1, validation_latency_ms=chosen.latency_p50_ms,
+                size_mb=round(size, 2), params_m=shipped.get("params_m"), test_macro_f1=shipped.get("macro_f1"),
+                test_latency_ms=shipped.get("latency_p50_ms"),
+                throughput_b32=throughput(layout.package, texts) if texts else None,
+                share_of_teacher=shipped.get("share_of_teacher"), margin_kept=shipped.get("margin_kept"),
+                speedup_vs_teacher=shipped.get("speedup_vs_teacher"))
+
+
+def throughput(package: Path, texts: list[str], batch: int = 32, seconds: float = 3.0) -> float:
+    """Texts per second through the runtime at ``batch`` on real texts (tokenising included), best of the
+    passes that fit in about ``seconds``."""
+    from runtime import TextClassifier
+
+    clf = TextClassifier.load(package)
+    clf.predict_proba(texts[:batch])  # warm-up
+    best, started = 0.0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        t0 = time.perf_counter()
+        for i in range(0, len(texts), batch):
+            clf.predict_proba(texts[i:i + batch])
+        best = max(best, len(texts) / (time.perf_counter() - t0))
+    return round(best, 1)
+
+
+def pick(rungs: list[Rung], budget: dict[str, float]) -> Rung:
+    """The most accurate rung on validation within ``budget`` (ties: the faster); :class:`BudgetError` naming the
+    closest rung and the lines it misses when none fits. No budget: the most accurate rung."""
+    fits = [r for r in rungs if not r.misses(budget)]
+    if fits:
+        return max(fits, key=lambda r: (r.validation_macro_f1 or 0.0, -(r.validation_latency_ms or 0.0)))
+
+    def distance(r: Rung) -> float:  # relative misses, summed: the rung that is least far off
+        return sum(v / budget[k] for k, v in r.misses(budget).items())
+
+    near = min(rungs, key=distance)
+    misses = "; ".join(f"{k.replace('_', ' ')} {budget[k]:g} missed by {v:.3g}" for k, v in near.misses(budget).items())
+    raise BudgetError(f"no rung of the ladder meets the budget; the closest is {near.name} ({misses})")
+
+
+# ------------------------------------------------------------------------------- the report
+def write_table(out: Path, rungs: list[Rung], refs: dict[str, Any], budget: dict[str, float],
+                chosen: Rung | None, why: str) -> None:
+    """``out/ladder.md``, ``ladder.json`` and ``ladder.png`` (macro-F1 against latency, log scale, frontier)."""
+    from runtime.bench import environment
+
+    env = environment("cpu")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ladder.json").write_text(json.dumps(
+        {"rungs": [asdict(r) for r in rungs], "references": refs, "budget": budget,
+         "chosen": chosen.name if chosen else None, "why": why, "environment": env}, indent=2) + "\n")
+
+    def f(v: Any, spec: str) -> str:
+        return "–" if v is None else format(v, spec)
+
+    lines = ["# Student ladder", "",
+             f"Teacher test macro-F1 {f(refs.get('teacher'), '.4f')}, TF-IDF + LR baseline "
+             f"{f(refs.get('baseline'), '.4f')}; {env['cpu']}, {env['available_cpus']} CPUs "
+             f"({', '.join(env['cpu_flags'])}).",
+             "The budget reads the validation columns only; test columns are reported. Latency: batch 1, p50; "
+             "throughput: batch 32 through the runtime on the test texts, tokenising included.", "",
+             f"Budget: {', '.join(f'{k} {v:g}' for k, v in budget.items()) or 'none (the most accurate ships)'}. "
+             f"{why}", "",
+             "| rung | variant | validation macro-F1 | validation latency ms | size MB | test macro-F1 | of teacher "
+             "| margin kept | test latency ms | texts/s at batch 32 | faster than teacher | ships |",
+             "|" + "---|" * 12]
+    for r in rungs:
+        lines.append(f"| {r.name} | {r.variant} | {f(r.validation_macro_f1, '.4f')} | "
+                     f"{f(r.validation_latency_ms, '.2f')} | {r.size_mb:.1f} | {f(r.test_macro_f1, '.4f')} | "
+                     f"{f(r.share_of_teacher, '.1%')} | {f(r.margin_kept, '.0%')} | {f(r.test_latency_ms, '.2f')} | "
+                     f"{f(r.throughput_b32, ',.0f')} | {f(r.speedup_vs_teacher, '.1f')}x | "
+                     f"{'✓' if chosen is r else ''} |")
+    (out / "ladder.md").write_text("\n".join(lines) + "\n")
+    plot(rungs, refs, out / "ladder.png")
+
+
+def frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (latency, macro-F1) points no other point beats on both, by latency."""
+    best, out = -1.0, []
+    for lat, f1 in sorted(points):
+        if f1 > best:
+            out.append((lat, f1))
+            best = f1
+    return out
+
+
+def plot(rungs: list[Rung], refs: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [(r.test_latency_ms, r.test_macro_f1, r.name) for r in rungs if r.test_latency_ms and r.test_macro_f1]
+    for key in ("teacher", "baseline"):
+        if refs.get(f"{key}_latency_ms") and refs.get(key):
+            pts.append((refs[f"{key}_latency_ms"], refs[key], key))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for lat, f1, name in pts:
+        ax.scatter(lat, f1, color="tab:blue" if name not in ("teacher", "baseline") else "tab:gray")
+        ax.annotate(name, (lat, f1), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    front = frontier([(lat, f1) for lat, f1, _ in pts])
+    if front:
+        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:orange", label="frontier")
+        ax.legend(loc="lower right")
+    ax.set_xscale("log")
+    ax.set_xlabel("batch-1 latency, ms (test texts, log scale)")
+    ax.set_ylabel("test macro-F1")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------- building it
+def build_ladder(recipe, *, on_stage: Callable | None = None, force: tuple[str, ...] = ()) -> tuple[Path, Rung]:
+    """Build every rung of ``recipe``'s ladder (the recipe's own build first: it trains the teacher), write the
+    ladder table, and publish the chosen rung's package to ``<build>/ladder/package/``. Returns that folder and
+    the chosen rung; raises :class:`BudgetError` (after writing the table) when nothing fits."""
+    from compress.data import load_data
+    from compress.pipeline import build, read_state
+
+    cfg = recipe.ladder()
+    build(recipe, force=force, on_stage=on_stage)
+    teacher_run = read_state(recipe.build_dir)["stages"]["teacher"]["run_id"]
+    texts = list(load_data(recipe.data()).test.texts)[:512]
+    report = json.loads(recipe.layout.report_json.read_text())
+    rows = {r["model"]: r for r in report["rows"]}
+    refs = {"teacher": rows.get("teacher", {}).get("macro_f1"), "baseline": rows.get("baseline", {}).get("macro_f1"),
+            "teacher_latency_ms": rows.get("teacher", {}).get("latency_p50_ms"),
+            "baseline_latency_ms": rows.get("baseline", {}).get("latency_p50_ms")}
+    rungs = [read_rung(f"recipe ({recipe.student().builder})", "recipe", recipe.build_dir, texts=texts)]
+    for spec in cfg.rungs:
+        rung = rung_recipe(recipe, spec)
+        log.info("ladder rung %s -> %s", spec, rung.build_dir)
+        build(rung, force=force, on_stage=on_stage, after={"teacher": teacher_run})
+        rungs.append(read_rung(rung_name(spec), spec, rung.build_dir, texts=texts))
+    out = recipe.build_dir / "ladder"
+    budget = cfg.budget
+    try:
+        chosen = pick(rungs, budget)
+    except BudgetError:
+        write_table(out, rungs, refs, budget, None, "No rung fits: nothing ships.")
+        raise
+    why = (f"{chosen.name} is the most accurate rung on validation within the budget."
+           if budget else f"{chosen.name} is the most accurate rung on validation.")
+    write_table(out, rungs, refs, budget, chosen, why)
+    with publishing(out / "package") as tmp:
+        shutil.copytree(Path(chosen.build_dir) / "package", tmp, dirs_exist_ok=True)
+    return out / "package", chosen
