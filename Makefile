@@ -12,6 +12,9 @@ TORCH_PIP := torch==2.13.0 $(if $(strip $(TORCH_INDEX)),--index-url $(strip $(TO
 # The benchmark's optimum peer (benchmarks/suite.py) needs transformers 4.57, which the toolchain has left:
 # it gets its own environment, made by `make peers`.
 PEERS_VENV ?= .venv-peers
+# The ladder benchmark's model2vec peer (benchmarks/ladder.py) needs transformers < 5.4 and huggingface_hub >= 1.0:
+# a third environment, also made by `make peers`.
+M2V_VENV ?= .venv-model2vec
 RECIPE ?= models/movie-sentiment.toml
 PROFILE ?= quick
 
@@ -31,7 +34,13 @@ $(PEERS_VENV)/.installed: benchmarks/peers/requirements.txt
 	$(PEERS_VENV)/bin/python -m pip install -q --disable-pip-version-check -r benchmarks/peers/requirements.txt
 	touch $@
 
-peers: $(PEERS_VENV)/.installed
+$(M2V_VENV)/.installed: benchmarks/peers/model2vec-requirements.txt
+	test -x $(M2V_VENV)/bin/python || $(PYTHON) -m venv $(M2V_VENV)
+	$(M2V_VENV)/bin/python -m pip install -q --disable-pip-version-check $(TORCH_PIP)
+	$(M2V_VENV)/bin/python -m pip install -q --disable-pip-version-check -r benchmarks/peers/model2vec-requirements.txt
+	touch $@
+
+peers: $(PEERS_VENV)/.installed $(M2V_VENV)/.installed
 
 demo: venv
 	$(BIN)/edgedistill build $(RECIPE) --profile $(PROFILE)
@@ -43,4 +52,4 @@ test-fast: venv
 	$(BIN)/python -m pytest -q -m "not real and not slow"
 
 clean:
-	rm -rf $(VENV) $(PEERS_VENV) .pytest_cache
+	rm -rf $(VENV) $(PEERS_VENV) $(M2V_VENV) .pytest_cache

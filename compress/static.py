@@ -40,12 +40,19 @@ class StaticConfig(PreTrainedConfig):
     model_type = MODEL_TYPE
 
     def __init__(self, vocab_size: int = 30522, hidden_size: int = 256, head_hidden_size: int = 256,
-                 classifier_dropout: float = 0.1, pad_token_id: int = 0, **kwargs):
+                 classifier_dropout: float = 0.1, pad_token_id: int = 0, bigram_buckets: int = 0,
+                 bigram_size: int = 64, token_dropout: float = 0.0, **kwargs):
         super().__init__(pad_token_id=pad_token_id, **kwargs)
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.head_hidden_size = head_hidden_size
         self.classifier_dropout = classifier_dropout
+        self.bigram_buckets = bigram_buckets
+        """Hashed token-bigram rows (fastText's n-gram trick: "not good" is not the mean of "not" and "good");
+        0 keeps tokens alone."""
+        self.bigram_size = bigram_size
+        self.token_dropout = token_dropout
+        """Training only: the share of tokens left out of each text's mean (a bag model's dropout)."""
         self.num_hidden_layers = 0  # read by reports: no transformer layers at all
 
 
@@ -57,12 +64,16 @@ class StaticForSequenceClassification(PreTrainedModel):
     def __init__(self, config: StaticConfig):
         super().__init__(config)
         self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        width = config.hidden_size
+        if config.bigram_buckets:
+            self.bigrams = nn.Embedding(config.bigram_buckets, config.bigram_size)
+            width += config.bigram_size
         self.dropout = nn.Dropout(config.classifier_dropout)
         if config.head_hidden_size:
-            self.head = nn.Sequential(nn.Linear(config.hidden_size, config.head_hidden_size), nn.GELU(),
+            self.head = nn.Sequential(nn.Linear(width, config.head_hidden_size), nn.GELU(),
                                       nn.Linear(config.head_hidden_size, config.num_labels))
         else:
-            self.head = nn.Linear(config.hidden_size, config.num_labels)
+            self.head = nn.Linear(width, config.num_labels)
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -79,11 +90,19 @@ class StaticForSequenceClassification(PreTrainedModel):
         self.embeddings = value
 
     def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The mean of the tokens' rows, padding left out."""
+        """The mean of the tokens' rows, padding left out (and beside it the mean of the bigrams' rows)."""
         if attention_mask is None:
             attention_mask = (input_ids != self.config.pad_token_id).long()
-        mask = attention_mask.unsqueeze(-1).to(self.embeddings.weight.dtype)
-        return (self.embeddings(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        if self.training and self.config.token_dropout > 0:
+            keep = torch.rand(attention_mask.shape, device=attention_mask.device) >= self.config.token_dropout
+            attention_mask = attention_mask * keep.to(attention_mask.dtype)
+        pooled = _masked_mean(self.embeddings(input_ids), attention_mask)
+        if not self.config.bigram_buckets:
+            return pooled
+        # each pair of neighbouring tokens hashed into a bucket: integer ops the ONNX graph keeps (Mul, Add, Mod)
+        pairs = (input_ids[:, :-1] * BIGRAM_PRIME + input_ids[:, 1:]) % self.config.bigram_buckets
+        both = attention_mask[:, :-1] * attention_mask[:, 1:]
+        return torch.cat([pooled, _masked_mean(self.bigrams(pairs), both)], dim=-1)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, output_hidden_states: bool | None = None,
@@ -93,6 +112,14 @@ class StaticForSequenceClassification(PreTrainedModel):
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits,
                                         hidden_states=(pooled,) if output_hidden_states else None)
+
+
+BIGRAM_PRIME = 1_000_003  # id * prime + next id stays far inside int64 for any vocabulary
+
+
+def _masked_mean(rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.unsqueeze(-1).to(rows.dtype)
+    return (rows * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
 AutoConfig.register(MODEL_TYPE, StaticConfig, exist_ok=True)
@@ -157,8 +184,23 @@ def sif_weights(tokenizer, corpus: Sequence[str], vocab_size: int, a: float = SI
     return (a / (a + p)).astype(np.float32)
 
 
+def with_bigrams(model: StaticForSequenceClassification, buckets: int) -> StaticForSequenceClassification:
+    """An untrained static model with ``buckets`` hashed-bigram rows added (and a head to match), its token table
+    kept. Added after vocabulary trimming, which renumbers the tokens the buckets are hashed from."""
+    if not buckets:
+        return model
+    config = StaticConfig(**{**model.config.to_dict(), "bigram_buckets": buckets})
+    out = StaticForSequenceClassification(config)
+    with torch.no_grad():
+        out.embeddings.weight.copy_(model.embeddings.weight)
+    for key in ("student", "vocab_trim"):
+        if hasattr(model.config, key):
+            setattr(out.config, key, getattr(model.config, key))
+    return out
+
+
 def build_static(teacher_dir: Path | str, num_labels: int, id2label: dict[int, str], corpus: Sequence[str], *,
-                 dim: int = 256, init: str = "teacher"):
+                 dim: int = 256, init: str = "teacher", token_dropout: float = 0.0):
     """The static student ``(model, tokenizer)``: the teacher's tokenizer, a table started from the teacher
     (``init``: ``teacher`` token outputs or its input ``embeddings``), PCA to ``dim``, SIF-weighted."""
     from transformers import AutoTokenizer
@@ -172,7 +214,7 @@ def build_static(teacher_dir: Path | str, num_labels: int, id2label: dict[int, s
         vectors = teacher.get_input_embeddings().weight.detach().float().numpy()[:len(tokenizer)]
         del teacher
     table = pca(vectors, dim) * sif_weights(tokenizer, corpus, len(vectors))[:, None]
-    config = StaticConfig(vocab_size=len(table), hidden_size=table.shape[1],
+    config = StaticConfig(vocab_size=len(table), hidden_size=table.shape[1], token_dropout=token_dropout,
                           head_hidden_size=table.shape[1], pad_token_id=tokenizer.pad_token_id,
                           num_labels=num_labels, id2label=id2label,
                           label2id={v: k for k, v in id2label.items()})

@@ -66,6 +66,10 @@ class StudentConfig:
     """Keep only the special tokens and the tokens of the training + transfer texts."""
     static_dim: int = 256
     """``static``: dimensions of the token table (PCA of the teacher's vectors)."""
+    static_bigrams: int = 0
+    """``static``: hashed token-bigram buckets beside the token table (0: tokens alone)."""
+    static_token_dropout: float = 0.0
+    """``static``: share of each training text's tokens left out of its mean (a bag model's dropout)."""
     static_init: str = "teacher"
     """``static``: start the table from the teacher's ``teacher`` token outputs (model2vec's way) or its input
     ``embeddings``."""
@@ -93,6 +97,10 @@ class StudentConfig:
             raise ConfigError("student.layers", self.layers, "the static student has no layers")
         if isinstance(self.static_dim, bool) or not isinstance(self.static_dim, int) or self.static_dim < 2:
             raise ConfigError("student.static_dim", self.static_dim, "must be an int >= 2")
+        if isinstance(self.static_bigrams, bool) or not isinstance(self.static_bigrams, int) or self.static_bigrams < 0:
+            raise ConfigError("student.static_bigrams", self.static_bigrams, "must be a bucket count >= 0")
+        if not 0.0 <= self.static_token_dropout < 1.0:
+            raise ConfigError("student.static_token_dropout", self.static_token_dropout, "must be in [0, 1)")
         if self.static_init not in STATIC_INITS:
             raise ConfigError("student.static_init", self.static_init, f"must be one of {', '.join(STATIC_INITS)}")
         if self.builder == "pretrained" and self.layers is not None:
@@ -162,6 +170,10 @@ def build_student(cfg: StudentConfig, teacher_dir: Path | str | None, num_labels
             raise ConfigError("student.trim_vocab", True, "needs the training/transfer texts (corpus) to keep")
         model, tokenizer, report = trim_vocabulary(model, tokenizer, corpus)
         model.config.vocab_trim = report.as_dict()
+    if cfg.builder == "static" and cfg.static_bigrams:
+        from compress.static import with_bigrams
+
+        model = with_bigrams(model, cfg.static_bigrams)
     return model.eval(), tokenizer
 
 
@@ -206,7 +218,7 @@ def _static_student(cfg: StudentConfig, teacher_dir: Path | str | None, num_labe
     from compress.static import build_static
 
     model, tokenizer = build_static(teacher_dir, num_labels, id2label, corpus or [], dim=cfg.static_dim,
-                                    init=cfg.static_init)
+                                    init=cfg.static_init, token_dropout=cfg.static_token_dropout)
     model.config.student = {"builder": "static", "source": "teacher", "init": cfg.static_init,
                             "dim": model.config.hidden_size}
     return model, tokenizer

@@ -95,3 +95,26 @@ def test_static_student_distils_exports_without_attention_and_runs_in_the_runtim
     assert probs.shape == ref.shape
     assert (probs.argmax(1) == ref.argmax(1)).mean() >= 0.75  # the shipped variant may be int8
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_hashed_bigrams_export_with_parity_and_ignore_padding(tiny_csv, tiny_model_dir, tmp_path):
+    import onnx
+    import torch
+
+    from compress.export import ExportConfig, export
+
+    out = distill(_cfg(tiny_csv, tiny_model_dir, tmp_path / "bigrams", static_bigrams=97, trim_vocab=True))
+    model = load_classifier(out).eval()
+    assert model.config.bigram_buckets == 97 and model.bigrams.weight.shape == (97, 64)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(out)
+    with torch.no_grad():
+        padded = model(**tok(["fine", "the film was great"], padding=True, return_tensors="pt")).logits[0]
+        alone = model(**tok(["fine"], return_tensors="pt")).logits[0]
+    torch.testing.assert_close(padded, alone)
+    onnx_dir = export(ExportConfig(checkpoint=str(out), output=str(tmp_path / "onnx"), max_length=32))
+    ops = {n.op_type for n in onnx.load(str(onnx_dir / "model.onnx")).graph.node}
+    assert "Mod" in ops and "Softmax" not in ops  # the hashing runs in the graph
+    meta = json.loads((onnx_dir / "export.json").read_text())
+    assert max(meta["parity"]["max_abs_diff"].values()) < 1e-4

@@ -52,6 +52,10 @@ def distill_command(
         help="pretrained | teacher-layers | drop-layers | static.")] = None,
     layers: Annotated[Optional[str], typer.Option(help="Layers to keep: a count (3) or indices (0,2,5).")] = None,
     static_dim: Annotated[Optional[int], typer.Option(help="static: dimensions of the token table.")] = None,
+    static_bigrams: Annotated[Optional[int], typer.Option(
+        help="static: hashed token-bigram buckets beside the token table (0: tokens alone).")] = None,
+    static_token_dropout: Annotated[Optional[float], typer.Option(
+        help="static: share of each training text's tokens left out of its mean.")] = None,
     static_init: Annotated[Optional[str], typer.Option(
         help="static: start the table from the teacher's token outputs (teacher) or input embeddings.")] = None,
     trim_vocab: Annotated[Optional[bool], typer.Option(
@@ -66,6 +70,9 @@ def distill_command(
     transfer: Annotated[Optional[list[str]], typer.Option(
         help="Unlabelled transfer texts: snippets-unlabelled or a file (repeatable).")] = None,
     max_transfer_samples: Annotated[Optional[int], typer.Option(help="At most this many unlabelled texts.")] = None,
+    augment: Annotated[Optional[int], typer.Option(
+        help="Perturbed copies of each training text, labelled by the teacher only.")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="AdamW weight decay.")] = None,
     profile: Annotated[Optional[str], typer.Option(help="quick (CPU minutes) | full (GPU).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output folder.")] = None,
     epochs: Annotated[Optional[float], typer.Option(help="Epochs over the transfer set.")] = None,
@@ -86,9 +93,11 @@ def distill_command(
         "data.max_train_samples": max_train_samples, "data.seed": seed,
         "student.model": student, "student.builder": builder, "student.layers": _layers(layers),
         "student.trim_vocab": trim_vocab, "student.static_dim": static_dim, "student.static_init": static_init,
+        "student.static_bigrams": static_bigrams, "student.static_token_dropout": static_token_dropout,
         "distill.alpha": alpha, "distill.temperature": temperature, "distill.hidden_loss_weight": hidden_loss_weight,
         "distill.hidden_loss_layers": hidden_loss_layers, "distill.attention_loss_weight": attention_loss_weight,
         "distill.transfer": transfer, "distill.max_transfer_samples": max_transfer_samples,
+        "distill.augment": augment, "distill.weight_decay": weight_decay,
         "distill.epochs": epochs, "distill.learning_rate": learning_rate, "distill.batch_size": batch_size,
         "distill.max_length": max_length, "distill.seed": seed})
     cfg = recipe.distill(**stage_paths(teacher_dir=teacher, output_dir=output))

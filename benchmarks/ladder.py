@@ -1,0 +1,190 @@
+"""The Pareto report of a built ladder: every rung beside the teacher, the TF-IDF baseline and the model2vec peer.
+
+    python benchmarks/ladder.py models/movie-sentiment.toml --profile full \\
+        --set 'ladder.rungs=["minilm-l6", "drop-layers:3", "static"]' --out benchmarks/results/cpu-x86_64
+
+reads ``<build>/ladder/ladder.json`` (run ``edgedistill build`` with the same recipe, profile and ``--set`` first),
+measures the teacher (torch) and the baseline the same way as the rungs (batch-1 p50 and batch-32 throughput on
+the same test texts, here, one after the other), runs the model2vec peer in its own environment (``make peers``:
+.venv-model2vec; skipped with a note when it is missing), and writes ``ladder-<name>-<profile>.{md,json,png}``:
+macro-F1 against batch-1 latency, log scale, the frontier drawn, every point labelled.
+
+The optimum pipeline of benchmarks/suite.py runs the recipe rung's own ONNX file, so it has that rung's macro-F1;
+its latency is in suite.md (it needs the .venv-peers environment of transformers 4.57).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+M2V_PYTHON = REPO / ".venv-model2vec" / "bin" / "python"
+M2V_PEER = REPO / "benchmarks" / "peers" / "model2vec_peer.py"
+
+
+def timings(predict, texts: list[str], n_one: int = 100, seconds: float = 3.0) -> tuple[float, float]:
+    """Batch-1 p50 in ms over ``n_one`` texts (twice each), and the best batch-32 texts/s of ~``seconds``."""
+    predict(texts[:32])
+    one = []
+    for t in texts[:n_one] * 2:
+        s = time.perf_counter()
+        predict([t])
+        one.append((time.perf_counter() - s) * 1e3)
+    best, started = 0.0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        s = time.perf_counter()
+        for i in range(0, len(texts), 32):
+            predict(texts[i:i + 32])
+        best = max(best, len(texts) / (time.perf_counter() - s))
+    return statistics.median(one), best
+
+
+def model2vec_row(recipe, data, python: Path) -> dict[str, Any] | None:
+    from compress import sources
+    from compress.teacher import TeacherConfig
+
+    if not python.is_file():
+        return None
+    base = sources.resolve_model(recipe.tables["teacher"].get("model", TeacherConfig.model))
+    names = data.label_names
+    splits = {s: {"texts": list(data.split(s).texts), "labels": [names[i] for i in data.split(s).labels]}
+              for s in ("train", "validation", "test")}
+    with tempfile.TemporaryDirectory() as tmp:
+        spath, out = Path(tmp) / "splits.json", Path(tmp) / "row.json"
+        spath.write_text(json.dumps(splits))
+        proc = subprocess.run([str(python), str(M2V_PEER), "--base", str(base), "--splits", str(spath),
+                               "--out", str(out)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"the model2vec peer failed:\n{proc.stderr[-3000:]}")
+        return json.loads(out.read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("recipe")
+    ap.add_argument("--profile", default=None)
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "cpu-x86_64"))
+    ap.add_argument("--model2vec-python", default=str(M2V_PYTHON))
+    a = ap.parse_args(argv)
+
+    import numpy as np
+
+    from compress.baseline import margin_kept, share_of_teacher, train_baseline
+    from compress.data import load_data
+    from compress.evaluate import predict_proba_torch
+    from compress.ladder import frontier
+    from compress.recipe import load_recipe
+    from compress.student import load_classifier
+    from runtime.bench import environment
+
+    recipe = load_recipe(a.recipe, profile=a.profile, overrides=a.overrides)
+    ladder = json.loads((recipe.layout.ladder / "ladder.json").read_text())
+    data = load_data(recipe.data())
+    texts = list(data.test.texts)[:512]
+    refs = ladder["references"]
+    teacher_f1, baseline_f1 = refs["teacher"], refs["baseline"]
+    rows: list[dict[str, Any]] = []
+    for r in ladder["rungs"]:
+        rows.append({"model": f"rung: {r['name']}", "kind": "rung", "macro_f1": r["test_macro_f1"],
+                     "latency_p50_ms": r["test_latency_ms"], "throughput_b32": r["throughput_b32"],
+                     "size_mb": r["size_mb"], "variant": r["variant"]})
+    # the teacher in torch and the baseline, timed here on the same texts
+    from transformers import AutoTokenizer
+
+    tdir = recipe.layout.teacher
+    model, tok = load_classifier(tdir).eval(), AutoTokenizer.from_pretrained(tdir)
+    lat, thr = timings(lambda ts: predict_proba_torch(model, tok, ts, max_length=recipe.export().max_length,
+                                                      batch_size=32), texts, n_one=40, seconds=10.0)
+    size = sum(p.stat().st_size for p in tdir.glob("*.safetensors")) / 1e6
+    rows.append({"model": "teacher (torch fp32)", "kind": "reference", "macro_f1": teacher_f1, "latency_p50_ms": lat,
+                 "throughput_b32": thr, "size_mb": round(size, 1), "variant": "fp32"})
+    del model
+    base = train_baseline(data.train, data.validation)
+    lat, thr = timings(base.predict_proba, texts)
+    rows.append({"model": "baseline TF-IDF + LR", "kind": "reference", "macro_f1": baseline_f1,
+                 "latency_p50_ms": lat, "throughput_b32": thr, "size_mb": round(base.size_bytes / 1e6, 1),
+                 "variant": "scikit-learn"})
+    peer_note = "model2vec: skipped (run `make peers` for .venv-model2vec)."
+    m2v = model2vec_row(recipe, data, Path(a.model2vec_python))
+    if m2v:
+        rows.append({"model": "peer: model2vec classifier", "kind": "peer", "macro_f1": m2v["macro_f1"],
+                     "latency_p50_ms": m2v["latency_p50_ms"], "throughput_b32": m2v["throughput_b32"],
+                     "size_mb": m2v["size_mb"], "variant": f"model2vec {m2v['versions']['model2vec']}"})
+        peer_note = (f"model2vec {m2v['versions']['model2vec']}: distilled from the teacher's base encoder "
+                     f"(PCA {m2v['pca_dims']}) in {m2v['distill_seconds']:.0f} s, StaticModelForClassification "
+                     f"fitted on the training split in {m2v['fit_seconds']:.0f} s (validation macro-F1 "
+                     f"{m2v['validation_macro_f1']:.4f}).")
+    for r in rows:
+        r["share_of_teacher"] = share_of_teacher(r["macro_f1"], teacher_f1)
+        r["margin_kept"] = margin_kept(r["macro_f1"], teacher_f1, baseline_f1)
+    front = frontier([(r["latency_p50_ms"], r["macro_f1"]) for r in rows])
+    for r in rows:
+        r["on_frontier"] = (r["latency_p50_ms"], r["macro_f1"]) in front
+    env = environment("cpu")
+    name = f"ladder-{recipe.name}-{recipe.profile}"
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = "python benchmarks/ladder.py " + " ".join(
+        [a.recipe] + (["--profile", a.profile] if a.profile else []) + [f"--set '{s}'" for s in a.overrides])
+    (out / f"{name}.json").write_text(json.dumps({"rows": rows, "references": refs, "chosen": ladder["chosen"],
+                                                  "budget": ladder["budget"], "environment": env,
+                                                  "command": command}, indent=2) + "\n")
+
+    def f(v: Any, spec: str) -> str:
+        return "–" if v is None else format(v, spec)
+
+    lines = [f"# Student ladder and peers: {recipe.name} ({recipe.profile} profile)", "",
+             f"`{command}` on {env['cpu']}, {env['available_cpus']} CPUs ({', '.join(env['cpu_flags'])}); "
+             f"test split of `{data.name}`, latency and throughput on its first {len(texts)} texts, one model at "
+             "a time. Rungs: the shipped variant through the runtime; their latency comes from each rung's build "
+             "report (paired with the teacher there). " + peer_note, "",
+             "| model | variant | test macro-F1 | of teacher | margin kept | p50 ms (batch 1) | texts/s (batch 32) "
+             "| size MB | on the frontier |", "|" + "---|" * 9]
+    for r in sorted(rows, key=lambda r: r["latency_p50_ms"]):
+        lines.append(f"| {r['model']} | {r['variant']} | {f(r['macro_f1'], '.4f')} | "
+                     f"{f(r['share_of_teacher'], '.1%')} | {f(r['margin_kept'], '.0%')} | "
+                     f"{f(r['latency_p50_ms'], '.2f')} | {f(r['throughput_b32'], ',.0f')} | {f(r['size_mb'], '.1f')} | "
+                     f"{'✓' if r['on_frontier'] else ''} |")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    plot(rows, front, out / f"{name}.png", f"{recipe.name} ({recipe.profile} profile): test macro-F1 vs latency")
+    print("\n".join(lines))  # noqa: T201
+    del np
+    return 0
+
+
+def plot(rows: list[dict[str, Any]], front: list[tuple[float, float]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"rung": "tab:blue", "reference": "tab:gray", "peer": "tab:red"}
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in rows:
+        ax.scatter(r["latency_p50_ms"], r["macro_f1"], color=colors[r["kind"]], zorder=3)
+        ax.annotate(r["model"].removeprefix("rung: "), (r["latency_p50_ms"], r["macro_f1"]),
+                    textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:orange", label="frontier")
+    ax.set_xscale("log")
+    ax.set_xlabel("batch-1 p50 latency, ms (log scale)")
+    ax.set_ylabel("test macro-F1")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
