@@ -20,7 +20,7 @@ from runtime.bench import (BenchConfig, bench, exact_length_texts, markdown_tabl
                            summarize, write_json)
 
 REPO = Path(__file__).resolve().parents[1]
-ENV_FIELDS = {"cpu", "machine", "cpu_flags", "avx2", "avx512_vnni", "amx", "dotprod", "i8mm", "physical_cores",
+ENV_FIELDS = {"cpu", "machine", "isa", "cpu_flags", "avx2", "avx512_vnni", "amx", "dotprod", "i8mm", "physical_cores",
               "logical_cpus", "available_cpus", "os", "python", "onnxruntime", "provider", "threads"}
 
 
@@ -136,6 +136,7 @@ def test_results_merge_by_device_and_render(result, tmp_path):
     merged = merge([result, read_json(path)])
     assert set(merged["devices"]) == {result["device"], "cpu-aarch64"}
     assert "| threads | tokens | batch |" in markdown_table(result)
+    assert f"int8 instruction set {result['environment']['isa']}," in markdown_table(result)
     (tmp_path / "bad.json").write_text('{"rows": []}')
     with pytest.raises(ValueError, match="not an edgedistill-bench result"):
         read_json(tmp_path / "bad.json")
