@@ -48,7 +48,8 @@ def quantize_cmd(
     text_column: Annotated[Optional[str], typer.Option(help="Text column of a file.")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="Label column of a file.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Split seed (must match the training run's).")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="Hardware preset: avx2, avx512_vnni or arm64.")] = None,
+    preset: Annotated[Optional[str], typer.Option(
+        help="Hardware preset: auto (the default: this CPU's), avx2, avx512_vnni or arm64.")] = None,
     variant: Annotated[Optional[list[str]], typer.Option(
         "--variant", help="Variant to build (repeatable): optimized, int8-dynamic, int8-static, fp16.")] = None,
     budget: Annotated[Optional[float], typer.Option(help="Largest macro-F1 drop below fp32, in points.")] = None,
