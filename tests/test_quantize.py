@@ -240,6 +240,23 @@ def test_auto_is_resolved_by_from_preset_only():
         QuantizeConfig("d", detected_isa="sse2")
 
 
+def test_the_report_names_the_instruction_set_it_was_measured_on(tiny_quantized_dir, tmp_path):
+    from runtime.cpu import detect
+
+    report = QuantizeReport.load(tiny_quantized_dir)
+    assert report.environment["isa"] == report.isa == detect().name and report.detected_isa is None
+    md = (tiny_quantized_dir / "quantize_report.md").read_text()
+    assert f"int8 instruction set {detect().name}, flags: " in md and "- Preset: avx2; " in md
+    auto = QuantizeReport.from_dict({**report.to_dict(), "config": {**report.config, "preset": "avx512_vnni",
+                                                                    "detected_isa": "amx"}})
+    assert "- Preset: avx512_vnni (auto-detected: amx); " in auto.to_markdown()
+    # a report written before the environment named it: read from its flags
+    env = {k: v for k, v in report.environment.items() if k != "isa"}
+    old = QuantizeReport.from_dict({**report.to_dict(), "environment": {**env, "cpu_flags": ["avx", "avx2"],
+                                                                         "machine": "x86_64"}})
+    assert old.isa == "avx2" and "int8 instruction set avx2," in old.to_markdown()
+
+
 @pytest.mark.parametrize("field, value", [("variants", ("int4",)), ("weight_type", "int8"), ("calibration", "mse"),
                                           ("budget", -1.0), ("preset", "tpu"), ("calibration_samples", 0),
                                           ("max_validation_samples", 1), ("onnx_dir", "")])
@@ -270,6 +287,21 @@ def test_cli_quantize(tmp_path, tiny_quantized_dir, tiny_csv):
     assert report.attempt("int8-dynamic").settings["reduce_range"] is False
     res = CliRunner().invoke(app, ["quantize", str(folder), "--data", str(tiny_csv), "--calibration", "mse"])
     assert res.exit_code == 1 and "calibration" in res.output
+
+
+def test_cli_quantize_without_a_preset_follows_the_machine(tmp_path, tiny_quantized_dir, tiny_csv, monkeypatch):
+    from compress.cli import app
+    from tests.test_cpu import x86
+
+    _on(monkeypatch, x86("avx2 avx512f avx512_vnni amx_tile amx_int8"), "x86_64")
+    folder = _copy(tiny_quantized_dir, tmp_path)
+    res = CliRunner().invoke(app, ["quantize", str(folder), "--data", str(tiny_csv), "--variant", "int8-dynamic",
+                                   "--no-fallbacks", "--latency-samples", "2", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    assert "preset avx512_vnni (auto-detected: amx)" in " ".join(res.output.split())
+    report = QuantizeReport.load(folder)
+    assert (report.preset, report.detected_isa) == ("avx512_vnni", "amx")
+    assert report.attempt("int8-dynamic").settings["reduce_range"] is False
 
 
 def test_fp32_logits_survive_the_runtime_round_trip(tiny_quantized_dir):

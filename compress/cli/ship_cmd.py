@@ -97,7 +97,7 @@ def quantize_cmd(
         rows.append((a.name, a.macro_f1, None if delta is None else f"{delta:+.2f}", a.agreement,
                      None if a.size_bytes is None else f"{a.size_bytes / 1e6:.1f}", a.latency_p50_ms, status,
                      a.reason if a.status != "passed" else ""))
-    console.print(table(f"Quantization of {onnx_dir} (preset {report.preset or 'none'}, budget {report.budget:g} "
+    console.print(table(f"Quantization of {onnx_dir} (preset {report.preset_text()}, budget {report.budget:g} "
                         f"points, {report.dataset} validation: {report.validation_examples} texts)",
                         ["attempt", "macro-F1", "vs fp32", "agreement", "MB", "p50 ms", "status", "why"], rows))
     console.print(("[bold yellow]" if report.nothing_passed else "[bold]") + report.summary() + "[/]")
