@@ -699,7 +699,8 @@ def to_markdown(result: dict[str, Any]) -> str:
     lines = [f"# Side-by-side suite: {result['device']}", "",
              f"{result['created']} · {env['cpu']} · {env['threads']} threads · {env['os']} · Python {env['python']} · "
              f"onnxruntime {env['onnxruntime']} · torch {env.get('torch')} · transformers {env.get('transformers')} · "
-             f"optimum {env.get('optimum') or 'not run'} · CPU flags: {', '.join(env['cpu_flags']) or 'unknown'}", "",
+             f"optimum {env.get('optimum') or 'not run'} · int8 instruction set {env.get('isa') or 'unknown'} · "
+             f"CPU flags: {', '.join(env['cpu_flags']) or 'unknown'}", "",
              f"Test split of **{result['dataset']}** ({result['test_texts']} texts) for macro-F1. Latency: batch 1, "
              f"real test texts cut to exactly {L} tokens. Throughput: batch {result['batch']} of the same {L}-token "
              f"texts, and batch {result['batch']} over {result['stream_texts']} real test texts at their natural "

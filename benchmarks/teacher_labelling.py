@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     (folder / "teacher-labelling.json").write_text(json.dumps(result, indent=2) + "\n")
     md = ["# Teacher labelling: torch against ONNX Runtime", "",
           f"`{args.teacher}` over the first {len(texts)} unlabelled snippets at {args.max_length} tokens, batch 32, "
-          f"sorted by length; {env['cpu']} ({env.get('available_cpus')} CPUs); best of {args.rounds} rounds, "
+          f"sorted by length; {env['cpu']} ({env.get('available_cpus')} CPUs, int8 instruction set "
+          f"{env.get('isa') or 'unknown'}); best of {args.rounds} rounds, "
           "alternating order.", "",
           "| backend | texts/s |", "|---|---|"]
     md += [f"| {k} | {v:.1f} |" for k, v in result["texts_per_second"].items()]

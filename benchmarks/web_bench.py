@@ -125,8 +125,8 @@ def markdown(r: dict) -> str:
     busy = max(r["loadavg_before"][0], r["loadavg_after"][0]) > 0.5 * (e["logical_cpus"] or 1)
     lines = [
         f"# Browser (transformers.js, WASM) vs Python runtime: {r['package_name']}", "",
-        f"{r['created']} · {e['cpu']} ({', '.join(e['cpu_flags'])}) · {e['logical_cpus']} logical CPUs · "
-        f"{v['chromium']} (headless) · transformers.js {v['transformers.js']} · onnxruntime-web "
+        f"{r['created']} · {e['cpu']} ({', '.join(e['cpu_flags'])}) · int8 instruction set "
+        f"{e.get('isa') or 'unknown'} · {e['logical_cpus']} logical CPUs · {v['chromium']} (headless) · transformers.js {v['transformers.js']} · onnxruntime-web "
         f"{v['onnxruntime-web']} · Node {v['node']} · onnxruntime (Python) {e.get('onnxruntime', '?')}", "",
         f"Package: {r['package']} (variant {r['variant']}, browser dtype {r['dtype']}, model "
         f"{r['model_mb']:.1f} MB, WASM {r['wasm_mb']:.1f} MB). {r['texts']} review-like texts of 8 to 60 words, each "

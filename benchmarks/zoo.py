@@ -67,7 +67,8 @@ def _fmt(v: Any, spec: str) -> str:
 def to_markdown(rows: list[dict[str, Any]], env: dict[str, Any], generated_by: str = "") -> str:
     lines = ["# Model zoo", "",
              f"Each build's own report (`models/<build>/report/report.json`, or its committed copy), on {env['cpu']} "
-             f"({env.get('available_cpus')} CPUs, flags {', '.join(env.get('cpu_flags') or [])}). macro-F1 on "
+             f"({env.get('available_cpus')} CPUs, int8 instruction set {env.get('isa') or 'unknown'}, flags "
+             f"{', '.join(env.get('cpu_flags') or [])}). macro-F1 on "
              "the recipe's test split; margin kept = (model - baseline) / (teacher - baseline); latency: batch 1, "
              "p50 on real test texts, every model timed interleaved in the report's run (teacher in torch, student "
              "as its fp32 ONNX graph, the package through the runtime).", "",

@@ -147,7 +147,8 @@ def write_table(rows: list[dict[str, Any]], keys: list[str], out: Path, base: Di
              f"`{base.data.source}`; student: `{base.student.builder}` `{base.student.model}`.",
              "The winner (✓) is chosen on validation macro-F1; the test columns are only reported. "
              "A `·` keeps the base recipe's value. Minutes: the cell's wall time (teacher outputs for new texts "
-             f"included) on {env['cpu']}, {env['available_cpus']} CPUs ({', '.join(env['cpu_flags'])}).", "",
+             f"included) on {env['cpu']}, {env['available_cpus']} CPUs (int8 instruction set "
+             f"{env.get('isa') or 'unknown'}; {', '.join(env['cpu_flags'])}).", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
 
     def f(v: Any, spec: str) -> str:

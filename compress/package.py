@@ -140,7 +140,10 @@ def _quantization(attempt: Attempt, report: QuantizeReport | None) -> dict[str, 
     if attempt.variant in ("fp32", "optimized"):
         return None
     return {"variant": attempt.variant, "attempt": attempt.name, "settings": attempt.settings,
-            "preset": report.preset if report else None, "operators": attempt.ops,
+            "preset": report.preset if report else None,
+            "detected_isa": report.detected_isa if report else None,  # what preset = "auto" chose it from
+            "isa": report.isa if report else None,  # the int8 instruction set the gate timed it on
+            "operators": attempt.ops,
             "gate": {"budget_macro_f1_points": report.budget if report else None, "status": attempt.status,
                      "reason": attempt.reason}}
 
@@ -224,7 +227,8 @@ def model_card(name: str, meta: ExportMeta, attempt: Attempt, report: QuantizeRe
                   + (f", calibration {s.get('calibration')} on {s.get('calibration_samples')} training texts"
                      if attempt.variant == "int8-static" else "")
                   + (f"; kept in fp32: {len(s['exclude'])} nodes" if s.get("exclude") else "") + ".",
-                  f"Preset: {report.preset or 'none'}. Accuracy gate: at most {report.budget:g} macro-F1 points "
+                  f"Preset: {report.preset_text()}; gated and timed on a CPU with int8 instruction set "
+                  f"{report.isa or 'unknown'}. Accuracy gate: at most {report.budget:g} macro-F1 points "
                   f"below fp32; {sum(a.passed for a in report.attempts)} of {len(report.attempts)} attempts passed "
                   "(see the quantize report)."]
     lines += ["", "## Limitations", "",

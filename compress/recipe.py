@@ -9,7 +9,7 @@ A recipe's tables are the stage configs' fields, nothing else::
     [student]   -> compress.student.StudentConfig
     [distill]   -> compress.distill.DistillConfig   (data, student, teacher_dir, output_dir, profile set here)
     [export]    -> compress.export.ExportConfig     (checkpoint, output set here)
-    [quantize]  -> compress.quantize.QuantizeConfig (paths set here)
+    [quantize]  -> compress.quantize.QuantizeConfig (paths set here; no preset: "auto", this machine's)
     [package]   -> compress.package.PackagingConfig   (paths set here)
     [report]    -> compress.report.ReportConfig
     [ladder]    -> compress.ladder.LadderConfig     (students beside the recipe's own, and the budget)
@@ -58,7 +58,7 @@ SECTIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "student": ("compress.student", "StudentConfig", ()),
     "distill": ("compress.distill", "DistillConfig", ("data", "student", "teacher_dir", "output_dir", "profile")),
     "export": ("compress.export", "ExportConfig", ("checkpoint", "output")),
-    "quantize": ("compress.quantize", "QuantizeConfig", ("onnx_dir", "data")),
+    "quantize": ("compress.quantize", "QuantizeConfig", ("onnx_dir", "data", "detected_isa")),
     "package": ("compress.package", "PackagingConfig", ("onnx_dir", "output", "recipe")),
     "report": ("compress.report", "ReportConfig", ()),
     "ladder": ("compress.ladder", "LadderConfig", ()),
@@ -196,12 +196,10 @@ class Recipe:
                                       output=str(self.layout.onnx))
 
     def quantize(self):
-        """``preset = "avx2"`` in the recipe goes through the named constructor, other fields override it."""
+        """The recipe's ``preset`` goes through its named constructor, the other fields override it; a recipe
+        naming none gets ``"auto"``, this machine's (:meth:`QuantizeConfig.from_preset`)."""
         cls, table = config_class("quantize"), dict(self.tables["quantize"])
-        onnx_dir, data = str(self.layout.onnx), self.data()
-        if preset := table.pop("preset", None):
-            return cls.from_preset(preset, onnx_dir, data=data, **table)
-        return cls(onnx_dir=onnx_dir, data=data, **table)
+        return cls.from_preset(table.pop("preset", None), str(self.layout.onnx), data=self.data(), **table)
 
     def package(self):
         table = {"name": self.name, **self.tables["package"]}

@@ -11,7 +11,8 @@ nowhere a choice is made:
 
 Rows scored on the test split: baseline, teacher, student (torch), the shipped package (through the runtime).
 The quantize variants follow in their own table with the validation scores the gate chose them on.
-Writes ``report/report.md``, ``report/report.json`` and ``report/plot.png``.
+Both name the int8 instruction set they were timed on (``isa``; ``quantize_isa`` for the variants) and the
+preset the build was quantized with. Writes ``report/report.md``, ``report/report.json`` and ``report/plot.png``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from compress.errors import ConfigError
 from compress.fsutil import publishing
 from compress.layout import BuildLayout
 from runtime.bench import paired_latency
+from runtime.cpu import detect
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +139,8 @@ def build_rows(build_dir: Path, package_metrics=None, *, baseline: dict[str, Any
                     size_ratio=(teacher["size_mb"] / shipped["size_mb"]) if teacher and shipped and shipped["size_mb"]
                     else None)
     return rows, {"chosen": q.chosen, "why": q.summary(), "environment": q.environment, "headline": headline,
-                  "variants": variants, "validation_examples": q.validation_examples, "dataset": q.dataset}
+                  "variants": variants, "validation_examples": q.validation_examples, "dataset": q.dataset,
+                  "isa": q.isa, "preset": q.preset, "detected_isa": q.detected_isa, "quantize_isa": q.isa}
 
 
 def _fmt(v: Any, spec: str) -> str:
@@ -172,6 +175,16 @@ def headline_text(h: dict[str, Any]) -> str:
     return text
 
 
+def _machine_line(meta: dict[str, Any]) -> str:
+    """Which int8 instruction set the figures were measured on, and the preset the build was quantized with."""
+    from compress.quantize.report import preset_text
+
+    isa, gated = meta.get("isa") or "unknown", meta.get("quantize_isa") or "unknown"
+    return (f"Measured on a CPU with int8 instruction set **{isa}**; quantized with the "
+            f"{preset_text(meta.get('preset'), meta.get('detected_isa'))} preset"
+            + (f", its variants gated and timed on {gated}" if gated != isa else "") + ".")
+
+
 def to_markdown(name: str, profile: str, rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     test_n = next((r.get("n") for r in rows if r.get("n")), None)
     lines = [f"# {name}: build report ({profile} profile)", "",
@@ -181,6 +194,7 @@ def to_markdown(name: str, profile: str, rows: list[dict[str, Any]], meta: dict[
              "(teacher - baseline). Latency: batch 1, p50 on real test texts, every timed model (the teacher in "
              "torch, the student as its fp32 ONNX graph through the runtime) interleaved text by text in one "
              "process.", "",
+             _machine_line(meta), "",
              "| model | format | macro-F1 | share of teacher | margin kept | accuracy | size MB | params M | "
              "p50 ms | × faster than teacher |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -273,6 +287,7 @@ def write_report(recipe, cfg: ReportConfig) -> Path:
         fns["teacher"] = teacher
     latency = paired_latency(fns, texts)  # keyed by the rows' model names
     rows, meta = build_rows(layout.root, metrics, baseline=baseline, latency=latency)
+    meta["isa"] = detect().name  # where the test rows were timed (the quantize stage may have run elsewhere)
     for r in rows:
         r.setdefault("n", metrics.n)
     out = layout.report

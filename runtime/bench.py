@@ -20,7 +20,7 @@ What is measured, for every thread count, sequence length and batch size:
   memory (the clean number: nothing but the runtime in that process);
 - the model file and package size.
 
-Every row carries its environment (CPU model and flags, cores, OS, Python, onnxruntime version,
+Every row carries its environment (CPU model, int8 instruction set and flags, cores, OS, Python, onnxruntime version,
 provider, threads), so rows from several devices can be merged into one report (:func:`merge`).
 """
 
@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from runtime.cpu import cpu_info, isa_name
 
 log = logging.getLogger(__name__)
 
@@ -136,58 +138,17 @@ def available_cpus() -> int:
     return os.cpu_count() or 1
 
 
-def _cpuinfo() -> tuple[str, set[str], int | None]:
-    """(CPU model, feature flags, physical cores) from /proc/cpuinfo, or the platform's own tools."""
-    model, flags, cores = "", set(), None
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
-    physical: set[tuple[str, str]] = set()
-    phys_id = ""
-    arm_part = ""
-    for line in text.splitlines():
-        key, _, value = (s.strip() for s in line.partition(":"))
-        if key == "model name" and not model:
-            model = value
-        elif key in ("flags", "Features") and not flags:
-            flags = set(value.split())
-        elif key == "physical id":
-            phys_id = value
-        elif key == "core id":
-            physical.add((phys_id, value))
-        elif key == "CPU part" and not arm_part:
-            arm_part = value
-    if physical:
-        cores = len(physical)
-    if not model and arm_part:  # ARM Linux has no model name: the implementer and part number say it
-        model = f"ARM part {arm_part}"
-    if sys.platform == "darwin":
-        model = model or _sysctl("machdep.cpu.brand_string")
-        for feat, flag in (("hw.optional.arm.FEAT_DotProd", "asimddp"), ("hw.optional.arm.FEAT_I8MM", "i8mm"),
-                           ("hw.optional.arm.FEAT_BF16", "bf16"), ("hw.optional.avx2_0", "avx2")):
-            if _sysctl(feat) == "1":
-                flags.add(flag)
-        cores = cores or int(_sysctl("hw.physicalcpu") or 0) or None
-    return model or platform.processor() or platform.machine(), flags, cores
-
-
-def _sysctl(name: str) -> str:
-    try:
-        return subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
 def environment(provider: str = "cpu", threads: int | None = None) -> dict[str, Any]:
-    """The machine and software a row was measured on."""
+    """The machine and software a row was measured on; ``isa`` is the int8 instruction set
+    (:func:`runtime.cpu.detect`: ``avx512-vnni``, ``avx2``, ``arm64-dotprod``...)."""
     import onnxruntime as ort
     import tokenizers
 
-    model, flags, cores = _cpuinfo()
+    model, flags, cores = cpu_info()
     env = {
         "cpu": model,
         "machine": platform.machine(),
+        "isa": isa_name(flags, platform.machine()),
         "cpu_flags": sorted(f for f in flags if f in CPU_FLAGS),
         "avx2": "avx2" in flags,
         "avx512_vnni": "avx512_vnni" in flags or "avx_vnni" in flags,
@@ -494,7 +455,8 @@ def markdown_table(result: dict[str, Any]) -> str:
     cold = result.get("cold_start") or {}
     lines = [f"**{result['device']}** — {env['cpu']} ({env.get('physical_cores') or '?'} cores, "
              f"{env['available_cpus']} available), {env['os']}, Python {env['python']}, onnxruntime "
-             f"{env['onnxruntime']}, {env['provider']}; flags: {flags}", "",
+             f"{env['onnxruntime']}, {env['provider']}; int8 instruction set {env.get('isa') or 'unknown'}, flags: "
+             f"{flags}", "",
              f"Package `{Path(result['package']).name}` ({result.get('variant')}): model "
              f"{result['model_bytes'] / 1e6:.1f} MB"
              + (f"; cold start {cold['total_s']:.2f} s (import {cold['import_s']:.2f}, load {cold['load_s']:.2f}, "

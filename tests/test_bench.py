@@ -20,7 +20,7 @@ from runtime.bench import (BenchConfig, bench, exact_length_texts, markdown_tabl
                            summarize, write_json)
 
 REPO = Path(__file__).resolve().parents[1]
-ENV_FIELDS = {"cpu", "machine", "cpu_flags", "avx2", "avx512_vnni", "amx", "dotprod", "i8mm", "physical_cores",
+ENV_FIELDS = {"cpu", "machine", "isa", "cpu_flags", "avx2", "avx512_vnni", "amx", "dotprod", "i8mm", "physical_cores",
               "logical_cpus", "available_cpus", "os", "python", "onnxruntime", "provider", "threads"}
 
 
@@ -136,6 +136,7 @@ def test_results_merge_by_device_and_render(result, tmp_path):
     merged = merge([result, read_json(path)])
     assert set(merged["devices"]) == {result["device"], "cpu-aarch64"}
     assert "| threads | tokens | batch |" in markdown_table(result)
+    assert f"int8 instruction set {result['environment']['isa']}," in markdown_table(result)
     (tmp_path / "bad.json").write_text('{"rows": []}')
     with pytest.raises(ValueError, match="not an edgedistill-bench result"):
         read_json(tmp_path / "bad.json")
@@ -184,7 +185,7 @@ def test_suite_ratios_goals_and_report(tmp_path):
                   "numpy": {"gflops_best": 90.0, "gflops_median": 80.0}}},
               "macs": {"teacher": 10**10, "student": 10**9},
               "environment": {"cpu": "cpu", "threads": 2, "os": "os", "python": "3", "onnxruntime": "1",
-                              "cpu_flags": ["avx2"]},
+                              "isa": "avx2", "cpu_flags": ["avx2"]},
               "load_average": {"before": None, "after": None}, "notes": [], "results_root": str(tmp_path),
               "rows": [_row(suite.TEACHER, 200.0, 5.0, 10.0, 0.90, 4e8, macs=10**10),
                        _row("student ONNX int8-dynamic", 8.0, 150.0, 600.0, 0.88, 2e7, "int8-dynamic"),
@@ -206,6 +207,7 @@ def test_suite_ratios_goals_and_report(tmp_path):
     folder = suite.write_results(result, tmp_path)
     md = (folder / "suite.md").read_text()
     assert "| student ONNX int8-dynamic |" in md and "NOT met" in md
+    assert "int8 instruction set avx2 · CPU flags: avx2" in md
     assert (folder / "suite.png").stat().st_size > 1000 and json.loads((folder / "suite.json").read_text())["goals"]
     assert "In a browser" not in md  # no web_bench run in this folder yet
     web = {"package_name": "pkg", "variant": "int8-dynamic", "created": "2026-01-01T00:00:00", "parity":
@@ -259,6 +261,7 @@ def test_suite_optimum_peer_runs_elsewhere_or_says_it_was_skipped(tmp_path, tiny
                    "load_average": {"before": None, "after": None}, "notes": [], "results_root": str(tmp_path)})
     md = suite.to_markdown(result)
     assert "| optimum pipeline | skipped: run `make peers`" in md and "optimum not run" in md
+    assert "int8 instruction set unknown" in md  # a result from before the environment named it
     assert "- **not measured**: runtime >= 1.3x the optimum pipeline's throughput" in md
 
 

@@ -49,6 +49,10 @@ def test_the_package_ships_the_reports_choice(package, tiny_quantized_dir):
     if chosen.variant.startswith("int8"):
         assert manifest["quantization"]["settings"] == chosen.settings
         assert manifest["quantization"]["gate"]["status"] == "passed"
+        q = manifest["quantization"]
+        assert (q["preset"], q["detected_isa"], q["isa"]) == ("avx2", None, report.isa)
+        assert f"Preset: avx2; gated and timed on a CPU with int8 instruction set {report.isa}." in \
+            (package / "README.md").read_text()
     else:
         assert manifest["quantization"] is None
 
@@ -58,6 +62,22 @@ def test_the_model_card_has_every_section(package):
     for heading in ("# movie-tiny", "## Intended use", "## Data", "## Metrics", "## Quantization", "## Limitations"):
         assert heading in card
     assert "`negative`" in card and "`positive`" in card and "64 tokens" in card
+
+
+def test_an_int8_package_names_its_preset_and_instruction_set(tiny_quantized_dir):
+    """Whatever the tiny gate chose: an int8 variant's manifest and card say what chose its preset, and where."""
+    from compress.export import read_export
+    from compress.package import _quantization, model_card
+
+    report = QuantizeReport.load(tiny_quantized_dir)
+    auto = QuantizeReport.from_dict({**report.to_dict(), "config": {**report.config, "preset": "avx512_vnni",
+                                                                    "detected_isa": "amx"}})
+    attempt = auto.attempt("int8-dynamic")
+    q = _quantization(attempt, auto)
+    assert (q["preset"], q["detected_isa"], q["isa"]) == ("avx512_vnni", "amx", report.isa)
+    card = model_card("x", read_export(tiny_quantized_dir), attempt, auto, {})
+    assert (f"Preset: avx512_vnni (auto-detected: amx); gated and timed on a CPU with int8 instruction set "
+            f"{report.isa}.") in card
 
 
 def test_the_zip_loads_and_predicts_like_the_folder(package):

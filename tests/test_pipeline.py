@@ -44,6 +44,52 @@ def test_every_shipped_recipe_loads_and_validates(path, profile, tmp_path):
     assert recipe.export().checkpoint == str(folder / "student")
 
 
+def test_a_recipe_without_a_preset_gets_this_machines(tmp_path, monkeypatch):
+    from compress.quantize.config import ISA_PRESETS
+    from runtime import cpu
+    from tests.test_cpu import x86
+
+    isa = cpu.detect()
+    for path in RECIPES:  # the shipped recipes name no preset: they follow the machine
+        q = load_recipe(path, build_root=tmp_path).quantize()
+        assert (q.preset, q.detected_isa) == (ISA_PRESETS[isa.name], isa.name), path.stem
+    raw = {"name": "x", "data": {"source": "movie-snippets"}, "quantize": {"budget": 0.5}}
+    seen = cpu.detect(x86("avx2"), "x86_64")  # an AVX2 machine without VNNI
+    monkeypatch.setattr(cpu, "detect", lambda *args: seen)
+    q = recipe_from_dict(raw, build_root=tmp_path).quantize()
+    assert (q.preset, q.detected_isa, q.reduce_range, q.budget) == ("avx2", "avx2", True, 0.5)
+    q = recipe_from_dict({**raw, "quantize": {"preset": "auto"}}, build_root=tmp_path).quantize()
+    assert (q.preset, q.detected_isa) == ("avx2", "avx2")
+    # the detected set is part of the stage's fingerprint: a build resumed on another CPU quantizes again
+    amx = cpu.detect(x86("avx2 avx512_vnni amx_tile amx_int8"), "x86_64")
+    monkeypatch.setattr(cpu, "detect", lambda *args: amx)
+    assert fingerprint("quantize", recipe_from_dict(raw, build_root=tmp_path).quantize(), []) != \
+        fingerprint("quantize", q, [])
+    monkeypatch.setattr(cpu, "detect", lambda *args: seen)
+    q = recipe_from_dict(raw, overrides=["quantize.preset=arm64"], build_root=tmp_path).quantize()
+    assert (q.preset, q.detected_isa) == ("arm64", None)  # a named preset wins, and nothing is detected
+    with pytest.raises(ConfigError, match=r"quantize\.detected_isa.*set by the pipeline"):
+        recipe_from_dict({**raw, "quantize": {"detected_isa": "amx"}}, build_root=tmp_path)
+
+
+def test_the_build_report_names_the_instruction_set(tmp_path, tiny_quantized_dir):
+    import shutil
+
+    from compress.report import build_rows, to_markdown
+    from runtime.cpu import detect
+
+    (tmp_path / "onnx").mkdir()
+    shutil.copy(tiny_quantized_dir / "quantize_report.json", tmp_path / "onnx")
+    rows, meta = build_rows(tmp_path)
+    assert (meta["isa"], meta["quantize_isa"], meta["preset"], meta["detected_isa"]) == \
+        (detect().name, detect().name, "avx2", None)
+    md = to_markdown("tiny", "quick", rows, meta)
+    assert f"Measured on a CPU with int8 instruction set **{detect().name}**; quantized with the avx2 preset." in md
+    moved = {**meta, "isa": "arm64-dotprod", "preset": "avx512_vnni", "detected_isa": "amx", "quantize_isa": "amx"}
+    assert ("int8 instruction set **arm64-dotprod**; quantized with the avx512_vnni (auto-detected: amx) preset, "
+            "its variants gated and timed on amx.") in to_markdown("tiny", "quick", rows, moved)
+
+
 def test_bad_recipes_name_the_table_and_field(tmp_path):
     base = {"name": "x", "data": {"source": "movie-snippets"}}
     with pytest.raises(ConfigError, match=r"teacher\.epochz.*unknown field of TeacherConfig"):
@@ -244,6 +290,10 @@ def test_tiny_recipe_builds_end_to_end_then_skips_everything(tmp_path, tiny_csv,
                                                  / (teacher["macro_f1"] - base["macro_f1"]))
     assert h["share_of_teacher"] == pytest.approx(h["macro_f1"] / teacher["macro_f1"])
     assert "margin kept" in (build / "report" / "report.md").read_text()
+    from runtime.cpu import detect
+
+    assert report["isa"] == report["quantize_isa"] == report["detected_isa"] == detect().name
+    assert f"int8 instruction set **{detect().name}**" in (build / "report" / "report.md").read_text()
     state = read_state(build)
     assert list(state["stages"]) == list(STAGE_NAMES)
     for stage in ("teacher", "student", "onnx", "package", "report"):  # published folders read like any other

@@ -189,7 +189,72 @@ def test_presets_and_overrides():
     assert arm.activation_type == "qint8" and arm.symmetric_activations
     assert avx2.preset == "avx2" and QuantizeConfig.from_preset("arm64", "d").preset == "arm64"
     assert QuantizeConfig.avx2("d", reduce_range=False).reduce_range is False
-    assert QuantizeConfig.from_preset(None, "d").preset is None
+    assert QuantizeConfig("d").preset is None  # built directly: the plain defaults, no preset
+    assert QuantizeConfig.from_preset("avx2", "d").detected_isa is None  # a named preset is not detected
+
+
+def _on(monkeypatch, cpuinfo: str, machine: str) -> None:
+    """Make ``runtime.cpu.detect()`` read this /proc/cpuinfo text and machine instead of the real ones."""
+    from runtime import cpu
+
+    seen = cpu.detect(cpuinfo, machine)
+    monkeypatch.setattr(cpu, "detect", lambda *args: seen)
+
+
+@pytest.mark.parametrize(("flags", "machine", "isa", "preset", "reduce_range"), [
+    ("avx2", "x86_64", "avx2", "avx2", True),
+    ("avx2 avx512f avx512_vnni", "x86_64", "avx512-vnni", "avx512_vnni", False),
+    ("avx2 avx512f avx512_vnni amx_tile amx_int8", "x86_64", "amx", "avx512_vnni", False),
+    ("avx2 avx_vnni", "x86_64", "avx-vnni", "avx512_vnni", False),
+    ("", "x86_64", "x86", "avx2", True),  # no AVX2 or unreadable flags: 7-bit weights, safe on any x86
+    ("asimddp i8mm", "aarch64", "arm64-i8mm", "arm64", False),
+    ("asimddp", "aarch64", "arm64-dotprod", "arm64", False),
+    ("", "riscv64", "unknown", None, False),  # another architecture: the plain defaults
+])
+def test_auto_preset_follows_the_cpu(monkeypatch, flags, machine, isa, preset, reduce_range):
+    from tests.test_cpu import arm, x86
+
+    _on(monkeypatch, (arm if machine == "aarch64" else x86)(flags), machine)
+    cfg = QuantizeConfig.from_preset("auto", "d", budget=0.5)
+    assert (cfg.preset, cfg.detected_isa, cfg.reduce_range, cfg.budget) == (preset, isa, reduce_range, 0.5)
+    named = QuantizeConfig.from_preset(preset, "d", budget=0.5) if preset else QuantizeConfig("d", budget=0.5)
+    assert dataclasses.replace(cfg, detected_isa=None) == named  # exactly the named preset's settings
+    assert QuantizeConfig.from_preset(None, "d", budget=0.5) == cfg  # no preset named: auto
+    assert cfg.to_dict()["detected_isa"] == isa
+
+
+def test_auto_preset_keeps_what_is_set_over_it(monkeypatch):
+    from tests.test_cpu import x86
+
+    _on(monkeypatch, x86("avx2"), "x86_64")
+    cfg = QuantizeConfig.from_preset("auto", "d", reduce_range=False, weight_type="quint8")
+    assert (cfg.preset, cfg.reduce_range, cfg.weight_type) == ("avx2", False, "quint8")
+
+
+def test_auto_is_resolved_by_from_preset_only():
+    with pytest.raises(ConfigError, match="resolved by QuantizeConfig.from_preset"):
+        QuantizeConfig("d", preset="auto")
+    with pytest.raises(ConfigError, match=r"quantize.preset.*'auto', 'avx2'"):
+        QuantizeConfig.from_preset("tpu", "d")
+    with pytest.raises(ConfigError, match="quantize.detected_isa"):
+        QuantizeConfig("d", detected_isa="sse2")
+
+
+def test_the_report_names_the_instruction_set_it_was_measured_on(tiny_quantized_dir, tmp_path):
+    from runtime.cpu import detect
+
+    report = QuantizeReport.load(tiny_quantized_dir)
+    assert report.environment["isa"] == report.isa == detect().name and report.detected_isa is None
+    md = (tiny_quantized_dir / "quantize_report.md").read_text()
+    assert f"int8 instruction set {detect().name}, flags: " in md and "- Preset: avx2; " in md
+    auto = QuantizeReport.from_dict({**report.to_dict(), "config": {**report.config, "preset": "avx512_vnni",
+                                                                    "detected_isa": "amx"}})
+    assert "- Preset: avx512_vnni (auto-detected: amx); " in auto.to_markdown()
+    # a report written before the environment named it: read from its flags
+    env = {k: v for k, v in report.environment.items() if k != "isa"}
+    old = QuantizeReport.from_dict({**report.to_dict(), "environment": {**env, "cpu_flags": ["avx", "avx2"],
+                                                                         "machine": "x86_64"}})
+    assert old.isa == "avx2" and "int8 instruction set avx2," in old.to_markdown()
 
 
 @pytest.mark.parametrize("field, value", [("variants", ("int4",)), ("weight_type", "int8"), ("calibration", "mse"),
@@ -222,6 +287,21 @@ def test_cli_quantize(tmp_path, tiny_quantized_dir, tiny_csv):
     assert report.attempt("int8-dynamic").settings["reduce_range"] is False
     res = CliRunner().invoke(app, ["quantize", str(folder), "--data", str(tiny_csv), "--calibration", "mse"])
     assert res.exit_code == 1 and "calibration" in res.output
+
+
+def test_cli_quantize_without_a_preset_follows_the_machine(tmp_path, tiny_quantized_dir, tiny_csv, monkeypatch):
+    from compress.cli import app
+    from tests.test_cpu import x86
+
+    _on(monkeypatch, x86("avx2 avx512f avx512_vnni amx_tile amx_int8"), "x86_64")
+    folder = _copy(tiny_quantized_dir, tmp_path)
+    res = CliRunner().invoke(app, ["quantize", str(folder), "--data", str(tiny_csv), "--variant", "int8-dynamic",
+                                   "--no-fallbacks", "--latency-samples", "2", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    assert "preset avx512_vnni (auto-detected: amx)" in " ".join(res.output.split())
+    report = QuantizeReport.load(folder)
+    assert (report.preset, report.detected_isa) == ("avx512_vnni", "amx")
+    assert report.attempt("int8-dynamic").settings["reduce_range"] is False
 
 
 def test_fp32_logits_survive_the_runtime_round_trip(tiny_quantized_dir):

@@ -70,7 +70,8 @@ def bench_command(
           round(r["throughput_per_s"], 1), r["runs"]) for r in result["rows"]]))
     flags = ", ".join(env["cpu_flags"]) or "unknown"
     console.print(f"model {result['model_bytes'] / 1e6:.1f} MB, package {result['package_bytes'] / 1e6:.1f} MB; "
-                  f"{env['physical_cores'] or '?'} cores, flags {flags}; onnxruntime {env['onnxruntime']}")
+                  f"{env['physical_cores'] or '?'} cores, int8 instruction set {env.get('isa') or 'unknown'}, flags {flags}; "
+                  f"onnxruntime {env['onnxruntime']}")
     if result["capped_lengths"]:
         console.print(f"lengths {result['capped_lengths']} are above max_length {result['max_length']}: capped")
     if cold := result["cold_start"]:

@@ -49,7 +49,8 @@ def quantize_cmd(
     text_column: Annotated[Optional[str], typer.Option(help="Text column of a file.")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="Label column of a file.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Split seed (must match the training run's).")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="Hardware preset: avx2, avx512_vnni or arm64.")] = None,
+    preset: Annotated[Optional[str], typer.Option(
+        help="Hardware preset: auto (the default: this CPU's), avx2, avx512_vnni or arm64.")] = None,
     variant: Annotated[Optional[list[str]], typer.Option(
         "--variant", help="Variant to build (repeatable): optimized, int8-dynamic, int8-static, fp16.")] = None,
     budget: Annotated[Optional[float], typer.Option(help="Largest macro-F1 drop below fp32, in points.")] = None,
@@ -97,7 +98,7 @@ def quantize_cmd(
         rows.append((a.name, a.macro_f1, None if delta is None else f"{delta:+.2f}", a.agreement,
                      None if a.size_bytes is None else f"{a.size_bytes / 1e6:.1f}", a.latency_p50_ms, status,
                      a.reason if a.status != "passed" else ""))
-    console.print(table(f"Quantization of {onnx_dir} (preset {report.preset or 'none'}, budget {report.budget:g} "
+    console.print(table(f"Quantization of {onnx_dir} (preset {report.preset_text()}, budget {report.budget:g} "
                         f"points, {report.dataset} validation: {report.validation_examples} texts)",
                         ["attempt", "macro-F1", "vs fp32", "agreement", "MB", "p50 ms", "status", "why"], rows))
     console.print(("[bold yellow]" if report.nothing_passed else "[bold]") + report.summary() + "[/]")

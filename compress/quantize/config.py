@@ -8,11 +8,27 @@ from typing import Any
 from compress.data import DataConfig
 from compress.errors import ConfigError
 from compress.export import MODEL_FILE
+from runtime import cpu
 
 VARIANT_FILES = {"fp32": MODEL_FILE, "optimized": "model_optimized.onnx", "int8-dynamic": "model_int8_dynamic.onnx",
                  "int8-static": "model_int8_static.onnx", "fp16": "model_fp16.onnx"}
 BUILDABLE = ("optimized", "int8-dynamic", "int8-static", "fp16")
 PRESETS = ("avx2", "avx512_vnni", "arm64")
+AUTO = "auto"
+"""The preset that follows the machine: what a recipe or ``edgedistill quantize`` gets when it names none."""
+# The preset "auto" takes for each int8 instruction set runtime.cpu.detect() can name.
+ISA_PRESETS: dict[str, str | None] = {
+    # AMX's TDPBUSD and AVX-VNNI's VEX-encoded VPDPBUSD accumulate u8 x s8 products in int32, as AVX-512
+    # VNNI does: nothing saturates, so they take its full 8-bit weight range
+    "amx": "avx512_vnni", "avx512-vnni": "avx512_vnni", "avx-vnni": "avx512_vnni",
+    "avx2": "avx2",
+    # an x86 CPU whose flags could not be read may lack VNNI: 7-bit weights never saturate on any x86 kernel
+    "x86": "avx2",
+    "arm64-i8mm": "arm64", "arm64-dotprod": "arm64", "arm64": "arm64",
+    # another architecture: no preset, the plain defaults (full range; its kernels are not x86's)
+    "unknown": None,
+}
+assert set(ISA_PRESETS) == set(cpu.ISAS), "every instruction set runtime.cpu names needs a preset"
 QTYPES = ("qint8", "quint8")
 CALIBRATIONS = ("minmax", "entropy", "percentile")
 
@@ -27,7 +43,13 @@ class QuantizeConfig:
     """The labelled data: its validation split gates and chooses every variant, its training texts calibrate static
     int8. The test split is never read here: the build report scores the shipped package on it."""
     preset: str | None = None
-    """The hardware preset these settings came from (set by the named constructors; informational)."""
+    """The hardware preset these settings came from (set by the named constructors; informational). A recipe's
+    or the CLI's ``preset`` picks the constructor (:meth:`from_preset`); ``"auto"``, their default, is resolved
+    there to a preset of :data:`PRESETS`, so this field always names a concrete one (or None)."""
+    detected_isa: str | None = None
+    """Set by ``preset = "auto"``: the int8 instruction set :func:`runtime.cpu.detect` found on the machine the
+    config was made on, which chose ``preset`` (``avx512-vnni``, ``avx2``, ``arm64-dotprod``...). None when the
+    preset was named."""
     variants: tuple[str, ...] = BUILDABLE
     """Variants to build besides fp32: optimized, int8-dynamic, int8-static, fp16."""
     per_channel: bool = True
@@ -81,7 +103,11 @@ class QuantizeConfig:
         if bad := [v for v in self.variants if v not in BUILDABLE]:
             raise ConfigError("quantize.variants", list(self.variants), f"unknown {bad}; choose from {list(BUILDABLE)}")
         if self.preset is not None and self.preset not in PRESETS:
-            raise ConfigError("quantize.preset", self.preset, f"choose one of {list(PRESETS)}")
+            raise ConfigError("quantize.preset", self.preset, f"choose one of {list(PRESETS)}" + (
+                " ('auto' is resolved by QuantizeConfig.from_preset, as recipes and the CLI do)"
+                if self.preset == AUTO else ""))
+        if self.detected_isa is not None and self.detected_isa not in ISA_PRESETS:
+            raise ConfigError("quantize.detected_isa", self.detected_isa, f"choose one of {list(ISA_PRESETS)}")
         for name in ("weight_type", "activation_type"):
             if getattr(self, name) not in QTYPES:
                 raise ConfigError(f"quantize.{name}", getattr(self, name), f"choose one of {list(QTYPES)}")
@@ -139,11 +165,16 @@ class QuantizeConfig:
 
     @classmethod
     def from_preset(cls, preset: str | None, onnx_dir: str = "", **overrides: Any) -> QuantizeConfig:
-        """The named preset (or the plain defaults for None) with ``overrides`` applied."""
-        if preset is None:
-            return cls(onnx_dir=onnx_dir, **overrides)
+        """The named preset with ``overrides`` applied. ``"auto"``, or None (no preset named, as in a recipe
+        without one), detects this machine's int8 instruction set and takes its preset (:data:`ISA_PRESETS`),
+        recording the instruction set in ``detected_isa``."""
+        if preset is None or preset == AUTO:
+            isa = cpu.detect().name
+            preset, overrides = ISA_PRESETS[isa], {**overrides, "detected_isa": isa}
+            if preset is None:
+                return cls(onnx_dir=onnx_dir, **overrides)
         if preset not in PRESETS:
-            raise ConfigError("quantize.preset", preset, f"choose one of {list(PRESETS)}")
+            raise ConfigError("quantize.preset", preset, f"choose one of {[AUTO, *PRESETS]}")
         return getattr(cls, preset)(onnx_dir, **overrides)
 
     def to_dict(self) -> dict[str, Any]:

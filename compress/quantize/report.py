@@ -10,9 +10,16 @@ from typing import Any
 
 from compress.errors import ConfigError
 from compress.layout import QUANTIZE_REPORT
+from runtime.cpu import isa_name
 
 REPORT_JSON = QUANTIZE_REPORT
 REPORT_MD = "quantize_report.md"
+
+
+def preset_text(preset: str | None, detected_isa: str | None) -> str:
+    """``avx512_vnni (auto-detected: amx)``, ``avx2`` or ``none``: a preset and what chose it, for reports."""
+    name = preset or "none"
+    return f"{name} (auto-detected: {detected_isa})" if detected_isa else name
 
 
 @dataclass
@@ -68,6 +75,23 @@ class QuantizeReport:
     @property
     def preset(self) -> str | None:
         return self.config.get("preset")
+
+    @property
+    def detected_isa(self) -> str | None:
+        """The instruction set ``preset = "auto"`` chose the preset from; None when the preset was named."""
+        return self.config.get("detected_isa")
+
+    @property
+    def isa(self) -> str | None:
+        """The int8 instruction set of the machine the variants were timed and chosen on (read from the flags
+        for a report written before the environment named it)."""
+        env = self.environment
+        if env.get("isa") or not env.get("cpu_flags"):
+            return env.get("isa")
+        return isa_name(set(env["cpu_flags"]), env.get("machine") or "")
+
+    def preset_text(self) -> str:
+        return preset_text(self.preset, self.detected_isa)
 
     @property
     def nothing_passed(self) -> bool:
@@ -146,10 +170,10 @@ class QuantizeReport:
                  + (f" and labels agreeing with fp32's on at least {floor:.2%} of texts" if floor is not None else "")
                  + f" on {self.dataset} validation, {self.validation_examples} texts, through `runtime.TextClassifier` "
                  "(the test split is never read here).",
-                 f"- Preset: {self.preset or 'none'}; latency: batch 1, p50/p90 over "
+                 f"- Preset: {self.preset_text()}; latency: batch 1, p50/p90 over "
                  f"{self.config.get('latency_samples')} validation texts x 2, {env.get('threads') or 'default'} threads.",
-                 f"- Machine: {env.get('cpu', '?')} ({env.get('logical_cpus', '?')} cores; "
-                 f"AVX2 {env.get('avx2')}, AVX512-VNNI {env.get('avx512_vnni')}); onnxruntime "
+                 f"- Machine: {env.get('cpu', '?')} ({env.get('logical_cpus', '?')} cores; int8 instruction set "
+                 f"{self.isa or 'unknown'}, flags: {', '.join(env.get('cpu_flags') or []) or 'unknown'}); onnxruntime "
                  f"{env.get('onnxruntime')}. Timings on a shared machine are noisy.", "",
                  f"- Batch flips: the share of {self.config.get('consistency_samples')} validation texts whose label "
                  "differs between classifying each alone and in batches of "
