@@ -7,6 +7,7 @@
       package/            the model package the runtime loads
       report/             report.md, report.json, plot.png: the build report
       .state.json         the stage records (fingerprints, run ids) that make builds resumable
+      build.log           every run's full log: the toolchain's records, the libraries' and Python's warnings
 
 The recipe, the pipeline, the report, the CLI and the benchmarks all take paths from :class:`BuildLayout`.
 """
@@ -64,3 +65,7 @@ class BuildLayout:
     @property
     def state(self) -> Path:
         return self.root / ".state.json"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "build.log"
