@@ -171,7 +171,8 @@ def test_a_build_prints_headers_bars_and_the_table_and_logs_the_rest_to_a_file(t
     """What a person sees: the console script in a process of its own, as `make demo` runs it (Python's warnings
     and the libraries' tqdm bars reach the real stderr there, not pytest's capture)."""
     recipe = tiny_recipe(tmp_path, tiny_csv, tiny_model_dir)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "EDGEDISTILL_CACHE": str(tmp_path / "cache")}  # an empty cache: the teacher labels the transfer set
     env.pop("EDGEDISTILL_DEBUG", None)
     r = subprocess.run([sys.executable, "-m", "compress.cli", "build", str(recipe)], env=env, capture_output=True,
                        text=True, timeout=300)
