@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from compress import profiles
+from compress import profiles, progress
 from compress.data import DataConfig, length_batches, sorted_by_length
 from compress.errors import ConfigError, TransferSetError
 from compress.fsutil import publishing
@@ -327,9 +327,8 @@ def run_teacher(teacher_dir: Path | str, texts: Sequence[str], max_length: int, 
     width = model.config.hidden_size
     feats = np.zeros((len(texts), len(layers) * width), dtype=np.float32) if pooled else None
     attns: list[np.ndarray | None] = [None] * len(texts) if attention else []
-    t0, done = time.perf_counter(), 0
-    with torch.inference_mode():
-        for n, (idx, batch) in enumerate(length_batches(tok, texts, max_length, batch_size)):
+    with torch.inference_mode(), progress.bar("labelling", len(texts)) as bar:
+        for idx, batch in length_batches(tok, texts, max_length, batch_size):
             out = model(**batch, output_hidden_states=pooled, output_attentions=attention)
             logits[idx] = out.logits.float().numpy()
             if pooled:
@@ -340,10 +339,7 @@ def run_teacher(teacher_dir: Path | str, texts: Sequence[str], max_length: int, 
                 for j, i in enumerate(idx):
                     n = int(batch["attention_mask"][j].sum())
                     attns[i] = last[j, :n, :n].numpy().copy()
-            done += len(idx)
-            if n % 20 == 0:
-                log.info("teacher outputs: %d / %d texts (%.1f texts/s)", done, len(texts),
-                         done / max(time.perf_counter() - t0, 1e-9))
+            bar.advance(len(idx))
     del model
     gc.collect()
     return TeacherOutputs(logits, feats, attns if attention else None)
@@ -378,16 +374,13 @@ def run_teacher_onnx(teacher_dir: Path | str, texts: Sequence[str], max_length: 
     session = ort.InferenceSession(str(folder / MODEL_FILE), opts, providers=["CPUExecutionProvider"])
     texts = list(texts)
     logits = None
-    t0, done = time.perf_counter(), 0
-    for n, (idx, batch) in enumerate(length_batches(tok, texts, max_length, batch_size, return_tensors="np")):
-        out = session.run(["logits"], {k: batch[k].astype(np.int64) for k in names})[0]
-        if logits is None:
-            logits = np.zeros((len(texts), out.shape[1]), dtype=np.float32)
-        logits[idx] = out
-        done += len(idx)
-        if n % 20 == 0:
-            log.info("teacher outputs (onnx): %d / %d texts (%.1f texts/s)", done, len(texts),
-                     done / max(time.perf_counter() - t0, 1e-9))
+    with progress.bar("labelling", len(texts)) as bar:
+        for idx, batch in length_batches(tok, texts, max_length, batch_size, return_tensors="np"):
+            out = session.run(["logits"], {k: batch[k].astype(np.int64) for k in names})[0]
+            if logits is None:
+                logits = np.zeros((len(texts), out.shape[1]), dtype=np.float32)
+            logits[idx] = out
+            bar.advance(len(idx))
     del session
     return TeacherOutputs(logits if logits is not None else np.zeros((0, 0), np.float32))
 
@@ -717,6 +710,7 @@ def distill(cfg: DistillConfig) -> Path:
             greater_is_better=True, logging_steps=max(1, min(50, eval_steps)), report_to=[],
             remove_unused_columns=False, seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0, dataloader_pin_memory=False,
             label_names=["labels"], train_sampling_strategy="group_by_length",  # safetensors always
+            disable_tqdm=True,  # compress.progress shows the training instead
         )
 
         def val_metrics(p):
@@ -734,7 +728,8 @@ def distill(cfg: DistillConfig) -> Path:
             hidden_layers=[s for s, _ in pairs],
         )
         t_train = time.perf_counter()
-        trainer.train()
+        with progress.training(trainer):
+            trainer.train()
         train_seconds = time.perf_counter() - t_train
         best_val = trainer.state.best_metric
         model = trainer.model
@@ -748,7 +743,7 @@ def distill(cfg: DistillConfig) -> Path:
         tokenizer.save_pretrained(tmp)
         save_label_map(data, tmp)
         metrics = evaluate_torch(model, data.test, data.label_names, tokenizer=tokenizer,
-                                 max_length=cfg.max_length, dataset=data.name)
+                                 max_length=cfg.max_length, dataset=data.name, progress=True)
         params = count_parameters(model)
         size_mb = (tmp / "model.safetensors").stat().st_size / 1e6
         metrics.extra.update({"params": params, "size_mb": round(size_mb, 3), "stage": "student"})

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from compress import progress as progress_bars
 from compress.data import length_batches
 from compress.errors import ConfigError, DataError
 
@@ -183,22 +184,21 @@ def predict_proba_torch(model, tokenizer, texts: Sequence[str], *, max_length: i
     """Softmax probabilities ``(n, num_labels)`` in input order: batched, no grad, dynamic padding.
 
     Texts are sorted by length so each batch pads little; the output is put back in input order.
-    ``progress`` shows a tqdm bar.
+    ``progress`` shows a bar (see :mod:`compress.progress`).
     """
     import torch
-    from tqdm.auto import tqdm
 
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
     out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     try:
-        with torch.inference_mode():
-            for idx, batch in tqdm(length_batches(tokenizer, texts, max_length, batch_size), desc="evaluating",
-                                   unit="batch", total=-(-len(texts) // batch_size), disable=not progress):
+        with torch.inference_mode(), progress_bars.bar("evaluating", len(texts), enabled=progress) as bar:
+            for idx, batch in length_batches(tokenizer, texts, max_length, batch_size):
                 batch = batch.to(device)
                 logits = model(**model_inputs(model, batch)).logits.float()
                 out[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
+                bar.advance(len(idx))
     finally:
         model.train(was_training)
     return out
@@ -244,8 +244,11 @@ def evaluate_torch(model_dir_or_model, split, labels: Sequence[str] | None = Non
 # ---------------------------------------------------------------------------- packages
 def evaluate_package(path_or_classifier, split, labels: Sequence[str] | None = None, *, batch_size: int = 32,
                      threads: int | None = None, dataset: str | None = None,
-                     split_name: str | None = "test") -> Metrics:
-    """Evaluate a model package (folder or .zip) or a loaded ``runtime.TextClassifier``: what ships."""
+                     split_name: str | None = "test", progress: bool = False) -> Metrics:
+    """Evaluate a model package (folder or .zip) or a loaded ``runtime.TextClassifier``: what ships.
+
+    ``progress`` shows a bar. The texts go to the classifier in chunks of whole batches, in the order the
+    runtime sorts them (by length, stable), so every batch is the one a single call would make."""
     if isinstance(path_or_classifier, (str, Path)):
         from runtime import TextClassifier
 
@@ -253,7 +256,14 @@ def evaluate_package(path_or_classifier, split, labels: Sequence[str] | None = N
     else:
         clf = path_or_classifier
     labels = list(labels) if labels is not None else list(clf.labels)
-    probs = np.asarray(clf.predict_proba(list(split.texts), batch_size=batch_size), dtype=np.float64)
+    texts = list(split.texts)
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    probs = np.zeros((len(texts), len(clf.labels)), dtype=np.float64)
+    with progress_bars.bar("evaluating", len(texts), enabled=progress) as bar:
+        for start in range(0, len(texts), 8 * batch_size):
+            idx = order[start:start + 8 * batch_size]
+            probs[idx] = clf.predict_proba([texts[i] for i in idx], batch_size=batch_size)
+            bar.advance(len(idx))
     metrics = compute_metrics(split.labels, align_columns(probs, clf.labels, labels), labels)
     metrics.dataset, metrics.split = dataset, split_name
     return metrics

@@ -283,15 +283,18 @@ def plot(rungs: list[Rung], refs: dict[str, Any], path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------- building it
-def build_ladder(recipe, *, on_stage: Callable | None = None, force: tuple[str, ...] = ()) -> tuple[Path, Rung]:
-    """Build every rung of ``recipe``'s ladder (the recipe's own build first: it trains the teacher), write the
-    ladder table, and publish the chosen rung's package to ``<build>/ladder/package/``. Returns that folder and
-    the chosen rung; raises :class:`BudgetError` (after writing the table) when nothing fits."""
+def build_ladder(recipe, *, on_stage: Callable | None = None, force: tuple[str, ...] = (),
+                 on_rung: Callable[[str, Path], None] | None = None, recipe_built: bool = False) -> tuple[Path, Rung]:
+    """Build every rung of ``recipe``'s ladder (the recipe's own build first, unless ``recipe_built``: it trains
+    the teacher), write the ladder table, and publish the chosen rung's package to ``<build>/ladder/package/``.
+    Returns that folder and the chosen rung; raises :class:`BudgetError` (after writing the table) when nothing
+    fits."""
     from compress.data import load_data
     from compress.pipeline import build, read_state
 
     cfg = recipe.ladder()
-    build(recipe, force=force, on_stage=on_stage)
+    if not recipe_built:
+        build(recipe, force=force, on_stage=on_stage)
     teacher_run = read_state(recipe.build_dir)["stages"]["teacher"]["run_id"]
     texts = list(load_data(recipe.data()).test.texts)[:512]
     report = json.loads(recipe.layout.report_json.read_text())
@@ -303,6 +306,8 @@ def build_ladder(recipe, *, on_stage: Callable | None = None, force: tuple[str, 
     for spec in cfg.rungs:
         rung = rung_recipe(recipe, spec)
         log.info("ladder rung %s -> %s", spec, rung.build_dir)
+        if on_rung:
+            on_rung(spec, rung.build_dir)
         build(rung, force=force, on_stage=on_stage, after={"teacher": teacher_run})
         rungs.append(read_rung(rung_name(spec), spec, rung.build_dir, texts=texts))
     out = recipe.build_dir / "ladder"

@@ -9,6 +9,7 @@
       .state.json         the stage records (fingerprints, run ids) that make builds resumable
       ladder/<rung>/      one build folder per ladder rung (student/ onwards; the teacher is the one above)
       ladder/             ladder.md, ladder.json, ladder.png and the package the budget chose
+      build.log           every run's full log: the toolchain's records, the libraries' and Python's warnings
 
 The recipe, the pipeline, the report, the CLI and the benchmarks all take paths from :class:`BuildLayout`.
 """
@@ -72,3 +73,7 @@ class BuildLayout:
     @property
     def state(self) -> Path:
         return self.root / ".state.json"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "build.log"

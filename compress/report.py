@@ -271,7 +271,7 @@ def write_report(recipe, cfg: ReportConfig) -> Path:
     layout = recipe.layout
     data = load_data(recipe.data())
     clf = TextClassifier.load(layout.package)
-    metrics = evaluate_package(clf, data.test, batch_size=cfg.batch_size, dataset=data.name)
+    metrics = evaluate_package(clf, data.test, batch_size=cfg.batch_size, dataset=data.name, progress=True)
     baseline, base = baseline_row(data) if cfg.baseline else (None, None)
     texts = list(data.test.texts[:cfg.latency_samples])
     meta_export = read_export(layout.onnx)

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compress import profiles, sources
+from compress import profiles, progress, sources
 from compress.data import DataConfig, length_batches
 from compress.errors import ConfigError
 from compress.fsutil import replace_folder
@@ -267,7 +267,7 @@ def head_inputs(model, tokenizer, texts: list[str], *, max_length: int, batch_si
     out: np.ndarray | None = None
     model.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), progress.bar("encoding", len(texts)) as bar:
             for idx, batch in length_batches(tokenizer, texts, max_length, batch_size):
                 batch = batch.to(model.device)
                 seen.clear()
@@ -285,6 +285,7 @@ def head_inputs(model, tokenizer, texts: list[str], *, max_length: int, batch_si
                 if out is None:
                     out = np.zeros((len(texts),) + x.shape[1:], dtype=np.float32)
                 out[idx] = x
+                bar.advance(len(idx))
     finally:
         hook.remove()
     assert out is not None
@@ -389,6 +390,7 @@ def _training_args(cfg: TeacherConfig, work: Path, n_train: int, *, lr: float, e
         eval_strategy="steps", eval_steps=every, save_strategy="steps", save_steps=every, save_total_limit=2,
         save_only_model=True, load_best_model_at_end=True, metric_for_best_model="macro_f1",  # safetensors always
         greater_is_better=True, logging_steps=max(1, min(every, 10)), report_to=[], use_cpu=not cuda,
+        disable_tqdm=True,  # compress.progress shows the training instead
         ddp_find_unused_parameters=False,  # frozen weights get no gradient by design
         ddp_backend="gloo" if world > 1 and not cuda else None, dataloader_num_workers=0, **_precision(cfg.precision),
     )
@@ -398,7 +400,8 @@ def _train(trainer, cfg: TeacherConfig) -> None:
     from transformers import EarlyStoppingCallback
 
     trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=cfg.patience))
-    trainer.train()
+    with progress.training(trainer):
+        trainer.train()
 
 
 def finetune_teacher(cfg: TeacherConfig) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 
@@ -54,3 +55,37 @@ def test_debug_flag_shows_the_traceback(tmp_path):
     assert r.exit_code == 1
     from compress.errors import DataError
     assert isinstance(r.exception, DataError)
+
+
+def test_log_to_file_keeps_the_libraries_off_the_console_and_puts_everything_back(tmp_path, capfd):
+    import warnings
+
+    import datasets
+    import transformers.utils.logging as hf_logging
+
+    from compress.cli._logs import log_to_file
+
+    def state():
+        loggers = [logging.getLogger(n) for n in ("", "compress", "transformers", "datasets")]
+        return ([(lg.handlers, list(lg.handlers), lg.level, lg.propagate) for lg in loggers], warnings.showwarning,
+                hf_logging.is_progress_bar_enabled(), datasets.are_progress_bars_disabled())
+
+    before = state()
+    path = tmp_path / "build" / "build.log"
+    with log_to_file(path):
+        assert not hf_logging.is_progress_bar_enabled() and datasets.are_progress_bars_disabled()
+        logging.getLogger("compress.somewhere").debug("our own record")
+        hf_logging.get_logger("transformers.somewhere").warning("a transformers notice")
+        logging.getLogger("datasets.somewhere").warning("a datasets notice")
+        logging.getLogger("onnxruntime.quantization").warning("a notice to the root logger")
+        warnings.warn("a library's warning", FutureWarning)
+    assert capfd.readouterr() == ("", "")
+    text = path.read_text()
+    for line in ("DEBUG    compress.somewhere: our own record", "transformers.somewhere: a transformers notice",
+                 "datasets.somewhere: a datasets notice", "onnxruntime.quantization: a notice to the root logger",
+                 "FutureWarning: a library's warning"):
+        assert line in text
+    assert state() == before
+    with log_to_file(path):  # a second run appends
+        logging.getLogger("compress.somewhere").info("second run")
+    assert path.read_text().startswith(text) and "second run" in path.read_text()

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from compress.data import DataConfig, load_data
+from compress.data import DataConfig, Split, load_data
 from compress.errors import ConfigError, DataError
 from compress.evaluate import (Metrics, align_columns, compute_metrics, cross_dataset_split,
                                expected_calibration_error, evaluate_package, evaluate_torch, predict_proba_torch,
@@ -176,6 +176,27 @@ def test_evaluate_package_agrees_with_torch(tmp_path, tiny_model_dir, tiny_csv):
     assert onnx_m.confusion == torch_m.confusion
     assert onnx_m.roc_auc == pytest.approx(torch_m.roc_auc, abs=1e-5)
     assert onnx_m.ece == pytest.approx(torch_m.ece, abs=1e-4)
+
+
+def test_evaluate_package_runs_the_batches_one_call_would(tiny_package, tiny_csv):
+    """Evaluation feeds the classifier in chunks (for its progress bar): every batch is still the one a single
+    ``predict_proba`` call makes, so the numbers do not depend on the chunking."""
+    from runtime import TextClassifier
+
+    data, _ = _tiny_split(tiny_csv)
+    texts = [t + " fine" * (i % 5) for i, t in enumerate(data.train.texts[:100])]  # varied lengths, many ties
+    split = Split(texts, data.train.labels[:100])
+    clf = TextClassifier.load(tiny_package)
+    fed: list[np.ndarray] = []
+    logits = clf.logits
+    clf.logits = lambda feed: (fed.append(feed["input_ids"].copy()), logits(feed))[1]
+    chunked = evaluate_package(clf, split, batch_size=4, progress=True)
+    by_chunks, fed[:] = list(fed), []
+    probs = clf.predict_proba(texts, batch_size=4)
+    assert len(by_chunks) == len(fed) == 25
+    assert all(np.array_equal(a, b) for a, b in zip(by_chunks, fed))
+    whole = compute_metrics(split.labels, probs, data.label_names)
+    assert (chunked.confusion, chunked.roc_auc, chunked.ece) == (whole.confusion, whole.roc_auc, whole.ece)
 
 
 def test_cross_dataset_split_maps_labels_and_drops_the_rest(tmp_path):

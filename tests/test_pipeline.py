@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -312,6 +313,34 @@ def test_tiny_recipe_builds_end_to_end_then_skips_everything(tmp_path, tiny_csv,
     new = read_state(build)["stages"]
     assert new["teacher"] == state["stages"]["teacher"] and new["student"] == state["stages"]["student"]
     assert new["export"]["run_id"] != state["stages"]["export"]["run_id"]
+
+
+@pytest.mark.slow
+def test_a_build_prints_headers_bars_and_the_table_and_logs_the_rest_to_a_file(tmp_path, tiny_csv, tiny_model_dir):
+    """What a person sees: the console script in a process of its own, as `make demo` runs it (Python's warnings
+    and the libraries' tqdm bars reach the real stderr there, not pytest's capture)."""
+    recipe = tiny_recipe(tmp_path, tiny_csv, tiny_model_dir)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "EDGEDISTILL_CACHE": str(tmp_path / "cache")}  # an empty cache: the teacher labels the transfer set
+    env.pop("EDGEDISTILL_DEBUG", None)
+    r = subprocess.run([sys.executable, "-m", "compress.cli", "build", str(recipe)], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    console = r.stdout + r.stderr
+    assert not [line for line in console.splitlines() if "Warning" in line], console
+    assert not re.search(r"\d+%\||it/s\]|examples/s\]", console), console  # no tqdm bar
+    for n, name in enumerate(STAGE_NAMES, 1):
+        assert r.stdout.count(f"[{n}/{len(STAGE_NAMES)}] {name}:") == 1, r.stdout
+    bars = [line for line in r.stderr.splitlines() if "examples/s" in line]
+    # teacher: training, test; student: the teacher's labels, training, test; report: the package on test
+    assert [line.split()[0] for line in bars] == ["training", "evaluating", "labelling", "training", "evaluating",
+                                                 "evaluating"], r.stderr
+    assert "package (shipped)" in r.stdout
+    log = tmp_path / "tiny" / "build.log"
+    assert f"log:     {log}" in r.stdout
+    text = log.read_text()
+    assert "compress.teacher: teacher saved to" in text and "teacher saved to" not in console  # INFO: the file only
+    assert "compress.progress: training, step" in text
 
 
 @pytest.mark.slow

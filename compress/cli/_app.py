@@ -3,7 +3,9 @@
 Command modules register on :data:`app` (or on a sub-app added to it). Every
 command is wrapped by :func:`command`: a known error (``EdgeDistillError``)
 becomes one red line and exit code 1; ``--debug`` or ``EDGEDISTILL_DEBUG=1``
-shows the traceback instead. Heavy imports happen inside command bodies.
+shows the traceback instead. While a command runs, the library's progress bars
+(:mod:`compress.progress`) are drawn on stderr. Heavy imports happen inside
+command bodies.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from compress import progress
 from compress.errors import EdgeDistillError
 from runtime.errors import RuntimeBaseError
 
@@ -47,7 +50,7 @@ def _width(stream) -> int | None:
 console = Console(width=_width(sys.stdout))
 err_console = Console(stderr=True, width=_width(sys.stderr))
 
-_state = {"debug": False}
+_state = {"debug": False, "verbose": False}
 
 
 def _env_debug() -> bool:
@@ -60,6 +63,7 @@ def _root(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log the library's progress messages.")] = False,
 ) -> None:
     _state["debug"] = debug or _env_debug()
+    _state["verbose"] = verbose
     _setup_logging(logging.DEBUG if verbose else logging.INFO)
 
 
@@ -81,12 +85,14 @@ _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.ERO
 
 
 def command(fn: F) -> F:
-    """Turn known errors (toolchain and runtime) into one clear line and exit code 1 (traceback with --debug)."""
+    """Turn known errors (toolchain and runtime) into one clear line and exit code 1 (traceback with --debug);
+    draw the library's progress bars while the command runs."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with progress.attached(err_console):
+                return fn(*args, **kwargs)
         except (EdgeDistillError, RuntimeBaseError) as e:
             if _state["debug"]:
                 raise

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from compress.cli._app import app, command, console, table
+from compress.cli._app import _state, app, command, console, err_console, table
+
+log = logging.getLogger(__name__)
 
 
 @app.command("build")
@@ -23,7 +26,12 @@ def build_cmd(
     set_: Annotated[Optional[list[str]], typer.Option(
         "--set", help="Override a recipe field: TABLE.FIELD=VALUE (e.g. distill.alpha=0.9).")] = None,
 ) -> None:
-    """Run teacher -> student -> export -> quantize -> package -> report into models/<name>/."""
+    """Run teacher -> student -> export -> quantize -> package -> report into models/<name>/.
+
+    The console shows a header per stage, progress bars and the result; the full log (the libraries' messages
+    and warnings too) goes to build.log in the build folder."""
+    from compress import __version__
+    from compress.cli._logs import log_to_file
     from compress.pipeline import STAGE_NAMES, build
     from compress.recipe import load_recipe
 
@@ -42,7 +50,23 @@ def build_cmd(
         else:
             console.print(f"[green]✓[/] {stage.name} in {time.perf_counter() - clock[stage.name]:.0f} s")
 
-    result = build(rec, force=tuple(force or ()), until=until, on_stage=on_stage)
+    try:
+        with log_to_file(rec.layout.log, debug=_state["debug"], verbose=_state["verbose"]):
+            log.info("edgedistill %s: build %s (%s profile%s) into %s", __version__, recipe, rec.profile,
+                     "".join(f", --set {o}" for o in rec.overrides), rec.build_dir)
+            result = build(rec, force=tuple(force or ()), until=until, on_stage=on_stage)
+            _summary(rec)
+            if rec.ladder().rungs and until is None:
+                _ladder(rec, tuple(force or ()), on_stage)
+    except BaseException:
+        err_console.print(f"[dim]full log: {rec.layout.log}[/]", highlight=False)
+        raise
+    console.print(f"package: {result.package}\nreport:  {result.report}\nlog:     {rec.layout.log}\n"
+                  f"total {time.perf_counter() - started:.0f} s")
+
+
+def _summary(rec) -> None:
+    """The build report's test-split table and the headline."""
     summary = rec.layout.report_json
     if summary.is_file():
         from compress.report import headline_text
@@ -60,10 +84,6 @@ def build_cmd(
                               pct(r.get("speedup_vs_teacher"), ".1f"), "✓" if r.get("shipped") else "")
                              for r in report["rows"]]))
         console.print(f"[bold]Shipped {report['chosen']}:[/] {headline_text(report.get('headline') or {})}")
-    console.print(f"package: {result.package}\nreport:  {result.report}\n"
-                  f"total {time.perf_counter() - started:.0f} s")
-    if rec.ladder().rungs:
-        _ladder(rec, tuple(force or ()), on_stage)
 
 
 def _ladder(rec, force: tuple[str, ...], on_stage) -> None:
@@ -72,7 +92,8 @@ def _ladder(rec, force: tuple[str, ...], on_stage) -> None:
 
     console.rule(f"ladder: {len(rec.ladder().rungs)} more students from the same teacher")
     try:
-        package, chosen = build_ladder(rec, on_stage=on_stage, force=force)
+        package, chosen = build_ladder(rec, on_stage=on_stage, force=force, recipe_built=True,
+                                       on_rung=lambda spec, folder: console.rule(f"[bold]rung {spec}[/] -> {folder}"))
     finally:
         saved = rec.layout.ladder / "ladder.json"
         if saved.is_file():
