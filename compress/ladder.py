@@ -298,10 +298,10 @@ def build_ladder(recipe, *, on_stage: Callable | None = None, force: tuple[str, 
     teacher_run = read_state(recipe.build_dir)["stages"]["teacher"]["run_id"]
     texts = list(load_data(recipe.data()).test.texts)[:512]
     report = json.loads(recipe.layout.report_json.read_text())
-    rows = {r["model"]: r for r in report["rows"]}
-    refs = {"teacher": rows.get("teacher", {}).get("macro_f1"), "baseline": rows.get("baseline", {}).get("macro_f1"),
-            "teacher_latency_ms": rows.get("teacher", {}).get("latency_p50_ms"),
-            "baseline_latency_ms": rows.get("baseline", {}).get("latency_p50_ms")}
+    teacher = next((r for r in report["rows"] if r["model"] == "teacher"), {})
+    baseline = next((r for r in report["rows"] if r["model"].startswith("baseline")), {})
+    refs = {"teacher": teacher.get("macro_f1"), "baseline": baseline.get("macro_f1"),
+            "teacher_latency_ms": teacher.get("latency_p50_ms"), "baseline_latency_ms": baseline.get("latency_p50_ms")}
     rungs = [read_rung(f"recipe ({recipe.student().builder})", "recipe", recipe.build_dir, texts=texts)]
     for spec in cfg.rungs:
         rung = rung_recipe(recipe, spec)

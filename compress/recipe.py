@@ -228,8 +228,10 @@ class Recipe:
         return recipe
 
     def as_dict(self) -> dict[str, Any]:
-        """What went into the build (for the manifest and the fingerprints)."""
-        return {"name": self.name, "profile": self.profile, **copy.deepcopy(self.tables)}
+        """What went into the build (for the manifest and the fingerprints). The ladder table is left out: it
+        chooses among packages and changes none of them, so a new budget rebuilds nothing."""
+        return {"name": self.name, "profile": self.profile,
+                **{k: copy.deepcopy(v) for k, v in self.tables.items() if k != "ladder"}}
 
 
 def build_dir(root: Path, name: str, profile: str) -> Path:

@@ -99,14 +99,15 @@ def _teacher_predictor(folder: Path, max_length: int):
     return lambda text: predict_proba_torch(model, tok, [text], max_length=max_length, batch_size=1)
 
 
-def build_rows(build_dir: Path, package_metrics=None, *, baseline: dict[str, Any] | None = None,
+def build_rows(build: Path | BuildLayout, package_metrics=None, *, baseline: dict[str, Any] | None = None,
                latency: dict[str, float] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The test rows (baseline, teacher, student, package) and the validation rows of the quantize variants.
-    ``latency`` maps a row's model name to its batch-1 p50 in ms."""
+    """The test rows (baseline, teacher, student, package) and the validation rows of the quantize variants of a
+    build (its folder, or its layout: a ladder rung's teacher is its recipe's). ``latency`` maps a row's model
+    name to its batch-1 p50 in ms."""
     from compress.quantize import QuantizeReport
 
     latency = latency or {}
-    layout = BuildLayout(build_dir)
+    layout = build if isinstance(build, BuildLayout) else BuildLayout(build)
     rows = [r for r in (baseline, _torch_row("teacher", layout.teacher),
                         _torch_row("student", layout.student)) if r]
     teacher = next((r for r in rows if r["model"] == "teacher"), None)
@@ -286,7 +287,7 @@ def write_report(recipe, cfg: ReportConfig) -> Path:
     if teacher is not None:
         fns["teacher"] = teacher
     latency = paired_latency(fns, texts)  # keyed by the rows' model names
-    rows, meta = build_rows(layout.root, metrics, baseline=baseline, latency=latency)
+    rows, meta = build_rows(layout, metrics, baseline=baseline, latency=latency)
     meta["isa"] = detect().name  # where the test rows were timed (the quantize stage may have run elsewhere)
     for r in rows:
         r.setdefault("n", metrics.n)

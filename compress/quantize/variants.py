@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +12,8 @@ import numpy as np
 
 from compress.export import ExportMeta
 from compress.quantize.graph import FUSED_OPS
+
+log = logging.getLogger(__name__)
 
 # The weight nodes each quantiser turns into int8. The dynamic one first rewrites every Gemm into a
 # MatMul named "<gemm>_MatMul" (+ Add), which it then quantises like any other MatMul.
@@ -68,13 +73,19 @@ def quantize_static_variant(src: Path, dest: Path, settings: dict[str, Any], fee
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[settings["calibration"]]
     ops = list(STATIC_WEIGHT_OPS) + (["Gather"] if settings["embeddings"] else [])
-    quantize_static(str(src), str(dest), _Feeds(feeds), quant_format=QuantFormat.QDQ, op_types_to_quantize=ops,
-                    per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
-                    activation_type=qtype[settings["activation_type"]], weight_type=qtype[settings["weight_type"]],
-                    nodes_to_exclude=list(settings["exclude"]), calibrate_method=method,
-                    extra_options={"ActivationSymmetric": settings["symmetric_activations"],
-                                   "MatMulConstBOnly": True,  # attention's activation x activation products stay fp32
-                                   "CalibPercentile": percentile})
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):  # the calibrators print their progress: to the log, not the console
+        quantize_static(str(src), str(dest), _Feeds(feeds), quant_format=QuantFormat.QDQ, op_types_to_quantize=ops,
+                        per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
+                        activation_type=qtype[settings["activation_type"]],
+                        weight_type=qtype[settings["weight_type"]], nodes_to_exclude=list(settings["exclude"]),
+                        calibrate_method=method,
+                        extra_options={"ActivationSymmetric": settings["symmetric_activations"],
+                                       # attention's activation x activation products stay fp32
+                                       "MatMulConstBOnly": True, "CalibPercentile": percentile})
+    if printed.getvalue().strip():
+        log.debug("onnxruntime calibration (%s): %s", settings["calibration"], " / ".join(
+            line.strip() for line in printed.getvalue().splitlines() if line.strip()))
 
 
 def to_fp16(src: Path, dest: Path) -> None:
