@@ -56,12 +56,13 @@ def build_cmd(
                      "".join(f", --set {o}" for o in rec.overrides), rec.build_dir)
             result = build(rec, force=tuple(force or ()), until=until, on_stage=on_stage)
             _summary(rec)
+            package = result.package
             if rec.ladder().rungs and until is None:
-                _ladder(rec, tuple(force or ()), on_stage)
+                package = _ladder(rec, tuple(force or ()), on_stage)
     except BaseException:
         err_console.print(f"[dim]full log: {rec.layout.log}[/]", highlight=False)
         raise
-    console.print(f"package: {result.package}\nreport:  {result.report}\nlog:     {rec.layout.log}\n"
+    console.print(f"package: {package}\nreport:  {result.report}\nlog:     {rec.layout.log}\n"
                   f"total {time.perf_counter() - started:.0f} s")
 
 
@@ -86,8 +87,8 @@ def _summary(rec) -> None:
         console.print(f"[bold]Shipped {report['chosen']}:[/] {headline_text(report.get('headline') or {})}")
 
 
-def _ladder(rec, force: tuple[str, ...], on_stage) -> None:
-    """Build the recipe's ladder rungs, print the table and say which package the budget chose."""
+def _ladder(rec, force: tuple[str, ...], on_stage) -> Path:
+    """Build the recipe's ladder rungs, print the table and say which package the budget chose (returned)."""
     from compress.ladder import build_ladder
 
     console.rule(f"ladder: {len(rec.ladder().rungs)} more students from the same teacher")
@@ -101,7 +102,13 @@ def _ladder(rec, force: tuple[str, ...], on_stage) -> None:
             console.print(table(f"{rec.name}: student ladder ({rec.layout.ladder / 'ladder.md'})",
                                 ["rung", "variant", "val macro-F1", "val p50 ms", "size MB", "test macro-F1",
                                  "texts/s b=32", "ships"],
-                                [(r["name"], r["variant"], r["validation_macro_f1"], r["validation_latency_ms"],
-                                  r["size_mb"], r["test_macro_f1"], r["throughput_b32"],
+                                [(r["name"], r["variant"], _f(r["validation_macro_f1"], ".4f"),
+                                  _f(r["validation_latency_ms"], ".2f"), _f(r["size_mb"], ".1f"),
+                                  _f(r["test_macro_f1"], ".4f"), _f(r["throughput_b32"], ",.0f"),
                                   "✓" if r["name"] == d["chosen"] else "") for r in d["rungs"]]))
     console.print(f"[bold]Ladder ships {chosen.name}[/] ({chosen.variant}): {package}")
+    return package
+
+
+def _f(v, spec: str) -> str | None:
+    return None if v is None else format(v, spec)
