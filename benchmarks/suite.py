@@ -177,7 +177,7 @@ def _stage_f1(folder: Path, n: int) -> float | None:
 
 class Suite:
     def __init__(self, cfg: SuiteConfig):
-        from compress.export import read_export
+        from compress.exportmeta import read_export
 
         self.cfg = cfg
         self.onnx_dir = Path(cfg.onnx_dir)
@@ -213,7 +213,7 @@ class Suite:
         log.info("test split of %s: %d texts", self.data_name, len(self.test))
 
     def classifier(self, variant: str, providers: Any = None, file: str | None = None):
-        from compress.export import runtime_config
+        from compress.exportmeta import runtime_config
         from runtime import TextClassifier
 
         return TextClassifier.from_files(self.onnx_dir / (file or VARIANT_FILES[variant]), self.onnx_dir / "tokenizer.json",

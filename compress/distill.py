@@ -348,7 +348,8 @@ def run_teacher(teacher_dir: Path | str, texts: Sequence[str], max_length: int, 
 def onnx_teacher(teacher_dir: Path | str, max_length: int) -> Path:
     """The teacher exported to ONNX once, parity-checked against torch by :func:`compress.export.export`, and
     kept in the cache under its checkpoint hash: ``<cache>/teacher-onnx/<hash>-<max_length>/``."""
-    from compress.export import MODEL_FILE, ExportConfig, export
+    from compress.export import ExportConfig, export
+    from compress.exportmeta import MODEL_FILE
     from compress.sources import cache_dir
 
     dest = cache_dir() / "teacher-onnx" / f"{checkpoint_hash(teacher_dir)[:16]}-{max_length}"
@@ -364,7 +365,7 @@ def run_teacher_onnx(teacher_dir: Path | str, texts: Sequence[str], max_length: 
     import onnxruntime as ort
     from transformers import AutoTokenizer
 
-    from compress.export import MODEL_FILE, read_export
+    from compress.exportmeta import MODEL_FILE, read_export
 
     folder = onnx_teacher(teacher_dir, max_length)
     names = read_export(folder).input_names

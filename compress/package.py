@@ -28,7 +28,7 @@ from typing import Any
 from compress.errors import ConfigError
 from compress.fsutil import publishing
 from compress.layout import BuildLayout
-from compress.export import MODEL_FILE, TOKENIZER_FILE, ExportMeta, read_export, runtime_config
+from compress.exportmeta import MODEL_FILE, TOKENIZER_FILE, ExportMeta, read_export, runtime_config
 from compress.quantize import REPORT_JSON, Attempt, QuantizeReport
 
 log = logging.getLogger(__name__)

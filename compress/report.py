@@ -266,7 +266,7 @@ def write_report(recipe, cfg: ReportConfig) -> Path:
     """Score the baseline and the package on the test split, time them against the teacher, write the report."""
     from compress.data import load_data
     from compress.evaluate import evaluate_package, write_metrics
-    from compress.export import MODEL_FILE, TOKENIZER_FILE, read_export, runtime_config
+    from compress.exportmeta import MODEL_FILE, TOKENIZER_FILE, read_export, runtime_config
     from runtime.classifier import TextClassifier
 
     layout = recipe.layout

@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from compress.errors import ConfigError, ExportError, ExportMetaError, ExportParityError
-from compress.export import (ExportConfig, ExportMeta, ParityCase, check_parity, export, parity_inputs, read_export,
-                             runtime_config)
+from compress.export import ExportConfig, check_parity, export, parity_inputs
+from compress.exportmeta import ExportMeta, ParityCase, read_export, runtime_config
 
 
 def test_export_writes_the_folder_and_records_parity(tiny_onnx_dir):

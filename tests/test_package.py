@@ -66,7 +66,7 @@ def test_the_model_card_has_every_section(package):
 
 def test_an_int8_package_names_its_preset_and_instruction_set(tiny_quantized_dir):
     """Whatever the tiny gate chose: an int8 variant's manifest and card say what chose its preset, and where."""
-    from compress.export import read_export
+    from compress.exportmeta import read_export
     from compress.package import _quantization, model_card
 
     report = QuantizeReport.load(tiny_quantized_dir)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 import compress.quantize as q
 from compress.data import DataConfig
 from compress.errors import ConfigError
-from compress.export import read_export, runtime_config
+from compress.exportmeta import read_export, runtime_config
 from compress.quantize import (QuantizeConfig, QuantizeReport, gate, layer_groups, op_counts, quantize, sensitivity,
                                variants, weight_nodes)
 

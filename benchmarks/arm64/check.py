@@ -143,7 +143,7 @@ def packages_from_onnx_dir(onnx_dir: Path, dest: Path) -> tuple[Path, list[Path]
     """fp32 and int8 packages from an export folder (``edgedistill export`` + ``quantize`` variants)."""
     sys.path.insert(0, str(REPO))
     from compress.errors import ExportError
-    from compress.export import read_export, runtime_config  # the host side only: no compress travels to ARM
+    from compress.exportmeta import read_export, runtime_config  # the host side only: no compress travels to ARM
 
     try:
         meta = read_export(onnx_dir)

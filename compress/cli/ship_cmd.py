@@ -22,7 +22,8 @@ def export_cmd(
     overwrite: Annotated[Optional[bool], typer.Option("--overwrite", help="Replace an existing output folder.")] = None,
 ) -> None:
     """Export to ONNX through torch.onnx and check torch-vs-onnxruntime parity on several input shapes."""
-    from compress.export import ExportConfig, export, read_export
+    from compress.export import ExportConfig, export
+    from compress.exportmeta import read_export
 
     cfg = make_config(ExportConfig, checkpoint=str(checkpoint), output=str(output) if output else None, opset=opset,
                       max_length=max_length, atol=atol, overwrite=overwrite)

@@ -7,7 +7,7 @@ from typing import Any
 
 from compress.data import DataConfig
 from compress.errors import ConfigError
-from compress.export import MODEL_FILE
+from compress.exportmeta import MODEL_FILE
 from runtime import cpu
 
 VARIANT_FILES = {"fp32": MODEL_FILE, "optimized": "model_optimized.onnx", "int8-dynamic": "model_int8_dynamic.onnx",

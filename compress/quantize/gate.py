@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from compress.data import Split
-from compress.export import MODEL_FILE, TOKENIZER_FILE, ExportMeta, read_export, runtime_config
+from compress.exportmeta import MODEL_FILE, TOKENIZER_FILE, ExportMeta, read_export, runtime_config
 from compress.quantize import variants  # builders called as variants.<name>: one place to replace them in a test
 from compress.quantize.config import CALIBRATIONS, VARIANT_FILES, QuantizeConfig
 from compress.quantize.graph import QUANT_OPS, layer_groups, op_counts, sensitivity

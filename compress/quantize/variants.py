@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from compress.export import ExportMeta
+from compress.exportmeta import ExportMeta
 from compress.quantize.graph import FUSED_OPS
 
 log = logging.getLogger(__name__)
