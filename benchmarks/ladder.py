@@ -175,10 +175,11 @@ def plot(rows: list[dict[str, Any]], front: list[tuple[float, float]], path: Pat
 
     colors = {"rung": "tab:blue", "reference": "tab:gray", "peer": "tab:red"}
     fig, ax = plt.subplots(figsize=(8, 5))
-    for r in rows:
+    for i, r in enumerate(sorted(rows, key=lambda r: r["latency_p50_ms"])):
         ax.scatter(r["latency_p50_ms"], r["macro_f1"], color=colors[r["kind"]], zorder=3)
+        # neighbours by latency take turns above and below their point, so close points stay readable
         ax.annotate(r["model"].removeprefix("rung: "), (r["latency_p50_ms"], r["macro_f1"]),
-                    textcoords="offset points", xytext=(5, 4), fontsize=8)
+                    textcoords="offset points", xytext=(5, 5 if i % 2 == 0 else -12), fontsize=8)
     ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:orange", label="frontier")
     ax.set_xscale("log")
     ax.set_xlabel("batch-1 p50 latency, ms (log scale)")
