@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     from compress.baseline import margin_kept, share_of_teacher, train_baseline
     from compress.data import load_data
     from compress.evaluate import predict_proba_torch
-    from compress.ladder import frontier
+    from compress.ladder import frontier, plot_points
     from compress.recipe import load_recipe
     from compress.student import load_classifier
     from runtime.bench import environment
@@ -161,35 +161,11 @@ def main(argv: list[str] | None = None) -> int:
                      f"{f(r['latency_p50_ms'], '.2f')} | {f(r['throughput_b32'], ',.0f')} | {f(r['size_mb'], '.1f')} | "
                      f"{'✓' if r['on_frontier'] else ''} |")
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
-    plot(rows, front, out / f"{name}.png", f"{recipe.name} ({recipe.profile} profile): test macro-F1 vs latency")
+    plot_points([(r["latency_p50_ms"], r["macro_f1"], r["model"].removeprefix("rung: "), r["kind"]) for r in rows],
+                out / f"{name}.png", f"{recipe.name} ({recipe.profile} profile): test macro-F1 vs latency")
     print("\n".join(lines))  # noqa: T201
     del np
     return 0
-
-
-def plot(rows: list[dict[str, Any]], front: list[tuple[float, float]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colors = {"rung": "tab:blue", "reference": "tab:gray", "peer": "tab:red"}
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for i, r in enumerate(sorted(rows, key=lambda r: r["latency_p50_ms"])):
-        ax.scatter(r["latency_p50_ms"], r["macro_f1"], color=colors[r["kind"]], zorder=3)
-        # neighbours by latency take turns above and below their point, so close points stay readable
-        ax.annotate(r["model"].removeprefix("rung: "), (r["latency_p50_ms"], r["macro_f1"]),
-                    textcoords="offset points", xytext=(5, 5 if i % 2 == 0 else -12), fontsize=8)
-    ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:orange", label="frontier")
-    ax.set_xscale("log")
-    ax.set_xlabel("batch-1 p50 latency, ms (log scale)")
-    ax.set_ylabel("test macro-F1")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -256,26 +256,36 @@ def frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def plot(rungs: list[Rung], refs: dict[str, Any], path: Path) -> None:
+    """The ladder's rungs with the teacher and the baseline (test macro-F1 against test latency)."""
+    points = [(r.test_latency_ms, r.test_macro_f1, r.name, "rung") for r in rungs
+              if r.test_latency_ms and r.test_macro_f1]
+    points += [(refs[f"{k}_latency_ms"], refs[k], k, "reference") for k in ("teacher", "baseline")
+               if refs.get(f"{k}_latency_ms") and refs.get(k)]
+    plot_points(points, path, "student ladder: test macro-F1 against batch-1 latency")
+
+
+def plot_points(points: list[tuple[float, float, str, str]], path: Path, title: str) -> None:
+    """``(latency ms, macro-F1, label, kind)`` points on a log latency axis, the frontier drawn, every point
+    labelled; kind ``rung``, ``reference`` or ``peer`` picks the colour."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = [(r.test_latency_ms, r.test_macro_f1, r.name) for r in rungs if r.test_latency_ms and r.test_macro_f1]
-    for key in ("teacher", "baseline"):
-        if refs.get(f"{key}_latency_ms") and refs.get(key):
-            pts.append((refs[f"{key}_latency_ms"], refs[key], key))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for lat, f1, name in pts:
-        ax.scatter(lat, f1, color="tab:blue" if name not in ("teacher", "baseline") else "tab:gray")
-        ax.annotate(name, (lat, f1), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    front = frontier([(lat, f1) for lat, f1, _ in pts])
+    colors = {"rung": "tab:blue", "reference": "tab:gray", "peer": "tab:red"}
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, (lat, f1, name, kind) in enumerate(sorted(points)):
+        ax.scatter(lat, f1, color=colors.get(kind, "tab:blue"), zorder=3)
+        # neighbours by latency take turns above and below their point, so close points stay readable
+        ax.annotate(name, (lat, f1), textcoords="offset points", xytext=(5, 5 if i % 2 == 0 else -12), fontsize=8)
+    front = frontier([(lat, f1) for lat, f1, _, _ in points])
     if front:
         ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:orange", label="frontier")
         ax.legend(loc="lower right")
     ax.set_xscale("log")
-    ax.set_xlabel("batch-1 latency, ms (test texts, log scale)")
+    ax.set_xlabel("batch-1 p50 latency, ms (log scale)")
     ax.set_ylabel("test macro-F1")
+    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
