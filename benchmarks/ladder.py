@@ -33,20 +33,11 @@ LONG = 128  # the long-text timing: batch 1 on texts of exactly this many of eac
 
 
 def timings(predict, texts: list[str], n_one: int = 100, seconds: float = 3.0) -> tuple[float, float]:
-    """Batch-1 p50 in ms over ``n_one`` texts (twice each), and the best batch-32 texts/s of ~``seconds``."""
-    predict(texts[:32])
-    one = []
-    for t in texts[:n_one] * 2:
-        s = time.perf_counter()
-        predict([t])
-        one.append((time.perf_counter() - s) * 1e3)
-    best, started = 0.0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        s = time.perf_counter()
-        for i in range(0, len(texts), 32):
-            predict(texts[i:i + 32])
-        best = max(best, len(texts) / (time.perf_counter() - s))
-    return statistics.median(one), best
+    """Batch-1 p50 in ms over the first ``n_one`` texts (twice each), and the best batch-32 texts/s of about
+    ``seconds`` (:func:`compress.ladder.throughput`, as the ladder table measures it)."""
+    from compress.ladder import throughput
+
+    return p50_at_length(predict, texts[:n_one]), throughput(predict, texts, seconds=seconds)
 
 
 def p50_at_length(predict, texts: list[str]) -> float:
@@ -183,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
              f"`{command}` on {env['cpu']}, {env['available_cpus']} CPUs ({', '.join(env['cpu_flags'])}); "
              f"test split of `{data.name}`, latency and throughput on its first {len(texts)} texts, one model at "
              "a time, each in this process: batch 1 is the p50 of the first 100 texts twice each, batch 32 the best "
-             "pass over all 512 of about 3 s (the teacher: 40 texts and 10 s). Rungs: the shipped variant through the runtime; "
-             "the teacher: torch, batched by length. " + peer_note, "",
+             "pass over all 512 of about 3 s (the teacher: 40 texts and 10 s). Rungs: the shipped variant through "
+             "the runtime; the teacher: torch, batched by length. " + peer_note, "",
              f"The 128-token columns time batch 1 on 20 texts of exactly {LONG} of each model's own tokens (twice "
              "each), for the transformer rows.", "",
              "| model | variant | test macro-F1 | of teacher | margin kept | p50 ms (batch 1) | texts/s (batch 32) "

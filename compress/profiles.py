@@ -39,10 +39,3 @@ def resolve(cfg: C, profiles: dict[str, dict[str, Any]]) -> C:
         if data_fill:
             fill["data"] = dataclasses.replace(data, **data_fill)
     return dataclasses.replace(cfg, **fill) if fill else cfg  # type: ignore[type-var]
-
-
-def unknown_keys(profiles: dict[str, dict[str, Any]], cls: type, data_cls: type | None = None) -> list[str]:
-    """Keys of a profile table that name no field of ``cls`` (or of ``data_cls``): a test guards against them."""
-    names = {f.name for f in dataclasses.fields(cls)} | (
-        {f.name for f in dataclasses.fields(data_cls)} if data_cls else set())
-    return sorted({k for table in profiles.values() for k in table} - names)
