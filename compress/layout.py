@@ -6,7 +6,7 @@
       onnx/               the exported student, its optimised / quantized variants and quantize_report.json
       package/            the model package the runtime loads
       report/             report.md, report.json, plot.png: the build report
-      .state.json         the stage records (fingerprints, run ids) that make builds resumable
+      .state.json         the stage records (fingerprints and what they hash, run ids) that make builds resumable
       ladder/<rung>/      one build folder per ladder rung (student/ onwards; the teacher is the one above)
       ladder/             ladder.md, ladder.json, ladder.png and the package the budget chose
       build.log           every run's full log: the toolchain's records, the libraries' and Python's warnings

@@ -2,12 +2,16 @@
 
 ``build(recipe)`` runs teacher -> student -> export -> quantize -> package ->
 report into ``models/<name>/``. Each finished stage is recorded in
-``.state.json`` with a fingerprint of its config and of the runs it consumed;
-running again skips a stage whose fingerprint is unchanged and whose output is
-there, redoes one whose config (or any upstream run) changed, and ``force``
-redoes a stage (and so everything after it). Every stage writes its output
-through a temporary folder renamed at the end, and the state is written after
-the rename, so a run killed at any point resumes at the stage it was in.
+``.state.json`` with a fingerprint of its config, of the runs it consumed and
+of the content of every file it reads (:mod:`compress.inputs`: the data file,
+the test file, transfer files, model weights), and with those components, so a
+later build can say why it reruns a stage ("data file tickets.csv changed",
+"config changed (teacher.epochs)", "upstream student was rebuilt"). Running
+again skips a stage whose fingerprint is unchanged and whose output is there,
+redoes one whose config, inputs or upstream run changed, and ``force`` redoes a
+stage (and so everything after it). Every stage writes its output through a
+temporary folder renamed at the end, and the state is written after the
+rename, so a run killed at any point resumes at the stage it was in.
 """
 
 from __future__ import annotations
@@ -29,11 +33,17 @@ from typing import Any
 
 from compress import __version__
 from compress.errors import ConfigError
+from compress.inputs import MISSING, HashCache, data_inputs, model_input, source_input
 from compress.layout import BuildLayout
-from compress.recipe import Recipe
+from compress.recipe import SECTIONS, Recipe
 
 log = logging.getLogger(__name__)
 
+NO_PREVIOUS_RUN = "no previous run"
+
+
+def _reads_nothing(recipe: Recipe, cfg: Any, hashes: HashCache) -> dict[str, str]:
+    return {}
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,35 @@ class Stage:
     config: Callable[[Recipe], Any]
     run: Callable[[Recipe, Any], Any]
     what: str
+    section: str = ""
+    """The recipe table of its config, for naming a changed field (default: the stage's name; the student
+    stage's is ``distill``)."""
+    reads: Callable[[Recipe, Any, HashCache], dict[str, str]] = _reads_nothing
+    """The files it reads beyond its upstream stages' outputs: readable name -> digest (:mod:`compress.inputs`)."""
+
+
+def _teacher_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:
+    found = {**data_inputs(cfg.data, hashes), **model_input("teacher model", cfg.model, hashes)}
+    if cfg.cross_dataset:
+        found.update(source_input("cross-dataset file", cfg.cross_dataset, hashes))
+    return found
+
+
+def _student_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:
+    found = data_inputs(cfg.data, hashes)
+    for source in cfg.transfer:
+        found.update(source_input("transfer file", source, hashes))
+    if cfg.student.builder in ("pretrained", "drop-layers"):  # the others start from the teacher (upstream)
+        found.update(model_input("student model", cfg.student.model, hashes))
+    return found
+
+
+def _quantize_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:
+    return data_inputs(cfg.data, hashes)  # the gate's validation split, the calibration texts
+
+
+def _report_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:
+    return data_inputs(recipe.data(), hashes)  # the test split, the baseline's training split
 
 
 def _teacher(recipe: Recipe, cfg) -> Path:
@@ -83,18 +122,18 @@ def _report(recipe: Recipe, cfg) -> Path:
 
 STAGES: tuple[Stage, ...] = (
     Stage("teacher", lambda r: r.layout.teacher, lambda r: r.teacher(), _teacher,
-          "fine-tune the teacher"),
+          "fine-tune the teacher", reads=_teacher_reads),
     Stage("student", lambda r: r.layout.student, lambda r: r.distill(), _student,
-          "distil the student"),
+          "distil the student", section="distill", reads=_student_reads),
     Stage("export", lambda r: r.layout.onnx, lambda r: r.export(), _export,
           "export the student to ONNX"),
     # quantize writes its variants and, last, its report into the export's folder
     Stage("quantize", lambda r: r.layout.quantize_report, lambda r: r.quantize(), _quantize,
-          "optimise and quantize behind the accuracy gate"),
+          "optimise and quantize behind the accuracy gate", reads=_quantize_reads),
     Stage("package", lambda r: r.layout.package, lambda r: r.package(), _package,
           "write the model package"),
     Stage("report", lambda r: r.layout.report, lambda r: r.report(), _report,
-          "evaluate the package and write the report"),
+          "evaluate the package and write the report", reads=_report_reads),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
@@ -111,14 +150,79 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def fingerprint(stage: str, cfg: Any, upstream: list[str]) -> str:
-    """A hash of what a stage depends on: its config as it will run (profile defaults filled in, so changing a
-    profile's table re-runs the stages it touches), the runs it consumes, the toolchain version."""
+def components(cfg: Any, upstream: list[str] | dict[str, str], inputs: dict[str, str]) -> dict[str, Any]:
+    """What a stage's fingerprint hashes, kept in its record so that the next build can say what changed: its
+    config as it will run (profile defaults filled in, so changing a profile's table re-runs the stages it
+    touches), the runs it consumes, the digests of the files it reads, the toolchain version."""
     if hasattr(cfg, "resolved"):
         cfg = cfg.resolved()
-    blob = json.dumps({"stage": stage, "config": _jsonable(cfg), "upstream": upstream, "version": __version__},
-                      sort_keys=True, default=str)
+    config = json.loads(json.dumps(_jsonable(cfg), sort_keys=True, default=str))  # as it reads back from JSON
+    return {"config": config, "upstream": upstream, "inputs": dict(sorted(inputs.items())), "version": __version__}
+
+
+def _digest(stage: str, parts: dict[str, Any]) -> str:
+    blob = json.dumps({"stage": stage, **parts}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def fingerprint(stage: str, cfg: Any, upstream: list[str] | dict[str, str],
+                inputs: dict[str, str] | None = None) -> str:
+    """A hash of what a stage depends on (:func:`components`)."""
+    return _digest(stage, components(cfg, upstream, inputs or {}))
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}{k}."))
+    return out or {prefix: d}
+
+
+def _field_name(section: str, key: str) -> str:
+    """A config key as a recipe names it: ``teacher.epochs``, ``data.source`` (a stage's nested data config),
+    ``teacher.epochs`` again for the package stage (which records the whole recipe)."""
+    head, _, rest = key.partition(".")
+    if head == "recipe" and rest:
+        return rest
+    if head in SECTIONS and head != section and rest:
+        return key
+    return f"{section}.{key}"
+
+
+def changed_fields(section: str, before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The fields of a stage's config (as :func:`components` keeps it) that differ, named as in a recipe."""
+    a, b = _flatten(before), _flatten(now)
+    return sorted({_field_name(section, k.rstrip(".")) for k in a.keys() | b.keys() if a.get(k) != b.get(k)})
+
+
+def rerun_reason(stage: Stage, record: dict[str, Any] | None, now: dict[str, Any]) -> str:
+    """Why ``stage`` runs again, in words: its last record's components against ``now``'s."""
+    if not record:
+        return NO_PREVIOUS_RUN
+    before = record.get("components")
+    if not isinstance(before, dict):
+        return "built by an older version"
+    if before.get("version") != now["version"]:
+        return f"built by edgedistill {before.get('version')}"
+    why = []
+    old_in, new_in = before.get("inputs", {}), now["inputs"]
+    for key, digest in new_in.items():
+        if key in old_in and old_in[key] != digest:
+            why.append(f"{key} is missing" if digest == MISSING else f"{key} changed")
+    fields = changed_fields(stage.section or stage.name, before.get("config", {}), now["config"])
+    if fields:
+        more = f", +{len(fields) - 3} more" if len(fields) > 3 else ""
+        why.append(f"config changed ({', '.join(fields[:3])}{more})")
+    else:  # a new or dropped input comes with a config change, which says it better
+        why += [f"reads {k} now" for k in new_in if k not in old_in]
+        why += [f"no longer reads {k}" for k in old_in if k not in new_in]
+    old_up, new_up = before.get("upstream", {}), now["upstream"]
+    if isinstance(old_up, dict) and isinstance(new_up, dict):
+        if rebuilt := [s for s, run in new_up.items() if old_up.get(s) != run]:
+            why.append(f"upstream {rebuilt[0]} was rebuilt")
+    return "; ".join(why) or "its fingerprint changed"
 
 
 @dataclass
@@ -209,10 +313,12 @@ def _run_stage(stage: Stage, recipe: Recipe, cfg: Any, state: dict[str, Any], ou
 
 
 def build(recipe: Recipe, *, force: tuple[str, ...] = (), until: str | None = None,
-          on_stage: Callable[[Stage, str], None] | None = None, after: dict[str, str] | None = None) -> BuildResult:
-    """Run (or resume) every stage of ``recipe`` in order; see the module docstring. ``after`` maps stages done
-    by another build to their run ids (a ladder rung's teacher is its recipe's): they are not run here, and their
-    run ids feed the later stages' fingerprints."""
+          on_stage: Callable[[Stage, str, str], None] | None = None,
+          after: dict[str, str] | None = None) -> BuildResult:
+    """Run (or resume) every stage of ``recipe`` in order; see the module docstring. ``on_stage(stage, status,
+    why)`` hears of each stage: status ``skipped``, ``running`` (``why``: the reason, :func:`rerun_reason`) or
+    ``done``. ``after`` maps stages done by another build to their run ids (a ladder rung's teacher is its
+    recipe's): they are not run here, and their run ids feed the later stages' fingerprints."""
     after = after or {}
     for name in (*force, *([until] if until else [])):
         if name not in STAGE_NAMES and name != "all":
@@ -224,42 +330,53 @@ def build(recipe: Recipe, *, force: tuple[str, ...] = (), until: str | None = No
     build_dir.mkdir(parents=True, exist_ok=True)
     _clean_leftovers(build_dir)
     state = read_state(build_dir)
+    previous = dict(state["stages"])  # the records as this build found them (a rerun strikes the later ones)
+    hashes = HashCache()
     result = BuildResult(recipe)
-    upstream: list[str] = []
+    upstream: dict[str, str] = {}
     for i, stage in enumerate(STAGES):
         if stage.name in after:
-            upstream.append(after[stage.name])
+            upstream[stage.name] = after[stage.name]
             result.stages.append(StageResult(stage.name, "borrowed", 0.0, stage.output(recipe)))
             continue
         cfg = stage.config(recipe)
-        fp = fingerprint(stage.name, cfg, upstream)
+        parts = components(cfg, dict(upstream), stage.reads(recipe, cfg, hashes))
+        hashes.save()
+        fp = _digest(stage.name, parts)
         out = stage.output(recipe)
         done = state["stages"].get(stage.name)
         forced = force_from is not None and i >= force_from
         if done and done.get("fingerprint") == fp and out.exists() and not forced:
             if on_stage:
-                on_stage(stage, "skipped")
+                on_stage(stage, "skipped", "")
             result.stages.append(StageResult(stage.name, "skipped", 0.0, out))
-            upstream.append(done["run_id"])
+            upstream[stage.name] = done["run_id"]
         else:
+            if forced:
+                why = "it was forced (--force)"
+            elif done and done.get("fingerprint") == fp:
+                why = f"its output {out} is missing"
+            else:
+                why = rerun_reason(stage, previous.get(stage.name), parts)
+            log.info("%s: runs because %s", stage.name, why)
             if on_stage:
-                on_stage(stage, "running")
+                on_stage(stage, "running", why)
             started = time.perf_counter()
             _run_stage(stage, recipe, cfg, state, out)
             seconds = time.perf_counter() - started
             run_id = uuid.uuid4().hex[:12]
             state["stages"][stage.name] = {
                 "fingerprint": fp, "run_id": run_id, "seconds": round(seconds, 1),
-                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "components": parts,
             }
             # later stages consumed the old run: they are stale now
             for later in STAGE_NAMES[i + 1:]:
                 state["stages"].pop(later, None)
             _write_state(build_dir, state)
             if on_stage:
-                on_stage(stage, "done")
+                on_stage(stage, "done", "")
             result.stages.append(StageResult(stage.name, "done", seconds, out))
-            upstream.append(run_id)
+            upstream[stage.name] = run_id
         if until == stage.name:
             break
     return result

@@ -23,7 +23,8 @@ MODE = 0o755
 
 def cache_dir() -> Path:
     """``$EDGEDISTILL_CACHE``, else ``$XDG_CACHE_HOME/edgedistill``, else ``~/.cache/edgedistill``: downloaded
-    wheels and npm tarballs, extracted sources, cached teacher outputs and exports."""
+    wheels and npm tarballs, extracted sources, cached teacher outputs and exports, the digests of the files builds
+    read (``hashes.json``)."""
     if env := os.environ.get("EDGEDISTILL_CACHE"):
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"

@@ -96,7 +96,7 @@ def arm():
 
     setattr(owner, name, stop)
 
-def on_stage(stage, status):
+def on_stage(stage, status, why):
     if stage.name == target and status == "running":
         arm()
 
@@ -131,7 +131,7 @@ class Builds:
         self.snapshots.mkdir()
         (self.snapshots / "none").mkdir()
 
-        def on_stage(stage, status):
+        def on_stage(stage, status, why):
             if status == "done":
                 shutil.copytree(self.build_dir, self.snapshots / stage.name, symlinks=True)
 
@@ -228,7 +228,7 @@ def test_a_build_killed_in_any_stage_resumes_with_nothing_lost(builds, stage, tm
 
     # resume: the finished stages are skipped, the killed one and the later ones run
     statuses = {}
-    build(builds.recipe(), on_stage=lambda st, status: statuses.__setitem__(st.name, status))
+    build(builds.recipe(), on_stage=lambda st, status, why: statuses.__setitem__(st.name, status))
     assert statuses == {s: ("skipped" if s in before else "done") for s in STAGE_NAMES}
     assert list(read_state(build_dir)["stages"]) == list(STAGE_NAMES)
     for s in before:
@@ -258,7 +258,7 @@ def test_a_forced_rerun_killed_half_way_is_not_trusted_next_time(builds, tmp_pat
     assert proc.returncode == -signal.SIGKILL
     assert read_state(build_dir)["stages"] == {s: state_before[s] for s in ("teacher", "student", "export")}
     statuses = {}
-    build(builds.recipe(), on_stage=lambda st, status: statuses.__setitem__(st.name, status))
+    build(builds.recipe(), on_stage=lambda st, status, why: statuses.__setitem__(st.name, status))
     assert statuses == {"teacher": "skipped", "student": "skipped", "export": "skipped",
                         "quantize": "done", "package": "done", "report": "done"}
     assert leftovers(build_dir) == []

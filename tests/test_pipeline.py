@@ -132,6 +132,10 @@ def test_fingerprint_changes_with_config_and_upstream():
     assert a == fingerprint("student", {"alpha": 0.5}, ["run1"])
     assert a != fingerprint("student", {"alpha": 0.6}, ["run1"])
     assert a != fingerprint("student", {"alpha": 0.5}, ["run2"])
+    # and with the content of what it reads (tests/test_fingerprints.py)
+    b = fingerprint("student", {"alpha": 0.5}, ["run1"], {"data file a.csv": "sha256:1"})
+    assert b == fingerprint("student", {"alpha": 0.5}, ["run1"], {"data file a.csv": "sha256:1"})
+    assert b != a and b != fingerprint("student", {"alpha": 0.5}, ["run1"], {"data file a.csv": "sha256:2"})
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)

@@ -32,7 +32,7 @@ def build_cmd(
     and warnings too) goes to build.log in the build folder."""
     from compress import __version__
     from compress.cli._logs import log_to_file
-    from compress.pipeline import STAGE_NAMES, build
+    from compress.pipeline import NO_PREVIOUS_RUN, STAGE_NAMES, build
     from compress.recipe import load_recipe
 
     rec = load_recipe(recipe, profile=profile, overrides=list(set_ or []))
@@ -40,13 +40,15 @@ def build_cmd(
     started = time.perf_counter()
     clock: dict[str, float] = {}
 
-    def on_stage(stage, status: str) -> None:
+    def on_stage(stage, status: str, why: str) -> None:
         n = STAGE_NAMES.index(stage.name) + 1
         if status == "skipped":
             console.print(f"[dim][{n}/{len(STAGE_NAMES)}] {stage.name}: up to date, skipped[/]")
         elif status == "running":
             clock[stage.name] = time.perf_counter()
             console.rule(f"[{n}/{len(STAGE_NAMES)}] {stage.name}: {stage.what}")
+            if why != NO_PREVIOUS_RUN:
+                console.print(f"[dim]{stage.name}: reruns because {why}[/]", highlight=False)
         else:
             console.print(f"[green]✓[/] {stage.name} in {time.perf_counter() - clock[stage.name]:.0f} s")
 
