@@ -259,6 +259,7 @@ def attention_loss(student_attn, teacher_attn: Sequence, attention_mask):
     """Mean over rows of KL(teacher || student) of head-averaged last-layer attention, per real token."""
     import torch
 
+    student_attn = student_attn.float()  # under fp16 autocast the 1e-9 floor would round to 0, and log(0) to -inf
     total, rows = student_attn.new_zeros(()), 0
     for i, t in enumerate(teacher_attn):
         n = int(attention_mask[i].sum())
@@ -866,8 +867,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", help="quick | full (default: the recipe's).")
     parser.add_argument("--teacher", help="The teacher checkpoint (default: the recipe's build folder's).")
     parser.add_argument("--output-dir", help="Where the student goes (default: the recipe's build folder).")
+    parser.add_argument("--set", action="append", default=[], metavar="TABLE.FIELD=VALUE",
+                        help="Override a recipe value, as `edgedistill build --set` does (repeatable).")
     a = parser.parse_args(argv)
-    recipe = load_recipe(a.config, profile=a.profile, default_name=Path(a.config).stem)
+    recipe = load_recipe(a.config, profile=a.profile, overrides=a.set, default_name=Path(a.config).stem)
     owned = {k: v for k, v in (("teacher_dir", a.teacher), ("output_dir", a.output_dir)) if v}
     cfg = recipe.distill(**owned)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

@@ -512,8 +512,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="A recipe, or a TOML / JSON file of its tables (data, teacher).")
     parser.add_argument("--profile", help="quick | full (default: the recipe's).")
     parser.add_argument("--output-dir", help="Where the teacher goes (default: the recipe's build folder).")
+    parser.add_argument("--set", action="append", default=[], metavar="TABLE.FIELD=VALUE",
+                        help="Override a recipe value, as `edgedistill build --set` does (repeatable).")
     a = parser.parse_args(argv)
-    recipe = load_recipe(a.config, profile=a.profile, default_name=Path(a.config).stem)
+    recipe = load_recipe(a.config, profile=a.profile, overrides=a.set, default_name=Path(a.config).stem)
     cfg = recipe.teacher(**({"output_dir": a.output_dir} if a.output_dir else {}))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     print(finetune_teacher(cfg))  # noqa: T201 (the script's one result line)

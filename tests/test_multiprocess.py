@@ -60,7 +60,8 @@ def test_two_process_torchrun_distillation(tmp_path, tiny_model_dir, tiny_csv):
         "data": {"source": str(tiny_csv)}, "student": {"builder": "teacher-layers", "layers": 1},
         "distill": {"epochs": 1, "batch_size": 16, "max_length": 32, "learning_rate": 1e-3}}))
     proc = _torchrun("compress.distill", ["--config", str(cfg_path), "--teacher", str(tiny_model_dir),
-                                          "--output-dir", str(out)], tmp_path, EDGEDISTILL_CACHE=str(cache))
+                                          "--output-dir", str(out), "--set", "distill.temperature=3"],
+                     tmp_path, EDGEDISTILL_CACHE=str(cache))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     # the teacher met the texts once, on rank 0; the other process read its outputs from the cache
@@ -74,6 +75,7 @@ def test_two_process_torchrun_distillation(tmp_path, tiny_model_dir, tiny_csv):
     assert [p.name for p in out.glob("*.safetensors")] == ["model.safetensors"]
     assert not list(out.rglob("checkpoint-*"))
     info = json.loads((out / "distill.json").read_text())
+    assert info["config"]["temperature"] == 3  # --set went through the recipe layer
     par = info["processes"]
     assert par["world_size"] == 2 and par["backend"] == "gloo" and par["precision"] == "fp32"
     # both processes trained, each on a part of the texts, together on all of them
