@@ -25,10 +25,17 @@ the student trains. Sentence-level outputs (logits, mean-pooled features) need
 no token alignment, so teacher and student may tokenize differently (MPNet
 teacher, BERT student); the attention loss compares token positions and so
 needs both to split every text into the same tokens.
+
+Many processes: the same entry point runs under ``torchrun --nproc_per_node N -m compress.distill --config
+recipe.toml`` or ``accelerate launch -m compress.distill --config recipe.toml``, as the teacher's does
+(:mod:`compress.parallel`). Rank 0 builds the student and computes the teacher outputs into the cache while the
+others wait, then reads them; the student trains data-parallel (each process a shard of every epoch, batch_size
+per process); only rank 0 evaluates and writes the output. Mixed precision (``precision``) runs on CUDA only.
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import hashlib
 import json
@@ -46,13 +53,13 @@ from typing import Any
 
 import numpy as np
 
-from compress import profiles, progress
+from compress import parallel, profiles, progress
 from compress.data import DataConfig, length_batches, sorted_by_length
 from compress.errors import ConfigError, TransferSetError
 from compress.fsutil import publishing
 from compress.student import StudentConfig
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("compress.distill")  # the same name when run with -m
 
 # Fields of DistillConfig left None take their value from the profile. ``quick`` runs in minutes on a
 # 2-core CPU (short sequences, subsets); ``full`` is the real recipe (whole splits; under an hour on 2 cores).
@@ -115,6 +122,9 @@ class DistillConfig:
     patience: int = 3
     """Early stopping: evaluations without a better validation macro-F1 before training stops."""
     seed: int = 42
+    precision: str = "auto"
+    """``auto`` (bf16, or fp16 where the GPU lacks it, on CUDA; else fp32), ``fp32``, ``fp16`` or ``bf16``: the
+    student's training (autocast); the teacher outputs and the test evaluation stay fp32."""
     teacher_backend: str = "onnx"
     """How the teacher labels the transfer texts when only its logits are needed: ``onnx`` exports it once
     (parity-checked, cached by its checkpoint hash) and runs ONNX Runtime, 1.9x torch's texts/s for MPNet-base
@@ -145,6 +155,8 @@ class DistillConfig:
             raise ConfigError("distill.augment_methods", self.augment_methods,
                               f"{'unknown ' + str(bad) + '; ' if bad else 'name at least one; '}"
                               f"choose from {list(METHODS)}")
+        if self.precision not in parallel.PRECISIONS:
+            raise ConfigError("distill.precision", self.precision, f"must be one of {list(parallel.PRECISIONS)}")
         if self.teacher_backend not in TEACHER_BACKENDS:
             raise ConfigError("distill.teacher_backend", self.teacher_backend,
                               f"must be one of {', '.join(TEACHER_BACKENDS)}")
@@ -203,11 +215,12 @@ def distillation_loss(student_logits, teacher_logits, labels, alpha: float, temp
     import torch
     import torch.nn.functional as F
 
+    student_logits = student_logits.float()  # under autocast: bf16 logits would round the teacher's away
     loss = student_logits.new_zeros(())
     if alpha > 0:
         t = temperature
         log_p_s = F.log_softmax(student_logits / t, dim=-1)
-        log_p_t = F.log_softmax(teacher_logits.to(student_logits.dtype) / t, dim=-1)
+        log_p_t = F.log_softmax(teacher_logits.float() / t, dim=-1)
         kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1).mean()
         loss = loss + alpha * t * t * kl
     if alpha < 1 and labels is not None:
@@ -246,6 +259,7 @@ def attention_loss(student_attn, teacher_attn: Sequence, attention_mask):
     """Mean over rows of KL(teacher || student) of head-averaged last-layer attention, per real token."""
     import torch
 
+    student_attn = student_attn.float()  # under fp16 autocast the 1e-9 floor would round to 0, and log(0) to -inf
     total, rows = student_attn.new_zeros(()), 0
     for i, t in enumerate(teacher_attn):
         n = int(attention_mask[i].sum())
@@ -568,11 +582,15 @@ def _trainer_class():
                              if teacher is not None and teacher.pooled is not None else None)
             self.t_attn = teacher.attentions if teacher is not None else None
             self.parts: dict[str, float] = {}
+            self.seen: set[int] = set()
+            """The transfer texts this process trained on (its shards under data parallelism)."""
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             inputs = dict(inputs)
-            idx = inputs.pop("teacher_index", None)
+            idx = inputs.pop("teacher_index", None)  # training only: a transfer text's row
             labels = inputs.pop("labels", None)
+            if idx is not None and model.training:
+                self.seen.update(idx.tolist())
             hidden = idx is not None and self.hidden_w > 0
             attn = idx is not None and self.attn_w > 0
             outputs = model(**inputs, output_hidden_states=hidden, output_attentions=attn)
@@ -603,12 +621,11 @@ def _trainer_class():
 
 
 # ------------------------------------------------------------------------------ distill
-def _datasets(tokenizer, transfer: TransferSet, validation, max_length: int, with_index: bool):
+def _datasets(tokenizer, transfer: TransferSet, validation, max_length: int):
     import datasets
 
-    cols: dict[str, list] = {"text": transfer.texts, "labels": transfer.labels}
-    if with_index:
-        cols["teacher_index"] = list(range(len(transfer.texts)))
+    # each text's row: where its teacher outputs are, and which texts a process trained on
+    cols = {"text": transfer.texts, "labels": transfer.labels, "teacher_index": list(range(len(transfer.texts)))}
     train = datasets.Dataset.from_dict(cols)
     val = datasets.Dataset.from_dict({"text": list(validation.texts), "labels": list(validation.labels)})
 
@@ -628,13 +645,12 @@ def _teacher_labels(teacher_dir: Path | str) -> list[str]:
 
 
 def distill(cfg: DistillConfig) -> Path:
-    """Distil ``cfg.teacher_dir`` into the student ``cfg.student`` on ``cfg.data``; returns the output folder."""
-    import torch
-    from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, TrainingArguments, set_seed)
+    """Distil ``cfg.teacher_dir`` into the student ``cfg.student`` on ``cfg.data``; returns the output folder.
 
-    from compress.data import load_data, save_label_map, token_lengths
-    from compress.evaluate import compute_metrics, evaluate_torch, write_metrics
-    from compress.student import build_student, count_parameters
+    Under torchrun or accelerate launch every process calls this; see the module doc for who does what."""
+    from transformers import set_seed
+
+    from compress.data import load_data
 
     cfg = cfg.resolved()
     started = time.perf_counter()
@@ -655,7 +671,39 @@ def distill(cfg: DistillConfig) -> Path:
     transfer = build_transfer_set(replace(cfg, transfer=cfg.transfer if use_unlabelled else [],
                                           augment=cfg.augment if use_unlabelled else 0), data)
 
-    set_seed(cfg.seed)
+    out = Path(cfg.output_dir)
+    # the Trainer's checkpoints: one folder every process names alike (each reloads the best one at the end)
+    work = out.with_name(f".{out.name}.partial")
+    args = _training_args(cfg, work, len(transfer.texts))  # under a launcher, this joins the process group
+    rank0 = args.process_index == 0
+    with args.main_process_first(desc="checkpoint folder"):
+        if rank0:
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+    try:
+        set_seed(cfg.seed)
+        # rank 0 first: what it computes into the cache (teacher outputs, a static student's token vectors), the
+        # others then read
+        with args.main_process_first(desc="student and teacher outputs"):
+            model, tokenizer, teacher, pairs = _student_and_teacher(cfg, data, transfer)
+        result = _train(cfg, args, data, transfer, model, tokenizer, teacher, pairs)
+        parallel.barrier()  # every process has reloaded the best checkpoint before rank 0 removes it
+        if rank0:
+            _save(cfg, data, transfer, result, teacher, out, started)
+    finally:
+        if rank0:
+            shutil.rmtree(work, ignore_errors=True)
+    parallel.barrier()  # the others return once the output is there
+    return out
+
+
+def _student_and_teacher(cfg: DistillConfig, data, transfer: TransferSet):
+    """The student and its tokenizer, the teacher's outputs on the transfer texts (None without teacher losses)
+    and the hidden loss's (student, teacher) layer pairs."""
+    import torch
+
+    from compress.student import build_student
+
     model, tokenizer = build_student(cfg.student, cfg.teacher_dir, data.num_labels, data.id2label,
                                      corpus=transfer.texts)
     teacher = None
@@ -689,6 +737,47 @@ def distill(cfg: DistillConfig) -> Path:
         s_width = model.config.hidden_size
         model.distill_projection = torch.nn.ModuleList(
             torch.nn.Linear(s_width, t_width) if s_width != t_width else torch.nn.Identity() for _ in pairs)
+    return model, tokenizer, teacher, pairs
+
+
+def _training_args(cfg: DistillConfig, work: Path, n_train: int):
+    from transformers import TrainingArguments
+
+    steps_per_epoch = math.ceil(n_train / (cfg.batch_size * parallel.world_size()))
+    eval_steps = max(1, steps_per_epoch // cfg.evals_per_epoch)
+    return TrainingArguments(
+        output_dir=str(work / "checkpoints"), num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=max(cfg.batch_size, 64),
+        weight_decay=cfg.weight_decay, eval_strategy="steps",
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float in [0, 1) is the share of the training steps
+        eval_steps=eval_steps, save_strategy="steps", save_steps=eval_steps, save_total_limit=1,
+        save_only_model=True, load_best_model_at_end=True, metric_for_best_model="macro_f1",
+        greater_is_better=True, logging_steps=max(1, min(50, eval_steps)), report_to=[],
+        remove_unused_columns=False, seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0,
+        dataloader_pin_memory=False, label_names=["labels"], train_sampling_strategy="group_by_length",
+        disable_tqdm=True,  # compress.progress shows the training instead
+        **parallel.training_args(cfg.precision, "distill.precision"),
+    )
+
+
+@dataclass
+class _Trained:
+    model: Any
+    tokenizer: Any
+    best_validation_macro_f1: float | None
+    train_seconds: float
+    lengths: dict[str, Any]
+    processes: dict[str, Any]
+
+
+def _train(cfg: DistillConfig, args, data, transfer: TransferSet, model, tokenizer, teacher: TeacherOutputs | None,
+           pairs: list[tuple[int, int]]) -> _Trained:
+    """Every process: train on its shard; the best checkpoint (on validation macro-F1) comes back on each."""
+    import torch
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback
+
+    from compress.data import token_lengths
+    from compress.evaluate import compute_metrics
 
     lengths = token_lengths(tokenizer, transfer.texts, cfg.max_length)
     log.info("transfer texts: %d tokens at p50, %d at p99, %d at most; max_length %d cuts %.1f%% of them",
@@ -696,50 +785,49 @@ def distill(cfg: DistillConfig) -> Path:
     if lengths["truncated_share"] > 0.05:
         log.warning("max_length %d truncates %.0f%% of the transfer texts; %d would keep 99%% whole",
                     cfg.max_length, 100 * lengths["truncated_share"], lengths["limit_for_99pct"])
-    train_ds, val_ds = _datasets(tokenizer, transfer, data.validation, cfg.max_length, teacher is not None)
-    out = Path(cfg.output_dir)
+    train_ds, val_ds = _datasets(tokenizer, transfer, data.validation, cfg.max_length)
+
+    def val_metrics(p):
+        logits = p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions
+        probs = torch.softmax(torch.from_numpy(np.asarray(logits, dtype=np.float32)), -1).numpy()
+        m = compute_metrics(p.label_ids, probs, data.label_names)
+        return {"macro_f1": m.macro_f1, "accuracy": m.accuracy}
+
+    trainer = _trainer_class()(
+        model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
+        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=val_metrics,
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience)],
+        teacher=teacher, alpha=cfg.alpha, temperature=cfg.temperature,
+        hidden_loss_weight=cfg.hidden_loss_weight, attention_loss_weight=cfg.attention_loss_weight,
+        hidden_layers=[s for s, _ in pairs],
+    )
+    t_train = time.perf_counter()
+    with progress.training(trainer):
+        trainer.train()
+    train_seconds = time.perf_counter() - t_train
+    seen = parallel.gather(sorted(trainer.seen))
+    processes = {"world_size": args.world_size, "backend": args.ddp_backend if args.world_size > 1 else None,
+                 "device": str(args.device), "precision": parallel.precision_of(args),
+                 "texts_per_process": [len(s) for s in seen],
+                 "texts_covered": len(set().union(*map(set, seen)))}
+    best = trainer.state.best_metric
+    model = trainer.model
+    if hasattr(model, "distill_projection"):
+        del model.distill_projection
+    model = model.cpu().eval()
+    del trainer
+    return _Trained(model, tokenizer, best, train_seconds, lengths, processes)
+
+
+def _save(cfg: DistillConfig, data, transfer: TransferSet, result: _Trained, teacher: TeacherOutputs | None,
+          out: Path, started: float) -> None:
+    """Rank 0: the student, its tokenizer, label map, test metrics and distill.json, published as one folder."""
+    from compress.data import save_label_map
+    from compress.evaluate import evaluate_torch, write_metrics
+    from compress.student import count_parameters
+
+    model, tokenizer = result.model, result.tokenizer
     with publishing(out) as tmp:
-        steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
-        eval_steps = max(1, steps_per_epoch // cfg.evals_per_epoch)
-        args = TrainingArguments(
-            output_dir=str(tmp / "_checkpoints"), num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
-            per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=max(cfg.batch_size, 64),
-            weight_decay=cfg.weight_decay, eval_strategy="steps",
-            warmup_steps=cfg.warmup_ratio,  # transformers 5: a float in [0, 1) is the share of the training steps
-            eval_steps=eval_steps, save_strategy="steps", save_steps=eval_steps, save_total_limit=1,
-            save_only_model=True, load_best_model_at_end=True, metric_for_best_model="macro_f1",
-            greater_is_better=True, logging_steps=max(1, min(50, eval_steps)), report_to=[],
-            remove_unused_columns=False, seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0, dataloader_pin_memory=False,
-            label_names=["labels"], train_sampling_strategy="group_by_length",  # safetensors always
-            disable_tqdm=True,  # compress.progress shows the training instead
-        )
-
-        def val_metrics(p):
-            logits = p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions
-            probs = torch.softmax(torch.from_numpy(np.asarray(logits, dtype=np.float32)), -1).numpy()
-            m = compute_metrics(p.label_ids, probs, data.label_names)
-            return {"macro_f1": m.macro_f1, "accuracy": m.accuracy}
-
-        trainer = _trainer_class()(
-            model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
-            data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=val_metrics,
-            callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience)],
-            teacher=teacher, alpha=cfg.alpha, temperature=cfg.temperature,
-            hidden_loss_weight=cfg.hidden_loss_weight, attention_loss_weight=cfg.attention_loss_weight,
-            hidden_layers=[s for s, _ in pairs],
-        )
-        t_train = time.perf_counter()
-        with progress.training(trainer):
-            trainer.train()
-        train_seconds = time.perf_counter() - t_train
-        best_val = trainer.state.best_metric
-        model = trainer.model
-        if hasattr(model, "distill_projection"):
-            del model.distill_projection
-        model = model.cpu().eval()
-        del trainer
-        shutil.rmtree(tmp / "_checkpoints", ignore_errors=True)
-
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         save_label_map(data, tmp)
@@ -754,15 +842,40 @@ def distill(cfg: DistillConfig) -> Path:
             "params": params, "size_mb": round(size_mb, 3),
             "layers": model.config.num_hidden_layers, "hidden": model.config.hidden_size,
             "vocab": model.config.vocab_size, "vocab_trim": getattr(model.config, "vocab_trim", None),
-            "test": metrics.summary(), "best_validation_macro_f1": best_val,
+            "test": metrics.summary(), "best_validation_macro_f1": result.best_validation_macro_f1,
             "transfer": {"labelled": transfer.n_labelled, "unlabelled": transfer.n_unlabelled,
                          "augmented": transfer.n_augmented, "held_out_dropped": transfer.dropped_overlap,
-                         "token_lengths": lengths},
+                         "token_lengths": result.lengths},
             "teacher_outputs": ({"fingerprint": teacher.fingerprint, "from_cache": teacher.from_cache}
                                 if teacher is not None else None),
-            "train_seconds": round(train_seconds, 1), "total_seconds": round(time.perf_counter() - started, 1),
+            "processes": result.processes,
+            "train_seconds": round(result.train_seconds, 1),
+            "total_seconds": round(time.perf_counter() - started, 1),
         }
         (tmp / "distill.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
     log.info("student: test macro-F1 %.4f, %.1fM parameters, %.1f MB -> %s", metrics.macro_f1, params / 1e6,
              size_mb, out)
-    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m compress.distill --config recipe.toml`` (also under torchrun / accelerate launch)."""
+    from compress.recipe import load_recipe
+
+    parser = argparse.ArgumentParser(prog="python -m compress.distill", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True,
+                        help="A recipe, or a TOML / JSON file of its tables (data, student, distill).")
+    parser.add_argument("--profile", help="quick | full (default: the recipe's).")
+    parser.add_argument("--teacher", help="The teacher checkpoint (default: the recipe's build folder's).")
+    parser.add_argument("--output-dir", help="Where the student goes (default: the recipe's build folder).")
+    parser.add_argument("--set", action="append", default=[], metavar="TABLE.FIELD=VALUE",
+                        help="Override a recipe value, as `edgedistill build --set` does (repeatable).")
+    a = parser.parse_args(argv)
+    recipe = load_recipe(a.config, profile=a.profile, overrides=a.set, default_name=Path(a.config).stem)
+    owned = {k: v for k, v in (("teacher_dir", a.teacher), ("output_dir", a.output_dir)) if v}
+    cfg = recipe.distill(**owned)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    print(distill(cfg))  # noqa: T201 (the script's one result line)
+
+
+if __name__ == "__main__":
+    main()

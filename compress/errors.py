@@ -66,6 +66,16 @@ class TransferSetError(EdgeDistillError, ValueError):
     """A distillation transfer set that would leak evaluation texts or cannot be used."""
 
 
+class VariantBuildError(EdgeDistillError):
+    """Every int8 variant asked for failed to build or run (errors, not gate rejections): only fp32 could ship."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = dict(errors)
+        listed = "; ".join(f"{name}: {why}" for name, why in self.errors.items())
+        super().__init__(f"no int8 variant could be built or run ({listed}); fix the cause, or set "
+                         "quantize.allow_fp32 = true to ship fp32")
+
+
 class ExportError(EdgeDistillError):
     """A checkpoint cannot be exported to ONNX, or an exported folder is incomplete."""
 

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compress import profiles, progress, sources
+from compress import parallel, profiles, progress, sources
 from compress.data import DataConfig, length_batches
 from compress.errors import ConfigError
 from compress.fsutil import replace_folder
@@ -46,7 +46,7 @@ from compress.fsutil import replace_folder
 log = logging.getLogger("compress.teacher")  # the same name when run with -m
 
 STRATEGIES = ("full", "partial", "features")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+PRECISIONS = parallel.PRECISIONS
 
 # The one table of profile defaults: TeacherConfig fields left None are filled from here.
 PROFILES: dict[str, dict[str, Any]] = {
@@ -346,17 +346,6 @@ def _head_module(head):
 
 
 # ----------------------------------------------------------------------------- training
-def _precision(name: str) -> dict[str, bool]:
-    import torch
-
-    cuda = torch.cuda.is_available()
-    if name == "auto":
-        name = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
-    if name in ("fp16", "bf16") and not cuda:
-        raise ConfigError("teacher.precision", name, "mixed precision needs a CUDA GPU; use fp32 or auto")
-    return {"fp16": name == "fp16", "bf16": name == "bf16"}
-
-
 def _trainer_metrics(labels: list[str]):
     import numpy as np
 
@@ -374,13 +363,10 @@ def _trainer_metrics(labels: list[str]):
 
 
 def _training_args(cfg: TeacherConfig, work: Path, n_train: int, *, lr: float, epochs: float, group: bool):
-    import torch
     from transformers import TrainingArguments
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    steps_per_epoch = max(1, math.ceil(n_train / (cfg.batch_size * world * cfg.grad_accumulation)))
+    steps_per_epoch = max(1, math.ceil(n_train / (cfg.batch_size * parallel.world_size() * cfg.grad_accumulation)))
     every = max(1, math.ceil(steps_per_epoch / cfg.evals_per_epoch))
-    cuda = torch.cuda.is_available()
     return TrainingArguments(
         output_dir=str(work / "checkpoints"), seed=cfg.seed, data_seed=cfg.seed,
         learning_rate=lr, num_train_epochs=epochs, per_device_train_batch_size=cfg.batch_size,
@@ -389,10 +375,10 @@ def _training_args(cfg: TeacherConfig, work: Path, n_train: int, *, lr: float, e
         weight_decay=cfg.weight_decay, train_sampling_strategy="group_by_length" if group else "random",
         eval_strategy="steps", eval_steps=every, save_strategy="steps", save_steps=every, save_total_limit=2,
         save_only_model=True, load_best_model_at_end=True, metric_for_best_model="macro_f1",  # safetensors always
-        greater_is_better=True, logging_steps=max(1, min(every, 10)), report_to=[], use_cpu=not cuda,
+        greater_is_better=True, logging_steps=max(1, min(every, 10)), report_to=[],
         disable_tqdm=True,  # compress.progress shows the training instead
         ddp_find_unused_parameters=False,  # frozen weights get no gradient by design
-        ddp_backend="gloo" if world > 1 and not cuda else None, dataloader_num_workers=0, **_precision(cfg.precision),
+        dataloader_num_workers=0, **parallel.training_args(cfg.precision, "teacher.precision"),
     )
 
 
@@ -526,8 +512,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="A recipe, or a TOML / JSON file of its tables (data, teacher).")
     parser.add_argument("--profile", help="quick | full (default: the recipe's).")
     parser.add_argument("--output-dir", help="Where the teacher goes (default: the recipe's build folder).")
+    parser.add_argument("--set", action="append", default=[], metavar="TABLE.FIELD=VALUE",
+                        help="Override a recipe value, as `edgedistill build --set` does (repeatable).")
     a = parser.parse_args(argv)
-    recipe = load_recipe(a.config, profile=a.profile, default_name=Path(a.config).stem)
+    recipe = load_recipe(a.config, profile=a.profile, overrides=a.set, default_name=Path(a.config).stem)
     cfg = recipe.teacher(**({"output_dir": a.output_dir} if a.output_dir else {}))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     print(finetune_teacher(cfg))  # noqa: T201 (the script's one result line)

@@ -64,6 +64,19 @@ def test_config_validation_and_profiles(tiny_model_dir):
     assert full.data.max_train_samples is None and full.max_transfer_samples is None
 
 
+def test_mixed_precision_without_cuda_is_refused(tiny_csv, tiny_model_dir, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present")
+    with pytest.raises(ConfigError, match="distill.precision"):
+        DistillConfig(teacher_dir="x", precision="fp8")
+    (tmp_path / "runs").mkdir()
+    cfg = _cfg(tiny_csv, tiny_model_dir, tmp_path / "runs" / "s", None, precision="bf16",
+               student=StudentConfig(builder="teacher-layers", layers=1))
+    with pytest.raises(ConfigError, match="distill.precision='bf16': mixed precision needs a CUDA GPU"):
+        distill(cfg)
+    assert list((tmp_path / "runs").iterdir()) == []  # nothing left behind
+
+
 def _cfg(csv: Path, teacher: Path, out: Path, init: Path | None, **kw) -> DistillConfig:
     base = dict(teacher_dir=str(teacher), data=DataConfig(source=str(csv)),
                 student=StudentConfig(model=str(init)) if init else None, output_dir=str(out), epochs=1.0,
@@ -113,6 +126,9 @@ def test_distill_writes_a_checkpoint_and_reuses_cached_teacher_outputs(
     assert lengths["limit"] == 32 and lengths["p50"] <= lengths["p99"] <= lengths["max"]
     assert 0 <= lengths["truncated_share"] <= 1 and lengths["limit_for_99pct"] % 8 == 0
     assert info["teacher_outputs"]["from_cache"] is False
+    # one process trained on every text (tests/test_multiprocess.py runs two)
+    assert info["processes"] == {"world_size": 1, "backend": None, "device": "cpu", "precision": "fp32",
+                                 "texts_per_process": [len(data.train) + 40], "texts_covered": len(data.train) + 40}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n"] == len(data.test) and 0.0 <= metrics["macro_f1"] <= 1.0
     assert metrics["extra"]["params"] == info["params"] > 0

@@ -62,7 +62,7 @@ KILL_POINTS = {
 # What a stage killed at its kill point has left half-written in the build folder
 HALF_WRITTEN = {
     "teacher": lambda b: [p.name for p in b.glob(".teacher.partial")],
-    "student": lambda b: [p.name for p in b.glob(".student.tmp-*")],
+    "student": lambda b: [p.name for p in b.glob(".student.partial")],
     "export": lambda b: [p.name for p in b.glob(".onnx.tmp-*")],
     "quantize": lambda b: [p.name for p in (b / "onnx").glob(".quantize.tmp-*/model_optimized.onnx")],
     "package": lambda b: [p.name for p in b.glob(".package.tmp-*")],

@@ -154,6 +154,52 @@ def test_nothing_passing_ships_fp32_and_says_so(tmp_path, tiny_quantized_dir, ti
     assert "Nothing passed the gate" in (folder / "quantize_report.md").read_text()
 
 
+def _injected(*args, **kwargs):
+    raise RuntimeError("injected: the quantiser fell over\nsecond line")
+
+
+def test_every_int8_variant_erroring_fails_the_stage_unless_fp32_is_allowed(tmp_path, tiny_quantized_dir, tiny_csv,
+                                                                           monkeypatch):
+    """Errors are not the gate's verdicts: when no int8 graph can be built, fp32 does not ship quietly."""
+    from compress.errors import VariantBuildError
+
+    monkeypatch.setattr(variants, "quantize_dynamic_variant", _injected)
+    monkeypatch.setattr(variants, "quantize_static_variant", _injected)
+    folder = _copy(tiny_quantized_dir, tmp_path)
+    before = {p.name for p in folder.iterdir()}
+    cfg = QuantizeConfig(str(folder), data=DataConfig(source=str(tiny_csv)), variants=("int8-dynamic", "int8-static"),
+                         latency_samples=2)
+    with pytest.raises(VariantBuildError) as e:
+        quantize(cfg)
+    why = "RuntimeError: injected: the quantiser fell over"
+    # every attempt, the unfused retry of dynamic int8 too
+    assert e.value.errors == {"int8-dynamic": why, "int8-dynamic (unfused)": why, "int8-static": why}
+    assert "int8-static: RuntimeError: injected" in str(e.value) and "quantize.allow_fp32" in str(e.value)
+    assert {p.name for p in folder.iterdir()} == before  # nothing published: no report, no graph
+
+    report = quantize(dataclasses.replace(cfg, allow_fp32=True))
+    assert report.chosen_variant in ("fp32", "optimized")  # an fp32 graph ships, the errors in the report
+    int8 = [a for a in report.attempts if a.variant.startswith("int8")]
+    assert [(a.name, a.status, a.reason) for a in int8] == [(n, "error", why) for n in e.value.errors]
+    assert report.int8_errored and "No int8 variant could be built or run" in report.summary()
+    md = (folder / "quantize_report.md").read_text()
+    assert "| int8-static | int8-static |" in md and f"error: {why}" in md
+    assert QuantizeReport.load(folder).int8_errored
+
+
+def test_one_int8_error_beside_a_gate_rejection_still_ships_fp32(tmp_path, tiny_quantized_dir, tiny_csv, monkeypatch):
+    """A rejection is a verdict: fp32 ships when the other int8 variant errored and this one was judged."""
+    monkeypatch.setattr(variants, "quantize_dynamic_variant", _injected)
+    monkeypatch.setattr(gate, "_predict", _flip({"model_int8_static.onnx"}))
+    folder = _copy(tiny_quantized_dir, tmp_path)
+    report = quantize(QuantizeConfig(str(folder), data=DataConfig(source=str(tiny_csv)),
+                                     variants=("int8-dynamic", "int8-static"), fallbacks=False, latency_samples=2))
+    assert {a.name: a.status for a in report.attempts if a.variant.startswith("int8")} == {
+        "int8-dynamic": "error", "int8-dynamic (unfused)": "error", "int8-static": "rejected"}
+    assert report.chosen_variant in ("fp32", "optimized") and not report.int8_errored
+    assert report.attempt("optimized").passed and report.summary().endswith("No int8 variant passed the gate.")
+
+
 def test_the_most_sensitive_nodes_fallback(tmp_path, tiny_tokenizer_dir, tiny_csv, monkeypatch):
     """Four layers, so that after the head and the first and last layers there are nodes left to rank."""
     from tests.conftest import train_tiny_bert

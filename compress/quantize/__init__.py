@@ -19,8 +19,11 @@ rejected, and fallbacks are tried in order (per-channel weights, reduced range, 
 static, then kept in fp32: the classifier head, also the first and last layers, also the most
 sensitive weight nodes, also the embeddings; finally static instead of dynamic). The fastest passing variant
 (batch-1 p50 latency through the runtime) is chosen; fp32 always passes, so when nothing else
-does the report says so and fp32 ships. The :class:`QuantizeReport` lists every attempt and is written
-to ``quantize_report.json`` and ``quantize_report.md`` in the ONNX folder.
+does the report says so and fp32 ships. A variant that raises while being built or measured is recorded
+as an error, not judged: when int8 was asked for and every int8 attempt errored, the stage fails with
+:class:`~compress.errors.VariantBuildError` listing the errors, unless ``allow_fp32`` lets fp32 ship.
+The :class:`QuantizeReport` lists every attempt and is written to ``quantize_report.json`` and
+``quantize_report.md`` in the ONNX folder.
 
 A run builds its graphs in a work folder inside the ONNX folder (``.quantize.tmp-*``) and moves them
 beside the export only once every attempt is judged, the report last: a run that fails or is killed

@@ -83,6 +83,9 @@ class QuantizeConfig:
     (e.g. 0.97): a macro-F1 within budget can hide errors that cancel out. None: macro-F1 alone decides."""
     fallbacks: bool = True
     """Try the fallbacks when an int8 variant fails the gate."""
+    allow_fp32: bool = False
+    """Ship fp32 when int8 was asked for but every int8 attempt raised an error while being built or measured. False:
+    the stage fails, listing each attempt's error. Variants the gate rejects fall back to fp32 either way."""
     sensitive_nodes: int = 4
     """How many of the most sensitive weight nodes the last fallback keeps in fp32."""
     max_validation_samples: int | None = None

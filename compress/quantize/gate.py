@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from compress.data import Split
+from compress.errors import VariantBuildError
 from compress.exportmeta import MODEL_FILE, TOKENIZER_FILE, ExportMeta, read_export, runtime_config
 from compress.quantize import variants  # builders called as variants.<name>: one place to replace them in a test
 from compress.quantize.config import CALIBRATIONS, VARIANT_FILES, QuantizeConfig
@@ -181,6 +182,7 @@ def _quantize(cfg: QuantizeConfig, meta: ExportMeta, onnx_dir: Path, work: Path,
         run.int8("static", fallback_for=None if "int8-static" in wanted else "int8-dynamic")
     if "fp16" in wanted:
         run.fp16()
+    _check_int8_built(cfg, run.attempts)
 
     passing = [a for a in run.attempts if a.passed and a.variant != "fp16"]  # fp16 is for GPUs, never shipped on CPU
     chosen = min(passing, key=lambda a: a.latency_p50_ms)
@@ -191,6 +193,21 @@ def _quantize(cfg: QuantizeConfig, meta: ExportMeta, onnx_dir: Path, work: Path,
                             environment=environment("cpu", cfg.threads),
                             created=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"))
     return report
+
+
+def _check_int8_built(cfg: QuantizeConfig, attempts: list[Attempt]) -> None:
+    """Fail when int8 was asked for and every int8 attempt errored: fp32 would ship for want of a graph, not on the
+    gate's verdict. ``allow_fp32`` lets it ship (the errors stay in the report)."""
+    if not any(v.startswith("int8") for v in cfg.variants):
+        return
+    int8 = [a for a in attempts if a.variant.startswith("int8")]
+    if not int8 or any(a.status != "error" for a in int8):
+        return
+    errors = {a.name: a.reason for a in int8}
+    if not cfg.allow_fp32:
+        raise VariantBuildError(errors)
+    log.warning("no int8 variant could be built or run; fp32 ships (quantize.allow_fp32): %s",
+                "; ".join(f"{k}: {v}" for k, v in errors.items()))
 
 
 class _Run:

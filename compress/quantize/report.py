@@ -99,6 +99,13 @@ class QuantizeReport:
         return not any(a.passed for a in self.attempts if a.variant != "fp32")
 
     @property
+    def int8_errored(self) -> bool:
+        """int8 was attempted and every attempt raised an error (none was judged): fp32 ships by
+        ``allow_fp32``, not on the gate's verdict."""
+        int8 = [a for a in self.attempts if a.variant.startswith("int8")]
+        return bool(int8) and all(a.status == "error" for a in int8)
+
+    @property
     def no_int8_passed(self) -> bool:
         return not any(a.passed for a in self.attempts if a.variant.startswith("int8"))
 
@@ -111,6 +118,9 @@ class QuantizeReport:
     def summary(self) -> str:
         ref = self.attempt("fp32")
         best = self.attempt(self.chosen)
+        if self.nothing_passed and self.int8_errored:
+            return ("No int8 variant could be built or run (the errors are in the table): shipping fp32, as "
+                    "quantize.allow_fp32 allows.")
         if self.nothing_passed:
             return (f"Nothing passed the gate ({self.budget:g} macro-F1 points below fp32 {ref.macro_f1:.4f}): "
                     "shipping fp32.")
@@ -119,7 +129,8 @@ class QuantizeReport:
                 f"{ref.size_bytes / best.size_bytes:.2f}x smaller, batch-1 p50 {best.latency_p50_ms:.2f} ms "
                 f"vs {ref.latency_p50_ms:.2f} ms fp32.")
         if self.no_int8_passed:
-            text += " No int8 variant passed the gate."
+            text += (" No int8 variant could be built or run (quantize.allow_fp32)." if self.int8_errored
+                     else " No int8 variant passed the gate.")
         return text
 
     def to_dict(self) -> dict[str, Any]:
