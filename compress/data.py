@@ -237,10 +237,13 @@ def _hutto(path: Path) -> list[tuple[str, float]]:
     return out
 
 
+def _rated(path: Path) -> list[Row]:
+    # mean human rating in [-4, 4]; exactly 0 is neither: dropped
+    return [(t, "positive" if s > 0 else "negative") for t, s in _hutto(path) if s != 0]
+
+
 def _movie_snippets(root: Path) -> list[Row]:
-    # mean human rating in [-4, 4]; exactly 0 is neither (37 rows): dropped
-    return [(t, "positive" if s > 0 else "negative")
-            for t, s in _hutto(root / "movieReviewSnippets_GroundTruth.txt") if s != 0]
+    return _rated(root / "movieReviewSnippets_GroundTruth.txt")
 
 
 def _sms_spam(root: Path) -> list[Row]:
@@ -299,6 +302,8 @@ BUILTIN_READERS: dict[str, Callable[[Path], list[Row]]] = {
     "rt-critics": _rt_critics,
     "tweets-sentiment": _tweets_sentiment,
     "snippets-unlabelled": _snippets_unlabelled,
+    "tweet-snippets": lambda root: _rated(root / "tweets_GroundTruth.txt"),
+    "amazon-snippets": lambda root: _rated(root / "amazonReviewSnippets_GroundTruth.txt"),
 }
 
 
