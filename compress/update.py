@@ -374,7 +374,7 @@ def update(build: Path | str, cfg: UpdateConfig, *, output: Path | str | None = 
         raise ConfigError("update.data", None, "name the new labelled data (--data FILE_OR_DATASET)")
     started = time.perf_counter()
     src = Source.open(build)
-    new = load_data(cfg.data)
+    new = load_data(cfg.data, min_classes=1)
     labels = src.labels + sorted(set(new.label_names) - set(src.labels))
     added = labels[len(src.labels):]
     old_ids = list(range(len(src.labels)))
