@@ -196,7 +196,7 @@ def concat(splits: list[Split]) -> Split:
 class Source:
     """The version an update starts from: its folders, labels, tasks and the recipe it was built with."""
 
-    root: Path          # the original build folder (updates/ and rehearsal.jsonl live there)
+    root: Path          # the original build folder (updates/ live there)
     layout: BuildLayout  # this version's student/, onnx/, package/
     version: int
     labels: list[str]
@@ -240,9 +240,10 @@ class Source:
 
 
 def rehearsal_buffer(source: Source, datas: list[LabelledData], n: int, seed: int) -> list[tuple[str, str]]:
-    """The replayed old training texts as (text, label name): read from the build folder's ``rehearsal.jsonl``, or
-    first drawn there (a seeded sample, the same share from every old task and label)."""
-    path = source.root / REHEARSAL_FILE
+    """The replayed old training texts as (text, label name), from the version's own ``rehearsal.jsonl`` (an update
+    writes its parent's buffer plus a share of its own texts into its folder); for a build, first drawn there (a
+    seeded sample of its training texts). Never part of a package."""
+    path = source.layout.root / REHEARSAL_FILE
     if path.is_file():
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         return [(r["text"], r["label"]) for r in rows]
@@ -456,12 +457,12 @@ def update(build: Path | str, cfg: UpdateConfig, *, output: Path | str | None = 
         folder.rename(refused)
         raise UpdateRefused(f"update v{version} not shipped: {reason} (report: {refused / REPORT_MD}); "
                             f"v{src.version} stays in place")
-    if cfg.rehearsal:  # the next update replays this task's texts too
-        rows = rehearsal_buffer(src, datas, cfg.rehearsal_samples, cfg.seed)
-        per_task = max(1, cfg.rehearsal_samples // (len(src.tasks) + 1))
-        fresh = random.Random(cfg.seed + version).sample(
-            [(t, labels[y]) for t, y in zip(new_train.texts, new_train.labels)], min(per_task, len(new_train)))
-        _write_rows(src.root / REHEARSAL_FILE, rows + fresh)
+    # the next update from this version replays this task's texts too
+    rows = rehearsal_buffer(src, datas, cfg.rehearsal_samples, cfg.seed)
+    per_task = max(1, cfg.rehearsal_samples // (len(src.tasks) + 1))
+    fresh = random.Random(cfg.seed + version).sample(
+        [(t, labels[y]) for t, y in zip(new_train.texts, new_train.labels)], min(per_task, len(new_train)))
+    _write_rows(folder / REHEARSAL_FILE, rows + fresh)
     log.info("update v%d shipped: %s -> %s", version, reason, layout.package)
     return UpdateResult(version, folder, True, reason, report)
 

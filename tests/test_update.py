@@ -126,8 +126,10 @@ def test_an_update_makes_a_new_version_that_names_its_parent(tiny_build, tmp_pat
     assert "## Version history" in (result.package / "README.md").read_text()
     assert _tree(old_package) == before  # the version it started from is untouched
     # the rehearsal buffer lives in the build folder and never in a package
-    rehearsal = (tiny_build / "rehearsal.jsonl").read_text()
+    rehearsal = (tiny_build / "rehearsal.jsonl").read_text().splitlines()
     assert rehearsal and not any("rehearsal" in p.name for p in result.package.iterdir())
+    # the new version keeps its own buffer: its parent's plus a share of its own training texts
+    assert len((result.folder / "rehearsal.jsonl").read_text().splitlines()) > len(rehearsal)
     report = json.loads((result.folder / "update_report.json").read_text())
     assert set(report["validation"]["before"]) == {"old_task", "new_task"}
     assert report["changed"]["of"] > 0 and report["method"] == "rehearsal"
