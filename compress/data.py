@@ -51,6 +51,9 @@ class DataConfig:
     max_train_samples: int | None = None
     """Stratified subsample of the training split (quick profiles). Validation and test stay whole."""
     max_validation_samples: int | None = None
+    labels: list[str] | None = None
+    """Keep only the rows with these labels (e.g. a classifier of five classes now, the sixth added by an update);
+    None: every label."""
 
     def __post_init__(self) -> None:
         for name in ("test_size", "validation_size"):
@@ -68,6 +71,10 @@ class DataConfig:
                 raise ConfigError(f"data.{name}", v, "must be at least 2 (or unset)")
         if not self.source:
             raise ConfigError("data.source", self.source, "name a built-in dataset or a file")
+        if self.labels is not None:
+            if isinstance(self.labels, str) or not self.labels:
+                raise ConfigError("data.labels", self.labels, "must be a non-empty list of labels (or unset)")
+            self.labels = [str(lab) for lab in self.labels]
 
 
 @dataclass(frozen=True)
@@ -237,10 +244,13 @@ def _hutto(path: Path) -> list[tuple[str, float]]:
     return out
 
 
+def _rated(path: Path) -> list[Row]:
+    # mean human rating in [-4, 4]; exactly 0 is neither: dropped
+    return [(t, "positive" if s > 0 else "negative") for t, s in _hutto(path) if s != 0]
+
+
 def _movie_snippets(root: Path) -> list[Row]:
-    # mean human rating in [-4, 4]; exactly 0 is neither (37 rows): dropped
-    return [(t, "positive" if s > 0 else "negative")
-            for t, s in _hutto(root / "movieReviewSnippets_GroundTruth.txt") if s != 0]
+    return _rated(root / "movieReviewSnippets_GroundTruth.txt")
 
 
 def _sms_spam(root: Path) -> list[Row]:
@@ -299,6 +309,8 @@ BUILTIN_READERS: dict[str, Callable[[Path], list[Row]]] = {
     "rt-critics": _rt_critics,
     "tweets-sentiment": _tweets_sentiment,
     "snippets-unlabelled": _snippets_unlabelled,
+    "tweet-snippets": lambda root: _rated(root / "tweets_GroundTruth.txt"),
+    "amazon-snippets": lambda root: _rated(root / "amazonReviewSnippets_GroundTruth.txt"),
 }
 
 
@@ -384,14 +396,25 @@ def _subsample(split: Split, n: int | None, seed: int) -> Split:
     return Split([split.texts[i] for i in taken], [split.labels[i] for i in taken])
 
 
-def load_data(cfg: DataConfig) -> LabelledData:
-    """Load, clean and split ``cfg.source`` deterministically (same seed, same splits)."""
+def _keep_labels(rows: list[Row], labels: list[str] | None, where: str, column: str) -> list[Row]:
+    if labels is None:
+        return rows
+    if missing := sorted(set(labels) - {lab for _, lab in rows}):
+        raise DataError(f"data.labels names {missing}, which never occur", path=where, column=column)
+    return [r for r in rows if r[1] in labels]
+
+
+def load_data(cfg: DataConfig, min_classes: int = 2) -> LabelledData:
+    """Load, clean and split ``cfg.source`` deterministically (same seed, same splits). ``min_classes``: an update
+    may bring the examples of one new class alone."""
     stats: dict[str, int] = {}
     rows = clean(read_rows(cfg.source, cfg.text_column, cfg.label_column, cfg.encoding), stats)
+    rows = _keep_labels(rows, cfg.labels, cfg.source, cfg.label_column)
     test_rows: list[Row] = []
     if cfg.test_file:
         test_stats: dict[str, int] = {}
         test_rows = clean(read_file(cfg.test_file, cfg.text_column, cfg.label_column, cfg.encoding), test_stats)
+        test_rows = _keep_labels(test_rows, cfg.labels, cfg.test_file, cfg.label_column)
         test_texts = {t for t, _ in test_rows}
         before = len(rows)
         rows = [r for r in rows if r[0] not in test_texts]  # keep test texts out of training
@@ -399,7 +422,7 @@ def load_data(cfg: DataConfig) -> LabelledData:
     if not rows:
         raise DataError("no usable rows after cleaning (all empty or duplicated)", path=cfg.source)
     label_names = sorted({lab for _, lab in rows})
-    if len(label_names) < 2:
+    if len(label_names) < min_classes:
         raise DataError(f"only one class ({label_names[0]!r}); a classifier needs at least two",
                         path=cfg.source, column=cfg.label_column)
     label2id = {n: i for i, n in enumerate(label_names)}

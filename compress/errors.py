@@ -96,3 +96,7 @@ class ExportParityError(ExportError):
         parts = [f"{name}: max |torch - onnx| = {d:.3g}" + (f" (at {self.worst[name]})" if name in self.worst else "")
                  for name, d in self.diffs.items()]
         super().__init__(f"the exported graph differs from the torch model beyond atol={atol:g}: " + "; ".join(parts))
+
+
+class UpdateRefused(EdgeDistillError):
+    """An update the gate would not ship (it forgets too much, or does not help): the old package stays."""

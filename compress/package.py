@@ -52,6 +52,11 @@ class PackagingConfig:
     """Replace an existing package folder (and .zip)."""
     recipe: dict[str, Any] | None = None
     """The recipe the model was built from, recorded in the manifest."""
+    parent: dict[str, Any] | None = None
+    """Set by ``edgedistill update``: the package this one updates (its version and manifest sha256), in the
+    manifest."""
+    history: list[dict[str, Any]] | None = None
+    """Set by ``edgedistill update``: every version so far, oldest first, in the manifest and on the model card."""
 
     def __post_init__(self) -> None:
         if not str(self.onnx_dir):
@@ -92,9 +97,10 @@ def build_package(cfg: PackagingConfig) -> Path:
             quantization = _quantization(attempt, report)
             metrics = _metrics(attempt, report, meta)
             name = cfg.name or out.name
-            (tmp / "README.md").write_text(model_card(name, meta, attempt, report, metrics))
+            (tmp / "README.md").write_text(model_card(name, meta, attempt, report, metrics, cfg.history))
+            lineage = {"parent": cfg.parent, "history": cfg.history} if cfg.parent or cfg.history else {}
             write_manifest(tmp, opset=meta.opset, quantization=quantization, metrics=metrics,
-                           recipe=cfg.recipe, name=name,
+                           recipe=cfg.recipe, name=name, **lineage,
                            source={"checkpoint": meta.checkpoint, "onnx_dir": str(onnx_dir.resolve()),
                                    "file": attempt.file, "attempt": attempt.name})
             clf = TextClassifier.load(tmp)  # what ships must load, verify and predict
@@ -168,7 +174,7 @@ def _metrics(attempt: Attempt, report: QuantizeReport | None, meta: ExportMeta) 
 
 
 def model_card(name: str, meta: ExportMeta, attempt: Attempt, report: QuantizeReport | None,
-               metrics: dict[str, Any]) -> str:
+               metrics: dict[str, Any], history: list[dict[str, Any]] | None = None) -> str:
     """The README.md of a package: intended use, data, labels, metrics, quantization, limitations."""
     from importlib import metadata
 
@@ -245,4 +251,9 @@ def model_card(name: str, meta: ExportMeta, attempt: Attempt, report: QuantizeRe
                      f"batch (probabilities differ by up to {attempt.batch_max_diff:.3f}). Classify one text per "
                      "call (`batch_size=1`) where the same text must always get the same answer.")
     lines.append("- Inherits the biases of its pretrained encoder and of its training data.")
+    if history:
+        lines += ["", "## Version history", "", "| version | how | data | new labels | parent manifest sha256 |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| v{h['version']} | {h.get('method')} | {h.get('data')} | {', '.join(h.get('new_labels') or []) or '–'}"
+                  f" | {(h.get('parent_sha256') or '–')[:16]} |" for h in history]
     return "\n".join(lines) + "\n"

@@ -13,6 +13,7 @@ A recipe's tables are the stage configs' fields, nothing else::
     [package]   -> compress.package.PackagingConfig   (paths set here)
     [report]    -> compress.report.ReportConfig
     [ladder]    -> compress.ladder.LadderConfig     (students beside the recipe's own, and the budget)
+    [update]    -> compress.update.UpdateConfig     (how `edgedistill update` teaches the build new data)
     [profiles.quick.teacher]  ... overrides applied when building with --profile quick
 
 Defaults live in the config dataclasses (and, for what depends on the profile, in
@@ -62,6 +63,7 @@ SECTIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "package": ("compress.package", "PackagingConfig", ("onnx_dir", "output", "recipe")),
     "report": ("compress.report", "ReportConfig", ()),
     "ladder": ("compress.ladder", "LadderConfig", ()),
+    "update": ("compress.update", "UpdateConfig", ()),
 }
 TOP_LEVEL = {"name", "description", "profile", "profiles"}
 
@@ -212,6 +214,10 @@ class Recipe:
     def ladder(self):
         return config_class("ladder")(**self.tables["ladder"])
 
+    def update(self, **values: Any):
+        """The UpdateConfig: the recipe's ``[update]`` table with ``values`` (the command's flags) on top."""
+        return config_class("update")(**{**self.tables["update"], **values})
+
     def with_values(self, values: dict[str, Any]) -> Recipe:
         """This recipe with ``{"TABLE.FIELD": value}`` applied like ``--set`` (None: not given, skipped), validated
         again; the CLI's per-stage flags come in this way."""
@@ -229,9 +235,10 @@ class Recipe:
 
     def as_dict(self) -> dict[str, Any]:
         """What went into the build (for the manifest and the fingerprints). The ladder table is left out: it
-        chooses among packages and changes none of them, so a new budget rebuilds nothing."""
+        chooses among packages and changes none of them, so a new budget rebuilds nothing; so is the update table,
+        which changes only the versions ``edgedistill update`` writes beside the build."""
         return {"name": self.name, "profile": self.profile,
-                **{k: copy.deepcopy(v) for k, v in self.tables.items() if k != "ladder"}}
+                **{k: copy.deepcopy(v) for k, v in self.tables.items() if k not in ("ladder", "update")}}
 
 
 def build_dir(root: Path, name: str, profile: str) -> Path:

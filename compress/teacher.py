@@ -109,6 +109,14 @@ class TeacherConfig:
     cross_dataset: str | None = None
     """Also evaluate on this dataset's test split, its labels mapped onto ours (see compress.evaluate)."""
     cross_label_map: dict[str, str] | None = None
+    adapt_texts: list[str] = field(default_factory=list)
+    """Unlabelled in-domain text to adapt the encoder on before fine-tuning (built-in corpora such as
+    ``snippets-unlabelled``, or files); empty: no adaptation. Validation and test texts are left out."""
+    adapt_objective: str = "mlm"
+    """``mlm`` (masked-language-model continued pre-training) or ``contrastive`` (unsupervised SimCSE)."""
+    adapt_steps: int = 200
+    adapt_batch_size: int = 16
+    adapt_learning_rate: float = 5e-5
 
     def __post_init__(self) -> None:
         if isinstance(self.data, dict):
@@ -141,12 +149,24 @@ class TeacherConfig:
             raise ConfigError("teacher.precision", self.precision, f"must be one of {list(PRECISIONS)}")
         if not self.output_dir:
             raise ConfigError("teacher.output_dir", self.output_dir, "must name a folder")
+        if isinstance(self.adapt_texts, str):
+            self.adapt_texts = [self.adapt_texts]
+        self.adapt_texts = list(self.adapt_texts)
+        if self.adapt_texts:
+            self.adapt_settings()  # checks the adapt_* fields
         if self.cross_label_map is not None and self.cross_dataset is None:
             raise ConfigError("teacher.cross_label_map", self.cross_label_map, "needs cross_dataset")
 
     def resolved(self) -> TeacherConfig:
         """A copy with every None field filled from ``PROFILES[profile]`` (the DataConfig subset sizes too)."""
         return profiles.resolve(self, PROFILES)
+
+    def adapt_settings(self):
+        """The adaptation's settings (:mod:`compress.adapt`); its texts are cut at the fine-tuning length."""
+        from compress.adapt import AdaptSettings
+
+        return AdaptSettings(self.adapt_objective, self.adapt_steps, self.adapt_batch_size, self.adapt_learning_rate,
+                             self.max_length or 64, seed=self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -401,25 +421,30 @@ def finetune_teacher(cfg: TeacherConfig) -> Path:
     set_seed(cfg.seed)
     data = load_data(cfg.data)
     model_path = sources.resolve_model(cfg.model)
-    tokenizer, model = load_model(model_path, data.label_names)
-    frozen_layers = freeze(model, cfg.strategy, cfg.freeze_layers)
-    trainable, total = count_parameters(model)
-    log.info("%s: %s strategy, %.1fM of %.1fM parameters train, %d train / %d validation examples",
-             cfg.model, cfg.strategy, trainable / 1e6, total / 1e6, len(data.train), len(data.validation))
-
     out = Path(cfg.output_dir)
     work = out.with_name(f".{out.name}.partial")
     features = cfg.strategy == "features"
     args = _training_args(cfg, work, len(data.train), lr=cfg.head_learning_rate if features else cfg.learning_rate,
                           epochs=cfg.head_epochs if features else cfg.epochs,
                           group=False if features else cfg.group_by_length)
+    adaptation = None
+    if cfg.adapt_texts:
+        with args.main_process_first(desc="adaptation"):  # rank 0 adapts and caches; the others read the cache
+            adaptation = _adapt(cfg, data, model_path)
+        model_path = adaptation.path
+    tokenizer, model = load_model(model_path, data.label_names)
+    frozen_layers = freeze(model, cfg.strategy, cfg.freeze_layers)
+    trainable, total = count_parameters(model)
+    log.info("%s: %s strategy, %.1fM of %.1fM parameters train, %d train / %d validation examples",
+             cfg.model, cfg.strategy, trainable / 1e6, total / 1e6, len(data.train), len(data.validation))
     with args.main_process_first(desc="output folder"):
         if args.process_index == 0:
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir(parents=True)
     record: dict[str, Any] = {"config": cfg.to_dict(), "model_path": model_path, "strategy": cfg.strategy,
                               "frozen_layers": frozen_layers, "trainable_parameters": trainable,
-                              "total_parameters": total}
+                              "total_parameters": total,
+                              "adaptation": dataclasses.asdict(adaptation) if adaptation else None}
     try:
         trainer = _build_trainer(cfg, args, data, tokenizer, model, model_path, record)
         t_train = time.perf_counter()
@@ -435,6 +460,16 @@ def finetune_teacher(cfg: TeacherConfig) -> Path:
             shutil.rmtree(work, ignore_errors=True)  # never leave half a teacher behind
         raise
     return out
+
+
+def _adapt(cfg: TeacherConfig, data, model_path: str):
+    """Adapt the encoder on ``cfg.adapt_texts`` (validation and test texts left out), cached by compress.adapt."""
+    from compress.adapt import adapt
+    from compress.data import read_texts
+
+    held_out = set(data.validation.texts) | set(data.test.texts)
+    texts = list(dict.fromkeys(t for src in cfg.adapt_texts for t in read_texts(src) if t not in held_out))
+    return adapt(model_path, texts, cfg.adapt_settings())
 
 
 def _build_trainer(cfg: TeacherConfig, args, data, tokenizer, model, model_path: str, record: dict[str, Any]):

@@ -216,3 +216,17 @@ def test_token_lengths_say_how_many_texts_a_limit_cuts(tiny_tokenizer_dir):
     assert stats["p50"] == n_short and stats["max"] == len(tok("good " * 60)["input_ids"])
     assert stats["truncated_share"] == 0.02  # the two long texts
     assert stats["limit_for_99pct"] % 8 == 0 and stats["limit_for_99pct"] >= stats["p99"]
+
+
+def test_labels_keeps_only_the_named_classes(tiny_csv):
+    from compress.data import DataConfig, load_data
+    from compress.errors import ConfigError, DataError
+
+    data = load_data(DataConfig(source=str(tiny_csv), labels=["positive"]), min_classes=1)
+    assert data.label_names == ["positive"] and len(data.train) + len(data.validation) + len(data.test) == 120
+    with pytest.raises(DataError, match="at least two"):
+        load_data(DataConfig(source=str(tiny_csv), labels=["positive"]))
+    with pytest.raises(DataError, match=r"data.labels names \['neutral'\]"):
+        load_data(DataConfig(source=str(tiny_csv), labels=["positive", "neutral"]))
+    with pytest.raises(ConfigError, match="data.labels"):
+        DataConfig(source=str(tiny_csv), labels="positive")

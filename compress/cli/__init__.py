@@ -9,6 +9,7 @@ from compress.cli import web_cmd  # noqa: F401,E402  (edgedistill web)
 from compress.cli import build_cmd  # noqa: F401,E402  (edgedistill build)
 from compress.cli import distill_cmd  # noqa: F401,E402  (edgedistill distill / ablate)
 from compress.cli import bench_cmd  # noqa: F401,E402  (edgedistill bench)
+from compress.cli import update_cmd  # noqa: F401,E402  (edgedistill update)
 
 
 def main() -> None:

@@ -118,16 +118,18 @@ class _Gate:
 
 # --------------------------------------------------------------------------- the public function
 
-def quantize(cfg: QuantizeConfig) -> QuantizeReport:
+def quantize(cfg: QuantizeConfig, data: Any = None) -> QuantizeReport:
     """Build the requested variants of ``cfg.onnx_dir``, gate them, choose the fastest passing one.
 
-    See :mod:`compress.quantize` for the variants, the gate and its fallbacks.
+    See :mod:`compress.quantize` for the variants, the gate and its fallbacks. ``data``: labelled data already
+    loaded (a :class:`~compress.data.LabelledData`; an update gates on its old and new tasks together) instead of
+    ``cfg.data``.
     """
     from compress.data import load_data
 
     onnx_dir = Path(cfg.onnx_dir)
     meta = read_export(onnx_dir)
-    data = load_data(cfg.data)
+    data = data if data is not None else load_data(cfg.data)
     split = _stratified_subset(data.validation, cfg.max_validation_samples, cfg.data.seed)
     for old in onnx_dir.glob(f"{WORK_PREFIX}*"):  # left by a run that was killed
         shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,69 @@
+"""Auxiliary objectives on unlabelled text before fine-tuning (compress.adapt): MLM and SimCSE run, are cached by
+what they read, and the teacher fine-tunes from the adapted encoder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from compress.adapt import AdaptSettings, adapt
+from compress.errors import ConfigError
+from compress.teacher import finetune_teacher
+from tests.conftest import make_sentences
+from tests.test_teacher import state, tiny_config
+
+TEXTS = [t for t, _ in make_sentences(64, seed=21)]
+
+
+@pytest.mark.parametrize("objective", ["mlm", "contrastive"])
+def test_adaptation_trains_the_encoder_and_is_cached(objective, tiny_model_dir, tmp_path, monkeypatch):
+    import compress.adapt as mod
+
+    s = AdaptSettings(objective, steps=6, batch_size=8, learning_rate=1e-3, max_length=32)
+    first = adapt(str(tiny_model_dir), TEXTS, s, cache=tmp_path)
+    assert not first.from_cache and len(first.losses) >= 2 and all(v == v for v in first.losses)  # finite
+    before, after = state(tiny_model_dir), state(first.path)
+    key = next(k for k in after if k.endswith("encoder.layer.0.attention.self.query.weight"))
+    assert not (after[key] == before["bert." + key.split("bert.", 1)[-1]]).all()  # the encoder moved
+    if objective == "mlm":  # a classifier checkpoint has no MLM head: its layers start fresh, the decoder is tied
+        assert first.fresh_head and all("decoder.weight" not in k for k in first.fresh_head)
+    else:
+        assert first.fresh_head == []
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("adapted again")
+
+    monkeypatch.setattr(mod, "_mlm", no_training)
+    monkeypatch.setattr(mod, "_contrastive", no_training)
+    again = adapt(str(tiny_model_dir), TEXTS, s, cache=tmp_path)
+    assert again.from_cache and again.path == first.path and again.losses == first.losses
+    with pytest.raises(AssertionError, match="adapted again"):  # other texts or settings: another key
+        adapt(str(tiny_model_dir), TEXTS[:-1], s, cache=tmp_path)
+
+
+def test_bad_adaptation_settings_name_the_field(tiny_model_dir, tiny_csv, tmp_path):
+    with pytest.raises(ConfigError, match="teacher.adapt_objective"):
+        tiny_config(tiny_model_dir, tiny_csv, tmp_path / "t", "full", adapt_texts=["x.csv"], adapt_objective="gpt")
+    with pytest.raises(ConfigError, match="teacher.adapt_steps"):
+        tiny_config(tiny_model_dir, tiny_csv, tmp_path / "t", "full", adapt_texts=["x.csv"], adapt_steps=0)
+
+
+@pytest.mark.slow
+def test_the_teacher_fine_tunes_the_adapted_encoder_and_a_second_build_reuses_it(tiny_model_dir, tiny_csv,
+                                                                                  tmp_path):
+    unlabelled = tmp_path / "unlabelled.txt"
+    unlabelled.write_text("\n".join(TEXTS) + "\n")
+    cfg = tiny_config(tiny_model_dir, tiny_csv, tmp_path / "teacher", "full", adapt_texts=[str(unlabelled)],
+                      adapt_steps=4, adapt_batch_size=8)
+    finetune_teacher(cfg)
+    record = json.loads((tmp_path / "teacher" / "training.json").read_text())
+    first = record["adaptation"]
+    assert first["objective"] == "mlm" and first["texts"] == len(TEXTS) and not first["from_cache"]
+    assert record["model_path"] == first["path"]
+    from dataclasses import replace
+
+    finetune_teacher(replace(cfg, learning_rate=1e-3))  # another fine-tune, the same adaptation
+    second = json.loads((tmp_path / "teacher" / "training.json").read_text())["adaptation"]
+    assert second["from_cache"] and second["path"] == first["path"]
