@@ -64,6 +64,8 @@ def _teacher_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:
     found = {**data_inputs(cfg.data, hashes), **model_input("teacher model", cfg.model, hashes)}
     if cfg.cross_dataset:
         found.update(source_input("cross-dataset file", cfg.cross_dataset, hashes))
+    for source in cfg.adapt_texts:
+        found.update(source_input("adaptation text", source, hashes))
     return found
 
 
