@@ -258,6 +258,8 @@ def summarize(times_s: Sequence[float], batch: int) -> dict[str, Any]:
 
 
 VERDICTS = ("met", "not met", "inconclusive")
+OVERHEAD_GOAL = 1.05
+"""The runtime's goal: a call costs at most this many times a bare session's on the same ids (under 5% overhead)."""
 
 
 def paired_ratio(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95, resamples: int = 4000,

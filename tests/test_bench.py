@@ -409,3 +409,33 @@ def test_ladder_scores_the_model2vec_peer_from_its_own_probabilities():
     expected = compute_metrics(split.labels, in_order, names).macro_f1
     assert row["macro_f1"] == row["validation_macro_f1"] == pytest.approx(expected)
     assert 0 < expected < 1 and "test" not in row and row["latency_p50_ms"] == 1.0
+
+
+def test_arm64_check_names_the_package_it_checked_by_manifest_hash(tiny_package, tmp_path):
+    """benchmarks/arm64/check.py's report says which package it vouches for: path, manifest sha256, model sha256."""
+    import hashlib
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("arm64_check", REPO / "benchmarks" / "arm64" / "check.py")
+    check = importlib.util.module_from_spec(spec)
+    sys.modules["arm64_check"] = check  # its dataclasses look their module up
+    spec.loader.exec_module(check)
+    assert check.DEFAULT_CPUS == ("cortex-a72", "neoverse-n1", "neoverse-v1")  # all three unless --cpu says fewer
+    manifest = (tiny_package / "manifest.json").read_bytes()
+    described = check.describe_package(tiny_package)
+    assert described == {"path": str(tiny_package), "variant": "fp32",
+                         "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
+                         "model_sha256": json.loads(manifest)["files"]["model.onnx"]["sha256"]}
+    zipped = Path(shutil.make_archive(str(tmp_path / "pkg"), "zip", tiny_package))
+    assert check.describe_package(zipped)["manifest_sha256"] == described["manifest_sha256"]
+
+
+def test_runtime_session_stops_spinning_after_a_call():
+    """onnxruntime's workers otherwise spin for tens of ms after each run, slowing the next engine or the caller."""
+    import onnxruntime as ort
+
+    from runtime.classifier import _session_options
+
+    so = _session_options(2)
+    assert so.get_session_config_entry("session.force_spinning_stop") == "1"
+    assert so.intra_op_num_threads == 2 and so.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
