@@ -126,6 +126,10 @@ class SuiteConfig:
     """Interleaved rounds of batch calls, and of stream passes, of those rows, for the same intervals."""
     seed: int = 0
     """Seed of the rounds' random row order and of the bootstrap."""
+    cooldown_s: float = 0.1
+    """Seconds of idle before each row's turn in a round: onnxruntime's workers spin for about 30 ms of CPU
+    after a call (unless the session says ``session.force_spinning_stop``, as the runtime's does), and that
+    would be charged to whichever engine runs next."""
     warmup_s: float = 2.0
     """Seconds of warm-up per row and measurement (at least one call)."""
     gemm_n: int = 1024
@@ -145,6 +149,8 @@ class SuiteConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must be an int >= 1")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed={self.seed!r}: must be an int >= 0")
+        if not (isinstance(self.cooldown_s, (int, float)) and 0 <= self.cooldown_s <= 10):
+            raise ValueError(f"cooldown_s={self.cooldown_s!r}: must be between 0 and 10 seconds")
         layout = BuildLayout(self.build) if self.build else None
         for name, attr in (("teacher", "teacher"), ("student", "student"), ("onnx_dir", "onnx"), ("package", "package")):
             if getattr(self, name) is None and layout is not None:
@@ -473,13 +479,13 @@ class Suite:
     def interleave(self, kind: str, rounds: int, rows: list[Row] | None = None) -> dict[str, list[float]]:
         """Warm every row up by time, then time one call per row per round, in a new random order each round.
 
-        onnxruntime's and OpenMP's worker threads spin for a while after a call (onnxruntime's for tens
-        of milliseconds unless told to stop); on a small machine that spinning slows whichever engine
-        runs next. So each timed call follows one untimed batch-1 call of the same row, and the order
-        is shuffled: with a fixed order (A B C, then C B A) the rows at the ends run twice in a row at
-        every round's turn and never after another engine, which made the last row (the optimum
-        peer) look faster than the same file run by the others. The ``i``-th call of every row is in
-        the same round: ``times[a][i]`` and ``times[b][i]`` are a pair.
+        onnxruntime's and OpenMP's worker threads spin for a while after a call (onnxruntime's for about
+        30 ms of CPU unless told to stop); on a small machine that spinning slows whichever engine runs
+        next. So each row's turn starts after ``cooldown_s`` of idle, its timed call follows one untimed
+        batch-1 call of its own, and the order is shuffled: with a fixed order (A B C, then C B A) the
+        rows at the ends ran twice in a row at every turn, never right after another engine, and the
+        optimum peer, last, looked faster than the same file run by the others. The ``i``-th call of
+        every row is in the same round: ``times[a][i]`` and ``times[b][i]`` are a pair.
         """
         rows = self.rows if rows is None else rows
         rng = np.random.default_rng([self.cfg.seed, len(self.rounds_run)])
@@ -497,7 +503,8 @@ class Suite:
             for k in rng.permutation(len(rows)):
                 row = rows[k]
                 fn = getattr(row, kind)
-                row.one(r + 1)  # untimed: absorbs the previous engine's spinning threads
+                time.sleep(self.cfg.cooldown_s)  # the previous engine's spinning workers go to sleep
+                row.one(r + 1)  # untimed: warms this engine's own threads and caches
                 t0 = time.perf_counter()
                 out = fn(r)
                 times[row.name].append(out if row.self_timed else time.perf_counter() - t0)

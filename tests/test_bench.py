@@ -439,3 +439,32 @@ def test_runtime_session_stops_spinning_after_a_call():
     so = _session_options(2)
     assert so.get_session_config_entry("session.force_spinning_stop") == "1"
     assert so.intra_op_num_threads == 2 and so.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+
+
+def test_suite_interleave_shuffles_rows_and_pairs_calls_by_round(tiny_onnx_dir):
+    """Every row once a round, a new seeded order each round (no row always first or last), an untimed call of the
+    same row before each timed one, and the i-th times of two rows from the same round."""
+    suite = _load("suite")
+    s = suite.Suite(suite.SuiteConfig(onnx_dir=str(tiny_onnx_dir), warmup_s=0.0, cooldown_s=0.0, seed=7))
+    calls: list[tuple[str, str, int]] = []
+
+    def row(name: str, self_timed: bool = False):
+        def make(kind):
+            return lambda i: calls.append((name, kind, i)) or (0.5 if self_timed else None)
+        return suite.Row(name, "x", None, 1, 1, one=make("one"), many=make("many"), stream=make("stream"),
+                         self_timed=self_timed)
+
+    s.rows = [row("a"), row("b"), row("c", self_timed=True)]
+    times = s.interleave("many", 12)
+    assert {k: len(v) for k, v in times.items()} == {"a": 12, "b": 12, "c": 12} and set(times["c"]) == {0.5}
+    assert [c[1:] for c in calls[:3]] == [("many", 0)] * 3  # the warm-up: one call per row (warmup_s=0)
+    untimed, timed = calls[3::2], calls[4::2]
+    assert [(n, kind) for n, kind, _ in untimed] == [(n, "one") for n, _, _ in timed]  # each right before its own
+    rounds = [[n for n, _, i in timed if i == r] for r in range(12)]
+    assert all(sorted(r) == ["a", "b", "c"] for r in rounds) and len(timed) == 36
+    assert len({r[0] for r in rounds}) > 1 and len({r[-1] for r in rounds}) > 1 and len({tuple(r) for r in rounds}) > 2
+    again = suite.Suite(suite.SuiteConfig(onnx_dir=str(tiny_onnx_dir), warmup_s=0.0, cooldown_s=0.0, seed=7))
+    again.rows, before = s.rows, list(calls)
+    calls.clear()
+    again.interleave("many", 12)
+    assert calls == before  # seeded: the same order again
