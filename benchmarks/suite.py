@@ -971,6 +971,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--stream-rounds", type=int)
     ap.add_argument("--stream-texts", type=int)
     ap.add_argument("--warmup-s", type=float)
+    ap.add_argument("--goal-latency-rounds", type=int, help="batch-1 rounds of the goals' paired pass (default 200)")
+    ap.add_argument("--goal-rounds", type=int, help="batch and stream rounds of the goals' paired pass (default 30)")
+    ap.add_argument("--cooldown-s", type=float, help="idle seconds before each row's turn (default 0.1)")
+    ap.add_argument("--seed", type=int, help="seed of the row order and the bootstrap (default 0)")
     ap.add_argument("--output", help=f"results root (default {RESULTS})")
     ap.add_argument("--peers-python", help=f"Python of the optimum peer's environment (default {PEERS_PYTHON}, "
                                            "made by `make peers`)")
