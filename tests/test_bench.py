@@ -468,3 +468,22 @@ def test_suite_interleave_shuffles_rows_and_pairs_calls_by_round(tiny_onnx_dir):
     calls.clear()
     again.interleave("many", 12)
     assert calls == before  # seeded: the same order again
+
+
+def test_suite_runs_end_to_end_on_the_tiny_build(tiny_quantized_dir, tiny_csv, tmp_path):
+    """A smoke run (seconds) of every pass: rows, the goals' paired pass, verdicts, the int8 peak, the report."""
+    suite = _load("suite")
+    cfg = suite.SuiteConfig(onnx_dir=str(tiny_quantized_dir), data=str(tiny_csv), threads=1, length=16, batch=4,
+                            latency_rounds=3, batch_rounds=2, stream_rounds=2, stream_texts=8, goal_latency_rounds=6,
+                            goal_rounds=3, warmup_s=0.0, cooldown_s=0.0, gemm_n=64,
+                            peers_python=str(tmp_path / "no-python"), output=str(tmp_path))
+    result = suite.Suite(cfg).run()
+    rows = {r["name"]: r for r in result["rows"]}
+    assert suite.BARE in rows and rows[suite.BARE]["f1_source"].startswith("evaluated here")
+    assert result["goal_samples"]["rows"] == ["student ONNX fp32", suite.BARE]
+    assert {len(v) for v in result["goal_samples"]["one"].values()} == {6}
+    overhead = next(g for g in result["goals"] if g["goal"].startswith("under"))
+    assert overhead["verdict"] in ("met", "not met", "inconclusive") and overhead["time_ratio_batch1"]["pairs"] == 6
+    assert result["gemm"]["int8_peak_gops"] > 0 and rows["student ONNX int8-dynamic"]["peak_dtype"] == "int8"
+    md = suite.to_markdown(result)
+    assert "(6 pairs)" in md and "int8 peak =" in md
