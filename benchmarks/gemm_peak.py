@@ -1,13 +1,18 @@
 """The physical limit: multiply-adds a model needs per sequence, and the GFLOP/s this machine reaches.
 
 Two numbers put a latency in perspective: how much arithmetic a forward pass is (multiply-adds,
-MACs; 1 MAC = 2 FLOP) and how fast this machine does dense fp32 arithmetic at its best (a large
+MACs; 1 MAC = 2 FLOP) and how fast this machine does dense arithmetic at its best (a large
 square GEMM, the kernel a transformer spends most of its time in). Their ratio says how close a
-variant comes to the hardware: ``fraction = 2 * MACs / latency / peak``.
+variant comes to the hardware: ``fraction = 2 * MACs / latency / peak``, with the peak of the
+arithmetic the variant does: fp32 for fp32 models, int8 for int8 ones (an int8 GEMM does several
+times the fp32 rate on a CPU with VNNI or AMX, so an int8 row against the fp32 peak could read
+above 100%).
 
 - :func:`gemm_peak` measures a large fp32 GEMM through numpy (OpenBLAS) and through onnxruntime's
-  MatMul (MLAS, the kernels the models run on), each in a fresh process pinned to ``threads``,
-  and reports both and their maximum.
+  MatMul (MLAS, the kernels the models run on), and an int8 GEMM through onnxruntime's
+  MatMulInteger (uint8 activations x int8 constant weights, the MLAS kernel the dynamic and static
+  int8 variants run), each in a fresh process pinned to ``threads``; the fp32 peak is the best fp32
+  engine, the int8 peak the int8 one.
 - :func:`graph_macs` counts the MACs of an fp32 ONNX graph at a given sequence length: every MatMul
   and Gemm, with the shapes onnxruntime really sees (the graph is run once with all its MatMul
   inputs exposed as outputs, optimisations off, so each node is the exported one).
@@ -46,6 +51,24 @@ b = rng.standard_normal((n, n), dtype=np.float32)
 if engine == "numpy":
     def step():
         np.matmul(a, b)
+elif engine == "onnxruntime-int8":
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+    qa = rng.integers(0, 256, size=(n, n), dtype=np.uint8)
+    qb = rng.integers(-127, 128, size=(n, n), dtype=np.int8)
+    graph = helper.make_graph([helper.make_node("MatMulInteger", ["A", "B", "A_zero"], ["C"])], "gemm_int8",
+                              [helper.make_tensor_value_info("A", TensorProto.UINT8, [n, n])],
+                              [helper.make_tensor_value_info("C", TensorProto.INT32, [n, n])],
+                              initializer=[onnx.numpy_helper.from_array(qb, "B"),
+                                           onnx.numpy_helper.from_array(np.array(128, dtype=np.uint8), "A_zero")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    def step():
+        sess.run(None, {"A": qa})
 else:
     import onnx
     import onnxruntime as ort
@@ -72,19 +95,26 @@ while time.perf_counter() < end or len(times) < 3:
     step()
     times.append(time.perf_counter() - t)
 best = min(times)
-print(json.dumps({"engine": engine, "n": n, "threads": threads, "runs": len(times),
+print(json.dumps({"engine": engine, "dtype": "int8" if engine.endswith("int8") else "fp32", "n": n,
+                  "threads": threads, "runs": len(times),
                   "gflops_best": 2 * n ** 3 / best / 1e9,
                   "gflops_median": 2 * n ** 3 / float(np.median(times)) / 1e9}))
 """
 
 
-def gemm_peak(threads: int, n: int = 1024, seconds: float = 2.0, engines: tuple[str, ...] = ("numpy", "onnxruntime")
-              ) -> dict[str, Any]:
-    """Dense fp32 ``n x n @ n x n`` GFLOP/s with ``threads`` threads: per engine, and the peak (their best).
+ENGINES = ("numpy", "onnxruntime", "onnxruntime-int8")
+
+
+def gemm_peak(threads: int, n: int = 1024, seconds: float = 2.0, engines: tuple[str, ...] = ENGINES) -> dict[str, Any]:
+    """Dense ``n x n @ n x n`` GEMMs with ``threads`` threads: GFLOP/s (fp32) or GOP/s (int8, one multiply-add =
+    2 ops) per engine; ``peak_gflops`` is the best fp32 engine, ``int8_peak_gops`` the best int8 one.
 
     Each engine runs in a fresh interpreter whose thread-count variables are set before numpy
     loads (OpenBLAS reads them once), so the count is really the one asked for.
     """
+    unknown = set(engines) - set(ENGINES)
+    if unknown or not any(e in engines for e in ("numpy", "onnxruntime")):
+        raise ValueError(f"engines={engines!r}: choose from {ENGINES}, at least one fp32 engine")
     if threads < 1 or n < 16:
         raise ValueError(f"threads={threads!r}, n={n!r}: need threads >= 1 and n >= 16")
     env = dict(os.environ, **{v: str(threads) for v in _THREAD_VARS})
@@ -95,8 +125,12 @@ def gemm_peak(threads: int, n: int = 1024, seconds: float = 2.0, engines: tuple[
         if proc.returncode != 0:
             raise RuntimeError(f"the {engine} GEMM failed: {proc.stderr.strip()[-1500:]}")
         out["engines"][engine] = json.loads(proc.stdout.strip().splitlines()[-1])
-    out["peak_gflops"] = max(e["gflops_best"] for e in out["engines"].values())
-    out["peak_engine"] = max(out["engines"], key=lambda k: out["engines"][k]["gflops_best"])
+    for dtype, peak_key, engine_key in (("fp32", "peak_gflops", "peak_engine"),
+                                        ("int8", "int8_peak_gops", "int8_peak_engine")):
+        measured = {k: e for k, e in out["engines"].items() if e["dtype"] == dtype}
+        if measured:
+            best = max(measured, key=lambda k: measured[k]["gflops_best"])
+            out[peak_key], out[engine_key] = measured[best]["gflops_best"], best
     return out
 
 
@@ -179,7 +213,7 @@ def graph_macs(onnx_path: Path | str, length: int, batch: int = 1) -> dict[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Dense fp32 GEMM peak of this machine, and a graph's MACs.")
+    ap = argparse.ArgumentParser(description="Dense fp32 and int8 GEMM peaks of this machine, and a graph's MACs.")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--n", type=int, default=1024)
     ap.add_argument("--seconds", type=float, default=2.0)

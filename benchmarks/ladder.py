@@ -9,8 +9,8 @@ on the same test texts, here, one after the other), runs the model2vec peer in i
 .venv-model2vec; skipped with a note when it is missing), and writes ``ladder-<name>-<profile>.{md,json,png}``:
 macro-F1 against batch-1 latency, log scale, the frontier drawn, every point labelled.
 
-The optimum pipeline of benchmarks/suite.py runs the recipe rung's own ONNX file, so it has that rung's macro-F1;
-its latency is in suite.md (it needs the .venv-peers environment of transformers 4.57).
+The optimum pipeline of benchmarks/suite.py runs the recipe rung's own ONNX file; its macro-F1 (from its own
+probabilities) and latency are in suite.md (it needs the .venv-peers environment of transformers 4.57).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -58,12 +60,12 @@ class _HFTokens:
         self.tokenizer, self.max_length = tokenizer, max_length
 
     def tokenize(self, texts: list[str]):
-        import numpy as np
-
         return {"input_ids": np.asarray(self.tokenizer(texts)["input_ids"])}
 
 
 def model2vec_row(recipe, data, python: Path) -> dict[str, Any] | None:
+    """The model2vec peer's row, its macro-F1 scored here (``compress.evaluate.compute_metrics``) from the
+    probabilities it gave on the validation and test splits."""
     from compress import sources
     from compress.teacher import TeacherConfig
 
@@ -80,7 +82,21 @@ def model2vec_row(recipe, data, python: Path) -> dict[str, Any] | None:
                                "--out", str(out)], capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"the model2vec peer failed:\n{proc.stderr[-3000:]}")
-        return json.loads(out.read_text())
+        return score_peer(json.loads(out.read_text()), data)
+
+
+def score_peer(row: dict[str, Any], data) -> dict[str, Any]:
+    """A peer's row with its test and validation probabilities (``{"classes", "probs"}``, columns by label name)
+    replaced by the macro-F1 they score (``compress.evaluate.compute_metrics``, the toolchain's one metric)."""
+    from compress.evaluate import align_columns, compute_metrics
+
+    names = list(data.label_names)
+    row = dict(row)
+    for split, key in (("test", "macro_f1"), ("validation", "validation_macro_f1")):
+        given = row.pop(split)
+        probs = align_columns(np.asarray(given["probs"], dtype=np.float64), [str(c) for c in given["classes"]], names)
+        row[key] = compute_metrics(data.split(split).labels, probs, names).macro_f1
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,8 +107,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "cpu-x86_64"))
     ap.add_argument("--model2vec-python", default=str(M2V_PYTHON))
     a = ap.parse_args(argv)
-
-    import numpy as np
 
     from compress.baseline import margin_kept, share_of_teacher, train_baseline
     from compress.data import load_data
@@ -192,7 +206,6 @@ def main(argv: list[str] | None = None) -> int:
     plot_points([(r["latency_p50_ms"], r["macro_f1"], r["model"].removeprefix("rung: "), r["kind"]) for r in rows],
                 out / f"{name}.png", f"{recipe.name} ({recipe.profile} profile): test macro-F1 vs latency")
     print("\n".join(lines))  # noqa: T201
-    del np
     return 0
 
 

@@ -61,10 +61,14 @@ def _resolve_providers(requested: Sequence[Provider] | str | None, fallback: boo
 
 
 def _session_options(threads: int | None) -> ort.SessionOptions:
-    """Deliberate settings: every graph optimisation, ``threads`` intra-op threads, one inter-op thread.
+    """Deliberate settings: every graph optimisation, ``threads`` intra-op threads, one inter-op thread, and
+    worker threads that stop spinning when a call returns.
 
     ``threads=None`` leaves the intra-op count to onnxruntime (one per physical core).
     Inter-op parallelism only helps graphs with independent branches; an encoder is a chain.
+    onnxruntime's workers otherwise spin for tens of milliseconds after each ``run`` (2^20 pause
+    loops), holding a core that the caller's next step, or another model in the same process, then
+    waits for; they still spin within a call, where it pays.
     """
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise ValueError(f"threads={threads!r}: must be None (onnxruntime decides) or an int >= 1")
@@ -73,6 +77,7 @@ def _session_options(threads: int | None) -> ort.SessionOptions:
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.intra_op_num_threads = threads or 0
     so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.force_spinning_stop", "1")
     return so
 
 

@@ -64,4 +64,10 @@ def test_runtime_on_emulated_arm64_matches_x86(tiny_package, tmp_path, arm64_cac
         assert q["max_abs_diff_vs_x86_fp32"] <= check.INT8_ATOL and q["label_mismatches"] == 0, q
         assert q["near_boundary"] < q["n"] // 4, q  # the label check is not excused away
     assert report["passed"], json.dumps(report["checks"], indent=1)
+    import hashlib
+
+    assert report["cpus"] == list(check.DEFAULT_CPUS)
+    assert report["packages"][0] == {"path": str(tiny_package.resolve()), "variant": "fp32",
+                                     "manifest_sha256": hashlib.sha256((tiny_package / "manifest.json").read_bytes())
+                                     .hexdigest(), "model_sha256": check.describe_package(tiny_package)["model_sha256"]}
     assert "wall_seconds" in report and not any("latency" in k for c in report["checks"] for k in c)

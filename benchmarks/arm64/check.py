@@ -30,6 +30,10 @@ Checks, per package and CPU model, against the x86 fp32 probabilities of the sam
   flipped labels or differences far beyond the tolerance. The x86 int8 error is reported beside
   the ARM rows for scale (informational: it is the host's quantisation, not what is checked).
 
+The report names every package it checked by path and by the sha256 of its ``manifest.json`` (which
+holds the sha256 of every file in the package), so a committed result says which build it vouches for.
+All three CPU models run unless ``--cpu`` names fewer.
+
 Usage::
 
     python benchmarks/arm64/check.py --fp32 PKG [--int8 PKG | --int8-from-fp32] \
@@ -42,6 +46,7 @@ Exit status 0 when every check passes, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -158,6 +163,20 @@ def packages_from_onnx_dir(onnx_dir: Path, dest: Path) -> tuple[Path, list[Path]
     return made["fp32"], [p for v, p in made.items() if v != "fp32"]
 
 
+def describe_package(path: Path) -> dict[str, Any]:
+    """Which package a check ran on: its path, the sha256 of its manifest.json (and so of every file it lists),
+    its model file's sha256 and its variant."""
+    sys.path.insert(0, str(REPO))
+    from runtime.package import CONFIG_FILE, MANIFEST_FILE, MODEL_FILE, open_package
+
+    with open_package(path) as folder:
+        raw = (folder / MANIFEST_FILE).read_bytes()
+        variant = json.loads((folder / CONFIG_FILE).read_text()).get("variant")
+    return {"path": str(path), "manifest_sha256": hashlib.sha256(raw).hexdigest(),
+            "model_sha256": (json.loads(raw).get("files") or {}).get(MODEL_FILE, {}).get("sha256"),
+            "variant": variant}
+
+
 # --------------------------------------------------------------------------- running
 
 def run_worker(stage: Path, texts_file: Path, packages: list[Path], env: dict[str, str] | None = None,
@@ -251,6 +270,7 @@ def run_check(fp32: Path, int8: list[Path], cpus: list[str], texts: list[str], c
             for p in packages:
                 checks.append(compare(cpu, str(p), arm["results"][str(p)], x86["results"][str(p)], ref))
     return {"passed": all(c.passed for c in checks if not c.informational), "texts": len(texts),
+            "packages": [describe_package(p) for p in packages], "cpus": list(cpus),
             "tolerances": {"fp32": FP32_ATOL, "int8_vs_x86_fp32": INT8_ATOL,
                            "int8_labels": "equal to x86 fp32 where its top-two margin > 2 * int8 tolerance"},
             "x86": {k: x86[k] for k in ("machine", "python", "onnxruntime", "numpy")},
@@ -303,8 +323,10 @@ def main(argv: list[str] | None = None) -> int:
             int8.append(int8_from_fp32(fp32, Path(tmp) / "int8-from-fp32"))
         report = run_check(fp32, int8, args.cpu or list(DEFAULT_CPUS), texts, cache=args.cache)
     print(_table(report))
+    for p in report["packages"]:
+        print(f"package {p['path']} ({p['variant']}): manifest sha256 {p['manifest_sha256']}")
     print(f"{'PASSED' if report['passed'] else 'FAILED'}: {len(report['checks'])} checks on {report['texts']} texts "
-          f"({report['wall_seconds']} s; emulated times are not reported)")
+          f"under {', '.join(report['cpus'])} ({report['wall_seconds']} s; emulated times are not reported)")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0 if report["passed"] else 1

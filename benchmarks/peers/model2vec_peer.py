@@ -3,7 +3,9 @@
 (early stopping on the validation split), run through its inference pipeline.
 
 Runs in its own environment (``make peers``: .venv-model2vec; model2vec 0.10 needs transformers < 5.4 and
-huggingface_hub >= 1.0). Reads a JSON of the splits, writes one JSON row::
+huggingface_hub >= 1.0). Reads a JSON of the splits, writes one JSON row with its timings and its probabilities on
+the validation and test splits (``{"classes": [...], "probs": [[...]]}``: its macro-F1 is computed by the ladder
+benchmark with the toolchain's own metric function, not here)::
 
     .venv-model2vec/bin/python benchmarks/peers/model2vec_peer.py --base BASE_MODEL --splits splits.json --out row.json
 """
@@ -35,7 +37,6 @@ def main() -> None:
     import torch
     from model2vec.distill import distill
     from model2vec.train import StaticModelForClassification
-    from sklearn.metrics import f1_score
 
     import model2vec
 
@@ -52,9 +53,10 @@ def main() -> None:
     fit_s = time.perf_counter() - t0
     pipe = clf.to_pipeline()
     texts = test["texts"]
-    preds = [str(p) for p in pipe.predict(texts)]
-    macro_f1 = float(f1_score(test["labels"], preds, average="macro"))
-    val_f1 = float(f1_score(val["labels"], [str(p) for p in pipe.predict(val["texts"])], average="macro"))
+    classes = [str(c) for c in pipe.head.classes_]  # the columns of predict_proba
+
+    def outputs(split_texts: list[str]) -> dict:
+        return {"classes": classes, "probs": np.asarray(pipe.predict_proba(split_texts), dtype=float).tolist()}
     # batch 1, p50 over the first test texts, twice each; batch 32 over all of them, best pass of ~3 s
     pipe.predict(texts[:32])
     one = []
@@ -71,12 +73,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pipe.save_pretrained(tmp)
         size = folder_mb(Path(tmp))
-    row = {"model": "model2vec StaticModelForClassification", "macro_f1": macro_f1, "validation_macro_f1": val_f1,
+    row = {"model": "model2vec StaticModelForClassification", "test": outputs(texts), "validation": outputs(val["texts"]),
            "latency_p50_ms": statistics.median(one), "throughput_b32": best, "size_mb": round(size, 2),
            "distill_seconds": round(distill_s, 1), "fit_seconds": round(fit_s, 1), "pca_dims": a.pca_dims,
            "versions": {"model2vec": model2vec.__version__, "torch": torch.__version__, "numpy": np.__version__}}
     Path(a.out).write_text(json.dumps(row, indent=2) + "\n")
-    print(json.dumps(row))  # noqa: T201
+    print(json.dumps({k: v for k, v in row.items() if k not in ("test", "validation")}))  # noqa: T201
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ interleave with the suite's other rows as if it were one of them::
         -> {"ok": true, "engine": "...", "versions": {"optimum": ..., "transformers": ..., ...}}
     {"cmd": "one" | "many" | "stream", "i": 3}
         -> {"ok": true, "seconds": 0.0123}           the call alone, timed here
-    {"cmd": "predict", "texts": [...]}
-        -> {"ok": true, "labels": [output index of each text's label]}     (its macro-F1, in the suite)
+    {"cmd": "proba", "texts": [...]}
+        -> {"ok": true, "probs": [[p of each output index], ...]}     (its macro-F1 is computed in the suite)
     {"cmd": "quit"}, or the end of input: exits.
 
 A failed command answers ``{"ok": false, "error": "..."}``. Nothing else goes to stdout (logs go to stderr).
@@ -44,6 +44,7 @@ class Peer:
         tok = AutoTokenizer.from_pretrained(msg["onnx_dir"])
         self.pipe = pipeline("text-classification", model=model, tokenizer=tok, device="cuda:0" if cuda else None)
         self.label2id = {str(k): int(v) for k, v in (model.config.label2id or {}).items()}
+        self.num_labels = int(model.config.num_labels)
         self.kw = {"truncation": True, "max_length": int(msg["max_length"])}
         self.batch = int(msg["batch"])
         self.fixed, self.batches, self.real = msg["fixed"], msg["batches"], msg["real"]
@@ -59,8 +60,15 @@ class Peer:
     def stream(self, i: int) -> Any:
         return self.pipe(self.real, batch_size=self.batch, **self.kw)
 
-    def predict(self, texts: list[str]) -> list[int]:
-        return [self._index(r["label"]) for r in self.pipe(texts, batch_size=self.batch, **self.kw)]
+    def proba(self, texts: list[str]) -> list[list[float]]:
+        """Every label's score (the pipeline's softmax) per text, in the model's output order."""
+        out = []
+        for scores in self.pipe(texts, batch_size=self.batch, top_k=None, **self.kw):
+            row = [0.0] * self.num_labels
+            for s in scores:
+                row[self._index(s["label"])] = float(s["score"])
+            out.append(row)
+        return out
 
     def _index(self, label: str) -> int:
         if label in self.label2id:
@@ -99,8 +107,8 @@ def serve(stdin: Any, stdout: Any) -> None:
                 t0 = time.perf_counter()
                 fn(int(msg["i"]))
                 reply = {"seconds": time.perf_counter() - t0}
-            elif cmd == "predict":
-                reply = {"labels": peer.predict(list(msg["texts"]))}
+            elif cmd == "proba":
+                reply = {"probs": peer.proba(list(msg["texts"]))}
             else:
                 raise ValueError(f"unknown command {cmd!r}")
             reply["ok"] = True
