@@ -86,3 +86,7 @@ class ExportParityError(ExportError):
         parts = [f"{name}: max |torch - onnx| = {d:.3g}" + (f" (at {self.worst[name]})" if name in self.worst else "")
                  for name, d in self.diffs.items()]
         super().__init__(f"the exported graph differs from the torch model beyond atol={atol:g}: " + "; ".join(parts))
+
+
+class TargetsError(EdgeDistillError):
+    """A declared target cannot be shipped: no variant gives fp32's answers there, or its check is stale."""

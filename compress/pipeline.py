@@ -1,6 +1,6 @@
 """The one place that knows the order of the stages, their fingerprints and how to resume.
 
-``build(recipe)`` runs teacher -> student -> export -> quantize -> package ->
+``build(recipe)`` runs teacher -> student -> export -> quantize -> targets -> package ->
 report into ``models/<name>/``. Each finished stage is recorded in
 ``.state.json`` with a fingerprint of its config and of the runs it consumed;
 running again skips a stage whose fingerprint is unchanged and whose output is
@@ -69,6 +69,12 @@ def _quantize(recipe: Recipe, cfg):
     return quantize(cfg)
 
 
+def _targets(recipe: Recipe, cfg):
+    from compress.targets import check_targets
+
+    return check_targets(cfg)
+
+
 def _package(recipe: Recipe, cfg) -> Path:
     from compress.package import build_package
 
@@ -91,6 +97,8 @@ STAGES: tuple[Stage, ...] = (
     # quantize writes its variants and, last, its report into the export's folder
     Stage("quantize", lambda r: r.layout.quantize_report, lambda r: r.quantize(), _quantize,
           "optimise and quantize behind the accuracy gate"),
+    Stage("targets", lambda r: r.layout.targets_report, lambda r: r.targets(), _targets,
+          "check the variant on every declared target (x86, arm64, wasm, cuda)"),
     Stage("package", lambda r: r.layout.package, lambda r: r.package(), _package,
           "write the model package"),
     Stage("report", lambda r: r.layout.report, lambda r: r.report(), _report,
