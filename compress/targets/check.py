@@ -16,6 +16,7 @@ own target runs in this process.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -61,8 +62,6 @@ def run_x86(target: str, packages: list[Path], texts: list[str], cfg: TargetsCon
 
 def run_arm64(target: str, packages: list[Path], texts: list[str], cfg: TargetsConfig, work: Path) -> Outcome:
     """Under QEMU user mode, once per CPU model of ``cfg.arm64_cpus``, side by side."""
-    import json
-
     from compress.targets import arm64
 
     try:
@@ -257,8 +256,6 @@ def one_file_package(onnx_dir: Path, meta: Any, file: str, variant: str, dest: P
     from compress.exportmeta import MODEL_FILE, TOKENIZER_FILE, runtime_config
     from runtime.package import write_manifest
 
-    import json
-
     dest.mkdir(parents=True)
     try:
         os.link(onnx_dir / file, dest / MODEL_FILE)
@@ -310,10 +307,6 @@ class TargetsReport:
     created: str = ""
     seconds: float = 0.0
 
-    @property
-    def passed(self) -> bool:
-        return not self.refused and not self.failed and all(r.status != "failed" or r.fell_back_to for r in self.rows)
-
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
 
@@ -333,14 +326,10 @@ class TargetsReport:
 
     @classmethod
     def load(cls, path: Path | str) -> TargetsReport:
-        import json
-
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def save(self, json_path: Path, md_path: Path | None = None) -> Path:
         """Write the JSON (whole, through a temporary file) and, when asked, the Markdown."""
-        import json
-
         if md_path is not None:
             md_path.write_text(self.to_markdown())
         tmp = json_path.with_name(json_path.name + ".tmp")
