@@ -100,3 +100,7 @@ class ExportParityError(ExportError):
 
 class UpdateRefused(EdgeDistillError):
     """An update the gate would not ship (it forgets too much, or does not help): the old package stays."""
+
+
+class TargetsError(EdgeDistillError):
+    """A declared target cannot be shipped: no variant gives fp32's answers there, or its check is stale."""

@@ -3,7 +3,8 @@
     models/<name>[-<profile>]/
       teacher/            the fine-tuned teacher checkpoint
       student/            the distilled student checkpoint
-      onnx/               the exported student, its optimised / quantized variants and quantize_report.json
+      onnx/               the exported student, its optimised / quantized variants, quantize_report.json and
+                          targets.json (the per-target checks)
       package/            the model package the runtime loads
       report/             report.md, report.json, plot.png: the build report
       .state.json         the stage records (fingerprints and what they hash, run ids) that make builds resumable
@@ -21,6 +22,9 @@ from pathlib import Path
 
 QUANTIZE_REPORT = "quantize_report.json"
 """Written by the quantize stage into the ONNX folder, last (so its presence means the stage finished)."""
+TARGETS_REPORT = "targets.json"
+TARGETS_REPORT_MD = "targets.md"
+"""Written by the targets stage into the ONNX folder: each target's checks and the attempt it ships."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,10 @@ class BuildLayout:
     @property
     def quantize_report(self) -> Path:
         return self.onnx / QUANTIZE_REPORT
+
+    @property
+    def targets_report(self) -> Path:
+        return self.onnx / TARGETS_REPORT
 
     @property
     def package(self) -> Path:

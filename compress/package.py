@@ -27,7 +27,7 @@ from typing import Any
 
 from compress.errors import ConfigError
 from compress.fsutil import publishing
-from compress.layout import BuildLayout
+from compress.layout import TARGETS_REPORT, BuildLayout
 from compress.exportmeta import MODEL_FILE, TOKENIZER_FILE, ExportMeta, read_export, runtime_config
 from compress.quantize import REPORT_JSON, Attempt, QuantizeReport
 
@@ -77,7 +77,8 @@ def build_package(cfg: PackagingConfig) -> Path:
     onnx_dir, out = Path(cfg.onnx_dir), cfg.output_dir
     meta = read_export(onnx_dir)
     report = QuantizeReport.load(onnx_dir) if (onnx_dir / REPORT_JSON).is_file() else None
-    attempt = _pick(cfg.variant, report)
+    plan = _targets_plan(onnx_dir, cfg.variant, report)
+    attempt = report.attempt(plan.default) if plan else _pick(cfg.variant, report)
     source = onnx_dir / attempt.file
     if not source.is_file():
         raise ConfigError("package.variant", attempt.name, f"its file {source} is missing (re-run quantize)")
@@ -91,6 +92,8 @@ def build_package(cfg: PackagingConfig) -> Path:
     try:
         with publishing(out) as tmp:
             shutil.copyfile(source, tmp / MODEL_FILE)
+            for name, file in (plan.extra_files.items() if plan else ()):  # other targets' variants
+                shutil.copyfile(onnx_dir / file, tmp / name)
             shutil.copyfile(onnx_dir / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
             config = runtime_config(meta, attempt.variant)
             (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -102,10 +105,12 @@ def build_package(cfg: PackagingConfig) -> Path:
             write_manifest(tmp, opset=meta.opset, quantization=quantization, metrics=metrics,
                            recipe=cfg.recipe, name=name, **lineage,
                            source={"checkpoint": meta.checkpoint, "onnx_dir": str(onnx_dir.resolve()),
-                                   "file": attempt.file, "attempt": attempt.name})
-            clf = TextClassifier.load(tmp)  # what ships must load, verify and predict
-            clf.predict("a quick check that the package runs")
-            del clf
+                                   "file": attempt.file, "attempt": attempt.name},
+                           **({"targets": plan.targets} if plan else {}))
+            for target in [None, *(t for t in (plan.targets if plan else ()) if t != "cuda")]:
+                clf = TextClassifier.load(tmp, target=target)  # what ships must load, verify and predict
+                clf.predict("a quick check that the package runs")
+                del clf
             if cfg.zip:
                 zip_package(tmp, tmp_zip := tmp.with_name(tmp.name + ".zip"))
         if tmp_zip is not None:
@@ -117,6 +122,19 @@ def build_package(cfg: PackagingConfig) -> Path:
     log.info("package %s: %s (%s, %.1f MB)%s", name, out, attempt.name, (out / MODEL_FILE).stat().st_size / 1e6,
              f" and {zip_path}" if cfg.zip else "")
     return out
+
+
+def _targets_plan(onnx_dir: Path, wanted: str | None, report: QuantizeReport | None):
+    """The per-target files the targets check decided (None without one, or when a variant is named)."""
+    from compress.targets import shipping_plan
+
+    if report is None or not (onnx_dir / TARGETS_REPORT).is_file():
+        return None
+    if wanted is not None:
+        log.warning("package.variant=%r is named: the package ships it alone, without the targets check's "
+                    "decisions", wanted)
+        return None
+    return shipping_plan(onnx_dir)
 
 
 def _pick(wanted: str | None, report: QuantizeReport | None) -> Attempt:
@@ -138,7 +156,8 @@ def _pick(wanted: str | None, report: QuantizeReport | None) -> Attempt:
         raise ConfigError("package.variant", wanted, f"did not pass the accuracy gate ({a.status}: {a.reason}); "
                           "a package never ships a variant that failed it")
     if any(a.variant == "fp16" for a in passing):
-        raise ConfigError("package.variant", wanted, "fp16 is gated for GPUs only; package it for a GPU target by hand")
+        raise ConfigError("package.variant", wanted, "fp16 is for GPUs only: declare the cuda target "
+                          "(targets.platforms) and the package ships it for cuda")
     return min(passing, key=lambda a: a.latency_p50_ms or 0.0)
 
 

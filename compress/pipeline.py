@@ -1,6 +1,6 @@
 """The one place that knows the order of the stages, their fingerprints and how to resume.
 
-``build(recipe)`` runs teacher -> student -> export -> quantize -> package ->
+``build(recipe)`` runs teacher -> student -> export -> quantize -> targets -> package ->
 report into ``models/<name>/``. Each finished stage is recorded in
 ``.state.json`` with a fingerprint of its config, of the runs it consumed and
 of the content of every file it reads (:mod:`compress.inputs`: the data file,
@@ -82,6 +82,10 @@ def _quantize_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:
     return data_inputs(cfg.data, hashes)  # the gate's validation split, the calibration texts
 
 
+def _targets_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:
+    return data_inputs(cfg.data, hashes)  # the validation texts each target answers
+
+
 def _report_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:
     return data_inputs(recipe.data(), hashes)  # the test split, the baseline's training split
 
@@ -110,6 +114,12 @@ def _quantize(recipe: Recipe, cfg):
     return quantize(cfg)
 
 
+def _targets(recipe: Recipe, cfg):
+    from compress.targets import check_targets
+
+    return check_targets(cfg)
+
+
 def _package(recipe: Recipe, cfg) -> Path:
     from compress.package import build_package
 
@@ -132,6 +142,8 @@ STAGES: tuple[Stage, ...] = (
     # quantize writes its variants and, last, its report into the export's folder
     Stage("quantize", lambda r: r.layout.quantize_report, lambda r: r.quantize(), _quantize,
           "optimise and quantize behind the accuracy gate", reads=_quantize_reads),
+    Stage("targets", lambda r: r.layout.targets_report, lambda r: r.targets(), _targets,
+          "check the variant on every declared target (x86, arm64, wasm, cuda)", reads=_targets_reads),
     Stage("package", lambda r: r.layout.package, lambda r: r.package(), _package,
           "write the model package"),
     Stage("report", lambda r: r.layout.report, lambda r: r.report(), _report,

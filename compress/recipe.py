@@ -10,6 +10,7 @@ A recipe's tables are the stage configs' fields, nothing else::
     [distill]   -> compress.distill.DistillConfig   (data, student, teacher_dir, output_dir, profile set here)
     [export]    -> compress.export.ExportConfig     (checkpoint, output set here)
     [quantize]  -> compress.quantize.QuantizeConfig (paths set here; no preset: "auto", this machine's)
+    [targets]   -> compress.targets.TargetsConfig   (onnx_dir, data set here; platforms: the build machine's)
     [package]   -> compress.package.PackagingConfig   (paths set here)
     [report]    -> compress.report.ReportConfig
     [ladder]    -> compress.ladder.LadderConfig     (students beside the recipe's own, and the budget)
@@ -60,6 +61,7 @@ SECTIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "distill": ("compress.distill", "DistillConfig", ("data", "student", "teacher_dir", "output_dir", "profile")),
     "export": ("compress.export", "ExportConfig", ("checkpoint", "output")),
     "quantize": ("compress.quantize", "QuantizeConfig", ("onnx_dir", "data", "detected_isa")),
+    "targets": ("compress.targets", "TargetsConfig", ("onnx_dir", "data")),
     "package": ("compress.package", "PackagingConfig", ("onnx_dir", "output", "recipe")),
     "report": ("compress.report", "ReportConfig", ()),
     "ladder": ("compress.ladder", "LadderConfig", ()),
@@ -202,6 +204,9 @@ class Recipe:
         naming none gets ``"auto"``, this machine's (:meth:`QuantizeConfig.from_preset`)."""
         cls, table = config_class("quantize"), dict(self.tables["quantize"])
         return cls.from_preset(table.pop("preset", None), str(self.layout.onnx), data=self.data(), **table)
+
+    def targets(self):
+        return config_class("targets")(**self.tables["targets"], onnx_dir=str(self.layout.onnx), data=self.data())
 
     def package(self):
         table = {"name": self.name, **self.tables["package"]}

@@ -216,7 +216,28 @@ def to_markdown(name: str, profile: str, rows: list[dict[str, Any]], meta: dict[
         lines.append(f"| {v['model'].replace('student onnx ', '')} | {v['format']} | {_fmt(v['macro_f1'], '.4f')} | "
                      f"{_fmt(v.get('agreement'), '.4f')} | {_fmt(v['size_mb'], '.1f')} | "
                      f"{_fmt(v.get('latency_p50_ms'), '.2f')} | {status} |")
+    lines += targets_markdown(meta.get("targets"))
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- per-target checks
+
+def targets_meta(layout: BuildLayout) -> dict[str, Any] | None:
+    """The targets stage's report (``onnx/targets.json``) as the build report records it; None without one."""
+    from compress.targets import TargetsReport
+
+    path = layout.targets_report
+    return TargetsReport.load(path).to_dict() if path.is_file() else None
+
+
+def targets_markdown(targets: dict[str, Any] | None) -> list[str]:
+    """The report's section on targets: one row per target and variant checked, and the verdict."""
+    from compress.targets import TargetsReport
+
+    if not targets:
+        return []
+    report = TargetsReport.from_dict(targets)
+    return ["", f"## Targets: {', '.join(report.platforms)}", "", report.explanation(), "", *report.table_lines()]
 
 
 def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
@@ -289,6 +310,7 @@ def write_report(recipe, cfg: ReportConfig) -> Path:
     latency = paired_latency(fns, texts)  # keyed by the rows' model names
     rows, meta = build_rows(layout, metrics, baseline=baseline, latency=latency)
     meta["isa"] = detect().name  # where the test rows were timed (the quantize stage may have run elsewhere)
+    meta["targets"] = targets_meta(layout)
     for r in rows:
         r.setdefault("n", metrics.n)
     out = layout.report

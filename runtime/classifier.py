@@ -17,7 +17,10 @@ What each kind of input gives (the same in ``predict`` and ``predict_proba``):
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import platform
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
@@ -26,9 +29,10 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from runtime import cpu
 from runtime.errors import PackageFormatError, ProviderUnavailableError
-from runtime.package import (CONFIG_FILE, MODEL_FILE, REQUIRED_FILES, TOKENIZER_FILE, PackageConfig,
-                             _verify_folder, open_package, read_config)
+from runtime.package import (CONFIG_FILE, MANIFEST_FILE, MODEL_FILE, REQUIRED_FILES, TARGETS, TOKENIZER_FILE,
+                             PackageConfig,                              _verify_folder, open_package, read_config, target_model)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,24 @@ def _resolve_providers(requested: Sequence[Provider] | str | None, fallback: boo
     if "CPUExecutionProvider" not in [p[0] if isinstance(p, tuple) else p for p in chosen]:
         chosen.append("CPUExecutionProvider")  # runs the nodes the other providers cannot
     return chosen
+
+
+def machine_target(providers: Sequence[Provider] = ()) -> str:
+    """The package target a session on ``providers`` runs: cuda when the CUDA (or TensorRT) provider is among
+    them, else this CPU's architecture (x86, arm64)."""
+    names = {p[0] if isinstance(p, tuple) else p for p in providers}
+    if names & {"CUDAExecutionProvider", "TensorrtExecutionProvider"}:
+        return "cuda"
+    return cpu.architecture(platform.machine())
+
+
+def _manifest_target_file(folder: Path, target: str) -> str:
+    """The model file the (not yet verified) manifest names for ``target``; model.onnx when it cannot tell.
+    The manifest is then verified with that file, and the choice checked against the verified copy."""
+    try:
+        return target_model(json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8")), target)[0]
+    except Exception:  # a broken manifest: _verify_folder names the fault
+        return MODEL_FILE
 
 
 def _session_options(threads: int | None) -> ort.SessionOptions:
@@ -116,6 +138,11 @@ def _check_texts(texts: Any, what: str = "texts") -> list[str]:
 class TextClassifier:
     """Classify texts with a model package; build one with :meth:`load` or :meth:`from_files`."""
 
+    target: str | None = None
+    """The package target whose model file runs here (:meth:`load`); None for loose files."""
+    model_file: str = MODEL_FILE
+    """The package's model file that runs (another than model.onnx when the package ships one per target)."""
+
     def __init__(self, session: ort.InferenceSession, tokenizer: Tokenizer, config: PackageConfig, *,
                  manifest: Mapping[str, Any] | None = None, source: str = "<memory>", fallback: bool = False,
                  requested: Sequence[Provider] = ()):
@@ -133,22 +160,37 @@ class TextClassifier:
 
     @classmethod
     def load(cls, path_or_zip: Path | str, providers: Sequence[Provider] | str | None = None,
-             threads: int | None = None, *, fallback: bool = False) -> TextClassifier:
+             threads: int | None = None, *, fallback: bool = False, target: str | None = None) -> TextClassifier:
         """Open a package folder or ``.zip`` after checking every file against its manifest.
 
         ``providers``: onnxruntime execution providers in order of preference (default: the CPU).
         A provider that is not available raises :class:`ProviderUnavailableError` unless
         ``fallback=True``. ``threads``: intra-op threads (default: onnxruntime's choice).
+        ``target``: which of the package's model files to run when it ships one per target (its manifest's
+        ``targets``); default :func:`machine_target`: cuda on the CUDA provider, else this CPU's architecture.
         """
         where = Path(path_or_zip)
-        with open_package(where) as folder:
-            manifest, blobs = _verify_folder(folder, where, keep=REQUIRED_FILES)
-        config = read_config(blobs[CONFIG_FILE], where=where)
+        if target is not None and target not in TARGETS:
+            raise ValueError(f"target={target!r}: choose one of {', '.join(TARGETS)} (or None: this machine's)")
         chosen = _resolve_providers(providers, fallback)
-        session = cls._open_session(blobs.pop(MODEL_FILE), chosen, threads, where)
+        target = target or machine_target(chosen)
+        with open_package(where) as folder:
+            model_file = _manifest_target_file(folder, target)
+            manifest, blobs = _verify_folder(folder, where, keep=(*REQUIRED_FILES, model_file))
+        model_file, entry = target_model(manifest, target, where)
+        if model_file not in blobs:  # the manifest changed between the two reads
+            raise PackageFormatError(where, "changed while it was being read", file=MANIFEST_FILE)
+        config = read_config(blobs[CONFIG_FILE], where=where)
+        if entry is not None and entry.get("variant") and entry["variant"] != config.variant:
+            config = dataclasses.replace(config, variant=entry["variant"])
+        if entry is not None and not entry.get("verified", True):
+            log.warning("%s: its %s model (%s) was never checked on %s (shipped unverified)", where, target,
+                        model_file, target)
+        session = cls._open_session(blobs.pop(model_file), chosen, threads, where)
         tokenizer = cls._read_tokenizer(blobs[TOKENIZER_FILE], where)
         clf = cls(session, tokenizer, config, manifest=manifest, source=str(where), fallback=fallback,
                   requested=chosen)
+        clf.target, clf.model_file = target, model_file
         log.debug("loaded %s", clf)
         return clf
 

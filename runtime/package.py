@@ -7,6 +7,7 @@ A package is a folder, or one ``.zip`` of that folder::
     config.json     labels in output order, max_length, input names, pad token id, ...
     manifest.json   format + version, and the sha256 and size of every other file
     README.md       the model card
+    model.*.onnx    optional: another target's model file, when targets differ (the manifest's ``targets``)
 
 A package is valid only if every file the manifest lists is there with its size
 and sha256; readers refuse a newer major ``format_version``. The toolchain
@@ -37,7 +38,8 @@ from runtime.errors import PackageError, PackageFormatError, PackageIntegrityErr
 log = logging.getLogger(__name__)
 
 FORMAT = "edgedistill-package"
-FORMAT_VERSION = "1.0"  # bump the minor for additions old readers may ignore, the major for anything else
+FORMAT_VERSION = "1.1"  # bump the minor for additions old readers may ignore, the major for anything else
+# 1.1: the optional ``targets`` table (a reader of 1.0 loads model.onnx, the build machine's file)
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -45,6 +47,9 @@ CONFIG_FILE = "config.json"
 README_FILE = "README.md"
 REQUIRED_FILES = (MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE)  # what the runtime loads; the manifest must list them
 VARIANTS = ("fp32", "optimized", "int8-dynamic", "int8-static", "fp16")
+TARGETS = ("x86", "arm64", "wasm", "cuda")
+"""What a package may be checked and shipped for: x86 and arm64 CPUs (onnxruntime), wasm (onnxruntime-web in a
+browser), cuda (onnxruntime's CUDA provider)."""
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 MAX_ARCHIVE_BYTES = 8 << 30  # a .zip package that unpacks to more than this is refused (a zip bomb, not a model)
 
@@ -198,6 +203,26 @@ def _verify_folder(folder: Path, where: Path, keep: Iterable[str] = ()) -> tuple
     if unlisted:
         log.warning("%s: files not in the manifest are ignored: %s", where, ", ".join(unlisted))
     return manifest, blobs
+
+
+def target_model(manifest: Mapping[str, Any], target: str | None,
+                 where: Path | str = "<package>") -> tuple[str, dict[str, Any] | None]:
+    """The model file a package ships for ``target`` and its entry in the manifest's ``targets`` table
+    (``{"file", "variant", "verified", ...}``); ``model.onnx`` and None when the package names no file for it.
+
+    The table is written when the package was checked on its targets (``edgedistill build``); a package whose
+    targets got different variants holds one file per variant.
+    """
+    targets = manifest.get("targets") if isinstance(manifest, Mapping) else None
+    entry = targets.get(target) if isinstance(targets, Mapping) and target is not None else None
+    if not isinstance(entry, Mapping):
+        return MODEL_FILE, None
+    name = entry.get("file")
+    files = manifest.get("files")
+    if not isinstance(name, str) or not isinstance(files, Mapping) or name not in files:
+        raise PackageIntegrityError(where, f"targets.{target} names the file {name!r}, which the manifest "
+                                    "does not list", file=MANIFEST_FILE)
+    return name, dict(entry)
 
 
 def verify_package(path: Path | str) -> dict[str, Any]:

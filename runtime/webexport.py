@@ -26,6 +26,7 @@ that multi-threaded WASM needs. Standard library only (plus ``runtime.package``)
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import hashlib
 import http.server
@@ -44,8 +45,8 @@ from typing import Any
 
 from runtime.errors import RuntimeBaseError
 from runtime.fsutil import cache_dir, publishing
-from runtime.package import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, PackageConfig, open_package, read_config, \
-    sha256_file, verify_package
+from runtime.package import CONFIG_FILE, TOKENIZER_FILE, PackageConfig, open_package, read_config, \
+    sha256_file, target_model, verify_package
 
 log = logging.getLogger(__name__)
 
@@ -372,6 +373,9 @@ def _assemble(package: Path, out: Path, cache: Path | None) -> dict[str, Any]:
     with open_package(package) as folder:
         manifest = verify_package(folder)
         config = read_config(folder / CONFIG_FILE, where=package)
+        model_file, entry = target_model(manifest, "wasm", package)  # the package's file for the browser
+        if entry is not None and entry.get("variant"):
+            config = dataclasses.replace(config, variant=entry["variant"])
         if config.model_type not in SEQUENCE_CLASSIFICATION_MODEL_TYPES:
             raise WebExportError(f"{package}: model_type={config.model_type!r} has no sequence-classification "
                                  f"class in {TRANSFORMERS_JS.spec}; supported: "
@@ -385,7 +389,7 @@ def _assemble(package: Path, out: Path, cache: Path | None) -> dict[str, Any]:
         tok_config, special_map, suffix = tokenizer_sidecars(tokenizer, config)
         model = out / MODEL_DIR
         (model / "onnx").mkdir(parents=True)
-        shutil.copyfile(folder / MODEL_FILE, model / "onnx" / onnx_name)
+        shutil.copyfile(folder / model_file, model / "onnx" / onnx_name)
         shutil.copyfile(folder / TOKENIZER_FILE, model / "tokenizer.json")
     _write_json(model / "config.json", transformersjs_config(config, dtype, suffix))
     _write_json(model / "tokenizer_config.json", tok_config)
@@ -396,7 +400,8 @@ def _assemble(package: Path, out: Path, cache: Path | None) -> dict[str, Any]:
     files = sorted(p for p in out.rglob("*") if p.is_file())
     return {
         "format": WEB_FORMAT, "format_version": WEB_FORMAT_VERSION,
-        "package": str(package), "package_model_sha256": manifest["files"][MODEL_FILE]["sha256"],
+        "package": str(package), "package_model_sha256": manifest["files"][model_file]["sha256"],
+        "package_model_file": model_file,
         "labels": list(config.labels), "variant": variant, "dtype": dtype, "model": f"{MODEL_DIR}/onnx/{onnx_name}",
         "npm": {p.name: p.version for p in (TRANSFORMERS_JS, ONNXRUNTIME_WEB)}, "licenses": licenses,
         "files": {p.relative_to(out).as_posix(): {"sha256": sha256_file(p), "size": p.stat().st_size} for p in files},

@@ -56,6 +56,7 @@ KILL_POINTS = {
     "student": ("transformers", "Trainer.training_step", 3),
     "export": ("compress.export", "check_parity", 1),
     "quantize": ("compress.quantize.variants", "quantize_dynamic_variant", 1),
+    "targets": ("compress.targets.check", "compare", 1),
     "package": ("runtime.package", "write_manifest", 1),
     "report": ("compress.report", "plot", 1),
 }
@@ -65,6 +66,7 @@ HALF_WRITTEN = {
     "student": lambda b: [p.name for p in b.glob(".student.partial")],
     "export": lambda b: [p.name for p in b.glob(".onnx.tmp-*")],
     "quantize": lambda b: [p.name for p in (b / "onnx").glob(".quantize.tmp-*/model_optimized.onnx")],
+    "targets": lambda b: [p.name for p in (b / "onnx").glob(".targets.tmp-*/pkg-*")],
     "package": lambda b: [p.name for p in b.glob(".package.tmp-*")],
     "report": lambda b: [p.name for p in b.glob(".report.tmp-*")],
 }
@@ -260,7 +262,7 @@ def test_a_forced_rerun_killed_half_way_is_not_trusted_next_time(builds, tmp_pat
     statuses = {}
     build(builds.recipe(), on_stage=lambda st, status, why: statuses.__setitem__(st.name, status))
     assert statuses == {"teacher": "skipped", "student": "skipped", "export": "skipped",
-                        "quantize": "done", "package": "done", "report": "done"}
+                        "quantize": "done", "targets": "done", "package": "done", "report": "done"}
     assert leftovers(build_dir) == []
     assert_package_is_the_reference(builds, build_dir / "package")
     INJECTED.append("SIGKILL in a forced quantize re-run")

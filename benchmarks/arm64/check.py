@@ -1,7 +1,8 @@
 """Run the runtime on fp32 and int8 packages under emulated aarch64 CPUs and compare with x86 fp32.
 
 Correctness only: QEMU user mode runs the aarch64 builds of Python, numpy, onnxruntime and
-tokenizers (``setup.sh`` builds them into a cache), and each QEMU CPU model makes onnxruntime pick
+tokenizers (``compress/targets/arm64_setup.sh`` builds them into a cache; ``compress.targets.arm64`` runs them,
+the same code the build's targets check runs), and each QEMU CPU model makes onnxruntime pick
 different kernels: ``cortex-a72`` plain NEON, ``neoverse-n1`` the dot-product (sdot/udot) int8
 kernels, ``neoverse-v1`` i8mm (smmla) and SVE. Emulated times are 50 to 300 times slower and
 distorted, so none is measured or reported here; real ARM speed comes from ``edgedistill bench``
@@ -49,9 +50,7 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -63,10 +62,14 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+
+from compress.targets import arm64  # noqa: E402
+from compress.targets.config import ARM64_CPUS  # noqa: E402
+
 FP32_ATOL = 1e-5
 INT8_ATOL = 0.1
-DEFAULT_CPUS = ("cortex-a72", "neoverse-n1", "neoverse-v1")
-WORKER_TIMEOUT_S = 900
+DEFAULT_CPUS = ARM64_CPUS
 
 log = logging.getLogger("arm64-check")
 
@@ -92,25 +95,14 @@ DEFAULT_TEXTS = [
 
 
 # --------------------------------------------------------------------------- the environment
+# One copy of the QEMU machinery: the build's targets check (compress/targets/arm64.py) runs the same.
 
 def setup(cache: Path | None) -> dict[str, str]:
-    """Run setup.sh (cached and idempotent) and return its env.sh variables (QEMU, SYSROOT, SITE, ...)."""
-    cmd = ["bash", str(HERE / "setup.sh")] + ([str(cache)] if cache else [])
-    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()
-    env_file = Path(out[-1])
-    env = {}
-    for line in env_file.read_text().splitlines():
-        if line.startswith("export "):
-            key, _, value = line[len("export "):].partition("=")
-            env[key] = value.strip('"')
-    return env
+    """The emulated environment's variables (QEMU, SYSROOT, SITE, ARM64_PYTHON), set up when missing."""
+    return arm64.setup(cache)
 
 
-def stage_runtime(dest: Path) -> Path:
-    """A folder holding a copy of ``runtime/`` and nothing else of the project (plus the worker)."""
-    shutil.copytree(REPO / "runtime", dest / "runtime", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    shutil.copy(HERE / "worker.py", dest / "worker.py")
-    return dest
+stage_runtime = arm64.stage_runtime
 
 
 # --------------------------------------------------------------------------- packages
@@ -182,19 +174,10 @@ def describe_package(path: Path) -> dict[str, Any]:
 def run_worker(stage: Path, texts_file: Path, packages: list[Path], env: dict[str, str] | None = None,
                cpu: str | None = None) -> dict[str, Any]:
     """The worker's JSON: on the host (``env`` None) or under QEMU with the given CPU model."""
-    pyenv = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "QEMU_"))}
-    pyenv.update(PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
-    args = [str(stage / "worker.py"), str(texts_file), *map(str, packages)]
-    if env is None:
-        pyenv["PYTHONPATH"] = str(stage)  # the staged copy comes before any installed checkout
-        cmd = [sys.executable, *args]
-    else:
-        cmd = [env["QEMU"], "-L", env["SYSROOT"], env["ARM64_PYTHON"], *args]
-        pyenv.update(QEMU_CPU=cpu or "max", PYTHONPATH=f"{stage}{os.pathsep}{env['SITE']}")
-    proc = subprocess.run(cmd, env=pyenv, cwd=stage, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
-    if proc.returncode != 0:
-        raise RuntimeError(f"worker on {cpu or 'x86 host'} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout)
+    try:
+        return arm64.run_worker(stage, texts_file, packages, env, cpu)
+    except arm64.WorkerError as e:
+        raise RuntimeError(str(e)) from None
 
 
 # --------------------------------------------------------------------------- comparing
@@ -261,11 +244,9 @@ def run_check(fp32: Path, int8: list[Path], cpus: list[str], texts: list[str], c
             checks.append(compare(f"host {x86['machine']}", str(p), x86["results"][str(p)],
                                   x86["results"][str(p)], ref, informational=True))
         emulated = {}
-        for cpu in cpus:
-            log.info("emulated aarch64, QEMU_CPU=%s", cpu)
-            arm = run_worker(stage, texts_file, packages, env=env, cpu=cpu)
-            if arm["machine"] != "aarch64":
-                raise RuntimeError(f"QEMU_CPU={cpu}: the worker ran on {arm['machine']}, not aarch64")
+        for cpu, arm in arm64.run_emulated(stage, texts_file, packages, cpus, env).items():  # side by side
+            if isinstance(arm, Exception):
+                raise RuntimeError(f"QEMU_CPU={cpu}: {arm}")
             emulated[cpu] = {k: arm[k] for k in ("machine", "python", "onnxruntime", "numpy", "cpu_features")}
             for p in packages:
                 checks.append(compare(cpu, str(p), arm["results"][str(p)], x86["results"][str(p)], ref))
@@ -303,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--onnx-dir", type=Path, help="an export folder: package its fp32 and int8 variants")
     ap.add_argument("--cpu", action="append", help=f"QEMU CPU model (repeatable; default {', '.join(DEFAULT_CPUS)})")
     ap.add_argument("--texts", type=Path, help="texts to classify, one a line (default: built-in sentences)")
-    ap.add_argument("--cache", type=Path, help="the emulated environment's cache folder (see setup.sh)")
+    ap.add_argument("--cache", type=Path, help="the emulated environment's cache folder (see compress/targets/arm64_setup.sh)")
     ap.add_argument("--json", type=Path, help="write the report here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[arm64-check] %(message)s")

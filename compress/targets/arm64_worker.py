@@ -1,9 +1,12 @@
 """Run the torch-free runtime on model packages and print the probabilities as JSON (one process, any CPU).
 
-Run by ``check.py`` twice over: with the host's Python (the x86 reference) and with the
-emulated aarch64 Python, against a staging folder holding only a copy of ``runtime/``::
+Run by :mod:`compress.targets.arm64` with the emulated aarch64 Python (and by ``benchmarks/arm64/check.py``
+with the host's too), against a staging folder holding only a copy of ``runtime/``::
 
     python worker.py TEXTS_JSON PACKAGE [PACKAGE ...]   -> JSON on stdout
+
+Each package is loaded as a user loads it (``TextClassifier.load``: on aarch64 it picks the package's arm64
+file) and classified through ``predict_proba``'s normal path, one intra-op thread.
 
 Only the standard library, numpy, onnxruntime, tokenizers and ``runtime`` are imported, and the
 worker fails if ``compress``, torch or transformers got imported along the way.
@@ -42,7 +45,7 @@ def main(argv: list[str]) -> int:
     results = {}
     for pkg in argv[1:]:
         clf = TextClassifier.load(pkg, threads=1)  # one thread: deterministic reductions on every CPU
-        probs = clf.predict_proba(texts, batch_size=8)
+        probs = clf.predict_proba(texts)
         results[pkg] = {"labels": clf.labels, "variant": clf.config.variant,
                         "probs": np.asarray(probs, dtype=np.float64).tolist()}
     leaked = sorted(m for m in ("compress", "torch", "transformers") if m in sys.modules)

@@ -9,7 +9,7 @@
 #      configuration pointing at this machine's Debian mirror, unpacked with dpkg-deb -x.
 #   3. Wheels: aarch64 onnxruntime, numpy, tokenizers into SYSROOT/opt/site (pip --platform --target).
 #
-# Usage: benchmarks/arm64/setup.sh [CACHE_DIR]
+# Usage: compress/targets/arm64_setup.sh [CACHE_DIR]   (compress.targets.arm64.setup runs it)
 #   CACHE_DIR defaults to $EDGEDISTILL_ARM64_CACHE, else $EDGEDISTILL_CACHE/arm64, else
 #   ~/.cache/edgedistill/arm64. Idempotent: each step is skipped when its stamp file exists,
 #   so a second run takes well under a second. Prints the environment file's path
@@ -20,7 +20,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
+repo="$(cd "$here/../.." && pwd)"  # compress/targets/ -> the checkout (its .venv, when PYTHON is not given)
 cache="${1:-${EDGEDISTILL_ARM64_CACHE:-${EDGEDISTILL_CACHE:-$HOME/.cache/edgedistill}/arm64}}"
 mkdir -p "$cache"
 cache="$(cd "$cache" && pwd)"
@@ -162,7 +162,7 @@ fi
 
 # ---------------------------------------------------------------- the environment file
 cat > "$cache/env.sh" <<EOF
-# source me: the emulated aarch64 environment built by benchmarks/arm64/setup.sh
+# source me: the emulated aarch64 environment built by compress/targets/arm64_setup.sh
 export QEMU="$qemu_dir/qemu-aarch64"
 export SYSROOT="$sysroot"
 export SITE="$site"
