@@ -370,6 +370,7 @@ def update(build: Path | str, cfg: UpdateConfig, *, output: Path | str | None = 
     from compress.quantize import QuantizeConfig, quantize
     from compress.recipe import recipe_from_dict
     from compress.student import load_classifier
+    from compress.targets import check_targets
 
     if cfg.data is None:
         raise ConfigError("update.data", None, "name the new labelled data (--data FILE_OR_DATASET)")
@@ -431,6 +432,8 @@ def update(build: Path | str, cfg: UpdateConfig, *, output: Path | str | None = 
     export(replace(recipe.export(), checkpoint=str(layout.student), output=str(layout.onnx), overwrite=True))
     qcfg = recipe.quantize()
     quantize(replace(qcfg, onnx_dir=str(layout.onnx)), data=combined)
+    # the recipe's targets, checked on the new data's validation texts (a sample), as a build checks its own
+    check_targets(replace(recipe.targets(), onnx_dir=str(layout.onnx), data=cfg.data))
     history = [*src.manifest.get("history", [_history_entry(src.manifest, 1, None)]),
                {"version": version, "method": cfg.method, "data": new.name, "new_labels": added,
                 "parent_sha256": _manifest_sha(src.layout.package)}]
