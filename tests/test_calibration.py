@@ -242,3 +242,26 @@ def test_static_int8_and_fp32_packages_batch_as_before(tiny_quantized_dir, tmp_p
                                             calibrate=False))
         config = json.loads((pkg / "config.json").read_text())
         assert config["batch_dependent"] is False and not TextClassifier.load(pkg).runs_alone
+
+
+def test_the_batch_invariance_benchmark_runs_on_the_tiny_package(int8_package, tmp_path):
+    """Structure only (no timing thresholds): rows for the package both ways and the build's fp32 and static int8."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "batch_invariance.py"
+    spec = importlib.util.spec_from_file_location("batch_invariance", path)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["batch_invariance"] = bench
+    spec.loader.exec_module(bench)
+    assert bench.main([str(int8_package), "--threads", "1", "--seconds", "0.05", "--warmup", "0.01",
+                       "--texts", "40", "--synthetic", "--out-dir", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "batch_invariance-pkg.json").read_text())
+    rows = {r["model"]: r for r in result["rows"]}
+    assert rows[bench.INVARIANT]["one_text_per_call"] and not rows[bench.BATCHED]["one_text_per_call"]
+    assert {r["variant"] for r in result["rows"]} == {"int8-dynamic", "fp32", "int8-static"}
+    assert all(r["batch32"]["throughput_per_s"] > 0 and r["batch1"]["p50_ms"] > 0 for r in result["rows"])
+    assert result["flips"]["texts"] == 40 and result["flips"]["invariant_check_max_abs_diff"] == 0.0
+    assert "| package, one text per call (invariant) | one text per call |" in \
+        (tmp_path / "batch_invariance-pkg.md").read_text()
