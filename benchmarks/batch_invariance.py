@@ -164,7 +164,8 @@ def markdown(r: dict[str, Any]) -> str:
              "latency.**", "",
              "Interleaved call by call in one process, the order rotating each round; batch 32: random chunks of "
              "the texts; batch 1: one text a call.", "",
-             "| model | runs | batch-32 throughput (texts/s) | batch-32 p50 (ms) | batch-1 p50 (ms) | batch-1 p90 (ms) |",
+             "| model | runs | batch-32 throughput (texts/s) | batch-32 p50 (ms) | batch-1 p50 (ms) | "
+             "batch-1 p90 (ms) |",
              "|---|---|---|---|---|---|"]
     for row in r["rows"]:
         lines.append(f"| {row['model']} | {'one text per call' if row['one_text_per_call'] else 'batched'} | "

@@ -13,7 +13,8 @@ Rows scored on the test split: baseline, teacher, student (torch), the shipped p
 The quantize variants follow in their own table with the validation scores the gate chose them on.
 Both name the int8 instruction set they were timed on (``isa``; ``quantize_isa`` for the variants) and the
 preset the build was quantized with. A calibration table gives the expected calibration error on the test split
-before and after the temperatures the package stage fitted on the validation split. Writes ``report/report.md``, ``report/report.json`` and ``report/plot.png``.
+before and after the temperatures the package stage fitted on the validation split. Writes
+``report/report.md``, ``report/report.json`` and ``report/plot.png``.
 """
 
 from __future__ import annotations
