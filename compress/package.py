@@ -78,8 +78,10 @@ class PackagingConfig:
         return Path(self.output) if self.output else BuildLayout(Path(self.onnx_dir).resolve().parent).package
 
 
-def build_package(cfg: PackagingConfig) -> Path:
-    """Write the package folder (and optional .zip) for ``cfg``; returns the folder."""
+def build_package(cfg: PackagingConfig, data: Any = None) -> Path:
+    """Write the package folder (and optional .zip) for ``cfg``; returns the folder. ``data``: the labelled data
+    whose validation split fits the temperature, already loaded (an update's old and new tasks together); default:
+    the data the quantize report was gated on."""
     from runtime.classifier import TextClassifier  # submodules: they import under any install layout
     from runtime.package import write_manifest, zip_package
 
@@ -97,7 +99,7 @@ def build_package(cfg: PackagingConfig) -> Path:
                               "already exists; pass overwrite=True (--overwrite) to replace it")
     # how the gate ran the variant is how it ships (reports from before the setting: invariant)
     batch_invariant = bool((report.config if report else {}).get("batch_invariant", True))
-    calibration = _calibration(meta, onnx_dir, attempt, report, batch_invariant) if cfg.calibrate else None
+    calibration = _calibration(meta, onnx_dir, attempt, report, batch_invariant, data) if cfg.calibrate else None
 
     tmp_zip: Path | None = None
     try:
@@ -158,7 +160,7 @@ def _pick(wanted: str | None, report: QuantizeReport | None) -> Attempt:
 
 
 def _calibration(meta: ExportMeta, onnx_dir: Path, attempt: Attempt, report: QuantizeReport | None,
-                 batch_invariant: bool) -> dict[str, Any] | None:
+                 batch_invariant: bool, data: Any = None) -> dict[str, Any] | None:
     """Temperatures fitted on the validation split for the shipped variant and the fp32 student (manifest record).
 
     None, with a warning, when there is no validation split to fit on (no quantize report, or an empty split).
@@ -170,12 +172,14 @@ def _calibration(meta: ExportMeta, onnx_dir: Path, attempt: Attempt, report: Qua
     from compress.evaluate import ECE_BINS
     from runtime.classifier import TextClassifier
 
-    if report is None:
+    if data is None and report is None:
         log.warning("no quantize report, so no validation split to fit a temperature on: the package is not "
                     "calibrated (temperature 1)")
         return None
-    known = {f.name for f in fields(DataConfig)}
-    data = load_data(DataConfig(**{k: v for k, v in (report.config.get("data") or {}).items() if k in known}))
+    if data is None:
+        known = {f.name for f in fields(DataConfig)}
+        data = load_data(DataConfig(**{k: v for k, v in (report.config.get("data") or {}).items() if k in known}))
+    settings = report.config if report else {}
     split = data.validation
     if len(split) == 0:
         log.warning("the validation split of %s is empty: the package is not calibrated (temperature 1)", data.name)
@@ -188,8 +192,8 @@ def _calibration(meta: ExportMeta, onnx_dir: Path, attempt: Attempt, report: Qua
             continue
         config = runtime_config(meta, a.variant, batch_invariant=batch_invariant)
         clf = TextClassifier.from_files(onnx_dir / a.file, onnx_dir / TOKENIZER_FILE, config,
-                                        threads=report.config.get("threads"))
-        fits[key] = calibrate(clf.predict_logits(list(split.texts), report.config.get("batch_size", 32)), y)
+                                        threads=settings.get("threads"))
+        fits[key] = calibrate(clf.predict_logits(list(split.texts), settings.get("batch_size", 32)), y)
         log.info("calibration of %s: %s", a.name if key == "shipped" else "the fp32 student", fits[key])
     return {"method": "temperature", "split": "validation", "dataset": data.name, "n": len(split),
             "bins": ECE_BINS, "variant": attempt.name, "temperature": fits["shipped"].temperature,

@@ -82,6 +82,10 @@ def _quantize_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:
     return data_inputs(cfg.data, hashes)  # the gate's validation split, the calibration texts
 
 
+def _package_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:
+    return data_inputs(recipe.data(), hashes) if cfg.calibrate else {}  # the validation split fits the temperature
+
+
 def _report_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:
     return data_inputs(recipe.data(), hashes)  # the test split, the baseline's training split
 
@@ -133,7 +137,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("quantize", lambda r: r.layout.quantize_report, lambda r: r.quantize(), _quantize,
           "optimise and quantize behind the accuracy gate", reads=_quantize_reads),
     Stage("package", lambda r: r.layout.package, lambda r: r.package(), _package,
-          "write the model package"),
+          "write the model package", reads=_package_reads),
     Stage("report", lambda r: r.layout.report, lambda r: r.report(), _report,
           "evaluate the package and write the report", reads=_report_reads),
 )
