@@ -196,8 +196,15 @@ def read_export(onnx_dir: Path | str) -> ExportMeta:
     return meta
 
 
-def runtime_config(meta: ExportMeta, variant: str) -> dict[str, Any]:
-    """The package ``config.json`` (what ``runtime.TextClassifier`` needs) for one variant of an export."""
+def runtime_config(meta: ExportMeta, variant: str, *, temperature: float = 1.0,
+                   batch_invariant: bool = True) -> dict[str, Any]:
+    """The package ``config.json`` (what ``runtime.TextClassifier`` needs) for one variant of an export:
+    ``temperature`` divides the logits before the softmax; ``batch_invariant`` makes the runtime run a
+    batch-dependent variant (dynamic int8) one text per call."""
+    from runtime.package import BATCH_DEPENDENT_VARIANTS
+
     return {"labels": list(meta.labels), "max_length": meta.max_length, "input_names": list(meta.input_names),
             "output_name": meta.output_name, "uses_token_type_ids": meta.uses_token_type_ids,
-            "pad_token_id": meta.pad_token_id, "model_type": meta.model_type, "variant": variant}
+            "pad_token_id": meta.pad_token_id, "model_type": meta.model_type, "variant": variant,
+            "temperature": temperature, "batch_dependent": variant in BATCH_DEPENDENT_VARIANTS,
+            "batch_invariant": batch_invariant}

@@ -6,11 +6,15 @@ The package is the contract between the toolchain and ``runtime/`` (see
     package/
       model.onnx      the chosen variant (the report's choice unless one is named)
       tokenizer.json
-      config.json     labels in output order, max_length, input names, pad id, model type, variant
-      manifest.json   sha256 + size of every file, opset, versions, quantization, metrics, recipe, created
-      README.md       model card: intended use, data, labels, metrics, quantization, limitations
+      config.json     labels in output order, max_length, input names, pad id, model type, variant, temperature,
+                      whether the runtime runs the model one text per call (batch_dependent, batch_invariant)
+      manifest.json   sha256 + size of every file, opset, versions, quantization, metrics, calibration, recipe,
+                      created
+      README.md       model card: intended use, data, labels, metrics, quantization, calibration, limitations
 
-Only a variant that passed the accuracy gate can be packaged (fp32 needs no gate). The folder
+Only a variant that passed the accuracy gate can be packaged (fp32 needs no gate). The temperature is fitted
+on the validation split that gated it (:mod:`compress.calibration`), for the shipped variant run as the
+runtime will run it, and for the fp32 student beside it (recorded, for comparison). The folder
 is assembled under a temporary name, loaded back through ``runtime.TextClassifier`` (every hash
 checked, one prediction run), and only then renamed into place; the optional ``.zip`` likewise.
 """
@@ -57,20 +61,27 @@ class PackagingConfig:
     manifest."""
     history: list[dict[str, Any]] | None = None
     """Set by ``edgedistill update``: every version so far, oldest first, in the manifest and on the model card."""
+    calibrate: bool = True
+    """Fit a temperature on the validation split the quantize report was gated on, and ship it: the runtime divides
+    the logits by it, so scores track accuracy. Labels never change. False (or no quantize report): temperature 1."""
 
     def __post_init__(self) -> None:
         if not str(self.onnx_dir):
             raise ConfigError("package.onnx_dir", self.onnx_dir, "name a folder written by `edgedistill export`")
         if self.recipe is not None and not isinstance(self.recipe, dict):
             raise ConfigError("package.recipe", self.recipe, "must be a mapping (the parsed recipe) or None")
+        if not isinstance(self.calibrate, bool):
+            raise ConfigError("package.calibrate", self.calibrate, "must be true or false")
 
     @property
     def output_dir(self) -> Path:
         return Path(self.output) if self.output else BuildLayout(Path(self.onnx_dir).resolve().parent).package
 
 
-def build_package(cfg: PackagingConfig) -> Path:
-    """Write the package folder (and optional .zip) for ``cfg``; returns the folder."""
+def build_package(cfg: PackagingConfig, data: Any = None) -> Path:
+    """Write the package folder (and optional .zip) for ``cfg``; returns the folder. ``data``: the labelled data
+    whose validation split fits the temperature, already loaded (an update's old and new tasks together); default:
+    the data the quantize report was gated on."""
     from runtime.classifier import TextClassifier  # submodules: they import under any install layout
     from runtime.package import write_manifest, zip_package
 
@@ -87,6 +98,9 @@ def build_package(cfg: PackagingConfig) -> Path:
         if path.exists() and not cfg.overwrite:
             raise ConfigError("package.output", str(path),
                               "already exists; pass overwrite=True (--overwrite) to replace it")
+    # how the gate ran the variant is how it ships (reports from before the setting: invariant)
+    batch_invariant = bool((report.config if report else {}).get("batch_invariant", True))
+    calibration = _calibration(meta, onnx_dir, attempt, report, batch_invariant, data) if cfg.calibrate else None
 
     tmp_zip: Path | None = None
     try:
@@ -95,15 +109,18 @@ def build_package(cfg: PackagingConfig) -> Path:
             for name, file in (plan.extra_files.items() if plan else ()):  # other targets' variants
                 shutil.copyfile(onnx_dir / file, tmp / name)
             shutil.copyfile(onnx_dir / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
-            config = runtime_config(meta, attempt.variant)
+            config = runtime_config(meta, attempt.variant, batch_invariant=batch_invariant,
+                                    temperature=calibration["shipped"]["temperature"] if calibration else 1.0)
             (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
             quantization = _quantization(attempt, report)
             metrics = _metrics(attempt, report, meta)
             name = cfg.name or out.name
-            (tmp / "README.md").write_text(model_card(name, meta, attempt, report, metrics, cfg.history))
+            (tmp / "README.md").write_text(model_card(name, meta, attempt, report, metrics, cfg.history,
+                                                      calibration=calibration,
+                                                      runs_alone=config["batch_dependent"] and batch_invariant))
             lineage = {"parent": cfg.parent, "history": cfg.history} if cfg.parent or cfg.history else {}
             write_manifest(tmp, opset=meta.opset, quantization=quantization, metrics=metrics,
-                           recipe=cfg.recipe, name=name, **lineage,
+                           recipe=cfg.recipe, name=name, calibration=calibration, **lineage,
                            source={"checkpoint": meta.checkpoint, "onnx_dir": str(onnx_dir.resolve()),
                                    "file": attempt.file, "attempt": attempt.name},
                            **({"targets": plan.targets} if plan else {}))
@@ -161,6 +178,47 @@ def _pick(wanted: str | None, report: QuantizeReport | None) -> Attempt:
     return min(passing, key=lambda a: a.latency_p50_ms or 0.0)
 
 
+def _calibration(meta: ExportMeta, onnx_dir: Path, attempt: Attempt, report: QuantizeReport | None,
+                 batch_invariant: bool, data: Any = None) -> dict[str, Any] | None:
+    """Temperatures fitted on the validation split for the shipped variant and the fp32 student (manifest record).
+
+    None, with a warning, when there is no validation split to fit on (no quantize report, or an empty split).
+    """
+    from dataclasses import fields
+
+    from compress.calibration import calibrate, model_label_ids
+    from compress.data import DataConfig, load_data
+    from compress.evaluate import ECE_BINS
+    from runtime.classifier import TextClassifier
+
+    if data is None and report is None:
+        log.warning("no quantize report, so no validation split to fit a temperature on: the package is not "
+                    "calibrated (temperature 1)")
+        return None
+    if data is None:
+        known = {f.name for f in fields(DataConfig)}
+        data = load_data(DataConfig(**{k: v for k, v in (report.config.get("data") or {}).items() if k in known}))
+    settings = report.config if report else {}
+    split = data.validation
+    if len(split) == 0:
+        log.warning("the validation split of %s is empty: the package is not calibrated (temperature 1)", data.name)
+        return None
+    y = model_label_ids(split.labels, data.label_names, meta.labels)
+    fits: dict[str, Any] = {}
+    for key, a in (("fp32", Attempt("fp32", "fp32", MODEL_FILE, {})), ("shipped", attempt)):
+        if key == "shipped" and a.file == MODEL_FILE:
+            fits[key] = fits["fp32"]
+            continue
+        config = runtime_config(meta, a.variant, batch_invariant=batch_invariant)
+        clf = TextClassifier.from_files(onnx_dir / a.file, onnx_dir / TOKENIZER_FILE, config,
+                                        threads=settings.get("threads"))
+        fits[key] = calibrate(clf.predict_logits(list(split.texts), settings.get("batch_size", 32)), y)
+        log.info("calibration of %s: %s", a.name if key == "shipped" else "the fp32 student", fits[key])
+    return {"method": "temperature", "split": "validation", "dataset": data.name, "n": len(split),
+            "bins": ECE_BINS, "variant": attempt.name, "temperature": fits["shipped"].temperature,
+            "shipped": fits["shipped"].to_dict(), "fp32": fits["fp32"].to_dict()}
+
+
 def _quantization(attempt: Attempt, report: QuantizeReport | None) -> dict[str, Any] | None:
     if attempt.variant in ("fp32", "optimized"):
         return None
@@ -193,8 +251,9 @@ def _metrics(attempt: Attempt, report: QuantizeReport | None, meta: ExportMeta) 
 
 
 def model_card(name: str, meta: ExportMeta, attempt: Attempt, report: QuantizeReport | None,
-               metrics: dict[str, Any], history: list[dict[str, Any]] | None = None) -> str:
-    """The README.md of a package: intended use, data, labels, metrics, quantization, limitations."""
+               metrics: dict[str, Any], history: list[dict[str, Any]] | None = None, *,
+               calibration: dict[str, Any] | None = None, runs_alone: bool = False) -> str:
+    """The README.md of a package: intended use, data, labels, metrics, quantization, calibration, limitations."""
     from importlib import metadata
 
     try:
@@ -256,15 +315,37 @@ def model_card(name: str, meta: ExportMeta, attempt: Attempt, report: QuantizeRe
                   f"{report.isa or 'unknown'}. Accuracy gate: at most {report.budget:g} macro-F1 points "
                   f"below fp32; {sum(a.passed for a in report.attempts)} of {len(report.attempts)} attempts passed "
                   "(see the quantize report)."]
+    lines += ["", "## Calibration", ""]
+    if calibration:
+        c, f = calibration["shipped"], calibration["fp32"]
+        lines += [f"Scores are `softmax(logits / {c['temperature']:.4g})`: the temperature was fitted on the "
+                  f"{calibration['n']} texts of the validation split (negative log-likelihood), so that a score of "
+                  "0.8 is right about 80% of the time on data like it. It never changes a label.", "",
+                  f"| model | temperature | ECE before ({calibration['bins']} bins) | ECE after |", "|---|---|---|---|",
+                  f"| {attempt.name} (this package) | {c['temperature']:.4g} | {c['ece_before']:.4f} | "
+                  f"{c['ece_after']:.4f} |"]
+        if attempt.file != MODEL_FILE:
+            lines.append(f"| fp32 student | {f['temperature']:.4g} | {f['ece_before']:.4f} | {f['ece_after']:.4f} |")
+        if c.get("capped"):
+            lines += ["", "The fit alone would make the scores surer, on average, than the validation accuracy allows "
+                      "(every score 1.0 when every text is right); the temperature is instead the one at which the "
+                      "mean score equals the accuracy these texts vouch for, (right + 1) / (n + 2)."]
+    else:
+        lines.append("Not calibrated: scores are the model's softmax probabilities (temperature 1).")
     lines += ["", "## Limitations", "",
               "- It knows only the labels above; every text gets one of them, including texts that fit none.",
               "- Trained on one dataset: expect lower accuracy on other domains, registers or languages.",
               f"- Texts are cut at {meta.max_length} tokens; what comes later is not read.",
-              "- Scores are softmax probabilities, not calibrated certainties."]
+              "- Scores are calibrated on the validation split only: on other domains they are likely overconfident."
+              if calibration else "- Scores are softmax probabilities, not calibrated certainties."]
     if attempt.variant.startswith("int8") and attempt.agreement is not None:
         lines.append(f"- int8 arithmetic: {100 * (1 - attempt.agreement):.1f}% of validation texts get a different label "
                      "than the fp32 model; results also vary slightly between CPUs (VNNI or not, ARM).")
-    if attempt.batch_flips:
+    if runs_alone:
+        lines.append("- Dynamic int8 quantises activations with one range per batch, so the runtime (and the web "
+                     "page) runs each text on its own: an answer never depends on the other texts of a call, at the "
+                     "cost of batched throughput (`TextClassifier.load(..., batch_invariant=False)` batches anyway).")
+    elif attempt.batch_flips:
         lines.append(f"- Batching changes answers: this variant quantises activations with one range per batch, so "
                      f"{attempt.batch_flips:.1%} of test texts got a different label when classified alone than in a "
                      f"batch (probabilities differ by up to {attempt.batch_max_diff:.3f}). Classify one text per "

@@ -86,6 +86,10 @@ def _targets_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:
     return data_inputs(cfg.data, hashes)  # the validation texts each target answers
 
 
+def _package_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:
+    return data_inputs(recipe.data(), hashes) if cfg.calibrate else {}  # the validation split fits the temperature
+
+
 def _report_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:
     return data_inputs(recipe.data(), hashes)  # the test split, the baseline's training split
 
@@ -145,7 +149,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("targets", lambda r: r.layout.targets_report, lambda r: r.targets(), _targets,
           "check the variant on every declared target (x86, arm64, wasm, cuda)", reads=_targets_reads),
     Stage("package", lambda r: r.layout.package, lambda r: r.package(), _package,
-          "write the model package"),
+          "write the model package", reads=_package_reads),
     Stage("report", lambda r: r.layout.report, lambda r: r.report(), _report,
           "evaluate the package and write the report", reads=_report_reads),
 )

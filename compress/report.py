@@ -12,7 +12,9 @@ nowhere a choice is made:
 Rows scored on the test split: baseline, teacher, student (torch), the shipped package (through the runtime).
 The quantize variants follow in their own table with the validation scores the gate chose them on.
 Both name the int8 instruction set they were timed on (``isa``; ``quantize_isa`` for the variants) and the
-preset the build was quantized with. Writes ``report/report.md``, ``report/report.json`` and ``report/plot.png``.
+preset the build was quantized with. A calibration table gives the expected calibration error on the test split
+before and after the temperatures the package stage fitted on the validation split. Writes
+``report/report.md``, ``report/report.json`` and ``report/plot.png``.
 """
 
 from __future__ import annotations
@@ -144,6 +146,23 @@ def build_rows(build: Path | BuildLayout, package_metrics=None, *, baseline: dic
                   "isa": q.isa, "preset": q.preset, "detected_isa": q.detected_isa, "quantize_isa": q.isa}
 
 
+def calibration_rows(models: dict[str, tuple[Any, float]], split, labels: list[str],
+                     batch_size: int = 32) -> list[dict[str, Any]]:
+    """ECE and NLL on ``split`` before and after each model's temperature: ``models`` maps a row's name to a
+    ``runtime.TextClassifier`` and the temperature fitted for it on the validation split (reported, never fitted
+    here)."""
+    from compress.calibration import ece, model_label_ids, nll
+
+    rows = []
+    for name, (clf, t) in models.items():
+        logits = clf.predict_logits(list(split.texts), batch_size)
+        y = model_label_ids(split.labels, labels, clf.labels)
+        rows.append({"model": name, "split": "test", "n": len(y), "temperature": t,
+                     "ece_before": ece(logits, y), "ece_after": ece(logits, y, t),
+                     "nll_before": nll(logits, y), "nll_after": nll(logits, y, t)})
+    return rows
+
+
 def _fmt(v: Any, spec: str) -> str:
     return "–" if v is None else format(v, spec)
 
@@ -217,6 +236,16 @@ def to_markdown(name: str, profile: str, rows: list[dict[str, Any]], meta: dict[
                      f"{_fmt(v.get('agreement'), '.4f')} | {_fmt(v['size_mb'], '.1f')} | "
                      f"{_fmt(v.get('latency_p50_ms'), '.2f')} | {status} |")
     lines += targets_markdown(meta.get("targets"))
+    if meta.get("calibration"):
+        cal = meta["calibration"]
+        lines += ["", f"## Calibration: test split, {cal[0]['n']} texts", "",
+                  "Temperatures fitted on the validation split when packaging (the runtime divides the logits by "
+                  "the package's); the test split only reports what they do. ECE: 15 equal-width bins on the "
+                  "top-class confidence. Labels never change.", "",
+                  "| model | temperature | ECE before | ECE after | NLL before | NLL after |", "|---|---|---|---|---|---|"]
+        for c in cal:
+            lines.append(f"| {c['model']} | {c['temperature']:.4g} | {c['ece_before']:.4f} | {c['ece_after']:.4f} | "
+                         f"{c['nll_before']:.4f} | {c['nll_after']:.4f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -311,6 +340,10 @@ def write_report(recipe, cfg: ReportConfig) -> Path:
     rows, meta = build_rows(layout, metrics, baseline=baseline, latency=latency)
     meta["isa"] = detect().name  # where the test rows were timed (the quantize stage may have run elsewhere)
     meta["targets"] = targets_meta(layout)
+    fitted = (clf.manifest or {}).get("calibration")
+    meta["calibration"] = calibration_rows(
+        {"package (shipped)": (clf, clf.temperature), "student": (fp32, fitted["fp32"]["temperature"])},
+        data.test, list(data.label_names), cfg.batch_size) if fitted else None
     for r in rows:
         r.setdefault("n", metrics.n)
     out = layout.report

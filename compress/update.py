@@ -440,7 +440,7 @@ def update(build: Path | str, cfg: UpdateConfig, *, output: Path | str | None = 
     build_package(replace(recipe.package(), onnx_dir=str(layout.onnx), output=str(layout.package), overwrite=True,
                           parent={"version": src.version, "sha256": _manifest_sha(src.layout.package),
                                   "path": str(src.layout.package.resolve())},
-                          history=history))
+                          history=history), data=combined)  # the temperature is fitted on both tasks' validation
 
     report = _compare(src, layout.package, labels, old_ids, new_ids, old_val, new_val, old_test, new_test, cfg)
     report.update(version=version, parent_version=src.version, method=cfg.method, new_data=new.name,

@@ -8,6 +8,11 @@ Nothing here imports ``compress``, torch or transformers; the base install
     clf = TextClassifier.load("movie-sentiment.zip")        # checks every file's sha256
     clf.predict("A warm, funny film.")                       # {"label": "positive", "score": 0.97}
     clf.predict_proba(["dull", "superb"])                     # (2, num_labels) float32 array
+    clf.predict_logits(["dull", "superb"])                    # the same before the package's temperature
+
+Each text gets the same answer alone or batched (a dynamic-int8 model runs one text per call;
+``TextClassifier.load(..., batch_invariant=False)`` batches it anyway), and scores are calibrated
+with the temperature the package was built with.
 
 Names are imported on first use, so ``import runtime.errors`` (or ``runtime.package``)
 does not pay for onnxruntime's import.

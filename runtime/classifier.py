@@ -4,6 +4,13 @@ One instance is safe to share across threads: the tokenizer is configured once
 (truncation to the package's ``max_length``, padding to the longest text of each
 batch) and never changed afterwards, and ``InferenceSession.run`` is thread-safe.
 
+A text gets the same answer alone or in any batch. A model whose answers depend on
+its batch-mates (dynamic int8: one activation scale per batch; config.json's
+``batch_dependent``) is therefore run one text per session call, unless the package
+(``batch_invariant: false``) or the caller (``batch_invariant=False``) opts out.
+Probabilities are ``softmax(logits / temperature)``, with the temperature the package
+was calibrated with (config.json; labels never depend on it).
+
 What each kind of input gives (the same in ``predict`` and ``predict_proba``):
 
 - ``""`` and whitespace-only text: the empty sequence (``[CLS] [SEP]`` for BERT), a normal prediction.
@@ -31,8 +38,9 @@ from tokenizers import Tokenizer
 
 from runtime import cpu
 from runtime.errors import PackageFormatError, ProviderUnavailableError
-from runtime.package import (CONFIG_FILE, MANIFEST_FILE, MODEL_FILE, REQUIRED_FILES, TARGETS, TOKENIZER_FILE,
-                             PackageConfig,                              _verify_folder, open_package, read_config, target_model)
+from runtime.package import (BATCH_DEPENDENT_VARIANTS, CONFIG_FILE, MANIFEST_FILE, MODEL_FILE, REQUIRED_FILES,
+                             TARGETS, TOKENIZER_FILE, PackageConfig, _verify_folder, open_package, read_config,
+                             target_model)
 
 log = logging.getLogger(__name__)
 
@@ -145,13 +153,19 @@ class TextClassifier:
 
     def __init__(self, session: ort.InferenceSession, tokenizer: Tokenizer, config: PackageConfig, *,
                  manifest: Mapping[str, Any] | None = None, source: str = "<memory>", fallback: bool = False,
-                 requested: Sequence[Provider] = ()):
+                 requested: Sequence[Provider] = (), batch_invariant: bool | None = None):
+        if batch_invariant is not None and not isinstance(batch_invariant, bool):
+            raise ValueError(f"batch_invariant={batch_invariant!r}: must be None (the package decides), True or False")
         self._session, self._tokenizer, self.config = session, tokenizer, config
         self.manifest = dict(manifest) if manifest is not None else None
         self.source = source
         self.labels: list[str] = list(config.labels)
         self.num_labels = len(self.labels)
         self.max_length = config.max_length
+        self.temperature = float(config.temperature)
+        # each text in its own session call (unpadded), so that no answer depends on batch-mates
+        self.runs_alone = config.batch_dependent and (config.batch_invariant if batch_invariant is None
+                                                      else batch_invariant)
         self._check_providers(requested, fallback)
         self._check_io()
         self._configure_tokenizer()
@@ -160,7 +174,8 @@ class TextClassifier:
 
     @classmethod
     def load(cls, path_or_zip: Path | str, providers: Sequence[Provider] | str | None = None,
-             threads: int | None = None, *, fallback: bool = False, target: str | None = None) -> TextClassifier:
+             threads: int | None = None, *, fallback: bool = False, target: str | None = None,
+             batch_invariant: bool | None = None) -> TextClassifier:
         """Open a package folder or ``.zip`` after checking every file against its manifest.
 
         ``providers``: onnxruntime execution providers in order of preference (default: the CPU).
@@ -168,6 +183,8 @@ class TextClassifier:
         ``fallback=True``. ``threads``: intra-op threads (default: onnxruntime's choice).
         ``target``: which of the package's model files to run when it ships one per target (its manifest's
         ``targets``); default :func:`machine_target`: cuda on the CUDA provider, else this CPU's architecture.
+        ``batch_invariant``: None follows the package; True runs a batch-dependent model one text
+        per call (answers never depend on batch-mates); False batches it anyway (faster).
         """
         where = Path(path_or_zip)
         if target is not None and target not in TARGETS:
@@ -182,14 +199,15 @@ class TextClassifier:
             raise PackageFormatError(where, "changed while it was being read", file=MANIFEST_FILE)
         config = read_config(blobs[CONFIG_FILE], where=where)
         if entry is not None and entry.get("variant") and entry["variant"] != config.variant:
-            config = dataclasses.replace(config, variant=entry["variant"])
+            config = dataclasses.replace(config, variant=entry["variant"],
+                                         batch_dependent=entry["variant"] in BATCH_DEPENDENT_VARIANTS)
         if entry is not None and not entry.get("verified", True):
             log.warning("%s: its %s model (%s) was never checked on %s (shipped unverified)", where, target,
                         model_file, target)
         session = cls._open_session(blobs.pop(model_file), chosen, threads, where)
         tokenizer = cls._read_tokenizer(blobs[TOKENIZER_FILE], where)
         clf = cls(session, tokenizer, config, manifest=manifest, source=str(where), fallback=fallback,
-                  requested=chosen)
+                  requested=chosen, batch_invariant=batch_invariant)
         clf.target, clf.model_file = target, model_file
         log.debug("loaded %s", clf)
         return clf
@@ -197,7 +215,8 @@ class TextClassifier:
     @classmethod
     def from_files(cls, onnx_path: Path | str, tokenizer_json: Path | str,
                    config_dict: Mapping[str, Any] | PackageConfig, providers: Sequence[Provider] | str | None = None,
-                   threads: int | None = None, *, fallback: bool = False) -> TextClassifier:
+                   threads: int | None = None, *, fallback: bool = False,
+                   batch_invariant: bool | None = None) -> TextClassifier:
         """Build a classifier from loose files, with no manifest (to evaluate variants before packaging)."""
         onnx_path, tokenizer_json = Path(onnx_path), Path(tokenizer_json)
         config = config_dict if isinstance(config_dict, PackageConfig) else \
@@ -205,7 +224,8 @@ class TextClassifier:
         chosen = _resolve_providers(providers, fallback)
         session = cls._open_session(str(onnx_path), chosen, threads, onnx_path.parent)
         tokenizer = cls._read_tokenizer(tokenizer_json.read_bytes(), tokenizer_json.parent)
-        return cls(session, tokenizer, config, source=str(onnx_path), fallback=fallback, requested=chosen)
+        return cls(session, tokenizer, config, source=str(onnx_path), fallback=fallback, requested=chosen,
+                   batch_invariant=batch_invariant)
 
     @staticmethod
     def _open_session(model: bytes | str, providers: list[Provider], threads: int | None,
@@ -307,24 +327,35 @@ class TextClassifier:
                                      f"(batch, {self.num_labels})", file=MODEL_FILE)
         return out.astype(np.float32, copy=False)
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Class probabilities, shape ``(len(texts), num_labels)``, float32, in input order.
+    def predict_logits(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """The model's raw logits (before the temperature), shape ``(len(texts), num_labels)``, float32, in
+        input order; run exactly as :meth:`predict_proba` runs them.
 
         Texts are sorted by length and cut into batches of ``batch_size``, each padded only to
-        its own longest text, so a long text does not make short ones pay for its padding.
+        its own longest text, so a long text does not make short ones pay for its padding. A
+        model that :attr:`runs_alone` takes each text in its own call instead (``batch_size`` unused).
         """
         texts = _check_texts(texts)
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r}: must be an int >= 1")
         out = np.empty((len(texts), self.num_labels), dtype=np.float32)
-        if len(texts) == 1:
-            out[:] = _softmax(self.logits(self._feed(texts, (0,))))
+        if len(texts) == 1 or self.runs_alone:
+            for i, text in enumerate(texts):
+                out[i] = self.logits(self._feed([text], (i,)))[0]
             return out
         order = np.argsort(np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts)), kind="stable")
         for start in range(0, len(texts), batch_size):
             idx = order[start:start + batch_size]
-            out[idx] = _softmax(self.logits(self._feed([texts[i] for i in idx], idx.tolist())))
+            out[idx] = self.logits(self._feed([texts[i] for i in idx], idx.tolist()))
         return out
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Class probabilities, ``softmax(logits / temperature)``, shape ``(len(texts), num_labels)``, float32,
+        in input order (batched as :meth:`predict_logits` says)."""
+        logits = self.predict_logits(texts, batch_size)
+        if self.temperature != 1.0:
+            logits /= np.float32(self.temperature)
+        return _softmax(logits)
 
     def predict(self, text_or_texts: str | Sequence[str], batch_size: int = 32,
                 top_k: int | None = 1) -> Prediction | list[Prediction] | list[list[Prediction]]:
@@ -349,5 +380,7 @@ class TextClassifier:
 
     def __repr__(self) -> str:
         variant = f", variant={self.config.variant}" if self.config.variant else ""
+        temperature = f", temperature={self.temperature:g}" if self.temperature != 1.0 else ""
+        alone = ", one text per call" if self.runs_alone else ""
         return (f"TextClassifier({self.source}: {self.num_labels} labels {self.labels}, max_length={self.max_length}"
-                f"{variant}, providers={self.providers})")
+                f"{variant}{temperature}{alone}, providers={self.providers})")

@@ -4,7 +4,7 @@ A package is a folder, or one ``.zip`` of that folder::
 
     model.onnx      the classifier (inputs input_ids, attention_mask[, token_type_ids]; output logits)
     tokenizer.json  read by the ``tokenizers`` library
-    config.json     labels in output order, max_length, input names, pad token id, ...
+    config.json     labels in output order, max_length, input names, pad token id, temperature, ...
     manifest.json   format + version, and the sha256 and size of every other file
     README.md       the model card
     model.*.onnx    optional: another target's model file, when targets differ (the manifest's ``targets``)
@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import re
 import shutil
 import stat
@@ -39,7 +40,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = "edgedistill-package"
 FORMAT_VERSION = "1.1"  # bump the minor for additions old readers may ignore, the major for anything else
-# 1.1: the optional ``targets`` table (a reader of 1.0 loads model.onnx, the build machine's file)
+# 1.1: the optional ``targets`` table (a reader of 1.0 loads model.onnx, the build machine's file); config.json's
+# temperature, batch_dependent, batch_invariant
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -50,6 +52,9 @@ VARIANTS = ("fp32", "optimized", "int8-dynamic", "int8-static", "fp16")
 TARGETS = ("x86", "arm64", "wasm", "cuda")
 """What a package may be checked and shipped for: x86 and arm64 CPUs (onnxruntime), wasm (onnxruntime-web in a
 browser), cuda (onnxruntime's CUDA provider)."""
+# Variants whose answer for a text depends on the other texts of a session run: dynamic int8 computes one
+# activation scale per tensor (DynamicQuantizeLinear), so over the whole padded batch.
+BATCH_DEPENDENT_VARIANTS = ("int8-dynamic",)
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 MAX_ARCHIVE_BYTES = 8 << 30  # a .zip package that unpacks to more than this is refused (a zip bomb, not a model)
 
@@ -345,6 +350,14 @@ class PackageConfig:
     uses_token_type_ids: bool = False
     model_type: str | None = None
     variant: str | None = None
+    temperature: float = 1.0
+    """Logits are divided by it before the softmax (fitted on the validation split; 1.0: not calibrated).
+    Labels never change with it: it only rescales confidences."""
+    batch_dependent: bool = False
+    """The model's answer for a text depends on its batch-mates (see :data:`BATCH_DEPENDENT_VARIANTS`)."""
+    batch_invariant: bool = True
+    """Every text must get the same answer alone or batched: a batch-dependent model then runs one text per
+    session call. False: batch it anyway (faster; answers can change with batch-mates)."""
     extra: Mapping[str, Any] = field(default_factory=dict)  # fields this runtime does not use
     where: str = field(default="<config>", compare=False, repr=False)  # the file or package, for error messages
 
@@ -369,6 +382,12 @@ class PackageConfig:
             raise bad("uses_token_type_ids", self.uses_token_type_ids, "disagrees with input_names")
         if not isinstance(self.output_name, str) or not self.output_name:
             raise bad("output_name", self.output_name, "must be a non-empty string")
+        t = self.temperature
+        if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t) or t <= 0:
+            raise bad("temperature", t, "must be a finite number > 0 (1.0: logits as the model gives them)")
+        for name in ("batch_dependent", "batch_invariant"):
+            if not isinstance(getattr(self, name), bool):
+                raise bad(name, getattr(self, name), "must be true or false")
         if self.variant is not None and self.variant not in VARIANTS:
             log.warning("%s: unknown variant %r (known: %s)", self.where, self.variant, ", ".join(VARIANTS))
 
@@ -383,18 +402,28 @@ class PackageConfig:
         if not isinstance(labels, (list, tuple)) or not isinstance(names, (list, tuple)):
             raise PackageFormatError(where, "labels and input_names must be lists", file=CONFIG_FILE)
         known = {"labels", "max_length", "input_names", "output_name", "uses_token_type_ids", "pad_token_id",
-                 "model_type", "variant"}
+                 "model_type", "variant", "temperature", "batch_dependent", "batch_invariant"}
         return cls(labels=tuple(labels), max_length=d["max_length"], pad_token_id=d["pad_token_id"],
                    input_names=tuple(names), output_name=d.get("output_name", "logits"),
                    uses_token_type_ids=d.get("uses_token_type_ids", "token_type_ids" in names),
                    model_type=d.get("model_type"), variant=d.get("variant"),
+                   temperature=d.get("temperature", 1.0),
+                   # packages from before these fields: the variant says whether batch-mates matter
+                   batch_dependent=d.get("batch_dependent", d.get("variant") in BATCH_DEPENDENT_VARIANTS),
+                   batch_invariant=d.get("batch_invariant", True),
                    extra={k: v for k, v in d.items() if k not in known}, where=str(where))
 
     def to_dict(self) -> dict[str, Any]:
         return {"labels": list(self.labels), "max_length": self.max_length, "input_names": list(self.input_names),
                 "output_name": self.output_name, "uses_token_type_ids": self.uses_token_type_ids,
                 "pad_token_id": self.pad_token_id, "model_type": self.model_type, "variant": self.variant,
-                **self.extra}
+                "temperature": self.temperature, "batch_dependent": self.batch_dependent,
+                "batch_invariant": self.batch_invariant, **self.extra}
+
+    @property
+    def runs_alone(self) -> bool:
+        """Whether the runtime runs each text in its own session call (a batch-dependent model kept invariant)."""
+        return self.batch_dependent and self.batch_invariant
 
 
 def read_config(source: Path | str | bytes, where: Path | str | None = None) -> PackageConfig:

@@ -183,7 +183,9 @@ def test_an_existing_export_json_reads_into_typed_fields_and_writes_back_unchang
     assert meta.to_json() == path.read_text()
     old_config = {k: WRITTEN[k] for k in ("labels", "max_length", "input_names", "output_name", "uses_token_type_ids",
                                           "pad_token_id", "model_type")} | {"variant": "int8-static"}
-    assert runtime_config(meta, "int8-static") == old_config
+    assert runtime_config(meta, "int8-static") == old_config | {"temperature": 1.0, "batch_dependent": False,
+                                                                "batch_invariant": True}
+    assert runtime_config(meta, "int8-dynamic", temperature=2.5)["batch_dependent"] is True
     assert ExportMeta.from_dict(meta.to_dict()) == meta
 
 

@@ -180,8 +180,10 @@ def assert_package_is_the_reference(builds: Builds, package: Path, atol: float =
     reference = json.loads((builds.reference / "package" / "config.json").read_text())
     if config["variant"] != reference["variant"]:
         atol = max(atol, RETRAINED_ATOL if "int8" in config["variant"] + reference["variant"] else 1e-4)
-    assert {k: v for k, v in config.items() if k != "variant"} == {k: v for k, v in reference.items()
-                                                                   if k != "variant"}
+    fitted = ("variant", "batch_dependent", "temperature")  # the temperature is fitted on the variant's logits
+    assert {k: v for k, v in config.items() if k not in fitted} == {k: v for k, v in reference.items()
+                                                                    if k not in fitted}
+    assert config["temperature"] == pytest.approx(reference["temperature"], rel=1e-6 if atol == ATOL else 0.2)
     np.testing.assert_allclose(TextClassifier.load(package).predict_proba(TEXTS), builds.reference_probs, atol=atol)
 
 

@@ -298,6 +298,8 @@ def test_tiny_recipe_builds_end_to_end_then_skips_everything(tmp_path, tiny_csv,
                                                  / (teacher["macro_f1"] - base["macro_f1"]))
     assert h["share_of_teacher"] == pytest.approx(h["macro_f1"] / teacher["macro_f1"])
     assert "margin kept" in (build / "report" / "report.md").read_text()
+    calibration = {c["model"]: c for c in report["calibration"]}  # test ECE before / after the fitted temperatures
+    assert set(calibration) == {"package (shipped)", "student"} and calibration["student"]["n"] == rows["student"]["n"]
     from runtime.cpu import detect
 
     assert report["isa"] == report["quantize_isa"] == report["detected_isa"] == detect().name

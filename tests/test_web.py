@@ -107,7 +107,7 @@ def _int8(src: Path, tmp: Path) -> Path:
 
     out = tmp / "model-int8.onnx"
     quantize_dynamic(src / "model.onnx", out, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
-    return _repackage(src, tmp / "int8-package", onnx=out, variant="int8-dynamic")
+    return _repackage(src, tmp / "int8-package", onnx=out, variant="int8-dynamic", batch_dependent=True)
 
 
 # --------------------------------------------------------------------------- fast: the folder
@@ -130,7 +130,8 @@ def test_web_folder_layout_and_config(tiny_package, tmp_path, fake_npm):
     assert config["label2id"] == {"negative": 0, "positive": 1}
     assert config["transformers.js_config"] == {"dtype": "fp32"}
     assert config["edgedistill"] == {"labels": ["negative", "positive"], "max_length": 64, "pad_token_id": 0,
-                                     "special_tokens_after": 1, "variant": "fp32", "dtype": "fp32"}
+                                     "special_tokens_after": 1, "variant": "fp32", "dtype": "fp32",
+                                     "temperature": 1.0, "runs_alone": False}
     tok = json.loads((out / "model/tokenizer_config.json").read_text())
     assert tok["tokenizer_class"] == "BertTokenizer" and tok["model_max_length"] == 64
     specials = json.loads((out / "model/special_tokens_map.json").read_text())
@@ -154,6 +155,8 @@ def test_int8_package_becomes_model_quantized_loaded_as_q8(tiny_package, tmp_pat
     config = json.loads((out / "model/config.json").read_text())
     assert config["transformers.js_config"] == {"dtype": "q8"}
     assert config["edgedistill"]["variant"] == "int8-dynamic"
+    assert config["edgedistill"]["runs_alone"] is True  # the page runs one text per call, as Python does
+    assert json.loads((out / web.BUILD_FILE).read_text())["runs_alone"] is True
 
 
 def test_zipped_package_and_rebuild_in_place(tiny_package, tmp_path, fake_npm):
@@ -379,14 +382,16 @@ def _train_tiny_bert(path: Path, tokenizer_dir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def trained_packages(tmp_path_factory, tiny_tokenizer_dir, tiny_package) -> dict[str, Path]:
-    """fp32 and int8 (dynamic) packages of a briefly trained tiny BERT (the tiny package's files otherwise)."""
+    """fp32 and int8 (dynamic, calibrated) packages of a briefly trained tiny BERT (the tiny package's files
+    otherwise)."""
     from compress.export import ExportConfig, export
 
     tmp = tmp_path_factory.mktemp("web-trained")
     model = _train_tiny_bert(tmp / "bert", tiny_tokenizer_dir)
     export(ExportConfig(checkpoint=str(model), output=str(tmp / "onnx"), opset=17, max_length=64))
     fp32 = _repackage(tiny_package, tmp / "fp32", onnx=tmp / "onnx" / "model.onnx")
-    return {"fp32": fp32, "int8": _int8(fp32, tmp)}
+    # int8 with a temperature: the page must divide the logits by it as the Python runtime does
+    return {"fp32": fp32, "int8": _repackage(_int8(fp32, tmp), tmp / "int8-calibrated", temperature=0.5)}
 
 
 TOLERANCE = {"fp32": 1e-4, "int8": 1e-3}

@@ -59,6 +59,9 @@ def quantize_cmd(
         help="Also reject a variant agreeing with fp32's labels on less than this share of test texts.")] = None,
     max_batch_flips: Annotated[Optional[float], typer.Option(
         help="Reject a variant whose labels change between batch 1 and batched runs on more than this share.")] = None,
+    batch_invariant: Annotated[Optional[bool], typer.Option(
+        "--batch-invariant/--batched", help="Run dynamic int8 one text per call, so answers never depend on "
+                                            "batch-mates (default), or batch it (faster).")] = None,
     per_channel: Annotated[Optional[bool], typer.Option("--per-channel/--per-tensor", help="Weight scales.")] = None,
     reduce_range: Annotated[Optional[bool], typer.Option("--reduce-range/--full-range", help="7-bit weights.")] = None,
     weight_type: Annotated[Optional[str], typer.Option(help="qint8 or quint8.")] = None,
@@ -80,7 +83,7 @@ def quantize_cmd(
 
     data_cfg = make_config(DataConfig, source=data, text_column=text_column, label_column=label_column, seed=seed)
     flags = {"variants": tuple(variant) if variant else None, "budget": budget, "min_agreement": min_agreement,
-             "max_batch_flips": max_batch_flips,
+             "max_batch_flips": max_batch_flips, "batch_invariant": batch_invariant,
              "per_channel": per_channel,
              "reduce_range": reduce_range, "weight_type": weight_type, "activation_type": activation_type,
              "quantize_embeddings": embeddings, "calibration": calibration,
@@ -118,6 +121,8 @@ def package_cmd(
     zip_: Annotated[Optional[bool], typer.Option("--zip", help="Also write <output>.zip.")] = None,
     overwrite: Annotated[Optional[bool], typer.Option("--overwrite", help="Replace an existing package.")] = None,
     recipe: Annotated[Optional[Path], typer.Option(help="Recipe file (TOML or JSON) to record in the manifest.")] = None,
+    calibrate: Annotated[Optional[bool], typer.Option(
+        "--calibrate/--no-calibrate", help="Fit a temperature on the validation split (default).")] = None,
 ) -> None:
     """Write the model package: model.onnx, tokenizer.json, config.json, manifest.json (hashes), README.md."""
     from compress.errors import ConfigError
@@ -134,7 +139,7 @@ def package_cmd(
         else:
             recipe_dict = json.loads(recipe.read_text())
     cfg = make_config(PackagingConfig, onnx_dir=str(onnx_dir), output=str(output) if output else None, variant=variant,
-                      name=name, zip=zip_, overwrite=overwrite, recipe=recipe_dict)
+                      name=name, zip=zip_, overwrite=overwrite, recipe=recipe_dict, calibrate=calibrate)
     with console.status(f"packaging {onnx_dir}"):
         out = build_package(cfg)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -147,5 +152,11 @@ def package_cmd(
     if m.get("macro_f1") is not None:
         console.print(f"test macro-F1 {m['macro_f1']:.4f} (fp32 {m['fp32_macro_f1']:.4f}), agreement with fp32 "
                       f"{m['agreement_with_fp32']:.4f}, batch-1 p50 {m['latency_p50_ms']:.2f} ms")
+    if cal := manifest.get("calibration"):
+        c = cal["shipped"]
+        console.print(f"temperature {c['temperature']:.4g} (validation, {cal['n']} texts): ECE {c['ece_before']:.4f} "
+                      f"-> {c['ece_after']:.4f}")
+    if config.get("batch_dependent") and config.get("batch_invariant", True):
+        console.print("dynamic int8: the runtime runs one text per call, so answers never depend on batch-mates")
     if cfg.zip:
         console.print(f"zip: {out.with_name(out.name + '.zip')}")

@@ -76,8 +76,12 @@ class QuantizeConfig:
     """Validation texts also classified one at a time, to measure how much a variant's answers depend on batching."""
     max_batch_flips: float | None = None
     """Reject a variant whose labels change between batch 1 and batched runs on more than this share of the
-    consistency texts (0.0: every text must always get the same label; dynamic int8 usually fails it, static
+    consistency texts (0.0: every text must always get the same label; dynamic int8 batched usually fails it, static
     int8 and fp32 pass). None: measured and reported only."""
+    batch_invariant: bool = True
+    """Ship answers that never depend on batch-mates: the runtime runs a batch-dependent variant (dynamic int8, one
+    activation scale per batch) one text per call, and the gate measures it so. False: batch it (faster; a text's
+    label can then change with its batch-mates). The package inherits this setting from the report."""
     min_agreement: float | None = None
     """Also reject a variant whose predicted labels agree with fp32's on fewer than this share of the validation texts
     (e.g. 0.97): a macro-F1 within budget can hide errors that cancel out. None: macro-F1 alone decides."""
@@ -118,6 +122,8 @@ class QuantizeConfig:
             raise ConfigError("quantize.calibration", self.calibration, f"choose one of {list(CALIBRATIONS)}")
         if not 0 <= self.budget <= 100:
             raise ConfigError("quantize.budget", self.budget, "must be in [0, 100] macro-F1 points")
+        if not isinstance(self.batch_invariant, bool):
+            raise ConfigError("quantize.batch_invariant", self.batch_invariant, "must be true or false")
         for name in ("min_agreement", "max_batch_flips"):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0):

@@ -55,8 +55,10 @@ class _Gate:
     def classifier(self, path: Path, variant: str, providers: Any = None) -> Any:
         from runtime.classifier import TextClassifier
 
-        return TextClassifier.from_files(path, self.onnx_dir / TOKENIZER_FILE, runtime_config(self.meta, variant),
-                                         providers=providers, threads=self.cfg.threads)
+        # run as the package will run it (batch_invariant), so the gate judges what ships
+        config = runtime_config(self.meta, variant, batch_invariant=self.cfg.batch_invariant)
+        return TextClassifier.from_files(path, self.onnx_dir / TOKENIZER_FILE, config, providers=providers,
+                                         threads=self.cfg.threads)
 
     def measure(self, attempt: Attempt, providers: Any = None) -> Attempt:
         from compress.evaluate import align_columns, compute_metrics
@@ -71,7 +73,9 @@ class _Gate:
         if self.reference is None:
             self.reference, self.reference_pred = attempt, pred
         attempt.agreement = float((pred == self.reference_pred).mean())
-        if self.consistency:  # the same texts, each alone: does an answer depend on its batch-mates?
+        # the same texts, each alone: does an answer depend on its batch-mates? (never, for a classifier that
+        # runs_alone: measured all the same, as a check of what ships)
+        if self.consistency:
             alone = np.concatenate([align_columns(_predict(clf, [self.split.texts[i]], 1), clf.labels, self.labels)
                                     for i in self.consistency])
             batched = probs[self.consistency]

@@ -61,6 +61,8 @@ export async function loadClassifier({ transformers, root, model = "model", thre
                             "`edgedistill web PACKAGE OUTDIR`");
   const labels = cfg.labels;
   const after = cfg.special_tokens_after;
+  const temperature = cfg.temperature ?? 1;  // folders written before calibration: the raw softmax
+  const runsAlone = cfg.runs_alone ?? false;
 
   /** input_ids and attention_mask for `texts` (one batch), padded to its longest text. */
   function encode(texts) {
@@ -74,13 +76,13 @@ export async function loadClassifier({ transformers, root, model = "model", thre
     return { input_ids: new Tensor("int64", ids, [n, width]), attention_mask: new Tensor("int64", mask, [n, width]) };
   }
 
-  /** Softmax probabilities of one batch, one Float64Array per text. */
+  /** Softmax probabilities of softmax(logits / temperature) for one batch, one array per text. */
   async function probabilities(texts) {
     const { logits } = await net(encode(texts));
     const k = logits.dims[1], data = logits.data;
     if (k !== labels.length) throw new Error(`the model gives ${k} logits for ${labels.length} labels`);
     return texts.map((_, i) => {
-      const row = Array.from(data.subarray(i * k, (i + 1) * k));
+      const row = Array.from(data.subarray(i * k, (i + 1) * k), (x) => x / temperature);
       const top = Math.max(...row), e = row.map((x) => Math.exp(x - top)), sum = e.reduce((a, b) => a + b, 0);
       return e.map((x) => x / sum);
     });
@@ -88,9 +90,11 @@ export async function loadClassifier({ transformers, root, model = "model", thre
 
   /**
    * Classify texts: [{label, score, probs}] in input order. Batches as the Python runtime's
-   * predict_proba(texts, batch_size): stable sort by length (in code points), then slices.
+   * predict_proba(texts, batch_size): stable sort by length (in code points), then slices; a model
+   * whose answers would depend on batch-mates (config runs_alone: dynamic int8) takes one text per run.
    */
   async function classify(texts, { batchSize = 32 } = {}) {
+    if (runsAlone) batchSize = 1;
     if (!Array.isArray(texts)) throw new TypeError("classify() takes an array of strings");
     texts.forEach((t, i) => { if (typeof t !== "string") throw new TypeError(`texts[${i}] is not a string`); });
     const out = new Array(texts.length);
@@ -110,7 +114,7 @@ export async function loadClassifier({ transformers, root, model = "model", thre
 
   return {
     labels, classify, encode,
-    dtype: cfg.dtype, variant: cfg.variant, maxLength: cfg.max_length,
+    dtype: cfg.dtype, variant: cfg.variant, maxLength: cfg.max_length, temperature, runsAlone,
     device: device ?? (IS_NODE ? "cpu" : "wasm"),
     threads: IS_NODE ? (threads ?? null) : env.backends.onnx.wasm.numThreads ?? null,
     loadMs: performance.now() - started,
