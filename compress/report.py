@@ -224,6 +224,12 @@ def to_markdown(name: str, profile: str, rows: list[dict[str, Any]], meta: dict[
                      f"{_fmt(r.get('share_of_teacher'), '.1%')} | {_fmt(r.get('margin_kept'), '.0%')} | "
                      f"{_fmt(r['accuracy'], '.4f')} | {_fmt(r['size_mb'], '.1f')} | {_fmt(r.get('params_m'), '.1f')} | "
                      f"{_fmt(r.get('latency_p50_ms'), '.2f')} | {_fmt(r.get('speedup_vs_teacher'), '.1f')} |")
+    if adapted := meta.get("adaptation"):
+        fresh = adapted.get("fresh_head") or []
+        lines += ["", f"The teacher's encoder was first adapted on {adapted['texts']:,} unlabelled in-domain texts "
+                  f"({adapted['objective']}, {adapted['steps']} steps"
+                  + (f"; the checkpoint had no MLM head, so {', '.join(fresh)} started fresh and the decoder was "
+                     "tied to the input embeddings" if fresh else "") + ")."]
     lines += ["", "Sizes: torch rows count the safetensors weights; the baseline its vocabularies, idf weights and "
               "coefficients as flat arrays; the package row every file it ships (model, tokenizer, config, manifest, card).", "",
               f"## Quantized variants: validation split, {meta['validation_examples']} texts", "",
@@ -340,6 +346,8 @@ def write_report(recipe, cfg: ReportConfig) -> Path:
     rows, meta = build_rows(layout, metrics, baseline=baseline, latency=latency)
     meta["isa"] = detect().name  # where the test rows were timed (the quantize stage may have run elsewhere)
     meta["targets"] = targets_meta(layout)
+    training = layout.teacher / "training.json"
+    meta["adaptation"] = json.loads(training.read_text()).get("adaptation") if training.is_file() else None
     fitted = (clf.manifest or {}).get("calibration")
     meta["calibration"] = calibration_rows(
         {"package (shipped)": (clf, clf.temperature), "student": (fp32, fitted["fp32"]["temperature"])},
