@@ -285,7 +285,8 @@ def test_real_targets_on_a_tiny_package(tiny_package, tiny_onnx_dir, tmp_path, m
     csv.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in make_sentences(120, seed=5)))
     cfg = TargetsConfig(onnx_dir=str(tiny_onnx_dir), data=DataConfig(source=str(csv)),
                         platforms=("x86", "arm64", "wasm"), max_texts=16)
-    report = check_package(tiny_package, tiny_onnx_dir, cfg)
+    monkeypatch.chdir(tiny_package.parent)  # named relative to here, as `edgedistill targets models/x` does
+    report = check_package(Path(tiny_package.name), tiny_onnx_dir, cfg)
     by = {r.target: r for r in report.rows}
     assert set(by) == {"x86", "arm64/cortex-a72", "arm64/neoverse-n1", "arm64/neoverse-v1", "wasm/chromium"}, by
     for r in by.values():

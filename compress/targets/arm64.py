@@ -70,7 +70,10 @@ def run_worker(stage: Path, texts_file: Path, packages: list[Path], env: dict[st
     """The worker's JSON: on the host (``env`` None) or under QEMU with the CPU model ``cpu``."""
     pyenv = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "QEMU_"))}
     pyenv.update(PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
-    args = [str(stage / "worker.py"), str(texts_file), *map(str, packages)]
+    # absolute: the worker runs in the staged folder, not where the caller named the files from; its results come
+    # back keyed by the caller's names
+    named = {str(Path(p).resolve()): str(p) for p in packages}
+    args = [str(stage / "worker.py"), str(Path(texts_file).resolve()), *named]
     if env is None:
         pyenv["PYTHONPATH"] = str(stage)  # the staged copy comes before any installed checkout
         cmd = [sys.executable, *args]
@@ -82,6 +85,7 @@ def run_worker(stage: Path, texts_file: Path, packages: list[Path], env: dict[st
         raise WorkerError(f"the worker on {cpu or 'the host'} failed (exit {proc.returncode}): "
                           f"{proc.stderr.strip()[-1500:]}")
     result = json.loads(proc.stdout)
+    result["results"] = {named.get(k, k): v for k, v in result["results"].items()}
     if env is not None and result["machine"] != "aarch64":
         raise WorkerError(f"QEMU_CPU={cpu}: the worker ran on {result['machine']}, not aarch64")
     return result
