@@ -55,17 +55,20 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
     return {"method": r["method"], "shipped": r["shipped"], "reason": r["reason"],
             "old_test_before": t["before"]["old_task"], "old_test_after": t["after"]["old_task"],
             "new_test_before": t["before"]["new_task"], "new_test_after": t["after"]["new_task"],
+            "all_test_before": t["before"].get("all"), "all_test_after": t["after"].get("all"),
             "old_val_after": v["after"]["old_task"], "new_val_after": v["after"]["new_task"],
             "changed": r["changed"]["n"], "of": r["changed"]["of"], "seconds": r["seconds"],
             "steps": r["training"]["steps"], "replayed": r["training"]["replayed"]}
 
 
 def _table(rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["| method | old task, before | old task, after | new data, before | new data, after | old test texts "
-             "changed | shipped |", "|---|---|---|---|---|---|---|"]
+    lines = ["| method | old task, before | old task, after | new data, before | new data, after | both, every label, "
+             "before | after | old test texts changed | shipped |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        both = (f"{r['all_test_before']:.4f} | {r['all_test_after']:.4f}" if r.get("all_test_before") is not None
+                else "– | –")
         lines.append(f"| {r['method']} | {r['old_test_before']:.4f} | {r['old_test_after']:.4f} | "
-                     f"{r['new_test_before']:.4f} | {r['new_test_after']:.4f} | {r['changed']} of {r['of']} | "
+                     f"{r['new_test_before']:.4f} | {r['new_test_after']:.4f} | {both} | {r['changed']} of {r['of']} | "
                      f"{'yes' if r['shipped'] else 'no: ' + r['reason'].split(' (')[0]} |")
     return lines
 

@@ -520,7 +520,10 @@ def _compare(src: Source, package: Path, labels, old_ids, new_ids, old_val, new_
             p_old = _package_probs(pkg, old_split.texts, labels)
             p_new = _package_probs(pkg, new_split.texts, labels)
             row[who] = {"old_task": _macro_f1(old_split.labels, p_old, old_ids),
-                        "new_task": _macro_f1(new_split.labels, p_new, new_ids)}
+                        "new_task": _macro_f1(new_split.labels, p_new, new_ids),
+                        # both tasks' texts together, every label: what a user of the updated model meets
+                        "all": _macro_f1([*old_split.labels, *new_split.labels], np.concatenate([p_old, p_new]),
+                                         list(range(len(labels))))}
             if split_name == "test":
                 row[who]["_pred_old"] = p_old.argmax(1)
         out[split_name] = row
@@ -557,11 +560,12 @@ def report_markdown(r: dict[str, Any]) -> str:
              f"Old tasks: {', '.join(r['old_tasks'])}. New labels: {', '.join(r['new_labels']) or 'none'}. "
              f"Trained on {r['training']['new']} new texts and {r['training']['replayed']} replayed old ones, "
              f"{r['training']['steps']} steps; the best validation point was step {r['training']['best']['step']}.",
-             "", "| macro-F1 | old tasks, before | old tasks, after | new data, before | new data, after |",
-             "|---|---|---|---|---|"]
+             "", "| macro-F1 | old tasks, before | old tasks, after | new data, before | new data, after | "
+             "both, every label, before | after |", "|---|---|---|---|---|---|---|"]
     for name, row in (("validation (decides)", v), ("test (reported)", t)):
         lines.append(f"| {name} | {row['before']['old_task']:.4f} | {row['after']['old_task']:.4f} | "
-                     f"{row['before']['new_task']:.4f} | {row['after']['new_task']:.4f} |")
+                     f"{row['before']['new_task']:.4f} | {row['after']['new_task']:.4f} | "
+                     f"{row['before'].get('all', float('nan')):.4f} | {row['after'].get('all', float('nan')):.4f} |")
     c = r["changed"]
     lines += ["", f"{c['n']} of {c['of']} old test texts changed label ({c['fixed']} now right, {c['broken']} now "
               "wrong, the rest wrong both times).", ""]

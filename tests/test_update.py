@@ -131,7 +131,7 @@ def test_an_update_makes_a_new_version_that_names_its_parent(tiny_build, tmp_pat
     # the new version keeps its own buffer: its parent's plus a share of its own training texts
     assert len((result.folder / "rehearsal.jsonl").read_text().splitlines()) > len(rehearsal)
     report = json.loads((result.folder / "update_report.json").read_text())
-    assert set(report["validation"]["before"]) == {"old_task", "new_task"}
+    assert set(report["validation"]["before"]) == {"old_task", "new_task", "all"}
     assert report["changed"]["of"] > 0 and report["method"] == "rehearsal"
     from runtime import TextClassifier
 
@@ -152,6 +152,8 @@ def test_a_new_class_grows_the_shipped_head(tiny_build, tmp_path):
     assert clf.labels == ["negative", "positive", "neutral"]
     assert result.report["new_labels"] == ["neutral"]
     assert result.report["validation"]["after"]["new_task"] > result.report["validation"]["before"]["new_task"]
+    # on both tasks' texts together, every label counts: the old model never predicts the new one
+    assert result.report["test"]["after"]["all"] > result.report["test"]["before"]["all"]
 
 
 @pytest.mark.slow
