@@ -75,23 +75,15 @@ class Adaptation:
     """The mean loss over each tenth of the steps."""
 
 
-def folder_digest(folder: Path | str) -> str:
-    """sha256 over the files of a model folder (names and contents) that decide its weights and tokens."""
-    from compress.sources import sha256_file
-
-    folder = Path(folder)
-    h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
-        if p.is_file() and (p.suffix in (".safetensors", ".bin", ".json", ".txt", ".model")):
-            h.update(str(p.relative_to(folder)).encode() + b"\0" + sha256_file(p).encode() + b"\0")
-    return h.hexdigest()
-
-
 def cache_key(model_path: str, texts: Sequence[str], s: AdaptSettings) -> str:
     digest = hashlib.sha256()
     for t in texts:
         digest.update(hashlib.sha256(t.encode()).digest())
-    model = folder_digest(model_path) if Path(model_path).is_dir() else model_path
+    from compress.inputs import HashCache
+
+    hashes = HashCache()  # a model folder's digest, cached by path, size and mtime like a build's inputs
+    model = hashes.path_digest(model_path) if Path(model_path).is_dir() else model_path
+    hashes.save()
     blob = json.dumps({"model": model, "texts": digest.hexdigest(), "settings": asdict(s), "version": __version__},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from compress.calibration import softmax
 from compress.data import DataConfig, LabelledData, Split, load_data
 from compress.errors import ConfigError, UpdateRefused
 from compress.layout import BuildLayout
@@ -416,8 +417,8 @@ def update(build: Path | str, cfg: UpdateConfig, *, output: Path | str | None = 
     grow_head(model, labels)
 
     def evaluate(m) -> float:
-        probs_old = _softmax(_logits(m, tokenizer, old_val.texts, max_length))
-        probs_new = _softmax(_logits(m, tokenizer, new_val.texts, max_length))
+        probs_old = softmax(_logits(m, tokenizer, old_val.texts, max_length))
+        probs_new = softmax(_logits(m, tokenizer, new_val.texts, max_length))
         return 0.5 * (_macro_f1(old_val.labels, probs_old, old_ids) + _macro_f1(new_val.labels, probs_new, new_ids))
 
     trained = train(model, tokenizer, texts, ys, old_logits, cfg, max_length, evaluate)
@@ -468,12 +469,6 @@ def update(build: Path | str, cfg: UpdateConfig, *, output: Path | str | None = 
     _write_rows(folder / REHEARSAL_FILE, rows + fresh)
     log.info("update v%d shipped: %s -> %s", version, reason, layout.package)
     return UpdateResult(version, folder, True, reason, report)
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
 
 
 def _versions(root: Path) -> list[int]:
