@@ -433,8 +433,9 @@ def update(build: Path | str, cfg: UpdateConfig, *, output: Path | str | None = 
     export(replace(recipe.export(), checkpoint=str(layout.student), output=str(layout.onnx), overwrite=True))
     qcfg = recipe.quantize()
     quantize(replace(qcfg, onnx_dir=str(layout.onnx)), data=combined)
-    # the recipe's targets, checked on the new data's validation texts (a sample), as a build checks its own
-    check_targets(replace(recipe.targets(), onnx_dir=str(layout.onnx), data=cfg.data))
+    # the recipe's targets, checked as a build checks its own, on the original task's validation texts (the new
+    # data may bring one class alone, which is no split to sample from)
+    check_targets(replace(recipe.targets(), onnx_dir=str(layout.onnx), data=src.tasks[0].data))
     history = [*src.manifest.get("history", [_history_entry(src.manifest, 1, None)]),
                {"version": version, "method": cfg.method, "data": new.name, "new_labels": added,
                 "parent_sha256": _manifest_sha(src.layout.package)}]

@@ -177,3 +177,18 @@ def test_an_update_that_forgets_beyond_the_budget_is_refused_and_nothing_changes
     assert (tmp_path / "v-bad.refused" / "update_report.md").is_file() and not (tmp_path / "v-bad").exists()
     report = json.loads((tmp_path / "v-bad.refused" / "update_report.json").read_text())
     assert not report["shipped"] and report["changed"]["n"] > 0
+
+
+@pytest.mark.slow
+def test_new_data_may_bring_one_class_alone(tiny_build, tmp_path):
+    rng = random.Random(4)
+    rows = [(" ".join(rng.sample(FILLER[12:], 5)) + f" {i}", "neutral") for i in range(60)]
+    try:  # shipped or refused, the update runs through every stage (the targets check samples the old task)
+        result = update(tiny_build, UpdateConfig(data=str(_write(tmp_path / "only-neutral.csv", rows)),
+                                                 method="rehearsal", epochs=2.0, batch_size=16, learning_rate=1e-3,
+                                                 forget_budget=100.0), output=tmp_path / "v-one")
+        folder = result.folder
+    except UpdateRefused:
+        folder = tmp_path / "v-one.refused"
+    report = json.loads((folder / "update_report.json").read_text())
+    assert report["labels"] == ["negative", "positive", "neutral"] and report["new_labels"] == ["neutral"]
