@@ -42,6 +42,7 @@ import numpy as np
 from compress.calibration import softmax
 from compress.data import DataConfig, LabelledData, Split, load_data
 from compress.errors import ConfigError, UpdateRefused
+from compress.fsutil import write_text_atomic
 from compress.layout import BuildLayout
 
 log = logging.getLogger(__name__)
@@ -257,10 +258,7 @@ def rehearsal_buffer(source: Source, datas: list[LabelledData], n: int, seed: in
 
 
 def _write_rows(path: Path, rows: list[tuple[str, str]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps({"text": t, "label": y}, ensure_ascii=False) + "\n" for t, y in rows),
-                   encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, "".join(json.dumps({"text": t, "label": y}, ensure_ascii=False) + "\n" for t, y in rows))
 
 
 # ---------------------------------------------------------------------------------- training

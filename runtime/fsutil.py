@@ -31,6 +31,19 @@ def cache_dir() -> Path:
     return Path(base) / "edgedistill"
 
 
+def write_text_atomic(path: Path | str, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file renamed over it: a reader sees the old file or the new
+    one, whole, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def replace_folder(src: Path, dest: Path) -> None:
     """Move the finished folder ``src`` to ``dest``.
 

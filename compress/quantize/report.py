@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from compress.errors import ConfigError
+from compress.fsutil import write_text_atomic
 from compress.layout import QUANTIZE_REPORT
 from runtime.cpu import isa_name
 
@@ -158,13 +158,8 @@ class QuantizeReport:
         folder = Path(folder or self.onnx_dir)
         path = folder / REPORT_JSON
         (folder / REPORT_MD).write_text(self.to_markdown())
-        tmp = path.with_name(path.name + ".tmp")  # the JSON is what marks the run finished: it appears whole
-        try:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        # the JSON is what marks the run finished: it appears whole
+        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     def to_markdown(self) -> str:
         ref = self.attempt("fp32")

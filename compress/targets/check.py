@@ -332,13 +332,9 @@ class TargetsReport:
         """Write the JSON (whole, through a temporary file) and, when asked, the Markdown."""
         if md_path is not None:
             md_path.write_text(self.to_markdown())
-        tmp = json_path.with_name(json_path.name + ".tmp")
-        try:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-            os.replace(tmp, json_path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return json_path
+        from compress.fsutil import write_text_atomic
+
+        return write_text_atomic(json_path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     def table_lines(self) -> list[str]:
         """The per-target table (Markdown), one row per target and variant checked."""
