@@ -6,7 +6,10 @@ it would any pretrained model. Two objectives (:data:`OBJECTIVES`):
 - ``mlm``: masked-language-model continued pre-training (domain-adaptive pre-training, Gururangan et al., 2020):
   15% of the tokens masked (80% [MASK], 10% random, 10% kept), cross-entropy on the masked ones. The built-in
   sentence-transformer checkpoints ship without their MLM head's layers: the decoder is tied to the input
-  embeddings (as in pre-training), the head's dense layer, norm and bias start fresh and train with the rest.
+  embeddings (as in pre-training), the head's dense layer, norm and bias start fresh. They first train alone for
+  ``head_steps`` (encoder frozen, ``head_learning_rate``), then everything trains for ``steps``: a random head's
+  gradients would otherwise rewrite the encoder before the head means anything (without this phase, 100 steps on
+  tweets left the MLM loss at 6.0 and cost the fine-tuned teacher 10 points of macro-F1).
   :class:`Adaptation` records which head weights were fresh, and the teacher's record and the build report say so.
 - ``contrastive``: unsupervised SimCSE (Gao et al., 2021): each text passes twice through the encoder with dropout
   on, and the two mean-pooled embeddings must find each other among the batch's (InfoNCE, temperature 0.05).
@@ -47,16 +50,20 @@ class AdaptSettings:
     mlm_probability: float = 0.15
     contrastive_temperature: float = 0.05
     seed: int = 42
+    head_steps: int = 100
+    """MLM with a fresh head: steps that train the head alone, the encoder frozen, before ``steps`` of both."""
+    head_learning_rate: float = 1e-3
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ConfigError("teacher.adapt_objective", self.objective, f"choose one of {list(OBJECTIVES)}")
-        for name in ("steps", "batch_size"):
+        for name, least in (("steps", 1), ("batch_size", 1), ("head_steps", 0)):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"teacher.adapt_{name}", v, "must be an int >= 1")
-        if not self.learning_rate > 0:
-            raise ConfigError("teacher.adapt_learning_rate", self.learning_rate, "must be > 0")
+            if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                raise ConfigError(f"teacher.adapt_{name}", v, f"must be an int >= {least}")
+        for name in ("learning_rate", "head_learning_rate"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"teacher.adapt_{name}", getattr(self, name), "must be > 0")
 
 
 @dataclass
@@ -73,6 +80,8 @@ class Adaptation:
     """MLM: the head weights the checkpoint lacked, trained from scratch (the decoder is tied to the embeddings)."""
     losses: list[float] = field(default_factory=list)
     """The mean loss over each tenth of the steps."""
+    head_losses: list[float] = field(default_factory=list)
+    """MLM with a fresh head: the same over the head-only steps that came first."""
 
 
 def cache_key(model_path: str, texts: Sequence[str], s: AdaptSettings) -> str:
@@ -103,14 +112,16 @@ def adapt(model_path: str, texts: Sequence[str], s: AdaptSettings, cache: Path |
         return Adaptation(**{**record, "path": str(out), "from_cache": True})
     started = time.perf_counter()
     with publishing(out) as tmp:
-        fresh, losses = (_mlm if s.objective == "mlm" else _contrastive)(model_path, list(texts), s, tmp)
+        fresh, losses, head_losses = (_mlm if s.objective == "mlm" else _contrastive)(model_path, list(texts), s,
+                                                                                       tmp)
         result = Adaptation(str(out), s.objective, s.steps, len(texts), round(time.perf_counter() - started, 1),
-                            False, fresh, losses)
+                            False, fresh, losses, head_losses)
         (tmp / RECORD).write_text(json.dumps({k: v for k, v in asdict(result).items() if k != "path"}, indent=2)
                                   + "\n")
     log.info("adapted the encoder (%s) on %d texts in %d steps, %.0f s%s: loss %.3f -> %.3f", s.objective,
-             len(texts), s.steps, result.seconds, f"; fresh MLM head weights: {', '.join(fresh)}" if fresh else "",
-             losses[0], losses[-1])
+             len(texts), s.steps, result.seconds,
+             f"; fresh MLM head weights ({', '.join(fresh)}) trained alone first: loss {head_losses[0]:.3f} -> "
+             f"{head_losses[-1]:.3f}" if head_losses else "", losses[0], losses[-1])
     return result
 
 
@@ -124,28 +135,24 @@ def _batches(texts: list[str], s: AdaptSettings):
             yield [texts[j] for j in order[i:i + s.batch_size]]
 
 
-def _optimizer(model, s: AdaptSettings):
+def _loop(model, s: AdaptSettings, batches, step_loss, steps: int | None = None, lr: float | None = None,
+          what: str = "") -> list[float]:
+    """``steps`` (default ``s.steps``) optimiser steps at ``lr`` of ``step_loss(batch) -> loss`` on the parameters
+    that require grad; the mean loss of each tenth of them."""
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=s.learning_rate,
-                            weight_decay=0.01)
-    return opt, get_linear_schedule_with_warmup(opt, max(1, s.steps // 10), s.steps)
-
-
-def _loop(model, s: AdaptSettings, texts: list[str], step_loss) -> list[float]:
-    """``s.steps`` optimiser steps of ``step_loss(batch) -> loss``; the mean loss of each tenth of them."""
-    import torch
-
-    opt, sched = _optimizer(model, s)
+    steps = steps or s.steps
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr or s.learning_rate, weight_decay=0.01)
+    sched = get_linear_schedule_with_warmup(opt, max(1, steps // 10), steps)
     model.train()
     seen: list[float] = []
-    batches = _batches(texts, s)
-    with progress.bar(f"adapting ({s.objective})", s.steps, unit="steps") as bar:
-        for _ in range(s.steps):
+    with progress.bar(f"adapting ({what or s.objective})", steps, unit="steps") as bar:
+        for _ in range(steps):
             loss = step_loss(next(batches))
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
             opt.zero_grad()
@@ -156,7 +163,7 @@ def _loop(model, s: AdaptSettings, texts: list[str], step_loss) -> list[float]:
     return [round(sum(seen[i:i + tenth]) / len(seen[i:i + tenth]), 4) for i in range(0, len(seen), tenth)]
 
 
-def _mlm(model_path: str, texts: list[str], s: AdaptSettings, out: Path) -> tuple[list[str], list[float]]:
+def _mlm(model_path: str, texts: list[str], s: AdaptSettings, out: Path) -> tuple[list[str], list[float], list[float]]:
     import torch
     from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling
 
@@ -173,13 +180,23 @@ def _mlm(model_path: str, texts: list[str], s: AdaptSettings, out: Path) -> tupl
         return model(**{k: v for k, v in feats.items() if k in ("input_ids", "attention_mask", "labels",
                                                                    "token_type_ids")}).loss
 
-    losses = _loop(model, s, texts, step)
+    batches = _batches(texts, s)
+    head_losses = []
+    if fresh and s.head_steps:
+        encoder = [p for n, p in model.named_parameters() if n.startswith(model.base_model_prefix + ".")]
+        for p in encoder:  # the tied decoder is the input embeddings: it stays too
+            p.requires_grad_(False)
+        head_losses = _loop(model, s, batches, step, s.head_steps, s.head_learning_rate, "mlm head alone")
+        for p in encoder:
+            p.requires_grad_(True)
+    losses = _loop(model, s, batches, step)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    return fresh, losses
+    return fresh, losses, head_losses
 
 
-def _contrastive(model_path: str, texts: list[str], s: AdaptSettings, out: Path) -> tuple[list[str], list[float]]:
+def _contrastive(model_path: str, texts: list[str], s: AdaptSettings, out: Path) -> tuple[list[str], list[float],
+                                                                                          list[float]]:
     import torch
     import torch.nn.functional as F
     from transformers import AutoModel, AutoTokenizer
@@ -200,8 +217,8 @@ def _contrastive(model_path: str, texts: list[str], s: AdaptSettings, out: Path)
         sim = a @ b.T / s.contrastive_temperature
         return F.cross_entropy(sim, torch.arange(len(batch)))
 
-    losses = _loop(model, s, texts, step)
+    losses = _loop(model, s, _batches(texts, s), step)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    return [], losses
+    return [], losses, []
 

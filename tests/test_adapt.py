@@ -67,3 +67,17 @@ def test_the_teacher_fine_tunes_the_adapted_encoder_and_a_second_build_reuses_it
     finetune_teacher(replace(cfg, learning_rate=1e-3))  # another fine-tune, the same adaptation
     second = json.loads((tmp_path / "teacher" / "training.json").read_text())["adaptation"]
     assert second["from_cache"] and second["path"] == first["path"]
+
+
+def test_a_fresh_mlm_head_trains_alone_before_the_encoder_moves(tiny_model_dir, tmp_path):
+    # a learning rate too small to move anything in the joint phase isolates the head-only phase's effect
+    s = AdaptSettings("mlm", steps=1, batch_size=8, learning_rate=1e-12, max_length=32, head_steps=8,
+                      head_learning_rate=1e-2)
+    result = adapt(str(tiny_model_dir), TEXTS, s, cache=tmp_path)
+    assert result.fresh_head and len(result.head_losses) == 8 and result.head_losses[-1] < result.head_losses[0]
+    before, after = state(tiny_model_dir), state(result.path)
+    moved = [k for k in before if k.startswith("bert.") and k in after and not (after[k] - before[k]).abs().max() < 1e-6]
+    assert moved == []  # the encoder (and the tied decoder, its embeddings) did not move while the head learned
+    assert any(k.startswith("cls.predictions.transform") for k in after)  # the trained head is saved with it
+    with pytest.raises(ConfigError, match="teacher.adapt_head_steps"):
+        AdaptSettings(head_steps=-1)
