@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_INDEX ?=
 TORCH_PIP := torch==2.13.0 $(if $(strip $(TORCH_INDEX)),--index-url $(strip $(TORCH_INDEX)))
-# The benchmark's optimum peer (benchmarks/suite.py) needs transformers 4.57, which the toolchain has left:
+# The benchmarks' optimum peer (suite.py, ladder.py) needs transformers 4.57, which the toolchain has left:
 # it gets its own environment, made by `make peers`.
 PEERS_VENV ?= .venv-peers
 # The ladder benchmark's model2vec peer (benchmarks/ladder.py) needs transformers < 5.4 and huggingface_hub >= 1.0:

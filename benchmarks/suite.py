@@ -52,9 +52,7 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -69,6 +67,7 @@ REPO = HERE.parent
 sys.path[:0] = [str(REPO), str(HERE)]  # run from a checkout: `python benchmarks/suite.py`
 
 from gemm_peak import config_macs, gemm_peak, graph_macs  # noqa: E402
+from peers.process import PeerError, PeerProcess  # noqa: E402
 from compress.baseline import margin_kept  # noqa: E402
 from compress.quantize.config import VARIANT_FILES  # noqa: E402
 from compress.layout import BuildLayout  # noqa: E402
@@ -587,50 +586,6 @@ def _versions() -> dict[str, str | None]:
     import transformers
 
     return {"torch": torch.__version__, "transformers": transformers.__version__, "optimum": None}
-
-
-class PeerError(RuntimeError):
-    """A peer process failed, or answered a request with an error."""
-
-
-class PeerProcess:
-    """A peer in another Python environment: a child process that answers one JSON line per request line."""
-
-    def __init__(self, python: Path, script: Path):
-        self.stderr = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([str(python), str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.stderr, text=True, bufsize=1)
-
-    def call(self, **request: Any) -> dict[str, Any]:
-        try:
-            self.proc.stdin.write(json.dumps(request) + "\n")
-            self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
-        except (BrokenPipeError, OSError) as e:
-            raise PeerError(f"{request.get('cmd')}: {e}; {self._stderr_tail()}") from e
-        if not line:
-            raise PeerError(f"{request.get('cmd')}: the peer exited ({self.proc.poll()}); {self._stderr_tail()}")
-        reply = json.loads(line)
-        if not reply.get("ok"):
-            raise PeerError(f"{request.get('cmd')}: {reply.get('error')}")
-        return reply
-
-    def _stderr_tail(self, n: int = 1500) -> str:
-        self.stderr.flush()
-        self.stderr.seek(0)
-        text = self.stderr.read().strip()
-        return f"its stderr ends: {text[-n:]}" if text else "it wrote nothing to stderr"
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-                self.proc.stdin.close()
-                self.proc.wait(timeout=30)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
-        self.stderr.close()
 
 
 def _require_cuda() -> None:
