@@ -435,10 +435,11 @@ def _train_static(path: Path, teacher: Path) -> Path:
     torch.manual_seed(0)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()
-    for i in range(0, len(texts), 24):
-        model(**tok(texts[i:i + 24], padding=True, return_tensors="pt"), labels=labels[i:i + 24]).loss.backward()
-        opt.step()
-        opt.zero_grad()
+    for _ in range(3):
+        for i in range(0, len(texts), 24):
+            model(**tok(texts[i:i + 24], padding=True, return_tensors="pt"), labels=labels[i:i + 24]).loss.backward()
+            opt.step()
+            opt.zero_grad()
     model.eval().save_pretrained(path)
     tok.save_pretrained(path)
     return path
