@@ -32,9 +32,11 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from runtime.package import STATIC_MODEL_TYPE
+
 log = logging.getLogger(__name__)
 
-MODEL_TYPE = "edgedistill-static"
+MODEL_TYPE = STATIC_MODEL_TYPE  # the runtime reads packages by it
 SIF_A = 1e-3
 """The SIF coefficient (Arora, Liang and Ma, ICLR 2017): a token as frequent as ``a`` keeps half its weight."""
 

@@ -56,6 +56,9 @@ browser), cuda (onnxruntime's CUDA provider)."""
 # activation scale per tensor (DynamicQuantizeLinear), so over the whole padded batch.
 BATCH_DEPENDENT_VARIANTS = ("int8-dynamic",)
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+STATIC_MODEL_TYPE = "edgedistill-static"
+"""The ``model_type`` of the static student (``compress/static.py``): a token table, a masked mean and a head,
+no transformer; runtimes that pick a model class by ``model_type`` (transformers.js) need to know it."""
 MAX_ARCHIVE_BYTES = 8 << 30  # a .zip package that unpacks to more than this is refused (a zip bomb, not a model)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

@@ -1,14 +1,21 @@
 """A model package as a web folder: the classifier in a browser page or in Node.js, through transformers.js.
 
+Two kinds of package run there (``edgedistill.kind`` in ``model/config.json``): a transformer, loaded by
+transformers.js's sequence-classification class for its ``model_type``, and the static student (a token table,
+a masked mean and a head: no class of transformers.js fits it), whose ONNX graph transformers.js's generic
+``PreTrainedModel`` runs as it is, fed exactly the inputs the graph declares. The tokenizer, the truncation,
+the batching and the softmax are the same for both.
+
 ``export_web(package, outdir)`` writes a folder that needs no server-side code and
 no network at page load::
 
     OUTDIR/
       index.html            the demo page: a text box, a bar per class, the latency of each prediction
-      edgedistill.mjs       loadClassifier(): the page's and Node's way in (tokenize, truncate, pad, softmax)
+      edgedistill.mjs       loadClassifier(): the page's and Node's way in (tokenize, truncate, pad, run, softmax)
       classify.mjs          Node.js: lines on stdin -> JSON lines on stdout
       model/                what transformers.js loads (``from_pretrained("model")``)
         config.json           model_type, id2label/label2id, transformers.js_config.dtype, edgedistill settings
+                              (the kind, labels, tokenization, input and output names, temperature)
         tokenizer.json        the package's, unchanged
         tokenizer_config.json, special_tokens_map.json   derived from tokenizer.json and config.json
         onnx/model.onnx       fp32 packages (dtype "fp32")
@@ -45,13 +52,13 @@ from typing import Any
 
 from runtime.errors import RuntimeBaseError
 from runtime.fsutil import cache_dir, publishing
-from runtime.package import CONFIG_FILE, TOKENIZER_FILE, PackageConfig, open_package, read_config, \
-    sha256_file, target_model, verify_package
+from runtime.package import CONFIG_FILE, STATIC_MODEL_TYPE, TOKENIZER_FILE, PackageConfig, open_package, \
+    read_config, sha256_file, target_model, verify_package
 
 log = logging.getLogger(__name__)
 
 WEB_FORMAT = "edgedistill-web"
-WEB_FORMAT_VERSION = "1.0"
+WEB_FORMAT_VERSION = "1.1"  # 1.1: the kind (transformer or static), input and output names
 BUILD_FILE = "edgedistill-web.json"
 MODEL_DIR = "model"  # the transformers.js model id, relative to the page
 VENDOR_DIR = "vendor"
@@ -113,6 +120,12 @@ NODE_INSTALL = f"npm install --ignore-scripts --no-audit --no-fund {TRANSFORMERS
 SEQUENCE_CLASSIFICATION_MODEL_TYPES = (
     "albert", "bert", "camembert", "convbert", "deberta", "deberta-v2", "distilbert", "electra", "esm", "eurobert",
     "mobilebert", "modernbert", "mpnet", "neobert", "roberta", "roformer", "squeezebert", "xlm", "xlm-roberta")
+
+# What edgedistill.mjs loads a package's model with (config.json's edgedistill.kind):
+# "transformer": AutoModelForSequenceClassification, by model_type (one of the above);
+# "static": PreTrainedModel, transformers.js's generic ONNX model, for the static student (compress/static.py).
+KIND_TRANSFORMER, KIND_STATIC = "transformer", "static"
+STATIC_ARCHITECTURE = "StaticForSequenceClassification"  # compress/static.py's class, for the record
 
 # tokenizer_config.json's tokenizer_class per model_type (transformers.js picks its tokenizer class by it).
 _TOKENIZER_CLASSES = {
@@ -318,12 +331,24 @@ def tokenizer_sidecars(tokenizer: Mapping[str, Any], config: PackageConfig) -> t
     return tokenizer_config, dict(special), len(after)
 
 
-def transformersjs_config(config: PackageConfig, dtype: str, suffix_tokens: int) -> dict[str, Any]:
-    """The ``config.json`` transformers.js reads: model_type picks the class, id2label names the outputs."""
+def web_kind(config: PackageConfig, where: Path | str) -> str:
+    """How the page runs the package's model: :data:`KIND_TRANSFORMER` or :data:`KIND_STATIC`."""
+    if config.model_type == STATIC_MODEL_TYPE:
+        return KIND_STATIC
+    if config.model_type in SEQUENCE_CLASSIFICATION_MODEL_TYPES:
+        return KIND_TRANSFORMER
+    raise WebExportError(f"{where}: model_type={config.model_type!r} has no sequence-classification class in "
+                         f"{TRANSFORMERS_JS.spec} and is not the static student ({STATIC_MODEL_TYPE}); supported: "
+                         f"{', '.join(SEQUENCE_CLASSIFICATION_MODEL_TYPES + (STATIC_MODEL_TYPE,))}")
+
+
+def transformersjs_config(config: PackageConfig, dtype: str, suffix_tokens: int, kind: str) -> dict[str, Any]:
+    """The ``config.json`` transformers.js reads: model_type picks the class (``kind`` transformer), id2label
+    names the outputs; the ``edgedistill`` section is what edgedistill.mjs reads."""
     labels = list(config.labels)
     return {
         "model_type": config.model_type,
-        "architectures": [_architecture(config.model_type)],
+        "architectures": [STATIC_ARCHITECTURE if kind == KIND_STATIC else _architecture(config.model_type)],
         "id2label": {str(i): name for i, name in enumerate(labels)},
         "label2id": {name: i for i, name in enumerate(labels)},
         "num_labels": len(labels),
@@ -331,6 +356,9 @@ def transformersjs_config(config: PackageConfig, dtype: str, suffix_tokens: int)
         "pad_token_id": config.pad_token_id,
         "transformers.js_config": {"dtype": dtype},
         "edgedistill": {  # read by edgedistill.mjs: tokenize exactly as the Python runtime does
+            "kind": kind,  # which transformers.js class loads the model (see KIND_TRANSFORMER, KIND_STATIC)
+            "input_names": list(config.input_names),  # what the ONNX graph takes, as the Python runtime feeds it
+            "output_name": config.output_name,
             "labels": labels,
             "max_length": config.max_length,
             "pad_token_id": config.pad_token_id,
@@ -367,7 +395,7 @@ def export_web(package: Path | str, outdir: Path | str, *, cache: Path | None = 
     with publishing(outdir) as tmp:
         build = _assemble(package, tmp, cache)
         (tmp / BUILD_FILE).write_text(json.dumps(build, indent=2) + "\n")
-    log.info("wrote the web folder %s (%s, dtype %s)", outdir, build["variant"], build["dtype"])
+    log.info("wrote the web folder %s (%s %s, dtype %s)", outdir, build["kind"], build["variant"], build["dtype"])
     return outdir
 
 
@@ -378,10 +406,7 @@ def _assemble(package: Path, out: Path, cache: Path | None) -> dict[str, Any]:
         model_file, entry = target_model(manifest, "wasm", package)  # the package's file for the browser
         if entry is not None and entry.get("variant"):
             config = dataclasses.replace(config, variant=entry["variant"])
-        if config.model_type not in SEQUENCE_CLASSIFICATION_MODEL_TYPES:
-            raise WebExportError(f"{package}: model_type={config.model_type!r} has no sequence-classification "
-                                 f"class in {TRANSFORMERS_JS.spec}; supported: "
-                                 f"{', '.join(SEQUENCE_CLASSIFICATION_MODEL_TYPES)}")
+        kind = web_kind(config, package)
         variant = config.variant or "fp32"
         if variant not in _VARIANT_FILES:
             raise WebExportError(f"{package}: variant={variant!r} is not one transformers.js can load; "
@@ -393,7 +418,7 @@ def _assemble(package: Path, out: Path, cache: Path | None) -> dict[str, Any]:
         (model / "onnx").mkdir(parents=True)
         shutil.copyfile(folder / model_file, model / "onnx" / onnx_name)
         shutil.copyfile(folder / TOKENIZER_FILE, model / "tokenizer.json")
-    _write_json(model / "config.json", transformersjs_config(config, dtype, suffix))
+    _write_json(model / "config.json", transformersjs_config(config, dtype, suffix, kind))
     _write_json(model / "tokenizer_config.json", tok_config)
     _write_json(model / "special_tokens_map.json", special_map)
     for name in TEMPLATE_FILES:
@@ -404,7 +429,8 @@ def _assemble(package: Path, out: Path, cache: Path | None) -> dict[str, Any]:
         "format": WEB_FORMAT, "format_version": WEB_FORMAT_VERSION,
         "package": str(package), "package_model_sha256": manifest["files"][model_file]["sha256"],
         "package_model_file": model_file,
-        "labels": list(config.labels), "variant": variant, "dtype": dtype, "model": f"{MODEL_DIR}/onnx/{onnx_name}",
+        "kind": kind, "labels": list(config.labels), "variant": variant, "dtype": dtype,
+        "model": f"{MODEL_DIR}/onnx/{onnx_name}",
         "temperature": config.temperature, "runs_alone": config.runs_alone,
         "npm": {p.name: p.version for p in (TRANSFORMERS_JS, ONNXRUNTIME_WEB)}, "licenses": licenses,
         "files": {p.relative_to(out).as_posix(): {"sha256": sha256_file(p), "size": p.stat().st_size} for p in files},

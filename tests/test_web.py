@@ -1,5 +1,6 @@
 """The web folder (transformers.js): layout, config, npm integrity and the server's headers (fast); the demo page
-in headless Chromium and classify.mjs under Node.js against the Python runtime (marked real + slow).
+in headless Chromium and classify.mjs under Node.js against the Python runtime (marked real + slow), for a
+transformer (a tiny BERT) and for the static student (compress/static.py), each in fp32 and int8.
 
 The fast tests use small npm tarballs built here (real tarballs, pinned by their own sha512) in place of the
 35 MB of transformers.js + onnxruntime-web, so they need no network. The slow tests use the real pinned
@@ -129,7 +130,10 @@ def test_web_folder_layout_and_config(tiny_package, tmp_path, fake_npm):
     assert config["id2label"] == {"0": "negative", "1": "positive"}
     assert config["label2id"] == {"negative": 0, "positive": 1}
     assert config["transformers.js_config"] == {"dtype": "fp32"}
-    assert config["edgedistill"] == {"labels": ["negative", "positive"], "max_length": 64, "pad_token_id": 0,
+    assert config["edgedistill"] == {"kind": "transformer", "input_names": ["input_ids", "attention_mask",
+                                                                             "token_type_ids"],
+                                     "output_name": "logits",
+                                     "labels": ["negative", "positive"], "max_length": 64, "pad_token_id": 0,
                                      "special_tokens_after": 1, "variant": "fp32", "dtype": "fp32",
                                      "temperature": 1.0, "runs_alone": False}
     tok = json.loads((out / "model/tokenizer_config.json").read_text())
@@ -139,7 +143,7 @@ def test_web_folder_layout_and_config(tiny_package, tmp_path, fake_npm):
                         "mask_token": "[MASK]"}
 
     build = json.loads((out / web.BUILD_FILE).read_text())
-    assert build["dtype"] == "fp32" and build["model"] == "model/onnx/model.onnx"
+    assert build["kind"] == "transformer" and build["dtype"] == "fp32" and build["model"] == "model/onnx/model.onnx"
     assert build["licenses"] == {f"{web.TRANSFORMERS_JS.spec}": "Apache-2.0", f"{web.ONNXRUNTIME_WEB.spec}": "MIT"}
     assert set(build["files"]) == set(files) - {web.BUILD_FILE}
     assert build["files"]["model/onnx/model.onnx"]["sha256"] == sha256_file(out / "model/onnx/model.onnx")
@@ -157,6 +161,28 @@ def test_int8_package_becomes_model_quantized_loaded_as_q8(tiny_package, tmp_pat
     assert config["edgedistill"]["variant"] == "int8-dynamic"
     assert config["edgedistill"]["runs_alone"] is True  # the page runs one text per call, as Python does
     assert json.loads((out / web.BUILD_FILE).read_text())["runs_alone"] is True
+
+
+def test_static_package_runs_through_the_generic_model(static_packages, tmp_path, fake_npm):
+    pkg = static_packages["static"]
+    out = web.export_web(pkg, tmp_path / "site")
+    assert (out / "model/onnx/model.onnx").read_bytes() == (pkg / "model.onnx").read_bytes()
+    assert (out / "model/tokenizer.json").read_bytes() == (pkg / "tokenizer.json").read_bytes()
+    config = json.loads((out / "model/config.json").read_text())
+    assert config["model_type"] == "edgedistill-static"
+    assert config["architectures"] == ["StaticForSequenceClassification"]
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
+    settings = config["edgedistill"]
+    assert settings["kind"] == "static"  # edgedistill.mjs loads it with PreTrainedModel, not by model_type
+    assert settings["input_names"] == ["input_ids", "attention_mask"]  # no token types: the graph takes none
+    assert settings["output_name"] == "logits" and settings["special_tokens_after"] == 1
+    assert json.loads((out / web.BUILD_FILE).read_text())["kind"] == "static"
+
+    out8 = web.export_web(static_packages["static-int8"], tmp_path / "site-int8")
+    config = json.loads((out8 / "model/config.json").read_text())
+    assert config["transformers.js_config"] == {"dtype": "q8"}
+    assert config["edgedistill"]["kind"] == "static" and config["edgedistill"]["runs_alone"] is True
+    assert config["edgedistill"]["temperature"] == 2.0
 
 
 def test_zipped_package_and_rebuild_in_place(tiny_package, tmp_path, fake_npm):
@@ -191,8 +217,9 @@ def test_refuses_a_tampered_package(tiny_package, tmp_path, fake_npm):
 
 def test_refuses_a_model_type_transformersjs_cannot_classify_with(tiny_package, tmp_path, fake_npm):
     pkg = _repackage(tiny_package, tmp_path / "gpt", model_type="gpt2")
-    with pytest.raises(web.WebExportError, match="model_type='gpt2'"):
+    with pytest.raises(web.WebExportError, match="model_type='gpt2' .* not the static student"):
         web.export_web(pkg, tmp_path / "site")
+    assert not (tmp_path / "site").exists()
 
 
 def test_webexport_is_torch_free():
@@ -394,7 +421,51 @@ def trained_packages(tmp_path_factory, tiny_tokenizer_dir, tiny_package) -> dict
     return {"fp32": fp32, "int8": _repackage(_int8(fp32, tmp), tmp / "int8-calibrated", temperature=0.5)}
 
 
-TOLERANCE = {"fp32": 1e-4, "int8": 1e-3}
+def _train_static(path: Path, teacher: Path) -> Path:
+    """The static student (compress/static.py: token table from the teacher, masked mean, head), trained for a
+    second on the sentiment sentences so that texts get different labels, saved as distill saves it."""
+    import torch
+
+    from compress.student import StudentConfig, build_student
+
+    rows = make_sentences(240, seed=1)
+    texts, labels = [t for t, _ in rows], torch.tensor([int(y == "positive") for _, y in rows])
+    model, tok = build_student(StudentConfig(builder="static", static_dim=16), teacher, 2,
+                               {0: "negative", 1: "positive"}, corpus=texts)
+    torch.manual_seed(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(3):
+        for i in range(0, len(texts), 24):
+            model(**tok(texts[i:i + 24], padding=True, return_tensors="pt"), labels=labels[i:i + 24]).loss.backward()
+            opt.step()
+            opt.zero_grad()
+    model.eval().save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def static_packages(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
+    """The static student packaged as the pipeline packages it: fp32, and int8 (dynamic, with a temperature)."""
+    from compress.export import ExportConfig, export
+    from compress.package import PackagingConfig, build_package
+
+    tmp = tmp_path_factory.mktemp("web-static")
+    model = _train_static(tmp / "student", tiny_model_dir)
+    onnx_dir = export(ExportConfig(checkpoint=str(model), output=str(tmp / "onnx"), opset=17, max_length=64))
+    fp32 = build_package(PackagingConfig(onnx_dir=str(onnx_dir), output=str(tmp / "static"), name="tiny-static"))
+    return {"static": fp32, "static-int8": _repackage(_int8(fp32, tmp), tmp / "static-int8", temperature=2.0)}
+
+
+PACKAGES = {"fp32": "trained_packages", "int8": "trained_packages",  # kind -> the fixture that builds it
+            "static": "static_packages", "static-int8": "static_packages"}
+TOLERANCE = {"fp32": 1e-4, "int8": 1e-3, "static": 1e-4, "static-int8": 1e-3}
+DTYPES = {"fp32": "fp32", "int8": "q8", "static": "fp32", "static-int8": "q8"}
+
+
+def _package(request, kind: str) -> Path:
+    return request.getfixturevalue(PACKAGES[kind])[kind]
 
 
 def _parity_texts() -> list[str]:
@@ -423,13 +494,14 @@ def _compare(kind: str, labels: list[str], expected: np.ndarray, got: list[dict]
 
 @pytest.mark.real
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["fp32", "int8"])
-def test_page_in_headless_chromium_matches_python_runtime(kind, trained_packages, node_env, tmp_path):
+@pytest.mark.parametrize("kind", list(PACKAGES))
+def test_page_in_headless_chromium_matches_python_runtime(kind, request, node_env, tmp_path):
+    package = _package(request, kind)
     texts = _parity_texts()
-    expected = _python_probs(trained_packages[kind], texts, batch_size=len(texts))  # one padded batch
+    expected = _python_probs(package, texts, batch_size=len(texts))  # one padded batch
     labels = ["negative", "positive"]
     assert len({labels[i] for i in expected.argmax(1)}) == 2, "the trained model should predict both labels"
-    site = web.export_web(trained_packages[kind], tmp_path / "site", cache=REAL_CACHE)
+    site = web.export_web(package, tmp_path / "site", cache=REAL_CACHE)
     job = {"mode": "classify", "chromium": str(CHROMIUM), "texts": texts, "batch_size": len(texts),
            "ui_text": texts[0]}
     with Served(site) as s:
@@ -439,11 +511,12 @@ def test_page_in_headless_chromium_matches_python_runtime(kind, trained_packages
     result = json.loads(proc.stdout)
     assert result["blocked"] == [] and result["errors"] == []  # nothing asked of the outside world
     info = result["info"]
-    assert info["labels"] == labels and info["dtype"] == {"fp32": "fp32", "int8": "q8"}[kind]
+    assert info["labels"] == labels and info["dtype"] == DTYPES[kind]
+    assert info["kind"] == ("static" if kind.startswith("static") else "transformer")
     assert info["crossOriginIsolated"] is True and info["threads"] == 2
     _compare(kind, labels, expected, result["results"])
     ui = result["ui"]  # what a user sees after typing the first text: its label, a bar per class, the latency
-    single = _python_probs(trained_packages[kind], texts[:1], batch_size=1)[0]
+    single = _python_probs(package, texts[:1], batch_size=1)[0]
     assert ui["label"] == labels[int(single.argmax())]
     assert [(b["name"], b["best"]) for b in ui["bars"]] == [(lab, lab == ui["label"]) for lab in labels]
     assert [float(b["pct"].rstrip("%")) for b in ui["bars"]] == pytest.approx(100 * single, abs=0.1)
@@ -452,14 +525,15 @@ def test_page_in_headless_chromium_matches_python_runtime(kind, trained_packages
 
 @pytest.mark.real
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["fp32", "int8"])
-def test_node_classify_script_matches_python_runtime(kind, trained_packages, node_env, tmp_path):
+@pytest.mark.parametrize("kind", list(PACKAGES))
+def test_node_classify_script_matches_python_runtime(kind, request, node_env, tmp_path):
+    package = _package(request, kind)
     texts = [t for t in _parity_texts() if t.strip() and "\n" not in t]  # one text a line
     texts += [t for t, _ in make_sentences(30, seed=11)]  # more than one batch of 16
-    site = web.export_web(trained_packages[kind], tmp_path / "site", cache=REAL_CACHE)
+    site = web.export_web(package, tmp_path / "site", cache=REAL_CACHE)
     proc = _run(["node", str(site / "classify.mjs"), str(site), "--batch-size", "16", "--threads", "1"],
                 "classify.mjs", input="\n".join(texts) + "\n", env=node_env, timeout=240)
     got = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["text"] for r in got] == texts
-    expected = _python_probs(trained_packages[kind], texts, batch_size=16)  # the same batches, the same padding
+    expected = _python_probs(package, texts, batch_size=16)  # the same batches, the same padding
     _compare(kind, ["negative", "positive"], expected, got)

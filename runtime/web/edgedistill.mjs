@@ -8,6 +8,12 @@
 // give the same probabilities: truncated to config.max_length tokens keeping the closing special
 // token(s) (transformers.js would cut them off), sorted by length, cut into batches of `batchSize`
 // and padded to the longest text of each batch. Nothing is fetched from outside the folder.
+//
+// Two kinds of model (config.json's edgedistill.kind): "transformer", loaded by transformers.js's
+// sequence-classification class for its model_type, and "static" (the static student: a token table, a
+// masked mean and a head), which no class of transformers.js describes: its ONNX graph runs as it is through
+// transformers.js's generic PreTrainedModel (the same onnxruntime, dtype, device and threads), fed exactly
+// the inputs the graph declares.
 
 const IS_NODE = typeof process !== "undefined" && !!process.versions?.node && typeof window === "undefined";
 
@@ -28,7 +34,7 @@ export async function loadClassifier({ transformers, root, model = "model", thre
                                        onProgress } = {}) {
   const started = performance.now();
   transformers ??= await import(new URL("./vendor/transformers.min.js", import.meta.url).href);
-  const { env, AutoTokenizer, AutoModelForSequenceClassification, Tensor } = transformers;
+  const { env, AutoConfig, AutoTokenizer, AutoModelForSequenceClassification, PreTrainedModel, Tensor } = transformers;
   env.allowRemoteModels = false;
   env.allowLocalModels = true;
   env.useWasmCache = false;
@@ -49,16 +55,28 @@ export async function loadClassifier({ transformers, root, model = "model", thre
   }
   env.localModelPath = root.endsWith("/") ? root : root + "/";
 
+  const config = await AutoConfig.from_pretrained(model, { progress_callback: onProgress });
+  const cfg = config.edgedistill;
+  if (!cfg) throw new Error(`${root}${model}/config.json has no "edgedistill" section: rebuild the folder with ` +
+                            "`edgedistill web PACKAGE OUTDIR`");
+  const kind = cfg.kind ?? "transformer";  // folders written before the static kind: transformers only
+  const Model = { transformer: AutoModelForSequenceClassification, static: PreTrainedModel }[kind];
+  if (!Model) throw new Error(`${root}${model}/config.json: unknown edgedistill.kind ${JSON.stringify(kind)}`);
   const tokenizer = await AutoTokenizer.from_pretrained(model, { progress_callback: onProgress });
-  const net = await AutoModelForSequenceClassification.from_pretrained(model, {
+  const net = await Model.from_pretrained(model, {
+    config,
     dtype,
     device: device ?? (IS_NODE ? "cpu" : "wasm"),
     session_options: IS_NODE && threads ? { intraOpNumThreads: threads, interOpNumThreads: 1 } : undefined,
     progress_callback: onProgress,
   });
-  const cfg = net.config.edgedistill;
-  if (!cfg) throw new Error(`${root}${model}/config.json has no "edgedistill" section: rebuild the folder with ` +
-                            "`edgedistill web PACKAGE OUTDIR`");
+  const inputNames = net.sessions.model.inputNames;  // transformers.js feeds the graph these, picked by name
+  const expected = cfg.input_names ?? inputNames;
+  if (inputNames.length !== expected.length || !expected.every((n) => inputNames.includes(n))) {
+    throw new Error(`${root}${model}: the ONNX model takes ${inputNames.join(", ")} but config.json says ` +
+                    `${expected.join(", ")}`);
+  }
+  const outputName = cfg.output_name ?? "logits";
   const labels = cfg.labels;
   const after = cfg.special_tokens_after;
   const temperature = cfg.temperature ?? 1;  // folders written before calibration: the raw softmax
@@ -78,7 +96,8 @@ export async function loadClassifier({ transformers, root, model = "model", thre
 
   /** Softmax probabilities of softmax(logits / temperature) for one batch, one array per text. */
   async function probabilities(texts) {
-    const { logits } = await net(encode(texts));
+    const logits = (await net(encode(texts)))[outputName];  // transformer: SequenceClassifierOutput; static: raw
+    if (!logits) throw new Error(`the model gives no output named ${outputName}`);
     const k = logits.dims[1], data = logits.data;
     if (k !== labels.length) throw new Error(`the model gives ${k} logits for ${labels.length} labels`);
     return texts.map((_, i) => {
@@ -113,7 +132,7 @@ export async function loadClassifier({ transformers, root, model = "model", thre
   }
 
   return {
-    labels, classify, encode,
+    labels, classify, encode, kind,
     dtype: cfg.dtype, variant: cfg.variant, maxLength: cfg.max_length, temperature, runsAlone,
     device: device ?? (IS_NODE ? "cpu" : "wasm"),
     threads: IS_NODE ? (threads ?? null) : env.backends.onnx.wasm.numThreads ?? null,
