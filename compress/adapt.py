@@ -98,6 +98,27 @@ def cache_key(model_path: str, texts: Sequence[str], s: AdaptSettings) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
+def settings(table: str, **values) -> AdaptSettings:
+    """``AdaptSettings(**values)`` for the ``adapt_*`` fields of the recipe table ``table`` (``teacher``,
+    ``student``): a bad value is named as that table's field."""
+    try:
+        return AdaptSettings(**values)
+    except ConfigError as e:
+        raise ConfigError(f"{table}.{e.field.partition('.')[2]}", e.value, e.why) from None
+
+
+def adapt_on(table: str, model_path: str, sources: Sequence[str], data, s: AdaptSettings) -> Adaptation:
+    """:func:`adapt` on the texts of ``sources`` (built-in corpora or files) less the validation and test texts of
+    ``data`` (:class:`~compress.data.LabelledData`), which must stay unseen until they are scored."""
+    from compress.data import read_texts
+
+    held_out = set(data.validation.texts) | set(data.test.texts)
+    texts = list(dict.fromkeys(t for src in sources for t in read_texts(src) if t not in held_out))
+    if not texts:
+        raise ConfigError(f"{table}.adapt_texts", list(sources), "hold no text beside the validation and test texts")
+    return adapt(model_path, texts, s)
+
+
 def adapt(model_path: str, texts: Sequence[str], s: AdaptSettings, cache: Path | None = None) -> Adaptation:
     """The encoder at ``model_path`` adapted on ``texts`` with ``s.objective`` (cached; see the module doc)."""
     from runtime.fsutil import cache_dir

@@ -53,7 +53,8 @@ from typing import Any
 
 import numpy as np
 
-from compress import parallel, profiles, progress
+from compress import parallel, profiles, progress, sources
+from compress.adapt import Adaptation, adapt_on
 from compress.data import DataConfig, length_batches, sorted_by_length
 from compress.errors import ConfigError, TransferSetError
 from compress.fsutil import publishing
@@ -685,11 +686,12 @@ def distill(cfg: DistillConfig) -> Path:
         # rank 0 first: what it computes into the cache (teacher outputs, a static student's token vectors), the
         # others then read
         with args.main_process_first(desc="student and teacher outputs"):
-            model, tokenizer, teacher, pairs = _student_and_teacher(cfg, data, transfer)
+            adaptation = _adapt(cfg, data)
+            model, tokenizer, teacher, pairs = _student_and_teacher(cfg, data, transfer, adaptation)
         result = _train(cfg, args, data, transfer, model, tokenizer, teacher, pairs)
         parallel.barrier()  # every process has reloaded the best checkpoint before rank 0 removes it
         if rank0:
-            _save(cfg, data, transfer, result, teacher, out, started)
+            _save(cfg, data, transfer, result, teacher, adaptation, out, started)
     finally:
         if rank0:
             shutil.rmtree(work, ignore_errors=True)
@@ -697,15 +699,25 @@ def distill(cfg: DistillConfig) -> Path:
     return out
 
 
-def _student_and_teacher(cfg: DistillConfig, data, transfer: TransferSet):
-    """The student and its tokenizer, the teacher's outputs on the transfer texts (None without teacher losses)
-    and the hidden loss's (student, teacher) layer pairs."""
+def _adapt(cfg: DistillConfig, data) -> Adaptation | None:
+    """The student's pretrained encoder adapted on ``cfg.student.adapt_texts`` (cached by compress.adapt), or
+    None when it names none."""
+    if not cfg.student.adapt_texts:
+        return None
+    model_path = sources.resolve_model(cfg.student.model, field="student.model")
+    return adapt_on("student", model_path, cfg.student.adapt_texts, data,
+                    cfg.student.adapt_settings(max_length=cfg.max_length, seed=cfg.seed))
+
+
+def _student_and_teacher(cfg: DistillConfig, data, transfer: TransferSet, adaptation: Adaptation | None = None):
+    """The student and its tokenizer (from the adapted encoder when there is one), the teacher's outputs on the
+    transfer texts (None without teacher losses) and the hidden loss's (student, teacher) layer pairs."""
     import torch
 
     from compress.student import build_student
 
     model, tokenizer = build_student(cfg.student, cfg.teacher_dir, data.num_labels, data.id2label,
-                                     corpus=transfer.texts)
+                                     corpus=transfer.texts, encoder=adaptation.path if adaptation else None)
     teacher = None
     pairs: list[tuple[int, int]] = []
     t_layers = None
@@ -820,7 +832,7 @@ def _train(cfg: DistillConfig, args, data, transfer: TransferSet, model, tokeniz
 
 
 def _save(cfg: DistillConfig, data, transfer: TransferSet, result: _Trained, teacher: TeacherOutputs | None,
-          out: Path, started: float) -> None:
+          adaptation: Adaptation | None, out: Path, started: float) -> None:
     """Rank 0: the student, its tokenizer, label map, test metrics and distill.json, published as one folder."""
     from compress.data import save_label_map
     from compress.evaluate import evaluate_torch, write_metrics
@@ -848,6 +860,7 @@ def _save(cfg: DistillConfig, data, transfer: TransferSet, result: _Trained, tea
                          "token_lengths": result.lengths},
             "teacher_outputs": ({"fingerprint": teacher.fingerprint, "from_cache": teacher.from_cache}
                                 if teacher is not None else None),
+            "adaptation": asdict(adaptation) if adaptation else None,
             "processes": result.processes,
             "train_seconds": round(result.train_seconds, 1),
             "total_seconds": round(time.perf_counter() - started, 1),

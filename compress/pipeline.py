@@ -12,6 +12,11 @@ redoes one whose config, inputs or upstream run changed, and ``force`` redoes a
 stage (and so everything after it). Every stage writes its output through a
 temporary folder renamed at the end, and the state is written after the
 rename, so a run killed at any point resumes at the stage it was in.
+
+A config field added after builds exist would change every stage fingerprint that holds it, and so redo work that
+the new field does not touch (a re-distillation for a new student option nobody set). Such a field is declared
+``field(..., metadata={"fingerprint": "when-set"})``: the fingerprint leaves it out while it equals its default,
+so existing builds keep their fingerprints, and setting it reruns the stage with the field named in the reason.
 """
 
 from __future__ import annotations
@@ -75,6 +80,8 @@ def _student_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:
         found.update(source_input("transfer file", source, hashes))
     if cfg.student.builder in ("pretrained", "drop-layers"):  # the others start from the teacher (upstream)
         found.update(model_input("student model", cfg.student.model, hashes))
+    for source in cfg.student.adapt_texts:
+        found.update(source_input("adaptation text", source, hashes))
     return found
 
 
@@ -156,9 +163,21 @@ STAGES: tuple[Stage, ...] = (
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
 
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def _fingerprinted(f: dataclasses.Field, value: Any) -> bool:
+    """False for a ``when-set`` field at its default (see the module docstring)."""
+    return f.metadata.get("fingerprint") != "when-set" or value != _default(f)
+
+
 def _jsonable(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj):
-        return _jsonable(dataclasses.asdict(obj))
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        pairs = ((f, getattr(obj, f.name)) for f in dataclasses.fields(obj))
+        return {f.name: _jsonable(v) for f, v in pairs if _fingerprinted(f, v)}
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -205,6 +205,16 @@ def _machine_line(meta: dict[str, Any]) -> str:
             + (f", its variants gated and timed on {gated}" if gated != isa else "") + ".")
 
 
+def adaptation_text(whose: str, adapted: dict[str, Any]) -> str:
+    """One sentence on how the ``whose`` (teacher, student) encoder was adapted (a :class:`compress.adapt.Adaptation`
+    as recorded)."""
+    fresh = adapted.get("fresh_head") or []
+    return (f"The {whose}'s encoder was first adapted on {adapted['texts']:,} unlabelled in-domain texts "
+            f"({adapted['objective']}, {adapted['steps']} steps"
+            + (f"; the checkpoint had no MLM head, so {', '.join(fresh)} started fresh and the decoder was "
+               "tied to the input embeddings" if fresh else "") + ").")
+
+
 def to_markdown(name: str, profile: str, rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     test_n = next((r.get("n") for r in rows if r.get("n")), None)
     lines = [f"# {name}: build report ({profile} profile)", "",
@@ -224,12 +234,9 @@ def to_markdown(name: str, profile: str, rows: list[dict[str, Any]], meta: dict[
                      f"{_fmt(r.get('share_of_teacher'), '.1%')} | {_fmt(r.get('margin_kept'), '.0%')} | "
                      f"{_fmt(r['accuracy'], '.4f')} | {_fmt(r['size_mb'], '.1f')} | {_fmt(r.get('params_m'), '.1f')} | "
                      f"{_fmt(r.get('latency_p50_ms'), '.2f')} | {_fmt(r.get('speedup_vs_teacher'), '.1f')} |")
-    if adapted := meta.get("adaptation"):
-        fresh = adapted.get("fresh_head") or []
-        lines += ["", f"The teacher's encoder was first adapted on {adapted['texts']:,} unlabelled in-domain texts "
-                  f"({adapted['objective']}, {adapted['steps']} steps"
-                  + (f"; the checkpoint had no MLM head, so {', '.join(fresh)} started fresh and the decoder was "
-                     "tied to the input embeddings" if fresh else "") + ")."]
+    for whose, key in (("teacher", "adaptation"), ("student", "student_adaptation")):
+        if adapted := meta.get(key):
+            lines += ["", adaptation_text(whose, adapted)]
     lines += ["", "Sizes: torch rows count the safetensors weights; the baseline its vocabularies, idf weights and "
               "coefficients as flat arrays; the package row every file it ships (model, tokenizer, config, manifest, card).", "",
               f"## Quantized variants: validation split, {meta['validation_examples']} texts", "",
@@ -348,6 +355,8 @@ def write_report(recipe, cfg: ReportConfig) -> Path:
     meta["targets"] = targets_meta(layout)
     training = layout.teacher / "training.json"
     meta["adaptation"] = json.loads(training.read_text()).get("adaptation") if training.is_file() else None
+    distilled = layout.student / "distill.json"
+    meta["student_adaptation"] = json.loads(distilled.read_text()).get("adaptation") if distilled.is_file() else None
     fitted = (clf.manifest or {}).get("calibration")
     meta["calibration"] = calibration_rows(
         {"package (shipped)": (clf, clf.temperature), "student": (fp32, fitted["fp32"]["temperature"])},

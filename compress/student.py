@@ -37,7 +37,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,11 @@ from compress.errors import ConfigError, VocabTrimError
 log = logging.getLogger(__name__)
 
 BUILDERS = ("pretrained", "teacher-layers", "drop-layers", "static")
+FROM_TEACHER = ("teacher-layers", "static")  # they start from the teacher's weights, not an encoder of their own
 STATIC_INITS = ("teacher", "embeddings")
+# Fields added after builds existed: out of the stage's fingerprint while at their default (compress.pipeline),
+# so adding them re-distils no existing build.
+WHEN_SET = {"fingerprint": "when-set"}
 
 
 @dataclass
@@ -74,6 +78,15 @@ class StudentConfig:
     """``static``: start the table from the teacher's input ``embeddings`` or from its ``teacher`` token outputs
     (model2vec's way). On movie-snippets' validation split the embeddings start led by 3 points of macro-F1
     (0.7996 against 0.7669; benchmarks/results/cpu-x86_64/static-student.md)."""
+    adapt_texts: list[str] = field(default_factory=list, metadata=WHEN_SET)
+    """``pretrained`` / ``drop-layers``: unlabelled in-domain text to adapt the pretrained encoder on before
+    distillation (all of its layers, before any are dropped), as ``[teacher] adapt_texts`` does the teacher's;
+    empty: no adaptation. Validation and test texts are left out."""
+    adapt_objective: str = field(default="mlm", metadata=WHEN_SET)
+    """``mlm`` (masked-language-model continued pre-training) or ``contrastive`` (unsupervised SimCSE)."""
+    adapt_steps: int = field(default=200, metadata=WHEN_SET)
+    adapt_batch_size: int = field(default=16, metadata=WHEN_SET)
+    adapt_learning_rate: float = field(default=5e-5, metadata=WHEN_SET)
 
     def __post_init__(self) -> None:
         if self.builder not in BUILDERS:
@@ -107,6 +120,23 @@ class StudentConfig:
         if self.builder == "pretrained" and self.layers is not None:
             raise ConfigError("student.layers", self.layers,
                               "the pretrained builder keeps every layer; use builder='drop-layers' to cut some")
+        if isinstance(self.adapt_texts, str):
+            self.adapt_texts = [self.adapt_texts]
+        self.adapt_texts = list(self.adapt_texts)
+        if self.adapt_texts:
+            if self.builder in FROM_TEACHER:
+                raise ConfigError("student.adapt_texts", self.adapt_texts,
+                                  f"the {self.builder} builder starts from the teacher: adapt the teacher instead "
+                                  "([teacher] adapt_texts)")
+            self.adapt_settings()  # checks the adapt_* fields
+
+    def adapt_settings(self, **run: Any):
+        """The adaptation's settings (:mod:`compress.adapt`); ``run`` gives the distillation's ``max_length`` and
+        ``seed``."""
+        from compress.adapt import settings
+
+        return settings("student", objective=self.adapt_objective, steps=self.adapt_steps,
+                        batch_size=self.adapt_batch_size, learning_rate=self.adapt_learning_rate, **run)
 
 
 # ---------------------------------------------------------------------------- builders
@@ -152,12 +182,13 @@ def keep_layers(model, indices: Sequence[int]) -> None:
 
 
 def build_student(cfg: StudentConfig, teacher_dir: Path | str | None, num_labels: int, id2label: dict[int, str],
-                  corpus: Sequence[str] | None = None):
+                  corpus: Sequence[str] | None = None, *, encoder: str | None = None):
     """Build the student ``(model, tokenizer)`` for ``num_labels`` classes named by ``id2label``.
 
     ``corpus`` (the training and transfer texts) is needed when ``cfg.trim_vocab`` is set, and gives the static
     student its token frequencies; the trim report is kept in ``model.config.vocab_trim`` (it lands in
-    config.json).
+    config.json). ``encoder``: a folder that replaces ``cfg.model`` (``pretrained`` / ``drop-layers``), the encoder
+    adapted on ``cfg.adapt_texts``.
     """
     id2label = {int(k): v for k, v in id2label.items()}
     if len(id2label) != num_labels:
@@ -165,7 +196,7 @@ def build_student(cfg: StudentConfig, teacher_dir: Path | str | None, num_labels
     if cfg.builder == "static":
         model, tokenizer = _static_student(cfg, teacher_dir, num_labels, id2label, corpus)
     else:
-        model, tokenizer = _transformer_student(cfg, teacher_dir, num_labels, id2label)
+        model, tokenizer = _transformer_student(cfg, teacher_dir, num_labels, id2label, encoder)
     if cfg.trim_vocab:
         if not corpus:
             raise ConfigError("student.trim_vocab", True, "needs the training/transfer texts (corpus) to keep")
@@ -179,7 +210,7 @@ def build_student(cfg: StudentConfig, teacher_dir: Path | str | None, num_labels
 
 
 def _transformer_student(cfg: StudentConfig, teacher_dir: Path | str | None, num_labels: int,
-                         id2label: dict[int, str]):
+                         id2label: dict[int, str], encoder: str | None = None):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     label2id = {v: k for k, v in id2label.items()}
@@ -194,7 +225,7 @@ def _transformer_student(cfg: StudentConfig, teacher_dir: Path | str | None, num
         depth = model.config.num_hidden_layers
         indices = layer_indices(cfg.layers if cfg.layers is not None else max(1, depth // 2), depth)
     else:
-        source = sources.resolve_model(cfg.model, field="student.model")
+        source = encoder or sources.resolve_model(cfg.model, field="student.model")
         model = AutoModelForSequenceClassification.from_pretrained(
             source, num_labels=num_labels, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True)
         depth = model.config.num_hidden_layers

@@ -163,10 +163,11 @@ class TeacherConfig:
 
     def adapt_settings(self):
         """The adaptation's settings (:mod:`compress.adapt`); its texts are cut at the fine-tuning length."""
-        from compress.adapt import AdaptSettings
+        from compress.adapt import settings
 
-        return AdaptSettings(self.adapt_objective, self.adapt_steps, self.adapt_batch_size, self.adapt_learning_rate,
-                             self.max_length or 64, seed=self.seed)
+        return settings("teacher", objective=self.adapt_objective, steps=self.adapt_steps,
+                        batch_size=self.adapt_batch_size, learning_rate=self.adapt_learning_rate,
+                        max_length=self.max_length or 64, seed=self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -414,6 +415,7 @@ def finetune_teacher(cfg: TeacherConfig) -> Path:
     """Fine-tune, pick the best checkpoint on validation macro-F1, evaluate on test, save; returns the folder."""
     from transformers import set_seed
 
+    from compress.adapt import adapt_on
     from compress.data import load_data
 
     t0 = time.perf_counter()
@@ -430,7 +432,7 @@ def finetune_teacher(cfg: TeacherConfig) -> Path:
     adaptation = None
     if cfg.adapt_texts:
         with args.main_process_first(desc="adaptation"):  # rank 0 adapts and caches; the others read the cache
-            adaptation = _adapt(cfg, data, model_path)
+            adaptation = adapt_on("teacher", model_path, cfg.adapt_texts, data, cfg.adapt_settings())
         model_path = adaptation.path
     tokenizer, model = load_model(model_path, data.label_names)
     frozen_layers = freeze(model, cfg.strategy, cfg.freeze_layers)
@@ -460,16 +462,6 @@ def finetune_teacher(cfg: TeacherConfig) -> Path:
             shutil.rmtree(work, ignore_errors=True)  # never leave half a teacher behind
         raise
     return out
-
-
-def _adapt(cfg: TeacherConfig, data, model_path: str):
-    """Adapt the encoder on ``cfg.adapt_texts`` (validation and test texts left out), cached by compress.adapt."""
-    from compress.adapt import adapt
-    from compress.data import read_texts
-
-    held_out = set(data.validation.texts) | set(data.test.texts)
-    texts = list(dict.fromkeys(t for src in cfg.adapt_texts for t in read_texts(src) if t not in held_out))
-    return adapt(model_path, texts, cfg.adapt_settings())
 
 
 def _build_trainer(cfg: TeacherConfig, args, data, tokenizer, model, model_path: str, record: dict[str, Any]):

@@ -4,6 +4,7 @@ what they read, and the teacher fine-tunes from the adapted encoder."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -62,8 +63,6 @@ def test_the_teacher_fine_tunes_the_adapted_encoder_and_a_second_build_reuses_it
     first = record["adaptation"]
     assert first["objective"] == "mlm" and first["texts"] == len(TEXTS) and not first["from_cache"]
     assert record["model_path"] == first["path"]
-    from dataclasses import replace
-
     finetune_teacher(replace(cfg, learning_rate=1e-3))  # another fine-tune, the same adaptation
     second = json.loads((tmp_path / "teacher" / "training.json").read_text())["adaptation"]
     assert second["from_cache"] and second["path"] == first["path"]
@@ -81,3 +80,59 @@ def test_a_fresh_mlm_head_trains_alone_before_the_encoder_moves(tiny_model_dir, 
     assert any(k.startswith("cls.predictions.transform") for k in after)  # the trained head is saved with it
     with pytest.raises(ConfigError, match="teacher.adapt_head_steps"):
         AdaptSettings(head_steps=-1)
+
+
+# ----------------------------------------------------------------------------- the student
+def test_a_student_built_from_the_teacher_is_refused_adaptation():
+    from compress.student import StudentConfig
+
+    for builder in ("teacher-layers", "static"):
+        with pytest.raises(ConfigError, match=r"student.adapt_texts=.*adapt the teacher instead"):
+            StudentConfig(builder=builder, adapt_texts=["x.txt"])
+    with pytest.raises(ConfigError, match="student.adapt_steps"):  # AdaptSettings' check, named as the student's
+        StudentConfig(adapt_texts=["x.txt"], adapt_steps=0)
+    StudentConfig(builder="teacher-layers", adapt_steps=5)  # no texts: nothing to adapt, nothing refused
+
+
+@pytest.mark.slow
+def test_the_student_distils_from_its_adapted_encoder_and_a_second_run_reuses_it(tiny_model_dir, tiny_csv, tmp_path,
+                                                                                 monkeypatch):
+    import compress.adapt as adapt_mod
+    import compress.student as student_mod
+    from compress.data import DataConfig, load_data
+    from compress.distill import DistillConfig, distill
+    from compress.report import adaptation_text
+    from compress.student import StudentConfig
+
+    monkeypatch.setenv("EDGEDISTILL_CACHE", str(tmp_path / "cache"))  # not the teacher test's adaptation
+    student = StudentConfig(builder="drop-layers", model=str(tiny_model_dir), layers=1, adapt_steps=4,
+                            adapt_batch_size=8)
+    cfg = DistillConfig(teacher_dir=str(tiny_model_dir), data=DataConfig(source=str(tiny_csv)), student=student,
+                        output_dir=str(tmp_path / "s1"), epochs=1.0, batch_size=16, max_length=32, learning_rate=1e-3)
+    data = load_data(cfg.resolved().data)
+    unlabelled = tmp_path / "unlabelled.txt"  # one validation and one test text among them: left out
+    unlabelled.write_text("\n".join([*TEXTS, data.validation.texts[0], data.test.texts[0]]) + "\n")
+    cfg = replace(cfg, student=replace(student, adapt_texts=[str(unlabelled)]))
+    encoders = []
+    real_build = student_mod.build_student
+
+    def spy(*args, **kwargs):
+        encoders.append(kwargs.get("encoder"))
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(student_mod, "build_student", spy)
+    info = json.loads((distill(cfg) / "distill.json").read_text())
+    first = info["adaptation"]
+    assert first["objective"] == "mlm" and first["texts"] == len(TEXTS) and not first["from_cache"]
+    assert encoders == [first["path"]]  # the student was built from the adapted encoder
+    adapted = json.loads((Path(first["path"]) / "config.json").read_text())
+    assert adapted["num_hidden_layers"] == 2 and info["layers"] == 1  # adapted whole, then cut
+    assert adaptation_text("student", first).startswith(f"The student's encoder was first adapted on {len(TEXTS)} ")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("adapted again")
+
+    monkeypatch.setattr(adapt_mod, "_mlm", no_training)
+    again = json.loads((distill(replace(cfg, output_dir=str(tmp_path / "s2"), alpha=0.9)) / "distill.json")
+                       .read_text())["adaptation"]
+    assert again["from_cache"] and again["path"] == first["path"] and encoders[-1] == first["path"]

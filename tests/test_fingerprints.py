@@ -346,3 +346,38 @@ def test_a_changed_model_folder_reruns_the_teacher(tmp_path, tiny_model_dir, tin
     state_path.write_text(json.dumps(state))
     assert _statuses(recipe, until="teacher") == {"teacher": ("running", "built by an older version")}
     assert _statuses(recipe, until="teacher") == {"teacher": ("skipped", "")}
+
+
+def _student_components(**student):
+    from compress.distill import DistillConfig
+    from compress.student import StudentConfig
+
+    cfg = DistillConfig(teacher_dir="teacher", student=StudentConfig(builder="drop-layers", layers=2, **student))
+    return cfg, components(cfg, {"teacher": "r1"}, {})
+
+
+def test_fields_added_later_stay_out_of_the_fingerprint_until_set():
+    import dataclasses
+
+    from compress.pipeline import _digest
+    from compress.student import StudentConfig
+
+    cfg, now = _student_components()
+    later = {f.name for f in dataclasses.fields(StudentConfig) if f.metadata.get("fingerprint") == "when-set"}
+    assert later == {"adapt_texts", "adapt_objective", "adapt_steps", "adapt_batch_size", "adapt_learning_rate"}
+    # what the fingerprint hashed before these fields existed: the resolved config, every field
+    before = json.loads(json.dumps(dataclasses.asdict(cfg.resolved()), default=str))
+    assert later <= set(before["student"])
+    for name in later:
+        del before["student"][name]
+    assert now["config"] == before
+    assert _digest("student", now) == _digest("student", components(before, {"teacher": "r1"}, {}))
+
+    student = STAGES[STAGE_NAMES.index("student")]
+    for change, field in (({"adapt_texts": ["u.txt"]}, "student.adapt_texts"), ({"adapt_steps": 50},
+                                                                                 "student.adapt_steps")):
+        _, changed = _student_components(**change)
+        assert _digest("student", changed) != _digest("student", now)
+        assert rerun_reason(student, {"components": now}, changed) == f"config changed ({field})"
+    _, default_again = _student_components(adapt_steps=200)  # stated at its default: the old fingerprint
+    assert _digest("student", default_again) == _digest("student", now)
