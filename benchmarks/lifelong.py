@@ -134,10 +134,11 @@ def adapt(args) -> None:
     rows = json.loads(path.read_text())["rows"] if path.is_file() else []
     for source in args.data:
         for objective in (None, *args.objective):
-            name = f"{source}-{objective or 'plain'}"
+            name = f"{source}-{objective or 'plain'}" + (f"-lr{args.learning_rate:g}" if objective and args.learning_rate
+                                                          else "")
             out = Path(args.work) / name
-            extra = {"adapt_texts": [source], "adapt_steps": args.steps, "adapt_objective": objective} \
-                if objective else {}
+            extra = {"adapt_texts": [source], "adapt_steps": args.steps, "adapt_objective": objective,
+                     **({"adapt_learning_rate": args.learning_rate} if args.learning_rate else {})} if objective else {}
             cfg = TeacherConfig(data=DataConfig(source=source), profile="quick", output_dir=str(out), **extra)
             key = _adaptation_label(cfg)
             done = out / "training.json"
@@ -153,17 +154,32 @@ def adapt(args) -> None:
                    "accuracy": metrics["accuracy"], "validation": record.get("best_validation_macro_f1"),
                    "seconds": round(record.get("wall_time_s") or time.perf_counter() - started),
                    "adapt_record": record.get("adaptation"),
-                   "command": "python benchmarks/lifelong.py " + " ".join(sys.argv[1:])}
+                   "command": _command()}
             rows = [r for r in rows if (r["data"], r.get("adaptation")) != (source, key)] + [row]
             _write_adapt(rows)
+
+
+def _command() -> str:
+    """This run's command, less ``--work`` (where the models went is not how the figures were made)."""
+    argv, keep = sys.argv[1:], []
+    while argv:
+        a = argv.pop(0)
+        if a == "--work":
+            argv.pop(0)
+        elif not a.startswith("--work="):
+            keep.append(a)
+    return "python benchmarks/lifelong.py " + " ".join(keep)
 
 
 def _adaptation_label(cfg) -> str:
     if not cfg.adapt_texts:
         return "none"
     s = cfg.adapt_settings()
+    from compress.adapt import AdaptSettings
+
     head = f", fresh head alone first for {s.head_steps} steps" if s.objective == "mlm" else ""
-    return f"{s.objective}, {s.steps} steps of {s.batch_size}{head}"
+    lr = "" if s.learning_rate == AdaptSettings.learning_rate else f", learning rate {s.learning_rate:g}"
+    return f"{s.objective}, {s.steps} steps of {s.batch_size}{lr}{head}"
 
 
 def _write_adapt(rows: list[dict[str, Any]]) -> None:
@@ -208,6 +224,7 @@ def main() -> None:
     a.add_argument("--data", action="append", required=True)
     a.add_argument("--steps", type=int, default=200)
     a.add_argument("--objective", action="append", choices=["mlm", "contrastive"], required=True)
+    a.add_argument("--learning-rate", type=float, default=None, help="the adaptation's (default: the teacher's)")
     a.add_argument("--work", default=str(REPO / "models" / "adapt-ablation"))
     args = p.parse_args()
     {"domain": domain, "class": klass, "adapt": adapt}[args.what](args)
