@@ -18,7 +18,9 @@ protocol every stage uses. A variant more than ``budget`` macro-F1 points below 
 rejected, and fallbacks are tried in order (per-channel weights, reduced range, other calibrations for
 static, then kept in fp32: the classifier head, also the first and last layers, also the most
 sensitive weight nodes, also the embeddings; finally static instead of dynamic). The fastest passing variant
-(batch-1 p50 latency through the runtime) is chosen; fp32 always passes, so when nothing else
+(batch-1 p50 latency through the runtime) is chosen, variants within 5% of it counting as tied; among
+those, one that runs batches whole, then the smaller, then the more accurate wins
+(:func:`~compress.quantize.gate.choose`). fp32 always passes, so when nothing else
 does the report says so and fp32 ships. A variant that raises while being built or measured is recorded
 as an error, not judged: when int8 was asked for and every int8 attempt errored, the stage fails with
 :class:`~compress.errors.VariantBuildError` listing the errors, unless ``allow_fp32`` lets fp32 ship.

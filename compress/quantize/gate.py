@@ -22,6 +22,7 @@ from compress.quantize.config import CALIBRATIONS, VARIANT_FILES, QuantizeConfig
 from compress.quantize.graph import QUANT_OPS, layer_groups, op_counts, sensitivity
 from compress.quantize.report import REPORT_JSON, Attempt, QuantizeReport
 from runtime.bench import environment
+from runtime.package import BATCH_DEPENDENT_VARIANTS
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,10 @@ class _Gate:
 
 # --------------------------------------------------------------------------- the public function
 
+LATENCY_TIE = 0.05
+"""Batch-1 p50s within this share of the fastest variant's are a tie: closer than the timing's run-to-run noise."""
+
+
 def quantize(cfg: QuantizeConfig, data: Any = None) -> QuantizeReport:
     """Build the requested variants of ``cfg.onnx_dir``, gate them, choose the fastest passing one.
 
@@ -191,14 +196,36 @@ def _quantize(cfg: QuantizeConfig, meta: ExportMeta, onnx_dir: Path, work: Path,
     _check_int8_built(cfg, run.attempts)
 
     passing = [a for a in run.attempts if a.passed and a.variant != "fp16"]  # fp16 is for GPUs, never shipped on CPU
-    chosen = min(passing, key=lambda a: a.latency_p50_ms)
+    chosen, why = choose(passing, cfg.batch_invariant)
     report = QuantizeReport(onnx_dir=str(onnx_dir), config=cfg.to_dict(), dataset=data.name,
                             validation_examples=len(split), budget=cfg.budget, reference_macro_f1=ref.macro_f1,
-                            chosen=chosen.name, chosen_variant=chosen.variant, chosen_file=chosen.file,
+                            chosen=chosen.name, chosen_variant=chosen.variant, chosen_file=chosen.file, chosen_why=why,
                             fused_ops=run.fused_ops, attempts=run.attempts,
                             environment=environment("cpu", cfg.threads),
                             created=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"))
     return report
+
+
+def choose(passing: list[Attempt], batch_invariant: bool = True) -> tuple[Attempt, str]:
+    """The passing variant to ship, and why in words when a tie decided it: the fastest at batch 1, where every
+    variant within :data:`LATENCY_TIE` of the fastest p50 counts as as fast (timing noise). Among those, one that runs
+    batches whole beats one that must run a text per call (a batch-dependent variant in a batch-invariant package:
+    same batch-1 latency, a fraction of the batch throughput), then the smaller file, then the higher validation
+    macro-F1, then the lower p50."""
+    fastest = min(a.latency_p50_ms for a in passing)
+    tied = [a for a in passing if a.latency_p50_ms <= fastest * (1 + LATENCY_TIE)]
+
+    def alone(a: Attempt) -> bool:
+        return batch_invariant and a.variant in BATCH_DEPENDENT_VARIANTS
+
+    chosen = min(tied, key=lambda a: (alone(a), a.size_bytes or 0, -(a.macro_f1 or 0.0), a.latency_p50_ms))
+    quickest = min(tied, key=lambda a: a.latency_p50_ms)
+    if chosen is quickest:
+        return chosen, ""
+    return chosen, (f"{quickest.name} and {chosen.name} are within {LATENCY_TIE:.0%} at batch 1 "
+                    f"({quickest.latency_p50_ms:.3f} and {chosen.latency_p50_ms:.3f} ms); {chosen.name} ships, "
+                    + ("as it runs batches whole where " + quickest.name + " runs one text per call"
+                       if alone(quickest) and not alone(chosen) else "being smaller or more accurate"))
 
 
 def _check_int8_built(cfg: QuantizeConfig, attempts: list[Attempt]) -> None:

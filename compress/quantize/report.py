@@ -67,6 +67,8 @@ class QuantizeReport:
     chosen: str
     chosen_variant: str
     chosen_file: str
+    chosen_why: str = ""
+    """Set when variants tied on latency and something else decided (:func:`compress.quantize.gate.choose`)."""
     fused_ops: dict[str, int] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
@@ -128,6 +130,8 @@ class QuantizeReport:
                 f"({100 * (best.macro_f1 - ref.macro_f1):+.2f} points vs fp32), "
                 f"{ref.size_bytes / best.size_bytes:.2f}x smaller, batch-1 p50 {best.latency_p50_ms:.2f} ms "
                 f"vs {ref.latency_p50_ms:.2f} ms fp32.")
+        if self.chosen_why:
+            text += f" ({self.chosen_why}.)"
         if self.no_int8_passed:
             text += (" No int8 variant could be built or run (quantize.allow_fp32)." if self.int8_errored
                      else " No int8 variant passed the gate.")
