@@ -150,7 +150,7 @@ def package_cmd(
                         ["file", "size (MB)", "sha256"], rows))
     m = manifest.get("metrics") or {}
     if m.get("macro_f1") is not None:
-        console.print(f"test macro-F1 {m['macro_f1']:.4f} (fp32 {m['fp32_macro_f1']:.4f}), agreement with fp32 "
+        console.print(f"{m.get('split', 'validation')} macro-F1 {m['macro_f1']:.4f} (fp32 {m['fp32_macro_f1']:.4f}), agreement with fp32 "
                       f"{m['agreement_with_fp32']:.4f}, batch-1 p50 {m['latency_p50_ms']:.2f} ms")
     if cal := manifest.get("calibration"):
         c = cal["shipped"]
