@@ -187,14 +187,18 @@ def _write_adapt(rows: list[dict[str, Any]]) -> None:
     lines = ["# The teacher with and without adaptation on unlabelled in-domain text (quick profile)", "",
              "MPNet-base; adaptation on the dataset's own texts (validation and test left out; the quick profile "
              "labels 1,600 of them), then the same fine-tuning. Test split; the gain is against the same dataset's "
-             "row without adaptation. Seconds: adaptation, fine-tuning and evaluation together, beside other jobs.",
-             "", "| data | adaptation | test macro-F1 | validation macro-F1 | gain (points) | seconds |",
-             "|---|---|---|---|---|---|"]
+             "row without adaptation. The loss is the adaptation's, its first and last tenth of the steps (MLM: "
+             "after the head's own steps). Seconds: adaptation, fine-tuning and evaluation together, beside other "
+             "jobs at times.", "",
+             "| data | adaptation | test macro-F1 | validation macro-F1 | gain (points) | adaptation loss | "
+             "adaptation s | seconds |", "|---|---|---|---|---|---|---|---|"]
     plain = {r["data"]: r["macro_f1"] for r in rows if not r["adapted"]}
     for r in sorted(rows, key=lambda r: (r["data"], r["adapted"], r["adaptation"])):
         gain = 100 * (r["macro_f1"] - plain[r["data"]]) if r["adapted"] and r["data"] in plain else None
+        a = r.get("adapt_record") or {}
+        loss = f"{a['losses'][0]:.4f} -> {a['losses'][-1]:.4f}" if a.get("losses") else ""
         lines.append(f"| {r['data']} | {r['adaptation']} | {r['macro_f1']:.4f} | {r['validation']:.4f} | "
-                     f"{'' if gain is None else f'{gain:+.2f}'} | {r['seconds']} |")
+                     f"{'' if gain is None else f'{gain:+.2f}'} | {loss} | {a.get('seconds', '')} | {r['seconds']} |")
     lines += ["", *(f"`{c}`" for c in cmds)]
     _write("lifelong-adapt", {"rows": rows}, lines)
 
