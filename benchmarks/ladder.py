@@ -105,11 +105,6 @@ def model2vec_row(recipe, data, python: Path) -> dict[str, Any] | None:
         return score_peer(json.loads(out.read_text()), data)
 
 
-def package_mb(folder: Path) -> float:
-    """A package's size on disk, as the ladder's budget counts it."""
-    return round(sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6, 2)
-
-
 def score_peer(row: dict[str, Any], data) -> dict[str, Any]:
     """A peer's row with its test (and validation, where given) probabilities (``{"classes", "probs"}``, columns by
     label name) replaced by the macro-F1 they score (``compress.evaluate.compute_metrics``, the toolchain's one
@@ -178,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     from compress.baseline import margin_kept, share_of_teacher, train_baseline
     from compress.data import load_data
     from compress.evaluate import predict_proba_torch
-    from compress.ladder import frontier, plot_points
+    from compress.ladder import frontier, package_mb, plot_points
     from compress.recipe import load_recipe
     from compress.student import load_classifier
     from runtime.bench import environment

@@ -134,8 +134,8 @@ def adapt(args) -> None:
     rows = json.loads(path.read_text())["rows"] if path.is_file() else []
     for source in args.data:
         for objective in (None, *args.objective):
-            name = f"{source}-{objective or 'plain'}" + (f"-lr{args.learning_rate:g}" if objective and args.learning_rate
-                                                          else "")
+            lr = f"-lr{args.learning_rate:g}" if objective and args.learning_rate else ""
+            name = f"{source}-{objective or 'plain'}{lr}"
             out = Path(args.work) / name
             extra = {"adapt_texts": [source], "adapt_steps": args.steps, "adapt_objective": objective,
                      **({"adapt_learning_rate": args.learning_rate} if args.learning_rate else {})} if objective else {}

@@ -157,6 +157,11 @@ class Rung:
         return out
 
 
+def package_mb(folder: Path) -> float:
+    """A package's size on disk in MB, as the budget's ``max_size_mb`` counts it."""
+    return round(sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 1e6, 2)
+
+
 def read_rung(name: str, spec: str, build_dir: Path, *, texts: list[str] | None = None) -> Rung:
     """A rung's figures from its build folder (quantize report, package, build report); ``texts`` (test texts)
     time the package at batch 32 through the runtime."""
@@ -166,12 +171,12 @@ def read_rung(name: str, spec: str, build_dir: Path, *, texts: list[str] | None 
     layout = BuildLayout(build_dir)
     q = QuantizeReport.load(layout.onnx)
     chosen = q.attempt(q.chosen)
-    size = sum(p.stat().st_size for p in layout.package.rglob("*") if p.is_file()) / 1e6
     report = json.loads(layout.report_json.read_text())
     shipped = next((r for r in report["rows"] if r.get("shipped")), {})
     return Rung(name=name, spec=spec, build_dir=str(build_dir), variant=q.chosen,
                 validation_macro_f1=chosen.macro_f1, validation_latency_ms=chosen.latency_p50_ms,
-                size_mb=round(size, 2), params_m=shipped.get("params_m"), test_macro_f1=shipped.get("macro_f1"),
+                size_mb=package_mb(layout.package), params_m=shipped.get("params_m"),
+                test_macro_f1=shipped.get("macro_f1"),
                 test_latency_ms=shipped.get("latency_p50_ms"),
                 throughput_b32=_package_throughput(layout.package, texts) if texts else None,
                 share_of_teacher=shipped.get("share_of_teacher"), margin_kept=shipped.get("margin_kept"),

@@ -75,7 +75,8 @@ def test_a_fresh_mlm_head_trains_alone_before_the_encoder_moves(tiny_model_dir, 
     result = adapt(str(tiny_model_dir), TEXTS, s, cache=tmp_path)
     assert result.fresh_head and len(result.head_losses) == 8 and result.head_losses[-1] < result.head_losses[0]
     before, after = state(tiny_model_dir), state(result.path)
-    moved = [k for k in before if k.startswith("bert.") and k in after and not (after[k] - before[k]).abs().max() < 1e-6]
+    moved = [k for k in before
+             if k.startswith("bert.") and k in after and not (after[k] - before[k]).abs().max() < 1e-6]
     assert moved == []  # the encoder (and the tied decoder, its embeddings) did not move while the head learned
     assert any(k.startswith("cls.predictions.transform") for k in after)  # the trained head is saved with it
     with pytest.raises(ConfigError, match="teacher.adapt_head_steps"):
