@@ -40,9 +40,9 @@ REPO = HERE.parent
 sys.path[:0] = [str(REPO), str(HERE)]  # run from a checkout: `python benchmarks/batch_invariance.py`
 
 from runtime_overhead import review_texts  # noqa: E402
-from runtime import TextClassifier  # noqa: E402
-from runtime.bench import environment, summarize  # noqa: E402
-from runtime.package import BATCH_DEPENDENT_VARIANTS, MODEL_FILE, TOKENIZER_FILE, open_package  # noqa: E402
+from edgedistill.runtime import TextClassifier  # noqa: E402
+from edgedistill.runtime.bench import environment, summarize  # noqa: E402
+from edgedistill.runtime.package import BATCH_DEPENDENT_VARIANTS, MODEL_FILE, TOKENIZER_FILE, open_package  # noqa: E402
 
 INVARIANT, BATCHED = "package, one text per call (invariant)", "package, batched (opt-out)"
 
@@ -54,7 +54,7 @@ def comparison_graphs(manifest: dict[str, Any]) -> dict[str, Path]:
         return {}
     graphs = {"fp32": onnx_dir / MODEL_FILE}
     try:
-        from compress.quantize import QuantizeReport
+        from edgedistill.compress.quantize import QuantizeReport
 
         static = [a for a in QuantizeReport.load(onnx_dir).attempts if a.variant == "int8-static" and a.passed]
         if static:
@@ -70,7 +70,7 @@ def test_texts(manifest: dict[str, Any], n: int, synthetic: bool) -> tuple[list[
     """The test split of the package's recipe data (the first ``n`` texts), or synthetic review texts."""
     data = ((manifest.get("recipe") or {}).get("data")) if not synthetic else None
     if data:
-        from compress.data import DataConfig, load_data
+        from edgedistill.compress.data import DataConfig, load_data
 
         loaded = load_data(DataConfig(**data))
         return list(loaded.test.texts[:n]), f"{loaded.name} test split"

@@ -54,9 +54,9 @@ LONG = 128  # the long-text timing: batch 1 on texts of exactly this many of eac
 def timings(predict, texts: list[str], n_one: int = 100, seconds: float = 3.0,
             self_timed: bool = False) -> tuple[float, float]:
     """Batch-1 p50 in ms over the first ``n_one`` texts (twice each), and the best batch-32 texts/s of about
-    ``seconds`` (:func:`compress.ladder.throughput`, as the ladder table measures it). ``self_timed``:
+    ``seconds`` (:func:`edgedistill.compress.ladder.throughput`, as the ladder table measures it). ``self_timed``:
     ``predict`` returns the seconds its call took, timed where it ran (a peer's own process)."""
-    from compress.ladder import throughput
+    from edgedistill.compress.ladder import throughput
 
     return (p50_at_length(predict, texts[:n_one], self_timed),
             throughput(predict, texts, seconds=seconds, self_timed=self_timed))
@@ -74,7 +74,7 @@ def p50_at_length(predict, texts: list[str], self_timed: bool = False) -> float:
 
 
 class _HFTokens:
-    """What runtime.bench.exact_length_texts needs from a classifier, for a transformers tokenizer."""
+    """What edgedistill.runtime.bench.exact_length_texts needs from a classifier, for a transformers tokenizer."""
 
     def __init__(self, tokenizer, max_length: int):
         self.tokenizer, self.max_length = tokenizer, max_length
@@ -84,10 +84,10 @@ class _HFTokens:
 
 
 def model2vec_row(recipe, data, python: Path) -> dict[str, Any] | None:
-    """The model2vec peer's row, its macro-F1 scored here (``compress.evaluate.compute_metrics``) from the
+    """The model2vec peer's row, its macro-F1 scored here (``edgedistill.compress.evaluate.compute_metrics``) from the
     probabilities it gave on the validation and test splits."""
-    from compress import sources
-    from compress.teacher import TeacherConfig
+    from edgedistill.compress import sources
+    from edgedistill.compress.teacher import TeacherConfig
 
     if not python.is_file():
         return None
@@ -107,9 +107,9 @@ def model2vec_row(recipe, data, python: Path) -> dict[str, Any] | None:
 
 def score_peer(row: dict[str, Any], data) -> dict[str, Any]:
     """A peer's row with its test (and validation, where given) probabilities (``{"classes", "probs"}``, columns by
-    label name) replaced by the macro-F1 they score (``compress.evaluate.compute_metrics``, the toolchain's one
-    metric)."""
-    from compress.evaluate import align_columns, compute_metrics
+    label name) replaced by the macro-F1 they score (``edgedistill.compress.evaluate.compute_metrics``, the toolchain's
+    one metric)."""
+    from edgedistill.compress.evaluate import align_columns, compute_metrics
 
     names = list(data.label_names)
     row = dict(row)
@@ -129,9 +129,9 @@ def optimum_row(recipe, data, texts: list[str], python: Path) -> dict[str, Any] 
     test split. None without that environment."""
     from transformers import AutoTokenizer
 
-    from compress.quantize.config import ISA_PRESETS
-    from runtime.bench import exact_length_texts
-    from runtime.cpu import detect
+    from edgedistill.compress.quantize.config import ISA_PRESETS
+    from edgedistill.runtime.bench import exact_length_texts
+    from edgedistill.runtime.cpu import detect
 
     if not python.is_file():
         return None
@@ -170,13 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peers-python", default=str(PEERS_PYTHON), help="Python of the optimum peer's environment")
     a = ap.parse_args(argv)
 
-    from compress.baseline import margin_kept, share_of_teacher, train_baseline
-    from compress.data import load_data
-    from compress.evaluate import predict_proba_torch
-    from compress.ladder import frontier, package_mb, plot_points
-    from compress.recipe import load_recipe
-    from compress.student import load_classifier
-    from runtime.bench import environment
+    from edgedistill.compress.baseline import margin_kept, share_of_teacher, train_baseline
+    from edgedistill.compress.data import load_data
+    from edgedistill.compress.evaluate import predict_proba_torch
+    from edgedistill.compress.ladder import frontier, package_mb, plot_points
+    from edgedistill.compress.recipe import load_recipe
+    from edgedistill.compress.student import load_classifier
+    from edgedistill.runtime.bench import environment
 
     recipe = load_recipe(a.recipe, profile=a.profile, overrides=a.overrides)
     ladder = json.loads((recipe.layout.ladder / "ladder.json").read_text())
@@ -185,9 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     refs = ladder["references"]
     teacher_f1, baseline_f1 = refs["teacher"], refs["baseline"]
     rows: list[dict[str, Any]] = []
-    from runtime import TextClassifier
+    from edgedistill.runtime import TextClassifier
 
-    from runtime.bench import exact_length_texts
+    from edgedistill.runtime.bench import exact_length_texts
 
     for r in ladder["rungs"]:  # each rung's shipped package, timed here like every other row
         package = Path(r["build_dir"]) / "package"

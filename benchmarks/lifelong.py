@@ -30,15 +30,15 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from compress.update import METHODS, REPORT_JSON  # noqa: E402
+from edgedistill.compress.update import METHODS, REPORT_JSON  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / f"cpu-{platform.machine()}"
 log = logging.getLogger("lifelong")
 
 
 def _run_update(build: Path, data: str, method: str, output: Path, **values: Any) -> dict[str, Any]:
-    from compress.errors import UpdateRefused
-    from compress.update import UpdateConfig, update
+    from edgedistill.compress.errors import UpdateRefused
+    from edgedistill.compress.update import UpdateConfig, update
 
     cfg = UpdateConfig(data=data, method=method, **values)
     try:
@@ -97,9 +97,9 @@ def domain(args) -> None:
 
 
 def klass(args) -> None:
-    from compress.data import load_data
-    from compress.pipeline import build
-    from compress.recipe import load_recipe
+    from edgedistill.compress.data import load_data
+    from edgedistill.compress.pipeline import build
+    from edgedistill.compress.recipe import load_recipe
 
     recipe = load_recipe(args.recipe)
     everything = load_data(recipe.data())
@@ -127,8 +127,8 @@ def klass(args) -> None:
 def adapt(args) -> None:
     """Each dataset's teacher fine-tuned without adaptation and after each objective; rows merge into the result file
     as they finish (keyed by dataset and adaptation), so one dataset or objective can be run, or re-run, alone."""
-    from compress.data import DataConfig
-    from compress.teacher import TeacherConfig, finetune_teacher
+    from edgedistill.compress.data import DataConfig
+    from edgedistill.compress.teacher import TeacherConfig, finetune_teacher
 
     path = RESULTS / "lifelong-adapt.json"
     rows = json.loads(path.read_text())["rows"] if path.is_file() else []
@@ -175,7 +175,7 @@ def _adaptation_label(cfg) -> str:
     if not cfg.adapt_texts:
         return "none"
     s = cfg.adapt_settings()
-    from compress.adapt import AdaptSettings
+    from edgedistill.compress.adapt import AdaptSettings
 
     head = f", fresh head alone first for {s.head_steps} steps" if s.objective == "mlm" else ""
     lr = "" if s.learning_rate == AdaptSettings.learning_rate else f", learning rate {s.learning_rate:g}"
@@ -209,7 +209,7 @@ def main() -> None:
     sub = p.add_subparsers(dest="what", required=True)
 
     def values(item: str) -> tuple[str, Any]:
-        from compress.recipe import parse_value
+        from edgedistill.compress.recipe import parse_value
 
         key, _, value = item.partition("=")
         return key.removeprefix("update."), parse_value(value)

@@ -7,13 +7,13 @@ under ``benchmarks/results/cpu-<machine>/runtime_overhead.{json,md}``:
 
 1. Overhead. ``TextClassifier.predict_proba(texts)`` (tokenize, sort, pad, run, softmax)
    against a bare ``onnxruntime.InferenceSession.run`` fed the very same token ids,
-   tokenized beforehand. Both sessions get the runtime's options (``runtime.classifier``)
+   tokenized beforehand. Both sessions get the runtime's options (``edgedistill.runtime.classifier``)
    and the CPU provider. Calls alternate A B B A in one process after a warm-up by time;
    each call is timed with perf_counter. Batch 1 and batch 32, texts of review length (8 to
    60 words). The runtime batches as the bare session does (``batch_invariant=False``: the wrapper's cost,
    not that of running a dynamic-int8 model one text at a time). The goal (under 5%) is judged per batch
    size from the pairs (each A call beside its B call on the same input) with a 95% bootstrap interval
-   (``runtime.bench.paired_ratio``): met only when the interval's upper bound is under 1.05.
+   (``edgedistill.runtime.bench.paired_ratio``): met only when the interval's upper bound is under 1.05.
 2. Cold start: a fresh interpreter that imports ``runtime``, loads the package (with its
    sha256 checks) and predicts one text; the median of several runs, split by phase.
 3. Installed size: a temporary venv with ``pip install .`` (the base install, no extras,
@@ -46,10 +46,11 @@ import onnxruntime as ort
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from runtime import TextClassifier  # noqa: E402
-from runtime.bench import OVERHEAD_GOAL, environment, overall_verdict, paired_ratio, summarize, verdict  # noqa: E402
-from runtime.classifier import _session_options  # noqa: E402
-from runtime.package import MODEL_FILE, open_package  # noqa: E402
+from edgedistill.runtime import TextClassifier  # noqa: E402
+from edgedistill.runtime.bench import (OVERHEAD_GOAL, environment, overall_verdict, paired_ratio,  # noqa: E402
+                                       summarize, verdict)
+from edgedistill.runtime.classifier import _session_options  # noqa: E402
+from edgedistill.runtime.package import MODEL_FILE, open_package  # noqa: E402
 
 WORDS = ("the film movie story plot acting cast director script ending scene scenes characters performance "
          "was is are were be felt seemed looked quite very really rather too so not never always just "
@@ -130,7 +131,7 @@ def overhead_case(clf: TextClassifier, bare: ort.InferenceSession, batch: int, s
 COLD = r"""
 import json, sys, time
 t0 = time.perf_counter()
-from runtime import TextClassifier
+from edgedistill.runtime import TextClassifier
 t1 = time.perf_counter()
 clf = TextClassifier.load(sys.argv[1], threads=int(sys.argv[2]))
 t2 = time.perf_counter()
@@ -235,7 +236,8 @@ def markdown(r: dict) -> str:
               "bootstrap over the pairs) is at most "
               f"{OVERHEAD_GOAL:g}; not met when a lower bound is above it; otherwise inconclusive."]
     cs = r["cold_start"]
-    lines += ["", "## Cold start (fresh interpreter: import runtime, load with sha256 checks, one prediction)", "",
+    lines += ["", "## Cold start (fresh interpreter: import edgedistill.runtime, load with sha256 checks, "
+              "one prediction)", "",
               "| environment | import s | load s | first predict s | in-process total s | process wall s | "
               "torch/transformers imported |", "|---|---:|---:|---:|---:|---:|---|"]
     for name, c in cs.items():

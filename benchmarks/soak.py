@@ -42,8 +42,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runtime import TextClassifier  # noqa: E402
-from runtime.bench import device_name, environment  # noqa: E402
+from edgedistill.runtime import TextClassifier  # noqa: E402
+from edgedistill.runtime.bench import device_name, environment  # noqa: E402
 
 REVIEWS = [
     "A warm, funny and beautifully acted film.",

@@ -10,7 +10,7 @@ the same neighbour), on the same test texts:
 - ``teacher (torch fp32)`` and ``student (torch fp32)``: transformers models, tokenizer included in
   the timed call (what a torch user runs);
 - ``student ONNX <variant>`` for fp32, optimized, int8-dynamic and int8-static: through the runtime
-  (``runtime.TextClassifier``: tokenize, run, softmax), the code that ships;
+  (``edgedistill.runtime.TextClassifier``: tokenize, run, softmax), the code that ships;
 - two peers on the package's ONNX file: a bare ``onnxruntime.InferenceSession`` fed pre-tokenised
   ids (same session options as the runtime: the runtime's overhead is runtime / bare - 1) and
   optimum's ``ORTModelForSequenceClassification`` inside a transformers
@@ -28,12 +28,12 @@ Measurements, all with the same intra-op thread count (``torch.set_num_threads``
   natural lengths (each engine pads as it does by default: the runtime and the toolchain sort by
   length first, the optimum pipeline pads each batch to its longest);
 - macro-F1 on the whole test split: the torch stages' ``metrics.json`` where made on the same split,
-  otherwise evaluated here (torch models with ``compress.evaluate.evaluate_torch``); every ONNX row through
+  otherwise evaluated here (torch models with ``edgedistill.compress.evaluate.evaluate_torch``); every ONNX row through
   the runtime here (the quantize report holds validation scores); every peer from its own outputs on the
   test split (the bare session's logits, the optimum pipeline's probabilities, the TF-IDF + LR baseline's
-  (``compress.baseline``) probabilities), scored here by ``compress.evaluate.compute_metrics``;
+  (``edgedistill.compress.baseline``) probabilities), scored here by ``edgedistill.compress.evaluate.compute_metrics``;
 - the goals, each judged from paired calls (same round) with a 95% bootstrap interval
-  (``runtime.bench.paired_ratio``, ``verdict``): an extra interleaved pass of only the rows the goals
+  (``edgedistill.runtime.bench.paired_ratio``, ``verdict``): an extra interleaved pass of only the rows the goals
   compare gives the pairs (``goal_latency_rounds``, ``goal_rounds``);
 - the physical limit: multiply-adds per 128-token sequence (student: counted on its fp32 ONNX graph;
   teacher: from its config), a large dense fp32 GEMM's GFLOP/s and an int8 GEMM's GOP/s measured in this
@@ -43,7 +43,7 @@ Measurements, all with the same intra-op thread count (``torch.set_num_threads``
 Outputs ``benchmarks/results/<device>/suite.{json,md,png}`` (device: ``cpu-x86_64``, ``cuda-...``).
 ``--device cuda`` runs the torch models in fp16 on the GPU and the ONNX rows on onnxruntime's CUDA
 provider (fp32 and the fp16 variant; the bare peer with I/O binding); without CUDA it stops with
-:class:`runtime.errors.ProviderUnavailableError`.
+:class:`edgedistill.runtime.errors.ProviderUnavailableError`.
 """
 
 from __future__ import annotations
@@ -68,12 +68,12 @@ sys.path[:0] = [str(REPO), str(HERE)]  # run from a checkout: `python benchmarks
 
 from gemm_peak import config_macs, gemm_peak, graph_macs  # noqa: E402
 from peers.process import PeerError, PeerProcess  # noqa: E402
-from compress.baseline import margin_kept  # noqa: E402
-from compress.quantize.config import VARIANT_FILES  # noqa: E402
-from compress.layout import BuildLayout  # noqa: E402
-from runtime.bench import (available_cpus, device_name, environment, exact_length_texts, markdown_table,  # noqa: E402
-                           OVERHEAD_GOAL, overall_verdict, paired_ratio, read_json, summarize, verdict,
-                           write_json)
+from edgedistill.compress.baseline import margin_kept  # noqa: E402
+from edgedistill.compress.quantize.config import VARIANT_FILES  # noqa: E402
+from edgedistill.compress.layout import BuildLayout  # noqa: E402
+from edgedistill.runtime.bench import (available_cpus, device_name, environment, exact_length_texts,  # noqa: E402
+                                       markdown_table, OVERHEAD_GOAL, overall_verdict, paired_ratio, read_json,
+                                       summarize, verdict, write_json)
 
 log = logging.getLogger("suite")
 
@@ -197,7 +197,7 @@ def _stage_f1(folder: Path, n: int) -> float | None:
 
 class Suite:
     def __init__(self, cfg: SuiteConfig):
-        from compress.exportmeta import read_export
+        from edgedistill.compress.exportmeta import read_export
 
         self.cfg = cfg
         self.onnx_dir = Path(cfg.onnx_dir)
@@ -211,7 +211,7 @@ class Suite:
 
     # ----------------------------------------------------------------- data
     def load_data(self) -> None:
-        from compress.data import DataConfig, load_data
+        from edgedistill.compress.data import DataConfig, load_data
 
         data_cfg = None
         if self.cfg.data:
@@ -234,8 +234,8 @@ class Suite:
         log.info("test split of %s: %d texts", self.data_name, len(self.test))
 
     def classifier(self, variant: str, providers: Any = None, file: str | None = None):
-        from compress.exportmeta import runtime_config
-        from runtime import TextClassifier
+        from edgedistill.compress.exportmeta import runtime_config
+        from edgedistill.runtime import TextClassifier
 
         return TextClassifier.from_files(self.onnx_dir / (file or VARIANT_FILES[variant]), self.onnx_dir / "tokenizer.json",
                                          runtime_config(self.meta, variant), providers=providers,
@@ -259,8 +259,8 @@ class Suite:
         import torch
         from transformers import AutoTokenizer
 
-        from compress.evaluate import align_columns, evaluate_torch, model_labels, predict_proba_torch
-        from compress.student import load_classifier
+        from edgedistill.compress.evaluate import align_columns, evaluate_torch, model_labels, predict_proba_torch
+        from edgedistill.compress.student import load_classifier
 
         cuda = self.cfg.device == "cuda"
         model = load_classifier(folder).eval()
@@ -281,7 +281,7 @@ class Suite:
         if f1 is None:
             m = evaluate_torch(model, self.test, self.labels, tokenizer=tok, max_length=self.meta.max_length,
                                device=dev)
-            f1, source = m.macro_f1, "evaluated here (compress.evaluate.evaluate_torch)"
+            f1, source = m.macro_f1, "evaluated here (edgedistill.compress.evaluate.evaluate_torch)"
         real_labels = model_labels(model)
 
         def stream(_: int) -> np.ndarray:
@@ -297,7 +297,7 @@ class Suite:
 
     def runtime_row(self, variant: str, macs: int, report: dict[str, Any] | None, file: str | None = None,
                     name: str | None = None) -> Row:
-        from compress.evaluate import evaluate_package
+        from edgedistill.compress.evaluate import evaluate_package
 
         providers = ["CUDAExecutionProvider"] if self.cfg.device == "cuda" else None
         file = file or VARIANT_FILES[variant]
@@ -315,7 +315,7 @@ class Suite:
     def baseline_row(self) -> Row:
         """TF-IDF + logistic regression trained on the build's training split (C chosen on validation): the
         cheapest strong classifier, scored on the test split from its own predictions."""
-        from compress.report import baseline_row
+        from edgedistill.compress.report import baseline_row
 
         row, base = baseline_row(self.data)
         f1 = row["macro_f1"]
@@ -331,8 +331,8 @@ class Suite:
         macro-F1 comes from its own logits on the test split."""
         import onnxruntime as ort
 
-        from compress.evaluate import align_columns, compute_metrics
-        from runtime.classifier import _session_options
+        from edgedistill.compress.evaluate import align_columns, compute_metrics
+        from edgedistill.runtime.classifier import _session_options
 
         path, variant, macs = Path(peer.file), peer.variant, peer.macs
         so = _session_options(self.cfg.threads)
@@ -376,7 +376,7 @@ class Suite:
         """optimum's pipeline on the shipped file, in the peers' own environment: a child process
         (``benchmarks/peers/optimum_peer.py``) driven call by call, each call timed there. Its macro-F1 is
         scored here from the pipeline's own predictions. None (and a skipped row) without that environment."""
-        from compress.evaluate import align_columns, compute_metrics
+        from edgedistill.compress.evaluate import align_columns, compute_metrics
 
         python = Path(self.cfg.peers_python) if self.cfg.peers_python else PEERS_PYTHON
         if not python.is_file():
@@ -454,7 +454,7 @@ class Suite:
         than one of the plain variant files: it then gets a runtime row of its own. Without a
         package, the fp32 row.
         """
-        from runtime.package import sha256_file
+        from edgedistill.runtime.package import sha256_file
 
         model = Path(self.cfg.package or "") / "model.onnx"
         if not model.is_file():
@@ -592,7 +592,7 @@ def _require_cuda() -> None:
     import onnxruntime as ort
     import torch
 
-    from runtime.errors import ProviderUnavailableError
+    from edgedistill.runtime.errors import ProviderUnavailableError
 
     missing = []
     if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -661,8 +661,8 @@ SPEEDUP_GOAL, F1_SHARE_GOAL, OPTIMUM_GOAL = 20.0, 0.97, 1.3
 
 
 def _interval(samples: dict[str, Any] | None, kind: str, a: str, b: str, seed: int) -> dict[str, Any] | None:
-    """How many times b's time a's calls took in pass ``kind`` (:func:`runtime.bench.paired_ratio` on the rounds'
-    pairs), or None when either row has no samples there."""
+    """How many times b's time a's calls took in pass ``kind`` (:func:`edgedistill.runtime.bench.paired_ratio` on the
+    rounds' pairs), or None when either row has no samples there."""
     times = (samples or {}).get(kind) or {}
     if len(times.get(a) or ()) < 2 or len(times.get(b) or ()) < 2:
         return None
@@ -671,7 +671,8 @@ def _interval(samples: dict[str, Any] | None, kind: str, a: str, b: str, seed: i
 
 def _judge(goal: dict[str, Any], parts: dict[str, tuple[dict[str, Any] | None, float, str]]) -> dict[str, Any]:
     """Put each part's interval in ``goal`` and the verdict: met only when every interval's bound meets its target
-    (:func:`runtime.bench.verdict`); ``not judged`` when a part has no paired samples (a result from before them)."""
+    (:func:`edgedistill.runtime.bench.verdict`); ``not judged`` when a part has no paired samples (a result from before
+    them)."""
     verdicts = []
     for key, (ci, target, better) in parts.items():
         goal[key] = ci
@@ -946,7 +947,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("give --build (or --onnx-dir), or --merge FILE")
     given = {k: v for k, v in vars(args).items() if k not in ("merge",) and v is not None}
     cfg = SuiteConfig(**given)
-    from runtime.errors import ProviderUnavailableError
+    from edgedistill.runtime.errors import ProviderUnavailableError
 
     try:
         result = Suite(cfg).run()

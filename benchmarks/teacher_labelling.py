@@ -4,7 +4,7 @@
     # -> benchmarks/results/<device>/teacher-labelling.{md,json}
 
 Distillation runs the teacher once over every training and transfer text (20,413 texts in the full
-movie-sentiment build). This times both backends of :func:`compress.distill.teacher_outputs` on the first
+movie-sentiment build). This times both backends of :func:`edgedistill.compress.distill.teacher_outputs` on the first
 ``--texts`` unlabelled snippets: each round runs torch then ONNX Runtime over all of them, the next round the
 other way round, and the faster of the rounds is kept per backend. The ONNX export (done once per teacher and
 cached) is timed separately. Agreement: max |logit difference| and the share of equal labels.
@@ -21,7 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent)]
 
-from runtime.bench import device_name, environment  # noqa: E402
+from edgedistill.runtime.bench import device_name, environment  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from compress import distill
-    from compress.data import read_texts
+    from edgedistill.compress import distill
+    from edgedistill.compress.data import read_texts
 
     texts = read_texts("snippets-unlabelled")[:args.texts]
     t0 = time.perf_counter()

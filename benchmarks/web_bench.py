@@ -2,7 +2,7 @@
 
     python benchmarks/web_bench.py PACKAGE [--threads 1 2] [--texts 32] [--rounds 3] [--loads 3] [--label TEXT]
 
-For one model package it builds the web folder (``runtime.webexport.export_web``), serves it on
+For one model package it builds the web folder (``edgedistill.runtime.webexport.export_web``), serves it on
 127.0.0.1 with cross-origin isolation, and for each WASM thread count opens the demo page in a
 fresh headless Chromium (``runtime/web/headless.mjs``, Debian's /usr/bin/chromium driven by
 playwright-core, every request not to localhost blocked), ``--loads`` times, interleaved
@@ -45,9 +45,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from benchmarks.runtime_overhead import review_texts  # noqa: E402
-from runtime import TextClassifier  # noqa: E402
-from runtime.bench import environment  # noqa: E402
-from runtime import webexport as web  # noqa: E402
+from edgedistill.runtime import TextClassifier  # noqa: E402
+from edgedistill.runtime.bench import environment  # noqa: E402
+from edgedistill.runtime import webexport as web  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 HEADLESS = REPO / "runtime" / "web" / "headless.mjs"
@@ -93,7 +93,7 @@ def opt_level_diff(clf: TextClassifier, package: Path, texts: list[str], expecte
     """max |Δp| of onnxruntime (CPU), graph optimisations off, against ``expected`` (``clf``: all on), same batch."""
     import onnxruntime as ort
 
-    from runtime.package import MODEL_FILE, open_package
+    from edgedistill.runtime.package import MODEL_FILE, open_package
 
     order = np.argsort([len(t) for t in texts], kind="stable")
     feed = clf.tokenize([texts[i] for i in order])

@@ -21,8 +21,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent)]
 
-from compress.layout import BuildLayout  # noqa: E402
-from runtime.bench import device_name, environment  # noqa: E402
+from edgedistill.compress.layout import BuildLayout  # noqa: E402
+from edgedistill.runtime.bench import device_name, environment  # noqa: E402
 
 ROWS = ("teacher", "baseline TF-IDF + LR", "student", "package (shipped)")
 

@@ -3,5 +3,3 @@
 Importing this package is cheap: torch and transformers are imported inside the
 functions that need them, so the CLI's ``--help`` and the light commands stay fast.
 """
-
-__version__ = "0.1.0"

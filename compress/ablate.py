@@ -1,7 +1,7 @@
 """Ablation studies: run a grid of distillation configs (quick profile) and tabulate them.
 
 ``ablate(base, {"distill.alpha": [0, 0.5, 0.9], "student.layers": [3, 6]}, out)`` runs the 6 cells of the
-cartesian product, each one :func:`compress.distill.distill` with the base config changed in those fields,
+cartesian product, each one :func:`edgedistill.compress.distill.distill` with the base config changed in those fields,
 and writes ``out/ablation.md`` and ``out/ablation.json``: per cell its values, test macro-F1, accuracy,
 parameters, size and time. Keys name a config table and a field, as ``--set`` does: ``distill.<field>``,
 ``student.<field>``, ``data.<field>``. Cells share the teacher-output cache, so the teacher runs at most once
@@ -19,9 +19,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from compress import recipe
-from compress.distill import DistillConfig, distill
-from compress.errors import ConfigError, EdgeDistillError
+from edgedistill.compress import recipe
+from edgedistill.compress.distill import DistillConfig, distill
+from edgedistill.compress.errors import ConfigError, EdgeDistillError
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +30,12 @@ TABLES = ("distill", "student", "data")
 
 
 def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
-    """``--grid`` values (:func:`compress.recipe.parse_grid`) over the tables an ablation varies."""
+    """``--grid`` values (:func:`edgedistill.compress.recipe.parse_grid`) over the tables an ablation varies."""
     return recipe.parse_grid(specs, TABLES)
 
 
 def parse_cell(spec: str) -> dict[str, Any]:
-    """One ``--cell`` (:func:`compress.recipe.parse_cell`) over the tables an ablation varies."""
+    """One ``--cell`` (:func:`edgedistill.compress.recipe.parse_cell`) over the tables an ablation varies."""
     return recipe.parse_cell(spec, TABLES)
 
 
@@ -107,9 +107,9 @@ def ablate(base: DistillConfig, grid: dict[str, list[Any]] | None, output_dir: P
 def reference_rows(base: DistillConfig) -> dict[str, float]:
     """Test macro-F1 of the teacher (its metrics.json) and of the TF-IDF baseline trained on the recipe's whole
     training split: the two ends the share of the teacher and the margin kept are measured between."""
-    from compress.data import load_data
-    from compress.evaluate import read_metrics
-    from compress.report import baseline_row
+    from edgedistill.compress.data import load_data
+    from edgedistill.compress.evaluate import read_metrics
+    from edgedistill.compress.report import baseline_row
 
     refs: dict[str, float] = {}
     teacher_metrics = Path(base.teacher_dir or "") / "metrics.json"
@@ -127,9 +127,9 @@ def pick_winner(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def write_table(rows: list[dict[str, Any]], keys: list[str], out: Path, base: DistillConfig,
                 references: dict[str, float] | None = None) -> tuple[Path, Path]:
-    from compress.baseline import margin_kept, share_of_teacher
+    from edgedistill.compress.baseline import margin_kept, share_of_teacher
 
-    from runtime.bench import environment
+    from edgedistill.runtime.bench import environment
 
     refs = references or {}
     teacher, baseline = refs.get("teacher"), refs.get("baseline")

@@ -32,9 +32,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from compress import __version__, progress
-from compress.errors import ConfigError
-from compress.fsutil import publishing
+from edgedistill import __version__
+from edgedistill.compress import progress
+from edgedistill.compress.errors import ConfigError
+from edgedistill.compress.fsutil import publishing
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def cache_key(model_path: str, texts: Sequence[str], s: AdaptSettings) -> str:
     digest = hashlib.sha256()
     for t in texts:
         digest.update(hashlib.sha256(t.encode()).digest())
-    from compress.inputs import HashCache
+    from edgedistill.compress.inputs import HashCache
 
     hashes = HashCache()  # a model folder's digest, cached by path, size and mtime like a build's inputs
     model = hashes.path_digest(model_path) if Path(model_path).is_dir() else model_path
@@ -113,8 +114,8 @@ def settings(table: str, **values) -> AdaptSettings:
 
 def adapt_on(table: str, model_path: str, sources: Sequence[str], data, s: AdaptSettings) -> Adaptation:
     """:func:`adapt` on the texts of ``sources`` (built-in corpora or files) less the validation and test texts of
-    ``data`` (:class:`~compress.data.LabelledData`), which must stay unseen until they are scored."""
-    from compress.data import read_texts
+    ``data`` (:class:`~edgedistill.compress.data.LabelledData`), which must stay unseen until they are scored."""
+    from edgedistill.compress.data import read_texts
 
     held_out = set(data.validation.texts) | set(data.test.texts)
     texts = list(dict.fromkeys(t for src in sources for t in read_texts(src) if t not in held_out))
@@ -125,7 +126,7 @@ def adapt_on(table: str, model_path: str, sources: Sequence[str], data, s: Adapt
 
 def adapt(model_path: str, texts: Sequence[str], s: AdaptSettings, cache: Path | None = None) -> Adaptation:
     """The encoder at ``model_path`` adapted on ``texts`` with ``s.objective`` (cached; see the module doc)."""
-    from runtime.fsutil import cache_dir
+    from edgedistill.runtime.fsutil import cache_dir
 
     if not texts:
         raise ConfigError("teacher.adapt_texts", [], "gave no texts to adapt on")

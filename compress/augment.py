@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compress.errors import ConfigError
+from edgedistill.compress.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

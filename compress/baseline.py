@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from compress.errors import DataError
+from edgedistill.compress.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class Baseline:
         return total
 
     def evaluate(self, split, labels: Sequence[str], *, split_name: str = "test", dataset: str | None = None):
-        from compress.evaluate import compute_metrics
+        from edgedistill.compress.evaluate import compute_metrics
 
         metrics = compute_metrics(split.labels, self.predict_proba(split.texts), labels)
         metrics.dataset, metrics.split = dataset, split_name
@@ -72,7 +72,7 @@ def make_features():
 def train_baseline(train, validation, *, grid: Sequence[float] = C_GRID, seed: int = 42) -> Baseline:
     """Fit the features on ``train``, one logistic regression per ``C`` in ``grid``, keep the one with the best
     validation macro-F1 (ties: the smaller C, the simpler model). ``train`` / ``validation`` are
-    :class:`compress.data.Split` objects; the test split never reaches this function."""
+    :class:`edgedistill.compress.data.Split` objects; the test split never reaches this function."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
 

@@ -3,7 +3,7 @@
 A distilled student often ships confidences that do not track its accuracy: right labels with top scores of
 0.3, or scores of 0.99 on texts it gets wrong a tenth of the time. :func:`calibrate` fits ``T`` on held-out
 logits (the validation split) by minimising the mean negative log-likelihood, and reports the expected
-calibration error (15 equal-width bins on the top-class confidence, :func:`compress.evaluate
+calibration error (15 equal-width bins on the top-class confidence, :func:`edgedistill.compress.evaluate
 .expected_calibration_error`) before and after. Dividing every logit of a row by the same ``T > 0`` keeps
 their order, so no label ever changes.
 
@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from compress.errors import DataError
-from compress.evaluate import ECE_BINS, align_columns, expected_calibration_error
+from edgedistill.compress.errors import DataError
+from edgedistill.compress.evaluate import ECE_BINS, align_columns, expected_calibration_error
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def calibrate(logits: Any, y: Any) -> Calibration:
 
 def model_label_ids(y: Any, data_labels: Sequence[str], model_labels: Sequence[str]) -> np.ndarray:
     """Label ids of the data (``data_labels`` order) as the model's logit columns (matched by name, as every
-    evaluation matches them: :func:`compress.evaluate.align_columns`)."""
+    evaluation matches them: :func:`edgedistill.compress.evaluate.align_columns`)."""
     k = len(data_labels)
     to_model = align_columns(np.arange(k)[None, :], model_labels, data_labels)[0]
     return to_model[np.asarray(y, dtype=np.int64)]

@@ -2,7 +2,7 @@
 
 Every stage reads its data through :func:`load_data`, so the teacher, the
 student and every exported variant are trained and measured on the same,
-deterministic splits. Sources are a built-in name (see ``compress.sources``) or
+deterministic splits. Sources are a built-in name (see ``edgedistill.compress.sources``) or
 a local CSV / JSONL / Parquet file with selectable text and label columns.
 
 Cleaning: texts are stripped, empty ones dropped, exact duplicates removed
@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compress import sources
-from compress.errors import ConfigError, DataError
+from edgedistill.compress import sources
+from edgedistill.compress.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ like the teacher's::
       model.safetensors, config.json   the student (save_pretrained)
       tokenizer.json, ...               its tokenizer (trimmed if asked)
       labels.json                       label map
-      metrics.json, metrics.md          test split, through compress.evaluate
+      metrics.json, metrics.md          test split, through edgedistill.compress.evaluate
       distill.json                      config, parameters, size, timing, transfer set, trim report
 
 The loss of a transfer example with teacher logits ``t`` and student logits ``s``::
@@ -26,10 +26,10 @@ no token alignment, so teacher and student may tokenize differently (MPNet
 teacher, BERT student); the attention loss compares token positions and so
 needs both to split every text into the same tokens.
 
-Many processes: the same entry point runs under ``torchrun --nproc_per_node N -m compress.distill --config
-recipe.toml`` or ``accelerate launch -m compress.distill --config recipe.toml``, as the teacher's does
-(:mod:`compress.parallel`). Rank 0 builds the student and computes the teacher outputs into the cache while the
-others wait, then reads them; the student trains data-parallel (each process a shard of every epoch, batch_size
+Many processes: the same entry point runs under ``torchrun --nproc_per_node N -m edgedistill.compress.distill --config
+recipe.toml`` or ``accelerate launch -m edgedistill.compress.distill --config recipe.toml``, as the teacher's does
+(:mod:`edgedistill.compress.parallel`). Rank 0 builds the student and computes the teacher outputs into the cache while
+the others wait, then reads them; the student trains data-parallel (each process a shard of every epoch, batch_size
 per process); only rank 0 evaluates and writes the output. Mixed precision (``precision``) runs on CUDA only.
 """
 
@@ -53,14 +53,14 @@ from typing import Any
 
 import numpy as np
 
-from compress import parallel, profiles, progress, sources
-from compress.adapt import Adaptation, adapt_on
-from compress.data import DataConfig, length_batches, sorted_by_length
-from compress.errors import ConfigError, TransferSetError
-from compress.fsutil import publishing
-from compress.student import StudentConfig
+from edgedistill.compress import parallel, profiles, progress, sources
+from edgedistill.compress.adapt import Adaptation, adapt_on
+from edgedistill.compress.data import DataConfig, length_batches, sorted_by_length
+from edgedistill.compress.errors import ConfigError, TransferSetError
+from edgedistill.compress.fsutil import publishing
+from edgedistill.compress.student import StudentConfig
 
-log = logging.getLogger("compress.distill")  # the same name when run with -m
+log = logging.getLogger("edgedistill.compress.distill")  # the same name when run with -m
 
 # Fields of DistillConfig left None take their value from the profile. ``quick`` runs in minutes on a
 # 2-core CPU (short sequences, subsets); ``full`` is the real recipe (whole splits; under an hour on 2 cores).
@@ -109,7 +109,7 @@ class DistillConfig:
     """At most this many unlabelled transfer texts (a seeded sample)."""
     augment: int | None = None
     """Perturbed copies of each training text added to the transfer set, labelled by the teacher only
-    (:mod:`compress.augment`: content words swapped for embedding neighbours, a span deleted)."""
+    (:mod:`edgedistill.compress.augment`: content words swapped for embedding neighbours, a span deleted)."""
     augment_p: float = 0.3
     """Probability that augmentation swaps a content word."""
     augment_methods: list[str] = field(default_factory=lambda: ["replace", "delete"])
@@ -148,7 +148,7 @@ class DistillConfig:
             raise ConfigError("distill.augment", self.augment, "must be a whole number of copies >= 0")
         if not 0.0 < self.augment_p <= 1.0:
             raise ConfigError("distill.augment_p", self.augment_p, "must be in (0, 1]")
-        from compress.augment import METHODS
+        from edgedistill.compress.augment import METHODS
 
         self.augment_methods = list(self.augment_methods)
         bad = [m for m in self.augment_methods if m not in METHODS]
@@ -287,7 +287,7 @@ class TeacherOutputs:
 
 def checkpoint_hash(model_dir: Path | str) -> str:
     """sha256 over a checkpoint's weights and config (what decides its outputs)."""
-    from compress.sources import sha256_file
+    from edgedistill.compress.sources import sha256_file
 
     model_dir = Path(model_dir)
     h = hashlib.sha256()
@@ -361,11 +361,11 @@ def run_teacher(teacher_dir: Path | str, texts: Sequence[str], max_length: int, 
 
 
 def onnx_teacher(teacher_dir: Path | str, max_length: int) -> Path:
-    """The teacher exported to ONNX once, parity-checked against torch by :func:`compress.export.export`, and
-    kept in the cache under its checkpoint hash: ``<cache>/teacher-onnx/<hash>-<max_length>/``."""
-    from compress.export import ExportConfig, export
-    from compress.exportmeta import MODEL_FILE
-    from compress.sources import cache_dir
+    """The teacher exported to ONNX once, parity-checked against torch by :func:`edgedistill.compress.export.export`,
+    and kept in the cache under its checkpoint hash: ``<cache>/teacher-onnx/<hash>-<max_length>/``."""
+    from edgedistill.compress.export import ExportConfig, export
+    from edgedistill.compress.exportmeta import MODEL_FILE
+    from edgedistill.compress.sources import cache_dir
 
     dest = cache_dir() / "teacher-onnx" / f"{checkpoint_hash(teacher_dir)[:16]}-{max_length}"
     if not (dest / MODEL_FILE).is_file():
@@ -380,7 +380,7 @@ def run_teacher_onnx(teacher_dir: Path | str, texts: Sequence[str], max_length: 
     import onnxruntime as ort
     from transformers import AutoTokenizer
 
-    from compress.exportmeta import MODEL_FILE, read_export
+    from edgedistill.compress.exportmeta import MODEL_FILE, read_export
 
     folder = onnx_teacher(teacher_dir, max_length)
     names = read_export(folder).input_names
@@ -420,13 +420,13 @@ def teacher_outputs(teacher_dir: Path | str, texts: Sequence[str], max_length: i
     """The teacher's outputs on ``texts``: from the on-disk cache when its fingerprint matches, else computed
     with :func:`run_teacher` and cached (written to a temp file and renamed). Rows of texts that an earlier
     transfer set of the same teacher and ``max_length`` holds are reused: only new texts meet the teacher."""
-    from compress.sources import cache_dir
+    from edgedistill.compress.sources import cache_dir
 
     texts = list(texts)
     if pooled or attention:
         backend = "torch"  # inner states come from torch only
     if backend == "onnx":
-        from compress.errors import ExportError
+        from edgedistill.compress.errors import ExportError
 
         try:
             onnx_teacher(teacher_dir, max_length)
@@ -518,7 +518,7 @@ def build_transfer_set(cfg: DistillConfig, data) -> TransferSet:
     Unlabelled texts that are training, validation or test texts are dropped; no test or validation text
     ever reaches the teacher or the student's training set (checked).
     """
-    from compress.data import read_texts
+    from edgedistill.compress.data import read_texts
 
     train = list(data.train.texts)
     seen = set(train)
@@ -539,7 +539,7 @@ def build_transfer_set(cfg: DistillConfig, data) -> TransferSet:
         extra = random.Random(cfg.seed).sample(extra, cfg.max_transfer_samples)
     augmented: list[str] = []
     if cfg.augment:
-        from compress.augment import augment_texts, embedding_neighbours, words_of
+        from edgedistill.compress.augment import augment_texts, embedding_neighbours, words_of
 
         neighbours = embedding_neighbours(cfg.teacher_dir, words_of(train))
         augmented = augment_texts(train, cfg.augment, neighbours=neighbours, p=cfg.augment_p,
@@ -651,7 +651,7 @@ def distill(cfg: DistillConfig) -> Path:
     Under torchrun or accelerate launch every process calls this; see the module doc for who does what."""
     from transformers import set_seed
 
-    from compress.data import load_data
+    from edgedistill.compress.data import load_data
 
     cfg = cfg.resolved()
     started = time.perf_counter()
@@ -700,8 +700,8 @@ def distill(cfg: DistillConfig) -> Path:
 
 
 def _adapt(cfg: DistillConfig, data) -> Adaptation | None:
-    """The student's pretrained encoder adapted on ``cfg.student.adapt_texts`` (cached by compress.adapt), or
-    None when it names none."""
+    """The student's pretrained encoder adapted on ``cfg.student.adapt_texts`` (cached by edgedistill.compress.adapt),
+    or None when it names none."""
     if not cfg.student.adapt_texts:
         return None
     model_path = sources.resolve_model(cfg.student.model, field="student.model")
@@ -714,7 +714,7 @@ def _student_and_teacher(cfg: DistillConfig, data, transfer: TransferSet, adapta
     transfer texts (None without teacher losses) and the hidden loss's (student, teacher) layer pairs."""
     import torch
 
-    from compress.student import build_student
+    from edgedistill.compress.student import build_student
 
     model, tokenizer = build_student(cfg.student, cfg.teacher_dir, data.num_labels, data.id2label,
                                      corpus=transfer.texts, encoder=adaptation.path if adaptation else None)
@@ -767,7 +767,7 @@ def _training_args(cfg: DistillConfig, work: Path, n_train: int):
         greater_is_better=True, logging_steps=max(1, min(50, eval_steps)), report_to=[],
         remove_unused_columns=False, seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0,
         dataloader_pin_memory=False, label_names=["labels"], train_sampling_strategy="group_by_length",
-        disable_tqdm=True,  # compress.progress shows the training instead
+        disable_tqdm=True,  # edgedistill.compress.progress shows the training instead
         **parallel.training_args(cfg.precision, "distill.precision"),
     )
 
@@ -788,8 +788,8 @@ def _train(cfg: DistillConfig, args, data, transfer: TransferSet, model, tokeniz
     import torch
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback
 
-    from compress.data import token_lengths
-    from compress.evaluate import compute_metrics
+    from edgedistill.compress.data import token_lengths
+    from edgedistill.compress.evaluate import compute_metrics
 
     lengths = token_lengths(tokenizer, transfer.texts, cfg.max_length)
     log.info("transfer texts: %d tokens at p50, %d at p99, %d at most; max_length %d cuts %.1f%% of them",
@@ -834,9 +834,9 @@ def _train(cfg: DistillConfig, args, data, transfer: TransferSet, model, tokeniz
 def _save(cfg: DistillConfig, data, transfer: TransferSet, result: _Trained, teacher: TeacherOutputs | None,
           adaptation: Adaptation | None, out: Path, started: float) -> None:
     """Rank 0: the student, its tokenizer, label map, test metrics and distill.json, published as one folder."""
-    from compress.data import save_label_map
-    from compress.evaluate import evaluate_torch, write_metrics
-    from compress.student import count_parameters
+    from edgedistill.compress.data import save_label_map
+    from edgedistill.compress.evaluate import evaluate_torch, write_metrics
+    from edgedistill.compress.student import count_parameters
 
     model, tokenizer = result.model, result.tokenizer
     with publishing(out) as tmp:
@@ -871,10 +871,10 @@ def _save(cfg: DistillConfig, data, transfer: TransferSet, result: _Trained, tea
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m compress.distill --config recipe.toml`` (also under torchrun / accelerate launch)."""
-    from compress.recipe import load_recipe
+    """``python -m edgedistill.compress.distill --config recipe.toml`` (also under torchrun / accelerate launch)."""
+    from edgedistill.compress.recipe import load_recipe
 
-    parser = argparse.ArgumentParser(prog="python -m compress.distill", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m edgedistill.compress.distill", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True,
                         help="A recipe, or a TOML / JSON file of its tables (data, student, distill).")
     parser.add_argument("--profile", help="quick | full (default: the recipe's).")

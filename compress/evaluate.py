@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from compress import progress as progress_bars
-from compress.data import length_batches
-from compress.errors import ConfigError, DataError
+from edgedistill.compress import progress as progress_bars
+from edgedistill.compress.data import length_batches
+from edgedistill.compress.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def predict_proba_torch(model, tokenizer, texts: Sequence[str], *, max_length: i
     """Softmax probabilities ``(n, num_labels)`` in input order: batched, no grad, dynamic padding.
 
     Texts are sorted by length so each batch pads little; the output is put back in input order.
-    ``progress`` shows a bar (see :mod:`compress.progress`).
+    ``progress`` shows a bar (see :mod:`edgedistill.compress.progress`).
     """
     import torch
 
@@ -214,12 +214,13 @@ def evaluate_torch(model_dir_or_model, split, labels: Sequence[str] | None = Non
                    dataset: str | None = None, split_name: str | None = "test", progress: bool = False) -> Metrics:
     """Evaluate a torch sequence classifier (a checkpoint folder, or a model plus its ``tokenizer``).
 
-    ``split`` is a :class:`compress.data.Split`; ``labels`` are the data's label names (default: the model's).
+    ``split`` is a :class:`edgedistill.compress.data.Split`; ``labels`` are the data's label names (default: the
+    model's).
     """
     if isinstance(model_dir_or_model, (str, Path)):
         from transformers import AutoTokenizer
 
-        from compress.student import load_classifier
+        from edgedistill.compress.student import load_classifier
 
         path = Path(model_dir_or_model)
         if not (path / "config.json").is_file():
@@ -245,12 +246,12 @@ def evaluate_torch(model_dir_or_model, split, labels: Sequence[str] | None = Non
 def evaluate_package(path_or_classifier, split, labels: Sequence[str] | None = None, *, batch_size: int = 32,
                      threads: int | None = None, dataset: str | None = None,
                      split_name: str | None = "test", progress: bool = False) -> Metrics:
-    """Evaluate a model package (folder or .zip) or a loaded ``runtime.TextClassifier``: what ships.
+    """Evaluate a model package (folder or .zip) or a loaded ``edgedistill.runtime.TextClassifier``: what ships.
 
     ``progress`` shows a bar. The texts go to the classifier in chunks of whole batches, in the order the
     runtime sorts them (by length, stable), so every batch is the one a single call would make."""
     if isinstance(path_or_classifier, (str, Path)):
-        from runtime import TextClassifier
+        from edgedistill.runtime import TextClassifier
 
         clf = TextClassifier.load(path_or_classifier, threads=threads)
     else:
@@ -272,13 +273,13 @@ def evaluate_package(path_or_classifier, split, labels: Sequence[str] | None = N
 # ------------------------------------------------------------------------- cross-dataset
 def cross_dataset_split(data_cfg, labels: Sequence[str], label_map: dict[str, str] | None = None,
                         exclude: Iterable[str] = ()):
-    """Another dataset's test split with its labels mapped onto ``labels`` (a :class:`compress.data.Split`).
+    """Another dataset's test split with its labels mapped onto ``labels`` (a :class:`edgedistill.compress.data.Split`).
 
-    ``data_cfg`` is a :class:`compress.data.DataConfig` (or a source name). Rows whose label has no
+    ``data_cfg`` is a :class:`edgedistill.compress.data.DataConfig` (or a source name). Rows whose label has no
     mapping are dropped (e.g. ``neutral``); texts in ``exclude`` (say, the training texts) are dropped too,
     since some built-in datasets share their source.
     """
-    from compress.data import DataConfig, Split, load_data
+    from edgedistill.compress.data import DataConfig, Split, load_data
 
     if isinstance(data_cfg, str):
         data_cfg = DataConfig(source=data_cfg)

@@ -8,8 +8,8 @@ default (sdpa) traces to a mask pattern that onnxruntime's transformer optimiser
 fuses into its Attention op, and that fusion is what makes the optimized and int8 variants
 fast. ``token_type_ids`` is an input only when the tokenizer makes it (BERT does, MPNet
 does not); ``export.json`` records which inputs the graph takes, so that every later
-stage feeds it the same way. Later stages read it as an :class:`~compress.exportmeta.ExportMeta`
-through :func:`~compress.exportmeta.read_export`, by attribute::
+stage feeds it the same way. Later stages read it as an :class:`~edgedistill.compress.exportmeta.ExportMeta`
+through :func:`~edgedistill.compress.exportmeta.read_export`, by attribute::
 
     onnx_dir = export(ExportConfig(checkpoint="models/x/student", output="models/x/onnx"))
     read_export(onnx_dir).input_names   # ("input_ids", "attention_mask", "token_type_ids")
@@ -17,7 +17,7 @@ through :func:`~compress.exportmeta.read_export`, by attribute::
 Every export checks itself (:func:`check_parity`): torch and onnxruntime run the same
 fixed inputs of several shapes (batch 1, 3 and 8; 8, 64 and the maximum number of
 tokens; rows of different lengths, so padding is exercised) and the export fails
-with :class:`~compress.errors.ExportParityError`, giving the largest absolute
+with :class:`~edgedistill.compress.errors.ExportParityError`, giving the largest absolute
 difference per output, when they disagree beyond ``atol``. The folder is written
 under a temporary name and renamed only once the check has passed.
 """
@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from compress.errors import ConfigError, ExportError, ExportParityError
-from compress.exportmeta import META_FILE, MODEL_FILE, OUTPUT_NAME, ExportMeta, Parity
-from compress.fsutil import publishing
-from compress.layout import BuildLayout
+from edgedistill.compress.errors import ConfigError, ExportError, ExportParityError
+from edgedistill.compress.exportmeta import META_FILE, MODEL_FILE, OUTPUT_NAME, ExportMeta, Parity
+from edgedistill.compress.fsutil import publishing
+from edgedistill.compress.layout import BuildLayout
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def export(cfg: ExportConfig) -> Path:
     """Export ``cfg.checkpoint`` to ``cfg.output_dir`` (model.onnx + tokenizer + export.json); returns the folder."""
     from transformers import AutoTokenizer
 
-    from compress.student import load_classifier
+    from edgedistill.compress.student import load_classifier
 
     ckpt = Path(cfg.checkpoint)
     if not (ckpt / "config.json").is_file():
@@ -127,7 +127,7 @@ def _torch_export(ckpt: Path, dest: Path, opset: int) -> None:
     import torch
     from transformers import AutoTokenizer
 
-    from compress.student import load_classifier
+    from edgedistill.compress.student import load_classifier
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(ckpt)
@@ -292,7 +292,7 @@ def check_parity(model_or_checkpoint: Any, onnx_path: Path | str, *, tokenizer: 
     if isinstance(model_or_checkpoint, (str, Path)):
         from transformers import AutoTokenizer
 
-        from compress.student import load_classifier
+        from edgedistill.compress.student import load_classifier
 
         tokenizer = tokenizer or AutoTokenizer.from_pretrained(model_or_checkpoint)
         model = load_classifier(model_or_checkpoint).eval()

@@ -2,8 +2,8 @@
 
 The export stage writes it (what the graph takes, its labels, its token limit, opset, the parity check's
 figures, the versions that made it); every later stage (quantize, package, report, the benchmarks) reads it
-through :func:`read_export`, by attribute, and gets one clear :class:`~compress.errors.ExportMetaError` naming
-the file and the key when it is missing or malformed. :func:`runtime_config` turns it into the package's
+through :func:`read_export`, by attribute, and gets one clear :class:`~edgedistill.compress.errors.ExportMetaError`
+naming the file and the key when it is missing or malformed. :func:`runtime_config` turns it into the package's
 ``config.json`` for the runtime.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from compress.errors import ExportError, ExportMetaError
+from edgedistill.compress.errors import ExportError, ExportMetaError
 
 MODEL_FILE = "model.onnx"
 META_FILE = "export.json"
@@ -198,10 +198,10 @@ def read_export(onnx_dir: Path | str) -> ExportMeta:
 
 def runtime_config(meta: ExportMeta, variant: str, *, temperature: float = 1.0,
                    batch_invariant: bool = True) -> dict[str, Any]:
-    """The package ``config.json`` (what ``runtime.TextClassifier`` needs) for one variant of an export:
+    """The package ``config.json`` (what ``edgedistill.runtime.TextClassifier`` needs) for one variant of an export:
     ``temperature`` divides the logits before the softmax; ``batch_invariant`` makes the runtime run a
     batch-dependent variant (dynamic int8) one text per call."""
-    from runtime.package import BATCH_DEPENDENT_VARIANTS
+    from edgedistill.runtime.package import BATCH_DEPENDENT_VARIANTS
 
     return {"labels": list(meta.labels), "max_length": meta.max_length, "input_names": list(meta.input_names),
             "output_name": meta.output_name, "uses_token_type_ids": meta.uses_token_type_ids,

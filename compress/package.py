@@ -13,9 +13,9 @@ The package is the contract between the toolchain and ``runtime/`` (see
       README.md       model card: intended use, data, labels, metrics, quantization, calibration, limitations
 
 Only a variant that passed the accuracy gate can be packaged (fp32 needs no gate). The temperature is fitted
-on the validation split that gated it (:mod:`compress.calibration`), for the shipped variant run as the
+on the validation split that gated it (:mod:`edgedistill.compress.calibration`), for the shipped variant run as the
 runtime will run it, and for the fp32 student beside it (recorded, for comparison). The folder
-is assembled under a temporary name, loaded back through ``runtime.TextClassifier`` (every hash
+is assembled under a temporary name, loaded back through ``edgedistill.runtime.TextClassifier`` (every hash
 checked, one prediction run), and only then renamed into place; the optional ``.zip`` likewise.
 """
 
@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compress.errors import ConfigError
-from compress.fsutil import publishing
-from compress.layout import TARGETS_REPORT, BuildLayout
-from compress.exportmeta import MODEL_FILE, TOKENIZER_FILE, ExportMeta, read_export, runtime_config
-from compress.quantize import REPORT_JSON, Attempt, QuantizeReport
+from edgedistill.compress.errors import ConfigError
+from edgedistill.compress.fsutil import publishing
+from edgedistill.compress.layout import TARGETS_REPORT, BuildLayout
+from edgedistill.compress.exportmeta import MODEL_FILE, TOKENIZER_FILE, ExportMeta, read_export, runtime_config
+from edgedistill.compress.quantize import REPORT_JSON, Attempt, QuantizeReport
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,8 @@ def build_package(cfg: PackagingConfig, data: Any = None) -> Path:
     """Write the package folder (and optional .zip) for ``cfg``; returns the folder. ``data``: the labelled data
     whose validation split fits the temperature, already loaded (an update's old and new tasks together); default:
     the data the quantize report was gated on."""
-    from runtime.classifier import TextClassifier  # submodules: they import under any install layout
-    from runtime.package import write_manifest, zip_package
+    from edgedistill.runtime.classifier import TextClassifier  # submodules: they import under any install layout
+    from edgedistill.runtime.package import write_manifest, zip_package
 
     onnx_dir, out = Path(cfg.onnx_dir), cfg.output_dir
     meta = read_export(onnx_dir)
@@ -143,7 +143,7 @@ def build_package(cfg: PackagingConfig, data: Any = None) -> Path:
 
 def _targets_plan(onnx_dir: Path, wanted: str | None, report: QuantizeReport | None):
     """The per-target files the targets check decided (None without one, or when a variant is named)."""
-    from compress.targets import shipping_plan
+    from edgedistill.compress.targets import shipping_plan
 
     if report is None or not (onnx_dir / TARGETS_REPORT).is_file():
         return None
@@ -186,10 +186,10 @@ def _calibration(meta: ExportMeta, onnx_dir: Path, attempt: Attempt, report: Qua
     """
     from dataclasses import fields
 
-    from compress.calibration import calibrate, model_label_ids
-    from compress.data import DataConfig, load_data
-    from compress.evaluate import ECE_BINS
-    from runtime.classifier import TextClassifier
+    from edgedistill.compress.calibration import calibrate, model_label_ids
+    from edgedistill.compress.data import DataConfig, load_data
+    from edgedistill.compress.evaluate import ECE_BINS
+    from edgedistill.runtime.classifier import TextClassifier
 
     if data is None and report is None:
         log.warning("no quantize report, so no validation split to fit a temperature on: the package is not "
@@ -268,7 +268,7 @@ def model_card(name: str, meta: ExportMeta, attempt: Attempt, report: QuantizeRe
              "## Intended use", "",
              f"Sorting short English texts into {', '.join(f'`{lab}`' for lab in labels)}, in the domain of the "
              f"data it was trained on{' (' + report.dataset + ')' if report else ''}.", "",
-             "```python", "from runtime import TextClassifier", "",
+             "```python", "from edgedistill import TextClassifier", "",
              f'clf = TextClassifier.load("{name}")   # the folder or its .zip; every file\'s sha256 is checked',
              'clf.predict("a text to classify")     # {"label": ..., "score": ...}', "```", "",
              "## Data", ""]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from compress.errors import ConfigError
+from edgedistill.compress.errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 

@@ -3,7 +3,7 @@
 ``build(recipe)`` runs teacher -> student -> export -> quantize -> targets -> package ->
 report into ``models/<name>/``. Each finished stage is recorded in
 ``.state.json`` with a fingerprint of its config, of the runs it consumed and
-of the content of every file it reads (:mod:`compress.inputs`: the data file,
+of the content of every file it reads (:mod:`edgedistill.compress.inputs`: the data file,
 the test file, transfer files, model weights), and with those components, so a
 later build can say why it reruns a stage ("data file tickets.csv changed",
 "config changed (teacher.epochs)", "upstream student was rebuilt"). Running
@@ -36,11 +36,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from compress import __version__
-from compress.errors import ConfigError
-from compress.inputs import MISSING, HashCache, data_inputs, model_input, source_input
-from compress.layout import BuildLayout
-from compress.recipe import SECTIONS, Recipe
+from edgedistill import __version__
+from edgedistill.compress.errors import ConfigError
+from edgedistill.compress.inputs import MISSING, HashCache, data_inputs, model_input, source_input
+from edgedistill.compress.layout import BuildLayout
+from edgedistill.compress.recipe import SECTIONS, Recipe
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,8 @@ class Stage:
     """The recipe table of its config, for naming a changed field (default: the stage's name; the student
     stage's is ``distill``)."""
     reads: Callable[[Recipe, Any, HashCache], dict[str, str]] = _reads_nothing
-    """The files it reads beyond its upstream stages' outputs: readable name -> digest (:mod:`compress.inputs`)."""
+    """The files it reads beyond its upstream stages' outputs: readable name -> digest
+    (:mod:`edgedistill.compress.inputs`)."""
 
 
 def _teacher_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:
@@ -102,43 +103,43 @@ def _report_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:
 
 
 def _teacher(recipe: Recipe, cfg) -> Path:
-    from compress.teacher import finetune_teacher
+    from edgedistill.compress.teacher import finetune_teacher
 
     return finetune_teacher(cfg)
 
 
 def _student(recipe: Recipe, cfg) -> Path:
-    from compress.distill import distill
+    from edgedistill.compress.distill import distill
 
     return distill(cfg)
 
 
 def _export(recipe: Recipe, cfg) -> Path:
-    from compress.export import export
+    from edgedistill.compress.export import export
 
     return export(dataclasses.replace(cfg, overwrite=True))
 
 
 def _quantize(recipe: Recipe, cfg):
-    from compress.quantize import quantize
+    from edgedistill.compress.quantize import quantize
 
     return quantize(cfg)
 
 
 def _targets(recipe: Recipe, cfg):
-    from compress.targets import check_targets
+    from edgedistill.compress.targets import check_targets
 
     return check_targets(cfg)
 
 
 def _package(recipe: Recipe, cfg) -> Path:
-    from compress.package import build_package
+    from edgedistill.compress.package import build_package
 
     return build_package(dataclasses.replace(cfg, overwrite=True))
 
 
 def _report(recipe: Recipe, cfg) -> Path:
-    from compress.report import write_report
+    from edgedistill.compress.report import write_report
 
     return write_report(recipe, cfg)
 
@@ -309,7 +310,7 @@ def _write_state(build_dir: Path, state: dict[str, Any]) -> None:
 
 def _clean_leftovers(build_dir: Path) -> None:
     """Remove the temporary and moved-aside folders a killed run left behind (outputs are only ever renamed
-    into place, see ``compress.fsutil.replace_folder``)."""
+    into place, see ``edgedistill.compress.fsutil.replace_folder``)."""
     if not build_dir.is_dir():
         return
     for p in build_dir.iterdir():

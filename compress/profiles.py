@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, TypeVar
 
-from compress.errors import ConfigError
+from edgedistill.compress.errors import ConfigError
 
 NAMES = ("quick", "full")
 

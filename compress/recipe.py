@@ -4,21 +4,23 @@ A recipe's tables are the stage configs' fields, nothing else::
 
     name = "movie-sentiment"          # the build folder: models/<name>/ beside the recipe (<name>-full/ for full)
     description = "..."
-    [data]      -> compress.data.DataConfig
-    [teacher]   -> compress.teacher.TeacherConfig   (data, output_dir, profile set by the pipeline)
-    [student]   -> compress.student.StudentConfig
-    [distill]   -> compress.distill.DistillConfig   (data, student, teacher_dir, output_dir, profile set here)
-    [export]    -> compress.export.ExportConfig     (checkpoint, output set here)
-    [quantize]  -> compress.quantize.QuantizeConfig (paths set here; no preset: "auto", this machine's)
-    [targets]   -> compress.targets.TargetsConfig   (onnx_dir, data set here; platforms: the build machine's)
-    [package]   -> compress.package.PackagingConfig   (paths set here)
-    [report]    -> compress.report.ReportConfig
-    [ladder]    -> compress.ladder.LadderConfig     (students beside the recipe's own, and the budget)
-    [update]    -> compress.update.UpdateConfig     (how `edgedistill update` teaches the build new data)
+    [data]      -> edgedistill.compress.data.DataConfig
+    [teacher]   -> edgedistill.compress.teacher.TeacherConfig   (data, output_dir, profile set by the pipeline)
+    [student]   -> edgedistill.compress.student.StudentConfig
+    [distill]   -> edgedistill.compress.distill.DistillConfig   (data, student, teacher_dir, output_dir, profile
+                                                                 set here)
+    [export]    -> edgedistill.compress.export.ExportConfig     (checkpoint, output set here)
+    [quantize]  -> edgedistill.compress.quantize.QuantizeConfig (paths set here; no preset: "auto", this machine's)
+    [targets]   -> edgedistill.compress.targets.TargetsConfig   (onnx_dir, data set here; platforms: the
+                                                                 build machine's)
+    [package]   -> edgedistill.compress.package.PackagingConfig   (paths set here)
+    [report]    -> edgedistill.compress.report.ReportConfig
+    [ladder]    -> edgedistill.compress.ladder.LadderConfig     (students beside the recipe's own, and the budget)
+    [update]    -> edgedistill.compress.update.UpdateConfig     (how `edgedistill update` teaches the build new data)
     [profiles.quick.teacher]  ... overrides applied when building with --profile quick
 
 Defaults live in the config dataclasses (and, for what depends on the profile, in
-their stage's ``PROFILES`` table, :mod:`compress.profiles`): a recipe states what
+their stage's ``PROFILES`` table, :mod:`edgedistill.compress.profiles`): a recipe states what
 differs, and a test holds every shipped recipe to that. A field the pipeline owns
 (paths, the nested data config) may not be set in a recipe; an unknown field is
 an error naming the table and the key.
@@ -42,9 +44,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compress import profiles
-from compress.errors import ConfigError
-from compress.layout import BuildLayout
+from edgedistill.compress import profiles
+from edgedistill.compress.errors import ConfigError
+from edgedistill.compress.layout import BuildLayout
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -55,17 +57,18 @@ PROFILES = profiles.NAMES
 
 # table -> (module, class, fields the pipeline fills in)
 SECTIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "data": ("compress.data", "DataConfig", ()),
-    "teacher": ("compress.teacher", "TeacherConfig", ("data", "output_dir", "profile")),
-    "student": ("compress.student", "StudentConfig", ()),
-    "distill": ("compress.distill", "DistillConfig", ("data", "student", "teacher_dir", "output_dir", "profile")),
-    "export": ("compress.export", "ExportConfig", ("checkpoint", "output")),
-    "quantize": ("compress.quantize", "QuantizeConfig", ("onnx_dir", "data", "detected_isa")),
-    "targets": ("compress.targets", "TargetsConfig", ("onnx_dir", "data")),
-    "package": ("compress.package", "PackagingConfig", ("onnx_dir", "output", "recipe")),
-    "report": ("compress.report", "ReportConfig", ()),
-    "ladder": ("compress.ladder", "LadderConfig", ()),
-    "update": ("compress.update", "UpdateConfig", ()),
+    "data": ("edgedistill.compress.data", "DataConfig", ()),
+    "teacher": ("edgedistill.compress.teacher", "TeacherConfig", ("data", "output_dir", "profile")),
+    "student": ("edgedistill.compress.student", "StudentConfig", ()),
+    "distill": ("edgedistill.compress.distill", "DistillConfig",
+                ("data", "student", "teacher_dir", "output_dir", "profile")),
+    "export": ("edgedistill.compress.export", "ExportConfig", ("checkpoint", "output")),
+    "quantize": ("edgedistill.compress.quantize", "QuantizeConfig", ("onnx_dir", "data", "detected_isa")),
+    "targets": ("edgedistill.compress.targets", "TargetsConfig", ("onnx_dir", "data")),
+    "package": ("edgedistill.compress.package", "PackagingConfig", ("onnx_dir", "output", "recipe")),
+    "report": ("edgedistill.compress.report", "ReportConfig", ()),
+    "ladder": ("edgedistill.compress.ladder", "LadderConfig", ()),
+    "update": ("edgedistill.compress.update", "UpdateConfig", ()),
 }
 TOP_LEVEL = {"name", "description", "profile", "profiles"}
 
@@ -174,7 +177,7 @@ class Recipe:
 
     @property
     def layout(self) -> BuildLayout:
-        """Where this build keeps each stage's output (:mod:`compress.layout`)."""
+        """Where this build keeps each stage's output (:mod:`edgedistill.compress.layout`)."""
         return BuildLayout(self.build_dir, self.teacher_dir)
 
     # ----------------------------------------------------------------- stage configs

@@ -5,7 +5,7 @@ nowhere a choice is made:
 
 - the shipped package's share of the teacher's macro-F1;
 - the **margin kept**: (shipped - baseline) / (teacher - baseline), where the baseline is TF-IDF + logistic
-  regression trained on the same training split (:mod:`compress.baseline`);
+  regression trained on the same training split (:mod:`edgedistill.compress.baseline`);
 - how many times faster than the teacher (torch) it answers one text, both timed here, interleaved, on
   the same test texts.
 
@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compress.baseline import margin_kept, share_of_teacher
-from compress.errors import ConfigError
-from compress.fsutil import publishing
-from compress.layout import BuildLayout
-from runtime.bench import paired_latency
-from runtime.cpu import detect
+from edgedistill.compress.baseline import margin_kept, share_of_teacher
+from edgedistill.compress.errors import ConfigError
+from edgedistill.compress.fsutil import publishing
+from edgedistill.compress.layout import BuildLayout
+from edgedistill.runtime.bench import paired_latency
+from edgedistill.runtime.cpu import detect
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def _size_mb(paths: list[Path]) -> float:
 
 
 def _torch_row(name: str, folder: Path) -> dict[str, Any] | None:
-    from compress.evaluate import read_metrics
+    from edgedistill.compress.evaluate import read_metrics
 
     metrics = folder / "metrics.json"
     if not metrics.is_file():
@@ -93,8 +93,8 @@ def _teacher_predictor(folder: Path, max_length: int):
         return None
     from transformers import AutoTokenizer
 
-    from compress.evaluate import predict_proba_torch
-    from compress.student import load_classifier
+    from edgedistill.compress.evaluate import predict_proba_torch
+    from edgedistill.compress.student import load_classifier
 
     model = load_classifier(folder).eval()
     tok = AutoTokenizer.from_pretrained(folder)
@@ -106,7 +106,7 @@ def build_rows(build: Path | BuildLayout, package_metrics=None, *, baseline: dic
     """The test rows (baseline, teacher, student, package) and the validation rows of the quantize variants of a
     build (its folder, or its layout: a ladder rung's teacher is its recipe's). ``latency`` maps a row's model
     name to its batch-1 p50 in ms."""
-    from compress.quantize import QuantizeReport
+    from edgedistill.compress.quantize import QuantizeReport
 
     latency = latency or {}
     layout = build if isinstance(build, BuildLayout) else BuildLayout(build)
@@ -149,9 +149,9 @@ def build_rows(build: Path | BuildLayout, package_metrics=None, *, baseline: dic
 def calibration_rows(models: dict[str, tuple[Any, float]], split, labels: list[str],
                      batch_size: int = 32) -> list[dict[str, Any]]:
     """ECE and NLL on ``split`` before and after each model's temperature: ``models`` maps a row's name to a
-    ``runtime.TextClassifier`` and the temperature fitted for it on the validation split (reported, never fitted
-    here)."""
-    from compress.calibration import ece, model_label_ids, nll
+    ``edgedistill.runtime.TextClassifier`` and the temperature fitted for it on the validation split (reported, never
+    fitted here)."""
+    from edgedistill.compress.calibration import ece, model_label_ids, nll
 
     rows = []
     for name, (clf, t) in models.items():
@@ -197,7 +197,7 @@ def headline_text(h: dict[str, Any]) -> str:
 
 def _machine_line(meta: dict[str, Any]) -> str:
     """Which int8 instruction set the figures were measured on, and the preset the build was quantized with."""
-    from compress.quantize.report import preset_text
+    from edgedistill.compress.quantize.report import preset_text
 
     isa, gated = meta.get("isa") or "unknown", meta.get("quantize_isa") or "unknown"
     return (f"Measured on a CPU with int8 instruction set **{isa}**; quantized with the "
@@ -206,8 +206,8 @@ def _machine_line(meta: dict[str, Any]) -> str:
 
 
 def adaptation_text(whose: str, adapted: dict[str, Any]) -> str:
-    """One sentence on how the ``whose`` (teacher, student) encoder was adapted (a :class:`compress.adapt.Adaptation`
-    as recorded)."""
+    """One sentence on how the ``whose`` (teacher, student) encoder was adapted (a
+    :class:`edgedistill.compress.adapt.Adaptation` as recorded)."""
     fresh = adapted.get("fresh_head") or []
     return (f"The {whose}'s encoder was first adapted on {adapted['texts']:,} unlabelled in-domain texts "
             f"({adapted['objective']}, {adapted['steps']} steps"
@@ -266,7 +266,7 @@ def to_markdown(name: str, profile: str, rows: list[dict[str, Any]], meta: dict[
 
 def targets_meta(layout: BuildLayout) -> dict[str, Any] | None:
     """The targets stage's report (``onnx/targets.json``) as the build report records it; None without one."""
-    from compress.targets import TargetsReport
+    from edgedistill.compress.targets import TargetsReport
 
     path = layout.targets_report
     return TargetsReport.load(path).to_dict() if path.is_file() else None
@@ -274,7 +274,7 @@ def targets_meta(layout: BuildLayout) -> dict[str, Any] | None:
 
 def targets_markdown(targets: dict[str, Any] | None) -> list[str]:
     """The report's section on targets: one row per target and variant checked, and the verdict."""
-    from compress.targets import TargetsReport
+    from edgedistill.compress.targets import TargetsReport
 
     if not targets:
         return []
@@ -314,7 +314,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
 def baseline_row(data) -> tuple[dict[str, Any], Any]:
     """Train the TF-IDF + LR baseline on ``data``'s training split (C chosen on validation), score it on test."""
-    from compress.baseline import train_baseline
+    from edgedistill.compress.baseline import train_baseline
 
     base = train_baseline(data.train, data.validation)
     m = base.evaluate(data.test, data.label_names, dataset=data.name)
@@ -327,10 +327,10 @@ def baseline_row(data) -> tuple[dict[str, Any], Any]:
 
 def write_report(recipe, cfg: ReportConfig) -> Path:
     """Score the baseline and the package on the test split, time them against the teacher, write the report."""
-    from compress.data import load_data
-    from compress.evaluate import evaluate_package, write_metrics
-    from compress.exportmeta import MODEL_FILE, TOKENIZER_FILE, read_export, runtime_config
-    from runtime.classifier import TextClassifier
+    from edgedistill.compress.data import load_data
+    from edgedistill.compress.evaluate import evaluate_package, write_metrics
+    from edgedistill.compress.exportmeta import MODEL_FILE, TOKENIZER_FILE, read_export, runtime_config
+    from edgedistill.runtime.classifier import TextClassifier
 
     layout = recipe.layout
     data = load_data(recipe.data())

@@ -30,9 +30,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from compress.fsutil import cache_dir, publishing
-from runtime.package import sha256_file
-from compress.errors import ConfigError, IntegrityError, SourceError, UnsafeArchiveError
+from edgedistill.compress.fsutil import cache_dir, publishing
+from edgedistill.runtime.package import sha256_file
+from edgedistill.compress.errors import ConfigError, IntegrityError, SourceError, UnsafeArchiveError
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ Distillation then trains every weight on the teacher's soft targets. On movie-sn
 trained longer before validation stopped improving and led by about 3 points of validation macro-F1.
 
 Importing this module registers the model with transformers' Auto classes (``model_type`` below), so
-checkpoints load through :func:`compress.student.load_classifier` like any other.
+checkpoints load through :func:`edgedistill.compress.student.load_classifier` like any other.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from runtime.package import STATIC_MODEL_TYPE
+from edgedistill.runtime.package import STATIC_MODEL_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +136,8 @@ def teacher_token_vectors(teacher_dir: Path | str, tokenizer, *, batch_size: int
     """One vector per vocabulary id: the fine-tuned teacher's encoder outputs for ``[SEP] id [CLS]``, averaged
     over the three positions (model2vec's recipe, run on the fine-tuned encoder). Minutes for MPNet-base's
     30,527 tokens on 2 cores, so cached under the checkpoint's hash (every ladder run reuses them)."""
-    from compress.distill import checkpoint_hash
-    from runtime.fsutil import cache_dir
+    from edgedistill.compress.distill import checkpoint_hash
+    from edgedistill.runtime.fsutil import cache_dir
 
     path = cache_dir() / "static-init" / f"{checkpoint_hash(teacher_dir)[:24]}-{len(tokenizer)}.npy"
     if path.is_file():

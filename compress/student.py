@@ -16,7 +16,7 @@ Three builders, chosen by :attr:`StudentConfig.builder`:
 
 ``static``
     No transformer at all: a token-embedding table started from the teacher,
-    a masked mean and a small head (:mod:`compress.static`).
+    a masked mean and a small head (:mod:`edgedistill.compress.static`).
 
 ``layers`` is either a count (evenly spaced layers are kept, first and last
 included) or an explicit list of 0-based layer indices.
@@ -41,16 +41,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compress import sources
-from compress.errors import ConfigError, VocabTrimError
+from edgedistill.compress import sources
+from edgedistill.compress.errors import ConfigError, VocabTrimError
 
 log = logging.getLogger(__name__)
 
 BUILDERS = ("pretrained", "teacher-layers", "drop-layers", "static")
 FROM_TEACHER = ("teacher-layers", "static")  # they start from the teacher's weights, not an encoder of their own
 STATIC_INITS = ("teacher", "embeddings")
-# Fields added after builds existed: out of the stage's fingerprint while at their default (compress.pipeline),
-# so adding them re-distils no existing build.
+# Fields added after builds existed: out of the stage's fingerprint while at their default
+# (edgedistill.compress.pipeline), so adding them re-distils no existing build.
 WHEN_SET = {"fingerprint": "when-set"}
 
 
@@ -131,9 +131,9 @@ class StudentConfig:
             self.adapt_settings()  # checks the adapt_* fields
 
     def adapt_settings(self, **run: Any):
-        """The adaptation's settings (:mod:`compress.adapt`); ``run`` gives the distillation's ``max_length`` and
-        ``seed``."""
-        from compress.adapt import settings
+        """The adaptation's settings (:mod:`edgedistill.compress.adapt`); ``run`` gives the distillation's
+        ``max_length`` and ``seed``."""
+        from edgedistill.compress.adapt import settings
 
         return settings("student", objective=self.adapt_objective, steps=self.adapt_steps,
                         batch_size=self.adapt_batch_size, learning_rate=self.adapt_learning_rate, **run)
@@ -203,7 +203,7 @@ def build_student(cfg: StudentConfig, teacher_dir: Path | str | None, num_labels
         model, tokenizer, report = trim_vocabulary(model, tokenizer, corpus)
         model.config.vocab_trim = report.as_dict()
     if cfg.builder == "static" and cfg.static_bigrams:
-        from compress.static import with_bigrams
+        from edgedistill.compress.static import with_bigrams
 
         model = with_bigrams(model, cfg.static_bigrams)
     return model.eval(), tokenizer
@@ -247,7 +247,7 @@ def _static_student(cfg: StudentConfig, teacher_dir: Path | str | None, num_labe
     if teacher_dir is None or not Path(teacher_dir).is_dir():
         raise ConfigError("distill.teacher_dir", teacher_dir, "the static student starts from the teacher: "
                                                               "give its folder")
-    from compress.static import build_static
+    from edgedistill.compress.static import build_static
 
     model, tokenizer = build_static(teacher_dir, num_labels, id2label, corpus or [], dim=cfg.static_dim,
                                     init=cfg.static_init, token_dropout=cfg.static_token_dropout)
@@ -258,10 +258,10 @@ def _static_student(cfg: StudentConfig, teacher_dir: Path | str | None, num_labe
 
 def load_classifier(path: Path | str, **kwargs: Any):
     """A saved student or teacher checkpoint as a sequence classifier (the static student included: importing
-    :mod:`compress.static` registers it with transformers' Auto classes)."""
+    :mod:`edgedistill.compress.static` registers it with transformers' Auto classes)."""
     from transformers import AutoModelForSequenceClassification
 
-    import compress.static  # noqa: F401
+    import edgedistill.compress.static  # noqa: F401
 
     return AutoModelForSequenceClassification.from_pretrained(str(path), **kwargs)
 

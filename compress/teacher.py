@@ -9,7 +9,7 @@ Three transfer strategies (``TeacherConfig.strategy``):
   The saved checkpoint is still a normal ``AutoModelForSequenceClassification``.
 
 The best checkpoint is chosen on validation macro-F1 (with early stopping), then evaluated on the test split
-with the one protocol of :mod:`compress.evaluate`. The output folder holds::
+with the one protocol of :mod:`edgedistill.compress.evaluate`. The output folder holds::
 
     config.json, model.safetensors, tokenizer files    (save_pretrained)
     labels.json                                         (label map, output order)
@@ -18,9 +18,9 @@ with the one protocol of :mod:`compress.evaluate`. The output folder holds::
 
 It is written into a temporary folder that is renamed at the end, so a crash never leaves half a teacher.
 
-Many GPUs: the same entry point runs under ``torchrun --nproc_per_node N -m compress.teacher --config
-cfg.json`` or ``accelerate launch -m compress.teacher --config cfg.json`` (data-parallel through ``Trainer``;
-on CPUs the processes talk over gloo). Only rank 0 writes the final output.
+Many GPUs: the same entry point runs under ``torchrun --nproc_per_node N -m edgedistill.compress.teacher --config
+cfg.json`` or ``accelerate launch -m edgedistill.compress.teacher --config cfg.json`` (data-parallel through
+``Trainer``; on CPUs the processes talk over gloo). Only rank 0 writes the final output.
 """
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compress import parallel, profiles, progress, sources
-from compress.data import DataConfig, length_batches
-from compress.errors import ConfigError
-from compress.fsutil import replace_folder
+from edgedistill.compress import parallel, profiles, progress, sources
+from edgedistill.compress.data import DataConfig, length_batches
+from edgedistill.compress.errors import ConfigError
+from edgedistill.compress.fsutil import replace_folder
 
-log = logging.getLogger("compress.teacher")  # the same name when run with -m
+log = logging.getLogger("edgedistill.compress.teacher")  # the same name when run with -m
 
 STRATEGIES = ("full", "partial", "features")
 PRECISIONS = parallel.PRECISIONS
@@ -107,7 +107,7 @@ class TeacherConfig:
     """``auto`` (bf16 or fp16 on CUDA, else fp32), ``fp32``, ``fp16`` or ``bf16``."""
     seed: int = 42
     cross_dataset: str | None = None
-    """Also evaluate on this dataset's test split, its labels mapped onto ours (see compress.evaluate)."""
+    """Also evaluate on this dataset's test split, its labels mapped onto ours (see edgedistill.compress.evaluate)."""
     cross_label_map: dict[str, str] | None = None
     adapt_texts: list[str] = field(default_factory=list)
     """Unlabelled in-domain text to adapt the encoder on before fine-tuning (built-in corpora such as
@@ -162,8 +162,9 @@ class TeacherConfig:
         return profiles.resolve(self, PROFILES)
 
     def adapt_settings(self):
-        """The adaptation's settings (:mod:`compress.adapt`); its texts are cut at the fine-tuning length."""
-        from compress.adapt import settings
+        """The adaptation's settings (:mod:`edgedistill.compress.adapt`); its texts are cut at the fine-tuning
+        length."""
+        from edgedistill.compress.adapt import settings
 
         return settings("teacher", objective=self.adapt_objective, steps=self.adapt_steps,
                         batch_size=self.adapt_batch_size, learning_rate=self.adapt_learning_rate,
@@ -278,7 +279,7 @@ def head_inputs(model, tokenizer, texts: list[str], *, max_length: int, batch_si
     import numpy as np
     import torch
 
-    from compress.evaluate import model_inputs
+    from edgedistill.compress.evaluate import model_inputs
 
     head = getattr(model, "classifier", None)
     if head is None:
@@ -370,7 +371,7 @@ def _head_module(head):
 def _trainer_metrics(labels: list[str]):
     import numpy as np
 
-    from compress.evaluate import compute_metrics
+    from edgedistill.compress.evaluate import compute_metrics
 
     def fn(pred) -> dict[str, float]:
         logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
@@ -397,7 +398,7 @@ def _training_args(cfg: TeacherConfig, work: Path, n_train: int, *, lr: float, e
         eval_strategy="steps", eval_steps=every, save_strategy="steps", save_steps=every, save_total_limit=2,
         save_only_model=True, load_best_model_at_end=True, metric_for_best_model="macro_f1",  # safetensors always
         greater_is_better=True, logging_steps=max(1, min(every, 10)), report_to=[],
-        disable_tqdm=True,  # compress.progress shows the training instead
+        disable_tqdm=True,  # edgedistill.compress.progress shows the training instead
         ddp_find_unused_parameters=False,  # frozen weights get no gradient by design
         dataloader_num_workers=0, **parallel.training_args(cfg.precision, "teacher.precision"),
     )
@@ -415,8 +416,8 @@ def finetune_teacher(cfg: TeacherConfig) -> Path:
     """Fine-tune, pick the best checkpoint on validation macro-F1, evaluate on test, save; returns the folder."""
     from transformers import set_seed
 
-    from compress.adapt import adapt_on
-    from compress.data import load_data
+    from edgedistill.compress.adapt import adapt_on
+    from edgedistill.compress.data import load_data
 
     t0 = time.perf_counter()
     cfg = cfg.resolved()
@@ -467,7 +468,7 @@ def finetune_teacher(cfg: TeacherConfig) -> Path:
 def _build_trainer(cfg: TeacherConfig, args, data, tokenizer, model, model_path: str, record: dict[str, Any]):
     from transformers import DataCollatorWithPadding, Trainer
 
-    from compress.data import sorted_by_length, tokenize
+    from edgedistill.compress.data import sorted_by_length, tokenize
 
     labels = data.label_names
     if cfg.strategy == "features":
@@ -496,8 +497,8 @@ def _save(cfg: TeacherConfig, trainer, data, tokenizer, model, final: Path, reco
     import torch
     import transformers
 
-    from compress.data import save_label_map
-    from compress.evaluate import cross_dataset_split, evaluate_torch, write_metrics
+    from edgedistill.compress.data import save_label_map
+    from edgedistill.compress.evaluate import cross_dataset_split, evaluate_torch, write_metrics
 
     labels = data.label_names
     model.save_pretrained(final, safe_serialization=True)
@@ -531,10 +532,10 @@ def _save(cfg: TeacherConfig, trainer, data, tokenizer, model, final: Path, reco
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m compress.teacher --config recipe.toml`` (also under torchrun / accelerate launch)."""
-    from compress.recipe import load_recipe
+    """``python -m edgedistill.compress.teacher --config recipe.toml`` (also under torchrun / accelerate launch)."""
+    from edgedistill.compress.recipe import load_recipe
 
-    parser = argparse.ArgumentParser(prog="python -m compress.teacher", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m edgedistill.compress.teacher", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True,
                         help="A recipe, or a TOML / JSON file of its tables (data, teacher).")
     parser.add_argument("--profile", help="quick | full (default: the recipe's).")

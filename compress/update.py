@@ -21,8 +21,8 @@ New labels grow the classification head: the old classes keep their output posit
 The gate, on validation data only (the test splits are reported, never read by a choice): the update ships only
 if its macro-F1 on the old tasks' validation texts drops by at most ``forget_budget`` points and its macro-F1 on
 the new data's validation split improves on the old package's. Both are measured through the runtime on the
-packages themselves. A refused update raises :class:`~compress.errors.UpdateRefused` with one line saying why;
-its candidate stays in ``updates/v<N>.refused/`` for inspection, and nothing the old version shipped changes.
+packages themselves. A refused update raises :class:`~edgedistill.compress.errors.UpdateRefused` with one line saying
+why; its candidate stays in ``updates/v<N>.refused/`` for inspection, and nothing the old version shipped changes.
 """
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ from typing import Any
 
 import numpy as np
 
-from compress.calibration import softmax
-from compress.data import DataConfig, LabelledData, Split, load_data
-from compress.errors import ConfigError, UpdateRefused
-from compress.fsutil import write_text_atomic
-from compress.layout import BuildLayout
+from edgedistill.compress.calibration import softmax
+from edgedistill.compress.data import DataConfig, LabelledData, Split, load_data
+from edgedistill.compress.errors import ConfigError, UpdateRefused
+from edgedistill.compress.fsutil import write_text_atomic
+from edgedistill.compress.layout import BuildLayout
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +208,8 @@ class Source:
 
     @classmethod
     def open(cls, path: Path | str) -> Source:
-        from compress.recipe import recipe_from_dict
-        from runtime.package import verify_package
+        from edgedistill.compress.recipe import recipe_from_dict
+        from edgedistill.runtime.package import verify_package
 
         folder = Path(path)
         layout = BuildLayout(folder)
@@ -266,8 +266,8 @@ def _logits(model, tokenizer, texts: list[str], max_length: int, batch_size: int
     """Raw logits of ``model`` in input order (batched by length, no grad)."""
     import torch
 
-    from compress.data import length_batches
-    from compress.evaluate import model_inputs
+    from edgedistill.compress.data import length_batches
+    from edgedistill.compress.evaluate import model_inputs
 
     out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     model.eval()
@@ -294,7 +294,7 @@ def train(model, tokenizer, texts: list[str], labels: list[int], old_logits: np.
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from compress import progress
+    from edgedistill.compress import progress
 
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
@@ -320,7 +320,7 @@ def train(model, tokenizer, texts: list[str], labels: list[int], old_logits: np.
                 idx = order[start:start + cfg.batch_size]
                 batch = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
                                   return_tensors="pt")
-                from compress.evaluate import model_inputs
+                from edgedistill.compress.evaluate import model_inputs
 
                 model.train()
                 logits = model(**model_inputs(model, batch)).logits
@@ -364,12 +364,12 @@ def update(build: Path | str, cfg: UpdateConfig, *, output: Path | str | None = 
     module doc. Returns the result when the update ships; raises :class:`UpdateRefused` when the gate refuses it."""
     from transformers import AutoTokenizer
 
-    from compress.export import ExportConfig, export
-    from compress.package import PackagingConfig, build_package
-    from compress.quantize import QuantizeConfig, quantize
-    from compress.recipe import recipe_from_dict
-    from compress.student import load_classifier
-    from compress.targets import check_targets
+    from edgedistill.compress.export import ExportConfig, export
+    from edgedistill.compress.package import PackagingConfig, build_package
+    from edgedistill.compress.quantize import QuantizeConfig, quantize
+    from edgedistill.compress.recipe import recipe_from_dict
+    from edgedistill.compress.student import load_classifier
+    from edgedistill.compress.targets import check_targets
 
     if cfg.data is None:
         raise ConfigError("update.data", None, "name the new labelled data (--data FILE_OR_DATASET)")
@@ -480,7 +480,7 @@ def _versions(root: Path) -> list[int]:
 
 
 def _manifest_sha(package: Path) -> str:
-    from runtime.package import sha256_file
+    from edgedistill.runtime.package import sha256_file
 
     return sha256_file(package / "manifest.json")
 
@@ -492,8 +492,8 @@ def _history_entry(manifest: dict[str, Any], version: int, method: str | None) -
 
 
 def _package_probs(package: Path, texts: list[str], labels: list[str]) -> np.ndarray:
-    from compress.evaluate import align_columns
-    from runtime import TextClassifier
+    from edgedistill.compress.evaluate import align_columns
+    from edgedistill.runtime import TextClassifier
 
     clf = TextClassifier.load(package)
     probs = np.asarray(clf.predict_proba(texts), dtype=np.float64)

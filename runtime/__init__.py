@@ -1,9 +1,9 @@
 """edgedistill's torch-free runtime: onnxruntime, tokenizers and numpy only.
 
-Nothing here imports ``compress``, torch or transformers; the base install
+Nothing here imports ``edgedistill.compress``, torch or transformers; the base install
 (``pip install edgedistill``) is enough::
 
-    from runtime import TextClassifier
+    from edgedistill import TextClassifier
 
     clf = TextClassifier.load("movie-sentiment.zip")        # checks every file's sha256
     clf.predict("A warm, funny film.")                       # {"label": "positive", "score": 0.97}
@@ -14,7 +14,7 @@ Each text gets the same answer alone or batched (a dynamic-int8 model runs one t
 ``TextClassifier.load(..., batch_invariant=False)`` batches it anyway), and scores are calibrated
 with the temperature the package was built with.
 
-Names are imported on first use, so ``import runtime.errors`` (or ``runtime.package``)
+Names are imported on first use, so ``import edgedistill.runtime.errors`` (or ``edgedistill.runtime.package``)
 does not pay for onnxruntime's import.
 """
 
@@ -24,29 +24,29 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "TextClassifier": "runtime.classifier",
-    "PackageConfig": "runtime.package",
-    "open_package": "runtime.package",
-    "sha256_file": "runtime.package",
-    "verify_package": "runtime.package",
-    "write_manifest": "runtime.package",
-    "zip_package": "runtime.package",
-    "RuntimeBaseError": "runtime.errors",
-    "PackageError": "runtime.errors",
-    "PackageIntegrityError": "runtime.errors",
-    "PackageFormatError": "runtime.errors",
-    "UnsafeArchiveError": "runtime.errors",
-    "ProviderUnavailableError": "runtime.errors",
-    "InputFileError": "runtime.errors",
+    "TextClassifier": "edgedistill.runtime.classifier",
+    "PackageConfig": "edgedistill.runtime.package",
+    "open_package": "edgedistill.runtime.package",
+    "sha256_file": "edgedistill.runtime.package",
+    "verify_package": "edgedistill.runtime.package",
+    "write_manifest": "edgedistill.runtime.package",
+    "zip_package": "edgedistill.runtime.package",
+    "RuntimeBaseError": "edgedistill.runtime.errors",
+    "PackageError": "edgedistill.runtime.errors",
+    "PackageIntegrityError": "edgedistill.runtime.errors",
+    "PackageFormatError": "edgedistill.runtime.errors",
+    "UnsafeArchiveError": "edgedistill.runtime.errors",
+    "ProviderUnavailableError": "edgedistill.runtime.errors",
+    "InputFileError": "edgedistill.runtime.errors",
 }
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:
-    from runtime.classifier import TextClassifier
-    from runtime.errors import (InputFileError, PackageError, PackageFormatError, PackageIntegrityError,
-                                ProviderUnavailableError, RuntimeBaseError, UnsafeArchiveError)
-    from runtime.package import (PackageConfig, open_package, sha256_file, verify_package, write_manifest,
-                                 zip_package)
+    from edgedistill.runtime.classifier import TextClassifier
+    from edgedistill.runtime.errors import (InputFileError, PackageError, PackageFormatError, PackageIntegrityError,
+                                            ProviderUnavailableError, RuntimeBaseError, UnsafeArchiveError)
+    from edgedistill.runtime.package import (PackageConfig, open_package, sha256_file, verify_package, write_manifest,
+                                             zip_package)
 
 
 def __getattr__(name: str) -> Any:
@@ -54,7 +54,7 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value
         return value
-    raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+    raise AttributeError(f"module 'edgedistill.runtime' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

@@ -3,7 +3,7 @@
 Torch-free (onnxruntime, tokenizers, numpy and the standard library), so it runs on any device
 that has the base install, an ARM board included::
 
-    from runtime.bench import BenchConfig, bench
+    from edgedistill.runtime.bench import BenchConfig, bench
     result = bench("movie-sentiment.zip", BenchConfig(threads=(1, 2)))   # a JSON-ready dict
     # or: edgedistill bench movie-sentiment.zip --threads 1,2 --output bench.json
 
@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.cpu import cpu_info, isa_name
+from edgedistill.runtime.cpu import cpu_info, isa_name
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def available_cpus() -> int:
 
 def environment(provider: str = "cpu", threads: int | None = None) -> dict[str, Any]:
     """The machine and software a row was measured on; ``isa`` is the int8 instruction set
-    (:func:`runtime.cpu.detect`: ``avx512-vnni``, ``avx2``, ``arm64-dotprod``...)."""
+    (:func:`edgedistill.runtime.cpu.detect`: ``avx512-vnni``, ``avx2``, ``arm64-dotprod``...)."""
     import onnxruntime as ort
     import tokenizers
 
@@ -351,13 +351,13 @@ def time_calls(fn: Any, warmup_s: float, measure_s: float, min_runs: int, max_ru
 _COLD_START = r"""
 import json, sys, time
 t0 = time.perf_counter()
-from runtime import TextClassifier
+from edgedistill.runtime import TextClassifier
 t1 = time.perf_counter()
 clf = TextClassifier.load(sys.argv[1], providers=json.loads(sys.argv[2]), threads=json.loads(sys.argv[3]))
 t2 = time.perf_counter()
 clf.predict_proba([sys.argv[4]])
 t3 = time.perf_counter()
-from runtime.bench import peak_rss_mb
+from edgedistill.runtime.bench import peak_rss_mb
 print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "first_predict_s": t3 - t2, "total_s": t3 - t0,
                   "peak_rss_mb": peak_rss_mb(), "torch_imported": "torch" in sys.modules}))
 """
@@ -390,7 +390,7 @@ def cold_start(package: Path | str, provider: str = "cpu", threads: int | None =
 
 def _package_sizes(package: Path) -> dict[str, int]:
     """The model file's size and the whole package's (the .zip, or every file of the folder)."""
-    from runtime.package import MODEL_FILE, open_package
+    from edgedistill.runtime.package import MODEL_FILE, open_package
 
     with open_package(package) as folder:
         model_bytes = (folder / MODEL_FILE).stat().st_size
@@ -402,7 +402,7 @@ def _providers(provider: str) -> list[Any]:
     """The provider list for a session; a missing provider is an error, never a silent CPU run."""
     import onnxruntime as ort
 
-    from runtime.errors import ProviderUnavailableError
+    from edgedistill.runtime.errors import ProviderUnavailableError
 
     name = PROVIDERS[provider]
     if name not in ort.get_available_providers():
@@ -412,7 +412,7 @@ def _providers(provider: str) -> list[Any]:
 
 def bench(package: Path | str, cfg: BenchConfig | None = None) -> dict[str, Any]:
     """Measure ``package`` (folder or .zip) as ``cfg`` says; returns the JSON-ready result (see the module doc)."""
-    from runtime import TextClassifier
+    from edgedistill.runtime import TextClassifier
 
     cfg = cfg or BenchConfig()
     package = Path(package)
@@ -524,10 +524,11 @@ def markdown_table(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m runtime.bench PACKAGE --output FILE``: the benchmark where only ``runtime/`` is installed."""
+    """``python -m edgedistill.runtime.bench PACKAGE --output FILE``: the benchmark where only ``runtime/`` is
+    installed."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m runtime.bench", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m edgedistill.runtime.bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("package", type=Path)
     ap.add_argument("--threads", help="comma-separated thread counts (default: 1 and all)")
     ap.add_argument("--lengths", help="comma-separated token counts (default: 16,64,128,256)")

@@ -36,11 +36,11 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from runtime import cpu
-from runtime.errors import PackageFormatError, ProviderUnavailableError
-from runtime.package import (BATCH_DEPENDENT_VARIANTS, CONFIG_FILE, MANIFEST_FILE, MODEL_FILE, REQUIRED_FILES,
-                             TARGETS, TOKENIZER_FILE, PackageConfig, _verify_folder, open_package, read_config,
-                             target_model)
+from edgedistill.runtime import cpu
+from edgedistill.runtime.errors import PackageFormatError, ProviderUnavailableError
+from edgedistill.runtime.package import (BATCH_DEPENDENT_VARIANTS, CONFIG_FILE, MANIFEST_FILE, MODEL_FILE,
+                                         REQUIRED_FILES, TARGETS, TOKENIZER_FILE, PackageConfig, _verify_folder,
+                                         open_package, read_config, target_model)
 
 log = logging.getLogger(__name__)
 

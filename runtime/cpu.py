@@ -2,9 +2,9 @@
 
 Standard library only, so it runs wherever the runtime does. ``detect()`` names the best int8 instruction
 set found; the quantize stage's ``preset = "auto"`` picks its settings from it, and every report and
-benchmark result records it (``environment()["isa"]`` in :mod:`runtime.bench`)::
+benchmark result records it (``environment()["isa"]`` in :mod:`edgedistill.runtime.bench`)::
 
-    from runtime.cpu import detect
+    from edgedistill.runtime.cpu import detect
     detect()   # CpuIsa(name='avx512-vnni', machine='x86_64', flags=('avx2', 'avx512_vnni', 'avx_vnni'))
 """
 

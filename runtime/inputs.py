@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
-from runtime.errors import InputFileError
+from edgedistill.runtime.errors import InputFileError
 
 FORMATS = {".txt": "txt", ".text": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 DEFAULT_TEXT_COLUMN = "text"

@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from runtime.errors import PackageError, PackageFormatError, PackageIntegrityError, UnsafeArchiveError
+from edgedistill.runtime.errors import PackageError, PackageFormatError, PackageIntegrityError, UnsafeArchiveError
 
 log = logging.getLogger(__name__)
 
@@ -236,8 +236,8 @@ def target_model(manifest: Mapping[str, Any], target: str | None,
 def verify_package(path: Path | str) -> dict[str, Any]:
     """Check a package folder or ``.zip``: every listed file present with its size and sha256.
 
-    Returns the manifest. Raises :class:`~runtime.errors.PackageIntegrityError` naming the file
-    at fault, or :class:`~runtime.errors.PackageFormatError` for a newer major format.
+    Returns the manifest. Raises :class:`~edgedistill.runtime.errors.PackageIntegrityError` naming the file
+    at fault, or :class:`~edgedistill.runtime.errors.PackageFormatError` for a newer major format.
     """
     with open_package(path) as folder:
         return _verify_folder(folder, Path(path))[0]

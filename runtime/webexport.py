@@ -27,7 +27,7 @@ The JavaScript comes from the npm registry at exact pinned versions, checked
 against pinned sha512 integrities and cached under ``$EDGEDISTILL_CACHE/npm/``;
 only the files listed here are read out of the tarballs. :func:`make_server`
 serves such a folder with the MIME types and the cross-origin isolation headers
-that multi-threaded WASM needs. Standard library only (plus ``runtime.package``).
+that multi-threaded WASM needs. Standard library only (plus ``edgedistill.runtime.package``).
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtime.errors import RuntimeBaseError
-from runtime.fsutil import cache_dir, publishing
-from runtime.package import CONFIG_FILE, STATIC_MODEL_TYPE, TOKENIZER_FILE, PackageConfig, open_package, \
+from edgedistill.runtime.errors import RuntimeBaseError
+from edgedistill.runtime.fsutil import cache_dir, publishing
+from edgedistill.runtime.package import CONFIG_FILE, STATIC_MODEL_TYPE, TOKENIZER_FILE, PackageConfig, open_package, \
     read_config, sha256_file, target_model, verify_package
 
 log = logging.getLogger(__name__)

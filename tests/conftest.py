@@ -154,9 +154,9 @@ def tiny_wide_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_onnx_dir(tmp_path_factory, tiny_wide_model_dir) -> Path:
-    """``compress.export`` of the wide tiny BERT (opset 17, max_length 64, parity checked). Shared: copy it
+    """``edgedistill.compress.export`` of the wide tiny BERT (opset 17, max_length 64, parity checked). Shared: copy it
     before writing into it (quantize writes its variants and report beside model.onnx)."""
-    from compress.export import ExportConfig, export
+    from edgedistill.compress.export import ExportConfig, export
 
     out = tmp_path_factory.mktemp("tiny-export") / "onnx"
     return export(ExportConfig(checkpoint=str(tiny_wide_model_dir), output=str(out), opset=17, max_length=64))
@@ -168,7 +168,7 @@ def train_tiny_bert(path: Path, tokenizer_dir: Path, csv_path: Path, layers: int
     import torch
     from transformers import AutoTokenizer, BertForSequenceClassification
 
-    from compress.data import DataConfig, load_data
+    from edgedistill.compress.data import DataConfig, load_data
 
     build_tiny_bert(path, tokenizer_dir, layers=layers)
     data = load_data(DataConfig(source=str(csv_path)))
@@ -202,9 +202,9 @@ def tiny_trained_model_dir(tmp_path_factory, tiny_tokenizer_dir, tiny_csv) -> Pa
 @pytest.fixture(scope="session")
 def tiny_quantized_dir(tmp_path_factory, tiny_trained_model_dir, tiny_csv) -> Path:
     """The trained tiny BERT exported and quantized (avx2 preset, every variant, gated on tiny_csv's validation split)."""
-    from compress.data import DataConfig
-    from compress.export import ExportConfig, export
-    from compress.quantize import QuantizeConfig, quantize
+    from edgedistill.compress.data import DataConfig
+    from edgedistill.compress.export import ExportConfig, export
+    from edgedistill.compress.quantize import QuantizeConfig, quantize
 
     folder = export(ExportConfig(checkpoint=str(tiny_trained_model_dir),
                                  output=str(tmp_path_factory.mktemp("tiny-quantized") / "onnx"), max_length=64))
@@ -215,10 +215,10 @@ def tiny_quantized_dir(tmp_path_factory, tiny_trained_model_dir, tiny_csv) -> Pa
 
 @pytest.fixture(scope="session")
 def tiny_package(tmp_path_factory, tiny_onnx_dir) -> Path:
-    """The fp32 model package of the wide tiny BERT, built by ``compress.package.build_package`` from
-    ``compress.export``'s output: model.onnx + tokenizer.json + config.json + README.md + manifest.json.
+    """The fp32 model package of the wide tiny BERT, built by ``edgedistill.compress.package.build_package`` from
+    ``edgedistill.compress.export``'s output: model.onnx + tokenizer.json + config.json + README.md + manifest.json.
     Session-scoped and shared: copy it before changing a byte."""
-    from compress.package import PackagingConfig, build_package
+    from edgedistill.compress.package import PackagingConfig, build_package
 
     out = tmp_path_factory.mktemp("tiny-package") / "tiny-bert"
     return build_package(PackagingConfig(onnx_dir=str(tiny_onnx_dir), output=str(out), name="tiny-bert"))

@@ -1,5 +1,5 @@
-"""Auxiliary objectives on unlabelled text before fine-tuning (compress.adapt): MLM and SimCSE run, are cached by
-what they read, and the teacher fine-tunes from the adapted encoder."""
+"""Auxiliary objectives on unlabelled text before fine-tuning (edgedistill.compress.adapt): MLM and SimCSE run, are
+cached by what they read, and the teacher fine-tunes from the adapted encoder."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from compress.adapt import AdaptSettings, adapt
-from compress.errors import ConfigError
-from compress.teacher import finetune_teacher
+from edgedistill.compress.adapt import AdaptSettings, adapt
+from edgedistill.compress.errors import ConfigError
+from edgedistill.compress.teacher import finetune_teacher
 from tests.conftest import make_sentences
 from tests.test_teacher import state, tiny_config
 
@@ -20,7 +20,7 @@ TEXTS = [t for t, _ in make_sentences(64, seed=21)]
 
 @pytest.mark.parametrize("objective", ["mlm", "contrastive"])
 def test_adaptation_trains_the_encoder_and_is_cached(objective, tiny_model_dir, tmp_path, monkeypatch):
-    import compress.adapt as mod
+    import edgedistill.compress.adapt as mod
 
     s = AdaptSettings(objective, steps=6, batch_size=8, learning_rate=1e-3, max_length=32)
     first = adapt(str(tiny_model_dir), TEXTS, s, cache=tmp_path)
@@ -85,7 +85,7 @@ def test_a_fresh_mlm_head_trains_alone_before_the_encoder_moves(tiny_model_dir, 
 
 # ----------------------------------------------------------------------------- the student
 def test_a_student_built_from_the_teacher_is_refused_adaptation():
-    from compress.student import StudentConfig
+    from edgedistill.compress.student import StudentConfig
 
     for builder in ("teacher-layers", "static"):
         with pytest.raises(ConfigError, match=r"student.adapt_texts=.*adapt the teacher instead"):
@@ -98,12 +98,12 @@ def test_a_student_built_from_the_teacher_is_refused_adaptation():
 @pytest.mark.slow
 def test_the_student_distils_from_its_adapted_encoder_and_a_second_run_reuses_it(tiny_model_dir, tiny_csv, tmp_path,
                                                                                  monkeypatch):
-    import compress.adapt as adapt_mod
-    import compress.student as student_mod
-    from compress.data import DataConfig, load_data
-    from compress.distill import DistillConfig, distill
-    from compress.report import adaptation_text
-    from compress.student import StudentConfig
+    import edgedistill.compress.adapt as adapt_mod
+    import edgedistill.compress.student as student_mod
+    from edgedistill.compress.data import DataConfig, load_data
+    from edgedistill.compress.distill import DistillConfig, distill
+    from edgedistill.compress.report import adaptation_text
+    from edgedistill.compress.student import StudentConfig
 
     monkeypatch.setenv("EDGEDISTILL_CACHE", str(tmp_path / "cache"))  # not the teacher test's adaptation
     student = StudentConfig(builder="drop-layers", model=str(tiny_model_dir), layers=1, adapt_steps=4,

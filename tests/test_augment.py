@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from compress.augment import augment_texts, embedding_neighbours, words_of
-from compress.data import DataConfig, load_data
-from compress.distill import DistillConfig, build_transfer_set
-from compress.errors import ConfigError
+from edgedistill.compress.augment import augment_texts, embedding_neighbours, words_of
+from edgedistill.compress.data import DataConfig, load_data
+from edgedistill.compress.distill import DistillConfig, build_transfer_set
+from edgedistill.compress.errors import ConfigError
 
 
 def test_neighbours_come_from_the_teacher_vocabulary_and_skip_stop_words(tiny_model_dir):

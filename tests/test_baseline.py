@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from compress.baseline import margin_kept, share_of_teacher, train_baseline
-from compress.data import DataConfig, Split, load_data
+from edgedistill.compress.baseline import margin_kept, share_of_teacher, train_baseline
+from edgedistill.compress.data import DataConfig, Split, load_data
 
 
 def test_the_baseline_learns_separable_data_from_its_own_predictions(tiny_csv):
@@ -38,7 +38,7 @@ def test_margin_kept_and_share_of_teacher_by_hand():
 
 
 def test_the_headline_says_when_the_baseline_is_as_good_as_the_teacher():
-    from compress.report import headline_text
+    from edgedistill.compress.report import headline_text
 
     wide = {"macro_f1": 0.85, "share_of_teacher": 0.85 / 0.9, "margin_kept": 0.5, "speedup_vs_teacher": 20.0,
             "size_ratio": 18.0, "teacher_macro_f1": 0.9, "baseline_macro_f1": 0.8}

@@ -1,4 +1,4 @@
-"""runtime.bench, `edgedistill bench` and the physical-limit helpers of benchmarks/, on the tiny package.
+"""edgedistill.runtime.bench, `edgedistill bench` and the physical-limit helpers of benchmarks/, on the tiny package.
 
 No timing thresholds: the tests check structure (every row there, percentiles ordered, inputs of
 exactly the asked length, the environment recorded), the typed error for a missing provider, and
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from runtime.bench import (BenchConfig, bench, exact_length_texts, markdown_table, merge, overall_verdict,
-                           paired_ratio, read_json, summarize, verdict, write_json)
+from edgedistill.runtime.bench import (BenchConfig, bench, exact_length_texts, markdown_table, merge, overall_verdict,
+                                       paired_ratio, read_json, summarize, verdict, write_json)
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_FIELDS = {"cpu", "machine", "isa", "cpu_flags", "avx2", "avx512_vnni", "amx", "dotprod", "i8mm", "physical_cores",
@@ -66,7 +66,7 @@ def test_every_row_with_ordered_percentiles_and_environment(result):
 
 
 def test_inputs_have_exactly_the_asked_token_count(tiny_package):
-    from runtime import TextClassifier
+    from edgedistill.runtime import TextClassifier
 
     clf = TextClassifier.load(tiny_package)
     for length in (2, 5, 16, 63, 64):
@@ -100,7 +100,7 @@ def test_config_validation_names_the_field():
 
 @pytest.mark.skipif(_has_cuda(), reason="CUDA is available here")
 def test_cuda_without_cuda_is_a_typed_error(tiny_package):
-    from runtime.errors import ProviderUnavailableError
+    from edgedistill.runtime.errors import ProviderUnavailableError
 
     with pytest.raises(ProviderUnavailableError, match="CUDAExecutionProvider"):
         bench(tiny_package, BenchConfig.quick(provider="cuda"))
@@ -108,7 +108,7 @@ def test_cuda_without_cuda_is_a_typed_error(tiny_package):
 
 @pytest.mark.skipif(_has_cuda(), reason="CUDA is available here")
 def test_cli_cuda_without_cuda_is_one_line_and_exit_1(tiny_package):
-    from compress.cli import app
+    from edgedistill.compress.cli import app
 
     out = CliRunner().invoke(app, ["bench", str(tiny_package), "--provider", "cuda", "--quick"])
     assert out.exit_code == 1
@@ -116,7 +116,7 @@ def test_cli_cuda_without_cuda_is_one_line_and_exit_1(tiny_package):
 
 
 def test_cli_prints_a_table_and_writes_json(tiny_package, tmp_path):
-    from compress.cli import app
+    from edgedistill.compress.cli import app
 
     dest = tmp_path / "bench.json"
     out = CliRunner().invoke(app, ["bench", str(tiny_package), "--quick", "--threads", "1", "--lengths", "16,32",
@@ -359,7 +359,7 @@ def test_suite_optimum_peer_runs_elsewhere_or_says_it_was_skipped(tmp_path, tiny
 def test_bench_command_never_imports_torch(tiny_package):
     import subprocess
 
-    code = ("import sys; from typer.testing import CliRunner; from compress.cli import app; "
+    code = ("import sys; from typer.testing import CliRunner; from edgedistill.compress.cli import app; "
             f"r = CliRunner().invoke(app, ['bench', {str(tiny_package)!r}, '--quick', '--threads', '1', "
             "'--lengths', '16', '--batches', '1', '--cold-starts', '0', '--seconds', '0.02']); "
             "assert r.exit_code == 0, r.output; "
@@ -371,8 +371,8 @@ def test_bench_command_never_imports_torch(tiny_package):
 
 def test_suite_bare_row_scores_its_own_outputs(tiny_onnx_dir):
     """The bare session's macro-F1 comes from its own logits on the test split, never from the row it shadows."""
-    from compress.data import Split
-    from compress.evaluate import evaluate_package
+    from edgedistill.compress.data import Split
+    from edgedistill.compress.evaluate import evaluate_package
     from tests.conftest import make_sentences
 
     suite = _load("suite")
@@ -394,8 +394,8 @@ def test_suite_bare_row_scores_its_own_outputs(tiny_onnx_dir):
 
 def test_ladder_scores_the_model2vec_peer_from_its_own_probabilities():
     """The peer hands back probabilities (columns in its own class order); macro-F1 is computed here."""
-    from compress.data import LabelledData, Split
-    from compress.evaluate import compute_metrics
+    from edgedistill.compress.data import LabelledData, Split
+    from edgedistill.compress.evaluate import compute_metrics
 
     ladder = _load("ladder")
     names = ["negative", "neutral", "positive"]
@@ -441,7 +441,7 @@ def test_ladder_times_a_self_timed_peer_by_the_seconds_it_reports(tmp_path):
     assert proc.proc.returncode == 0
 
     given = {"classes": ["b", "a"], "probs": [[0.9, 0.1], [0.2, 0.8]]}
-    from compress.data import LabelledData, Split
+    from edgedistill.compress.data import LabelledData, Split
 
     split = Split(["x", "y"], [1, 0])
     row = ladder.score_peer({"test": given}, LabelledData("d", ["a", "b"], split, split, split))
@@ -469,7 +469,7 @@ def test_runtime_session_stops_spinning_after_a_call():
     """onnxruntime's workers otherwise spin for tens of ms after each run, slowing the next engine or the caller."""
     import onnxruntime as ort
 
-    from runtime.classifier import _session_options
+    from edgedistill.runtime.classifier import _session_options
 
     so = _session_options(2)
     assert so.get_session_config_entry("session.force_spinning_stop") == "1"

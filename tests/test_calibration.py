@@ -9,14 +9,14 @@ import shutil
 import numpy as np
 import pytest
 
-from compress.calibration import calibrate, ece, fit_temperature, model_label_ids, softmax
-from compress.data import DataConfig, load_data
-from compress.errors import DataError
-from compress.package import PackagingConfig, build_package
-from compress.quantize import QuantizeReport
-from runtime import TextClassifier, write_manifest
-from runtime.errors import PackageFormatError
-from runtime.package import PackageConfig
+from edgedistill.compress.calibration import calibrate, ece, fit_temperature, model_label_ids, softmax
+from edgedistill.compress.data import DataConfig, load_data
+from edgedistill.compress.errors import DataError
+from edgedistill.compress.package import PackagingConfig, build_package
+from edgedistill.compress.quantize import QuantizeReport
+from edgedistill.runtime import TextClassifier, write_manifest
+from edgedistill.runtime.errors import PackageFormatError
+from edgedistill.runtime.package import PackageConfig
 from tests.conftest import make_sentences
 
 
@@ -158,14 +158,14 @@ def test_the_package_fits_a_temperature_that_lowers_the_ece_and_keeps_every_labe
     cal_p = TextClassifier.load(calibrated).predict_proba(test.texts)
     raw_p = TextClassifier.load(raw).predict_proba(test.texts)
     np.testing.assert_array_equal(cal_p.argmax(1), raw_p.argmax(1))
-    from compress.evaluate import expected_calibration_error
+    from edgedistill.compress.evaluate import expected_calibration_error
 
     assert expected_calibration_error(y, cal_p) < expected_calibration_error(y, raw_p) / 2
     assert raw_p.max(1).mean() < 0.6 < cal_p.max(1).mean()
 
 
 def test_the_build_report_shows_the_ece_before_and_after_on_test(smoothed_onnx_dir, tmp_path, tiny_csv):
-    from compress.report import build_rows, calibration_rows, to_markdown
+    from edgedistill.compress.report import build_rows, calibration_rows, to_markdown
 
     pkg = build_package(PackagingConfig(str(smoothed_onnx_dir), output=str(tmp_path / "package"), variant="fp32"))
     clf = TextClassifier.load(pkg)

@@ -8,13 +8,13 @@ import sys
 
 from typer.testing import CliRunner
 
-from compress.cli import app
+from edgedistill.compress.cli import app
 
 runner = CliRunner()
 
 
 def test_help_does_not_import_torch_or_transformers():
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom compress.cli import app\n"
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom edgedistill.compress.cli import app\n"
             "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0, r.output\n"
             "heavy = [m for m in ('torch', 'transformers', 'optimum', 'datasets', 'sklearn') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
@@ -22,7 +22,8 @@ def test_help_does_not_import_torch_or_transformers():
 
 
 def test_runtime_import_is_torch_free():
-    subprocess.run([sys.executable, "-c", "import runtime, sys; assert 'torch' not in sys.modules"], check=True)
+    subprocess.run([sys.executable, "-c", "import edgedistill.runtime, sys; assert 'torch' not in sys.modules"],
+                   check=True)
 
 
 def test_sources_list_shows_every_builtin_uncached():
@@ -53,7 +54,7 @@ def test_bad_input_is_one_line_and_exit_code_1(tmp_path):
 def test_debug_flag_shows_the_traceback(tmp_path):
     r = runner.invoke(app, ["--debug", "data", "show", str(tmp_path / "nope.csv")])
     assert r.exit_code == 1
-    from compress.errors import DataError
+    from edgedistill.compress.errors import DataError
     assert isinstance(r.exception, DataError)
 
 
@@ -63,10 +64,10 @@ def test_log_to_file_keeps_the_libraries_off_the_console_and_puts_everything_bac
     import datasets
     import transformers.utils.logging as hf_logging
 
-    from compress.cli._logs import log_to_file
+    from edgedistill.compress.cli._logs import log_to_file
 
     def state():
-        loggers = [logging.getLogger(n) for n in ("", "compress", "transformers", "datasets")]
+        loggers = [logging.getLogger(n) for n in ("", "edgedistill.compress", "transformers", "datasets")]
         return ([(lg.handlers, list(lg.handlers), lg.level, lg.propagate) for lg in loggers], warnings.showwarning,
                 hf_logging.is_progress_bar_enabled(), datasets.are_progress_bars_disabled())
 
@@ -74,18 +75,19 @@ def test_log_to_file_keeps_the_libraries_off_the_console_and_puts_everything_bac
     path = tmp_path / "build" / "build.log"
     with log_to_file(path):
         assert not hf_logging.is_progress_bar_enabled() and datasets.are_progress_bars_disabled()
-        logging.getLogger("compress.somewhere").debug("our own record")
+        logging.getLogger("edgedistill.compress.somewhere").debug("our own record")
         hf_logging.get_logger("transformers.somewhere").warning("a transformers notice")
         logging.getLogger("datasets.somewhere").warning("a datasets notice")
         logging.getLogger("onnxruntime.quantization").warning("a notice to the root logger")
         warnings.warn("a library's warning", FutureWarning)
     assert capfd.readouterr() == ("", "")
     text = path.read_text()
-    for line in ("DEBUG    compress.somewhere: our own record", "transformers.somewhere: a transformers notice",
+    for line in ("DEBUG    edgedistill.compress.somewhere: our own record",
+                 "transformers.somewhere: a transformers notice",
                  "datasets.somewhere: a datasets notice", "onnxruntime.quantization: a notice to the root logger",
                  "FutureWarning: a library's warning"):
         assert line in text
     assert state() == before
     with log_to_file(path):  # a second run appends
-        logging.getLogger("compress.somewhere").info("second run")
+        logging.getLogger("edgedistill.compress.somewhere").info("second run")
     assert path.read_text().startswith(text) and "second run" in path.read_text()

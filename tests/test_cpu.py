@@ -1,4 +1,4 @@
-"""runtime.cpu: the int8 instruction set read from /proc/cpuinfo texts of the CPUs these machines have."""
+"""edgedistill.runtime.cpu: the int8 instruction set read from /proc/cpuinfo texts of the CPUs these machines have."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cpu import ISAS, architecture, detect, parse_cpuinfo
+from edgedistill.runtime.cpu import ISAS, architecture, detect, parse_cpuinfo
 
 REPO = Path(__file__).resolve().parents[1]
 X86_BASE = "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat sse sse2 ssse3 sse4_1 sse4_2 avx fma f16c"
@@ -71,7 +71,7 @@ def test_architecture(machine, arch):
 
 
 def test_this_machine_is_detected_and_named_by_the_bench_environment():
-    from runtime.bench import environment
+    from edgedistill.runtime.bench import environment
 
     isa = detect()
     assert isa.name in ISAS and detect() is isa  # read once per process
@@ -79,8 +79,8 @@ def test_this_machine_is_detected_and_named_by_the_bench_environment():
 
 
 def test_the_module_runs_alone_without_numpy_or_onnxruntime():
-    code = ("import runtime.cpu, sys; print(runtime.cpu.detect().name); "
-            "print(sorted(m for m in ('numpy', 'onnxruntime', 'compress', 'torch') if m in sys.modules))")
+    code = ("import edgedistill.runtime.cpu, sys; print(edgedistill.runtime.cpu.detect().name); "
+            "print(sorted(m for m in ('numpy', 'onnxruntime', 'edgedistill.compress', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
     name, heavy = out.splitlines()
     assert name in ISAS and heavy == "[]"

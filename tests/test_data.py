@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from compress.data import DataConfig, load_data, read_texts, save_label_map, tokenize
-from compress.errors import ConfigError, DataError
+from edgedistill.compress.data import DataConfig, load_data, read_texts, save_label_map, tokenize
+from edgedistill.compress.errors import ConfigError, DataError
 from tests.conftest import make_sentences
 
 
@@ -192,7 +192,7 @@ def test_real_builtin_datasets_counts(real_cache):
 def test_sorted_by_length_keeps_every_example_with_its_label(tiny_tokenizer_dir):
     from transformers import AutoTokenizer
 
-    from compress.data import Split, sorted_by_length, tokenize
+    from edgedistill.compress.data import Split, sorted_by_length, tokenize
 
     texts = ["a b c d e f", "a", "a b c", "a b", "a b c d"]
     split = Split(texts, [0, 1, 0, 1, 0])
@@ -207,7 +207,7 @@ def test_sorted_by_length_keeps_every_example_with_its_label(tiny_tokenizer_dir)
 def test_token_lengths_say_how_many_texts_a_limit_cuts(tiny_tokenizer_dir):
     from transformers import AutoTokenizer
 
-    from compress.data import token_lengths
+    from edgedistill.compress.data import token_lengths
 
     tok = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
     texts = ["good"] * 98 + ["good " * 40, "good " * 60]
@@ -219,8 +219,8 @@ def test_token_lengths_say_how_many_texts_a_limit_cuts(tiny_tokenizer_dir):
 
 
 def test_labels_keeps_only_the_named_classes(tiny_csv):
-    from compress.data import DataConfig, load_data
-    from compress.errors import ConfigError, DataError
+    from edgedistill.compress.data import DataConfig, load_data
+    from edgedistill.compress.errors import ConfigError, DataError
 
     data = load_data(DataConfig(source=str(tiny_csv), labels=["positive"]), min_classes=1)
     assert data.label_names == ["positive"] and len(data.train) + len(data.validation) + len(data.test) == 120

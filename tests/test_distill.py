@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from compress import distill as distill_mod
-from compress.ablate import ablate, apply, load_base, parse_grid
-from compress.data import DataConfig, load_data
-from compress.distill import DistillConfig, build_transfer_set, distill, distillation_loss
-from compress.errors import ConfigError, TransferSetError
-from compress.student import StudentConfig
+from edgedistill.compress import distill as distill_mod
+from edgedistill.compress.ablate import ablate, apply, load_base, parse_grid
+from edgedistill.compress.data import DataConfig, load_data
+from edgedistill.compress.distill import DistillConfig, build_transfer_set, distill, distillation_loss
+from edgedistill.compress.errors import ConfigError, TransferSetError
+from edgedistill.compress.student import StudentConfig
 from tests.conftest import FILLER, NEGATIVE, POSITIVE, build_tiny_bert
 
 LABELS = ("negative", "positive")
@@ -254,7 +254,7 @@ def test_two_cell_ablation(tiny_csv, tiny_model_dir, student_init, tmp_path):
 
 
 def test_ablation_cells_one_lever_per_row(tiny_csv, tiny_model_dir, student_init, tmp_path):
-    from compress.ablate import parse_cell
+    from edgedistill.compress.ablate import parse_cell
 
     assert parse_cell("distill.alpha=0.9 distill.temperature=4") == {"distill.alpha": 0.9,
                                                                      "distill.temperature": 4}
@@ -289,7 +289,7 @@ def test_grid_parsing_and_base_files(tmp_path, tiny_model_dir):
 
 
 def _texts_seen_by(monkeypatch, runner: str) -> list[list[str]]:
-    """Patch ``compress.distill.<runner>`` to record the texts of each call; returns that record."""
+    """Patch ``edgedistill.compress.distill.<runner>`` to record the texts of each call; returns that record."""
     calls: list[list[str]] = []
     real = getattr(distill_mod, runner)
 
@@ -329,7 +329,7 @@ def test_cached_outputs_round_trip_attention(tiny_model_dir, tmp_path):
 def test_cli_distill_and_ablate(tiny_csv, tiny_model_dir, student_init, tmp_path):
     from typer.testing import CliRunner
 
-    from compress.cli import app
+    from edgedistill.compress.cli import app
 
     runner = CliRunner()
     out = tmp_path / "cli-student"
@@ -353,7 +353,7 @@ def test_cli_distill_and_ablate(tiny_csv, tiny_model_dir, student_init, tmp_path
 def test_layer_map_spaces_student_layers_and_follows_copied_layers():
     from types import SimpleNamespace
 
-    from compress.distill import layer_map
+    from edgedistill.compress.distill import layer_map
 
     minilm = SimpleNamespace(num_hidden_layers=6)
     assert layer_map(minilm, 12, 1) == [(6, 12)]  # the last layer alone, as before
@@ -410,7 +410,7 @@ def test_teacher_outputs_through_onnx_runtime_match_torch_and_are_cached(tiny_mo
 
 
 def test_a_teacher_that_cannot_export_is_run_in_torch(tiny_model_dir, tmp_path, monkeypatch, caplog):
-    from compress.errors import ExportError
+    from edgedistill.compress.errors import ExportError
 
     def no_export(*args, **kwargs):
         raise ExportError("optimum could not export this architecture")
@@ -418,7 +418,7 @@ def test_a_teacher_that_cannot_export_is_run_in_torch(tiny_model_dir, tmp_path, 
     monkeypatch.setattr(distill_mod, "onnx_teacher", no_export)
     torch_calls = _texts_seen_by(monkeypatch, "run_teacher")
     texts = ["the film was great", "awful plot"]
-    with caplog.at_level("WARNING", logger="compress.distill"):
+    with caplog.at_level("WARNING", logger="edgedistill.compress.distill"):
         out = distill_mod.teacher_outputs(tiny_model_dir, texts, 16, backend="onnx", cache=tmp_path)
     assert torch_calls == [texts] and out.logits.shape == (2, 2)
     assert "its ONNX export failed" in caplog.text and "could not export" in caplog.text

@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from compress.data import DataConfig, Split, load_data
-from compress.errors import ConfigError, DataError
-from compress.evaluate import (Metrics, align_columns, compute_metrics, cross_dataset_split,
-                               expected_calibration_error, evaluate_package, evaluate_torch, predict_proba_torch,
-                               read_metrics, write_metrics)
+from edgedistill.compress.data import DataConfig, Split, load_data
+from edgedistill.compress.errors import ConfigError, DataError
+from edgedistill.compress.evaluate import (Metrics, align_columns, compute_metrics, cross_dataset_split,
+                                           expected_calibration_error, evaluate_package, evaluate_torch,
+                                           predict_proba_torch, read_metrics, write_metrics)
 
 # Five binary examples; the numbers below are worked out by hand.
 Y = [0, 0, 1, 1, 1]
@@ -154,11 +154,11 @@ def test_evaluate_torch_needs_the_tokenizer_with_a_model_object(tiny_model_dir, 
 
 
 def test_evaluate_package_agrees_with_torch(tmp_path, tiny_model_dir, tiny_csv):
-    """The same model through ONNX and runtime.TextClassifier scores what it scores in torch."""
+    """The same model through ONNX and edgedistill.runtime.TextClassifier scores what it scores in torch."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    runtime = pytest.importorskip("runtime.classifier")
+    runtime = pytest.importorskip("edgedistill.runtime.classifier")
     data, split = _tiny_split(tiny_csv)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir).eval()
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -181,7 +181,7 @@ def test_evaluate_package_agrees_with_torch(tmp_path, tiny_model_dir, tiny_csv):
 def test_evaluate_package_runs_the_batches_one_call_would(tiny_package, tiny_csv):
     """Evaluation feeds the classifier in chunks (for its progress bar): every batch is still the one a single
     ``predict_proba`` call makes, so the numbers do not depend on the chunking."""
-    from runtime import TextClassifier
+    from edgedistill.runtime import TextClassifier
 
     data, _ = _tiny_split(tiny_csv)
     texts = [t + " fine" * (i % 5) for i, t in enumerate(data.train.texts[:100])]  # varied lengths, many ties

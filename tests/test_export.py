@@ -1,4 +1,5 @@
-"""compress.export: torch.onnx export with dynamic axes, token_type_ids either way, and a parity check that bites."""
+"""edgedistill.compress.export: torch.onnx export with dynamic axes, token_type_ids either way, and a parity check that
+bites."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import onnxruntime as ort
 import pytest
 from typer.testing import CliRunner
 
-from compress.errors import ConfigError, ExportError, ExportMetaError, ExportParityError
-from compress.export import ExportConfig, check_parity, export, parity_inputs
-from compress.exportmeta import ExportMeta, ParityCase, read_export, runtime_config
+from edgedistill.compress.errors import ConfigError, ExportError, ExportMetaError, ExportParityError
+from edgedistill.compress.export import ExportConfig, check_parity, export, parity_inputs
+from edgedistill.compress.exportmeta import ExportMeta, ParityCase, read_export, runtime_config
 
 
 def test_export_writes_the_folder_and_records_parity(tiny_onnx_dir):
@@ -76,7 +77,7 @@ def test_a_broken_graph_fails_parity_with_the_difference(tmp_path, tiny_wide_mod
 
 
 def test_export_of_a_broken_graph_fails_and_leaves_nothing(tmp_path, monkeypatch, tiny_wide_model_dir):
-    import compress.export as ex
+    import edgedistill.compress.export as ex
 
     real = ex._torch_export
 
@@ -100,7 +101,7 @@ def test_a_model_without_token_type_ids(tmp_path, tiny_tokenizer_dir):
     import torch
     from transformers import AutoTokenizer, MPNetConfig, MPNetForSequenceClassification
 
-    from runtime import TextClassifier
+    from edgedistill.runtime import TextClassifier
 
     tok = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
     torch.manual_seed(0)
@@ -143,7 +144,7 @@ def test_not_a_checkpoint(tmp_path):
 
 
 def test_cli_export(tmp_path, tiny_wide_model_dir):
-    from compress.cli import app
+    from edgedistill.compress.cli import app
 
     out = tmp_path / "onnx"
     res = CliRunner().invoke(app, ["export", str(tiny_wide_model_dir), "--output", str(out), "--max-length", "64"])
@@ -234,7 +235,7 @@ def test_a_folder_without_export_json_is_named(tmp_path):
 
 
 def test_cli_reports_a_malformed_export_json_in_one_line(tmp_path, tiny_onnx_dir):
-    from compress.cli import app
+    from edgedistill.compress.cli import app
 
     folder = tmp_path / "onnx"
     shutil.copytree(tiny_onnx_dir, folder)

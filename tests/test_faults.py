@@ -39,10 +39,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from compress.cli import app
-from compress.pipeline import STAGE_NAMES, STAGES, build, read_state
-from compress.recipe import load_recipe
-from runtime import TextClassifier, verify_package
+from edgedistill.compress.cli import app
+from edgedistill.compress.pipeline import STAGE_NAMES, STAGES, build, read_state
+from edgedistill.compress.recipe import load_recipe
+from edgedistill.runtime import TextClassifier, verify_package
 from tests.conftest import report_line
 from tests.test_pipeline import PACKAGE_FILES, tiny_recipe
 
@@ -54,11 +54,11 @@ INJECTED: list[str] = []  # faults injected and survived in this run (a figure f
 KILL_POINTS = {
     "teacher": ("transformers", "Trainer.training_step", 3),
     "student": ("transformers", "Trainer.training_step", 3),
-    "export": ("compress.export", "check_parity", 1),
-    "quantize": ("compress.quantize.variants", "quantize_dynamic_variant", 1),
-    "targets": ("compress.targets.check", "compare", 1),
-    "package": ("runtime.package", "write_manifest", 1),
-    "report": ("compress.report", "plot", 1),
+    "export": ("edgedistill.compress.export", "check_parity", 1),
+    "quantize": ("edgedistill.compress.quantize.variants", "quantize_dynamic_variant", 1),
+    "targets": ("edgedistill.compress.targets.check", "compare", 1),
+    "package": ("edgedistill.runtime.package", "write_manifest", 1),
+    "report": ("edgedistill.compress.report", "plot", 1),
 }
 # What a stage killed at its kill point has left half-written in the build folder
 HALF_WRITTEN = {
@@ -74,8 +74,8 @@ HALF_WRITTEN = {
 CHILD = r"""
 import importlib, os, sys, time
 from pathlib import Path
-from compress.pipeline import build
-from compress.recipe import load_recipe
+from edgedistill.compress.pipeline import build
+from edgedistill.compress.recipe import load_recipe
 
 recipe_path, target, marker, module, attr, nth = sys.argv[1:7]
 nth = int(nth)
@@ -272,7 +272,7 @@ def test_a_forced_rerun_killed_half_way_is_not_trusted_next_time(builds, tmp_pat
 
 def test_a_forced_rerun_that_fails_keeps_every_record(builds, monkeypatch):
     """An exception (not a kill) leaves the previous output whole, so the records come back as they were."""
-    import compress.quantize.gate
+    import edgedistill.compress.quantize.gate
 
     build_dir = builds.restore("report")
     state_before = read_state(build_dir)["stages"]
@@ -280,7 +280,7 @@ def test_a_forced_rerun_that_fails_keeps_every_record(builds, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("injected failure")
 
-    monkeypatch.setattr(compress.quantize.gate._Run, "int8", broken)
+    monkeypatch.setattr(edgedistill.compress.quantize.gate._Run, "int8", broken)
     with pytest.raises(RuntimeError, match="injected failure"):
         build(builds.recipe(), force=("quantize",))
     assert read_state(build_dir)["stages"] == state_before

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from compress import inputs
-from compress.cli import app
-from compress.data import DataConfig
-from compress.inputs import HashCache, data_inputs, model_input
-from compress.pipeline import STAGE_NAMES, STAGES, build, components, read_state, rerun_reason
-from compress.recipe import load_recipe
+from edgedistill.compress import inputs
+from edgedistill.compress.cli import app
+from edgedistill.compress.data import DataConfig
+from edgedistill.compress.inputs import HashCache, data_inputs, model_input
+from edgedistill.compress.pipeline import STAGE_NAMES, STAGES, build, components, read_state, rerun_reason
+from edgedistill.compress.recipe import load_recipe
 from tests.conftest import build_tiny_bert, make_sentences
 
 runner = CliRunner()
@@ -34,7 +34,7 @@ def _age(path: Path, hours: float) -> None:
 
 @pytest.fixture
 def reads(monkeypatch) -> list[str]:
-    """The files :mod:`compress.inputs` actually reads to hash them."""
+    """The files :mod:`edgedistill.compress.inputs` actually reads to hash them."""
     seen: list[str] = []
     real = inputs.sha256_file
 
@@ -118,7 +118,7 @@ def test_a_folder_digest_follows_its_files_names_and_contents(tmp_path):
 
 
 def test_built_in_sources_are_fingerprinted_by_their_pins_without_being_fetched(tmp_path, monkeypatch):
-    from compress import sources
+    from edgedistill.compress import sources
 
     cache = HashCache(tmp_path / "hashes.json")
     found = data_inputs(DataConfig(source="movie-snippets"), cache)
@@ -150,7 +150,7 @@ def test_a_hub_id_is_its_resolved_revision_or_says_unresolved(tmp_path, monkeypa
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("EDGEDISTILL_OFFLINE", "1")
-    with caplog.at_level(logging.WARNING, logger="compress.inputs"):
+    with caplog.at_level(logging.WARNING, logger="edgedistill.compress.inputs"):
         got = model_input("teacher model", "org/encoder", HashCache(tmp_path / "hashes.json"))
     assert got == {"teacher model org/encoder": "hub:org/encoder@unresolved"}
     assert "org/encoder" in caplog.text and "unresolved" in caplog.text
@@ -349,8 +349,8 @@ def test_a_changed_model_folder_reruns_the_teacher(tmp_path, tiny_model_dir, tin
 
 
 def _student_components(**student):
-    from compress.distill import DistillConfig
-    from compress.student import StudentConfig
+    from edgedistill.compress.distill import DistillConfig
+    from edgedistill.compress.student import StudentConfig
 
     cfg = DistillConfig(teacher_dir="teacher", student=StudentConfig(builder="drop-layers", layers=2, **student))
     return cfg, components(cfg, {"teacher": "r1"}, {})
@@ -359,8 +359,8 @@ def _student_components(**student):
 def test_fields_added_later_stay_out_of_the_fingerprint_until_set():
     import dataclasses
 
-    from compress.pipeline import _digest
-    from compress.student import StudentConfig
+    from edgedistill.compress.pipeline import _digest
+    from edgedistill.compress.student import StudentConfig
 
     cfg, now = _student_components()
     later = {f.name for f in dataclasses.fields(StudentConfig) if f.metadata.get("fingerprint") == "when-set"}

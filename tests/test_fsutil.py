@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from runtime.fsutil import publishing
+from edgedistill.runtime.fsutil import publishing
 
 
 def test_published_folder_is_world_readable_and_replaces_the_old(tmp_path):

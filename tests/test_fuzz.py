@@ -29,9 +29,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compress.data import DataConfig, load_data, read_file
-from compress.errors import DataError
-from runtime import TextClassifier
+from edgedistill.compress.data import DataConfig, load_data, read_file
+from edgedistill.compress.errors import DataError
+from edgedistill.runtime import TextClassifier
 from tests.conftest import report_line
 
 TRIED: Counter[str] = Counter()  # inputs tried per fuzzer in this run

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from compress.errors import ConfigError
-from compress.ladder import BudgetError, LadderConfig, Rung, frontier, pick, rung_overrides, rung_recipe
-from compress.recipe import recipe_from_dict
+from edgedistill.compress.errors import ConfigError
+from edgedistill.compress.ladder import BudgetError, LadderConfig, Rung, frontier, pick, rung_overrides, rung_recipe
+from edgedistill.compress.recipe import recipe_from_dict
 
 
 def _rung(name: str, f1: float, ms: float, mb: float) -> Rung:
@@ -65,10 +65,10 @@ def test_rung_specs_and_their_recipes(tmp_path):
 
 
 def test_a_tiny_ladder_builds_every_rung_from_one_teacher(tmp_path, tiny_csv, tiny_model_dir):
-    from compress.ladder import build_ladder
-    from compress.pipeline import read_state
-    from compress.recipe import load_recipe
-    from runtime import TextClassifier
+    from edgedistill.compress.ladder import build_ladder
+    from edgedistill.compress.pipeline import read_state
+    from edgedistill.compress.recipe import load_recipe
+    from edgedistill.runtime import TextClassifier
 
     from tests.test_pipeline import tiny_recipe
 

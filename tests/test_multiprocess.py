@@ -30,7 +30,7 @@ def test_two_process_torchrun_fine_tune(tmp_path, tiny_model_dir, tiny_csv):
     cfg_path.write_text(json.dumps({"data": {"source": str(tiny_csv)},
                                     "teacher": {"model": str(tiny_model_dir), "strategy": "full", "epochs": 1,
                                                 "batch_size": 16, "max_length": 32, "learning_rate": 5e-3}}))
-    proc = _torchrun("compress.teacher", ["--config", str(cfg_path), "--output-dir", str(out)], tmp_path)
+    proc = _torchrun("edgedistill.compress.teacher", ["--config", str(cfg_path), "--output-dir", str(out)], tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     rec = json.loads((out / "training.json").read_text())
@@ -50,7 +50,7 @@ def test_two_process_torchrun_distillation(tmp_path, tiny_model_dir, tiny_csv):
     student is written, and it loads."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from compress.data import DataConfig, load_data
+    from edgedistill.compress.data import DataConfig, load_data
 
     runs, cache = tmp_path / "runs", tmp_path / "cache"
     runs.mkdir()
@@ -59,8 +59,8 @@ def test_two_process_torchrun_distillation(tmp_path, tiny_model_dir, tiny_csv):
     cfg_path.write_text(json.dumps({
         "data": {"source": str(tiny_csv)}, "student": {"builder": "teacher-layers", "layers": 1},
         "distill": {"epochs": 1, "batch_size": 16, "max_length": 32, "learning_rate": 1e-3}}))
-    proc = _torchrun("compress.distill", ["--config", str(cfg_path), "--teacher", str(tiny_model_dir),
-                                          "--output-dir", str(out), "--set", "distill.temperature=3"],
+    proc = _torchrun("edgedistill.compress.distill", ["--config", str(cfg_path), "--teacher", str(tiny_model_dir),
+                                                      "--output-dir", str(out), "--set", "distill.temperature=3"],
                      tmp_path, EDGEDISTILL_CACHE=str(cache))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 

@@ -1,4 +1,5 @@
-"""compress.package: exactly the listed files with matching hashes, the report's choice, never a rejected variant."""
+"""edgedistill.compress.package: exactly the listed files with matching hashes, the report's choice, never a rejected
+variant."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from compress.errors import ConfigError
-from compress.package import PackagingConfig, build_package
-from compress.quantize import QuantizeReport
-from runtime import TextClassifier, sha256_file, verify_package
+from edgedistill.compress.errors import ConfigError
+from edgedistill.compress.package import PackagingConfig, build_package
+from edgedistill.compress.quantize import QuantizeReport
+from edgedistill.runtime import TextClassifier, sha256_file, verify_package
 
 PACKAGE_FILES = {"model.onnx", "tokenizer.json", "config.json", "README.md", "manifest.json"}
 
@@ -66,8 +67,8 @@ def test_the_model_card_has_every_section(package):
 
 def test_an_int8_package_names_its_preset_and_instruction_set(tiny_quantized_dir):
     """Whatever the tiny gate chose: an int8 variant's manifest and card say what chose its preset, and where."""
-    from compress.exportmeta import read_export
-    from compress.package import _quantization, model_card
+    from edgedistill.compress.exportmeta import read_export
+    from edgedistill.compress.package import _quantization, model_card
 
     report = QuantizeReport.load(tiny_quantized_dir)
     auto = QuantizeReport.from_dict({**report.to_dict(), "config": {**report.config, "preset": "avx512_vnni",
@@ -136,7 +137,7 @@ def test_the_recipe_is_recorded(tmp_path, tiny_onnx_dir):
 
 
 def test_cli_package(tmp_path, tiny_quantized_dir):
-    from compress.cli import app
+    from edgedistill.compress.cli import app
 
     recipe = tmp_path / "r.toml"
     recipe.write_text('name = "movie-tiny"\n[quantize]\npreset = "avx2"\n')

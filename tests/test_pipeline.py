@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from compress.cli import app
-from compress.errors import ConfigError
-from compress.pipeline import STAGE_NAMES, fingerprint, read_state
-from compress.recipe import load_recipe, parse_override, recipe_from_dict, restated_defaults
+from edgedistill.compress.cli import app
+from edgedistill.compress.errors import ConfigError
+from edgedistill.compress.pipeline import STAGE_NAMES, fingerprint, read_state
+from edgedistill.compress.recipe import load_recipe, parse_override, recipe_from_dict, restated_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "models").glob("*.toml"))
@@ -46,8 +46,8 @@ def test_every_shipped_recipe_loads_and_validates(path, profile, tmp_path):
 
 
 def test_a_recipe_without_a_preset_gets_this_machines(tmp_path, monkeypatch):
-    from compress.quantize.config import ISA_PRESETS
-    from runtime import cpu
+    from edgedistill.compress.quantize.config import ISA_PRESETS
+    from edgedistill.runtime import cpu
     from tests.test_cpu import x86
 
     isa = cpu.detect()
@@ -76,8 +76,8 @@ def test_a_recipe_without_a_preset_gets_this_machines(tmp_path, monkeypatch):
 def test_the_build_report_names_the_instruction_set(tmp_path, tiny_quantized_dir):
     import shutil
 
-    from compress.report import build_rows, to_markdown
-    from runtime.cpu import detect
+    from edgedistill.compress.report import build_rows, to_markdown
+    from edgedistill.runtime.cpu import detect
 
     (tmp_path / "onnx").mkdir()
     shutil.copy(tiny_quantized_dir / "quantize_report.json", tmp_path / "onnx")
@@ -166,8 +166,8 @@ def test_restated_defaults_are_found():
 
 
 def test_profile_tables_fill_fields_that_exist_and_only_one_way():
-    from compress import distill, profiles, teacher
-    from compress.data import DataConfig
+    from edgedistill.compress import distill, profiles, teacher
+    from edgedistill.compress.data import DataConfig
 
     import dataclasses
 
@@ -205,8 +205,8 @@ def test_config_errors_name_the_table_and_the_field(section, table, field, tmp_p
 
 
 def test_one_value_grammar_for_set_grid_and_cell(tmp_path):
-    from compress.ablate import parse_cell, parse_grid
-    from compress.recipe import parse_value
+    from edgedistill.compress.ablate import parse_cell, parse_grid
+    from edgedistill.compress.recipe import parse_value
 
     for text, value in (("0.5", 0.5), ("3", 3), ("true", True), ("none", None), ("[0, 2]", [0, 2]),
                         ("[0;2]", [0, 2]), ("[0 2]", [0, 2]), ('"a b"', "a b"), ("my.csv", "my.csv")):
@@ -221,7 +221,7 @@ def test_one_value_grammar_for_set_grid_and_cell(tmp_path):
 
 
 def test_with_values_applies_flags_through_the_recipe_layer(tmp_path):
-    from compress.recipe import default_recipe
+    from edgedistill.compress.recipe import default_recipe
 
     base = recipe_from_dict({"name": "x", "data": {"source": "sms-spam"}, "distill": {"alpha": 0.7}},
                             build_root=tmp_path)
@@ -270,7 +270,7 @@ latency_samples = 4
 
 
 def _predict(package: Path, texts: list[str]) -> np.ndarray:
-    from runtime import TextClassifier
+    from edgedistill.runtime import TextClassifier
 
     return TextClassifier.load(package).predict_proba(texts)
 
@@ -300,7 +300,7 @@ def test_tiny_recipe_builds_end_to_end_then_skips_everything(tmp_path, tiny_csv,
     assert "margin kept" in (build / "report" / "report.md").read_text()
     calibration = {c["model"]: c for c in report["calibration"]}  # test ECE before / after the fitted temperatures
     assert set(calibration) == {"package (shipped)", "student"} and calibration["student"]["n"] == rows["student"]["n"]
-    from runtime.cpu import detect
+    from edgedistill.runtime.cpu import detect
 
     assert report["isa"] == report["quantize_isa"] == report["detected_isa"] == detect().name
     assert f"int8 instruction set **{detect().name}**" in (build / "report" / "report.md").read_text()
@@ -332,8 +332,8 @@ def test_a_build_prints_headers_bars_and_the_table_and_logs_the_rest_to_a_file(t
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "EDGEDISTILL_CACHE": str(tmp_path / "cache")}  # an empty cache: the teacher labels the transfer set
     env.pop("EDGEDISTILL_DEBUG", None)
-    r = subprocess.run([sys.executable, "-m", "compress.cli", "build", str(recipe)], env=env, capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-m", "edgedistill.compress.cli", "build", str(recipe)], env=env,
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     console = r.stdout + r.stderr
     assert not [line for line in console.splitlines() if "Warning" in line], console
@@ -348,8 +348,9 @@ def test_a_build_prints_headers_bars_and_the_table_and_logs_the_rest_to_a_file(t
     log = tmp_path / "tiny" / "build.log"
     assert f"log:     {log}" in r.stdout
     text = log.read_text()
-    assert "compress.teacher: teacher saved to" in text and "teacher saved to" not in console  # INFO: the file only
-    assert "compress.progress: training, step" in text
+    # INFO: the file only
+    assert "edgedistill.compress.teacher: teacher saved to" in text and "teacher saved to" not in console
+    assert "edgedistill.compress.progress: training, step" in text
 
 
 @pytest.mark.slow
@@ -359,8 +360,8 @@ def test_a_build_killed_mid_stage_resumes_and_finishes_the_same(tmp_path, tiny_c
     # and any may win. Only fp32 and optimised (equal within float error) are built, so two builds compare.
     same_variants = ["--set", 'quantize.variants=["optimized"]']
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "compress.cli", "build", str(recipe), *same_variants], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-m", "edgedistill.compress.cli", "build", str(recipe), *same_variants],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     build = tmp_path / "tiny"
     deadline = time.monotonic() + 300
     # kill it once the student is done, while a later stage is running

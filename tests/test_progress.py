@@ -7,7 +7,7 @@ import logging
 
 from rich.console import Console
 
-from compress import progress
+from edgedistill.compress import progress
 
 
 def _console() -> Console:
@@ -15,7 +15,7 @@ def _console() -> Console:
 
 
 def test_a_bar_without_a_console_draws_nothing_and_logs_one_line(caplog, capsys):
-    with caplog.at_level(logging.DEBUG, logger="compress.progress"):
+    with caplog.at_level(logging.DEBUG, logger="edgedistill.compress.progress"):
         with progress.bar("evaluating", 10) as b:
             b.advance(4)
             b.advance(10)  # never past the total
@@ -24,7 +24,7 @@ def test_a_bar_without_a_console_draws_nothing_and_logs_one_line(caplog, capsys)
             quiet.advance(10)
     printed = capsys.readouterr()
     assert "━" not in printed.out + printed.err  # no bar (a CLI test may have left a log handler on stderr)
-    lines = [r.getMessage() for r in caplog.records if r.name == "compress.progress"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "edgedistill.compress.progress"]
     assert len(lines) == 1 and lines[0].startswith("evaluating: 10 examples in")
 
 
@@ -63,7 +63,7 @@ def test_training_draws_a_bar_in_examples_and_logs_what_trainer_printed(tmp_path
                       train_dataset=rows, eval_dataset=rows[:6], data_collator=DataCollatorWithPadding(tok))
     console = _console()
     capsys.readouterr()
-    with caplog.at_level(logging.INFO, logger="compress.progress"), progress.attached(console):
+    with caplog.at_level(logging.INFO, logger="edgedistill.compress.progress"), progress.attached(console):
         with progress.training(trainer, "training"):
             assert not any(isinstance(cb, ProgressCallback) for cb in trainer.callback_handler.callbacks)
             trainer.train()
@@ -72,6 +72,6 @@ def test_training_draws_a_bar_in_examples_and_logs_what_trainer_printed(tmp_path
     assert "validating" not in out
     printed = capsys.readouterr()
     assert "it/s" not in printed.err and "{'loss'" not in printed.out
-    logged = [r.getMessage() for r in caplog.records if r.name == "compress.progress"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "edgedistill.compress.progress"]
     assert any(m.startswith("training, step 2 of 6: loss") for m in logged)
     assert any("eval_loss" in m for m in logged)

@@ -1,4 +1,5 @@
-"""compress.quantize: fused and quantised graphs hold the expected operators; the gate rejects, falls back, reports."""
+"""edgedistill.compress.quantize: fused and quantised graphs hold the expected operators; the gate rejects, falls back,
+reports."""
 
 from __future__ import annotations
 
@@ -12,14 +13,14 @@ import onnxruntime as ort
 import pytest
 from typer.testing import CliRunner
 
-import compress.quantize as q
-from compress.data import DataConfig
-from compress.quantize.gate import LATENCY_TIE, choose
-from compress.quantize.report import Attempt
-from compress.errors import ConfigError
-from compress.exportmeta import read_export, runtime_config
-from compress.quantize import (QuantizeConfig, QuantizeReport, gate, layer_groups, op_counts, quantize, sensitivity,
-                               variants, weight_nodes)
+import edgedistill.compress.quantize as q
+from edgedistill.compress.data import DataConfig
+from edgedistill.compress.quantize.gate import LATENCY_TIE, choose
+from edgedistill.compress.quantize.report import Attempt
+from edgedistill.compress.errors import ConfigError
+from edgedistill.compress.exportmeta import read_export, runtime_config
+from edgedistill.compress.quantize import (QuantizeConfig, QuantizeReport, gate, layer_groups, op_counts, quantize,
+                                           sensitivity, variants, weight_nodes)
 
 
 def _copy(src, tmp_path):
@@ -98,7 +99,7 @@ def test_layer_groups_find_the_first_and_last_layer(tiny_quantized_dir):
 
 
 def test_sensitivity_ranks_weight_nodes_and_reduced_range_costs_more(tiny_quantized_dir):
-    from runtime import TextClassifier
+    from edgedistill.runtime import TextClassifier
 
     pkg_cfg = runtime_config(read_export(tiny_quantized_dir), "optimized")
     clf = TextClassifier.from_files(tiny_quantized_dir / "model_optimized.onnx", tiny_quantized_dir / "tokenizer.json",
@@ -163,7 +164,7 @@ def _injected(*args, **kwargs):
 def test_every_int8_variant_erroring_fails_the_stage_unless_fp32_is_allowed(tmp_path, tiny_quantized_dir, tiny_csv,
                                                                            monkeypatch):
     """Errors are not the gate's verdicts: when no int8 graph can be built, fp32 does not ship quietly."""
-    from compress.errors import VariantBuildError
+    from edgedistill.compress.errors import VariantBuildError
 
     monkeypatch.setattr(variants, "quantize_dynamic_variant", _injected)
     monkeypatch.setattr(variants, "quantize_static_variant", _injected)
@@ -206,7 +207,7 @@ def test_the_most_sensitive_nodes_fallback(tmp_path, tiny_tokenizer_dir, tiny_cs
     """Four layers, so that after the head and the first and last layers there are nodes left to rank."""
     from tests.conftest import train_tiny_bert
 
-    from compress.export import ExportConfig, export
+    from edgedistill.compress.export import ExportConfig, export
 
     ckpt = train_tiny_bert(tmp_path / "bert4", tiny_tokenizer_dir, tiny_csv, layers=4)
     folder = export(ExportConfig(checkpoint=str(ckpt), output=str(tmp_path / "onnx"), max_length=64))
@@ -242,8 +243,8 @@ def test_presets_and_overrides():
 
 
 def _on(monkeypatch, cpuinfo: str, machine: str) -> None:
-    """Make ``runtime.cpu.detect()`` read this /proc/cpuinfo text and machine instead of the real ones."""
-    from runtime import cpu
+    """Make ``edgedistill.runtime.cpu.detect()`` read this /proc/cpuinfo text and machine instead of the real ones."""
+    from edgedistill.runtime import cpu
 
     seen = cpu.detect(cpuinfo, machine)
     monkeypatch.setattr(cpu, "detect", lambda *args: seen)
@@ -289,7 +290,7 @@ def test_auto_is_resolved_by_from_preset_only():
 
 
 def test_the_report_names_the_instruction_set_it_was_measured_on(tiny_quantized_dir, tmp_path):
-    from runtime.cpu import detect
+    from edgedistill.runtime.cpu import detect
 
     report = QuantizeReport.load(tiny_quantized_dir)
     assert report.environment["isa"] == report.isa == detect().name and report.detected_isa is None
@@ -315,14 +316,14 @@ def test_bad_config_names_the_field(field, value):
 
 
 def test_quantize_needs_an_export(tmp_path, tiny_csv):
-    from compress.errors import ExportError
+    from edgedistill.compress.errors import ExportError
 
     with pytest.raises(ExportError, match="export.json"):
         quantize(QuantizeConfig(str(tmp_path), data=DataConfig(source=str(tiny_csv))))
 
 
 def test_cli_quantize(tmp_path, tiny_quantized_dir, tiny_csv):
-    from compress.cli import app
+    from edgedistill.compress.cli import app
 
     folder = _copy(tiny_quantized_dir, tmp_path)
     res = CliRunner().invoke(app, ["quantize", str(folder), "--data", str(tiny_csv), "--preset", "avx512_vnni",
@@ -338,7 +339,7 @@ def test_cli_quantize(tmp_path, tiny_quantized_dir, tiny_csv):
 
 
 def test_cli_quantize_without_a_preset_follows_the_machine(tmp_path, tiny_quantized_dir, tiny_csv, monkeypatch):
-    from compress.cli import app
+    from edgedistill.compress.cli import app
     from tests.test_cpu import x86
 
     _on(monkeypatch, x86("avx2 avx512f avx512_vnni amx_tile amx_int8"), "x86_64")
@@ -354,7 +355,7 @@ def test_cli_quantize_without_a_preset_follows_the_machine(tmp_path, tiny_quanti
 
 def test_fp32_logits_survive_the_runtime_round_trip(tiny_quantized_dir):
     """The gate's reference really is the exported graph: fp32 via the runtime equals a bare session."""
-    from runtime import TextClassifier
+    from edgedistill.runtime import TextClassifier
 
     meta = read_export(tiny_quantized_dir)
     clf = TextClassifier.from_files(tiny_quantized_dir / "model.onnx", tiny_quantized_dir / "tokenizer.json",
@@ -386,7 +387,7 @@ def test_a_variant_that_cannot_be_built_is_recorded_and_the_plain_graph_tried(tm
 
 def test_calibration_batches_share_one_length_for_the_histogram_calibrators(tiny_quantized_dir, tiny_csv):
     """Entropy and percentile calibration stack every batch: texts of different lengths must not break them."""
-    from compress.data import Split, load_data
+    from edgedistill.compress.data import Split, load_data
 
     meta = read_export(tiny_quantized_dir)
     train = load_data(DataConfig(source=str(tiny_csv))).train

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime import PackageFormatError, ProviderUnavailableError, TextClassifier
-from runtime.package import read_config
+from edgedistill.runtime import PackageFormatError, ProviderUnavailableError, TextClassifier
+from edgedistill.runtime.package import read_config
 
 TEXTS = ["the film was good", "bad", "a very boring plot and flat acting but the cast was superb", "",
          "it was fun", "cold and messy story with a weak ending, really tedious", "great", "the movie is ok"]
@@ -52,12 +52,12 @@ def test_load_exposes_the_package(clf, tiny_package):
 def test_torch_free_in_a_subprocess(tiny_package):
     code = textwrap.dedent(f"""
         import sys
-        import runtime
-        from runtime import TextClassifier
+        import edgedistill.runtime
+        from edgedistill import TextClassifier
         clf = TextClassifier.load({str(tiny_package)!r})
         p = clf.predict_proba(["the film was good", "bad"])
         assert p.shape == (2, 2), p.shape
-        heavy = sorted(m for m in ("torch", "transformers", "compress", "optimum") if m in sys.modules)
+        heavy = sorted(m for m in ("torch", "transformers", "edgedistill.compress", "optimum") if m in sys.modules)
         print("HEAVY=" + ",".join(heavy))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
@@ -224,7 +224,7 @@ def test_a_missing_provider_is_a_clear_error(tiny_package):
 
 
 def test_fallback_is_explicit_and_logged(tiny_package, caplog):
-    with caplog.at_level(logging.WARNING, logger="runtime"):
+    with caplog.at_level(logging.WARNING, logger="edgedistill.runtime"):
         clf = TextClassifier.load(tiny_package, providers=["NoSuchExecutionProvider"], fallback=True)
     assert clf.providers == ["CPUExecutionProvider"]
     assert "NoSuchExecutionProvider" in caplog.text

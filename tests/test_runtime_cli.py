@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from compress.cli import app
-from runtime import TextClassifier
+from edgedistill.compress.cli import app
+from edgedistill.runtime import TextClassifier
 
 runner = CliRunner()
 TEXTS = ["the film was good", "", "bad, really bad", "a very boring plot and flat acting", "😀 שלום",
@@ -107,7 +107,7 @@ def test_a_file_to_stdout(tiny_package, clf, tmp_path):
 
 
 def test_a_zip_package(tiny_package, tmp_path):
-    from runtime import zip_package
+    from edgedistill.runtime import zip_package
 
     z = zip_package(tiny_package, tmp_path / "tiny.zip")
     res = invoke(z, "good")
@@ -171,7 +171,7 @@ def test_predict_does_not_import_torch(tiny_package, tmp_path):
     out = tmp_path / "out.jsonl"
     code = textwrap.dedent(f"""
         import sys
-        from compress.cli import app
+        from edgedistill.compress.cli import app
         try:
             app(["predict", {str(tiny_package)!r}, "--input", {str(src)!r}, "--output", {str(out)!r}],
                 standalone_mode=False)

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime import (PackageError, PackageFormatError, PackageIntegrityError, TextClassifier, UnsafeArchiveError,
-                     verify_package, write_manifest, zip_package)
-from runtime.package import FORMAT, FORMAT_VERSION, MANIFEST_FILE, sha256_file
+from edgedistill.runtime import (PackageError, PackageFormatError, PackageIntegrityError, TextClassifier,
+                                 UnsafeArchiveError, verify_package, write_manifest, zip_package)
+from edgedistill.runtime.package import FORMAT, FORMAT_VERSION, MANIFEST_FILE, sha256_file
 
 TEXTS = ["the film was good", "bad", "", "a very boring plot"]
 
@@ -155,7 +155,7 @@ def test_a_broken_tokenizer_is_a_format_error(pkg):
 
 def test_unlisted_files_are_ignored_with_a_warning(pkg, caplog):
     (pkg / "notes.txt").write_text("not part of the package")
-    with caplog.at_level(logging.WARNING, logger="runtime"):
+    with caplog.at_level(logging.WARNING, logger="edgedistill.runtime"):
         clf = TextClassifier.load(pkg)
     assert "notes.txt" in caplog.text
     assert clf.predict("good")["label"] in clf.labels

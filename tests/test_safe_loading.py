@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime import PackageFormatError, TextClassifier, write_manifest
+from edgedistill.runtime import PackageFormatError, TextClassifier, write_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCANNED = sorted(p for d in ("compress", "runtime", "benchmarks") for p in (ROOT / d).rglob("*.py"))
@@ -131,8 +131,8 @@ def _remote_code_folder(folder: Path, tiny_model_dir: Path, sentinel: Path) -> P
 
 
 def test_a_model_asking_for_remote_code_is_refused_and_its_code_never_runs(tmp_path, tiny_model_dir, monkeypatch):
-    from compress.errors import ConfigError
-    from compress.teacher import load_model
+    from edgedistill.compress.errors import ConfigError
+    from edgedistill.compress.teacher import load_model
 
     sentinel = tmp_path / "EXECUTED"
     folder = _remote_code_folder(tmp_path / "evil", tiny_model_dir, sentinel)
@@ -166,11 +166,11 @@ def test_a_pickled_checkpoint_is_refused_and_its_payload_never_runs(tmp_path, ti
         pickle.dump({"bert.embeddings.word_embeddings.weight": _Payload(sentinel)}, f)
     with pytest.raises(Exception) as e:
         if loader == "toolchain":
-            from compress.teacher import load_model
+            from edgedistill.compress.teacher import load_model
 
             load_model(str(folder), ["negative", "positive"])
         else:
-            from compress.export import ExportConfig, export
+            from edgedistill.compress.export import ExportConfig, export
 
             export(ExportConfig(checkpoint=str(folder), output=str(tmp_path / "onnx"), max_length=32))
     assert "weights_only" in str(e.value) or "Unpickl" in repr(e.value) or "pickle" in str(e.value).lower()
@@ -190,7 +190,7 @@ def hook(event, args):
         if pkg in text:
             events.append([event, text])
 sys.addaudithook(hook)
-from runtime import TextClassifier
+from edgedistill.runtime import TextClassifier
 clf = TextClassifier.load(pkg)
 clf.predict_proba(["a good film", "", "x" * 5000])
 print("EVENTS" + json.dumps(events))

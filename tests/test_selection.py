@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-import compress.data
-from compress.data import DataConfig, LabelledData, load_data
+import edgedistill.compress.data
+from edgedistill.compress.data import DataConfig, LabelledData, load_data
 
 
 class ForbiddenSplit:
@@ -31,8 +31,8 @@ def _without_test(data: LabelledData) -> LabelledData:
 
 @pytest.fixture
 def no_test_split(monkeypatch):
-    real = compress.data.load_data
-    monkeypatch.setattr(compress.data, "load_data", lambda cfg: _without_test(real(cfg)))
+    real = edgedistill.compress.data.load_data
+    monkeypatch.setattr(edgedistill.compress.data, "load_data", lambda cfg: _without_test(real(cfg)))
 
 
 def test_the_forbidden_split_does_fail_when_read(tiny_csv):
@@ -45,8 +45,8 @@ def test_the_forbidden_split_does_fail_when_read(tiny_csv):
 
 def test_the_quantize_gate_and_the_choice_of_what_ships_never_read_test(no_test_split, tiny_trained_model_dir,
                                                                         tiny_csv, tmp_path):
-    from compress.export import ExportConfig, export
-    from compress.quantize import QuantizeConfig, quantize
+    from edgedistill.compress.export import ExportConfig, export
+    from edgedistill.compress.quantize import QuantizeConfig, quantize
 
     folder = export(ExportConfig(checkpoint=str(tiny_trained_model_dir), output=str(tmp_path / "onnx"),
                                  max_length=64))
@@ -59,7 +59,7 @@ def test_the_quantize_gate_and_the_choice_of_what_ships_never_read_test(no_test_
 
 
 def test_the_baseline_chooses_c_on_validation_without_test(tiny_csv):
-    from compress.baseline import train_baseline
+    from edgedistill.compress.baseline import train_baseline
 
     data = _without_test(load_data(DataConfig(source=str(tiny_csv))))
     base = train_baseline(data.train, data.validation)
@@ -67,7 +67,7 @@ def test_the_baseline_chooses_c_on_validation_without_test(tiny_csv):
 
 
 def test_the_ablation_winner_is_chosen_on_validation():
-    from compress.ablate import pick_winner
+    from edgedistill.compress.ablate import pick_winner
 
     rows = [{"cell": "a", "validation_macro_f1": 0.80, "macro_f1": 0.95, "seconds": 10.0},
             {"cell": "b", "validation_macro_f1": 0.90, "macro_f1": 0.70, "seconds": 10.0},

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from compress import sources
-from compress.errors import IntegrityError, SourceError, UnsafeArchiveError
-from compress.sources import Source, Wheel
+from edgedistill.compress import sources
+from edgedistill.compress.errors import IntegrityError, SourceError, UnsafeArchiveError
+from edgedistill.compress.sources import Source, Wheel
 
 
 def make_wheel(folder: Path, name: str, version: str, members: dict[str, bytes],

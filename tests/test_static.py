@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compress.data import DataConfig
-from compress.distill import DistillConfig, distill
-from compress.errors import ConfigError
-from compress.student import StudentConfig, build_student, load_classifier
+from edgedistill.compress.data import DataConfig
+from edgedistill.compress.distill import DistillConfig, distill
+from edgedistill.compress.errors import ConfigError
+from edgedistill.compress.student import StudentConfig, build_student, load_classifier
 
 TEXTS = ["the film was great", "awful plot and a very boring movie", "fine"]
 
@@ -61,8 +61,8 @@ def test_static_student_distils_exports_without_attention_and_runs_in_the_runtim
     import onnx
     import torch
 
-    from compress.export import ExportConfig, export
-    from runtime import TextClassifier
+    from edgedistill.compress.export import ExportConfig, export
+    from edgedistill.runtime import TextClassifier
 
     out = distill(_cfg(tiny_csv, tiny_model_dir, tmp_path / "static", trim_vocab=True))
     info = json.loads((out / "distill.json").read_text())
@@ -77,8 +77,8 @@ def test_static_student_distils_exports_without_attention_and_runs_in_the_runtim
     assert meta["input_names"] == ["input_ids", "attention_mask"]
     assert max(meta["parity"]["max_abs_diff"].values()) < 1e-4
 
-    from compress.package import PackagingConfig, build_package
-    from compress.quantize import QuantizeConfig, quantize
+    from edgedistill.compress.package import PackagingConfig, build_package
+    from edgedistill.compress.quantize import QuantizeConfig, quantize
 
     quantize(QuantizeConfig(onnx_dir=str(onnx_dir), data=DataConfig(source=str(tiny_csv)), calibration_samples=16,
                             latency_samples=4))
@@ -101,7 +101,7 @@ def test_hashed_bigrams_export_with_parity_and_ignore_padding(tiny_csv, tiny_mod
     import onnx
     import torch
 
-    from compress.export import ExportConfig, export
+    from edgedistill.compress.export import ExportConfig, export
 
     out = distill(_cfg(tiny_csv, tiny_model_dir, tmp_path / "bigrams", static_bigrams=97, trim_vocab=True))
     model = load_classifier(out).eval()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from compress.errors import ConfigError
-from compress.student import StudentConfig, build_student, layer_indices, trim_vocabulary
+from edgedistill.compress.errors import ConfigError
+from edgedistill.compress.student import StudentConfig, build_student, layer_indices, trim_vocabulary
 from tests.conftest import build_tiny_bert, make_sentences
 
 ID2LABEL = {0: "negative", 1: "positive"}

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compress import sources
-from compress.errors import IntegrityError
-from compress.errors import UnsafeArchiveError as SourceArchiveError
-from compress.sources import Source
-from runtime import PackageIntegrityError, TextClassifier, UnsafeArchiveError, verify_package
-from runtime.package import MANIFEST_FILE
+from edgedistill.compress import sources
+from edgedistill.compress.errors import IntegrityError
+from edgedistill.compress.errors import UnsafeArchiveError as SourceArchiveError
+from edgedistill.compress.sources import Source
+from edgedistill.runtime import PackageIntegrityError, TextClassifier, UnsafeArchiveError, verify_package
+from edgedistill.runtime.package import MANIFEST_FILE
 from tests.conftest import report_line
 from tests.test_sources import local, make_wheel
 
@@ -208,7 +208,7 @@ def test_an_extra_unlisted_file_is_ignored_and_never_read(pkg, tiny_package, ext
     target.parent.mkdir(parents=True, exist_ok=True)
     payload = b"raise SystemExit('executed')\n" if extra.endswith(".py") else b"\x00garbage\xff" * 64
     target.write_bytes(payload)
-    with caplog.at_level(logging.WARNING, logger="runtime"):
+    with caplog.at_level(logging.WARNING, logger="edgedistill.runtime"):
         clf = TextClassifier.load(pkg)
     assert extra in caplog.text and "ignored" in caplog.text
     np.testing.assert_array_equal(clf.predict_proba(TEXTS), TextClassifier.load(tiny_package).predict_proba(TEXTS))

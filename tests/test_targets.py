@@ -1,7 +1,7 @@
 """The targets check: a variant that disagrees with fp32 on a target is not shipped there, per-target files in
 the package, the runtime and the web export picking theirs, unverified targets refused unless allowed.
 
-The other targets' kernels are simulated (fast): a runner in ``compress.targets.RUNNERS`` is replaced by one
+The other targets' kernels are simulated (fast): a runner in ``edgedistill.compress.targets.RUNNERS`` is replaced by one
 that runs a perturbed model (the logits shifted by a bias, as a wrong kernel would) on this machine. The real
 QEMU and Chromium runs on a tiny package are marked real + slow.
 """
@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from compress.data import DataConfig
-from compress.errors import ConfigError
-from compress.package import PackagingConfig, build_package
-from compress.quantize import QuantizeReport
-from compress.targets import RUNNERS, TargetRow, TargetsConfig, TargetsReport, TargetUnavailable, build_machine, \
-    candidates, check_package, check_targets, compare
-from runtime import TextClassifier
-from runtime.package import target_model, verify_package
+from edgedistill.compress.data import DataConfig
+from edgedistill.compress.errors import ConfigError
+from edgedistill.compress.package import PackagingConfig, build_package
+from edgedistill.compress.quantize import QuantizeReport
+from edgedistill.compress.targets import RUNNERS, TargetRow, TargetsConfig, TargetsReport, TargetUnavailable, \
+    build_machine, candidates, check_package, check_targets, compare
+from edgedistill.runtime import TextClassifier
+from edgedistill.runtime.package import target_model, verify_package
 from tests.test_web import fake_npm  # noqa: F401 (a fixture: small npm tarballs, no network)
 
 HERE = build_machine()
@@ -53,7 +53,7 @@ def _perturbed(package: Path, model_file: str, dest: Path, bias: list[float]) ->
     import onnx
     from onnx import helper, numpy_helper
 
-    from runtime.package import write_manifest
+    from edgedistill.runtime.package import write_manifest
 
     dest.mkdir(parents=True)
     for name in ("tokenizer.json", "config.json"):
@@ -115,7 +115,7 @@ def test_config_names_the_field_at_fault():
 
 
 def test_a_recipe_declares_its_targets(tmp_path, tiny_csv):
-    from compress.recipe import load_recipe
+    from edgedistill.compress.recipe import load_recipe
 
     path = tmp_path / "r.toml"
     path.write_text(f'name = "r"\n[data]\nsource = "{tiny_csv}"\n[targets]\nplatforms = ["x86", "arm64", "wasm", '
@@ -228,7 +228,7 @@ def test_a_stale_check_is_refused(onnx_dir, tiny_csv, monkeypatch, tmp_path):
 
 
 def test_the_web_export_takes_the_wasm_file(onnx_dir, tiny_csv, monkeypatch, tmp_path, fake_npm):
-    from runtime import webexport as web
+    from edgedistill.runtime import webexport as web
 
     monkeypatch.setitem(RUNNERS, "wasm", _runner(lambda v: v.startswith("int8")))
     report = check_targets(_cfg(onnx_dir, tiny_csv, platforms=(HERE, "wasm")))
@@ -242,7 +242,7 @@ def test_the_web_export_takes_the_wasm_file(onnx_dir, tiny_csv, monkeypatch, tmp
 # --------------------------------------------------------------------------- a finished package, the CLI
 
 def test_cli_checks_a_builds_package(onnx_dir, tiny_csv, monkeypatch, tmp_path):
-    from compress.cli import app
+    from edgedistill.compress.cli import app
 
     monkeypatch.setitem(RUNNERS, OTHER, _runner(lambda v: v.startswith("int8")))
     build_package(PackagingConfig(str(onnx_dir), output=str(onnx_dir.parent / "package")))  # no targets check
@@ -277,7 +277,7 @@ def test_real_targets_on_a_tiny_package(tiny_package, tiny_onnx_dir, tmp_path, m
 
     if not shutil.which("apt-get") or not shutil.which("node") or not Path("/usr/bin/chromium").exists():
         pytest.skip("needs apt-get (QEMU sysroot), node and chromium")
-    from compress.quantize import QuantizeReport  # noqa: F401
+    from edgedistill.compress.quantize import QuantizeReport  # noqa: F401
 
     from tests.conftest import make_sentences
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from compress.data import DataConfig
-from compress.errors import ConfigError
-from compress.teacher import PROFILES, TeacherConfig, finetune_teacher, freeze, layer_stack
+from edgedistill.compress.data import DataConfig
+from edgedistill.compress.errors import ConfigError
+from edgedistill.compress.teacher import PROFILES, TeacherConfig, finetune_teacher, freeze, layer_stack
 
 SAVED = {"config.json", "model.safetensors", "tokenizer.json", "labels.json", "metrics.json", "metrics.md",
          "training.json"}
@@ -66,7 +66,7 @@ def test_config_round_trips_through_json(tmp_path):
 
 
 def test_a_built_in_dataset_is_no_model():
-    from compress.sources import resolve_model
+    from edgedistill.compress.sources import resolve_model
 
     with pytest.raises(ConfigError, match="not a model"):
         resolve_model("movie-snippets")
@@ -135,13 +135,13 @@ def test_features_are_cached_once_and_the_saved_model_reproduces_the_head(tmp_pa
     from safetensors.numpy import load_file
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from compress.data import load_data
+    from edgedistill.compress.data import load_data
 
     out = finetune_teacher(tiny_config(tiny_model_dir, tiny_csv, tmp_path / "a", "features"))
     cache = Path(json.loads((out / "training.json").read_text())["features_cache"])
     assert cache.is_file()
     stamp = cache.stat().st_mtime_ns
-    with caplog.at_level("INFO", logger="compress.teacher"):
+    with caplog.at_level("INFO", logger="edgedistill.compress.teacher"):
         finetune_teacher(tiny_config(tiny_model_dir, tiny_csv, tmp_path / "b", "features", head_epochs=2))
     assert "reusing cached features" in caplog.text and cache.stat().st_mtime_ns == stamp
 
@@ -220,7 +220,7 @@ def test_mixed_precision_without_cuda_is_refused(tmp_path, tiny_model_dir, tiny_
 def test_cli_teacher_prints_a_results_table(tmp_path, tiny_model_dir, tiny_csv):
     from typer.testing import CliRunner
 
-    from compress.cli import app
+    from edgedistill.compress.cli import app
 
     out = tmp_path / "cli-teacher"
     result = CliRunner().invoke(app, ["teacher", "--model", str(tiny_model_dir), "--data", str(tiny_csv),
@@ -238,7 +238,7 @@ def test_real_mpnet_layers_and_features_head(real_cache):
     """The real teacher: 12 layers found for partial, and its head reproduces the logits from cached inputs."""
     import torch
 
-    from compress.teacher import head_inputs, load_model
+    from edgedistill.compress.teacher import head_inputs, load_model
 
     tok, model = load_model("mpnet-base", ["negative", "positive"])
     assert len(layer_stack(model)) == 12

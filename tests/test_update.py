@@ -1,4 +1,5 @@
-"""Lifelong updates (compress.update): LwF's loss, a growing head, new versions that name their parent, refusals."""
+"""Lifelong updates (edgedistill.compress.update): LwF's loss, a growing head, new versions that name their parent,
+refusals."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compress.errors import ConfigError, UpdateRefused
-from compress.update import UpdateConfig, grow_head, lwf_loss, update
+from edgedistill.compress.errors import ConfigError, UpdateRefused
+from edgedistill.compress.update import UpdateConfig, grow_head, lwf_loss, update
 from tests.conftest import FILLER, make_sentences
 from tests.test_pipeline import tiny_recipe
 
@@ -44,7 +45,7 @@ def test_lwf_loss_matches_a_hand_computation():
 def test_a_new_label_grows_the_head_and_keeps_the_old_rows(tiny_model_dir):
     import torch
 
-    from compress.student import load_classifier
+    from edgedistill.compress.student import load_classifier
 
     model = load_classifier(tiny_model_dir)
     before = model.classifier.weight.detach().clone(), model.classifier.bias.detach().clone()
@@ -82,8 +83,8 @@ def _tree(folder: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def tiny_build(tmp_path_factory, tiny_csv, tiny_trained_model_dir) -> Path:
     """A tiny build, teacher to package, shared by the update tests (they write updates/ beside it)."""
-    from compress.pipeline import build
-    from compress.recipe import load_recipe
+    from edgedistill.compress.pipeline import build
+    from edgedistill.compress.recipe import load_recipe
 
     folder = tmp_path_factory.mktemp("update-build")
     recipe = tiny_recipe(folder, tiny_csv, tiny_trained_model_dir)  # a student that already tells the labels apart
@@ -113,7 +114,8 @@ def _new_domain(folder: Path, n: int = 200) -> Path:
 @pytest.mark.slow
 def test_an_update_makes_a_new_version_that_names_its_parent(tiny_build, tmp_path):
     old_package = tiny_build / "package"
-    parent_sha = __import__("runtime.package", fromlist=["sha256_file"]).sha256_file(old_package / "manifest.json")
+    parent_sha = __import__("edgedistill.runtime.package",
+                            fromlist=["sha256_file"]).sha256_file(old_package / "manifest.json")
     before = _tree(old_package)
     # rehearsal: on a domain whose words the old model misreads with confidence, LwF's soft targets on the new
     # texts pull against their gold labels (the KD term is over the same classes)
@@ -133,7 +135,7 @@ def test_an_update_makes_a_new_version_that_names_its_parent(tiny_build, tmp_pat
     report = json.loads((result.folder / "update_report.json").read_text())
     assert set(report["validation"]["before"]) == {"old_task", "new_task", "all"}
     assert report["changed"]["of"] > 0 and report["method"] == "rehearsal"
-    from runtime import TextClassifier
+    from edgedistill.runtime import TextClassifier
 
     assert TextClassifier.load(result.package).labels == ["negative", "positive"]
 
@@ -146,7 +148,7 @@ def test_a_new_class_grows_the_shipped_head(tiny_build, tmp_path):
     result = update(tiny_build, UpdateConfig(data=str(_write(tmp_path / "neutral.csv", rows)), method="lwf",
                                              epochs=20.0, evals_per_epoch=1, batch_size=16, learning_rate=1e-3,
                                              forget_budget=100.0), output=tmp_path / "v-neutral")
-    from runtime import TextClassifier
+    from edgedistill.runtime import TextClassifier
 
     clf = TextClassifier.load(result.package)
     assert clf.labels == ["negative", "positive", "neutral"]
@@ -160,7 +162,7 @@ def test_a_new_class_grows_the_shipped_head(tiny_build, tmp_path):
 def test_an_update_that_forgets_beyond_the_budget_is_refused_and_nothing_changes(tiny_build, tmp_path, monkeypatch):
     import torch
 
-    import compress.update as upd
+    import edgedistill.compress.update as upd
 
     def forgetful(model, *args, **kwargs):  # training that ends with the old classes' rows swapped
         with torch.no_grad():

@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from runtime import TextClassifier, sha256_file, write_manifest
-from runtime import webexport as web
+from edgedistill.runtime import TextClassifier, sha256_file, write_manifest
+from edgedistill.runtime import webexport as web
 from tests.conftest import build_tiny_bert, make_sentences
 
 REAL_CACHE = web.cache_dir()  # read at import, before the autouse fixture points the cache at a temp folder
@@ -186,7 +186,7 @@ def test_static_package_runs_through_the_generic_model(static_packages, tmp_path
 
 
 def test_zipped_package_and_rebuild_in_place(tiny_package, tmp_path, fake_npm):
-    from runtime import zip_package
+    from edgedistill.runtime import zip_package
 
     archive = zip_package(tiny_package, tmp_path / "tiny.zip")
     out = web.export_web(archive, tmp_path / "site")
@@ -206,7 +206,7 @@ def test_refuses_a_folder_that_is_not_a_web_folder(tiny_package, tmp_path, fake_
 
 
 def test_refuses_a_tampered_package(tiny_package, tmp_path, fake_npm):
-    from runtime import PackageIntegrityError
+    from edgedistill.runtime import PackageIntegrityError
 
     pkg = Path(shutil.copytree(tiny_package, tmp_path / "pkg"))
     (pkg / "tokenizer.json").write_text((pkg / "tokenizer.json").read_text().replace("[UNK]", "[UNX]"))
@@ -223,7 +223,7 @@ def test_refuses_a_model_type_transformersjs_cannot_classify_with(tiny_package, 
 
 
 def test_webexport_is_torch_free():
-    code = ("import sys, runtime.webexport, compress.cli.web_cmd; "
+    code = ("import sys, edgedistill.runtime.webexport, edgedistill.compress.cli.web_cmd; "
             "print(sorted(m for m in ('torch', 'transformers', 'onnx', 'optimum') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
@@ -271,7 +271,7 @@ def test_pins_agree_with_each_other():
 # --------------------------------------------------------------------------- fast: tokenizer side files
 
 def _config(**kw):
-    from runtime import PackageConfig
+    from edgedistill.runtime import PackageConfig
 
     base = {"labels": ("a", "b"), "max_length": 128, "pad_token_id": 1, "model_type": "mpnet"}
     return PackageConfig(**{**base, **kw})
@@ -347,7 +347,7 @@ def test_server_refuses_a_folder_without_a_page(tmp_path):
 
 
 def test_cli_web(tiny_package, tmp_path, fake_npm):
-    from compress.cli import app
+    from edgedistill.compress.cli import app
 
     runner = CliRunner()
     r = runner.invoke(app, ["web", str(tiny_package), str(tmp_path / "site")])
@@ -411,7 +411,7 @@ def _train_tiny_bert(path: Path, tokenizer_dir: Path) -> Path:
 def trained_packages(tmp_path_factory, tiny_tokenizer_dir, tiny_package) -> dict[str, Path]:
     """fp32 and int8 (dynamic, calibrated) packages of a briefly trained tiny BERT (the tiny package's files
     otherwise)."""
-    from compress.export import ExportConfig, export
+    from edgedistill.compress.export import ExportConfig, export
 
     tmp = tmp_path_factory.mktemp("web-trained")
     model = _train_tiny_bert(tmp / "bert", tiny_tokenizer_dir)
@@ -426,7 +426,7 @@ def _train_static(path: Path, teacher: Path) -> Path:
     second on the sentiment sentences so that texts get different labels, saved as distill saves it."""
     import torch
 
-    from compress.student import StudentConfig, build_student
+    from edgedistill.compress.student import StudentConfig, build_student
 
     rows = make_sentences(240, seed=1)
     texts, labels = [t for t, _ in rows], torch.tensor([int(y == "positive") for _, y in rows])
@@ -448,8 +448,8 @@ def _train_static(path: Path, teacher: Path) -> Path:
 @pytest.fixture(scope="module")
 def static_packages(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
     """The static student packaged as the pipeline packages it: fp32, and int8 (dynamic, with a temperature)."""
-    from compress.export import ExportConfig, export
-    from compress.package import PackagingConfig, build_package
+    from edgedistill.compress.export import ExportConfig, export
+    from edgedistill.compress.package import PackagingConfig, build_package
 
     tmp = tmp_path_factory.mktemp("web-static")
     model = _train_static(tmp / "student", tiny_model_dir)

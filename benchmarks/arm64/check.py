@@ -1,8 +1,8 @@
 """Run the runtime on fp32 and int8 packages under emulated aarch64 CPUs and compare with x86 fp32.
 
 Correctness only: QEMU user mode runs the aarch64 builds of Python, numpy, onnxruntime and
-tokenizers (``compress/targets/arm64_setup.sh`` builds them into a cache; ``compress.targets.arm64`` runs them,
-the same code the build's targets check runs), and each QEMU CPU model makes onnxruntime pick
+tokenizers (``compress/targets/arm64_setup.sh`` builds them into a cache; ``edgedistill.compress.targets.arm64`` runs
+them, the same code the build's targets check runs), and each QEMU CPU model makes onnxruntime pick
 different kernels: ``cortex-a72`` plain NEON, ``neoverse-n1`` the dot-product (sdot/udot) int8
 kernels, ``neoverse-v1`` i8mm (smmla) and SVE. Emulated times are 50 to 300 times slower and
 distorted, so none is measured or reported here; real ARM speed comes from ``edgedistill bench``
@@ -64,8 +64,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from compress.targets import arm64  # noqa: E402
-from compress.targets.config import ARM64_CPUS  # noqa: E402
+from edgedistill.compress.targets import arm64  # noqa: E402
+from edgedistill.compress.targets.config import ARM64_CPUS  # noqa: E402
 
 FP32_ATOL = 1e-5
 INT8_ATOL = 0.1
@@ -111,7 +111,7 @@ def package_from_onnx(onnx_file: Path, tokenizer_json: Path, config: dict[str, A
                       opset: int, quantization: dict[str, Any] | None = None) -> Path:
     """A model package (manifest and all) around one ONNX file, for variants that were never packaged."""
     sys.path.insert(0, str(REPO))
-    from runtime.package import write_manifest
+    from edgedistill.runtime.package import write_manifest
 
     dest.mkdir(parents=True)
     shutil.copy(onnx_file, dest / "model.onnx")
@@ -139,8 +139,9 @@ def int8_from_fp32(fp32_pkg: Path, dest: Path) -> Path:
 def packages_from_onnx_dir(onnx_dir: Path, dest: Path) -> tuple[Path, list[Path]]:
     """fp32 and int8 packages from an export folder (``edgedistill export`` + ``quantize`` variants)."""
     sys.path.insert(0, str(REPO))
-    from compress.errors import ExportError
-    from compress.exportmeta import read_export, runtime_config  # the host side only: no compress travels to ARM
+    from edgedistill.compress.errors import ExportError
+    # the host side only: no compress travels to ARM
+    from edgedistill.compress.exportmeta import read_export, runtime_config
 
     try:
         meta = read_export(onnx_dir)
@@ -159,7 +160,7 @@ def describe_package(path: Path) -> dict[str, Any]:
     """Which package a check ran on: its path, the sha256 of its manifest.json (and so of every file it lists),
     its model file's sha256 and its variant."""
     sys.path.insert(0, str(REPO))
-    from runtime.package import CONFIG_FILE, MANIFEST_FILE, MODEL_FILE, open_package
+    from edgedistill.runtime.package import CONFIG_FILE, MANIFEST_FILE, MODEL_FILE, open_package
 
     with open_package(path) as folder:
         raw = (folder / MANIFEST_FILE).read_bytes()

@@ -1,16 +1,16 @@
 """``edgedistill``: the command line. ``--help`` imports neither torch nor transformers."""
 
-from compress.cli._app import app, command, console  # noqa: F401
-from compress.cli import data_cmd  # noqa: F401,E402  (registers commands)
-from compress.cli import train_cmd  # noqa: F401,E402  (edgedistill teacher)
-from compress.cli import runtime_cmd  # noqa: F401,E402  (edgedistill predict)
-from compress.cli import ship_cmd  # noqa: F401,E402  (edgedistill export / quantize / package)
-from compress.cli import web_cmd  # noqa: F401,E402  (edgedistill web)
-from compress.cli import targets_cmd  # noqa: F401,E402  (edgedistill targets)
-from compress.cli import build_cmd  # noqa: F401,E402  (edgedistill build)
-from compress.cli import distill_cmd  # noqa: F401,E402  (edgedistill distill / ablate)
-from compress.cli import bench_cmd  # noqa: F401,E402  (edgedistill bench)
-from compress.cli import update_cmd  # noqa: F401,E402  (edgedistill update)
+from edgedistill.compress.cli._app import app, command, console  # noqa: F401
+from edgedistill.compress.cli import data_cmd  # noqa: F401,E402  (registers commands)
+from edgedistill.compress.cli import train_cmd  # noqa: F401,E402  (edgedistill teacher)
+from edgedistill.compress.cli import runtime_cmd  # noqa: F401,E402  (edgedistill predict)
+from edgedistill.compress.cli import ship_cmd  # noqa: F401,E402  (edgedistill export / quantize / package)
+from edgedistill.compress.cli import web_cmd  # noqa: F401,E402  (edgedistill web)
+from edgedistill.compress.cli import targets_cmd  # noqa: F401,E402  (edgedistill targets)
+from edgedistill.compress.cli import build_cmd  # noqa: F401,E402  (edgedistill build)
+from edgedistill.compress.cli import distill_cmd  # noqa: F401,E402  (edgedistill distill / ablate)
+from edgedistill.compress.cli import bench_cmd  # noqa: F401,E402  (edgedistill bench)
+from edgedistill.compress.cli import update_cmd  # noqa: F401,E402  (edgedistill update)
 
 
 def main() -> None:
@@ -19,6 +19,6 @@ def main() -> None:
     (onnxruntime's transformer optimiser calls it on import) would print each one a second time."""
     import logging
 
-    for name in ("compress", "runtime"):
+    for name in ("edgedistill.compress", "edgedistill.runtime"):
         logging.getLogger(name).propagate = False
     app()

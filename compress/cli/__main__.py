@@ -1,5 +1,5 @@
-"""``python -m compress.cli`` == ``edgedistill``."""
+"""``python -m edgedistill.compress.cli`` == ``edgedistill``."""
 
-from compress.cli import main
+from edgedistill.compress.cli import main
 
 main()

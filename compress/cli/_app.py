@@ -4,7 +4,7 @@ Command modules register on :data:`app` (or on a sub-app added to it). Every
 command is wrapped by :func:`command`: a known error (``EdgeDistillError``)
 becomes one red line and exit code 1; ``--debug`` or ``EDGEDISTILL_DEBUG=1``
 shows the traceback instead. While a command runs, the library's progress bars
-(:mod:`compress.progress`) are drawn on stderr. Heavy imports happen inside
+(:mod:`edgedistill.compress.progress`) are drawn on stderr. Heavy imports happen inside
 command bodies.
 """
 
@@ -24,9 +24,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from compress import progress
-from compress.errors import EdgeDistillError
-from runtime.errors import RuntimeBaseError
+from edgedistill.compress import progress
+from edgedistill.compress.errors import EdgeDistillError
+from edgedistill.runtime.errors import RuntimeBaseError
 
 app = typer.Typer(
     name="edgedistill",
@@ -70,12 +70,12 @@ def _root(
 def _setup_logging(level: int) -> None:
     from rich.logging import RichHandler
 
-    root = logging.getLogger("compress")
+    root = logging.getLogger("edgedistill.compress")
     if not any(isinstance(h, RichHandler) for h in root.handlers):
         root.addHandler(RichHandler(console=err_console, show_path=False, show_time=False))
     root.setLevel(level)
-    logging.getLogger("runtime").handlers = root.handlers
-    logging.getLogger("runtime").setLevel(level)
+    logging.getLogger("edgedistill.runtime").handlers = root.handlers
+    logging.getLogger("edgedistill.runtime").setLevel(level)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -121,7 +121,7 @@ def make_config(cls: type[T], **given: Any) -> T:
 def stage_recipe(config: Path | None, profile: str | None):
     """The recipe a lone stage command starts from: ``--config`` (a recipe, or a file of its tables), else one
     that states nothing (build folder ``models/edgedistill/``). Its flags go on top with ``with_values``."""
-    from compress.recipe import default_recipe, load_recipe
+    from edgedistill.compress.recipe import default_recipe, load_recipe
 
     return load_recipe(config, profile=profile, default_name=config.stem) if config else default_recipe(profile)
 

@@ -4,7 +4,7 @@ Inside :func:`log_to_file` the file gets every record of the toolchain (DEBUG an
 datasets' records, whatever logs to the root logger (onnxruntime's quantizer does), Python's warnings and
 ONNX Runtime's own messages, with a traceback if the command fails. The console keeps the toolchain's
 warnings and errors (and its INFO records with ``--verbose``), the stage headers, the progress bars of
-:mod:`compress.progress` and the tables; the libraries' tqdm bars are switched off. With ``--debug`` the
+:mod:`edgedistill.compress.progress` and the tables; the libraries' tqdm bars are switched off. With ``--debug`` the
 console shows everything as it did before, and the file is written all the same.
 
 Everything is put back on the way out: the CLI's tests run many commands in one process.
@@ -45,7 +45,7 @@ def log_to_file(path: Path, *, debug: bool = False, verbose: bool = False) -> It
 
         # the toolchain: all of it to the file; to the console its warnings, or what it showed before with
         # --verbose or --debug
-        for name in ("compress", "runtime"):
+        for name in ("edgedistill.compress", "edgedistill.runtime"):
             logger = logging.getLogger(name)
             shown = logger.getEffectiveLevel() if debug or verbose else logging.WARNING
             for h in logger.handlers:

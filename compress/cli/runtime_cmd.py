@@ -10,8 +10,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from compress.cli._app import app, command, console, err_console, table
-from compress.errors import EdgeDistillError
+from edgedistill.compress.cli._app import app, command, console, err_console, table
+from edgedistill.compress.errors import EdgeDistillError
 
 
 @app.command("predict")
@@ -34,14 +34,14 @@ def predict(
     fallback: Annotated[bool, typer.Option(help="Run on what is available if a --provider is missing.")] = False,
 ) -> None:
     """Classify texts given on the command line, or a whole file streamed to JSON Lines."""
-    from runtime.errors import RuntimeBaseError
+    from edgedistill.runtime.errors import RuntimeBaseError
 
     if bool(texts) == (input is not None):
         raise typer.BadParameter("give either TEXTS or --input FILE (not both, not neither)")
     if input is None and (text_column or encoding or chunk_size):
         raise typer.BadParameter("--text-column, --encoding and --chunk-size go with --input")
     try:
-        from runtime.classifier import TextClassifier  # a submodule: imports under any install layout
+        from edgedistill.runtime.classifier import TextClassifier  # a submodule: imports under any install layout
 
         with err_console.status(f"loading {package}"):
             clf = TextClassifier.load(package, providers=provider, threads=threads, fallback=fallback)
@@ -86,8 +86,8 @@ def _predict_file(clf: Any, path: Path, output: Path | None, kw: dict[str, Any],
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
-    from runtime import inputs
-    from runtime.errors import InputFileError
+    from edgedistill.runtime import inputs
+    from edgedistill.runtime.errors import InputFileError
 
     fmt = inputs.input_format(path)
     if not path.is_file():

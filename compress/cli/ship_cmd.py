@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from compress.cli._app import app, command, console, make_config, table
+from edgedistill.compress.cli._app import app, command, console, make_config, table
 
 
 @app.command("export")
@@ -22,8 +22,8 @@ def export_cmd(
     overwrite: Annotated[Optional[bool], typer.Option("--overwrite", help="Replace an existing output folder.")] = None,
 ) -> None:
     """Export to ONNX through torch.onnx and check torch-vs-onnxruntime parity on several input shapes."""
-    from compress.export import ExportConfig, export
-    from compress.exportmeta import read_export
+    from edgedistill.compress.export import ExportConfig, export
+    from edgedistill.compress.exportmeta import read_export
 
     cfg = make_config(ExportConfig, checkpoint=str(checkpoint), output=str(output) if output else None, opset=opset,
                       max_length=max_length, atol=atol, overwrite=overwrite)
@@ -78,8 +78,8 @@ def quantize_cmd(
     threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")] = None,
 ) -> None:
     """Optimise and quantise; every variant is gated on validation macro-F1 and the fastest passing one is chosen."""
-    from compress.data import DataConfig
-    from compress.quantize import QuantizeConfig, quantize
+    from edgedistill.compress.data import DataConfig
+    from edgedistill.compress.quantize import QuantizeConfig, quantize
 
     data_cfg = make_config(DataConfig, source=data, text_column=text_column, label_column=label_column, seed=seed)
     flags = {"variants": tuple(variant) if variant else None, "budget": budget, "min_agreement": min_agreement,
@@ -125,8 +125,8 @@ def package_cmd(
         "--calibrate/--no-calibrate", help="Fit a temperature on the validation split (default).")] = None,
 ) -> None:
     """Write the model package: model.onnx, tokenizer.json, config.json, manifest.json (hashes), README.md."""
-    from compress.errors import ConfigError
-    from compress.package import PackagingConfig, build_package
+    from edgedistill.compress.errors import ConfigError
+    from edgedistill.compress.package import PackagingConfig, build_package
 
     recipe_dict = None
     if recipe is not None:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from compress.cli._app import app, command, console, table
+from edgedistill.compress.cli._app import app, command, console, table
 
 
 @app.command("targets")
@@ -38,13 +38,13 @@ def targets_cmd(
 
     The texts are a stratified sample of the validation split the build's quantize stage gated on.
     """
-    from compress.cli._app import make_config
-    from compress.data import DataConfig
-    from compress.errors import ConfigError, TargetsError
-    from compress.layout import TARGETS_REPORT, BuildLayout
-    from compress.quantize import REPORT_JSON, QuantizeReport
-    from compress.targets import TargetsConfig, TargetsReport, check_package, check_targets
-    from compress.targets.stage import write_report_files
+    from edgedistill.compress.cli._app import make_config
+    from edgedistill.compress.data import DataConfig
+    from edgedistill.compress.errors import ConfigError, TargetsError
+    from edgedistill.compress.layout import TARGETS_REPORT, BuildLayout
+    from edgedistill.compress.quantize import REPORT_JSON, QuantizeReport
+    from edgedistill.compress.targets import TargetsConfig, TargetsReport, check_package, check_targets
+    from edgedistill.compress.targets.stage import write_report_files
 
     package: Path | None = None
     if (path / "export.json").is_file():  # an ONNX folder: the build's stage
@@ -93,7 +93,7 @@ def _onnx_of(package: Path, given: Path) -> Path:
     """The ONNX folder beside a build's package, else the one its manifest names."""
     import json
 
-    from compress.layout import BuildLayout
+    from edgedistill.compress.layout import BuildLayout
 
     beside = BuildLayout(package.resolve().parent).onnx
     if beside.is_dir():

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from compress.cli._app import app, command, console, stage_paths, stage_recipe, table
+from edgedistill.compress.cli._app import app, command, console, stage_paths, stage_recipe, table
 
 
 @app.command("teacher")
@@ -39,7 +39,7 @@ def teacher(
              "recipe's build folder unless --output says otherwise.")] = None,
 ) -> None:
     """Fine-tune a teacher (Trainer; works under torchrun / accelerate launch) and evaluate it on test."""
-    from compress.teacher import finetune_teacher
+    from edgedistill.compress.teacher import finetune_teacher
 
     recipe = stage_recipe(config, profile).with_values({
         "data.source": data, "data.text_column": text_column, "data.label_column": label_column,

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from compress.cli._app import app, command, console, stage_recipe, table
+from edgedistill.compress.cli._app import app, command, console, stage_recipe, table
 
 
 @app.command("update")
@@ -29,8 +29,8 @@ def update_cmd(
     then export, quantize and package it as a new version whose manifest names its parent. It ships only if the old
     tasks lose at most update.forget_budget macro-F1 points and the new data gains (validation); otherwise one line
     says why and the old package stays as it is."""
-    from compress.recipe import parse_override
-    from compress.update import update
+    from edgedistill.compress.recipe import parse_override
+    from edgedistill.compress.update import update
 
     values = {"update.data": data, "update.method": method}
     for item in set_ or []:

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from compress.cli._app import app, command, console
-from compress.errors import EdgeDistillError
+from edgedistill.compress.cli._app import app, command, console
+from edgedistill.compress.errors import EdgeDistillError
 
 
 @app.command("web")
@@ -28,7 +28,7 @@ def web(
     model/ for transformers.js, vendor/ (transformers.js and the WASM runtime from npm at pinned versions,
     cached) and classify.mjs for Node.js.
     """
-    from runtime.errors import RuntimeBaseError
+    from edgedistill.runtime.errors import RuntimeBaseError
 
     paths = paths or []
     if len(paths) not in ((1, 2) if serve else (2,)):
@@ -36,7 +36,7 @@ def web(
     if not serve and (port is not None or host is not None):
         raise typer.BadParameter("--port and --host go with --serve")
     try:
-        from runtime import webexport
+        from edgedistill.runtime import webexport
 
         if len(paths) == 2:
             package, outdir = paths

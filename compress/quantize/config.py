@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from compress.data import DataConfig
-from compress.errors import ConfigError
-from compress.exportmeta import MODEL_FILE
-from runtime import cpu
+from edgedistill.compress.data import DataConfig
+from edgedistill.compress.errors import ConfigError
+from edgedistill.compress.exportmeta import MODEL_FILE
+from edgedistill.runtime import cpu
 
 VARIANT_FILES = {"fp32": MODEL_FILE, "optimized": "model_optimized.onnx", "int8-dynamic": "model_int8_dynamic.onnx",
                  "int8-static": "model_int8_static.onnx", "fp16": "model_fp16.onnx"}
@@ -16,7 +16,7 @@ BUILDABLE = ("optimized", "int8-dynamic", "int8-static", "fp16")
 PRESETS = ("avx2", "avx512_vnni", "arm64")
 AUTO = "auto"
 """The preset that follows the machine: what a recipe or ``edgedistill quantize`` gets when it names none."""
-# The preset "auto" takes for each int8 instruction set runtime.cpu.detect() can name.
+# The preset "auto" takes for each int8 instruction set edgedistill.runtime.cpu.detect() can name.
 ISA_PRESETS: dict[str, str | None] = {
     # AMX's TDPBUSD and AVX-VNNI's VEX-encoded VPDPBUSD accumulate u8 x s8 products in int32, as AVX-512
     # VNNI does: nothing saturates, so they take its full 8-bit weight range
@@ -28,7 +28,7 @@ ISA_PRESETS: dict[str, str | None] = {
     # another architecture: no preset, the plain defaults (full range; its kernels are not x86's)
     "unknown": None,
 }
-assert set(ISA_PRESETS) == set(cpu.ISAS), "every instruction set runtime.cpu names needs a preset"
+assert set(ISA_PRESETS) == set(cpu.ISAS), "every instruction set edgedistill.runtime.cpu names needs a preset"
 QTYPES = ("qint8", "quint8")
 CALIBRATIONS = ("minmax", "entropy", "percentile")
 
@@ -47,8 +47,8 @@ class QuantizeConfig:
     or the CLI's ``preset`` picks the constructor (:meth:`from_preset`); ``"auto"``, their default, is resolved
     there to a preset of :data:`PRESETS`, so this field always names a concrete one (or None)."""
     detected_isa: str | None = None
-    """Set by ``preset = "auto"``: the int8 instruction set :func:`runtime.cpu.detect` found on the machine the
-    config was made on, which chose ``preset`` (``avx512-vnni``, ``avx2``, ``arm64-dotprod``...). None when the
+    """Set by ``preset = "auto"``: the int8 instruction set :func:`edgedistill.runtime.cpu.detect` found on the machine
+    the config was made on, which chose ``preset`` (``avx512-vnni``, ``avx2``, ``arm64-dotprod``...). None when the
     preset was named."""
     variants: tuple[str, ...] = BUILDABLE
     """Variants to build besides fp32: optimized, int8-dynamic, int8-static, fp16."""

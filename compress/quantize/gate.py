@@ -14,15 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from compress.data import Split
-from compress.errors import VariantBuildError
-from compress.exportmeta import MODEL_FILE, TOKENIZER_FILE, ExportMeta, read_export, runtime_config
-from compress.quantize import variants  # builders called as variants.<name>: one place to replace them in a test
-from compress.quantize.config import CALIBRATIONS, VARIANT_FILES, QuantizeConfig
-from compress.quantize.graph import QUANT_OPS, layer_groups, op_counts, sensitivity
-from compress.quantize.report import REPORT_JSON, Attempt, QuantizeReport
-from runtime.bench import environment
-from runtime.package import BATCH_DEPENDENT_VARIANTS
+from edgedistill.compress.data import Split
+from edgedistill.compress.errors import VariantBuildError
+from edgedistill.compress.exportmeta import MODEL_FILE, TOKENIZER_FILE, ExportMeta, read_export, runtime_config
+# builders called as variants.<name>: one place to replace them in a test
+from edgedistill.compress.quantize import variants
+from edgedistill.compress.quantize.config import CALIBRATIONS, VARIANT_FILES, QuantizeConfig
+from edgedistill.compress.quantize.graph import QUANT_OPS, layer_groups, op_counts, sensitivity
+from edgedistill.compress.quantize.report import REPORT_JSON, Attempt, QuantizeReport
+from edgedistill.runtime.bench import environment
+from edgedistill.runtime.package import BATCH_DEPENDENT_VARIANTS
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class _Gate:
         return self.onnx_dir / file if file == MODEL_FILE else self.work / file
 
     def classifier(self, path: Path, variant: str, providers: Any = None) -> Any:
-        from runtime.classifier import TextClassifier
+        from edgedistill.runtime.classifier import TextClassifier
 
         # run as the package will run it (batch_invariant), so the gate judges what ships
         config = runtime_config(self.meta, variant, batch_invariant=self.cfg.batch_invariant)
@@ -62,7 +63,7 @@ class _Gate:
                                          threads=self.cfg.threads)
 
     def measure(self, attempt: Attempt, providers: Any = None) -> Attempt:
-        from compress.evaluate import align_columns, compute_metrics
+        from edgedistill.compress.evaluate import align_columns, compute_metrics
 
         path = self.path(attempt.file)
         attempt.size_bytes = path.stat().st_size
@@ -130,11 +131,11 @@ LATENCY_TIE = 0.05
 def quantize(cfg: QuantizeConfig, data: Any = None) -> QuantizeReport:
     """Build the requested variants of ``cfg.onnx_dir``, gate them, choose the fastest passing one.
 
-    See :mod:`compress.quantize` for the variants, the gate and its fallbacks. ``data``: labelled data already
-    loaded (a :class:`~compress.data.LabelledData`; an update gates on its old and new tasks together) instead of
-    ``cfg.data``.
+    See :mod:`edgedistill.compress.quantize` for the variants, the gate and its fallbacks. ``data``: labelled data
+    already loaded (a :class:`~edgedistill.compress.data.LabelledData`; an update gates on its old and new tasks
+    together) instead of ``cfg.data``.
     """
-    from compress.data import load_data
+    from edgedistill.compress.data import load_data
 
     onnx_dir = Path(cfg.onnx_dir)
     meta = read_export(onnx_dir)

@@ -7,10 +7,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from compress.errors import ConfigError
-from compress.fsutil import write_text_atomic
-from compress.layout import QUANTIZE_REPORT
-from runtime.cpu import isa_name
+from edgedistill.compress.errors import ConfigError
+from edgedistill.compress.fsutil import write_text_atomic
+from edgedistill.compress.layout import QUANTIZE_REPORT
+from edgedistill.runtime.cpu import isa_name
 
 REPORT_JSON = QUANTIZE_REPORT
 REPORT_MD = "quantize_report.md"
@@ -68,7 +68,8 @@ class QuantizeReport:
     chosen_variant: str
     chosen_file: str
     chosen_why: str = ""
-    """Set when variants tied on latency and something else decided (:func:`compress.quantize.gate.choose`)."""
+    """Set when variants tied on latency and something else decided
+    (:func:`edgedistill.compress.quantize.gate.choose`)."""
     fused_ops: dict[str, int] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
@@ -178,8 +179,8 @@ class QuantizeReport:
                  f"- Gate: macro-F1 at most {self.budget:g} point{'' if self.budget == 1 else 's'} below fp32 "
                  f"({ref.macro_f1:.4f})"
                  + (f" and labels agreeing with fp32's on at least {floor:.2%} of texts" if floor is not None else "")
-                 + f" on {self.dataset} validation, {self.validation_examples} texts, through `runtime.TextClassifier` "
-                 "(the test split is never read here).",
+                 + f" on {self.dataset} validation, {self.validation_examples} texts, through "
+                 "`edgedistill.runtime.TextClassifier` (the test split is never read here).",
                  f"- Preset: {self.preset_text()}; latency: batch 1, p50/p90 over "
                  f"{self.config.get('latency_samples')} validation texts x 2, {env.get('threads') or 'default'} threads.",
                  f"- Machine: {env.get('cpu', '?')} ({env.get('logical_cpus', '?')} cores; int8 instruction set "

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from compress.exportmeta import ExportMeta
-from compress.quantize.graph import FUSED_OPS
+from edgedistill.compress.exportmeta import ExportMeta
+from edgedistill.compress.quantize.graph import FUSED_OPS
 
 log = logging.getLogger(__name__)
 

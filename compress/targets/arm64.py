@@ -56,10 +56,13 @@ def setup(cache: Path | None = None) -> dict[str, str]:
 
 
 def stage_runtime(dest: Path) -> Path:
-    """A folder holding a copy of ``runtime/`` and the worker, nothing else of the project."""
-    import runtime
+    """A folder holding a copy of ``runtime/`` (as ``edgedistill/runtime/``, beside the top package's
+    ``__init__.py``) and the worker, nothing else of the project."""
+    import edgedistill.runtime
 
-    shutil.copytree(Path(runtime.__file__).parent, dest / "runtime",
+    (dest / "edgedistill").mkdir(parents=True)
+    shutil.copy(edgedistill.__file__, dest / "edgedistill" / "__init__.py")
+    shutil.copytree(Path(edgedistill.runtime.__file__).parent, dest / "edgedistill" / "runtime",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "web"))
     shutil.copy(WORKER, dest / "worker.py")
     return dest

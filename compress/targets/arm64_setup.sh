@@ -9,7 +9,7 @@
 #      configuration pointing at this machine's Debian mirror, unpacked with dpkg-deb -x.
 #   3. Wheels: aarch64 onnxruntime, numpy, tokenizers into SYSROOT/opt/site (pip --platform --target).
 #
-# Usage: compress/targets/arm64_setup.sh [CACHE_DIR]   (compress.targets.arm64.setup runs it)
+# Usage: compress/targets/arm64_setup.sh [CACHE_DIR]   (edgedistill.compress.targets.arm64.setup runs it)
 #   CACHE_DIR defaults to $EDGEDISTILL_ARM64_CACHE, else $EDGEDISTILL_CACHE/arm64, else
 #   ~/.cache/edgedistill/arm64. Idempotent: each step is skipped when its stamp file exists,
 #   so a second run takes well under a second. Prints the environment file's path

@@ -1,15 +1,15 @@
 """Run the torch-free runtime on model packages and print the probabilities as JSON (one process, any CPU).
 
-Run by :mod:`compress.targets.arm64` with the emulated aarch64 Python (and by ``benchmarks/arm64/check.py``
-with the host's too), against a staging folder holding only a copy of ``runtime/``::
+Run by :mod:`edgedistill.compress.targets.arm64` with the emulated aarch64 Python (and by ``benchmarks/arm64/check.py``
+with the host's too), against a staging folder holding only a copy of ``runtime/`` (as ``edgedistill.runtime``)::
 
     python worker.py TEXTS_JSON PACKAGE [PACKAGE ...]   -> JSON on stdout
 
 Each package is loaded as a user loads it (``TextClassifier.load``: on aarch64 it picks the package's arm64
 file) and classified through ``predict_proba``'s normal path, one intra-op thread.
 
-Only the standard library, numpy, onnxruntime, tokenizers and ``runtime`` are imported, and the
-worker fails if ``compress``, torch or transformers got imported along the way.
+Only the standard library, numpy, onnxruntime, tokenizers and ``edgedistill.runtime`` are imported, and the
+worker fails if ``edgedistill.compress``, torch or transformers got imported along the way.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
     import numpy as np
     import onnxruntime as ort
 
-    from runtime import TextClassifier
+    from edgedistill.runtime import TextClassifier
 
     texts = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     results = {}
@@ -48,7 +48,7 @@ def main(argv: list[str]) -> int:
         probs = clf.predict_proba(texts)
         results[pkg] = {"labels": clf.labels, "variant": clf.config.variant,
                         "probs": np.asarray(probs, dtype=np.float64).tolist()}
-    leaked = sorted(m for m in ("compress", "torch", "transformers") if m in sys.modules)
+    leaked = sorted(m for m in ("edgedistill.compress", "torch", "transformers") if m in sys.modules)
     if leaked:
         print(f"the runtime imported {', '.join(leaked)}", file=sys.stderr)
         return 3

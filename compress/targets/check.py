@@ -31,7 +31,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from compress.targets.config import TargetsConfig, build_machine
+from edgedistill.compress.targets.config import TargetsConfig, build_machine
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def run_x86(target: str, packages: list[Path], texts: list[str], cfg: TargetsCon
 
 def run_arm64(target: str, packages: list[Path], texts: list[str], cfg: TargetsConfig, work: Path) -> Outcome:
     """Under QEMU user mode, once per CPU model of ``cfg.arm64_cpus``, side by side."""
-    from compress.targets import arm64
+    from edgedistill.compress.targets import arm64
 
     try:
         env = arm64.setup()
@@ -82,7 +82,7 @@ def run_arm64(target: str, packages: list[Path], texts: list[str], cfg: TargetsC
 
 def run_wasm(target: str, packages: list[Path], texts: list[str], cfg: TargetsConfig, work: Path) -> Outcome:
     """In headless Chromium through the web export (transformers.js, onnxruntime-web WASM)."""
-    from compress.targets import wasm
+    from edgedistill.compress.targets import wasm
 
     try:
         return {"wasm/chromium": wasm.classify(packages, texts, work)}
@@ -96,8 +96,8 @@ def run_cuda(target: str, packages: list[Path], texts: list[str], cfg: TargetsCo
     """On onnxruntime's CUDA provider, in this process."""
     import onnxruntime as ort
 
-    from runtime.classifier import TextClassifier
-    from runtime.errors import ProviderUnavailableError
+    from edgedistill.runtime.classifier import TextClassifier
+    from edgedistill.runtime.errors import ProviderUnavailableError
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         raise TargetUnavailable("onnxruntime here has no CUDAExecutionProvider (a machine with an NVIDIA GPU and "
@@ -208,7 +208,7 @@ class Checker:
 
     def host(self, package: Path, target: str) -> np.ndarray:
         """A package's file for ``target`` on the build machine's CPU, through the runtime's normal path."""
-        from runtime.classifier import TextClassifier
+        from edgedistill.runtime.classifier import TextClassifier
 
         key = (package, target)
         if key not in self._host:
@@ -253,8 +253,8 @@ def slug(name: str) -> str:
 
 def one_file_package(onnx_dir: Path, meta: Any, file: str, variant: str, dest: Path) -> Path:
     """A package around one graph of the ONNX folder (linked, not copied, where the file system allows)."""
-    from compress.exportmeta import MODEL_FILE, TOKENIZER_FILE, runtime_config
-    from runtime.package import write_manifest
+    from edgedistill.compress.exportmeta import MODEL_FILE, TOKENIZER_FILE, runtime_config
+    from edgedistill.runtime.package import write_manifest
 
     dest.mkdir(parents=True)
     try:
@@ -332,7 +332,7 @@ class TargetsReport:
         """Write the JSON (whole, through a temporary file) and, when asked, the Markdown."""
         if md_path is not None:
             md_path.write_text(self.to_markdown())
-        from compress.fsutil import write_text_atomic
+        from edgedistill.compress.fsutil import write_text_atomic
 
         return write_text_atomic(json_path, json.dumps(self.to_dict(), indent=2) + "\n")
 
@@ -372,7 +372,7 @@ def _environment() -> dict[str, Any]:
 
     import onnxruntime
 
-    from runtime.cpu import detect
+    from edgedistill.runtime.cpu import detect
 
     isa = detect()
     return {"machine": _platform.machine(), "isa": isa.name, "onnxruntime": onnxruntime.__version__}
@@ -386,8 +386,8 @@ def _now() -> str:
 
 def validation_texts(cfg: TargetsConfig) -> tuple[list[str], str]:
     """The texts every target is checked on: a stratified sample of the validation split (the data seed)."""
-    from compress.data import load_data
-    from compress.quantize.gate import _stratified_subset
+    from edgedistill.compress.data import load_data
+    from edgedistill.compress.quantize.gate import _stratified_subset
 
     data = load_data(cfg.data)
     return list(_stratified_subset(data.validation, cfg.max_texts, cfg.data.seed).texts), data.name

@@ -6,10 +6,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from compress.data import DataConfig
-from compress.errors import ConfigError
-from runtime import cpu
-from runtime.package import TARGETS
+from edgedistill.compress.data import DataConfig
+from edgedistill.compress.errors import ConfigError
+from edgedistill.runtime import cpu
+from edgedistill.runtime.package import TARGETS
 
 ARM64_CPUS = ("cortex-a72", "neoverse-n1", "neoverse-v1")
 """QEMU CPU models, each of which makes onnxruntime pick other kernels: plain NEON, dot product (sdot/udot),

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compress.errors import ConfigError, TargetsError
-from compress.layout import TARGETS_REPORT, TARGETS_REPORT_MD
-from compress.targets.check import (REFERENCE, WORK_PREFIX, Candidate, Checker, Runner, Shipped, TargetRow,
-                                    TargetsReport, TargetUnavailable, _environment, _now, one_file_package, slug,
-                                    validation_texts)
-from compress.targets.config import TargetsConfig
+from edgedistill.compress.errors import ConfigError, TargetsError
+from edgedistill.compress.layout import TARGETS_REPORT, TARGETS_REPORT_MD
+from edgedistill.compress.targets.check import (REFERENCE, WORK_PREFIX, Candidate, Checker, Runner, Shipped, TargetRow,
+                                                TargetsReport, TargetUnavailable, _environment, _now, one_file_package,
+                                                slug, validation_texts)
+from edgedistill.compress.targets.config import TargetsConfig
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,12 @@ def candidates(report: Any, platform: str) -> list[Any]:
 def check_targets(cfg: TargetsConfig, runners: dict[str, Runner] | None = None) -> TargetsReport:
     """Check the quantize stage's choice on every declared target, falling back per target; write
     ``targets.json`` and ``targets.md`` into the ONNX folder. Raises (after writing them)
-    :class:`~compress.errors.ConfigError` naming ``targets.allow_unverified`` when a target could not be checked
-    and may not ship unverified, and :class:`~compress.errors.TargetsError` when nothing passed on a target."""
-    from compress.exportmeta import read_export
-    from compress.quantize import QuantizeReport
-    from runtime.package import sha256_file
+    :class:`~edgedistill.compress.errors.ConfigError` naming ``targets.allow_unverified`` when a target could not be
+    checked and may not ship unverified, and :class:`~edgedistill.compress.errors.TargetsError` when nothing passed on a
+    target."""
+    from edgedistill.compress.exportmeta import read_export
+    from edgedistill.compress.quantize import QuantizeReport
+    from edgedistill.runtime.package import sha256_file
 
     started = time.perf_counter()
     onnx_dir = Path(cfg.onnx_dir)
@@ -142,8 +143,8 @@ def shipping_plan(onnx_dir: Path) -> ShippingPlan | None:
     """What to ship per target, from the targets report in ``onnx_dir`` (None when there is none: the package
     then ships the quantize choice alone and names no targets). Refuses a report that refused a target or
     whose files changed since (a later quantize run)."""
-    from compress.exportmeta import MODEL_FILE
-    from runtime.package import sha256_file
+    from edgedistill.compress.exportmeta import MODEL_FILE
+    from edgedistill.runtime.package import sha256_file
 
     path = onnx_dir / TARGETS_REPORT
     if not path.is_file():
@@ -180,8 +181,9 @@ def check_package(package: Path, onnx_dir: Path, cfg: TargetsConfig,
                   runners: dict[str, Runner] | None = None) -> TargetsReport:
     """Check what a package ships for each target (its own file for each, no fallback) against the fp32 graph of
     ``onnx_dir``; texts as the build's (``cfg.data``). Nothing is written: the caller saves the report."""
-    from compress.exportmeta import MODEL_FILE, read_export
-    from runtime.package import MANIFEST_FILE, open_package, read_config, sha256_file, target_model, verify_package
+    from edgedistill.compress.exportmeta import MODEL_FILE, read_export
+    from edgedistill.runtime.package import (MANIFEST_FILE, open_package, read_config, sha256_file, target_model,
+                                             verify_package)
 
     started = time.perf_counter()
     meta = read_export(onnx_dir)

@@ -40,7 +40,7 @@ def chromium() -> Path:
 
 def browser_env() -> dict[str, str]:
     """The environment ``headless.mjs`` runs in: the pinned playwright-core (and transformers.js) installed."""
-    from runtime import webexport as web
+    from edgedistill.runtime import webexport as web
 
     if shutil.which("node") is None:
         raise BrowserUnavailable("Node.js is not installed (Debian/Ubuntu: apt-get install -y nodejs npm)")
@@ -55,8 +55,8 @@ def browser_env() -> dict[str, str]:
 
 def classify(packages: list[Path], texts: list[str], work: Path) -> list[np.ndarray]:
     """Each package's probabilities (in its label order) for ``texts`` in headless Chromium."""
-    from runtime import webexport as web
-    from runtime.package import open_package, read_config
+    from edgedistill.runtime import webexport as web
+    from edgedistill.runtime.package import open_package, read_config
 
     browser, env = chromium(), browser_env()
     out = []
