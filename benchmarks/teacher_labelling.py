@@ -4,10 +4,11 @@
     # -> benchmarks/results/<device>/teacher-labelling.{md,json}
 
 Distillation runs the teacher once over every training and transfer text (20,413 texts in the full
-movie-sentiment build). This times both backends of :func:`edgedistill.compress.distill.teacher_outputs` on the first
-``--texts`` unlabelled snippets: each round runs torch then ONNX Runtime over all of them, the next round the
-other way round, and the faster of the rounds is kept per backend. The ONNX export (done once per teacher and
-cached) is timed separately. Agreement: max |logit difference| and the share of equal labels.
+movie-sentiment build). This times both backends of
+:func:`edgedistill.compress.distill.teacher_outputs.teacher_outputs` on the first ``--texts`` unlabelled snippets:
+each round runs torch then ONNX Runtime over all of them, the next round the other way round, and the faster of the
+rounds is kept per backend. The ONNX export (done once per teacher and cached) is timed separately. Agreement:
+max |logit difference| and the share of equal labels.
 """
 
 from __future__ import annotations
@@ -35,15 +36,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from edgedistill.compress import distill
     from edgedistill.compress.data import read_texts
+    from edgedistill.compress.distill.teacher_outputs import onnx_teacher, run_teacher, run_teacher_onnx
 
     texts = read_texts("snippets-unlabelled")[:args.texts]
     t0 = time.perf_counter()
-    distill.onnx_teacher(args.teacher, args.max_length)
+    onnx_teacher(args.teacher, args.max_length)
     export_s = time.perf_counter() - t0
-    runs = {"torch": lambda: distill.run_teacher(args.teacher, texts, args.max_length),
-            "onnx": lambda: distill.run_teacher_onnx(args.teacher, texts, args.max_length)}
+    runs = {"torch": lambda: run_teacher(args.teacher, texts, args.max_length),
+            "onnx": lambda: run_teacher_onnx(args.teacher, texts, args.max_length)}
     best: dict[str, float] = {}
     logits = {}
     for r in range(args.rounds):

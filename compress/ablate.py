@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from edgedistill.compress import recipe
-from edgedistill.compress.distill import DistillConfig, distill
+from edgedistill.compress.distill.config import DistillConfig
+from edgedistill.compress.distill.run import distill
 from edgedistill.compress.errors import ConfigError, EdgeDistillError
 
 log = logging.getLogger(__name__)

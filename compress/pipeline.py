@@ -109,7 +109,7 @@ def _teacher(recipe: Recipe, cfg) -> Path:
 
 
 def _student(recipe: Recipe, cfg) -> Path:
-    from edgedistill.compress.distill import distill
+    from edgedistill.compress.distill.run import distill
 
     return distill(cfg)
 

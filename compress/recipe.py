@@ -60,7 +60,7 @@ SECTIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "data": ("edgedistill.compress.data", "DataConfig", ()),
     "teacher": ("edgedistill.compress.teacher", "TeacherConfig", ("data", "output_dir", "profile")),
     "student": ("edgedistill.compress.student", "StudentConfig", ()),
-    "distill": ("edgedistill.compress.distill", "DistillConfig",
+    "distill": ("edgedistill.compress.distill.config", "DistillConfig",
                 ("data", "student", "teacher_dir", "output_dir", "profile")),
     "export": ("edgedistill.compress.export", "ExportConfig", ("checkpoint", "output")),
     "quantize": ("edgedistill.compress.quantize", "QuantizeConfig", ("onnx_dir", "data", "detected_isa")),

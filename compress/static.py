@@ -136,7 +136,7 @@ def teacher_token_vectors(teacher_dir: Path | str, tokenizer, *, batch_size: int
     """One vector per vocabulary id: the fine-tuned teacher's encoder outputs for ``[SEP] id [CLS]``, averaged
     over the three positions (model2vec's recipe, run on the fine-tuned encoder). Minutes for MPNet-base's
     30,527 tokens on 2 cores, so cached under the checkpoint's hash (every ladder run reuses them)."""
-    from edgedistill.compress.distill import checkpoint_hash
+    from edgedistill.compress.distill.teacher_outputs import checkpoint_hash
     from edgedistill.runtime.fsutil import cache_dir
 
     path = cache_dir() / "static-init" / f"{checkpoint_hash(teacher_dir)[:24]}-{len(tokenizer)}.npy"

@@ -101,7 +101,8 @@ def test_the_student_distils_from_its_adapted_encoder_and_a_second_run_reuses_it
     import edgedistill.compress.adapt as adapt_mod
     import edgedistill.compress.student as student_mod
     from edgedistill.compress.data import DataConfig, load_data
-    from edgedistill.compress.distill import DistillConfig, distill
+    from edgedistill.compress.distill.config import DistillConfig
+    from edgedistill.compress.distill.run import distill
     from edgedistill.compress.report import adaptation_text
     from edgedistill.compress.student import StudentConfig
 

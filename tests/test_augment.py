@@ -6,7 +6,8 @@ import pytest
 
 from edgedistill.compress.augment import augment_texts, embedding_neighbours, words_of
 from edgedistill.compress.data import DataConfig, load_data
-from edgedistill.compress.distill import DistillConfig, build_transfer_set
+from edgedistill.compress.distill.config import DistillConfig
+from edgedistill.compress.distill.transfer import build_transfer_set
 from edgedistill.compress.errors import ConfigError
 
 

@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from edgedistill.compress import distill as distill_mod
 from edgedistill.compress.ablate import ablate, apply, load_base, parse_grid
 from edgedistill.compress.data import DataConfig, load_data
-from edgedistill.compress.distill import DistillConfig, build_transfer_set, distill, distillation_loss
+from edgedistill.compress.distill import teacher_outputs as outputs_mod
+from edgedistill.compress.distill.config import PROFILES, DistillConfig
+from edgedistill.compress.distill.losses import distillation_loss
+from edgedistill.compress.distill.run import distill
+from edgedistill.compress.distill.transfer import build_transfer_set
 from edgedistill.compress.errors import ConfigError, TransferSetError
 from edgedistill.compress.student import StudentConfig
 from tests.conftest import FILLER, NEGATIVE, POSITIVE, build_tiny_bert
@@ -58,8 +61,8 @@ def test_config_validation_and_profiles(tiny_model_dir):
         DistillConfig(teacher_dir="x", profile="huge")
     DistillConfig(alpha=0.0)  # plain fine-tuning needs no teacher
     cfg = DistillConfig(teacher_dir="x", epochs=5.0).resolved()
-    assert cfg.epochs == 5.0 and cfg.max_length == distill_mod.PROFILES["quick"]["max_length"]
-    assert cfg.data.max_train_samples == distill_mod.PROFILES["quick"]["max_train_samples"]
+    assert cfg.epochs == 5.0 and cfg.max_length == PROFILES["quick"]["max_length"]
+    assert cfg.data.max_train_samples == PROFILES["quick"]["max_train_samples"]
     full = DistillConfig(teacher_dir="x", profile="full").resolved()
     assert full.data.max_train_samples is None and full.max_transfer_samples is None
 
@@ -104,13 +107,13 @@ def unlabelled_file(tmp_path):
 def test_distill_writes_a_checkpoint_and_reuses_cached_teacher_outputs(
         tiny_csv, tiny_model_dir, student_init, unlabelled_file, tmp_path, monkeypatch):
     calls = []
-    real = distill_mod.run_teacher_onnx  # the default backend when only logits are needed
+    real = outputs_mod.run_teacher_onnx  # the default backend when only logits are needed
 
     def spy(*args, **kwargs):
         calls.append(len(args[1]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(distill_mod, "run_teacher_onnx", spy)
+    monkeypatch.setattr(outputs_mod, "run_teacher_onnx", spy)
     cfg = _cfg(tiny_csv, tiny_model_dir, tmp_path / "s1", student_init, transfer=[str(unlabelled_file)])
     out = distill(cfg)
     assert out == tmp_path / "s1"
@@ -140,9 +143,9 @@ def test_distill_writes_a_checkpoint_and_reuses_cached_teacher_outputs(
     assert json.loads((again / "distill.json").read_text())["teacher_outputs"]["from_cache"] is True
     # a different max_length is a different fingerprint: the teacher runs again
     texts = build_transfer_set(cfg.resolved(), data).texts
-    assert distill_mod.teacher_outputs(tiny_model_dir, texts, 32, backend="onnx").from_cache
+    assert outputs_mod.teacher_outputs(tiny_model_dir, texts, 32, backend="onnx").from_cache
     assert len(calls) == 1
-    assert not distill_mod.teacher_outputs(tiny_model_dir, texts, 24, backend="onnx").from_cache
+    assert not outputs_mod.teacher_outputs(tiny_model_dir, texts, 24, backend="onnx").from_cache
     assert len(calls) == 2
 
 
@@ -197,14 +200,14 @@ def test_teacher_and_student_may_tokenize_differently(tiny_csv, mpnet_teacher, s
     text = "the film was great"
     assert t_tok(text)["input_ids"] != s_tok(text)["input_ids"]  # really different ids
     seen = {}
-    real = distill_mod.run_teacher
+    real = outputs_mod.run_teacher
 
     def spy(*args, **kwargs):
         out = real(*args, **kwargs)
         seen["pooled"] = out.pooled.shape
         return out
 
-    monkeypatch.setattr(distill_mod, "run_teacher", spy)
+    monkeypatch.setattr(outputs_mod, "run_teacher", spy)
     # widths differ (48 vs 32): the pooled hidden-state loss goes through a learned projection
     cfg = _cfg(tiny_csv, mpnet_teacher, tmp_path / "s", student_init, hidden_loss_weight=1.0)
     out = distill(cfg)
@@ -289,25 +292,26 @@ def test_grid_parsing_and_base_files(tmp_path, tiny_model_dir):
 
 
 def _texts_seen_by(monkeypatch, runner: str) -> list[list[str]]:
-    """Patch ``edgedistill.compress.distill.<runner>`` to record the texts of each call; returns that record."""
+    """Patch ``edgedistill.compress.distill.teacher_outputs.<runner>`` to record the texts of each call; returns that
+    record."""
     calls: list[list[str]] = []
-    real = getattr(distill_mod, runner)
+    real = getattr(outputs_mod, runner)
 
     def spy(teacher_dir, texts, *args, **kwargs):
         calls.append(list(texts))
         return real(teacher_dir, texts, *args, **kwargs)
 
-    monkeypatch.setattr(distill_mod, runner, spy)
+    monkeypatch.setattr(outputs_mod, runner, spy)
     return calls
 
 
 def test_cached_rows_are_reused_for_a_larger_transfer_set(tiny_model_dir, tmp_path, monkeypatch):
-    real = distill_mod.run_teacher
+    real = outputs_mod.run_teacher
     calls = _texts_seen_by(monkeypatch, "run_teacher")
     first = ["the film was great", "awful plot", "a very boring and flat movie"]
     more = ["a warm and moving story", "tedious"]
-    a = distill_mod.teacher_outputs(tiny_model_dir, first, 16, pooled=True, cache=tmp_path)
-    b = distill_mod.teacher_outputs(tiny_model_dir, more[:1] + first + more[1:], 16, pooled=True, cache=tmp_path)
+    a = outputs_mod.teacher_outputs(tiny_model_dir, first, 16, pooled=True, cache=tmp_path)
+    b = outputs_mod.teacher_outputs(tiny_model_dir, more[:1] + first + more[1:], 16, pooled=True, cache=tmp_path)
     assert calls == [first, more]  # only the new texts met the teacher
     whole = real(tiny_model_dir, more[:1] + first + more[1:], 16, pooled=True)
     np.testing.assert_allclose(b.logits, whole.logits, atol=1e-5)
@@ -317,8 +321,8 @@ def test_cached_rows_are_reused_for_a_larger_transfer_set(tiny_model_dir, tmp_pa
 
 def test_cached_outputs_round_trip_attention(tiny_model_dir, tmp_path):
     texts = ["the film was great", "awful plot", "a very boring and flat movie"]
-    a = distill_mod.teacher_outputs(tiny_model_dir, texts, 16, pooled=True, attention=True, cache=tmp_path)
-    b = distill_mod.teacher_outputs(tiny_model_dir, texts, 16, pooled=True, attention=True, cache=tmp_path)
+    a = outputs_mod.teacher_outputs(tiny_model_dir, texts, 16, pooled=True, attention=True, cache=tmp_path)
+    b = outputs_mod.teacher_outputs(tiny_model_dir, texts, 16, pooled=True, attention=True, cache=tmp_path)
     assert not a.from_cache and b.from_cache and a.fingerprint == b.fingerprint
     np.testing.assert_array_equal(a.logits, b.logits)
     np.testing.assert_array_equal(a.pooled, b.pooled)
@@ -353,7 +357,7 @@ def test_cli_distill_and_ablate(tiny_csv, tiny_model_dir, student_init, tmp_path
 def test_layer_map_spaces_student_layers_and_follows_copied_layers():
     from types import SimpleNamespace
 
-    from edgedistill.compress.distill import layer_map
+    from edgedistill.compress.distill.losses import layer_map
 
     minilm = SimpleNamespace(num_hidden_layers=6)
     assert layer_map(minilm, 12, 1) == [(6, 12)]  # the last layer alone, as before
@@ -371,14 +375,14 @@ def test_layer_map_spaces_student_layers_and_follows_copied_layers():
 
 def test_hidden_loss_over_several_layers(tiny_csv, mpnet_teacher, student_init, tmp_path, monkeypatch):
     seen = {}
-    real = distill_mod.run_teacher
+    real = outputs_mod.run_teacher
 
     def spy(*args, **kwargs):
         out = real(*args, **kwargs)
         seen["pooled"], seen["layers"] = out.pooled.shape, kwargs.get("layers")
         return out
 
-    monkeypatch.setattr(distill_mod, "run_teacher", spy)
+    monkeypatch.setattr(outputs_mod, "run_teacher", spy)
     cfg = _cfg(tiny_csv, mpnet_teacher, tmp_path / "s", student_init, hidden_loss_weight=1.0,
                hidden_loss_layers=2, epochs=0.5)
     out = distill(cfg)
@@ -393,17 +397,17 @@ def test_hidden_loss_over_several_layers(tiny_csv, mpnet_teacher, student_init, 
 
 def test_teacher_outputs_through_onnx_runtime_match_torch_and_are_cached(tiny_model_dir, tmp_path, monkeypatch):
     texts = ["the film was great", "awful plot", "a very boring and flat movie", "a warm and moving story"]
-    torch_out = distill_mod.run_teacher(tiny_model_dir, texts, 16)
+    torch_out = outputs_mod.run_teacher(tiny_model_dir, texts, 16)
     calls = _texts_seen_by(monkeypatch, "run_teacher_onnx")
-    a = distill_mod.teacher_outputs(tiny_model_dir, texts, 16, backend="onnx", cache=tmp_path)
+    a = outputs_mod.teacher_outputs(tiny_model_dir, texts, 16, backend="onnx", cache=tmp_path)
     np.testing.assert_allclose(a.logits, torch_out.logits, atol=1e-4)
     # exported once, parity-checked, kept in the cache under the checkpoint's hash
-    assert (distill_mod.onnx_teacher(tiny_model_dir, 16) / "model.onnx").is_file()
-    b = distill_mod.teacher_outputs(tiny_model_dir, texts, 16, backend="onnx", cache=tmp_path)
+    assert (outputs_mod.onnx_teacher(tiny_model_dir, 16) / "model.onnx").is_file()
+    b = outputs_mod.teacher_outputs(tiny_model_dir, texts, 16, backend="onnx", cache=tmp_path)
     assert b.from_cache and calls == [texts]
     # a different backend is a different cache entry; inner states always come from torch
-    assert not distill_mod.teacher_outputs(tiny_model_dir, texts, 16, cache=tmp_path).from_cache
-    c = distill_mod.teacher_outputs(tiny_model_dir, texts, 16, pooled=True, backend="onnx", cache=tmp_path)
+    assert not outputs_mod.teacher_outputs(tiny_model_dir, texts, 16, cache=tmp_path).from_cache
+    c = outputs_mod.teacher_outputs(tiny_model_dir, texts, 16, pooled=True, backend="onnx", cache=tmp_path)
     assert c.pooled is not None and calls == [texts]
     with pytest.raises(ConfigError, match="teacher_backend"):
         DistillConfig(teacher_dir="t", teacher_backend="tf")
@@ -415,10 +419,10 @@ def test_a_teacher_that_cannot_export_is_run_in_torch(tiny_model_dir, tmp_path, 
     def no_export(*args, **kwargs):
         raise ExportError("optimum could not export this architecture")
 
-    monkeypatch.setattr(distill_mod, "onnx_teacher", no_export)
+    monkeypatch.setattr(outputs_mod, "onnx_teacher", no_export)
     torch_calls = _texts_seen_by(monkeypatch, "run_teacher")
     texts = ["the film was great", "awful plot"]
     with caplog.at_level("WARNING", logger="edgedistill.compress.distill"):
-        out = distill_mod.teacher_outputs(tiny_model_dir, texts, 16, backend="onnx", cache=tmp_path)
+        out = outputs_mod.teacher_outputs(tiny_model_dir, texts, 16, backend="onnx", cache=tmp_path)
     assert torch_calls == [texts] and out.logits.shape == (2, 2)
     assert "its ONNX export failed" in caplog.text and "could not export" in caplog.text

@@ -349,7 +349,7 @@ def test_a_changed_model_folder_reruns_the_teacher(tmp_path, tiny_model_dir, tin
 
 
 def _student_components(**student):
-    from edgedistill.compress.distill import DistillConfig
+    from edgedistill.compress.distill.config import DistillConfig
     from edgedistill.compress.student import StudentConfig
 
     cfg = DistillConfig(teacher_dir="teacher", student=StudentConfig(builder="drop-layers", layers=2, **student))

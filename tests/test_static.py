@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from edgedistill.compress.data import DataConfig
-from edgedistill.compress.distill import DistillConfig, distill
+from edgedistill.compress.distill.config import DistillConfig
+from edgedistill.compress.distill.run import distill
 from edgedistill.compress.errors import ConfigError
 from edgedistill.compress.student import StudentConfig, build_student, load_classifier
 

@@ -86,7 +86,7 @@ def distill_command(
              "build folder holds the teacher and the output unless --teacher / --output say otherwise.")] = None,
 ) -> None:
     """Distil a teacher into a compact student (KD on cached teacher outputs) and evaluate it on test."""
-    from edgedistill.compress.distill import distill
+    from edgedistill.compress.distill.run import distill
 
     recipe = stage_recipe(config, profile).with_values({
         "data.source": data, "data.text_column": text_column, "data.label_column": label_column,

@@ -1,0 +1,73 @@
+"""The distillation loss (soft targets and gold labels) and its optional terms: pooled hidden states on mapped
+layers, last-layer attention."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from edgedistill.compress.errors import ConfigError
+
+
+def distillation_loss(student_logits, teacher_logits, labels, alpha: float, temperature: float):
+    """alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, labels).
+
+    The KL term is averaged over every example in the batch; the CE term over the labelled ones only
+    (label -100 marks an unlabelled transfer text). Returns a scalar tensor.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    student_logits = student_logits.float()  # under autocast: bf16 logits would round the teacher's away
+    loss = student_logits.new_zeros(())
+    if alpha > 0:
+        t = temperature
+        log_p_s = F.log_softmax(student_logits / t, dim=-1)
+        log_p_t = F.log_softmax(teacher_logits.float() / t, dim=-1)
+        kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1).mean()
+        loss = loss + alpha * t * t * kl
+    if alpha < 1 and labels is not None:
+        mask = labels != -100
+        if bool(mask.any()):
+            loss = loss + (1 - alpha) * F.cross_entropy(student_logits[mask], labels[mask])
+    return loss if isinstance(loss, torch.Tensor) else torch.as_tensor(loss)
+
+
+def mean_pool(hidden, attention_mask):
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+def layer_map(student_config, teacher_depth: int, k: int) -> list[tuple[int, int]]:
+    """``k`` (student, teacher) pairs of ``hidden_states`` indices (0 is the embeddings) for the hidden loss.
+
+    Student layers are evenly spaced with the last included (6 layers, k=3: 2, 4, 6). A student copied from the
+    teacher's own layers (``teacher-layers``) maps each layer to the one it was copied from; any other student
+    maps layer ``s`` of ``L_s`` to teacher layer ``round(s * L_t / L_s)``, as TinyBERT's uniform mapping does.
+    """
+    depth = student_config.num_hidden_layers
+    if k > depth:
+        raise ConfigError("distill.hidden_loss_layers", k, f"the student has only {depth} layers")
+    origin = getattr(student_config, "student", None) or {}
+    kept = origin.get("layers_kept") if origin.get("builder") == "teacher-layers" else None
+    pairs = []
+    for j in range(1, k + 1):
+        s = round(j * depth / k)
+        t = kept[s - 1] + 1 if kept else round(s * teacher_depth / depth)
+        pairs.append((s, min(max(t, 1), teacher_depth)))
+    return pairs
+
+
+def attention_loss(student_attn, teacher_attn: Sequence, attention_mask):
+    """Mean over rows of KL(teacher || student) of head-averaged last-layer attention, per real token."""
+    import torch
+
+    student_attn = student_attn.float()  # under fp16 autocast the 1e-9 floor would round to 0, and log(0) to -inf
+    total, rows = student_attn.new_zeros(()), 0
+    for i, t in enumerate(teacher_attn):
+        n = int(attention_mask[i].sum())
+        t = torch.as_tensor(t, dtype=student_attn.dtype, device=student_attn.device)
+        assert t.shape == (n, n), f"teacher attention {tuple(t.shape)} vs {n} student tokens"
+        s = student_attn[i, :n, :n].clamp(min=1e-9)
+        total = total + (t * (t.clamp(min=1e-9).log() - s.log())).sum()
+        rows += n
+    return total / max(rows, 1)
