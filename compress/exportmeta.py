@@ -10,7 +10,7 @@ naming the file and the key when it is missing or malformed. :func:`runtime_conf
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -197,14 +197,14 @@ def read_export(onnx_dir: Path | str) -> ExportMeta:
 
 
 def runtime_config(meta: ExportMeta, variant: str, *, temperature: float = 1.0,
-                   batch_invariant: bool = True) -> dict[str, Any]:
+                   batch_invariant: bool = True, biases: Sequence[float] | None = None) -> dict[str, Any]:
     """The package ``config.json`` (what ``edgedistill.runtime.TextClassifier`` needs) for one variant of an export:
-    ``temperature`` divides the logits before the softmax; ``batch_invariant`` makes the runtime run a
-    batch-dependent variant (dynamic int8) one text per call."""
+    ``temperature`` divides the logits before the softmax, ``biases`` (one per label) are added after it;
+    ``batch_invariant`` makes the runtime run a batch-dependent variant (dynamic int8) one text per call."""
     from edgedistill.runtime.package import BATCH_DEPENDENT_VARIANTS
 
     return {"labels": list(meta.labels), "max_length": meta.max_length, "input_names": list(meta.input_names),
             "output_name": meta.output_name, "uses_token_type_ids": meta.uses_token_type_ids,
             "pad_token_id": meta.pad_token_id, "model_type": meta.model_type, "variant": variant,
             "temperature": temperature, "batch_dependent": variant in BATCH_DEPENDENT_VARIANTS,
-            "batch_invariant": batch_invariant}
+            "batch_invariant": batch_invariant, **({"biases": [float(b) for b in biases]} if biases else {})}

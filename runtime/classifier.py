@@ -163,6 +163,7 @@ class TextClassifier:
         self.num_labels = len(self.labels)
         self.max_length = config.max_length
         self.temperature = float(config.temperature)
+        self.biases = None if config.biases is None else np.asarray(config.biases, dtype=np.float32)
         # each text in its own session call (unpadded), so that no answer depends on batch-mates
         self.runs_alone = config.batch_dependent and (config.batch_invariant if batch_invariant is None
                                                       else batch_invariant)
@@ -350,11 +351,13 @@ class TextClassifier:
         return out
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Class probabilities, ``softmax(logits / temperature)``, shape ``(len(texts), num_labels)``, float32,
-        in input order (batched as :meth:`predict_logits` says)."""
+        """Class probabilities, ``softmax(logits / temperature + biases)``, shape ``(len(texts), num_labels)``,
+        float32, in input order (batched as :meth:`predict_logits` says)."""
         logits = self.predict_logits(texts, batch_size)
         if self.temperature != 1.0:
             logits /= np.float32(self.temperature)
+        if self.biases is not None:
+            logits += self.biases
         return _softmax(logits)
 
     def predict(self, text_or_texts: str | Sequence[str], batch_size: int = 32,
@@ -381,6 +384,7 @@ class TextClassifier:
     def __repr__(self) -> str:
         variant = f", variant={self.config.variant}" if self.config.variant else ""
         temperature = f", temperature={self.temperature:g}" if self.temperature != 1.0 else ""
+        temperature += ", class biases" if self.biases is not None else ""
         alone = ", one text per call" if self.runs_alone else ""
         return (f"TextClassifier({self.source}: {self.num_labels} labels {self.labels}, max_length={self.max_length}"
                 f"{variant}{temperature}{alone}, providers={self.providers})")

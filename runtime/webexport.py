@@ -366,6 +366,7 @@ def transformersjs_config(config: PackageConfig, dtype: str, suffix_tokens: int,
             "variant": config.variant,
             "dtype": dtype,
             "temperature": config.temperature,  # logits / temperature before the softmax, as the Python runtime
+            "biases": list(config.biases) if config.biases else None,  # then + biases, as the Python runtime
             "runs_alone": config.runs_alone,  # one text per session call: answers never depend on batch-mates
         },
     }
@@ -431,7 +432,8 @@ def _assemble(package: Path, out: Path, cache: Path | None) -> dict[str, Any]:
         "package_model_file": model_file,
         "kind": kind, "labels": list(config.labels), "variant": variant, "dtype": dtype,
         "model": f"{MODEL_DIR}/onnx/{onnx_name}",
-        "temperature": config.temperature, "runs_alone": config.runs_alone,
+        "temperature": config.temperature, "biases": list(config.biases) if config.biases else None,
+        "runs_alone": config.runs_alone,
         "npm": {p.name: p.version for p in (TRANSFORMERS_JS, ONNXRUNTIME_WEB)}, "licenses": licenses,
         "files": {p.relative_to(out).as_posix(): {"sha256": sha256_file(p), "size": p.stat().st_size} for p in files},
     }

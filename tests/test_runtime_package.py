@@ -259,3 +259,30 @@ def test_a_corrupt_zip_member_is_an_integrity_error(tiny_package, tmp_path):
     z.write_bytes(bytes(data))
     with pytest.raises(PackageIntegrityError, match="model.onnx"):
         TextClassifier.load(z)
+
+
+def _with_config(pkg: Path, **changes) -> Path:
+    config = json.loads((pkg / "config.json").read_text())
+    config.update(changes)
+    (pkg / "config.json").write_text(json.dumps(config))
+    (pkg / MANIFEST_FILE).unlink()
+    write_manifest(pkg, opset=17)
+    return pkg
+
+
+def test_class_biases_are_added_after_the_temperature(pkg):
+    plain = TextClassifier.load(pkg)
+    logits = plain.predict_logits(TEXTS)
+    biased = TextClassifier.load(_with_config(pkg, temperature=0.5, biases=[1.5, -0.5]))
+    z = logits / 0.5 + np.array([1.5, -0.5], dtype=np.float32)
+    want = np.exp(z - z.max(1, keepdims=True))
+    np.testing.assert_allclose(biased.predict_proba(TEXTS), want / want.sum(1, keepdims=True), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(biased.predict_logits(TEXTS), logits)  # raw logits: before both
+    assert json.loads((pkg / "config.json").read_text())["biases"] == [1.5, -0.5]
+    assert "class biases" in repr(biased)
+
+
+@pytest.mark.parametrize("biases", [[1.0], [1.0, float("nan")], ["a", 0.0], [True, 0.0]])
+def test_bad_class_biases_are_a_format_error(pkg, biases):
+    with pytest.raises(PackageFormatError, match="biases"):
+        TextClassifier.load(_with_config(pkg, biases=biases))

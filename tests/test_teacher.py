@@ -250,3 +250,73 @@ def test_real_mpnet_layers_and_features_head(real_cache):
         head = model.classifier(torch.from_numpy(feats))
     torch.testing.assert_close(head, full, atol=1e-4, rtol=1e-4)
     assert freeze(model, "partial", None) == 6
+
+
+# -------------------------------------------------------------- settings that follow the data, and the check
+def test_the_head_learns_faster_the_more_classes():
+    from edgedistill.compress.teacher import head_multiplier
+
+    assert [head_multiplier(k) for k in (2, 6, 50, 300)] == [4.0, 6.0, 50.0, 50.0]
+
+
+def test_the_check_names_unpredicted_classes_and_a_teacher_at_the_baseline():
+    from edgedistill.compress.teacher import check_teacher, unpredicted
+
+    labels = ["a", "b", "c", "d"]
+    y = [0, 0, 1, 1, 2, 2, 3]
+    pred = [0, 0, 0, 0, 2, 2, 3]
+    assert unpredicted(y, pred, labels) == ["b"]  # d has one validation example: too few to call it missed
+    assert unpredicted(y, pred, labels, min_support=1) == ["b"]
+    assert check_teacher(0.9, [], 0.8) is None
+    assert "never predicts 1 class(es) on validation (b)" in check_teacher(0.9, ["b"], 0.8)
+    assert "not above TF-IDF + LR's 0.8000" in check_teacher(0.8, [], 0.8)
+    assert check_teacher(0.5, [], None) is None
+
+
+def test_balanced_weights_average_one_over_the_examples_and_weight_the_loss():
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from edgedistill.compress.teacher import _loss, class_weights
+
+    y = [0] * 8 + [1] * 2
+    w = class_weights(y, 3)
+    assert w[2] == 0 and np.isclose(np.mean(w[y]), 1.0) and w[1] == 4 * w[0]
+    logits, labels = torch.randn(10, 3), torch.tensor(y)
+    assert torch.isclose(_loss(None)({"logits": logits}, labels, 10), F.cross_entropy(logits, labels))
+    want = F.cross_entropy(logits, labels, weight=torch.tensor(w, dtype=torch.float32))
+    assert torch.isclose(_loss(w)({"logits": logits}, labels, 10), want)
+
+
+def test_retries_grow_the_head_step_and_epochs_and_balance_a_missed_class():
+    from edgedistill.compress.teacher import Attempt, next_attempt
+
+    cfg = TeacherConfig().resolved()
+    a = Attempt(4.0, 1e-3, 1.0, "none")
+    assert next_attempt(cfg, a, ["b"]) == Attempt(16.0, 2e-3, 2.0, "balanced")
+    assert next_attempt(cfg, a, []).class_weighting == "none"
+    assert next_attempt(TeacherConfig(class_weighting="none"), a, ["b"]).class_weighting == "none"
+
+
+def test_a_collapsed_teacher_is_caught_retried_and_recorded(tmp_path, tiny_model_dir, tiny_csv):
+    """A learning rate far too small leaves the random head where it started: one class, or the baseline's
+    level at best. The check fails, the retry runs, and training.json says what was tried and what it got."""
+    out = finetune_teacher(tiny_config(tiny_model_dir, tiny_csv, tmp_path / "t", "full", learning_rate=1e-12,
+                                       head_lr_multiplier=1.0, retries=1))
+    rec = json.loads((out / "training.json").read_text())
+    assert [a["head_lr_multiplier"] for a in rec["attempts"]] == [1.0, 4.0]
+    assert [a["epochs"] for a in rec["attempts"]] == [1.0, 2.0]
+    assert all(a["problem"] for a in rec["attempts"]) and rec["check"] != "passed"
+    assert rec["baseline_validation_macro_f1"] > 0.5  # TF-IDF reads the sentiment words easily
+    assert rec["chosen_attempt"] in (1, 2)
+
+
+def test_a_good_teacher_is_not_retried(tmp_path, tiny_model_dir, tiny_csv):
+    out = finetune_teacher(tiny_config(tiny_model_dir, tiny_csv, tmp_path / "t", "features", head_epochs=30,
+                                       head_learning_rate=5e-2))
+    rec = json.loads((out / "training.json").read_text())
+    if rec["check"] == "passed":
+        assert len(rec["attempts"]) == 1
+    else:  # the tiny random encoder's features may not beat TF-IDF; then a retry must have run
+        assert len(rec["attempts"]) == 2

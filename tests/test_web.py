@@ -135,7 +135,7 @@ def test_web_folder_layout_and_config(tiny_package, tmp_path, fake_npm):
                                      "output_name": "logits",
                                      "labels": ["negative", "positive"], "max_length": 64, "pad_token_id": 0,
                                      "special_tokens_after": 1, "variant": "fp32", "dtype": "fp32",
-                                     "temperature": 1.0, "runs_alone": False}
+                                     "temperature": 1.0, "biases": None, "runs_alone": False}
     tok = json.loads((out / "model/tokenizer_config.json").read_text())
     assert tok["tokenizer_class"] == "BertTokenizer" and tok["model_max_length"] == 64
     specials = json.loads((out / "model/special_tokens_map.json").read_text())
@@ -417,8 +417,10 @@ def trained_packages(tmp_path_factory, tiny_tokenizer_dir, tiny_package) -> dict
     model = _train_tiny_bert(tmp / "bert", tiny_tokenizer_dir)
     export(ExportConfig(checkpoint=str(model), output=str(tmp / "onnx"), opset=17, max_length=64))
     fp32 = _repackage(tiny_package, tmp / "fp32", onnx=tmp / "onnx" / "model.onnx")
-    # int8 with a temperature: the page must divide the logits by it as the Python runtime does
-    return {"fp32": fp32, "int8": _repackage(_int8(fp32, tmp), tmp / "int8-calibrated", temperature=0.5)}
+    # int8 with a temperature: the page must divide the logits by it as the Python runtime does,
+    # and class biases, added after the temperature as the Python runtime adds them
+    return {"fp32": fp32, "int8": _repackage(_int8(fp32, tmp), tmp / "int8-calibrated", temperature=0.5,
+                                             biases=[0.4, -0.3])}
 
 
 def _train_static(path: Path, teacher: Path) -> Path:

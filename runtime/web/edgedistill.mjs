@@ -80,6 +80,7 @@ export async function loadClassifier({ transformers, root, model = "model", thre
   const labels = cfg.labels;
   const after = cfg.special_tokens_after;
   const temperature = cfg.temperature ?? 1;  // folders written before calibration: the raw softmax
+  const biases = cfg.biases ?? null;  // per-class decision biases, added after the temperature
   const runsAlone = cfg.runs_alone ?? false;
 
   /** input_ids and attention_mask for `texts` (one batch), padded to its longest text. */
@@ -94,14 +95,14 @@ export async function loadClassifier({ transformers, root, model = "model", thre
     return { input_ids: new Tensor("int64", ids, [n, width]), attention_mask: new Tensor("int64", mask, [n, width]) };
   }
 
-  /** Softmax probabilities of softmax(logits / temperature) for one batch, one array per text. */
+  /** Softmax probabilities of softmax(logits / temperature + biases) for one batch, one array per text. */
   async function probabilities(texts) {
     const logits = (await net(encode(texts)))[outputName];  // transformer: SequenceClassifierOutput; static: raw
     if (!logits) throw new Error(`the model gives no output named ${outputName}`);
     const k = logits.dims[1], data = logits.data;
     if (k !== labels.length) throw new Error(`the model gives ${k} logits for ${labels.length} labels`);
     return texts.map((_, i) => {
-      const row = Array.from(data.subarray(i * k, (i + 1) * k), (x) => x / temperature);
+      const row = Array.from(data.subarray(i * k, (i + 1) * k), (x, j) => x / temperature + (biases ? biases[j] : 0));
       const top = Math.max(...row), e = row.map((x) => Math.exp(x - top)), sum = e.reduce((a, b) => a + b, 0);
       return e.map((x) => x / sum);
     });
@@ -133,7 +134,7 @@ export async function loadClassifier({ transformers, root, model = "model", thre
 
   return {
     labels, classify, encode, kind,
-    dtype: cfg.dtype, variant: cfg.variant, maxLength: cfg.max_length, temperature, runsAlone,
+    dtype: cfg.dtype, variant: cfg.variant, maxLength: cfg.max_length, temperature, biases, runsAlone,
     device: device ?? (IS_NODE ? "cpu" : "wasm"),
     threads: IS_NODE ? (threads ?? null) : env.backends.onnx.wasm.numThreads ?? null,
     loadMs: performance.now() - started,
