@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,10 +41,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO), str(HERE)]
 
-from peers.process import PeerError, PeerProcess  # noqa: E402
+from peers.process import M2V_PYTHON, PeerError, PeerProcess, model2vec_row, score_peer  # noqa: E402
 
-M2V_PYTHON = REPO / ".venv-model2vec" / "bin" / "python"
-M2V_PEER = HERE / "peers" / "model2vec_peer.py"
 PEERS_PYTHON = REPO / ".venv-peers" / "bin" / "python"  # `make peers`
 OPTIMUM_PEER = HERE / "peers" / "optimum_peer.py"
 LONG = 128  # the long-text timing: batch 1 on texts of exactly this many of each model's own tokens
@@ -81,45 +78,6 @@ class _HFTokens:
 
     def tokenize(self, texts: list[str]):
         return {"input_ids": np.asarray(self.tokenizer(texts)["input_ids"])}
-
-
-def model2vec_row(recipe, data, python: Path) -> dict[str, Any] | None:
-    """The model2vec peer's row, its macro-F1 scored here (``edgedistill.compress.evaluate.compute_metrics``) from the
-    probabilities it gave on the validation and test splits."""
-    from edgedistill.compress import sources
-    from edgedistill.compress.teacher import TeacherConfig
-
-    if not python.is_file():
-        return None
-    base = sources.resolve_model(recipe.tables["teacher"].get("model", TeacherConfig.model))
-    names = data.label_names
-    splits = {s: {"texts": list(data.split(s).texts), "labels": [names[i] for i in data.split(s).labels]}
-              for s in ("train", "validation", "test")}
-    with tempfile.TemporaryDirectory() as tmp:
-        spath, out = Path(tmp) / "splits.json", Path(tmp) / "row.json"
-        spath.write_text(json.dumps(splits))
-        proc = subprocess.run([str(python), str(M2V_PEER), "--base", str(base), "--splits", str(spath),
-                               "--out", str(out)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(f"the model2vec peer failed:\n{proc.stderr[-3000:]}")
-        return score_peer(json.loads(out.read_text()), data)
-
-
-def score_peer(row: dict[str, Any], data) -> dict[str, Any]:
-    """A peer's row with its test (and validation, where given) probabilities (``{"classes", "probs"}``, columns by
-    label name) replaced by the macro-F1 they score (``edgedistill.compress.evaluate.compute_metrics``, the toolchain's
-    one metric)."""
-    from edgedistill.compress.evaluate import align_columns, compute_metrics
-
-    names = list(data.label_names)
-    row = dict(row)
-    for split, key in (("test", "macro_f1"), ("validation", "validation_macro_f1")):
-        if split not in row:
-            continue
-        given = row.pop(split)
-        probs = align_columns(np.asarray(given["probs"], dtype=np.float64), [str(c) for c in given["classes"]], names)
-        row[key] = compute_metrics(data.split(split).labels, probs, names).macro_f1
-    return row
 
 
 def optimum_row(recipe, data, texts: list[str], python: Path) -> dict[str, Any] | None:
@@ -221,7 +179,10 @@ def main(argv: list[str] | None = None) -> int:
                  "latency_p50_ms": lat, "throughput_b32": thr, "size_mb": round(base.size_bytes / 1e6, 1),
                  "variant": "scikit-learn"})
     notes = ["model2vec: skipped (run `make peers` for .venv-model2vec)."]
-    m2v = model2vec_row(recipe, data, Path(a.model2vec_python))
+    try:
+        m2v = model2vec_row(recipe, data, Path(a.model2vec_python))
+    except PeerError as e:
+        raise SystemExit(str(e)) from e
     if m2v:
         rows.append({"model": "peer: model2vec classifier", "kind": "peer", "macro_f1": m2v["macro_f1"],
                      "latency_p50_ms": m2v["latency_p50_ms"], "throughput_b32": m2v["throughput_b32"],

@@ -2,7 +2,9 @@
 
 The optimum peer (``optimum_peer.py``) runs in ``.venv-peers`` because optimum needs transformers < 4.58 while the
 toolchain is on 5.x; ``benchmarks/suite.py`` and ``benchmarks/ladder.py`` start it with :class:`PeerProcess` and
-send it one JSON object a line, reading one answer a line.
+send it one JSON object a line, reading one answer a line. The model2vec peer (``model2vec_peer.py``, in
+``.venv-model2vec``) runs once over a build's splits: :func:`model2vec_row`, for ``benchmarks/ladder.py`` and
+``benchmarks/many_datasets.py``. Every peer's macro-F1 is scored on this side (:func:`score_peer`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+M2V_PYTHON = HERE.parents[1] / ".venv-model2vec" / "bin" / "python"  # `make peers`
+M2V_PEER = HERE / "model2vec_peer.py"
 
 
 class PeerError(RuntimeError):
@@ -56,3 +64,43 @@ class PeerProcess:
                 self.proc.kill()
                 self.proc.wait()
         self.stderr.close()
+
+
+def model2vec_row(recipe, data, python: Path) -> dict[str, Any] | None:
+    """The model2vec peer's row on ``data``'s splits (``model2vec_peer.py`` run by ``python``, the teacher's base
+    encoder of ``recipe`` distilled), its macro-F1 scored here (:func:`score_peer`) from the probabilities it gave on
+    the validation and test splits. None when ``python`` is missing; :class:`PeerError` when the peer fails."""
+    from edgedistill.compress import sources
+    from edgedistill.compress.teacher import TeacherConfig
+
+    if not python.is_file():
+        return None
+    base = sources.resolve_model(recipe.tables["teacher"].get("model", TeacherConfig.model))
+    names = data.label_names
+    splits = {s: {"texts": list(data.split(s).texts), "labels": [names[i] for i in data.split(s).labels]}
+              for s in ("train", "validation", "test")}
+    with tempfile.TemporaryDirectory() as tmp:
+        spath, out = Path(tmp) / "splits.json", Path(tmp) / "row.json"
+        spath.write_text(json.dumps(splits))
+        proc = subprocess.run([str(python), str(M2V_PEER), "--base", str(base), "--splits", str(spath),
+                               "--out", str(out)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise PeerError(f"the model2vec peer failed:\n{proc.stderr[-3000:]}")
+        return score_peer(json.loads(out.read_text()), data)
+
+
+def score_peer(row: dict[str, Any], data) -> dict[str, Any]:
+    """A peer's row with its test (and validation, where given) probabilities (``{"classes", "probs"}``, columns by
+    label name) replaced by the macro-F1 they score (``edgedistill.compress.evaluate.compute_metrics``, the toolchain's
+    one metric)."""
+    from edgedistill.compress.evaluate import align_columns, compute_metrics
+
+    names = list(data.label_names)
+    row = dict(row)
+    for split, key in (("test", "macro_f1"), ("validation", "validation_macro_f1")):
+        if split not in row:
+            continue
+        given = row.pop(split)
+        probs = align_columns(np.asarray(given["probs"], dtype=np.float64), [str(c) for c in given["classes"]], names)
+        row[key] = compute_metrics(data.split(split).labels, probs, names).macro_f1
+    return row
