@@ -36,28 +36,35 @@ def zoo_rows(build: Path, command: str | None = None) -> list[dict[str, Any]]:
     report = json.loads(path.read_text())
     if "headline" not in report:
         raise ValueError(f"{path}: written by an older edgedistill; run `edgedistill build ... --force report`")
-    by_model = {r["model"]: r for r in report["rows"]}
+    command = command or rebuild_command(report)
     profile = report["profile"]
-    if overrides := report.get("overrides"):  # a build with --set: the CLI command that repeats it
-        default_command = (f"edgedistill build models/{report['name']}.toml --profile {profile} "
-                   + " ".join(f"--set {o}" for o in overrides))
-    else:
-        default_command = (f"make demo RECIPE=models/{report['name']}.toml"
-                           + ("" if profile == "quick" else f" PROFILE={profile}"))
-    command = command or default_command
     student = next((r for r in report["rows"] if r["model"] == "student"), {})
     out = []
-    for name in ROWS:
-        r = by_model.get(name)
-        if r is None:
-            continue
-        out.append({"recipe": report["name"], "profile": profile, "dataset": report["dataset"], "model": name,
+    known = [next((r for r in report["rows"] if r["model"] == name), None) for name in ROWS]
+    # a shipped row of another name (a shipped baseline, say) comes last
+    for r in [r for r in known if r] + [r for r in report["rows"] if r.get("shipped") and r["model"] not in ROWS]:
+        out.append({"recipe": report["name"], "profile": profile, "dataset": report["dataset"], "model": r["model"],
                     "format": r["format"], "macro_f1": r["macro_f1"], "share_of_teacher": r.get("share_of_teacher"),
                     "margin_kept": r.get("margin_kept"), "size_mb": r.get("size_mb"),
                     "latency_p50_ms": r.get("latency_p50_ms"), "speedup_vs_teacher": r.get("speedup_vs_teacher"),
                     "test_texts": r.get("n"), "command": command, "chosen": report["chosen"],
-                    "student_params_m": student.get("params_m")})
+                    "student_params_m": student.get("params_m"),
+                    "shipped": bool(r.get("shipped"))})
     return out
+
+
+def rebuild_command(report: dict[str, Any]) -> str:
+    """The command that rebuilds a report's build: ``make demo`` for a quick or full build of the recipe as it
+    stands; else ``edgedistill build`` with the build's ``--set`` overrides, and a planned build's time budget."""
+    name, profile, overrides = report["name"], report["profile"], report.get("overrides") or []
+    if profile in ("quick", "full") and not overrides:
+        return f"make demo RECIPE=models/{name}.toml" + ("" if profile == "quick" else f" PROFILE={profile}")
+    parts = [f"edgedistill build models/{name}.toml"]
+    if profile in ("quick", "full"):
+        parts.append(f"--profile {profile}")
+    if budget := (report.get("plan") or {}).get("budget_s"):  # a planned build: edgedistill build's default
+        parts.append(f"--time-budget {budget / 60:.0f}m" if budget % 60 == 0 else f"--time-budget {budget:.0f}s")
+    return " ".join(parts + [f"--set {o}" for o in overrides])
 
 
 def _fmt(v: Any, spec: str) -> str:
@@ -75,7 +82,7 @@ def to_markdown(rows: list[dict[str, Any]], env: dict[str, Any], generated_by: s
              "| recipe | profile | student | model | format | macro-F1 | of teacher | margin kept | size MB | "
              "p50 ms | × faster than teacher |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        name = f"**{r['model']}**" if r["model"] == "package (shipped)" else r["model"]
+        name = f"**{r['model']}**" if r.get("shipped", r["model"] == "package (shipped)") else r["model"]
         student = "–" if r.get("student_params_m") is None else f"{r['student_params_m']:.1f}M"
         lines.append(f"| {r['recipe']} | {r['profile']} | {student} | {name} | {r['format']} | {_fmt(r['macro_f1'], '.4f')} | "
                      f"{_fmt(r['share_of_teacher'], '.1%')} | {_fmt(r['margin_kept'], '.0%')} | "
