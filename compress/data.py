@@ -361,19 +361,37 @@ def clean(rows: list[Row], stats: dict[str, int]) -> list[Row]:
     return [(t, next(iter(labels_of[t]))) for t in order if t not in conflicts]
 
 
-def _stratified(indices_by_label: dict[int, list[int]], fraction: float, rng: random.Random,
-                keep_one: bool, take_one: bool = False) -> tuple[list[int], list[int]]:
-    """Take ``fraction`` of each class (rounded).
+SUBSET_FLOOR = 8
+"""A training or validation subsample keeps at least min(all of them, 8) texts of every class, so no class is
+left out or left with one example; a subsample may hold a few more texts than asked."""
 
-    ``keep_one`` leaves at least one of each class in the rest; ``take_one`` takes at least one.
+
+def _take(count: int, fraction: float, floor: int) -> int:
+    """How many of a class's ``count`` texts a stratified share takes: ``fraction`` of them (rounded), at least
+    ``floor`` (or all of them, when fewer)."""
+    return max(round(count * fraction), min(floor, count))
+
+
+def subset_sizes(counts: dict[Any, int], n: int | None) -> dict[Any, int]:
+    """Texts of each class kept by a subsample of ``n`` (``max_train_samples``) from ``counts`` per class: what
+    :func:`load_data` takes, for the planner to say what a subset leaves out."""
+    total = sum(counts.values())
+    if n is None or n >= total:
+        return dict(counts)
+    return {k: _take(c, n / total, SUBSET_FLOOR) for k, c in counts.items()}
+
+
+def _stratified(indices_by_label: dict[int, list[int]], fraction: float, rng: random.Random,
+                keep_one: bool, floor: int = 0) -> tuple[list[int], list[int]]:
+    """Take ``fraction`` of each class (rounded), at least ``floor`` of it (:func:`_take`).
+
+    ``keep_one`` leaves at least one of each class in the rest.
     """
     taken, rest = [], []
     for _, idx in sorted(indices_by_label.items()):
         idx = idx[:]
         rng.shuffle(idx)
-        n = round(len(idx) * fraction)
-        if take_one:
-            n = max(n, 1)
+        n = _take(len(idx), fraction, floor)
         if keep_one:
             n = min(n, len(idx) - 1)
         taken += idx[:n]
@@ -392,7 +410,7 @@ def _subsample(split: Split, n: int | None, seed: int) -> Split:
     if n is None or n >= len(split):
         return split
     taken, _ = _stratified(_by_label(split.labels, range(len(split))), n / len(split),
-                           random.Random(seed), keep_one=False, take_one=True)
+                           random.Random(seed), keep_one=False, floor=SUBSET_FLOOR)
     return Split([split.texts[i] for i in taken], [split.labels[i] for i in taken])
 
 

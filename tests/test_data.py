@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edgedistill.compress.data import DataConfig, load_data, read_texts, save_label_map, tokenize
+from edgedistill.compress.data import (SUBSET_FLOOR, DataConfig, load_data, read_texts, save_label_map, subset_sizes,
+                                      tokenize)
 from edgedistill.compress.errors import ConfigError, DataError
 from tests.conftest import make_sentences
 
@@ -74,7 +75,11 @@ def test_max_train_samples_is_a_stratified_subset_keeping_every_class(tmp_path):
     rows = make_sentences(200) + [(f"rare example number {i}", "rare") for i in range(6)]
     d = load_data(DataConfig(source=str(write_csv(tmp_path / "r.csv", rows)), max_train_samples=20))
     full = load_data(DataConfig(source=str(write_csv(tmp_path / "r.csv", rows))))
-    assert len(d.train) <= 22 and set(d.train.labels) == {0, 1, 2}
+    counts = Counter(d.train.labels)
+    # every class keeps min(all of it, SUBSET_FLOOR): the 4 rare training texts stay whole
+    assert counts[2] == Counter(full.train.labels)[2] == 4 and SUBSET_FLOOR >= 4
+    assert 20 <= len(d.train) <= 24 and counts[0] == counts[1] == 10
+    assert sum(subset_sizes({k: v for k, v in Counter(full.train.labels).items()}, 20).values()) == len(d.train)
     assert set(d.train.texts) <= set(full.train.texts)
     assert d.test == full.test  # the test split never shrinks
 
