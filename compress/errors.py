@@ -104,3 +104,11 @@ class UpdateRefused(EdgeDistillError):
 
 class TargetsError(EdgeDistillError):
     """A declared target cannot be shipped: no variant gives fp32's answers there, or its check is stale."""
+
+
+class PlanError(EdgeDistillError):
+    """A time budget that cannot hold the smallest plan of a build; the message names the budget that would."""
+
+    def __init__(self, message: str, *, needed_s: float):
+        self.needed_s = needed_s
+        super().__init__(message)

@@ -8,6 +8,7 @@
       package/            the model package the runtime loads
       report/             report.md, report.json, plot.png: the build report
       .state.json         the stage records (fingerprints and what they hash, run ids) that make builds resumable
+      plan.json           a planned build's plan: its key, the values it chose, the estimate, what it left out
       ladder/<rung>/      one build folder per ladder rung (student/ onwards; the teacher is the one above)
       ladder/             ladder.md, ladder.json, ladder.png and the package the budget chose
       build.log           every run's full log: the toolchain's records, the libraries' and Python's warnings
@@ -81,6 +82,10 @@ class BuildLayout:
     @property
     def state(self) -> Path:
         return self.root / ".state.json"
+
+    @property
+    def plan(self) -> Path:
+        return self.root / "plan.json"
 
     @property
     def log(self) -> Path:

@@ -17,7 +17,15 @@ A recipe's tables are the stage configs' fields, nothing else::
     [report]    -> edgedistill.compress.report.ReportConfig
     [ladder]    -> edgedistill.compress.ladder.LadderConfig     (students beside the recipe's own, and the budget)
     [update]    -> edgedistill.compress.update.UpdateConfig     (how `edgedistill update` teaches the build new data)
+    [plan]      -> edgedistill.compress.plan.PlanConfig         (the planned profile: time budget, token-limit
+                                                                 percentile)
     [profiles.quick.teacher]  ... overrides applied when building with --profile quick
+
+A planned build (the ``planned`` profile, the default of ``edgedistill build``) also carries ``planned``: the
+values the planner chose, ``{"teacher": {...}, "distill": {...}, "ladder": {...}}``, a profile table filled per
+build (:mod:`edgedistill.compress.profiles`). They fill the stage fields the recipe leaves None, so a value the recipe states
+always wins; the ladder's planned ``rungs`` (those that fit the budget) replace the recipe's. The build records
+them in its manifest, so ``edgedistill update`` rebuilds with the same values.
 
 Defaults live in the config dataclasses (and, for what depends on the profile, in
 their stage's ``PROFILES`` table, :mod:`edgedistill.compress.profiles`): a recipe states what
@@ -53,7 +61,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-PROFILES = profiles.NAMES
+PROFILES = profiles.ALL
 
 # table -> (module, class, fields the pipeline fills in)
 SECTIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -69,8 +77,13 @@ SECTIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "report": ("edgedistill.compress.report", "ReportConfig", ()),
     "ladder": ("edgedistill.compress.ladder", "LadderConfig", ()),
     "update": ("edgedistill.compress.update", "UpdateConfig", ()),
+    "plan": ("edgedistill.compress.plan", "PlanConfig", ()),
 }
-TOP_LEVEL = {"name", "description", "profile", "profiles"}
+TOP_LEVEL = {"name", "description", "profile", "profiles", "planned"}
+PLANNED_SECTIONS = ("teacher", "distill", "ladder")
+"""The tables a plan may fill (:attr:`Recipe.planned`)."""
+BUILD_PROFILE = profiles.PLANNED
+"""What ``edgedistill build`` builds when neither ``--profile`` nor the recipe names a profile."""
 
 
 def config_class(section: str) -> type:
@@ -174,6 +187,8 @@ class Recipe:
     """The ``TABLE.FIELD=VALUE`` overrides (CLI ``--set``) applied over the recipe file, in order."""
     teacher_dir: Path | None = None
     """A teacher built by another build (a ladder rung's is its recipe's); None: this build's own."""
+    planned: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The planner's values for a planned build (see the module docstring); empty: none."""
 
     @property
     def layout(self) -> BuildLayout:
@@ -187,7 +202,8 @@ class Recipe:
     def teacher(self, **owned: Any):
         """The TeacherConfig; ``owned`` replaces what the layout decides (``output_dir``, for a lone stage)."""
         paths = {"output_dir": str(self.layout.teacher), **owned}
-        return config_class("teacher")(**self.tables["teacher"], data=self.data(), profile=self.profile, **paths)
+        cfg = config_class("teacher")(**self.tables["teacher"], data=self.data(), profile=self.profile, **paths)
+        return profiles.fill(cfg, self.planned.get("teacher", {}))
 
     def student(self):
         return config_class("student")(**self.tables["student"])
@@ -195,8 +211,9 @@ class Recipe:
     def distill(self, **owned: Any):
         """The DistillConfig; ``owned`` replaces what the layout decides (``teacher_dir``, ``output_dir``)."""
         paths = {"teacher_dir": str(self.layout.teacher), "output_dir": str(self.layout.student), **owned}
-        return config_class("distill")(**self.tables["distill"], data=self.data(), student=self.student(),
-                                       profile=self.profile, **paths)
+        cfg = config_class("distill")(**self.tables["distill"], data=self.data(), student=self.student(),
+                                      profile=self.profile, **paths)
+        return profiles.fill(cfg, self.planned.get("distill", {}))
 
     def export(self):
         return config_class("export")(**self.tables["export"], checkpoint=str(self.layout.student),
@@ -220,7 +237,11 @@ class Recipe:
         return config_class("report")(**self.tables["report"])
 
     def ladder(self):
-        return config_class("ladder")(**self.tables["ladder"])
+        """The LadderConfig; a plan's ``rungs`` (those that fit the budget) replace the recipe's."""
+        return config_class("ladder")(**{**self.tables["ladder"], **self.planned.get("ladder", {})})
+
+    def plan(self):
+        return config_class("plan")(**self.tables["plan"])
 
     def update(self, **values: Any):
         """The UpdateConfig: the recipe's ``[update]`` table with ``values`` (the command's flags) on top."""
@@ -241,24 +262,38 @@ class Recipe:
         validate(recipe)
         return recipe
 
+    def with_plan(self, planned: dict[str, dict[str, Any]]) -> Recipe:
+        """This recipe with the planner's values (:attr:`planned`), validated again."""
+        recipe = dataclasses.replace(self, planned=copy.deepcopy(planned))
+        _check_planned(recipe.profile, recipe.planned)
+        validate(recipe)
+        return recipe
+
     def as_dict(self) -> dict[str, Any]:
         """What went into the build (for the manifest and the fingerprints). The ladder table is left out: it
         chooses among packages and changes none of them, so a new budget rebuilds nothing; so is the update table,
-        which changes only the versions ``edgedistill update`` writes beside the build."""
-        return {"name": self.name, "profile": self.profile,
-                **{k: copy.deepcopy(v) for k, v in self.tables.items() if k not in ("ladder", "update")}}
+        which changes only the versions ``edgedistill update`` writes beside the build, and the plan table, which
+        changes the build only through the planned values (kept, when there are any)."""
+        out = {"name": self.name, "profile": self.profile,
+               **{k: copy.deepcopy(v) for k, v in self.tables.items() if k not in ("ladder", "update", "plan")}}
+        if self.planned:
+            out["planned"] = copy.deepcopy(self.planned)
+        return out
 
 
 def build_dir(root: Path, name: str, profile: str) -> Path:
-    """Where a build lands: ``models/<name>/`` for the quick profile, ``models/<name>-<profile>/`` for the others,
-    so a full build never overwrites the quick one (or the reverse)."""
+    """Where a build lands: ``models/<name>/`` for the quick profile, ``models/<name>-<profile>/`` for the others
+    (``-full``, ``-planned``), so no profile's build overwrites another's."""
     return root / (name if profile == "quick" else f"{name}-{profile}")
 
 
 def load_recipe(path: Path | str, profile: str | None = None, overrides: Sequence[str] = (),
-                build_root: Path | str | None = None, *, default_name: str | None = None) -> Recipe:
+                build_root: Path | str | None = None, *, default_name: str | None = None,
+                default_profile: str = "quick") -> Recipe:
     """Read and validate a recipe (TOML, or JSON with the same tables). ``overrides`` are ``TABLE.FIELD=VALUE``
-    strings (CLI ``--set``). ``default_name`` names a file without ``name`` (a config for one stage)."""
+    strings (CLI ``--set``). ``default_name`` names a file without ``name`` (a config for one stage).
+    ``default_profile``: the profile when neither ``profile`` nor the file names one (``edgedistill build`` passes
+    :data:`BUILD_PROFILE`; a lone stage keeps ``quick``)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError("recipe", str(path), "no such file")
@@ -277,7 +312,7 @@ def load_recipe(path: Path | str, profile: str | None = None, overrides: Sequenc
             raise ConfigError("recipe", str(path), f"not valid TOML ({e})") from None
     if default_name and "name" not in raw:
         raw = {"name": default_name, **raw}
-    return recipe_from_dict(raw, profile=profile, overrides=overrides,
+    return recipe_from_dict(raw, profile=profile or raw.get("profile", default_profile), overrides=overrides,
                             build_root=Path(build_root) if build_root else path.parent, path=path)
 
 
@@ -309,10 +344,31 @@ def recipe_from_dict(raw: dict[str, Any], *, profile: str | None = None, overrid
         tables[section][key] = value
     for s, table in tables.items():
         _check_keys(s, table)
+    planned = copy.deepcopy(raw.get("planned", {}))
+    _check_planned(profile, planned)
     recipe = Recipe(name, raw.get("description", ""), profile, tables, build_dir(build_root, name, profile), path, raw,
-                    list(overrides))
+                    list(overrides), planned=planned)
     validate(recipe)
     return recipe
+
+
+def _check_planned(profile: str, planned: dict[str, Any]) -> None:
+    """The planner's values: only for a planned build, only fields of the tables a plan fills."""
+    if not planned:
+        return
+    if profile != profiles.PLANNED:
+        raise ConfigError("planned", planned, f"only a {profiles.PLANNED} build takes planned values")
+    if not isinstance(planned, dict):
+        raise ConfigError("planned", planned, "must be a table of tables")
+    for section, values in planned.items():
+        if section not in PLANNED_SECTIONS or not isinstance(values, dict):
+            raise ConfigError(f"planned.{section}", values, f"a plan fills only {', '.join(PLANNED_SECTIONS)}")
+        names = {f.name for f in dataclasses.fields(config_class(section))}
+        if section != "ladder":
+            names |= {f.name for f in dataclasses.fields(config_class("data"))}
+        for key in values:
+            if key not in names:
+                raise ConfigError(f"planned.{section}.{key}", values[key], "is not a field a plan can fill")
 
 
 def _default(section: str, name: str, profile: str) -> Any:
@@ -321,15 +377,15 @@ def _default(section: str, name: str, profile: str) -> Any:
     f = next(f for f in dataclasses.fields(cls) if f.name == name)
     value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
     if value is None:
-        table = getattr(importlib.import_module(SECTIONS[section][0]), "PROFILES", {})
-        value = table.get(profile, {}).get(name)
+        tables = getattr(importlib.import_module(SECTIONS[section][0]), "PROFILES", None)
+        value = profiles.table(tables, profile).get(name) if tables else None
     return value
 
 
 def restated_defaults(raw: dict[str, Any]) -> list[str]:
     """The ``table.field`` entries of a raw recipe that only repeat what they would be without it, and the tables
     that state nothing: a recipe states what differs (one test holds the shipped recipes to this)."""
-    found = ["profile"] if raw.get("profile") == "quick" else []
+    found = ["profile"] if raw.get("profile") == BUILD_PROFILE else []
     for section in SECTIONS:
         if section in raw and not raw[section]:
             found.append(f"[{section}] (empty)")

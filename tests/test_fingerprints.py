@@ -224,6 +224,7 @@ def _recipe(folder: Path, model: Path, *, teacher_model: Path | None = None, tra
     path = folder / "tickets.toml"
     path.write_text(f"""
 name = "tickets"
+profile = "quick"  # the tests build the fixed quick table; `edgedistill build` plans by default
 [data]
 source = "train.csv"
 [teacher]

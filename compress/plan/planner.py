@@ -1,0 +1,436 @@
+"""The planner: what a build trains on, from the data's shape, this machine's speeds and a time budget.
+
+:func:`plan` is pure (no torch, no clock): it takes the data's shape (:class:`DataShape`), the measured speeds
+(:class:`~edgedistill.compress.plan.probe.Speeds`) and what the recipe states (:class:`Settings`), and returns a
+:class:`Plan`: the values it fills into the planned profile, the estimated seconds of every stage, and what it
+left out. The time model, stated here and set beside the actual stage times in every planned build's report:
+
+    a pass of N texts through a model = N x (per_text + per_token x mean tokens)     (probe.Rate)
+    teacher  = adaptation texts + texts x epochs (training steps)
+               + validation texts x evaluations + test texts (inference) + a fixed cost
+    student  = transfer texts once through the teacher (labelling) + transfer texts x epochs (training steps)
+               + validation texts x evaluations + test texts (inference) + a fixed cost
+    export, quantize, targets, package, report = a fixed cost + the validation / test passes each makes
+    each ladder rung = its student (the labels are cached) + export .. report
+
+Mean tokens are the training texts' (teacher's tokenizer), cut at the token limit. Early stopping ends training
+sooner than planned, so training estimates are upper bounds; the fixed costs (:data:`FIXED_SECONDS`) are rough.
+
+Without a budget, or when everything fits, the plan takes all of the data. Otherwise it gives up, in order,
+until the estimate fits: 1) ladder rungs, the costliest first; 2) the teacher's epochs beyond ``min_epochs``,
+then the student's; 3) training texts: the teacher's share of the data falls, the student distils on up to
+``student_texts_per_teacher_text`` times as many (labelled by the teacher), and every class keeps its floor
+(:data:`edgedistill.compress.data.SUBSET_FLOOR`). Rungs that fit in what is left come back. A budget that cannot hold the
+smallest plan raises :class:`~edgedistill.compress.errors.PlanError` naming the budget that would.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from edgedistill.compress.data import subset_sizes
+from edgedistill.compress.errors import ConfigError, PlanError
+from edgedistill.compress.plan.probe import Speeds
+
+FIXED_SECONDS = {"teacher": 20.0, "labelling": 30.0, "student": 15.0, "export": 20.0, "quantize": 30.0,
+                 "targets": 10.0, "package": 10.0, "report": 20.0}
+"""Model loads, checkpoint writes, exports and graph optimisation, the TF-IDF baseline; ``labelling``: the
+teacher's one-off ONNX export when it labels through ONNX Runtime."""
+QUANTIZE_PASSES = 4
+"""Validation passes of the quantize gate (fp32, the optimised graph and the int8 variants)."""
+STAGES = ("teacher", "student", "export", "quantize", "targets", "package", "report")
+
+
+@dataclass
+class PlanConfig:
+    """How a planned build (the ``planned`` profile) is sized: recipe table ``[plan]``."""
+
+    time_budget: str | None = None
+    """Wall-clock budget of the whole build: ``"90s"``, ``"45m"``, ``"2h"``, ``"1h30m"``; None: all of the data
+    (the plan and its estimate are still printed)."""
+    length_percentile: float = 99.0
+    """The token limit keeps this share of the training texts whole (capped by the models' own limit)."""
+    min_teacher_texts: int = 400
+    """The fewest training texts a budget may leave the teacher (all of them when there are fewer); every class
+    keeps its floor on top."""
+    student_texts_per_teacher_text: float = 5.0
+    """Under a budget, the student distils on up to this many training texts per teacher text (the teacher labels
+    them): labelling and a small student cost a fraction of fine-tuning the teacher."""
+    min_validation_texts: int = 500
+    """Under a budget, the teacher's validation split shrinks with its training texts, to no fewer than this."""
+    min_epochs: float = 1.0
+    """A budget lowers the epochs a recipe leaves to its profile down to this, before it cuts texts."""
+
+    def __post_init__(self) -> None:
+        if self.time_budget is not None:
+            self.time_budget = str(self.time_budget)
+            parse_duration(self.time_budget)
+        if not 50.0 <= self.length_percentile <= 100.0:
+            raise ConfigError("plan.length_percentile", self.length_percentile, "must be in [50, 100]")
+        for name in ("min_teacher_texts", "min_validation_texts"):
+            if (v := getattr(self, name)) < 2:
+                raise ConfigError(f"plan.{name}", v, "must be at least 2")
+        for name in ("student_texts_per_teacher_text", "min_epochs"):
+            if not (v := getattr(self, name)) > 0:
+                raise ConfigError(f"plan.{name}", v, "must be > 0")
+
+    @property
+    def budget_seconds(self) -> float | None:
+        return None if self.time_budget is None else parse_duration(self.time_budget)
+
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+
+
+def parse_duration(text: str) -> float:
+    """``"90s"``, ``"45m"``, ``"2h"``, ``"1h30m"`` -> seconds."""
+    m = _DURATION.match(str(text).strip().lower())
+    if not m or not any(m.groups()) or (seconds := sum(float(v or 0) * u for v, u in zip(m.groups(), (3600, 60, 1)))) <= 0:
+        raise ConfigError("plan.time_budget", text, 'write a duration such as "90s", "45m", "2h" or "1h30m"')
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as a budget is written: ``45s``, ``12m``, ``1h05m`` (whole minutes from a minute up)."""
+    if seconds < 60:
+        return f"{max(1, math.ceil(seconds))}s"
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes}m" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+# --------------------------------------------------------------------------------------------------- inputs
+@dataclass(frozen=True)
+class DataShape:
+    """What the planner reads of the data: the training split per class, the other splits' sizes, the token
+    lengths of the training texts (untruncated, the teacher's tokenizer; a sample of them for large data) and the
+    unlabelled transfer texts beside them."""
+
+    train_counts: dict[str, int]
+    validation: int
+    test: int
+    lengths: tuple[int, ...]
+    unlabelled: int = 0
+
+    @property
+    def n_train(self) -> int:
+        return sum(self.train_counts.values())
+
+    def percentile(self, q: float) -> int:
+        ordered = sorted(self.lengths) or [0]
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+    def mean_tokens(self, limit: int) -> float:
+        """Mean token count of a training text cut at ``limit``."""
+        return sum(min(n, limit) for n in self.lengths) / max(1, len(self.lengths))
+
+    def summary(self) -> dict[str, Any]:
+        smallest = min(self.train_counts, key=self.train_counts.__getitem__)
+        return {"train": self.n_train, "validation": self.validation, "test": self.test,
+                "classes": len(self.train_counts), "smallest_class": [smallest, self.train_counts[smallest]],
+                "imbalance": round(max(self.train_counts.values()) / max(1, self.train_counts[smallest]), 1),
+                "tokens": {f"p{q}": self.percentile(q) for q in (50, 95, 99)} | {"max": max(self.lengths or [0])},
+                "unlabelled": self.unlabelled}
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """What the recipe states for one training stage (None: the planner chooses)."""
+
+    epochs: float
+    """The recipe's, or its profile's when it states none."""
+    epochs_fixed: bool = False
+    """The recipe states the epochs: the planner keeps them."""
+    max_length: int | None = None
+    texts: int | None = None
+    """The recipe's ``max_train_samples``."""
+    validation: int | None = None
+    """The recipe's ``max_validation_samples``."""
+    evals_per_epoch: int = 2
+    adapt_texts: int = 0
+    """Texts through a training step to adapt the encoder first (steps x batch size)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the recipe states: the two training stages, the student's extra texts, the ladder."""
+
+    teacher: StageSettings
+    student: StageSettings
+    teacher_features: bool = False
+    """``teacher.strategy = "features"``: one inference pass, then only the head trains (next to free)."""
+    max_transfer: int | None = None
+    """The recipe's ``distill.max_transfer_samples``."""
+    augment: int = 0
+    labelling_speedup: float = 1.0
+    """How much faster the teacher labels than torch inference (ONNX Runtime: measured 1.9x on 2 cores)."""
+    rungs: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------------------------------- output
+@dataclass
+class StagePlan:
+    name: str
+    what: str
+    seconds: float
+
+
+@dataclass
+class Plan:
+    """What a planned build trains on, its estimate, and what it left out."""
+
+    values: dict[str, dict[str, Any]]
+    """The planned profile's table (``Recipe.planned``): only what differs from the full profile's defaults."""
+    stages: list[StagePlan]
+    left_out: list[str]
+    budget_s: float | None
+    shape: dict[str, Any] = field(default_factory=dict)
+    speeds: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_s(self) -> float:
+        return sum(s.seconds for s in self.stages)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "total_s": self.total_s}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Plan:
+        return cls(d["values"], [StagePlan(**s) for s in d["stages"]], list(d["left_out"]), d["budget_s"],
+                   d.get("shape", {}), d.get("speeds", {}))
+
+
+@dataclass(frozen=True)
+class _Choice:
+    teacher_texts: int
+    student_texts: int
+    teacher_validation: int
+    unlabelled: int
+    teacher_epochs: float
+    student_epochs: float
+    rungs: tuple[str, ...]
+
+
+# ---------------------------------------------------------------------------------------------- time model
+def token_limit(shape: DataShape, percentile: float, model_max: int) -> int:
+    """1) The length that keeps ``percentile`` % of the training texts whole, up to a multiple of 8; 2) no more
+    than the models take; 3) at least 16."""
+    whole = -(-shape.percentile(percentile) // 8) * 8
+    return max(16, min(model_max, whole))
+
+
+def _evals(epochs: float, per_epoch: int) -> int:
+    return math.ceil(epochs * per_epoch)
+
+
+def _student_seconds(speed, transfer: int, epochs: float, shape: DataShape, s: StageSettings, tokens: float) -> float:
+    """One student's distillation without the labelling: training steps, validations, the test pass."""
+    return (speed.train.seconds(transfer * epochs + s.adapt_texts, tokens)
+            + speed.infer.seconds(shape.validation * _evals(epochs, s.evals_per_epoch) + shape.test, tokens)
+            + FIXED_SECONDS["student"])
+
+
+def _tail(student, teacher, shape: DataShape, tokens: float) -> dict[str, float]:
+    """Export .. report for one student: a fixed cost each, and their passes over validation and test texts."""
+    val = lambda passes: student.infer.seconds(shape.validation * passes, tokens)  # noqa: E731
+    return {"export": FIXED_SECONDS["export"], "quantize": FIXED_SECONDS["quantize"] + val(QUANTIZE_PASSES),
+            "targets": FIXED_SECONDS["targets"] + val(1), "package": FIXED_SECONDS["package"] + val(1),
+            "report": FIXED_SECONDS["report"] + teacher.infer.seconds(shape.test, tokens)
+            + student.infer.seconds(2 * shape.test, tokens)}
+
+
+def _sizes(shape: DataShape, c: _Choice) -> tuple[int, int]:
+    """Training texts the teacher and the student get once every class has its floor."""
+    return (sum(subset_sizes(shape.train_counts, c.teacher_texts).values()),
+            sum(subset_sizes(shape.train_counts, c.student_texts).values()))
+
+
+def estimate(c: _Choice, shape: DataShape, speeds: Speeds, s: Settings, limits: tuple[int, int]) -> dict[str, float]:
+    """Seconds of each stage (and of the ladder) for choice ``c`` (the module docstring's time model)."""
+    T, S = speeds.teacher, speeds.students["recipe"]
+    tok_t, tok_s = shape.mean_tokens(limits[0]), shape.mean_tokens(limits[1])
+    n_t, n_s = _sizes(shape, c)
+    if s.teacher_features:
+        teacher = T.infer.seconds(n_t + c.teacher_validation + shape.test, tok_t)
+    else:
+        evals = c.teacher_validation * _evals(c.teacher_epochs, s.teacher.evals_per_epoch)
+        teacher = (T.train.seconds(n_t * c.teacher_epochs + s.teacher.adapt_texts, tok_t)
+                   + T.infer.seconds(evals + shape.test, tok_t))
+    transfer = n_s * (1 + s.augment) + c.unlabelled
+    labelling = T.infer.seconds(transfer, tok_s) / s.labelling_speedup
+    labelling += FIXED_SECONDS["labelling"] if s.labelling_speedup > 1 else 0.0
+    out = {"teacher": teacher + FIXED_SECONDS["teacher"],
+           "student": labelling + _student_seconds(S, transfer, c.student_epochs, shape, s.student, tok_s),
+           **_tail(S, T, shape, tok_s)}
+    if c.rungs:  # each rung distils on the same texts, labelled once (cached), then goes through its own tail
+        out["ladder"] = sum(_student_seconds(speeds.students[r], transfer, c.student_epochs, shape, s.student, tok_s)
+                            + sum(_tail(speeds.students[r], T, shape, tok_s).values()) for r in c.rungs)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- the search
+def _largest(shape: DataShape, s: Settings) -> _Choice:
+    """All of the data (or what the recipe states), the recipe's epochs, every rung."""
+    n = shape.n_train
+    return _Choice(s.teacher.texts or n, s.student.texts or n, s.teacher.validation or shape.validation,
+                   shape.unlabelled if s.max_transfer is None else min(shape.unlabelled, s.max_transfer),
+                   s.teacher.epochs, s.student.epochs, s.rungs)
+
+
+def _at(f: float, c: _Choice, shape: DataShape, s: Settings, cfg: PlanConfig) -> _Choice:
+    """``c`` with the texts the recipe leaves to the planner at share ``f`` in [0, 1] of the way from the
+    smallest plan to all of the data (the module docstring's step 3)."""
+    n, floor = shape.n_train, min(shape.n_train, cfg.min_teacher_texts)
+    between = round(floor + f * (n - floor))
+    teacher = s.teacher.texts or between
+    if s.student.texts:
+        student = s.student.texts
+    elif s.teacher.texts is None:
+        student = min(n, max(teacher, round(cfg.student_texts_per_teacher_text * teacher)))
+    else:
+        student = between
+    validation = s.teacher.validation or min(shape.validation, max(cfg.min_validation_texts,
+                                                                  round(shape.validation * teacher / max(1, n))))
+    unlabelled = c.unlabelled if s.max_transfer is not None else round(shape.unlabelled * student / max(1, n))
+    return replace(c, teacher_texts=teacher, student_texts=student, teacher_validation=validation,
+                   unlabelled=unlabelled)
+
+
+def _fit(full: _Choice, cost, budget: float, shape: DataShape, s: Settings, cfg: PlanConfig) -> _Choice:
+    """The largest choice under ``budget`` (the module docstring's steps 1 to 3, then the rungs that fit)."""
+    fits = lambda c: sum(cost(c).values()) <= budget  # noqa: E731
+    rung_cost = {r: cost(replace(full, rungs=(r,)))["ladder"] for r in full.rungs}
+    # 0) the smallest plan must fit
+    smallest = _at(0.0, replace(full, rungs=(), teacher_epochs=_fewer(s.teacher, cfg),
+                                student_epochs=_fewer(s.student, cfg)), shape, s, cfg)
+    if not fits(smallest):
+        need = sum(cost(smallest).values())
+        raise PlanError(f"a time budget of {format_duration(budget)} cannot hold the smallest plan (the teacher on "
+                        f"{_sizes(shape, smallest)[0]:,} texts for {smallest.teacher_epochs:g} epochs, no ladder), "
+                        f"estimated at {format_duration(need)} on this machine: give --time-budget "
+                        f"{format_duration(need * 1.05)} or more", needed_s=need)
+    # 1) ladder rungs, the costliest first
+    c = full
+    for r in sorted(full.rungs, key=rung_cost.__getitem__, reverse=True):
+        if fits(c):
+            break
+        c = replace(c, rungs=tuple(x for x in c.rungs if x != r))
+    # 2) epochs beyond min_epochs: the teacher's, then the student's
+    if not fits(c):
+        c = replace(c, teacher_epochs=_fewer(s.teacher, cfg))
+    if not fits(c):
+        c = replace(c, student_epochs=_fewer(s.student, cfg))
+    # 3) texts: the largest share that fits (the cost grows with the share)
+    if not fits(c):
+        lo, hi = 0.0, 1.0
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if fits(_at(mid, c, shape, s, cfg)) else (lo, mid)
+        c = _at(lo, c, shape, s, cfg)
+    # 4) the rungs left out come back, the cheapest first, while they fit
+    for r in sorted(set(full.rungs) - set(c.rungs), key=rung_cost.__getitem__):
+        more = replace(c, rungs=tuple(x for x in full.rungs if x in (*c.rungs, r)))
+        c = more if fits(more) else c
+    return c
+
+
+def _fewer(stage: StageSettings, cfg: PlanConfig) -> float:
+    return stage.epochs if stage.epochs_fixed else min(stage.epochs, cfg.min_epochs)
+
+
+# ------------------------------------------------------------------------------------------------- the plan
+def plan(cfg: PlanConfig, shape: DataShape, speeds: Speeds, settings: Settings) -> Plan:
+    """What a build trains on within ``cfg.time_budget`` (all of the data without one): see the module docstring."""
+    # 1) the token limit, from the training texts' lengths, for the stages whose limit the recipe leaves open
+    limit = token_limit(shape, cfg.length_percentile, speeds.max_length)
+    limits = (settings.teacher.max_length or limit, settings.student.max_length or limit)
+
+    def cost(c: _Choice) -> dict[str, float]:
+        return estimate(c, shape, speeds, settings, limits)
+
+    # 2) all of the data; 3) under a budget it does not fit, the largest choice that does
+    full = _largest(shape, settings)
+    budget = cfg.budget_seconds
+    chosen = full if budget is None or sum(cost(full).values()) <= budget else _fit(full, cost, budget, shape,
+                                                                                    settings, cfg)
+    # 4) the values that differ from the full profile's, the stages in words, what was left out
+    seconds = cost(chosen)
+    stages = [StagePlan(name, what, seconds[name])
+              for name, what in _described(chosen, full, shape, settings, limits).items() if name in seconds]
+    return Plan(_values(chosen, full, settings, limits, limit), stages, _left_out(chosen, full, shape, limits),
+                budget, {**shape.summary(), "token_limit": limit}, speeds.as_dict())
+
+
+def _values(c: _Choice, full: _Choice, s: Settings, limits: tuple[int, int], limit: int) -> dict[str, dict[str, Any]]:
+    """The planned profile's table: what the planner chose where the recipe left the choice open."""
+    teacher: dict[str, Any] = {}
+    student: dict[str, Any] = {}
+    if s.teacher.max_length is None:
+        teacher["max_length"] = limit
+    if s.student.max_length is None:
+        student["max_length"] = limit
+    for table, stage, texts, epochs, whole in ((teacher, s.teacher, c.teacher_texts, c.teacher_epochs, full.teacher_texts),
+                                               (student, s.student, c.student_texts, c.student_epochs, full.student_texts)):
+        if stage.texts is None and texts < whole:
+            table["max_train_samples"] = texts
+        if not stage.epochs_fixed and epochs < stage.epochs:
+            table["epochs"] = epochs
+    if s.teacher.validation is None and c.teacher_validation < full.teacher_validation:
+        teacher["max_validation_samples"] = c.teacher_validation
+    if s.max_transfer is None and c.unlabelled < full.unlabelled:
+        student["max_transfer_samples"] = c.unlabelled
+    values = {"teacher": teacher, "distill": student}
+    if c.rungs != full.rungs:
+        values["ladder"] = {"rungs": list(c.rungs)}
+    return {k: v for k, v in values.items() if v}
+
+
+def _described(c: _Choice, full: _Choice, shape: DataShape, s: Settings,
+               limits: tuple[int, int]) -> dict[str, str]:
+    n_t, n_s = _sizes(shape, c)
+    n = shape.n_train
+    unlabelled = f" + {c.unlabelled:,} unlabelled" if c.unlabelled else ""
+    augmented = f" + {s.augment} augmented copies each" if s.augment else ""
+    return {
+        "teacher": (f"{n_t:,} of {n:,} training texts, {c.teacher_epochs:g} epochs, up to {limits[0]} tokens; "
+                    f"validation {c.teacher_validation:,} of {shape.validation:,}"
+                    + (" (features: the head alone trains)" if s.teacher_features else "")),
+        "student": (f"{n_s:,} of {n:,} training texts{unlabelled}{augmented} labelled by the teacher, "
+                    f"{c.student_epochs:g} epochs, up to {limits[1]} tokens"),
+        "export": "ONNX, parity-checked",
+        "quantize": f"variants gated on {shape.validation:,} validation texts",
+        "targets": "the declared targets",
+        "package": "files, manifest, temperature",
+        "report": f"{shape.test:,} test texts: teacher, baseline, student, package",
+        "ladder": f"rungs {', '.join(c.rungs)}",
+    }
+
+
+def _left_out(c: _Choice, full: _Choice, shape: DataShape, limits: tuple[int, int]) -> list[str]:
+    """What the plan gave up, in words (empty when it took everything)."""
+    out = []
+    for who, texts in (("teacher", c.teacher_texts), ("student", c.student_texts)):
+        kept = subset_sizes(shape.train_counts, texts)
+        if (k := sum(kept.values())) < shape.n_train:
+            floored = [f"{name} ({kept[name]})" for name, count in shape.train_counts.items()
+                       if kept[name] == count and round(count * texts / shape.n_train) < count]
+            out.append(f"{who}: {shape.n_train - k:,} of {shape.n_train:,} training texts left out ({k / shape.n_train:.0%} "
+                       "kept, the same share of each class)"
+                       + (f"; kept whole by the floor per class: {', '.join(floored[:8])}"
+                          + (f" and {len(floored) - 8} more" if len(floored) > 8 else "") if floored else ""))
+    if c.teacher_validation < full.teacher_validation:
+        out.append(f"teacher: validates on {c.teacher_validation:,} of {full.teacher_validation:,} validation texts")
+    if c.unlabelled < full.unlabelled:
+        out.append(f"student: {full.unlabelled - c.unlabelled:,} of {full.unlabelled:,} unlabelled transfer texts left out")
+    for who, now, before in (("teacher", c.teacher_epochs, full.teacher_epochs),
+                             ("student", c.student_epochs, full.student_epochs)):
+        if now < before:
+            out.append(f"{who}: {now:g} epochs instead of {before:g}")
+    if dropped := [r for r in full.rungs if r not in c.rungs]:
+        out.append(f"ladder rungs that do not fit: {', '.join(dropped)}")
+    for limit in sorted(set(limits)):
+        if cut := sum(n > limit for n in shape.lengths) / max(1, len(shape.lengths)):
+            out.append(f"{cut:.1%} of the training texts are longer than {limit} tokens and are cut there")
+    return out

@@ -1,0 +1,277 @@
+"""The planned build: the planner on made-up data shapes with fixed speeds (no timing), the floor per class, the
+too-short budget, the recipe layer, a rebuild that reuses its saved plan, and the --time-budget flag."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgedistill.compress.cli import app
+from edgedistill.compress.data import SUBSET_FLOOR, subset_sizes
+from edgedistill.compress.errors import ConfigError, PlanError
+from edgedistill.compress.plan.planner import (FIXED_SECONDS, DataShape, PlanConfig, Settings, StageSettings,
+                                              format_duration, parse_duration, plan)
+from edgedistill.compress.plan.probe import STATIC, ModelSpeed, Rate, Speeds
+from edgedistill.compress.recipe import recipe_from_dict
+
+runner = CliRunner()
+
+# about MPNet-base and MiniLM-L6 on 2 CPU cores: seconds per text = per_text + per_token x tokens
+TEACHER = ModelSpeed(train=Rate(0.01, 0.003), infer=Rate(0.002, 0.0008), layers=12)
+MINILM = ModelSpeed(train=Rate(0.002, 0.0006), infer=Rate(0.0005, 0.0001), layers=6)
+
+
+def speeds(**students: ModelSpeed) -> Speeds:
+    return Speeds(TEACHER, {"recipe": MINILM, **students}, max_length=512)
+
+
+def settings(rungs=(), **stage) -> Settings:
+    return Settings(StageSettings(epochs=2.0, **stage), StageSettings(epochs=3.0), rungs=tuple(rungs))
+
+
+def shape(counts: dict[str, int], length: int = 24, n_lengths: int = 200) -> DataShape:
+    n = sum(counts.values())
+    return DataShape(counts, validation=n // 7, test=n // 4,
+                     lengths=tuple(length // 2 + i % length for i in range(n_lengths)))
+
+
+def balanced(classes: int, each: int) -> dict[str, int]:
+    return {f"c{i:02d}": each for i in range(classes)}
+
+
+def cost(p) -> float:
+    return sum(s.seconds for s in p.stages)
+
+
+# ------------------------------------------------------------------------------------------------ durations
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("45m", 2700), ("2h", 7200), ("1h30m", 5400),
+                                           ("1.5h", 5400), (" 20M ", 1200)])
+def test_a_budget_reads_as_a_duration(text, seconds):
+    assert parse_duration(text) == seconds
+    assert PlanConfig(time_budget=text).budget_seconds == seconds
+
+
+@pytest.mark.parametrize("bad", ["45", "m", "1x", "0m", "", "1m30", "-5m"])
+def test_a_bad_budget_names_the_field(bad):
+    with pytest.raises(ConfigError) as e:
+        PlanConfig(time_budget=bad)
+    assert e.value.field == "plan.time_budget" and "45m" in e.value.why
+
+
+def test_durations_print_as_a_budget_is_written():
+    assert [format_duration(s) for s in (0.2, 45, 60, 61, 3600, 5400, 7260)] == \
+        ["1s", "45s", "1m", "2m", "1h00m", "1h30m", "2h01m"]
+    assert parse_duration(format_duration(5400)) == 5400
+
+
+# ------------------------------------------------------------------------------------------------ the planner
+def test_without_a_budget_the_plan_takes_all_of_the_data_and_says_how_long():
+    s = shape(balanced(2, 3000))
+    p = plan(PlanConfig(), s, speeds(), settings())
+    # only the token limit is planned: texts, epochs and rungs stay the full profile's (all of the data)
+    assert p.values == {"teacher": {"max_length": 40}, "distill": {"max_length": 40}}
+    assert p.left_out == [] and p.budget_s is None
+    assert [st.name for st in p.stages] == ["teacher", "student", "export", "quantize", "targets", "package", "report"]
+    assert p.total_s == pytest.approx(cost(p)) and p.total_s > 0
+    # the time model, by hand: 6,000 texts x 2 epochs of steps, 2 validations an epoch, the test split, at the
+    # texts' mean length, and the fixed cost
+    teacher = next(st for st in p.stages if st.name == "teacher")
+    tokens = s.mean_tokens(40)
+    assert teacher.seconds == pytest.approx(TEACHER.train.seconds(6000 * 2, tokens)
+                                            + TEACHER.infer.seconds(857 * 4 + 1500, tokens) + FIXED_SECONDS["teacher"])
+    assert p.shape["token_limit"] == 40 and p.shape["classes"] == 2
+
+
+def test_the_token_limit_follows_the_texts_and_stops_at_the_models_limit():
+    short = plan(PlanConfig(), shape(balanced(4, 500), length=24), speeds(), settings())
+    long = plan(PlanConfig(), shape(balanced(4, 500), length=1800), speeds(), settings())
+    assert short.values["teacher"]["max_length"] == 40  # p99 of 12..35 tokens, up to a multiple of 8
+    assert long.values["teacher"]["max_length"] == long.values["distill"]["max_length"] == 512
+    assert any("longer than 512 tokens" in item for item in long.left_out)
+    assert long.total_s > 5 * short.total_s  # long texts cost per token
+    lower = plan(PlanConfig(length_percentile=50), shape(balanced(4, 500), length=24), speeds(), settings())
+    assert lower.values["teacher"]["max_length"] == 24
+
+
+def test_a_short_budget_drops_rungs_then_epochs_then_texts_and_fits():
+    s = shape(balanced(3, 4000))
+    both = speeds(static=STATIC, **{"drop-layers:3": MINILM})
+    ladder = settings(["static", "drop-layers:3"])
+    full = plan(PlanConfig(), s, both, ladder)
+    without = plan(PlanConfig(), s, both, settings(["static"]))
+    # 1) just short of everything: the costlier rung goes, nothing else
+    p = plan(PlanConfig(time_budget=f"{without.total_s + 1:.0f}s"), s, both, ladder)
+    assert p.values == {**without.values, "ladder": {"rungs": ["static"]}}
+    assert p.left_out == ["ladder rungs that do not fit: drop-layers:3"]
+    # 2) far shorter: every rung, then the epochs, then texts
+    budget = full.total_s * 0.4
+    p = plan(PlanConfig(time_budget=f"{budget:.0f}s"), s, both, ladder)
+    assert cost(p) <= budget
+    assert p.values["ladder"]["rungs"] == [] and p.values["teacher"]["epochs"] == p.values["distill"]["epochs"] == 1.0
+    n = p.values["teacher"]["max_train_samples"]
+    assert n < 12000 and p.values["distill"].get("max_train_samples", 12000) == min(12000, 5 * n)
+    assert any(item.startswith("teacher: ") and "left out" in item for item in p.left_out)
+    assert "teacher: 1 epochs instead of 2" in p.left_out
+    # more time never plans fewer texts
+    more = plan(PlanConfig(time_budget=f"{budget * 1.5:.0f}s"), s, both, ladder)
+    assert more.values.get("teacher", {}).get("max_train_samples", 12000) > n
+
+
+def test_many_classes_and_a_tiny_one_each_keep_their_floor():
+    counts = {**balanced(48, 110), "rare": 3, "tiny": 1}
+    s = shape(counts)
+    full = plan(PlanConfig(), s, speeds(), settings())
+    p = plan(PlanConfig(time_budget=f"{full.total_s * 0.3:.0f}s", min_teacher_texts=100), s, speeds(), settings())
+    n = p.values["teacher"]["max_train_samples"]
+    assert n < s.n_train
+    kept = subset_sizes(counts, n)
+    assert all(kept[c] >= min(count, SUBSET_FLOOR) for c, count in counts.items())  # every class, the floor on
+    assert kept["rare"] == 3 and kept["tiny"] == 1
+    assert any("kept whole by the floor per class" in item and "rare (3)" in item for item in p.left_out)
+    assert cost(p) <= p.budget_s
+
+
+def test_a_budget_too_short_for_the_smallest_plan_says_which_budget_would():
+    s = shape(balanced(5, 2000))
+    with pytest.raises(PlanError) as e:
+        plan(PlanConfig(time_budget="30s"), s, speeds(), settings())
+    message = str(e.value)
+    assert "30s cannot hold the smallest plan" in message and "\n" not in message
+    suggested = message.split("--time-budget ")[1].split()[0]
+    assert parse_duration(suggested) >= e.value.needed_s
+    p = plan(PlanConfig(time_budget=suggested), s, speeds(), settings())  # the suggestion holds it
+    assert cost(p) <= parse_duration(suggested)
+
+
+def test_what_the_recipe_states_the_plan_keeps():
+    s = shape(balanced(2, 5000))
+    fixed = Settings(StageSettings(epochs=3.0, epochs_fixed=True, max_length=96), StageSettings(epochs=3.0),
+                     rungs=())
+    full = plan(PlanConfig(), s, speeds(), fixed)
+    p = plan(PlanConfig(time_budget=f"{full.total_s * 0.5:.0f}s"), s, speeds(), fixed)
+    assert "epochs" not in p.values["teacher"] and "max_length" not in p.values["teacher"]
+    assert p.values["distill"]["max_length"] == 40 and p.values["teacher"]["max_train_samples"] < 10000
+    assert "3 epochs" in next(st.what for st in p.stages if st.name == "teacher")
+
+
+def test_a_plan_round_trips_through_json():
+    p = plan(PlanConfig(time_budget="2h"), shape(balanced(3, 300)), speeds(), settings())
+    from edgedistill.compress.plan import Plan
+
+    again = Plan.from_dict(json.loads(json.dumps(p.as_dict())))
+    assert again.values == p.values and again.total_s == pytest.approx(p.total_s) and again.left_out == p.left_out
+
+
+# ------------------------------------------------------------------------------------------------ the recipe
+def test_planned_values_go_through_the_recipe_layer(tmp_path):
+    raw = {"name": "x", "data": {"source": "sms-spam"}, "teacher": {"epochs": 3.0}}
+    r = recipe_from_dict(raw, profile="planned", build_root=tmp_path)
+    assert r.build_dir == tmp_path / "x-planned"
+    planned = r.with_plan({"teacher": {"max_length": 48, "max_train_samples": 900, "epochs": 1.0},
+                           "distill": {"max_length": 48}, "ladder": {"rungs": []}})
+    t = planned.teacher().resolved()
+    assert (t.max_length, t.data.max_train_samples, t.epochs) == (48, 900, 3.0)  # the recipe's epochs win
+    from edgedistill.compress import teacher as teacher_mod
+    assert t.learning_rate == teacher_mod.PROFILES["full"]["learning_rate"]  # the rest: the full table
+    assert planned.distill().resolved().max_length == 48 and planned.data().max_train_samples is None
+    assert planned.as_dict()["planned"]["teacher"]["max_length"] == 48 and "plan" not in planned.as_dict()
+    # a manifest's recipe (as_dict) loads back with its plan (edgedistill update rebuilds with the same values)
+    back = recipe_from_dict(planned.as_dict(), profile="planned", build_root=tmp_path)
+    assert back.teacher().resolved().data.max_train_samples == 900
+    with pytest.raises(ConfigError, match="planned.teacher.alpha"):
+        r.with_plan({"teacher": {"alpha": 0.5}})
+    with pytest.raises(ConfigError, match="only a planned build"):
+        recipe_from_dict({**raw, "planned": {"teacher": {"max_length": 48}}}, profile="quick", build_root=tmp_path)
+    # the budget is a recipe field, and changes no stage's config by itself
+    budgeted = recipe_from_dict({**raw, "plan": {"time_budget": "45m"}}, profile="planned", build_root=tmp_path)
+    assert budgeted.plan().budget_seconds == 2700 and budgeted.as_dict() == r.as_dict()
+
+
+# ------------------------------------------------------------------------------------------------ a real build
+def _tiny_planned(folder: Path, tiny_csv: Path, tiny_model_dir: Path, budget: str | None = None) -> Path:
+    path = folder / "tiny.toml"
+    path.write_text(f"""
+name = "tiny"
+[data]
+source = "{tiny_csv}"
+[teacher]
+model = "{tiny_model_dir}"
+batch_size = 16
+[student]
+builder = "drop-layers"
+model = "{tiny_model_dir}"
+layers = 1
+[plan]
+min_teacher_texts = 40
+min_validation_texts = 10
+{f'time_budget = "{budget}"' if budget else ''}
+""")
+    return path
+
+
+def tiny_speeds(factor: float = 1.0) -> Speeds:
+    return Speeds(ModelSpeed(Rate(0.5 * factor), Rate(0.05 * factor), 2), {"recipe": ModelSpeed(Rate(0.1), Rate(0.01), 1)},
+                  max_length=64)
+
+
+def test_a_rebuild_reuses_its_saved_plan_and_keeps_every_fingerprint(tmp_path, tiny_csv, tiny_model_dir):
+    from edgedistill.compress.pipeline import build, read_state
+    from edgedistill.compress.plan import plan_build
+    from edgedistill.compress.plan.build import read_plan
+    from edgedistill.compress.recipe import load_recipe
+
+    path = _tiny_planned(tmp_path, tiny_csv, tiny_model_dir, budget="4m")
+    recipe, first = plan_build(load_recipe(path, default_profile="planned"), speeds=tiny_speeds())
+    assert recipe.profile == "planned" and recipe.planned == first.values
+    assert "max_train_samples" in first.values["teacher"]  # the budget cut the teacher's texts
+    assert read_plan(recipe.build_dir)["plan"]["values"] == first.values
+    build(recipe, until="teacher")
+    state = read_state(recipe.build_dir)["stages"]["teacher"]
+    cfg = state["components"]["config"]
+    assert cfg["data"]["max_train_samples"] == first.values["teacher"]["max_train_samples"]
+    assert cfg["max_length"] == first.values["teacher"]["max_length"] and cfg["profile"] == "planned"
+
+    # measured again, the machine is twice as fast: a new plan would differ, the saved one is reused
+    faster = tiny_speeds(0.5)
+    base = load_recipe(path, default_profile="planned")
+    again, second = plan_build(base, speeds=faster)
+    assert second.values == first.values and again.planned == recipe.planned
+    seen = {}
+    build(again, until="teacher", on_stage=lambda stage, status, why: seen.setdefault(stage.name, status))
+    assert seen == {"teacher": "skipped"}
+    assert read_state(recipe.build_dir)["stages"]["teacher"] == state
+
+    # a new budget is a new key: planned again (with the speeds given now)
+    moved = load_recipe(path, default_profile="planned", overrides=["plan.time_budget=\"9m\""])
+    _, third = plan_build(moved, speeds=faster)
+    assert third.budget_s == 540 and read_plan(recipe.build_dir)["plan"]["budget_s"] == 540
+
+
+def test_the_probe_caches_each_measurement_per_machine_and_model(tiny_model_dir, monkeypatch):
+    from edgedistill.compress.plan import probe
+
+    first = probe.measure(str(tiny_model_dir), batch_size=4)
+    assert first.layers == 2 and first.train.seconds(1, 32) > 0 and first.infer.seconds(1, 32) > 0
+
+    def no_load(path):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(probe, "_load", no_load)
+    assert probe.measure(str(tiny_model_dir), batch_size=4) == first  # from the cache, nothing loaded
+    with pytest.raises(AssertionError, match="measured again"):
+        probe.measure(str(tiny_model_dir), batch_size=8)  # another batch size is another measurement
+
+
+def test_a_rung_of_fewer_layers_runs_at_its_share_of_the_models_rate():
+    from edgedistill.compress.plan.probe import student_speed
+    from edgedistill.compress.student import StudentConfig
+
+    half = student_speed(StudentConfig(builder="teacher-layers", layers=6), TEACHER, batch_size=32)
+    assert half.train.per_token == pytest.approx(TEACHER.train.per_token / 2) and half.layers == 6
+    assert student_speed(StudentConfig(builder="static", model="x"), TEACHER, batch_size=32) == STATIC
+    assert Rate.fit({32: 0.1, 128: 0.4}) == Rate(pytest.approx(0.0), pytest.approx(0.3 / 96))
+    assert replace(Rate(1.0), per_token=0.5).seconds(2, 10) == 12.0
