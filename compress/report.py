@@ -13,7 +13,8 @@ Rows scored on the test split: baseline, teacher, student (torch), the shipped p
 The quantize variants follow in their own table with the validation scores the gate chose them on.
 Both name the int8 instruction set they were timed on (``isa``; ``quantize_isa`` for the variants) and the
 preset the build was quantized with. A calibration table gives the expected calibration error on the test split
-before and after the temperatures the package stage fitted on the validation split. Writes
+before and after the temperatures the package stage fitted on the validation split. A planned build ends with
+its Plan: what was planned and left out, and each stage's estimated time beside its actual one. Writes
 ``report/report.md``, ``report/report.json`` and ``report/plot.png``.
 """
 
@@ -259,6 +260,10 @@ def to_markdown(name: str, profile: str, rows: list[dict[str, Any]], meta: dict[
         for c in cal:
             lines.append(f"| {c['model']} | {c['temperature']:.4g} | {c['ece_before']:.4f} | {c['ece_after']:.4f} | "
                          f"{c['nll_before']:.4f} | {c['nll_after']:.4f} |")
+    if meta.get("plan"):
+        from edgedistill.compress.plan.build import plan_markdown
+
+        lines += plan_markdown(meta["plan"], meta.get("plan_actual") or {})
     return "\n".join(lines) + "\n"
 
 
@@ -330,6 +335,7 @@ def write_report(recipe, cfg: ReportConfig) -> Path:
     from edgedistill.compress.data import load_data
     from edgedistill.compress.evaluate import evaluate_package, write_metrics
     from edgedistill.compress.exportmeta import MODEL_FILE, TOKENIZER_FILE, read_export, runtime_config
+    from edgedistill.compress.plan.build import actual_seconds, read_plan
     from edgedistill.runtime.classifier import TextClassifier
 
     layout = recipe.layout
@@ -357,6 +363,8 @@ def write_report(recipe, cfg: ReportConfig) -> Path:
     meta["adaptation"] = json.loads(training.read_text()).get("adaptation") if training.is_file() else None
     distilled = layout.student / "distill.json"
     meta["student_adaptation"] = json.loads(distilled.read_text()).get("adaptation") if distilled.is_file() else None
+    if (saved := read_plan(layout.root)) and saved["plan"]["values"] == recipe.planned:  # this build's plan
+        meta["plan"], meta["plan_actual"] = saved["plan"], actual_seconds(layout.root)
     fitted = (clf.manifest or {}).get("calibration")
     meta["calibration"] = calibration_rows(
         {"package (shipped)": (clf, clf.temperature), "student": (fp32, fitted["fp32"]["temperature"])},

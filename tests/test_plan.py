@@ -251,6 +251,43 @@ def test_a_rebuild_reuses_its_saved_plan_and_keeps_every_fingerprint(tmp_path, t
     assert third.budget_s == 540 and read_plan(recipe.build_dir)["plan"]["budget_s"] == 540
 
 
+def test_the_time_budget_flag_plans_and_a_short_one_fails_in_one_line(tmp_path, tiny_csv, tiny_model_dir, monkeypatch):
+    from edgedistill.compress.plan import build as plan_module
+
+    monkeypatch.setattr(plan_module, "measure_speeds", lambda recipe, tokenizer: tiny_speeds())
+    path = _tiny_planned(tmp_path, tiny_csv, tiny_model_dir)
+    r = runner.invoke(app, ["build", str(path), "--time-budget", "5s"])
+    assert r.exit_code == 1
+    assert "error:" in r.output and "5s cannot hold the smallest plan" in r.output and "--time-budget" in r.output
+    bad = runner.invoke(app, ["build", str(path), "--time-budget", "45"])
+    assert bad.exit_code == 1 and "plan.time_budget" in bad.output
+    fixed = runner.invoke(app, ["build", str(path), "--profile", "quick", "--time-budget", "45m"])
+    assert fixed.exit_code == 1 and "--time-budget" in fixed.output and "quick profile is fixed" in fixed.output
+
+
+def test_the_planned_build_prints_its_plan_before_training(tmp_path, tiny_csv, tiny_model_dir, monkeypatch):
+    from edgedistill.compress.plan import build as plan_module
+
+    monkeypatch.setattr(plan_module, "measure_speeds", lambda recipe, tokenizer: tiny_speeds())
+    path = _tiny_planned(tmp_path, tiny_csv, tiny_model_dir)
+    r = runner.invoke(app, ["build", str(path), "--time-budget", "6m", "--until", "teacher"])
+    assert r.exit_code == 0, r.output
+    out = r.output
+    assert out.index("estimated finish") < out.index("teacher: fine-tune the teacher")
+    assert "tiny: plan" in out and "left out:" in out and "plan against the stages' actual times" in out
+    saved = json.loads((tmp_path / "tiny-planned" / "plan.json").read_text())
+    assert saved["plan"]["budget_s"] == 360
+
+
+def test_the_report_section_sets_the_estimate_beside_the_actual_time():
+    from edgedistill.compress.plan.build import plan_markdown
+
+    p = plan(PlanConfig(time_budget="2h"), shape(balanced(3, 300)), speeds(), settings())
+    md = "\n".join(plan_markdown(p.as_dict(), {"teacher": 61.0, "student": 30.0}))
+    assert "## Plan" in md and "| stage | planned | estimated | actual |" in md
+    assert "| teacher |" in md and "| 2m |" in md and "budget 2h" in md and "Left out: nothing." in md
+
+
 def test_the_probe_caches_each_measurement_per_machine_and_model(tiny_model_dir, monkeypatch):
     from edgedistill.compress.plan import probe
 

@@ -19,23 +19,38 @@ log = logging.getLogger(__name__)
 @command
 def build_cmd(
     recipe: Annotated[Path, typer.Argument(help="A recipe file, e.g. models/movie-sentiment.toml.")],
-    profile: Annotated[Optional[str], typer.Option(help="quick (a CPU, minutes) or full (a GPU).")] = None,
+    profile: Annotated[Optional[str], typer.Option(
+        help="quick (the demo's fixed subset: minutes on a CPU) or full (all of the data, fixed settings); "
+             "default: the recipe's, else a build planned from the data and this machine (--time-budget).")] = None,
+    time_budget: Annotated[Optional[str], typer.Option(
+        "--time-budget", help='Plan the build to fit this wall-clock time: "90s", "45m", "2h", "1h30m" '
+                              "(default: the recipe's [plan] time_budget, else all of the data).")] = None,
     force: Annotated[Optional[list[str]], typer.Option(
         help="Redo this stage (and every later one) even if it is up to date; 'all' redoes everything.")] = None,
     until: Annotated[Optional[str], typer.Option(help="Stop after this stage.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option(
         "--set", help="Override a recipe field: TABLE.FIELD=VALUE (e.g. distill.alpha=0.9).")] = None,
 ) -> None:
-    """Run teacher -> student -> export -> quantize -> package -> report into models/<name>/.
+    """Run teacher -> student -> export -> quantize -> package -> report into models/<name>-planned/.
 
-    The console shows a header per stage, progress bars and the result; the full log (the libraries' messages
-    and warnings too) goes to build.log in the build folder."""
+    A build is planned from the data and this machine's measured throughput (what fits --time-budget; all of the
+    data without one), and the plan printed with an estimated finish before anything trains; --profile quick or
+    full builds with a fixed table instead. The console shows a header per stage, progress bars and the result; the
+    full log (the libraries' messages and warnings too) goes to build.log in the build folder."""
     from edgedistill import __version__
+    from edgedistill.compress import profiles
     from edgedistill.compress.cli._logs import log_to_file
+    from edgedistill.compress.errors import ConfigError
     from edgedistill.compress.pipeline import NO_PREVIOUS_RUN, STAGE_NAMES, build
-    from edgedistill.compress.recipe import load_recipe
+    from edgedistill.compress.plan import plan_build
+    from edgedistill.compress.recipe import BUILD_PROFILE, load_recipe
 
-    rec = load_recipe(recipe, profile=profile, overrides=list(set_ or []))
+    rec = load_recipe(recipe, profile=profile, overrides=list(set_ or []), default_profile=BUILD_PROFILE)
+    if time_budget is not None:
+        if rec.profile != profiles.PLANNED:
+            raise ConfigError("--time-budget", time_budget, f"plans a build; the {rec.profile} profile is fixed "
+                                                            f"(build with --profile {profiles.PLANNED})")
+        rec = rec.with_values({"plan.time_budget": time_budget})
     console.print(f"[bold]{rec.name}[/] ({rec.profile} profile) -> {rec.build_dir}")
     started = time.perf_counter()
     clock: dict[str, float] = {}
@@ -56,6 +71,9 @@ def build_cmd(
         with log_to_file(rec.layout.log, debug=_state["debug"], verbose=_state["verbose"]):
             log.info("edgedistill %s: build %s (%s profile%s) into %s", __version__, recipe, rec.profile,
                      "".join(f", --set {o}" for o in rec.overrides), rec.build_dir)
+            rec, planned = plan_build(rec)
+            if planned is not None:
+                _print_plan(rec, planned)
             result = build(rec, force=tuple(force or ()), until=until, on_stage=on_stage)
             _summary(rec)
             package = result.package
@@ -64,8 +82,34 @@ def build_cmd(
     except BaseException:
         err_console.print(f"[dim]full log: {rec.layout.log}[/]", highlight=False)
         raise
+    if planned is not None:
+        from edgedistill.compress.plan.build import actual_seconds, plan_rows
+
+        console.print(table(f"{rec.name}: plan against the stages' actual times", ["stage", "planned", "estimated",
+                                                                                   "actual"],
+                            plan_rows(planned, actual_seconds(rec.build_dir))))
     console.print(f"package: {package}\nreport:  {result.report}\nlog:     {rec.layout.log}\n"
                   f"total {time.perf_counter() - started:.0f} s")
+
+
+def _print_plan(rec, planned) -> None:
+    """The plan as a table, what it leaves out and when the build should finish, before anything trains."""
+    from datetime import datetime, timedelta
+
+    from edgedistill.compress.plan.build import plan_rows
+    from edgedistill.compress.plan.planner import format_duration
+
+    shape = planned.shape
+    console.print(f"data: {shape['train']:,} training texts in {shape['classes']} classes (the smallest, "
+                  f"{shape['smallest_class'][0]}, has {shape['smallest_class'][1]}; imbalance {shape['imbalance']}:1), "
+                  f"{shape['validation']:,} validation, {shape['test']:,} test; tokens p50 {shape['tokens']['p50']}, "
+                  f"p99 {shape['tokens']['p99']}, max {shape['tokens']['max']}", highlight=False)
+    console.print(table(f"{rec.name}: plan ({rec.layout.plan})", ["stage", "planned", "estimated"],
+                        [row[:3] for row in plan_rows(planned)]))
+    for item in planned.left_out:
+        console.print(f"[yellow]left out:[/] {item}", highlight=False)
+    finish = datetime.now() + timedelta(seconds=planned.total_s)
+    console.print(f"[bold]estimated finish {finish:%H:%M}[/] (about {format_duration(planned.total_s)} from now)")
 
 
 def _summary(rec) -> None:
