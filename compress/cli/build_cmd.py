@@ -104,6 +104,14 @@ def _print_plan(rec, planned) -> None:
                   f"{shape['smallest_class'][0]}, has {shape['smallest_class'][1]}; imbalance {shape['imbalance']}:1), "
                   f"{shape['validation']:,} validation, {shape['test']:,} test; tokens p50 {shape['tokens']['p50']}, "
                   f"p99 {shape['tokens']['p99']}, max {shape['tokens']['max']}", highlight=False)
+    where = planned.speeds.get("machine") or {}
+    if where.get("cores"):
+        console.print(f"machine: {where.get('cpu')}, {where['cores']} cores"
+                      + (f", {where['gpu']}" if where.get("gpu") else "")
+                      + (f"; load average {where['load_average']} now, {measured} when the teacher's throughput "
+                         "was measured (other jobs slow the build and the measurement alike)"
+                         if (measured := planned.speeds["teacher"].get("load_average")) is not None else ""),
+                      highlight=False)
     console.print(table(f"{rec.name}: plan ({rec.layout.plan})", ["stage", "planned", "estimated"],
                         [row[:3] for row in plan_rows(planned)]))
     for item in planned.left_out:

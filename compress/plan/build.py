@@ -148,7 +148,7 @@ def measure_speeds(recipe, tokenizer) -> Speeds:
 
     from edgedistill.compress import sources
     from edgedistill.compress.ladder import rung_recipe
-    from edgedistill.compress.plan.probe import machine
+    from edgedistill.compress.plan.probe import load_average, machine
 
     t, d = recipe.teacher().resolved(), recipe.distill().resolved()
     log.info("measuring this machine's throughput for %s and the students (cached per machine and model)", t.model)
@@ -160,7 +160,7 @@ def measure_speeds(recipe, tokenizer) -> Speeds:
     if recipe.student().builder in ("pretrained", "drop-layers"):
         student_tok = AutoTokenizer.from_pretrained(sources.resolve_model(recipe.student().model))
         limit = min(limit, tokenizer_limit(student_tok))
-    return Speeds(teacher, students, limit, machine())
+    return Speeds(teacher, students, limit, {**machine(), "load_average": load_average()})
 
 
 # ------------------------------------------------------------------------------------------------ reading it

@@ -41,6 +41,9 @@ FIXED_SECONDS = {"teacher": 20.0, "labelling": 30.0, "student": 15.0, "export": 
 teacher's one-off ONNX export when it labels through ONNX Runtime."""
 QUANTIZE_PASSES = 4
 """Validation passes of the quantize gate (fp32, the optimised graph and the int8 variants)."""
+REPORT_TEACHER_TEXTS = 48
+"""The report times the teacher one text at a time on 24 test texts, twice (its test figures are the teacher
+stage's)."""
 STAGES = ("teacher", "student", "export", "quantize", "targets", "package", "report")
 
 
@@ -91,6 +94,10 @@ def parse_duration(text: str) -> float:
     if not m or not any(m.groups()) or (seconds := sum(float(v or 0) * u for v, u in zip(m.groups(), (3600, 60, 1)))) <= 0:
         raise ConfigError("plan.time_budget", text, 'write a duration such as "90s", "45m", "2h" or "1h30m"')
     return seconds
+
+
+def _epochs(n: float) -> str:
+    return f"{n:g} epoch" + ("" if n == 1 else "s")
 
 
 def format_duration(seconds: float) -> str:
@@ -233,12 +240,13 @@ def _student_seconds(speed, transfer: int, epochs: float, shape: DataShape, s: S
 
 
 def _tail(student, teacher, shape: DataShape, tokens: float) -> dict[str, float]:
-    """Export .. report for one student: a fixed cost each, and their passes over validation and test texts."""
+    """Export .. report for one student: a fixed cost each, and their passes over validation and test texts (the
+    report scores the package on the test split and calibrates on it, and times the teacher)."""
     val = lambda passes: student.infer.seconds(shape.validation * passes, tokens)  # noqa: E731
     return {"export": FIXED_SECONDS["export"], "quantize": FIXED_SECONDS["quantize"] + val(QUANTIZE_PASSES),
             "targets": FIXED_SECONDS["targets"] + val(1), "package": FIXED_SECONDS["package"] + val(1),
-            "report": FIXED_SECONDS["report"] + teacher.infer.seconds(shape.test, tokens)
-            + student.infer.seconds(2 * shape.test, tokens)}
+            "report": FIXED_SECONDS["report"] + student.infer.seconds(2 * shape.test, tokens)
+            + teacher.infer.seconds(REPORT_TEACHER_TEXTS, tokens)}
 
 
 def _sizes(shape: DataShape, c: _Choice) -> tuple[int, int]:
@@ -308,7 +316,7 @@ def _fit(full: _Choice, cost, budget: float, shape: DataShape, s: Settings, cfg:
     if not fits(smallest):
         need = sum(cost(smallest).values())
         raise PlanError(f"a time budget of {format_duration(budget)} cannot hold the smallest plan (the teacher on "
-                        f"{_sizes(shape, smallest)[0]:,} texts for {smallest.teacher_epochs:g} epochs, no ladder), "
+                        f"{_sizes(shape, smallest)[0]:,} texts for {_epochs(smallest.teacher_epochs)}, no ladder), "
                         f"estimated at {format_duration(need)} on this machine: give --time-budget "
                         f"{format_duration(need * 1.05)} or more", needed_s=need)
     # 1) ladder rungs, the costliest first
@@ -394,11 +402,11 @@ def _described(c: _Choice, full: _Choice, shape: DataShape, s: Settings,
     unlabelled = f" + {c.unlabelled:,} unlabelled" if c.unlabelled else ""
     augmented = f" + {s.augment} augmented copies each" if s.augment else ""
     return {
-        "teacher": (f"{n_t:,} of {n:,} training texts, {c.teacher_epochs:g} epochs, up to {limits[0]} tokens; "
+        "teacher": (f"{n_t:,} of {n:,} training texts, {_epochs(c.teacher_epochs)}, up to {limits[0]} tokens; "
                     f"validation {c.teacher_validation:,} of {shape.validation:,}"
                     + (" (features: the head alone trains)" if s.teacher_features else "")),
         "student": (f"{n_s:,} of {n:,} training texts{unlabelled}{augmented} labelled by the teacher, "
-                    f"{c.student_epochs:g} epochs, up to {limits[1]} tokens"),
+                    f"{_epochs(c.student_epochs)}, up to {limits[1]} tokens"),
         "export": "ONNX, parity-checked",
         "quantize": f"variants gated on {shape.validation:,} validation texts",
         "targets": "the declared targets",
@@ -427,7 +435,7 @@ def _left_out(c: _Choice, full: _Choice, shape: DataShape, limits: tuple[int, in
     for who, now, before in (("teacher", c.teacher_epochs, full.teacher_epochs),
                              ("student", c.student_epochs, full.student_epochs)):
         if now < before:
-            out.append(f"{who}: {now:g} epochs instead of {before:g}")
+            out.append(f"{who}: {_epochs(now)} instead of {before:g}")
     if dropped := [r for r in full.rungs if r not in c.rungs]:
         out.append(f"ladder rungs that do not fit: {', '.join(dropped)}")
     for limit in sorted(set(limits)):

@@ -25,16 +25,21 @@ from pathlib import Path
 from typing import Any
 
 from edgedistill import __version__
-from edgedistill.compress.fsutil import cache_dir
+from edgedistill.compress.fsutil import cache_dir, write_text_atomic
 
 log = logging.getLogger(__name__)
 
-LENGTHS = (32, 128)
-"""The sequence lengths measured: sentences and paragraphs (fixed, so that the cache serves every dataset)."""
+LENGTHS = (16, 64)
+"""The sequence lengths measured (fixed, so that the cache serves every dataset). Longer texts are extrapolated
+along the line, which leaves out attention's quadratic term: about a tenth of a base model's work at 512 tokens."""
+PROBE_FORMAT = 3
+"""Bumped when how a step is measured changes, so that older measurements are not read back."""
 WARMUP_STEPS = 1
-TIMED_STEPS = 2
-INFER_BATCH = 32
-"""Inference is measured at this batch size (the stages evaluate and label at 32 to 64)."""
+TIMED_STEPS = {"train": 2, "infer": 1}
+"""Steps timed after the warm-up: a training step's time varies more than a batch of 64 texts' inference."""
+INFER_BATCH = 64
+"""Inference is measured at the batch the stages evaluate and label at (a CPU runs short texts in a batch of 64 at
+about twice the texts per second of a batch of 16)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,8 @@ class ModelSpeed:
     infer: Rate
     layers: int = 0
     """Its encoder depth (0: not a layered model), to scale a rung that keeps fewer layers."""
+    load_average: float | None = None
+    """The machine's load average when it was measured (the highest of its measurements)."""
 
 
 STATIC = ModelSpeed(Rate(2e-4), Rate(5e-5))
@@ -104,6 +111,15 @@ def machine() -> dict[str, Any]:
             "torch": torch.__version__, "platform": platform.machine()}
 
 
+def load_average() -> float | None:
+    """The machine's one-minute load average (None where the OS has none): other jobs' share of the CPU, which
+    slows a measurement and the build alike, and may differ between the two."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def _cache_file(key: dict[str, Any]) -> Path:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     return cache_dir() / "throughput" / f"{digest}.json"
@@ -119,7 +135,7 @@ def _time_steps(model, kind: str, batch: int, length: int) -> float:
     ids = torch.randint(5, max(6, vocab), (batch, length), device=device)
     mask = torch.ones_like(ids)
     labels = torch.zeros(batch, dtype=torch.long, device=device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-6) if kind == "train" else None
+    opt = _optimizer(model) if kind == "train" else None
     model.train(kind == "train")
 
     def step() -> None:
@@ -136,20 +152,32 @@ def _time_steps(model, kind: str, batch: int, length: int) -> float:
     for _ in range(WARMUP_STEPS):
         step()
     started = time.perf_counter()
-    for _ in range(TIMED_STEPS):
+    for _ in range(TIMED_STEPS[kind]):
         step()
-    return (time.perf_counter() - started) / (TIMED_STEPS * batch)
+    return (time.perf_counter() - started) / (TIMED_STEPS[kind] * batch)
+
+
+def _optimizer(model):
+    """AdamW as the stages' Trainer runs it: the fused kernel where this torch has one (its default from torch 2.8);
+    the per-tensor loop costs several times as much per step on a CPU."""
+    import torch
+
+    try:
+        return torch.optim.AdamW(model.parameters(), lr=1e-6, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(model.parameters(), lr=1e-6)
 
 
 def measure(model_name: str, *, batch_size: int, lengths: tuple[int, ...] = LENGTHS) -> ModelSpeed:
-    """``model_name``'s (a built-in name, a folder or a hub id) training rate at ``batch_size`` and inference rate
-    at :data:`INFER_BATCH`, from the cache when this machine measured them before."""
+    """``model_name``'s (a built-in name, a folder or a hub id) training rate at ``batch_size`` (the stage's: an
+    optimiser step costs the same for any batch, so a smaller one would overstate a text's share) and inference
+    rate at :data:`INFER_BATCH`, from the cache when this machine measured them before."""
     from edgedistill.compress import sources
 
     where = machine()
     found: dict[tuple[str, int], dict[str, Any]] = {}
     keys = {(kind, length): {"machine": where, "model": model_name, "kind": kind, "batch": batch,
-                             "length": length, "version": __version__}
+                             "length": length, "probe": PROBE_FORMAT, "version": __version__}
             for kind, batch in (("train", batch_size), ("infer", INFER_BATCH)) for length in lengths}
     for k, key in keys.items():
         if (path := _cache_file(key)).is_file():
@@ -162,10 +190,10 @@ def measure(model_name: str, *, batch_size: int, lengths: tuple[int, ...] = LENG
             length = min(key["length"], _limit(model))  # a model with a shorter table is timed at its limit
             seconds = _time_steps(model, key["kind"], key["batch"], length)
             found[k] = {**key, "measured_length": length, "seconds_per_text": seconds,
-                        "layers": getattr(model.config, "num_hidden_layers", 0)}
+                        "layers": getattr(model.config, "num_hidden_layers", 0), "load_average": load_average()}
             path = _cache_file(key)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(found[k], indent=2))
+            write_text_atomic(path, json.dumps(found[k], indent=2))  # builds may measure side by side
             log.info("%s on this machine: %s at %d tokens, batch %d: %.1f texts/s", model_name, key["kind"],
                      length, key["batch"], 1 / max(seconds, 1e-12))
         del model
@@ -173,7 +201,9 @@ def measure(model_name: str, *, batch_size: int, lengths: tuple[int, ...] = LENG
     def rate(kind: str) -> Rate:
         return Rate.fit({r["measured_length"]: r["seconds_per_text"] for (k, _), r in found.items() if k == kind})
 
-    return ModelSpeed(rate("train"), rate("infer"), int(next(iter(found.values()))["layers"]))
+    loads = [r["load_average"] for r in found.values() if r.get("load_average") is not None]
+    return ModelSpeed(rate("train"), rate("infer"), int(next(iter(found.values()))["layers"]),
+                      max(loads) if loads else None)
 
 
 def student_speed(student, teacher: ModelSpeed, *, batch_size: int) -> ModelSpeed:
@@ -186,7 +216,8 @@ def student_speed(student, teacher: ModelSpeed, *, batch_size: int) -> ModelSpee
     if student.builder == "pretrained" or not full.layers:
         return full
     kept = len(student.layers) if isinstance(student.layers, list) else student.layers or max(1, full.layers // 2)
-    return ModelSpeed(full.train.scaled(kept / full.layers), full.infer.scaled(kept / full.layers), kept)
+    return ModelSpeed(full.train.scaled(kept / full.layers), full.infer.scaled(kept / full.layers), kept,
+                      full.load_average)
 
 
 def _load(path: str):
