@@ -64,6 +64,7 @@ def rebuild_command(report: dict[str, Any]) -> str:
         parts.append(f"--profile {profile}")
     if budget := (report.get("plan") or {}).get("budget_s"):  # a planned build: edgedistill build's default
         parts.append(f"--time-budget {budget / 60:.0f}m" if budget % 60 == 0 else f"--time-budget {budget:.0f}s")
+        overrides = [o for o in overrides if not o.startswith("plan.time_budget=")]  # --time-budget recorded it
     return " ".join(parts + [f"--set {o}" for o in overrides])
 
 

@@ -416,3 +416,7 @@ def test_the_zoo_takes_a_planned_build_and_a_shipped_row_of_another_name(tmp_pat
         "edgedistill build models/m.toml --profile full --set distill.epochs=3"
     assert zoo.rebuild_command({"name": "m", "profile": "planned", "plan": {"budget_s": 90}}) == \
         "edgedistill build models/m.toml --time-budget 90s"
+    # the build records --time-budget as its override too: the command names it once
+    assert zoo.rebuild_command({"name": "m", "profile": "planned", "plan": {"budget_s": 2700.0},
+                                "overrides": ['plan.time_budget="45m"', "distill.alpha=0.9"]}) == \
+        "edgedistill build models/m.toml --time-budget 45m --set distill.alpha=0.9"

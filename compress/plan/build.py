@@ -138,7 +138,7 @@ def settings_of(recipe) -> Settings:
         student=_stage(d, dr, student.adapt_steps * student.adapt_batch_size if student.adapt_texts else 0),
         teacher_features=tr.strategy == "features", max_transfer=d.max_transfer_samples, augment=dr.augment or 0,
         labelling_speedup=ONNX_LABELLING_SPEEDUP if dr.teacher_backend == "onnx" and logits_only else 1.0,
-        rungs=tuple(recipe.ladder().rungs))
+        rungs=tuple(recipe.ladder().rungs), teacher_retries=tr.retries)
 
 
 def measure_speeds(recipe, tokenizer) -> Speeds:

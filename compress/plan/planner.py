@@ -174,6 +174,9 @@ class Settings:
     labelling_speedup: float = 1.0
     """How much faster the teacher labels than torch inference (ONNX Runtime: measured 1.9x on 2 cores)."""
     rungs: tuple[str, ...] = ()
+    teacher_retries: int = 0
+    """Runs a teacher that fails its check gets, each with twice the last one's epochs: not in the estimate (a
+    teacher that passes never runs them), named beside it."""
 
 
 # --------------------------------------------------------------------------------------------------- output
@@ -365,8 +368,12 @@ def plan(cfg: PlanConfig, shape: DataShape, speeds: Speeds, settings: Settings) 
                                                                                     settings, cfg)
     # 4) the values that differ from the full profile's, the stages in words, what was left out
     seconds = cost(chosen)
-    stages = [StagePlan(name, what, seconds[name])
-              for name, what in _described(chosen, full, shape, settings, limits).items() if name in seconds]
+    described = _described(chosen, full, shape, settings, limits)
+    if settings.teacher_retries:  # each retry runs twice the epochs of the run before it
+        extra = (seconds["teacher"] - FIXED_SECONDS["teacher"]) * sum(2 ** k for k in
+                                                                       range(1, settings.teacher_retries + 1))
+        described["teacher"] += f"; a failed check retries: up to {format_duration(extra)} more"
+    stages = [StagePlan(name, what, seconds[name]) for name, what in described.items() if name in seconds]
     return Plan(_values(chosen, full, settings, limits, limit), stages, _left_out(chosen, full, shape, limits),
                 budget, {**shape.summary(), "token_limit": limit}, speeds.as_dict())
 
