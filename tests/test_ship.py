@@ -240,3 +240,10 @@ def test_a_build_ships_the_baseline_when_it_wins_and_reports_why(tmp_path, tiny_
     md = layout.report_md.read_text()
     assert "## What shipped and why: validation split" in md and record["why"] in md
     assert (layout.student_package / "tokenizer.json").is_file()  # the loser stays, scored on test above
+
+
+def test_the_benchmark_refuses_the_baseline_in_one_line(baseline_package):
+    from edgedistill.compress.cli import app
+
+    r = CliRunner().invoke(app, ["bench", str(baseline_package)])
+    assert r.exit_code == 1 and "takes raw strings" in r.output and "Traceback" not in r.output
