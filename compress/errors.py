@@ -89,13 +89,16 @@ class ExportMetaError(ExportError):
 
 
 class ExportParityError(ExportError):
-    """The ONNX graph does not reproduce the torch model: the largest absolute difference per output."""
+    """The ONNX graph does not reproduce its source model (torch, or scikit-learn for the baseline): the largest
+    absolute difference per output."""
 
-    def __init__(self, diffs: dict[str, float], atol: float, worst: dict[str, str] | None = None):
-        self.diffs, self.atol, self.worst = dict(diffs), atol, dict(worst or {})
-        parts = [f"{name}: max |torch - onnx| = {d:.3g}" + (f" (at {self.worst[name]})" if name in self.worst else "")
-                 for name, d in self.diffs.items()]
-        super().__init__(f"the exported graph differs from the torch model beyond atol={atol:g}: " + "; ".join(parts))
+    def __init__(self, diffs: dict[str, float], atol: float, worst: dict[str, str] | None = None,
+                 source: str = "torch"):
+        self.diffs, self.atol, self.worst, self.source = dict(diffs), atol, dict(worst or {}), source
+        parts = [f"{name}: max |{source} - onnx| = {d:.3g}"
+                 + (f" (at {self.worst[name]})" if name in self.worst else "") for name, d in self.diffs.items()]
+        super().__init__(f"the exported graph differs from the {source} model beyond atol={atol:g}: "
+                         + "; ".join(parts))
 
 
 class UpdateRefused(EdgeDistillError):

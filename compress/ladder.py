@@ -14,9 +14,10 @@ Each rung builds into ``<build>/ladder/<rung>/`` through the same stages as the 
 export, quantize behind the gate, package, report), from the recipe's teacher and its cached outputs.
 
 The budget reads only validation figures: each rung's shipped variant's validation macro-F1, its batch-1 p50
-latency on validation texts (both from its quantize report) and its package size. The most accurate rung within
-the budget ships (its package is copied to ``<build>/ladder/package/``); when none fits, :class:`BudgetError`
-names the closest rung and what it misses, after the table is written. Test-split figures are only reported.
+latency on validation texts (both from its quantize report) and its package size. The rungs are candidates of the
+recipe's ship stage (:mod:`edgedistill.compress.ship`) beside its own student and the TF-IDF baseline: the most
+accurate candidate within the budget (:func:`pick`) is copied to ``<build>/package/``; when none fits,
+:class:`BudgetError` names the closest and what it misses, after the table is written. Test-split figures are only reported.
 """
 
 from __future__ import annotations
@@ -119,8 +120,9 @@ def rung_recipe(recipe, spec: str):
     if tables["student"].get("builder") == "static":
         for name in ("hidden_loss_weight", "attention_loss_weight", "hidden_loss_layers"):
             tables["distill"].pop(name, None)
-    rung = dataclasses.replace(recipe, tables=tables, build_dir=recipe.build_dir / "ladder" / rung_name(spec),
-                               teacher_dir=recipe.layout.teacher)
+    tables["ship"]["baseline"] = False  # a rung's package is its own student's: a candidate of the recipe's ship
+    rung = dataclasses.replace(recipe, tables=tables, build_dir=recipe.layout.ladder / rung_name(spec),
+                               teacher_dir=recipe.layout.teacher, baseline_dir=recipe.layout.baseline_package)
     validate(rung)
     return rung
 
@@ -128,7 +130,8 @@ def rung_recipe(recipe, spec: str):
 # ------------------------------------------------------------------------------- measuring a rung
 @dataclass
 class Rung:
-    """One rung's figures: validation (what the budget reads) and test (only reported)."""
+    """One candidate's figures (a rung of the ladder, the recipe's own student, or the baseline): validation (what
+    the budget and :func:`pick` read) and test (only reported)."""
 
     name: str
     spec: str
@@ -144,6 +147,10 @@ class Rung:
     share_of_teacher: float | None = None
     margin_kept: float | None = None
     speedup_vs_teacher: float | None = None
+    package: str | None = None
+    """The candidate's package folder (None: ``<build_dir>/package``)."""
+    kind: str = "tokens"
+    """What its graph takes (``edgedistill.runtime.package.KIND_TOKENS`` or ``KIND_STRINGS``)."""
 
     def misses(self, budget: dict[str, float]) -> dict[str, float]:
         """Each budget line this rung misses, with by how much (in the line's unit)."""
@@ -162,6 +169,23 @@ def package_mb(folder: Path) -> float:
     return round(sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 1e6, 2)
 
 
+def package_candidate(name: str, spec: str, folder: Path) -> Rung:
+    """A candidate read from its package alone: the validation figures the stage that wrote it measured through the
+    runtime (the quantize gate's for a student, the baseline stage's for the baseline; in the manifest's
+    ``metrics``) and its size on disk."""
+    from edgedistill.runtime.package import CONFIG_FILE, KIND_STRINGS, read_config, verify_package
+
+    metrics = verify_package(folder).get("metrics") or {}
+    config = read_config(Path(folder) / CONFIG_FILE)
+    validation = metrics.get("split") == "validation"
+    variant = config.model_type if config.kind == KIND_STRINGS else config.variant  # the baseline: what model
+    return Rung(name=name, spec=spec, build_dir=str(Path(folder).parent), variant=variant or "fp32",
+                validation_macro_f1=metrics.get("macro_f1") if validation else None,
+                validation_latency_ms=metrics.get("latency_p50_ms") if validation else None,
+                size_mb=package_mb(folder), params_m=None, test_macro_f1=None, test_latency_ms=None,
+                package=str(folder), kind=config.kind)
+
+
 def read_rung(name: str, spec: str, build_dir: Path, *, texts: list[str] | None = None) -> Rung:
     """A rung's figures from its build folder (quantize report, package, build report); ``texts`` (test texts)
     time the package at batch 32 through the runtime."""
@@ -172,15 +196,18 @@ def read_rung(name: str, spec: str, build_dir: Path, *, texts: list[str] | None 
     q = QuantizeReport.load(layout.onnx)
     chosen = q.attempt(q.chosen)
     report = json.loads(layout.report_json.read_text())
-    shipped = next((r for r in report["rows"] if r.get("shipped")), {})
+    # the student's package: the report's shipped row, or its own row when another candidate shipped
+    row = next((r for r in report["rows"] if r["model"] == "student package"), None) or \
+        next((r for r in report["rows"] if r.get("shipped")), {})
+    package = layout.student_package if layout.student_package.is_dir() else layout.package  # older builds: one
     return Rung(name=name, spec=spec, build_dir=str(build_dir), variant=q.chosen,
                 validation_macro_f1=chosen.macro_f1, validation_latency_ms=chosen.latency_p50_ms,
-                size_mb=package_mb(layout.package), params_m=shipped.get("params_m"),
-                test_macro_f1=shipped.get("macro_f1"),
-                test_latency_ms=shipped.get("latency_p50_ms"),
-                throughput_b32=_package_throughput(layout.package, texts) if texts else None,
-                share_of_teacher=shipped.get("share_of_teacher"), margin_kept=shipped.get("margin_kept"),
-                speedup_vs_teacher=shipped.get("speedup_vs_teacher"))
+                size_mb=package_mb(package), params_m=row.get("params_m"),
+                test_macro_f1=row.get("macro_f1"),
+                test_latency_ms=row.get("latency_p50_ms"),
+                throughput_b32=_package_throughput(package, texts) if texts else None,
+                share_of_teacher=row.get("share_of_teacher"), margin_kept=row.get("margin_kept"),
+                speedup_vs_teacher=row.get("speedup_vs_teacher"), package=str(package))
 
 
 def throughput(predict: Callable[[list[str]], Any], texts: list[str], batch: int = 32, seconds: float = 3.0,
@@ -209,8 +236,9 @@ def _package_throughput(package: Path, texts: list[str]) -> float:
 
 
 def pick(rungs: list[Rung], budget: dict[str, float]) -> Rung:
-    """The most accurate rung on validation within ``budget`` (ties: the faster); :class:`BudgetError` naming the
-    closest rung and the lines it misses when none fits. No budget: the most accurate rung."""
+    """The most accurate candidate on validation within ``budget`` (ties: the faster): ladder rungs, the recipe's
+    student and the baseline alike (:mod:`edgedistill.compress.ship`). :class:`BudgetError` naming the closest
+    candidate and the lines it misses when none fits. No budget: the most accurate."""
     fits = [r for r in rungs if not r.misses(budget)]
     if fits:
         return max(fits, key=lambda r: (r.validation_macro_f1 or 0.0, -(r.validation_latency_ms or 0.0)))
@@ -218,21 +246,25 @@ def pick(rungs: list[Rung], budget: dict[str, float]) -> Rung:
     def distance(r: Rung) -> float:  # relative misses, summed: the rung that is least far off
         return sum(v / budget[k] for k, v in r.misses(budget).items())
 
+    if not rungs:
+        raise BudgetError("no candidate may ship")
     near = min(rungs, key=distance)
     misses = "; ".join(f"{k.replace('_', ' ')} {budget[k]:g} missed by {v:.3g}" for k, v in near.misses(budget).items())
-    raise BudgetError(f"no rung of the ladder meets the budget; the closest is {near.name} ({misses})")
+    raise BudgetError(f"no candidate meets the budget; the closest is {near.name} ({misses})")
 
 
 # ------------------------------------------------------------------------------- the report
 def write_table(out: Path, rungs: list[Rung], refs: dict[str, Any], budget: dict[str, float],
-                chosen: Rung | None, why: str) -> None:
-    """``out/ladder.md``, ``ladder.json`` and ``ladder.png`` (macro-F1 against latency, log scale, frontier)."""
+                chosen: Rung | None, why: str, baseline: Rung | None = None) -> None:
+    """``out/ladder.md``, ``ladder.json`` and ``ladder.png`` (macro-F1 against latency, log scale, frontier);
+    ``baseline``: the baseline as a candidate (a row of the table, the ``baseline`` entry of the JSON)."""
     from edgedistill.runtime.bench import environment
 
     env = environment("cpu")
     out.mkdir(parents=True, exist_ok=True)
     (out / "ladder.json").write_text(json.dumps(
-        {"rungs": [asdict(r) for r in rungs], "references": refs, "budget": budget,
+        {"rungs": [asdict(r) for r in rungs], "baseline": asdict(baseline) if baseline else None,
+         "references": refs, "budget": budget,
          "chosen": chosen.name if chosen else None, "why": why, "environment": env}, indent=2) + "\n")
 
     def f(v: Any, spec: str) -> str:
@@ -249,7 +281,7 @@ def write_table(out: Path, rungs: list[Rung], refs: dict[str, Any], budget: dict
              "| rung | variant | validation macro-F1 | validation latency ms | size MB | test macro-F1 | of teacher "
              "| margin kept | test latency ms | texts/s at batch 32 | faster than teacher | ships |",
              "|" + "---|" * 12]
-    for r in rungs:
+    for r in [*rungs, *([baseline] if baseline else [])]:
         lines.append(f"| {r.name} | {r.variant} | {f(r.validation_macro_f1, '.4f')} | "
                      f"{f(r.validation_latency_ms, '.2f')} | {r.size_mb:.1f} | {f(r.test_macro_f1, '.4f')} | "
                      f"{f(r.share_of_teacher, '.1%')} | {f(r.margin_kept, '.0%')} | {f(r.test_latency_ms, '.2f')} | "
@@ -308,42 +340,52 @@ def plot_points(points: list[tuple[float, float, str, str]], path: Path, title: 
 
 # ------------------------------------------------------------------------------- building it
 def build_ladder(recipe, *, on_stage: Callable | None = None, force: tuple[str, ...] = (),
-                 on_rung: Callable[[str, Path], None] | None = None, recipe_built: bool = False) -> tuple[Path, Rung]:
-    """Build every rung of ``recipe``'s ladder (the recipe's own build first, unless ``recipe_built``: it trains
-    the teacher), write the ladder table, and publish the chosen rung's package to ``<build>/ladder/package/``.
-    Returns that folder and the chosen rung; raises :class:`BudgetError` (after writing the table) when nothing
-    fits."""
+                 on_rung: Callable[[str, Path], None] | None = None, until: str | None = None) -> tuple[Path, Rung]:
+    """Build ``recipe`` with its ladder: the recipe's own stages up to its baseline (the teacher trains there), every
+    rung from that teacher (each a full build of its own student, borrowing the teacher and the baseline), then the
+    recipe's ship stage, which chooses among its student, the rungs and the baseline, and its report; write the
+    ladder table. Returns ``<build>/package/`` and the candidate that ships; raises :class:`BudgetError` (after
+    writing the table) when nothing fits. ``until``: the last stage of the recipe's own build (ship or report)."""
+    from edgedistill.compress.baseline_package import NAME as BASELINE_ROW
     from edgedistill.compress.data import load_data
-    from edgedistill.compress.pipeline import build, read_state
+    from edgedistill.compress.pipeline import STAGE_NAMES, build, read_state
+    from edgedistill.compress.ship import BASELINE, STUDENT, read_record
 
     cfg = recipe.ladder()
-    if not recipe_built:
-        build(recipe, force=force, on_stage=on_stage)
-    teacher_run = read_state(recipe.build_dir)["stages"]["teacher"]["run_id"]
+    build(recipe, force=force, on_stage=on_stage, until="baseline")
+    runs = read_state(recipe.build_dir)["stages"]
+    borrowed = {"teacher": runs["teacher"]["run_id"], "baseline": runs["baseline"]["run_id"]}
     texts = list(load_data(recipe.data()).test.texts)[:512]
-    report = json.loads(recipe.layout.report_json.read_text())
-    teacher = next((r for r in report["rows"] if r["model"] == "teacher"), {})
-    baseline = next((r for r in report["rows"] if r["model"].startswith("baseline")), {})
-    refs = {"teacher": teacher.get("macro_f1"), "baseline": baseline.get("macro_f1"),
-            "teacher_latency_ms": teacher.get("latency_p50_ms"), "baseline_latency_ms": baseline.get("latency_p50_ms")}
-    rungs = [read_rung(f"recipe ({recipe.student().builder})", "recipe", recipe.build_dir, texts=texts)]
     for spec in cfg.rungs:
         rung = rung_recipe(recipe, spec)
         log.info("ladder rung %s -> %s", spec, rung.build_dir)
         if on_rung:
             on_rung(spec, rung.build_dir)
-        build(rung, force=force, on_stage=on_stage, after={"teacher": teacher_run})
-        rungs.append(read_rung(rung_name(spec), spec, rung.build_dir, texts=texts))
-    out = recipe.build_dir / "ladder"
-    budget = cfg.budget
+        build(rung, force=force, on_stage=on_stage, after=borrowed)
+    later = STAGE_NAMES.index("ship")  # the stages forced above are done; what is forced after them still is
+    again = tuple("ship" if f == "all" else f for f in force if f == "all" or STAGE_NAMES.index(f) >= later)
+    failed: BudgetError | None = None
     try:
-        chosen = pick(rungs, budget)
-    except BudgetError:
-        write_table(out, rungs, refs, budget, None, "No rung fits: nothing ships.")
-        raise
-    why = (f"{chosen.name} is the most accurate rung on validation within the budget."
-           if budget else f"{chosen.name} is the most accurate rung on validation.")
-    write_table(out, rungs, refs, budget, chosen, why)
-    with publishing(out / "package") as tmp:
-        shutil.copytree(Path(chosen.build_dir) / "package", tmp, dirs_exist_ok=True)
-    return out / "package", chosen
+        build(recipe, force=again, on_stage=on_stage, until=until)
+    except BudgetError as e:
+        failed = e
+    shipped = read_record(recipe.layout.ship_record) or {}
+    report = json.loads(recipe.layout.report_json.read_text()) if recipe.layout.report_json.is_file() else {}
+    rows = {r["model"]: r for r in report.get("rows", [])}
+    teacher, base = rows.get("teacher", {}), rows.get(BASELINE_ROW, {})
+    refs = {"teacher": teacher.get("macro_f1"), "baseline": base.get("macro_f1"),
+            "teacher_latency_ms": teacher.get("latency_p50_ms"), "baseline_latency_ms": base.get("latency_p50_ms")}
+    rungs = [read_rung(f"recipe ({recipe.student().builder})", "recipe", recipe.build_dir, texts=texts)]
+    rungs += [read_rung(rung_name(spec), spec, rung_recipe(recipe, spec).build_dir, texts=texts) for spec in cfg.rungs]
+    baseline = next((c for c in shipped.get("candidates", []) if c["name"] == BASELINE), None)
+    baseline_rung = Rung(**{**{k: v for k, v in baseline.items() if k != "excluded"},
+                            "test_macro_f1": base.get("macro_f1"), "test_latency_ms": base.get("latency_p50_ms")}) \
+        if baseline else None
+    named = {STUDENT: rungs[0], BASELINE: baseline_rung, **{r.name: r for r in rungs[1:]}}
+    chosen = named.get(shipped.get("chosen") or "")
+    write_table(recipe.layout.ladder, rungs, refs, cfg.budget, chosen, shipped.get("why") or "Nothing ships.",
+                baseline=baseline_rung)
+    if failed is not None:
+        raise failed
+    assert chosen is not None
+    return recipe.layout.package, chosen

@@ -5,12 +5,16 @@
       student/            the distilled student checkpoint
       onnx/               the exported student, its optimised / quantized variants, quantize_report.json and
                           targets.json (the per-target checks)
-      package/            the model package the runtime loads
+      candidates/student/ the student's package (its chosen quantized variant)
+      candidates/baseline/ the TF-IDF + logistic-regression baseline's package (ONNX, raw strings in)
+      package/            what ships: a copy of the candidate the ship stage chose (the runtime loads it)
+      ship.json           the ship stage's record: every candidate's validation figures, the budget, the choice
       report/             report.md, report.json, plot.png: the build report
       .state.json         the stage records (fingerprints and what they hash, run ids) that make builds resumable
       plan.json           a planned build's plan: its key, the values it chose, the estimate, what it left out
-      ladder/<rung>/      one build folder per ladder rung (student/ onwards; the teacher is the one above)
-      ladder/             ladder.md, ladder.json, ladder.png and the package the budget chose
+      ladder/<rung>/      one build folder per ladder rung (student/ onwards; the teacher and the baseline are the
+                          ones above); its package/ is its own student's, a candidate of the build above
+      ladder/             ladder.md, ladder.json, ladder.png
       build.log           every run's full log: the toolchain's records, the libraries' and Python's warnings
 
 The recipe, the pipeline, the report, the CLI and the benchmarks all take paths from :class:`BuildLayout`.
@@ -35,6 +39,8 @@ class BuildLayout:
     root: Path
     shared_teacher: Path | None = None
     """A teacher built elsewhere (a ladder rung uses its recipe's): then ``teacher`` is that folder."""
+    shared_baseline: Path | None = None
+    """A baseline package built elsewhere (a ladder rung's is its recipe's): then ``baseline_package`` is it."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
@@ -60,8 +66,27 @@ class BuildLayout:
         return self.onnx / TARGETS_REPORT
 
     @property
+    def candidates(self) -> Path:
+        return self.root / "candidates"
+
+    @property
+    def student_package(self) -> Path:
+        """The student's package, written by the package stage: a candidate."""
+        return self.candidates / "student"
+
+    @property
+    def baseline_package(self) -> Path:
+        """The baseline's package, written by the baseline stage: a candidate."""
+        return Path(self.shared_baseline) if self.shared_baseline else self.candidates / "baseline"
+
+    @property
     def package(self) -> Path:
+        """What ships: the ship stage's copy of the chosen candidate."""
         return self.root / "package"
+
+    @property
+    def ship_record(self) -> Path:
+        return self.root / "ship.json"
 
     @property
     def report(self) -> Path:

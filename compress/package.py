@@ -82,13 +82,43 @@ class PackagingConfig:
         return Path(self.output) if self.output else BuildLayout(Path(self.onnx_dir).resolve().parent).package
 
 
+def write_package(out: Path, files: dict[str, Path], config: dict[str, Any], card: str, *, opset: int,
+                  zip_path: Path | None = None, verify_on: tuple[str | None, ...] = (None,), **manifest: Any) -> Path:
+    """The one way a package folder is written: ``files`` (name in the package -> file to copy), config.json and
+    the model card go into a temporary folder, :func:`edgedistill.runtime.package.write_manifest` hashes them
+    (``manifest``: its fields), the folder is loaded back through ``edgedistill.runtime.TextClassifier`` for each of
+    ``verify_on`` (every hash checked, one prediction run), and only then renamed to ``out``; ``zip_path`` likewise.
+    Returns ``out``."""
+    from edgedistill.runtime.classifier import TextClassifier  # submodules: they import under any install layout
+    from edgedistill.runtime.package import CONFIG_FILE, README_FILE, write_manifest, zip_package
+
+    tmp_zip: Path | None = None
+    try:
+        with publishing(out) as tmp:
+            for name, source in files.items():
+                shutil.copyfile(source, tmp / name)
+            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+            (tmp / README_FILE).write_text(card)
+            write_manifest(tmp, opset=opset, **manifest)
+            for target in verify_on:
+                clf = TextClassifier.load(tmp, target=target)  # what ships must load, verify and predict
+                clf.predict("a quick check that the package runs")
+                del clf
+            if zip_path is not None:
+                zip_package(tmp, tmp_zip := tmp.with_name(tmp.name + ".zip"))
+        if tmp_zip is not None:
+            os.replace(tmp_zip, zip_path)
+    except BaseException:
+        if tmp_zip is not None:
+            tmp_zip.unlink(missing_ok=True)
+        raise
+    return out
+
+
 def build_package(cfg: PackagingConfig, data: Any = None) -> Path:
     """Write the package folder (and optional .zip) for ``cfg``; returns the folder. ``data``: the labelled data
     whose validation split fits the temperature, already loaded (an update's old and new tasks together); default:
     the data the quantize report was gated on."""
-    from edgedistill.runtime.classifier import TextClassifier  # submodules: they import under any install layout
-    from edgedistill.runtime.package import write_manifest, zip_package
-
     onnx_dir, out = Path(cfg.onnx_dir), cfg.output_dir
     meta = read_export(onnx_dir)
     report = QuantizeReport.load(onnx_dir) if (onnx_dir / REPORT_JSON).is_file() else None
@@ -108,41 +138,23 @@ def build_package(cfg: PackagingConfig, data: Any = None) -> Path:
         if cfg.calibrate else None
     biases = (calibration or {}).get("biases") or {}
 
-    tmp_zip: Path | None = None
-    try:
-        with publishing(out) as tmp:
-            shutil.copyfile(source, tmp / MODEL_FILE)
-            for name, file in (plan.extra_files.items() if plan else ()):  # other targets' variants
-                shutil.copyfile(onnx_dir / file, tmp / name)
-            shutil.copyfile(onnx_dir / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
-            config = runtime_config(meta, attempt.variant, batch_invariant=batch_invariant,
-                                    temperature=calibration["shipped"]["temperature"] if calibration else 1.0,
-                                    biases=biases.get("biases"))
-            (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-            quantization = _quantization(attempt, report)
-            metrics = _metrics(attempt, report, meta)
-            name = cfg.name or out.name
-            (tmp / "README.md").write_text(model_card(name, meta, attempt, report, metrics, cfg.history,
-                                                      calibration=calibration,
-                                                      runs_alone=config["batch_dependent"] and batch_invariant))
-            lineage = {"parent": cfg.parent, "history": cfg.history} if cfg.parent or cfg.history else {}
-            write_manifest(tmp, opset=meta.opset, quantization=quantization, metrics=metrics,
-                           recipe=cfg.recipe, name=name, calibration=calibration, **lineage,
-                           source={"checkpoint": meta.checkpoint, "onnx_dir": str(onnx_dir.resolve()),
-                                   "file": attempt.file, "attempt": attempt.name},
-                           **({"targets": plan.targets} if plan else {}))
-            for target in [None, *(t for t in (plan.targets if plan else ()) if t != "cuda")]:
-                clf = TextClassifier.load(tmp, target=target)  # what ships must load, verify and predict
-                clf.predict("a quick check that the package runs")
-                del clf
-            if cfg.zip:
-                zip_package(tmp, tmp_zip := tmp.with_name(tmp.name + ".zip"))
-        if tmp_zip is not None:
-            os.replace(tmp_zip, zip_path)
-    except BaseException:
-        if tmp_zip is not None:
-            tmp_zip.unlink(missing_ok=True)
-        raise
+    files = {MODEL_FILE: source, TOKENIZER_FILE: onnx_dir / TOKENIZER_FILE,
+             **{name: onnx_dir / file for name, file in (plan.extra_files.items() if plan else ())}}  # other targets
+    config = runtime_config(meta, attempt.variant, batch_invariant=batch_invariant,
+                            temperature=calibration["shipped"]["temperature"] if calibration else 1.0,
+                            biases=biases.get("biases"))
+    metrics = _metrics(attempt, report, meta)
+    name = cfg.name or out.name
+    card = model_card(name, meta, attempt, report, metrics, cfg.history, calibration=calibration,
+                      runs_alone=config["batch_dependent"] and batch_invariant)
+    lineage = {"parent": cfg.parent, "history": cfg.history} if cfg.parent or cfg.history else {}
+    write_package(out, files, config, card, opset=meta.opset, zip_path=zip_path if cfg.zip else None,
+                  verify_on=(None, *(t for t in (plan.targets if plan else ()) if t != "cuda")),
+                  quantization=_quantization(attempt, report), metrics=metrics, recipe=cfg.recipe, name=name,
+                  calibration=calibration, **lineage,
+                  source={"checkpoint": meta.checkpoint, "onnx_dir": str(onnx_dir.resolve()), "file": attempt.file,
+                          "attempt": attempt.name},
+                  **({"targets": plan.targets} if plan else {}))
     log.info("package %s: %s (%s, %.1f MB)%s", name, out, attempt.name, (out / MODEL_FILE).stat().st_size / 1e6,
              f" and {zip_path}" if cfg.zip else "")
     return out

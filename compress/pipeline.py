@@ -1,7 +1,9 @@
 """The one place that knows the order of the stages, their fingerprints and how to resume.
 
-``build(recipe)`` runs teacher -> student -> export -> quantize -> targets -> package ->
-report into ``models/<name>/``. Each finished stage is recorded in
+``build(recipe)`` runs teacher -> student -> export -> quantize -> targets -> package -> baseline
+-> ship -> report into ``models/<name>/`` (the package stage writes the student's package, the baseline stage
+the TF-IDF baseline's, and the ship stage copies the one that wins on validation to ``package/``). Each finished
+stage is recorded in
 ``.state.json`` with a fingerprint of its config, of the runs it consumed and
 of the content of every file it reads (:mod:`edgedistill.compress.inputs`: the data file,
 the test file, transfer files, model weights), and with those components, so a
@@ -98,6 +100,22 @@ def _package_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:
     return data_inputs(recipe.data(), hashes) if cfg.calibrate else {}  # the validation split fits the temperature
 
 
+def _baseline_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:
+    return data_inputs(cfg.data, hashes)  # trained on train, C chosen and measured on validation
+
+
+def _ship_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:
+    """Each candidate's manifest (which hashes every file of its package): a rebuilt ladder rung, which is no
+    upstream stage of this build, still reruns the choice."""
+    from edgedistill.runtime.package import MANIFEST_FILE, sha256_file
+
+    found = {}
+    for name, folder in cfg.candidates.items():
+        manifest = Path(folder) / MANIFEST_FILE
+        found[f"candidate {name}"] = sha256_file(manifest) if manifest.is_file() else MISSING
+    return found
+
+
 def _report_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:
     return data_inputs(recipe.data(), hashes)  # the test split, the baseline's training split
 
@@ -138,6 +156,18 @@ def _package(recipe: Recipe, cfg) -> Path:
     return build_package(dataclasses.replace(cfg, overwrite=True))
 
 
+def _baseline(recipe: Recipe, cfg) -> Path:
+    from edgedistill.compress.baseline_package import package_baseline
+
+    return package_baseline(cfg)
+
+
+def _ship(recipe: Recipe, cfg) -> Path:
+    from edgedistill.compress.ship import ship
+
+    return ship(cfg)
+
+
 def _report(recipe: Recipe, cfg) -> Path:
     from edgedistill.compress.report import write_report
 
@@ -156,8 +186,12 @@ STAGES: tuple[Stage, ...] = (
           "optimise and quantize behind the accuracy gate", reads=_quantize_reads),
     Stage("targets", lambda r: r.layout.targets_report, lambda r: r.targets(), _targets,
           "check the variant on every declared target (x86, arm64, wasm, cuda)", reads=_targets_reads),
-    Stage("package", lambda r: r.layout.package, lambda r: r.package(), _package,
-          "write the model package", reads=_package_reads),
+    Stage("package", lambda r: r.layout.student_package, lambda r: r.package(), _package,
+          "write the student's package", reads=_package_reads),
+    Stage("baseline", lambda r: r.layout.baseline_package, lambda r: r.baseline(), _baseline,
+          "train the TF-IDF baseline, export it to ONNX and package it", reads=_baseline_reads),
+    Stage("ship", lambda r: r.layout.package, lambda r: r.ship(), _ship,
+          "ship the most accurate candidate on validation", reads=_ship_reads),
     Stage("report", lambda r: r.layout.report, lambda r: r.report(), _report,
           "evaluate the package and write the report", reads=_report_reads),
 )
@@ -313,7 +347,8 @@ def _clean_leftovers(build_dir: Path) -> None:
     into place, see ``edgedistill.compress.fsutil.replace_folder``)."""
     if not build_dir.is_dir():
         return
-    for p in build_dir.iterdir():
+    layout = BuildLayout(build_dir)
+    for p in [*build_dir.iterdir(), *(layout.candidates.iterdir() if layout.candidates.is_dir() else ())]:
         if p.name.startswith(".") and (".tmp" in p.name or ".old-" in p.name):
             log.info("removing %s left by an interrupted run", p.name)
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)

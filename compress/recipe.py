@@ -14,6 +14,8 @@ A recipe's tables are the stage configs' fields, nothing else::
     [targets]   -> edgedistill.compress.targets.TargetsConfig   (onnx_dir, data set here; platforms: the
                                                                  build machine's)
     [package]   -> edgedistill.compress.package.PackagingConfig   (paths set here)
+    [baseline]  -> edgedistill.compress.baseline_package.BaselineConfig (data, output set here)
+    [ship]      -> edgedistill.compress.ship.ShipConfig         (candidates, budget, platforms, paths set here)
     [report]    -> edgedistill.compress.report.ReportConfig
     [ladder]    -> edgedistill.compress.ladder.LadderConfig     (students beside the recipe's own, and the budget)
     [update]    -> edgedistill.compress.update.UpdateConfig     (how `edgedistill update` teaches the build new data)
@@ -74,6 +76,8 @@ SECTIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "quantize": ("edgedistill.compress.quantize", "QuantizeConfig", ("onnx_dir", "data", "detected_isa")),
     "targets": ("edgedistill.compress.targets", "TargetsConfig", ("onnx_dir", "data")),
     "package": ("edgedistill.compress.package", "PackagingConfig", ("onnx_dir", "output", "recipe")),
+    "baseline": ("edgedistill.compress.baseline_package", "BaselineConfig", ("data", "output")),
+    "ship": ("edgedistill.compress.ship", "ShipConfig", ("candidates", "budget", "platforms", "output", "record")),
     "report": ("edgedistill.compress.report", "ReportConfig", ()),
     "ladder": ("edgedistill.compress.ladder", "LadderConfig", ()),
     "update": ("edgedistill.compress.update", "UpdateConfig", ()),
@@ -189,11 +193,13 @@ class Recipe:
     """A teacher built by another build (a ladder rung's is its recipe's); None: this build's own."""
     planned: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The planner's values for a planned build (see the module docstring); empty: none."""
+    baseline_dir: Path | None = None
+    """A baseline package built by another build (a ladder rung's is its recipe's); None: this build's own."""
 
     @property
     def layout(self) -> BuildLayout:
         """Where this build keeps each stage's output (:mod:`edgedistill.compress.layout`)."""
-        return BuildLayout(self.build_dir, self.teacher_dir)
+        return BuildLayout(self.build_dir, self.teacher_dir, self.baseline_dir)
 
     # ----------------------------------------------------------------- stage configs
     def data(self):
@@ -231,7 +237,27 @@ class Recipe:
     def package(self):
         table = {"name": self.name, **self.tables["package"]}
         return config_class("package")(**table, onnx_dir=str(self.layout.onnx),
-                                       output=str(self.layout.package), recipe=self.as_dict())
+                                       output=str(self.layout.student_package), recipe=self.as_dict())
+
+    def baseline(self):
+        return config_class("baseline")(**self.tables["baseline"], data=self.data(),
+                                        output=str(self.layout.baseline_package))
+
+    def ship(self):
+        """The ShipConfig: this build's student, its ladder's rungs (none for a rung) and the baseline (unless
+        ``ship.baseline = false``), with the ladder's budget and the declared targets."""
+        from edgedistill.compress.ladder import rung_name
+
+        table = self.tables["ship"]
+        rung = self.teacher_dir is not None  # a ladder rung (its teacher borrowed) ships its own student, always
+        candidates = {"student": str(self.layout.student_package)}
+        for spec in () if rung else self.ladder().rungs:
+            candidates[rung_name(spec)] = str(BuildLayout(self.layout.ladder / rung_name(spec)).student_package)
+        if table.get("baseline", True):
+            candidates["baseline"] = str(self.layout.baseline_package)
+        return config_class("ship")(**table, candidates=candidates, budget={} if rung else self.ladder().budget,
+                                    platforms=self.targets().resolved_platforms(), output=str(self.layout.package),
+                                    record=str(self.layout.ship_record))
 
     def report(self):
         return config_class("report")(**self.tables["report"])
@@ -270,12 +296,12 @@ class Recipe:
         return recipe
 
     def as_dict(self) -> dict[str, Any]:
-        """What went into the build (for the manifest and the fingerprints). The ladder table is left out: it
-        chooses among packages and changes none of them, so a new budget rebuilds nothing; so is the update table,
-        which changes only the versions ``edgedistill update`` writes beside the build, and the plan table, which
-        changes the build only through the planned values (kept, when there are any)."""
+        """What went into the build (for the manifest and the fingerprints). The ladder and ship tables are left
+        out: they choose among packages and change none of them, so a new budget rebuilds nothing; so is the update
+        table, which changes only the versions ``edgedistill update`` writes beside the build, and the plan table,
+        which changes the build only through the planned values (kept, when there are any)."""
         out = {"name": self.name, "profile": self.profile,
-               **{k: copy.deepcopy(v) for k, v in self.tables.items() if k not in ("ladder", "update", "plan")}}
+               **{k: copy.deepcopy(v) for k, v in self.tables.items() if k not in ("ladder", "ship", "update", "plan")}}
         if self.planned:
             out["planned"] = copy.deepcopy(self.planned)
         return out

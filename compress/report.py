@@ -9,8 +9,10 @@ nowhere a choice is made:
 - how many times faster than the teacher (torch) it answers one text, both timed here, interleaved, on
   the same test texts.
 
-Rows scored on the test split: baseline, teacher, student (torch), the shipped package (through the runtime).
-The quantize variants follow in their own table with the validation scores the gate chose them on.
+Rows scored on the test split: baseline (its package, through the runtime), teacher, student (torch), the student's
+package when it did not ship, and the shipped package (through the runtime). A section says what shipped and why:
+every candidate's validation macro-F1, as the ship stage (:mod:`edgedistill.compress.ship`) read them. The quantize
+variants follow in their own table with the validation scores the gate chose them on.
 Both name the int8 instruction set they were timed on (``isa``; ``quantize_isa`` for the variants) and the
 preset the build was quantized with. A calibration table gives the expected calibration error on the test split
 before and after the temperatures the package stage fitted on the validation split. A planned build ends with
@@ -44,7 +46,7 @@ class ReportConfig:
     batch_size: int = 32
     """Batch size of the package's evaluation through the runtime."""
     baseline: bool = True
-    """Train and score the TF-IDF + logistic-regression baseline (seconds on a CPU)."""
+    """Score the TF-IDF + logistic-regression baseline's package (the baseline stage's) on the test split."""
     latency_samples: int = 24
     """Test texts timed one at a time, twice each, through the teacher (torch), the baseline, the student and the
     package."""
@@ -102,34 +104,45 @@ def _teacher_predictor(folder: Path, max_length: int):
     return lambda text: predict_proba_torch(model, tok, [text], max_length=max_length, batch_size=1)
 
 
+def package_row(model: str, fmt: str, metrics: Any, folder: Path, *, params_m: float | None = None,
+                latency: dict[str, float] | None = None, shipped: bool = False) -> dict[str, Any]:
+    """A package's test row: its metrics, its size on disk (every file it ships), its batch-1 p50 from ``latency``."""
+    return {"model": model, "format": fmt, "split": "test", "n": metrics.n, "macro_f1": metrics.macro_f1,
+            "accuracy": metrics.accuracy, "roc_auc": metrics.roc_auc, "ece": metrics.ece,
+            "size_mb": round(_size_mb([p for p in Path(folder).iterdir() if p.is_file()]), 1), "params_m": params_m,
+            "latency_p50_ms": (latency or {}).get(model), "shipped": shipped}
+
+
 def build_rows(build: Path | BuildLayout, package_metrics=None, *, baseline: dict[str, Any] | None = None,
-               latency: dict[str, float] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The test rows (baseline, teacher, student, package) and the validation rows of the quantize variants of a
-    build (its folder, or its layout: a ladder rung's teacher is its recipe's). ``latency`` maps a row's model
-    name to its batch-1 p50 in ms."""
+               latency: dict[str, float] | None = None, ship: dict[str, Any] | None = None,
+               candidates: tuple[dict[str, Any], ...] = ()) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The test rows (baseline, teacher, student, ``candidates``: the student's package when it did not ship,
+    package) and the validation rows of the quantize variants of a build (its folder, or its layout: a ladder
+    rung's teacher is its recipe's). ``latency`` maps a row's model name to its batch-1 p50 in ms; ``ship`` is
+    the ship stage's record (None: the student's package shipped, as before the stage)."""
     from edgedistill.compress.quantize import QuantizeReport
 
     latency = latency or {}
     layout = build if isinstance(build, BuildLayout) else BuildLayout(build)
     rows = [r for r in (baseline, _torch_row("teacher", layout.teacher),
-                        _torch_row("student", layout.student)) if r]
+                        _torch_row("student", layout.student), *candidates) if r]
     teacher = next((r for r in rows if r["model"] == "teacher"), None)
     for r in rows:
         r["latency_p50_ms"] = latency.get(r["model"], r["latency_p50_ms"])
     q = QuantizeReport.load(layout.onnx)
     student_params = next((r["params_m"] for r in rows if r["model"] == "student"), None)
+    for r in candidates:  # the student's package, when another candidate shipped
+        r["params_m"] = student_params
     variants = [{"model": f"student onnx {a.name}", "format": a.variant, "split": "validation",
                  "macro_f1": a.macro_f1, "accuracy": a.accuracy, "agreement": a.agreement,
                  "size_mb": None if a.size_bytes is None else round(a.size_bytes / 1e6, 1),
                  "params_m": student_params, "latency_p50_ms": a.latency_p50_ms, "latency_p90_ms": a.latency_p90_ms,
                  "status": a.status, "reason": a.reason, "chosen": a.name == q.chosen} for a in q.attempts]
+    chosen = _shipped_candidate(ship)
     if package_metrics is not None:
-        pkg = layout.package
-        rows.append({"model": "package (shipped)", "format": q.chosen_variant, "split": "test",
-                     "macro_f1": package_metrics.macro_f1, "accuracy": package_metrics.accuracy,
-                     "roc_auc": package_metrics.roc_auc, "ece": package_metrics.ece,
-                     "size_mb": round(_size_mb([p for p in pkg.iterdir() if p.is_file()]), 1),
-                     "params_m": student_params, "latency_p50_ms": latency.get("package (shipped)"), "shipped": True})
+        rows.append(package_row("package (shipped)", chosen["variant"] if chosen else q.chosen_variant,
+                                package_metrics, layout.package, latency=latency, shipped=True,
+                                params_m=student_params if not chosen or chosen["name"] == "student" else None))
     base = baseline["macro_f1"] if baseline else None
     t_f1, t_ms = (teacher["macro_f1"], teacher["latency_p50_ms"]) if teacher else (None, None)
     for r in rows:
@@ -142,9 +155,34 @@ def build_rows(build: Path | BuildLayout, package_metrics=None, *, baseline: dic
     headline.update(teacher_macro_f1=t_f1, baseline_macro_f1=base, teacher_p50_ms=t_ms,
                     size_ratio=(teacher["size_mb"] / shipped["size_mb"]) if teacher and shipped and shipped["size_mb"]
                     else None)
-    return rows, {"chosen": q.chosen, "why": q.summary(), "environment": q.environment, "headline": headline,
+    return rows, {"chosen": f"{chosen['name']} ({chosen['variant']})" if chosen else q.chosen, "why": q.summary(),
+                  "ship": ship, "environment": q.environment, "headline": headline,
                   "variants": variants, "validation_examples": q.validation_examples, "dataset": q.dataset,
                   "isa": q.isa, "preset": q.preset, "detected_isa": q.detected_isa, "quantize_isa": q.isa}
+
+
+def _shipped_candidate(ship: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not ship or not ship.get("chosen"):
+        return None
+    return next(c for c in ship["candidates"] if c["name"] == ship["chosen"])
+
+
+def ship_markdown(ship: dict[str, Any] | None) -> list[str]:
+    """The report's section on what shipped and why: every candidate's validation figures, as the ship stage read
+    them (the test rows above are only reported)."""
+    if not ship:
+        return []
+    budget = ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in (ship.get("budget") or {}).items())
+    lines = ["", "## What shipped and why: validation split", "",
+             f"{ship['why']} The most accurate candidate on validation macro-F1 ships"
+             + (f", within the budget ({budget})" if budget else "") + "; the test split decides nothing.", "",
+             "| candidate | variant | macro-F1 (validation) | p50 ms (validation) | size MB | ships |",
+             "|---|---|---|---|---|---|"]
+    for c in ship["candidates"]:
+        note = "✓" if c["name"] == ship.get("chosen") else (c.get("excluded") or "")
+        lines.append(f"| {c['name']} | {c['variant']} | {_fmt(c.get('validation_macro_f1'), '.4f')} | "
+                     f"{_fmt(c.get('validation_latency_ms'), '.2f')} | {_fmt(c.get('size_mb'), '.1f')} | {note} |")
+    return lines
 
 
 def calibration_rows(models: dict[str, tuple[Any, float]], split, labels: list[str],
@@ -238,8 +276,9 @@ def to_markdown(name: str, profile: str, rows: list[dict[str, Any]], meta: dict[
     for whose, key in (("teacher", "adaptation"), ("student", "student_adaptation")):
         if adapted := meta.get(key):
             lines += ["", adaptation_text(whose, adapted)]
-    lines += ["", "Sizes: torch rows count the safetensors weights; the baseline its vocabularies, idf weights and "
-              "coefficients as flat arrays; the package row every file it ships (model, tokenizer, config, manifest, card).", "",
+    lines += ship_markdown(meta.get("ship"))
+    lines += ["", "Sizes: torch rows count the safetensors weights; package rows (the baseline's too) every file "
+              "the package ships (model, tokenizer, config, manifest, card).", "",
               f"## Quantized variants: validation split, {meta['validation_examples']} texts", "",
               f"The accuracy gate and the choice of what ships read only these. {meta['why']}", "",
               "| variant | format | macro-F1 (validation) | agreement with fp32 | size MB | p50 ms | status |",
@@ -318,12 +357,14 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def baseline_row(data) -> tuple[dict[str, Any], Any]:
-    """Train the TF-IDF + LR baseline on ``data``'s training split (C chosen on validation), score it on test."""
+    """Train the TF-IDF + LR baseline on ``data``'s training split (C chosen on validation), score it on test (in
+    scikit-learn: for ablations and benchmarks; a build scores the baseline stage's package)."""
     from edgedistill.compress.baseline import train_baseline
+    from edgedistill.compress.baseline_package import NAME
 
     base = train_baseline(data.train, data.validation)
     m = base.evaluate(data.test, data.label_names, dataset=data.name)
-    row = {"model": "baseline TF-IDF + LR", "format": "scikit-learn", "split": "test", "macro_f1": m.macro_f1,
+    row = {"model": NAME, "format": "scikit-learn", "split": "test", "macro_f1": m.macro_f1,
            "accuracy": m.accuracy, "roc_auc": m.roc_auc, "ece": m.ece, "n": m.n,
            "size_mb": round(base.size_bytes / 1e6, 1), "params_m": None, "latency_p50_ms": None, "shipped": False,
            "C": base.C, "validation_macro_f1_by_C": base.validation_macro_f1, "fit_seconds": base.fit_seconds}
@@ -331,18 +372,25 @@ def baseline_row(data) -> tuple[dict[str, Any], Any]:
 
 
 def write_report(recipe, cfg: ReportConfig) -> Path:
-    """Score the baseline and the package on the test split, time them against the teacher, write the report."""
+    """Score the shipped package and the other candidates on the test split, time them against the teacher, write
+    the report."""
     from edgedistill.compress.data import load_data
     from edgedistill.compress.evaluate import evaluate_package, write_metrics
     from edgedistill.compress.exportmeta import MODEL_FILE, TOKENIZER_FILE, read_export, runtime_config
     from edgedistill.compress.plan.build import actual_seconds, read_plan
+    from edgedistill.compress.quantize import QuantizeReport
+    from edgedistill.compress.ship import read_record
     from edgedistill.runtime.classifier import TextClassifier
 
     layout = recipe.layout
     data = load_data(recipe.data())
-    clf = TextClassifier.load(layout.package)
-    metrics = evaluate_package(clf, data.test, batch_size=cfg.batch_size, dataset=data.name, progress=True)
-    baseline, base = baseline_row(data) if cfg.baseline else (None, None)
+    ship = read_record(layout.ship_record)
+
+    def scored(folder: Path) -> tuple[Any, Any]:
+        c = TextClassifier.load(folder)
+        return c, evaluate_package(c, data.test, batch_size=cfg.batch_size, dataset=data.name, progress=True)
+
+    clf, metrics = scored(layout.package)
     texts = list(data.test.texts[:cfg.latency_samples])
     meta_export = read_export(layout.onnx)
     # the student's own latency: its fp32 graph (parity-checked against the torch checkpoint) through the runtime
@@ -350,13 +398,27 @@ def write_report(recipe, cfg: ReportConfig) -> Path:
                                      runtime_config(meta_export, "fp32"))
     fns: dict[str, Any] = {"package (shipped)": lambda t: clf.predict_proba([t]),
                            "student": lambda t: fp32.predict_proba([t])}
-    if base is not None:
-        fns[baseline["model"]] = lambda t: base.predict_proba([t])
+    baseline = candidates = None
+    if cfg.baseline and layout.baseline_package.is_dir():
+        from edgedistill.compress.baseline_package import NAME
+
+        base, m = scored(layout.baseline_package)
+        baseline = package_row(NAME, "onnx (raw strings)", m, layout.baseline_package)
+        fns[NAME] = lambda t: base.predict_proba([t])
+    if ship and ship.get("chosen") != "student" and layout.student_package.is_dir():  # the student lost: scored too
+        student_pkg, m = scored(layout.student_package)
+        candidates = package_row("student package", QuantizeReport.load(layout.onnx).chosen_variant, m,
+                                 layout.student_package)
+        fns["student package"] = lambda t: student_pkg.predict_proba([t])
     teacher = _teacher_predictor(layout.teacher, meta_export.max_length)
     if teacher is not None:
         fns["teacher"] = teacher
     latency = paired_latency(fns, texts)  # keyed by the rows' model names
-    rows, meta = build_rows(layout, metrics, baseline=baseline, latency=latency)
+    for row in (baseline, candidates):
+        if row is not None:
+            row["latency_p50_ms"] = latency.get(row["model"])
+    rows, meta = build_rows(layout, metrics, baseline=baseline, latency=latency, ship=ship,
+                            candidates=(candidates,) if candidates else ())
     meta["isa"] = detect().name  # where the test rows were timed (the quantize stage may have run elsewhere)
     meta["targets"] = targets_meta(layout)
     training = layout.teacher / "training.json"

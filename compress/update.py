@@ -209,7 +209,7 @@ class Source:
     @classmethod
     def open(cls, path: Path | str) -> Source:
         from edgedistill.compress.recipe import recipe_from_dict
-        from edgedistill.runtime.package import verify_package
+        from edgedistill.runtime.package import KIND_STRINGS, verify_package
 
         folder = Path(path)
         layout = BuildLayout(folder)
@@ -219,6 +219,9 @@ class Source:
             raise ConfigError("update.build", str(folder), "holds no student checkpoint (student/): an update "
                               "fine-tunes the student, so it needs the build folder, not only the package")
         manifest = verify_package(layout.package)
+        if json.loads((layout.package / "config.json").read_text()).get("kind") == KIND_STRINGS:
+            raise ConfigError("update.build", str(folder), "ships the TF-IDF baseline (it won on validation), which "
+                              "an update cannot fine-tune; an update starts from a student's package")
         raw = manifest.get("recipe")
         if not raw:
             raise ConfigError("update.build", str(folder), "its package records no recipe to take the data from")

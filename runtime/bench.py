@@ -427,6 +427,9 @@ def bench(package: Path | str, cfg: BenchConfig | None = None) -> dict[str, Any]
         t0 = time.perf_counter()
         clf = TextClassifier.load(package, providers=providers, threads=threads)
         load_s[threads] = time.perf_counter() - t0
+        if clf.takes_strings:
+            raise ValueError(f"{package}: its model takes raw strings (the TF-IDF baseline), and the benchmark's "
+                             "inputs are texts of exact token lengths; the build report times it on test texts")
         variant, max_length = clf.config.variant, clf.max_length
         row_env = {**env, "threads": threads}
         lengths = []

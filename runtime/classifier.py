@@ -20,6 +20,10 @@ What each kind of input gives (the same in ``predict`` and ``predict_proba``):
 - a lone surrogate (a ``str`` that is not valid Unicode): ``ValueError`` naming the index.
 - ``None``, bytes, numbers: ``TypeError`` naming the index.
 - an empty list: an empty result (``predict_proba`` gives shape ``(0, num_labels)``).
+
+A package of the ``strings`` kind (config.json's ``kind``: the TF-IDF + logistic-regression baseline) has no
+tokenizer: the texts go into the graph as they are, one string tensor, and its n-grams are counted there (whole
+texts, never truncated). Its output is log-probabilities, so the same softmax gives its probabilities back.
 """
 
 from __future__ import annotations
@@ -38,9 +42,9 @@ from tokenizers import Tokenizer
 
 from edgedistill.runtime import cpu
 from edgedistill.runtime.errors import PackageFormatError, ProviderUnavailableError
-from edgedistill.runtime.package import (BATCH_DEPENDENT_VARIANTS, CONFIG_FILE, MANIFEST_FILE, MODEL_FILE,
-                                         REQUIRED_FILES, TARGETS, TOKENIZER_FILE, PackageConfig, _verify_folder,
-                                         open_package, read_config, target_model)
+from edgedistill.runtime.package import (BATCH_DEPENDENT_VARIANTS, CONFIG_FILE, KIND_STRINGS, MANIFEST_FILE,
+                                         MODEL_FILE, STRINGS_INPUT, TARGETS, TOKENIZER_FILE, PackageConfig,
+                                         _verify_folder, open_package, read_config, target_model)
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +155,7 @@ class TextClassifier:
     model_file: str = MODEL_FILE
     """The package's model file that runs (another than model.onnx when the package ships one per target)."""
 
-    def __init__(self, session: ort.InferenceSession, tokenizer: Tokenizer, config: PackageConfig, *,
+    def __init__(self, session: ort.InferenceSession, tokenizer: Tokenizer | None, config: PackageConfig, *,
                  manifest: Mapping[str, Any] | None = None, source: str = "<memory>", fallback: bool = False,
                  requested: Sequence[Provider] = (), batch_invariant: bool | None = None):
         if batch_invariant is not None and not isinstance(batch_invariant, bool):
@@ -168,8 +172,16 @@ class TextClassifier:
         self.runs_alone = config.batch_dependent and (config.batch_invariant if batch_invariant is None
                                                       else batch_invariant)
         self._check_providers(requested, fallback)
-        self._check_io()
-        self._configure_tokenizer()
+        self.takes_strings = config.kind == KIND_STRINGS
+        """The graph takes the raw texts (a ``strings`` package): no tokenizer, no truncation."""
+        if self.takes_strings:
+            self._check_string_io()
+        else:
+            if tokenizer is None:
+                raise PackageFormatError(source, f"a package of kind {config.kind} needs {TOKENIZER_FILE}",
+                                         file=TOKENIZER_FILE)
+            self._check_io()
+            self._configure_tokenizer()
 
     # ------------------------------------------------------------------ building
 
@@ -194,7 +206,7 @@ class TextClassifier:
         target = target or machine_target(chosen)
         with open_package(where) as folder:
             model_file = _manifest_target_file(folder, target)
-            manifest, blobs = _verify_folder(folder, where, keep=(*REQUIRED_FILES, model_file))
+            manifest, blobs = _verify_folder(folder, where, keep=(TOKENIZER_FILE, model_file))
         model_file, entry = target_model(manifest, target, where)
         if model_file not in blobs:  # the manifest changed between the two reads
             raise PackageFormatError(where, "changed while it was being read", file=MANIFEST_FILE)
@@ -206,7 +218,7 @@ class TextClassifier:
             log.warning("%s: its %s model (%s) was never checked on %s (shipped unverified)", where, target,
                         model_file, target)
         session = cls._open_session(blobs.pop(model_file), chosen, threads, where)
-        tokenizer = cls._read_tokenizer(blobs[TOKENIZER_FILE], where)
+        tokenizer = None if config.kind == KIND_STRINGS else cls._read_tokenizer(blobs[TOKENIZER_FILE], where)
         clf = cls(session, tokenizer, config, manifest=manifest, source=str(where), fallback=fallback,
                   requested=chosen, batch_invariant=batch_invariant)
         clf.target, clf.model_file = target, model_file
@@ -214,17 +226,19 @@ class TextClassifier:
         return clf
 
     @classmethod
-    def from_files(cls, onnx_path: Path | str, tokenizer_json: Path | str,
+    def from_files(cls, onnx_path: Path | str, tokenizer_json: Path | str | None,
                    config_dict: Mapping[str, Any] | PackageConfig, providers: Sequence[Provider] | str | None = None,
                    threads: int | None = None, *, fallback: bool = False,
                    batch_invariant: bool | None = None) -> TextClassifier:
-        """Build a classifier from loose files, with no manifest (to evaluate variants before packaging)."""
-        onnx_path, tokenizer_json = Path(onnx_path), Path(tokenizer_json)
+        """Build a classifier from loose files, with no manifest (to evaluate variants before packaging);
+        ``tokenizer_json`` None for a ``strings`` graph."""
+        onnx_path = Path(onnx_path)
         config = config_dict if isinstance(config_dict, PackageConfig) else \
             PackageConfig.from_dict(config_dict, where=onnx_path.parent)
         chosen = _resolve_providers(providers, fallback)
         session = cls._open_session(str(onnx_path), chosen, threads, onnx_path.parent)
-        tokenizer = cls._read_tokenizer(tokenizer_json.read_bytes(), tokenizer_json.parent)
+        tokenizer = None if tokenizer_json is None else \
+            cls._read_tokenizer(Path(tokenizer_json).read_bytes(), Path(tokenizer_json).parent)
         return cls(session, tokenizer, config, source=str(onnx_path), fallback=fallback, requested=chosen,
                    batch_invariant=batch_invariant)
 
@@ -277,6 +291,18 @@ class TextClassifier:
             raise PackageFormatError(self.source, f"{len(self.labels)} labels but model.onnx gives {width} logits",
                                      file=CONFIG_FILE)
 
+    def _check_string_io(self) -> None:
+        """A ``strings`` graph takes one 1-D string tensor and gives (batch, labels) floats."""
+        inputs = self._session.get_inputs()
+        if [i.name for i in inputs] != [STRINGS_INPUT] or inputs[0].type != "tensor(string)":
+            raise PackageFormatError(self.source, f"a {KIND_STRINGS} package's model must take one string input "
+                                     f"{STRINGS_INPUT!r}; it takes {[(i.name, i.type) for i in inputs]}",
+                                     file=MODEL_FILE)
+        outputs = {o.name: o for o in self._session.get_outputs()}
+        if self.config.output_name not in outputs:
+            raise PackageFormatError(self.source, f"output_name={self.config.output_name!r} but model.onnx gives "
+                                     f"{sorted(outputs)}", file=CONFIG_FILE)
+
     def _configure_tokenizer(self) -> None:
         """Set truncation and padding once; after this the tokenizer is only read (thread safety)."""
         pad_token = self._tokenizer.id_to_token(self.config.pad_token_id)
@@ -295,7 +321,8 @@ class TextClassifier:
         return self._session.get_providers()
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        """The model inputs for ``texts`` in the given order, padded to the longest (a model feed)."""
+        """The model inputs for ``texts`` in the given order, padded to the longest (a model feed; for a
+        ``strings`` package, the texts themselves as a string tensor)."""
         texts = _check_texts(texts)
         return self._feed(texts, range(len(texts)))
 
@@ -304,6 +331,9 @@ class TextClassifier:
         which an invalid-Unicode error names."""
         if not texts:
             raise ValueError("texts is empty; there is nothing to tokenize")
+        if self.takes_strings:
+            _check_unicode(texts, positions)  # onnxruntime would fail on a lone surrogate, naming no text
+            return {STRINGS_INPUT: np.array(texts, dtype=object)}
         try:  # one text: encode() skips the batch path's thread pool (measurably faster at batch 1)
             encodings = [self._tokenizer.encode(texts[0])] if len(texts) == 1 else self._encode_batch(texts)
         except TypeError:
@@ -386,5 +416,6 @@ class TextClassifier:
         temperature = f", temperature={self.temperature:g}" if self.temperature != 1.0 else ""
         temperature += ", class biases" if self.biases is not None else ""
         alone = ", one text per call" if self.runs_alone else ""
-        return (f"TextClassifier({self.source}: {self.num_labels} labels {self.labels}, max_length={self.max_length}"
+        length = "raw strings" if self.takes_strings else f"max_length={self.max_length}"
+        return (f"TextClassifier({self.source}: {self.num_labels} labels {self.labels}, {length}"
                 f"{variant}{temperature}{alone}, providers={self.providers})")

@@ -3,11 +3,15 @@
 A package is a folder, or one ``.zip`` of that folder::
 
     model.onnx      the classifier (inputs input_ids, attention_mask[, token_type_ids]; output logits)
-    tokenizer.json  read by the ``tokenizers`` library
+    tokenizer.json  read by the ``tokenizers`` library (only in a package of the ``tokens`` kind)
     config.json     labels in output order, max_length, input names, pad token id, temperature, ...
     manifest.json   format + version, and the sha256 and size of every other file
     README.md       the model card
     model.*.onnx    optional: another target's model file, when targets differ (the manifest's ``targets``)
+
+config.json's ``kind`` says what the graph takes: ``tokens`` (the default; a transformer or the static
+student, fed token ids made with tokenizer.json) or ``strings`` (one string tensor of raw texts, no tokenizer:
+the TF-IDF + logistic-regression baseline, whose n-grams are counted inside the graph).
 
 A package is valid only if every file the manifest lists is there with its size
 and sha256; readers refuse a newer major ``format_version``. The toolchain
@@ -42,12 +46,22 @@ FORMAT = "edgedistill-package"
 FORMAT_VERSION = "1.1"  # bump the minor for additions old readers may ignore, the major for anything else
 # 1.1: the optional ``targets`` table (a reader of 1.0 loads model.onnx, the build machine's file); config.json's
 # temperature, batch_dependent, batch_invariant
+# config.json's kind: a graph fed token ids made with tokenizer.json (the default), or the raw texts as one string
+# tensor (the TF-IDF baseline, whose output is log-probabilities)
+KIND_TOKENS, KIND_STRINGS = "tokens", "strings"
+KINDS = (KIND_TOKENS, KIND_STRINGS)
+# A strings package is a new major, so that a 1.x reader refuses it with "upgrade edgedistill" (not a missing
+# tokenizer.json); the other packages stay readable by 1.x readers.
+KIND_FORMAT_VERSIONS = {KIND_TOKENS: FORMAT_VERSION, KIND_STRINGS: "2.0"}
+READ_MAJOR = 2  # the newest major this runtime reads
+STRINGS_INPUT = "text"  # the one input of a ``strings`` graph: a 1-D string tensor
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "config.json"
 README_FILE = "README.md"
 REQUIRED_FILES = (MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE)  # what the runtime loads; the manifest must list them
+KIND_FILES = {KIND_TOKENS: REQUIRED_FILES, KIND_STRINGS: (MODEL_FILE, CONFIG_FILE)}  # what each kind loads
 VARIANTS = ("fp32", "optimized", "int8-dynamic", "int8-static", "fp16")
 TARGETS = ("x86", "arm64", "wasm", "cuda")
 """What a package may be checked and shipped for: x86 and arm64 CPUs (onnxruntime), wasm (onnxruntime-web in a
@@ -103,18 +117,22 @@ def write_manifest(folder: Path | str, *, opset: int, quantization: Mapping[str,
                    created: str | None = None, **extra: Any) -> Path:
     """Hash every file in ``folder`` and write ``manifest.json`` beside them; returns the manifest's path.
 
-    The folder must already hold model.onnx, tokenizer.json and a valid config.json
-    (checked here, so that a bad package fails when it is built rather than when it
-    is loaded). ``extra`` fields are written after the standard ones.
+    The folder must already hold a valid config.json and the files its kind loads (model.onnx, and tokenizer.json
+    for the ``tokens`` kind), checked here, so that a bad package fails when it is built rather than when it is
+    loaded. ``extra`` fields are written after the standard ones.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise PackageError(folder, "is not a folder")
     names = _package_files(folder)
-    for name in REQUIRED_FILES:
+    if CONFIG_FILE not in names:
+        raise PackageIntegrityError(folder, "is missing; a package needs " + ", ".join(REQUIRED_FILES),
+                                    file=CONFIG_FILE)
+    kind = read_config(folder / CONFIG_FILE, where=folder).kind
+    for name in KIND_FILES[kind]:
         if name not in names:
-            raise PackageIntegrityError(folder, "is missing; a package needs " + ", ".join(REQUIRED_FILES), file=name)
-    read_config(folder / CONFIG_FILE, where=folder)
+            raise PackageIntegrityError(folder, f"is missing; a package of kind {kind} needs "
+                                        + ", ".join(KIND_FILES[kind]), file=name)
     if not isinstance(opset, int) or isinstance(opset, bool) or opset < 1:
         raise PackageFormatError(folder, f"opset={opset!r}: must be a positive int", file=MANIFEST_FILE)
     if onnxruntime_version is None:
@@ -123,7 +141,7 @@ def write_manifest(folder: Path | str, *, opset: int, quantization: Mapping[str,
         onnxruntime_version = onnxruntime.__version__
     manifest = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": KIND_FORMAT_VERSIONS[kind],
         "created": created or datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "edgedistill_version": edgedistill_version or _edgedistill_version(),
         "onnxruntime_version": onnxruntime_version,
@@ -151,9 +169,9 @@ def _check_manifest(manifest: Any, where: Path) -> dict[str, dict[str, Any]]:
     m = re.fullmatch(r"(\d+)\.(\d+)", version) if isinstance(version, str) else None
     if m is None:
         raise bad(f"format_version={version!r}: expected 'MAJOR.MINOR'")
-    if int(m.group(1)) > int(FORMAT_VERSION.split(".")[0]):
+    if int(m.group(1)) > READ_MAJOR:
         raise PackageFormatError(
-            where, f"format_version {version} is newer than this runtime reads ({FORMAT_VERSION.split('.')[0]}.x); "
+            where, f"format_version {version} is newer than this runtime reads ({READ_MAJOR}.x); "
             "upgrade edgedistill to load it", file=MANIFEST_FILE)
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
@@ -167,7 +185,7 @@ def _check_manifest(manifest: Any, where: Path) -> dict[str, dict[str, Any]]:
                 or not _SHA256.match(entry["sha256"]) or not isinstance(entry.get("size"), int)
                 or entry["size"] < 0):
             raise bad(f"entry for {name!r} needs a hex 'sha256' and an int 'size', got {entry!r}")
-    for name in REQUIRED_FILES:
+    for name in (MODEL_FILE, CONFIG_FILE):  # tokenizer.json too, for the tokens kind: _verify_folder
         if name not in files:
             raise bad(f"does not list {name}; every file the runtime loads must be hashed")
     return files
@@ -197,7 +215,7 @@ def _verify_folder(folder: Path, where: Path, keep: Iterable[str] = ()) -> tuple
         if size != entry["size"]:
             raise PackageIntegrityError(
                 where, f"is {size} bytes, the manifest says {entry['size']} (truncated or replaced)", file=name)
-        if name in keep:
+        if name in keep or name == CONFIG_FILE:
             data = path.read_bytes()
             digest = hashlib.sha256(data).hexdigest()
             blobs[name] = data
@@ -207,6 +225,12 @@ def _verify_folder(folder: Path, where: Path, keep: Iterable[str] = ()) -> tuple
             raise PackageIntegrityError(
                 where, f"sha256 {digest} does not match the manifest's {entry['sha256']} (modified or corrupt)",
                 file=name)
+    kind = read_config(blobs[CONFIG_FILE], where=where).kind
+    for name in KIND_FILES[kind]:
+        if name not in files:
+            raise PackageIntegrityError(where, f"does not list {name}; every file the runtime loads must be hashed "
+                                        f"(a package of kind {kind} loads {', '.join(KIND_FILES[kind])})",
+                                        file=MANIFEST_FILE)
     unlisted = sorted(set(_package_files(folder)) - set(files))
     if unlisted:
         log.warning("%s: files not in the manifest are ignored: %s", where, ", ".join(unlisted))
@@ -346,8 +370,10 @@ class PackageConfig:
     """The validated ``config.json`` of a package: how to feed the model and read its output."""
 
     labels: tuple[str, ...]
-    max_length: int
-    pad_token_id: int
+    max_length: int | None = None
+    """Tokens kept per text (the ``tokens`` kind; None for ``strings``, whose graph reads the whole text)."""
+    pad_token_id: int | None = None
+    """The ``tokens`` kind's padding id (None for ``strings``)."""
     input_names: tuple[str, ...] = ("input_ids", "attention_mask")
     output_name: str = "logits"
     uses_token_type_ids: bool = False
@@ -364,6 +390,9 @@ class PackageConfig:
     batch_invariant: bool = True
     """Every text must get the same answer alone or batched: a batch-dependent model then runs one text per
     session call. False: batch it anyway (faster; answers can change with batch-mates)."""
+    kind: str = KIND_TOKENS
+    """What the graph takes: :data:`KIND_TOKENS` (token ids from tokenizer.json) or :data:`KIND_STRINGS` (the raw
+    texts as one string tensor)."""
     extra: Mapping[str, Any] = field(default_factory=dict)  # fields this runtime does not use
     where: str = field(default="<config>", compare=False, repr=False)  # the file or package, for error messages
 
@@ -375,17 +404,12 @@ class PackageConfig:
             raise bad("labels", self.labels, "must be a non-empty list of non-empty strings, in output order")
         if len(set(self.labels)) != len(self.labels):
             raise bad("labels", self.labels, "has duplicates")
-        if not isinstance(self.max_length, int) or isinstance(self.max_length, bool) or self.max_length < 2:
-            raise bad("max_length", self.max_length, "must be an int >= 2 (room for the special tokens)")
-        if not isinstance(self.pad_token_id, int) or isinstance(self.pad_token_id, bool) or self.pad_token_id < 0:
-            raise bad("pad_token_id", self.pad_token_id, "must be an int >= 0")
-        unknown = set(self.input_names) - set(INPUT_NAMES)
-        if unknown or len(set(self.input_names)) != len(self.input_names) or \
-                not {"input_ids", "attention_mask"} <= set(self.input_names):
-            raise bad("input_names", list(self.input_names),
-                      "must hold input_ids and attention_mask, and optionally token_type_ids (nothing else)")
-        if self.uses_token_type_ids != ("token_type_ids" in self.input_names):
-            raise bad("uses_token_type_ids", self.uses_token_type_ids, "disagrees with input_names")
+        if self.kind not in KINDS:
+            raise bad("kind", self.kind, f"must be one of {', '.join(KINDS)}")
+        if self.kind == KIND_STRINGS:
+            self._check_strings(bad)
+        else:
+            self._check_tokens(bad)
         if not isinstance(self.output_name, str) or not self.output_name:
             raise bad("output_name", self.output_name, "must be a non-empty string")
         t = self.temperature
@@ -401,19 +425,42 @@ class PackageConfig:
         if self.variant is not None and self.variant not in VARIANTS:
             log.warning("%s: unknown variant %r (known: %s)", self.where, self.variant, ", ".join(VARIANTS))
 
+    def _check_strings(self, bad: Any) -> None:
+        if tuple(self.input_names) != (STRINGS_INPUT,):
+            raise bad("input_names", list(self.input_names), f"a {KIND_STRINGS} graph takes one input, "
+                      f"[{STRINGS_INPUT!r}]")
+        if self.uses_token_type_ids:
+            raise bad("uses_token_type_ids", self.uses_token_type_ids, f"a {KIND_STRINGS} graph takes no token ids")
+
+    def _check_tokens(self, bad: Any) -> None:
+        if not isinstance(self.max_length, int) or isinstance(self.max_length, bool) or self.max_length < 2:
+            raise bad("max_length", self.max_length, "must be an int >= 2 (room for the special tokens)")
+        if not isinstance(self.pad_token_id, int) or isinstance(self.pad_token_id, bool) or self.pad_token_id < 0:
+            raise bad("pad_token_id", self.pad_token_id, "must be an int >= 0")
+        unknown = set(self.input_names) - set(INPUT_NAMES)
+        if unknown or len(set(self.input_names)) != len(self.input_names) or \
+                not {"input_ids", "attention_mask"} <= set(self.input_names):
+            raise bad("input_names", list(self.input_names),
+                      "must hold input_ids and attention_mask, and optionally token_type_ids (nothing else)")
+        if self.uses_token_type_ids != ("token_type_ids" in self.input_names):
+            raise bad("uses_token_type_ids", self.uses_token_type_ids, "disagrees with input_names")
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: Path | str = "<config>") -> PackageConfig:
         if not isinstance(d, Mapping):
             raise PackageFormatError(where, f"must be a JSON object, got {type(d).__name__}", file=CONFIG_FILE)
-        missing = [k for k in ("labels", "max_length", "input_names", "pad_token_id") if k not in d]
+        kind = d.get("kind", KIND_TOKENS)
+        needed = ("labels", "input_names") if kind == KIND_STRINGS else ("labels", "max_length", "input_names",
+                                                                          "pad_token_id")
+        missing = [k for k in needed if k not in d]
         if missing:
             raise PackageFormatError(where, f"lacks the field(s) {', '.join(missing)}", file=CONFIG_FILE)
         labels, names = d["labels"], d["input_names"]
         if not isinstance(labels, (list, tuple)) or not isinstance(names, (list, tuple)):
             raise PackageFormatError(where, "labels and input_names must be lists", file=CONFIG_FILE)
         known = {"labels", "max_length", "input_names", "output_name", "uses_token_type_ids", "pad_token_id",
-                 "model_type", "variant", "temperature", "biases", "batch_dependent", "batch_invariant"}
-        return cls(labels=tuple(labels), max_length=d["max_length"], pad_token_id=d["pad_token_id"],
+                 "model_type", "variant", "temperature", "biases", "batch_dependent", "batch_invariant", "kind"}
+        return cls(labels=tuple(labels), max_length=d.get("max_length"), pad_token_id=d.get("pad_token_id"),
                    input_names=tuple(names), output_name=d.get("output_name", "logits"),
                    uses_token_type_ids=d.get("uses_token_type_ids", "token_type_ids" in names),
                    model_type=d.get("model_type"), variant=d.get("variant"),
@@ -421,7 +468,7 @@ class PackageConfig:
                    biases=tuple(d["biases"]) if isinstance(d.get("biases"), list) else d.get("biases"),
                    # packages from before these fields: the variant says whether batch-mates matter
                    batch_dependent=d.get("batch_dependent", d.get("variant") in BATCH_DEPENDENT_VARIANTS),
-                   batch_invariant=d.get("batch_invariant", True),
+                   batch_invariant=d.get("batch_invariant", True), kind=kind,
                    extra={k: v for k, v in d.items() if k not in known}, where=str(where))
 
     def to_dict(self) -> dict[str, Any]:
@@ -430,7 +477,7 @@ class PackageConfig:
                 "pad_token_id": self.pad_token_id, "model_type": self.model_type, "variant": self.variant,
                 "temperature": self.temperature, **({"biases": list(self.biases)} if self.biases else {}),
                 "batch_dependent": self.batch_dependent,
-                "batch_invariant": self.batch_invariant, **self.extra}
+                "batch_invariant": self.batch_invariant, "kind": self.kind, **self.extra}
 
     @property
     def runs_alone(self) -> bool:

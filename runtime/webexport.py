@@ -4,7 +4,8 @@ Two kinds of package run there (``edgedistill.kind`` in ``model/config.json``): 
 transformers.js's sequence-classification class for its ``model_type``, and the static student (a token table,
 a masked mean and a head: no class of transformers.js fits it), whose ONNX graph transformers.js's generic
 ``PreTrainedModel`` runs as it is, fed exactly the inputs the graph declares. The tokenizer, the truncation,
-the batching and the softmax are the same for both.
+the batching and the softmax are the same for both. A package of the ``strings`` kind (the TF-IDF baseline, whose
+graph takes the raw texts) is refused: onnxruntime-web has no string tensors (:data:`NO_STRING_TENSORS`).
 
 ``export_web(package, outdir)`` writes a folder that needs no server-side code and
 no network at page load::
@@ -52,8 +53,8 @@ from typing import Any
 
 from edgedistill.runtime.errors import RuntimeBaseError
 from edgedistill.runtime.fsutil import cache_dir, publishing
-from edgedistill.runtime.package import CONFIG_FILE, STATIC_MODEL_TYPE, TOKENIZER_FILE, PackageConfig, open_package, \
-    read_config, sha256_file, target_model, verify_package
+from edgedistill.runtime.package import CONFIG_FILE, KIND_STRINGS, STATIC_MODEL_TYPE, TOKENIZER_FILE, PackageConfig, \
+    open_package, read_config, sha256_file, target_model, verify_package
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,10 @@ VENDOR_DIR = "vendor"
 TEMPLATE_DIR = Path(__file__).parent / "web"
 TEMPLATE_FILES = ("index.html", "edgedistill.mjs", "classify.mjs")  # copied into every web folder
 MAX_MEMBER_BYTES = 256 << 20  # a tarball member larger than this is not one of ours
+NO_STRING_TENSORS = ("its model takes raw strings (the TF-IDF + logistic-regression baseline), and onnxruntime-web "
+                     "has no string tensors: it cannot run in a browser")
+"""Why a ``strings`` package has no web export and fails the wasm target (the targets check and the ship stage
+say it with these words)."""
 
 
 class WebExportError(RuntimeBaseError):
@@ -333,6 +338,8 @@ def tokenizer_sidecars(tokenizer: Mapping[str, Any], config: PackageConfig) -> t
 
 def web_kind(config: PackageConfig, where: Path | str) -> str:
     """How the page runs the package's model: :data:`KIND_TRANSFORMER` or :data:`KIND_STATIC`."""
+    if config.kind == KIND_STRINGS:
+        raise WebExportError(f"{where}: {NO_STRING_TENSORS}")
     if config.model_type == STATIC_MODEL_TYPE:
         return KIND_STATIC
     if config.model_type in SEQUENCE_CLASSIFICATION_MODEL_TYPES:
@@ -405,9 +412,9 @@ def _assemble(package: Path, out: Path, cache: Path | None) -> dict[str, Any]:
         manifest = verify_package(folder)
         config = read_config(folder / CONFIG_FILE, where=package)
         model_file, entry = target_model(manifest, "wasm", package)  # the package's file for the browser
+        kind = web_kind(config, package)  # first: a strings package stops here, before any file is read
         if entry is not None and entry.get("variant"):
             config = dataclasses.replace(config, variant=entry["variant"])
-        kind = web_kind(config, package)
         variant = config.variant or "fp32"
         if variant not in _VARIANT_FILES:
             raise WebExportError(f"{package}: variant={variant!r} is not one transformers.js can load; "

@@ -13,6 +13,8 @@ known point inside the stage rather than wherever a timer happens to fall:
     export            the parity check (torch.onnx has written the graph into the temporary folder)
     quantize          the first int8 attempt (model_optimized.onnx is in the work folder, the report is not)
     package           the manifest (model, tokenizer, config and card are in the temporary folder)
+    baseline          the manifest (its model, config and card are in the temporary folder)
+    ship              the copy of the chosen package (the temporary folder is made)
     report            the plot (report.json and report.md are in the temporary folder)
 
 A full disk is a real 'No space left on device' where tmpfs can be mounted (root on Linux), and a write that
@@ -58,6 +60,8 @@ KILL_POINTS = {
     "quantize": ("edgedistill.compress.quantize.variants", "quantize_dynamic_variant", 1),
     "targets": ("edgedistill.compress.targets.check", "compare", 1),
     "package": ("edgedistill.runtime.package", "write_manifest", 1),
+    "baseline": ("edgedistill.runtime.package", "write_manifest", 1),
+    "ship": ("edgedistill.compress.ship", "_link_or_copy", 1),
     "report": ("edgedistill.compress.report", "plot", 1),
 }
 # What a stage killed at its kill point has left half-written in the build folder
@@ -67,7 +71,9 @@ HALF_WRITTEN = {
     "export": lambda b: [p.name for p in b.glob(".onnx.tmp-*")],
     "quantize": lambda b: [p.name for p in (b / "onnx").glob(".quantize.tmp-*/model_optimized.onnx")],
     "targets": lambda b: [p.name for p in (b / "onnx").glob(".targets.tmp-*/pkg-*")],
-    "package": lambda b: [p.name for p in b.glob(".package.tmp-*")],
+    "package": lambda b: [p.name for p in b.glob("candidates/.student.tmp-*")],
+    "baseline": lambda b: [p.name for p in b.glob("candidates/.baseline.tmp-*")],
+    "ship": lambda b: [p.name for p in b.glob(".package.tmp-*")],
     "report": lambda b: [p.name for p in b.glob(".report.tmp-*")],
 }
 
@@ -264,7 +270,8 @@ def test_a_forced_rerun_killed_half_way_is_not_trusted_next_time(builds, tmp_pat
     statuses = {}
     build(builds.recipe(), on_stage=lambda st, status, why: statuses.__setitem__(st.name, status))
     assert statuses == {"teacher": "skipped", "student": "skipped", "export": "skipped",
-                        "quantize": "done", "targets": "done", "package": "done", "report": "done"}
+                        "quantize": "done", "targets": "done", "package": "done", "baseline": "done", "ship": "done",
+                        "report": "done"}
     assert leftovers(build_dir) == []
     assert_package_is_the_reference(builds, build_dir / "package")
     INJECTED.append("SIGKILL in a forced quantize re-run")
@@ -421,16 +428,17 @@ def test_an_unwritable_output_folder_fails_clearly_and_keeps_the_package(builds,
 def test_permission_denied_fails_clearly_and_keeps_the_package(builds, finished, monkeypatch):
     build_dir, package_before, state_before = finished
     real = tempfile.mkdtemp
+    candidates = build_dir / "candidates"  # where the package stage writes the student's package
 
-    def denied(*a, dir=None, **k):
-        if dir is not None and Path(dir) == build_dir:
+    def denied(suffix=None, prefix=None, dir=None):
+        if dir is not None and Path(dir) == candidates:
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(dir))
-        return real(*a, dir=dir, **k)
+        return real(suffix, prefix, dir)
 
     monkeypatch.setattr(tempfile, "mkdtemp", denied)
     err = _rebuild_package(builds)
     monkeypatch.undo()
-    assert err.errno == errno.EACCES and err.filename == str(build_dir)
+    assert err.errno == errno.EACCES and err.filename == str(candidates)
     _assert_previous_package_intact(builds, build_dir, package_before, state_before)
     INJECTED.append("EACCES on the output folder")
 

@@ -268,6 +268,8 @@ max_length = 32
 calibration_samples = 16
 latency_samples = 4
 [package]
+[ship]
+baseline = false  # the student ships, so that these tests exercise its package (tests/test_ship.py: the baseline)
 """)
     return path
 

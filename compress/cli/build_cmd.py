@@ -31,7 +31,11 @@ def build_cmd(
     set_: Annotated[Optional[list[str]], typer.Option(
         "--set", help="Override a recipe field: TABLE.FIELD=VALUE (e.g. distill.alpha=0.9).")] = None,
 ) -> None:
-    """Run teacher -> student -> export -> quantize -> package -> report into models/<name>-planned/.
+    """Run teacher -> student -> export -> quantize -> package -> baseline -> ship -> report into
+    models/<name>-planned/.
+
+    The student's package, the ladder's rungs and the TF-IDF baseline's package compete: the most accurate on the
+    validation split (within the [ladder] budget) ships as the build's package/.
 
     A build is planned from the data and this machine's measured throughput (what fits --time-budget; all of the
     data without one), and the plan printed with an estimated finish before anything trains; --profile quick or
@@ -74,11 +78,12 @@ def build_cmd(
             rec, planned = plan_build(rec)
             if planned is not None:
                 _print_plan(rec, planned)
-            result = build(rec, force=tuple(force or ()), until=until, on_stage=on_stage)
+            ships = until is None or (until in STAGE_NAMES and STAGE_NAMES.index(until) >= STAGE_NAMES.index("ship"))
+            if rec.ladder().rungs and ships:  # the rungs are built before the recipe's ship stage
+                _ladder(rec, tuple(force or ()), on_stage, until)
+            else:
+                build(rec, force=tuple(force or ()), until=until, on_stage=on_stage)
             _summary(rec)
-            package = result.package
-            if rec.ladder().rungs and until is None:
-                package = _ladder(rec, tuple(force or ()), on_stage)
     except BaseException:
         err_console.print(f"[dim]full log: {rec.layout.log}[/]", highlight=False)
         raise
@@ -88,7 +93,7 @@ def build_cmd(
         console.print(table(f"{rec.name}: plan against the stages' actual times", ["stage", "planned", "estimated",
                                                                                    "actual"],
                             plan_rows(planned, actual_seconds(rec.build_dir))))
-    console.print(f"package: {package}\nreport:  {result.report}\nlog:     {rec.layout.log}\n"
+    console.print(f"package: {rec.layout.package}\nreport:  {rec.layout.report_md}\nlog:     {rec.layout.log}\n"
                   f"total {time.perf_counter() - started:.0f} s")
 
 
@@ -121,7 +126,18 @@ def _print_plan(rec, planned) -> None:
 
 
 def _summary(rec) -> None:
-    """The build report's test-split table and the headline."""
+    """What shipped and why (validation), the build report's test-split table and the headline."""
+    from edgedistill.compress.ship import read_record
+
+    ship = read_record(rec.layout.ship_record)
+    if ship:
+        console.print(table(f"{rec.name}: candidates (validation split)",
+                            ["candidate", "variant", "val macro-F1", "val p50 ms", "size MB", "ships"],
+                            [(c["name"], c["variant"], _f(c["validation_macro_f1"], ".4f"),
+                              _f(c["validation_latency_ms"], ".2f"), _f(c["size_mb"], ".1f"),
+                              "✓" if c["name"] == ship["chosen"] else (c.get("excluded") or ""))
+                             for c in ship["candidates"]]))
+        console.print(ship["why"], highlight=False)
     summary = rec.layout.report_json
     if summary.is_file():
         from edgedistill.compress.report import headline_text
@@ -141,14 +157,16 @@ def _summary(rec) -> None:
         console.print(f"[bold]Shipped {report['chosen']}:[/] {headline_text(report.get('headline') or {})}")
 
 
-def _ladder(rec, force: tuple[str, ...], on_stage) -> Path:
-    """Build the recipe's ladder rungs, print the table and say which package the budget chose (returned)."""
+def _ladder(rec, force: tuple[str, ...], on_stage, until: str | None) -> Path:
+    """Build the recipe with its ladder rungs (before its ship stage), print the table and say what the budget
+    chose (its package, returned)."""
     from edgedistill.compress.ladder import build_ladder
 
-    console.rule(f"ladder: {len(rec.ladder().rungs)} more students from the same teacher")
+    def on_rung(spec, folder) -> None:
+        console.rule(f"[bold]ladder rung {spec}[/] -> {folder} (a student from the same teacher)")
+
     try:
-        package, chosen = build_ladder(rec, on_stage=on_stage, force=force, recipe_built=True,
-                                       on_rung=lambda spec, folder: console.rule(f"[bold]rung {spec}[/] -> {folder}"))
+        package, chosen = build_ladder(rec, on_stage=on_stage, force=force, on_rung=on_rung, until=until)
     finally:
         saved = rec.layout.ladder / "ladder.json"
         if saved.is_file():
@@ -160,7 +178,7 @@ def _ladder(rec, force: tuple[str, ...], on_stage) -> Path:
                                   _f(r["validation_latency_ms"], ".2f"), _f(r["size_mb"], ".1f"),
                                   _f(r["test_macro_f1"], ".4f"), _f(r["throughput_b32"], ",.0f"),
                                   "✓" if r["name"] == d["chosen"] else "") for r in d["rungs"]]))
-    console.print(f"[bold]Ladder ships {chosen.name}[/] ({chosen.variant}): {package}")
+    console.print(f"[bold]Ships {chosen.name}[/] ({chosen.variant}): {package}")
     return package
 
 

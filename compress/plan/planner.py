@@ -36,7 +36,7 @@ from edgedistill.compress.errors import ConfigError, PlanError
 from edgedistill.compress.plan.probe import Speeds
 
 FIXED_SECONDS = {"teacher": 20.0, "labelling": 30.0, "student": 15.0, "export": 20.0, "quantize": 30.0,
-                 "targets": 10.0, "package": 10.0, "report": 20.0}
+                 "targets": 10.0, "package": 10.0, "baseline": 30.0, "ship": 10.0, "report": 20.0}
 """Model loads, checkpoint writes, exports and graph optimisation, the TF-IDF baseline; ``labelling``: the
 teacher's one-off ONNX export when it labels through ONNX Runtime."""
 QUANTIZE_PASSES = 4
@@ -44,7 +44,7 @@ QUANTIZE_PASSES = 4
 REPORT_TEACHER_TEXTS = 48
 """The report times the teacher one text at a time on 24 test texts, twice (its test figures are the teacher
 stage's)."""
-STAGES = ("teacher", "student", "export", "quantize", "targets", "package", "report")
+STAGES = ("teacher", "student", "export", "quantize", "targets", "package", "baseline", "ship", "report")
 
 
 @dataclass
@@ -248,6 +248,7 @@ def _tail(student, teacher, shape: DataShape, tokens: float) -> dict[str, float]
     val = lambda passes: student.infer.seconds(shape.validation * passes, tokens)  # noqa: E731
     return {"export": FIXED_SECONDS["export"], "quantize": FIXED_SECONDS["quantize"] + val(QUANTIZE_PASSES),
             "targets": FIXED_SECONDS["targets"] + val(1), "package": FIXED_SECONDS["package"] + val(1),
+            "baseline": FIXED_SECONDS["baseline"], "ship": FIXED_SECONDS["ship"] + val(1),
             "report": FIXED_SECONDS["report"] + student.infer.seconds(2 * shape.test, tokens)
             + teacher.infer.seconds(REPORT_TEACHER_TEXTS, tokens)}
 
@@ -417,7 +418,9 @@ def _described(c: _Choice, full: _Choice, shape: DataShape, s: Settings,
         "export": "ONNX, parity-checked",
         "quantize": f"variants gated on {shape.validation:,} validation texts",
         "targets": "the declared targets",
-        "package": "files, manifest, temperature",
+        "package": "files, manifest, temperature, class biases",
+        "baseline": "TF-IDF + logistic regression, exported to ONNX and packaged",
+        "ship": "the most accurate candidate on validation ships",
         "report": f"{shape.test:,} test texts: teacher, baseline, student, package",
         "ladder": f"rungs {', '.join(c.rungs)}",
     }

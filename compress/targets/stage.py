@@ -15,9 +15,9 @@ from typing import Any
 from edgedistill.compress.errors import ConfigError, TargetsError
 from edgedistill.compress.layout import TARGETS_REPORT, TARGETS_REPORT_MD
 from edgedistill.compress.targets.check import (REFERENCE, WORK_PREFIX, Candidate, Checker, Runner, Shipped, TargetRow,
-                                                TargetsReport, TargetUnavailable, _environment, _now, one_file_package,
-                                                slug, validation_texts)
-from edgedistill.compress.targets.config import TargetsConfig
+                                    TargetsReport, TargetUnavailable, _environment, _now, one_file_package, slug,
+                                    validation_texts)
+from edgedistill.compress.targets.config import TargetsConfig, build_machine
 
 log = logging.getLogger(__name__)
 
@@ -182,10 +182,13 @@ def check_package(package: Path, onnx_dir: Path, cfg: TargetsConfig,
     """Check what a package ships for each target (its own file for each, no fallback) against the fp32 graph of
     ``onnx_dir``; texts as the build's (``cfg.data``). Nothing is written: the caller saves the report."""
     from edgedistill.compress.exportmeta import MODEL_FILE, read_export
-    from edgedistill.runtime.package import (MANIFEST_FILE, open_package, read_config, sha256_file, target_model,
-                                             verify_package)
+    from edgedistill.runtime.package import (KIND_STRINGS, MANIFEST_FILE, open_package, read_config, sha256_file,
+                                             target_model, verify_package)
 
     started = time.perf_counter()
+    with open_package(package) as folder:
+        if read_config(folder / "config.json").kind == KIND_STRINGS:
+            return _strings_package(package, folder, cfg)
     meta = read_export(onnx_dir)
     texts, dataset = validation_texts(cfg)
     platforms = list(cfg.resolved_platforms())
@@ -211,6 +214,28 @@ def check_package(package: Path, onnx_dir: Path, cfg: TargetsConfig,
     for r in report.rows:
         r.attempt = f"{r.attempt} ({r.variant})"
     report.seconds = round(time.perf_counter() - started, 1)
+    return report
+
+
+def _strings_package(package: Path, folder: Path, cfg: TargetsConfig) -> TargetsReport:
+    """A package whose graph takes raw strings (the TF-IDF baseline) has no fp32 student to compare with: its
+    baseline stage checked it against scikit-learn on the build machine. wasm fails: onnxruntime-web has no string
+    tensors; the other targets are not checked here."""
+    from edgedistill.runtime.package import MANIFEST_FILE, sha256_file, verify_package
+    from edgedistill.runtime.webexport import NO_STRING_TENSORS
+
+    parity = (verify_package(folder).get("metrics") or {}).get("parity") or {}
+    report = TargetsReport(platforms=list(cfg.resolved_platforms()), build_machine=build_machine(),
+                           reference="scikit-learn (the baseline stage's parity check)", dataset="", texts=0,
+                           config=cfg.to_dict(), environment=_environment(), created=_now(), package=str(package),
+                           package_manifest_sha256=sha256_file(folder / MANIFEST_FILE))
+    for platform in report.platforms:
+        if platform == "wasm":
+            status, reason = "failed", NO_STRING_TENSORS
+        else:
+            status, reason = "not checked", (f"a raw-strings graph: checked against scikit-learn when built (max "
+                                             f"|difference| {parity.get('max_abs_diff', float('nan')):.2g}), not here")
+        report.rows.append(TargetRow(platform, platform, "model.onnx", "fp32", status=status, reason=reason))
     return report
 
 
