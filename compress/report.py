@@ -87,7 +87,26 @@ def _torch_row(name: str, folder: Path) -> dict[str, Any] | None:
     return {"model": name, "format": "torch fp32", "split": "test", "n": m.n, "macro_f1": m.macro_f1,
             "accuracy": m.accuracy,
             "roc_auc": m.roc_auc, "ece": m.ece, "size_mb": round(_size_mb(list(folder.glob("*.safetensors"))), 1),
-            "params_m": round(safetensors_parameters(folder) / 1e6, 1), "latency_p50_ms": None, "shipped": False}
+            "params_m": round(safetensors_parameters(folder) / 1e6, 1), "latency_p50_ms": None, "shipped": False,
+            "never_predicted": never_predicted(m)}
+
+
+def never_predicted(metrics) -> list[list[Any]]:
+    """``[label, support, F1]`` for every class with test texts that the model never predicts (its column of the
+    confusion matrix is empty): the classes a macro-F1 hides least, and a collapsed model shows first."""
+    cols = [sum(row[j] for row in metrics.confusion) for j in range(len(metrics.labels))]
+    return [[lab, metrics.per_class[lab].support, metrics.per_class[lab].f1] for j, lab in enumerate(metrics.labels)
+            if cols[j] == 0 and metrics.per_class[lab].support > 0]
+
+
+def teacher_check(folder: Path) -> str | None:
+    """The teacher's failed check (``training.json``'s ``check``, :func:`edgedistill.compress.teacher.check_teacher`),
+    None when it passed or was not recorded."""
+    path = Path(folder) / "training.json"
+    if not path.is_file():
+        return None
+    check = json.loads(path.read_text()).get("check")
+    return None if check in (None, "passed") else str(check)
 
 
 def _teacher_predictor(folder: Path, max_length: int):
@@ -110,7 +129,7 @@ def package_row(model: str, fmt: str, metrics: Any, folder: Path, *, params_m: f
     return {"model": model, "format": fmt, "split": "test", "n": metrics.n, "macro_f1": metrics.macro_f1,
             "accuracy": metrics.accuracy, "roc_auc": metrics.roc_auc, "ece": metrics.ece,
             "size_mb": round(_size_mb([p for p in Path(folder).iterdir() if p.is_file()]), 1), "params_m": params_m,
-            "latency_p50_ms": (latency or {}).get(model), "shipped": shipped}
+            "latency_p50_ms": (latency or {}).get(model), "shipped": shipped, "never_predicted": never_predicted(metrics)}
 
 
 def build_rows(build: Path | BuildLayout, package_metrics=None, *, baseline: dict[str, Any] | None = None,
@@ -145,14 +164,15 @@ def build_rows(build: Path | BuildLayout, package_metrics=None, *, baseline: dic
                                 params_m=student_params if not chosen or chosen["name"] == "student" else None))
     base = baseline["macro_f1"] if baseline else None
     t_f1, t_ms = (teacher["macro_f1"], teacher["latency_p50_ms"]) if teacher else (None, None)
+    withheld = share_withheld(teacher_check(layout.teacher), t_f1, base)
     for r in rows:
-        r["share_of_teacher"] = share_of_teacher(r["macro_f1"], t_f1)
-        r["margin_kept"] = margin_kept(r["macro_f1"], t_f1, base) if r is not baseline else None
+        r["share_of_teacher"] = None if withheld else share_of_teacher(r["macro_f1"], t_f1)
+        r["margin_kept"] = None if withheld or r is baseline else margin_kept(r["macro_f1"], t_f1, base)
         r["speedup_vs_teacher"] = (t_ms / r["latency_p50_ms"]) if t_ms and r.get("latency_p50_ms") else None
     shipped = next((r for r in rows if r.get("shipped")), None)
     headline = {k: (shipped or {}).get(k) for k in ("macro_f1", "share_of_teacher", "margin_kept",
                                                    "speedup_vs_teacher")}
-    headline.update(teacher_macro_f1=t_f1, baseline_macro_f1=base, teacher_p50_ms=t_ms,
+    headline.update(teacher_macro_f1=t_f1, baseline_macro_f1=base, teacher_p50_ms=t_ms, share_withheld=withheld,
                     size_ratio=(teacher["size_mb"] / shipped["size_mb"]) if teacher and shipped and shipped["size_mb"]
                     else None)
     return rows, {"chosen": f"{chosen['name']} ({chosen['variant']})" if chosen else q.chosen, "why": q.summary(),
@@ -161,10 +181,34 @@ def build_rows(build: Path | BuildLayout, package_metrics=None, *, baseline: dic
                   "isa": q.isa, "preset": q.preset, "detected_isa": q.detected_isa, "quantize_isa": q.isa}
 
 
+def share_withheld(check: str | None, teacher_f1: float | None, baseline_f1: float | None) -> str | None:
+    """Why the share of the teacher and the margin kept mean nothing for this build (None when they do): a
+    teacher that failed its check on validation, or one the TF-IDF baseline beats on the test split."""
+    if check:
+        return f"the teacher failed its check on validation ({check})"
+    if teacher_f1 is not None and baseline_f1 is not None and baseline_f1 > teacher_f1:
+        return f"the TF-IDF baseline ({baseline_f1:.4f}) scores above the teacher ({teacher_f1:.4f}) on the test split"
+    return None
+
+
 def _shipped_candidate(ship: dict[str, Any] | None) -> dict[str, Any] | None:
     if not ship or not ship.get("chosen"):
         return None
     return next(c for c in ship["candidates"] if c["name"] == ship["chosen"])
+
+
+def never_predicted_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    """Per model, the test classes it never predicts (F1 0), with their support."""
+    found = [(r["model"], r["never_predicted"]) for r in rows if r.get("never_predicted")]
+    if not found:
+        return []
+    lines = ["", "## Classes never predicted: test split", "",
+             "Macro-F1 counts each of these as 0; a model that predicts few classes shows here first.", "",
+             "| model | classes never predicted (test texts) |", "|---|---|"]
+    for model, classes in found:
+        lines.append(f"| {model} | {len(classes)}: " + ", ".join(f"{c[0]} ({c[1]})" for c in classes[:12])
+                     + (f", and {len(classes) - 12} more" if len(classes) > 12 else "") + " |")
+    return lines
 
 
 def ship_markdown(ship: dict[str, Any] | None) -> list[str]:
@@ -225,6 +269,8 @@ def headline_text(h: dict[str, Any]) -> str:
     if h.get("size_ratio") is not None:
         parts.append(f"{h['size_ratio']:.1f}x smaller")
     text = "; ".join(parts) + "."
+    if h.get("share_withheld"):
+        return text + f" No share of the teacher or margin is given: {h['share_withheld']}."
     t, b, m = h.get("teacher_macro_f1"), h.get("baseline_macro_f1"), h["macro_f1"]
     if t is not None and b is not None and t - b < NARROW_MARGIN:
         gap = (f"only {100 * (t - b):.1f} points above" if t >= b else f"{100 * (b - t):.1f} points below")
@@ -276,6 +322,7 @@ def to_markdown(name: str, profile: str, rows: list[dict[str, Any]], meta: dict[
     for whose, key in (("teacher", "adaptation"), ("student", "student_adaptation")):
         if adapted := meta.get(key):
             lines += ["", adaptation_text(whose, adapted)]
+    lines += never_predicted_markdown(rows)
     lines += ship_markdown(meta.get("ship"))
     lines += ["", "Sizes: torch rows count the safetensors weights; package rows (the baseline's too) every file "
               "the package ships (model, tokenizer, config, manifest, card).", "",

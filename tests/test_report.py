@@ -1,0 +1,42 @@
+"""The build report stays true: no share or margin where it means nothing, and the classes a model never predicts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from edgedistill.compress.evaluate import compute_metrics
+from edgedistill.compress.report import (headline_text, never_predicted, never_predicted_markdown, share_withheld,
+                                         teacher_check)
+
+
+def test_never_predicted_lists_empty_columns_with_their_support():
+    labels = ["a", "b", "c", "d"]
+    y = np.array([0, 0, 1, 1, 2, 3])
+    probs = np.eye(4)[[0, 0, 0, 0, 2, 2]]  # b and d never predicted; c is
+    found = never_predicted(compute_metrics(y, probs, labels))
+    assert found == [["b", 2, 0.0], ["d", 1, 0.0]]
+    md = "\n".join(never_predicted_markdown([{"model": "teacher", "never_predicted": found},
+                                             {"model": "student", "never_predicted": []}]))
+    assert "| teacher | 2: b (2), d (1) |" in md and "student" not in md
+    assert never_predicted_markdown([{"model": "x", "never_predicted": []}]) == []
+
+
+def test_share_and_margin_are_withheld_for_a_failed_or_beaten_teacher(tmp_path):
+    assert share_withheld(None, 0.9, 0.8) is None
+    assert "failed its check" in share_withheld("never predicts 49 class(es)", 0.9, 0.8)
+    assert "scores above the teacher" in share_withheld(None, 0.79, 0.83)
+    (tmp_path / "training.json").write_text(json.dumps({"check": "passed"}))
+    assert teacher_check(tmp_path) is None
+    (tmp_path / "training.json").write_text(json.dumps({"check": "validation macro-F1 0.014 is not above ..."}))
+    assert teacher_check(tmp_path).startswith("validation macro-F1 0.014")
+    assert teacher_check(tmp_path / "missing") is None
+
+
+def test_the_headline_says_why_no_share_is_given():
+    h = {"macro_f1": 0.194, "share_of_teacher": None, "margin_kept": None, "teacher_macro_f1": 0.0116,
+         "baseline_macro_f1": 0.621, "speedup_vs_teacher": 30.0, "size_ratio": None,
+         "share_withheld": "the teacher failed its check on validation (never predicts 49 class(es))"}
+    text = headline_text(h)
+    assert "of the teacher's" not in text and "No share of the teacher or margin is given: the teacher failed" in text
