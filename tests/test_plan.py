@@ -75,7 +75,7 @@ def test_without_a_budget_the_plan_takes_all_of_the_data_and_says_how_long():
     # only the token limit is planned: texts, epochs and rungs stay the full profile's (all of the data)
     assert p.values == {"teacher": {"max_length": 40}, "distill": {"max_length": 40}}
     assert p.left_out == [] and p.budget_s is None
-    assert [st.name for st in p.stages] == ["teacher", "student", "export", "quantize", "targets", "package", "report"]
+    assert [st.name for st in p.stages] == ["teacher", "student", "export", "quantize", "targets", "package", "baseline", "ship", "report"]
     assert p.total_s == pytest.approx(cost(p)) and p.total_s > 0
     # the time model, by hand: 6,000 texts x 2 epochs of steps, 2 validations an epoch, the test split, at the
     # texts' mean length, and the fixed cost
@@ -224,7 +224,7 @@ def test_a_rebuild_reuses_its_saved_plan_and_keeps_every_fingerprint(tmp_path, t
     from edgedistill.compress.plan.build import read_plan
     from edgedistill.compress.recipe import load_recipe
 
-    path = _tiny_planned(tmp_path, tiny_csv, tiny_model_dir, budget="4m")
+    path = _tiny_planned(tmp_path, tiny_csv, tiny_model_dir, budget="5m")
     recipe, first = plan_build(load_recipe(path, default_profile="planned"), speeds=tiny_speeds())
     assert recipe.profile == "planned" and recipe.planned == first.values
     assert "max_train_samples" in first.values["teacher"]  # the budget cut the teacher's texts
