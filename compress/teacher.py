@@ -60,6 +60,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "max_train_samples": 1600, "max_validation_samples": 400, "max_length": 64, "epochs": 1.0,
         "batch_size": 16, "eval_batch_size": 64, "learning_rate": 3e-5, "head_learning_rate": 2e-3,
         "head_epochs": 40, "evals_per_epoch": 2, "patience": 3, "group_by_length": True, "precision": "fp32",
+        "retries": 1,
     },
     # All of the data, longer sequences, two epochs with early stopping on the whole validation split: MPNet-base
     # fine-tunes at about 10 sentences/s on 2 cores, so a few thousand sentences take under half an hour on a CPU
@@ -68,6 +69,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "max_train_samples": None, "max_validation_samples": None, "max_length": 128, "epochs": 2.0,
         "batch_size": 16, "eval_batch_size": 64, "learning_rate": 2e-5, "head_learning_rate": 1e-3,
         "head_epochs": 100, "evals_per_epoch": 2, "patience": 2, "group_by_length": True, "precision": "auto",
+        "retries": 1,
     },
 }
 
@@ -96,7 +98,7 @@ class TeacherConfig:
     class_weighting: str = "auto"
     """``none``, ``balanced`` (cross-entropy weighted by inverse class frequency) or ``auto``: plain first, and
     balanced in the retry when the first model leaves a class unpredicted (the better on validation is kept)."""
-    retries: int = 1
+    retries: int | None = None
     """How many more runs a teacher that fails its check gets (at or below the TF-IDF baseline on validation
     macro-F1, or fewer classes predicted on validation than it holds): each with a larger head learning rate and
     twice the epochs; the best on validation is kept."""
@@ -161,7 +163,7 @@ class TeacherConfig:
         if self.class_weighting not in CLASS_WEIGHTING:
             raise ConfigError("teacher.class_weighting", self.class_weighting,
                               f"must be one of {list(CLASS_WEIGHTING)}")
-        if self.retries < 0:
+        if self.retries is not None and self.retries < 0:
             raise ConfigError("teacher.retries", self.retries, "must be >= 0")
         if self.precision is not None and self.precision not in PRECISIONS:
             raise ConfigError("teacher.precision", self.precision, f"must be one of {list(PRECISIONS)}")

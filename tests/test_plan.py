@@ -312,3 +312,18 @@ def test_a_rung_of_fewer_layers_runs_at_its_share_of_the_models_rate():
     assert student_speed(StudentConfig(builder="static", model="x"), TEACHER, batch_size=32) == STATIC
     assert Rate.fit({32: 0.1, 128: 0.4}) == Rate(pytest.approx(0.0), pytest.approx(0.3 / 96))
     assert replace(Rate(1.0), per_token=0.5).seconds(2, 10) == 12.0
+
+
+def test_a_budget_keeps_the_teacher_retries_it_can_hold_and_says_what_it_dropped():
+    from dataclasses import replace
+
+    s = shape(balanced(5, 400))
+    retrying = replace(settings(), teacher_retries=1)
+    free = plan(PlanConfig(), s, speeds(), retrying)
+    assert "retries" not in free.values.get("teacher", {})  # no budget: the recipe's retries stand
+    assert "a failed check retries" in next(st.what for st in free.stages if st.name == "teacher")
+    tight = plan(PlanConfig(time_budget=f"{cost(free) * 1.05:.0f}s"), s, speeds(), retrying)
+    assert tight.values["teacher"]["retries"] == 0
+    assert any("retry of a failed check" in item and "cannot hold" in item for item in tight.left_out)
+    roomy = plan(PlanConfig(time_budget=f"{cost(free) * 4:.0f}s"), s, speeds(), retrying)
+    assert "retries" not in roomy.values.get("teacher", {})

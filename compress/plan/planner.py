@@ -370,13 +370,30 @@ def plan(cfg: PlanConfig, shape: DataShape, speeds: Speeds, settings: Settings) 
     # 4) the values that differ from the full profile's, the stages in words, what was left out
     seconds = cost(chosen)
     described = _described(chosen, full, shape, settings, limits)
-    if settings.teacher_retries:  # each retry runs twice the epochs of the run before it
-        extra = (seconds["teacher"] - FIXED_SECONDS["teacher"]) * sum(2 ** k for k in
-                                                                       range(1, settings.teacher_retries + 1))
-        described["teacher"] += f"; a failed check retries: up to {format_duration(extra)} more"
+    values, left_out = _values(chosen, full, settings, limits, limit), _left_out(chosen, full, shape, limits)
+    retries = _retries(seconds, budget, settings.teacher_retries)
+    if retries:
+        described["teacher"] += f"; a failed check retries: up to {format_duration(_retry_seconds(seconds, retries))} more"
+    if retries < settings.teacher_retries:
+        values.setdefault("teacher", {})["retries"] = retries
+        left_out.append(f"teacher: {settings.teacher_retries - retries} retry of a failed check (each runs twice the "
+                        f"epochs of the run before it: up to {format_duration(_retry_seconds(seconds, settings.teacher_retries))}"
+                        " more), which the budget cannot hold")
     stages = [StagePlan(name, what, seconds[name]) for name, what in described.items() if name in seconds]
-    return Plan(_values(chosen, full, settings, limits, limit), stages, _left_out(chosen, full, shape, limits),
-                budget, {**shape.summary(), "token_limit": limit}, speeds.as_dict())
+    return Plan(values, stages, left_out, budget, {**shape.summary(), "token_limit": limit}, speeds.as_dict())
+
+
+def _retry_seconds(seconds: dict[str, float], retries: int) -> float:
+    """What ``retries`` runs of a teacher that fails its check add: each twice the epochs of the run before."""
+    return (seconds["teacher"] - FIXED_SECONDS["teacher"]) * sum(2 ** k for k in range(1, retries + 1))
+
+
+def _retries(seconds: dict[str, float], budget: float | None, wanted: int) -> int:
+    """The teacher's retries the budget can hold beside the plan (all of them without a budget)."""
+    if budget is None:
+        return wanted
+    left = budget - sum(seconds.values())
+    return max((k for k in range(wanted + 1) if _retry_seconds(seconds, k) <= left), default=0)
 
 
 def _values(c: _Choice, full: _Choice, s: Settings, limits: tuple[int, int], limit: int) -> dict[str, dict[str, Any]]:
