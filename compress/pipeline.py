@@ -105,12 +105,15 @@ def _baseline_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:
 
 
 def _ship_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:
-    """Each candidate's manifest (which hashes every file of its package): a rebuilt ladder rung, which is no
-    upstream stage of this build, still reruns the choice."""
+    """Each ladder rung's manifest (which hashes every file of its package): a rebuilt rung, which is no upstream
+    stage of this build (its student and baseline are), still reruns the choice."""
+    from edgedistill.compress.ship import BASELINE, STUDENT
     from edgedistill.runtime.package import MANIFEST_FILE, sha256_file
 
     found = {}
     for name, folder in cfg.candidates.items():
+        if name in (STUDENT, BASELINE):
+            continue
         manifest = Path(folder) / MANIFEST_FILE
         found[f"candidate {name}"] = sha256_file(manifest) if manifest.is_file() else MISSING
     return found

@@ -75,6 +75,25 @@ def test_the_runtime_loads_the_baseline_package_without_a_tokenizer(baseline_pac
     assert "raw strings" in repr(clf)
 
 
+def test_the_baseline_package_runs_without_torch_or_scikit_learn(baseline_package):
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import sys
+        from edgedistill import TextClassifier
+        clf = TextClassifier.load({str(baseline_package)!r})
+        assert clf.predict_proba(["the film was good", "", "bad"]).shape == (3, 2)
+        heavy = ("torch", "transformers", "sklearn", "skl2onnx", "edgedistill.compress")
+        print("HEAVY=" + ",".join(sorted(m for m in heavy if m in sys.modules)))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY=\n" in out.stdout, out.stdout
+
+
 def test_a_tampered_baseline_package_is_refused(baseline_package, tmp_path):
     pkg = shutil.copytree(baseline_package, tmp_path / "pkg")
     model = pkg / "model.onnx"
