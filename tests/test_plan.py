@@ -277,6 +277,13 @@ def test_the_planned_build_prints_its_plan_before_training(tmp_path, tiny_csv, t
     assert "tiny: plan" in out and "left out:" in out and "plan against the stages' actual times" in out
     saved = json.loads((tmp_path / "tiny-planned" / "plan.json").read_text())
     assert saved["plan"]["budget_s"] == 360
+    teacher = next(s["seconds"] for s in saved["plan"]["stages"] if s["name"] == "teacher")
+    from edgedistill.compress.plan.planner import format_duration as fd
+
+    assert f"about {fd(teacher)} from now, up to the teacher stage" in out  # the finish counts what --until runs
+    again = runner.invoke(app, ["build", str(path), "--time-budget", "6m", "--until", "teacher"])
+    assert again.exit_code == 0 and "up to date, skipped" in again.output
+    assert "about 1s from now" in again.output  # the teacher is built: nothing left to run up to it
 
 
 def test_the_report_section_sets_the_estimate_beside_the_actual_time():
