@@ -334,3 +334,28 @@ def test_a_budget_keeps_the_teacher_retries_it_can_hold_and_says_what_it_dropped
     assert any("retry of a failed check" in item and "cannot hold" in item for item in tight.left_out)
     roomy = plan(PlanConfig(time_budget=f"{cost(free) * 4:.0f}s"), s, speeds(), retrying)
     assert "retries" not in roomy.values.get("teacher", {})
+
+
+@pytest.mark.slow
+def test_a_planned_build_reports_its_plan_beside_the_actual_times(tmp_path, tiny_csv, tiny_model_dir, monkeypatch):
+    from edgedistill.compress.plan import build as plan_module
+
+    monkeypatch.setattr(plan_module, "measure_speeds", lambda recipe, tokenizer: tiny_speeds())
+    path = _tiny_planned(tmp_path, tiny_csv, tiny_model_dir)
+    path.write_text(path.read_text() + """
+[quantize]
+calibration_samples = 16
+latency_samples = 4
+[report]
+plot = false
+latency_samples = 2
+""")
+    r = runner.invoke(app, ["build", str(path), "--time-budget", "10m"])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "tiny-planned" / "report" / "report.json").read_text())
+    assert report["profile"] == "planned" and report["plan"]["budget_s"] == 600  # what the zoo reads
+    assert set(report["plan_actual"]) >= {"teacher", "student", "export", "quantize", "package"}
+    md = (tmp_path / "tiny-planned" / "report" / "report.md").read_text()
+    assert "## Plan" in md and "| stage | planned | estimated | actual |" in md
+    manifest = json.loads((tmp_path / "tiny-planned" / "package" / "manifest.json").read_text())
+    assert manifest["recipe"]["planned"] == report["plan"]["values"]  # an update rebuilds with the same values
