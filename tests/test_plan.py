@@ -357,5 +357,5 @@ latency_samples = 2
     assert set(report["plan_actual"]) >= {"teacher", "student", "export", "quantize", "package"}
     md = (tmp_path / "tiny-planned" / "report" / "report.md").read_text()
     assert "## Plan" in md and "| stage | planned | estimated | actual |" in md
-    manifest = json.loads((tmp_path / "tiny-planned" / "package" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "tiny-planned" / "candidates" / "student" / "manifest.json").read_text())
     assert manifest["recipe"]["planned"] == report["plan"]["values"]  # an update rebuilds with the same values
