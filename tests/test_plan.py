@@ -277,6 +277,13 @@ def test_the_planned_build_prints_its_plan_before_training(tmp_path, tiny_csv, t
     assert "tiny: plan" in out and "left out:" in out and "plan against the stages' actual times" in out
     saved = json.loads((tmp_path / "tiny-planned" / "plan.json").read_text())
     assert saved["plan"]["budget_s"] == 360
+    teacher = next(s["seconds"] for s in saved["plan"]["stages"] if s["name"] == "teacher")
+    from edgedistill.compress.plan.planner import format_duration as fd
+
+    assert f"about {fd(teacher)} from now, up to the teacher stage" in out  # the finish counts what --until runs
+    again = runner.invoke(app, ["build", str(path), "--time-budget", "6m", "--until", "teacher"])
+    assert again.exit_code == 0 and "up to date, skipped" in again.output
+    assert "about 1s from now" in again.output  # the teacher is built: nothing left to run up to it
 
 
 def test_the_report_section_sets_the_estimate_beside_the_actual_time():
@@ -327,3 +334,28 @@ def test_a_budget_keeps_the_teacher_retries_it_can_hold_and_says_what_it_dropped
     assert any("retry of a failed check" in item and "cannot hold" in item for item in tight.left_out)
     roomy = plan(PlanConfig(time_budget=f"{cost(free) * 4:.0f}s"), s, speeds(), retrying)
     assert "retries" not in roomy.values.get("teacher", {})
+
+
+@pytest.mark.slow
+def test_a_planned_build_reports_its_plan_beside_the_actual_times(tmp_path, tiny_csv, tiny_model_dir, monkeypatch):
+    from edgedistill.compress.plan import build as plan_module
+
+    monkeypatch.setattr(plan_module, "measure_speeds", lambda recipe, tokenizer: tiny_speeds())
+    path = _tiny_planned(tmp_path, tiny_csv, tiny_model_dir)
+    path.write_text(path.read_text() + """
+[quantize]
+calibration_samples = 16
+latency_samples = 4
+[report]
+plot = false
+latency_samples = 2
+""")
+    r = runner.invoke(app, ["build", str(path), "--time-budget", "10m"])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "tiny-planned" / "report" / "report.json").read_text())
+    assert report["profile"] == "planned" and report["plan"]["budget_s"] == 600  # what the zoo reads
+    assert set(report["plan_actual"]) >= {"teacher", "student", "export", "quantize", "package"}
+    md = (tmp_path / "tiny-planned" / "report" / "report.md").read_text()
+    assert "## Plan" in md and "| stage | planned | estimated | actual |" in md
+    manifest = json.loads((tmp_path / "tiny-planned" / "candidates" / "student" / "manifest.json").read_text())
+    assert manifest["recipe"]["planned"] == report["plan"]["values"]  # an update rebuilds with the same values

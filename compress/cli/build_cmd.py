@@ -77,7 +77,7 @@ def build_cmd(
                      "".join(f", --set {o}" for o in rec.overrides), rec.build_dir)
             rec, planned = plan_build(rec)
             if planned is not None:
-                _print_plan(rec, planned)
+                _print_plan(rec, planned, until)
             ships = until is None or (until in STAGE_NAMES and STAGE_NAMES.index(until) >= STAGE_NAMES.index("ship"))
             if rec.ladder().rungs and ships:  # the rungs are built before the recipe's ship stage
                 _ladder(rec, tuple(force or ()), on_stage, until)
@@ -97,11 +97,11 @@ def build_cmd(
                   f"total {time.perf_counter() - started:.0f} s")
 
 
-def _print_plan(rec, planned) -> None:
+def _print_plan(rec, planned, until: str | None) -> None:
     """The plan as a table, what it leaves out and when the build should finish, before anything trains."""
     from datetime import datetime, timedelta
 
-    from edgedistill.compress.plan.build import plan_rows
+    from edgedistill.compress.plan.build import plan_rows, remaining_seconds
     from edgedistill.compress.plan.planner import format_duration
 
     shape = planned.shape
@@ -113,16 +113,19 @@ def _print_plan(rec, planned) -> None:
     if where.get("cores"):
         console.print(f"machine: {where.get('cpu')}, {where['cores']} cores"
                       + (f", {where['gpu']}" if where.get("gpu") else "")
-                      + (f"; load average {where['load_average']} now, {measured} when the teacher's throughput "
-                         "was measured (other jobs slow the build and the measurement alike)"
+                      + (f"; load average {where['load_average']} when planned, {measured} when the teacher's "
+                         "throughput was measured (other jobs slow the build and the measurement alike)"
                          if (measured := planned.speeds["teacher"].get("load_average")) is not None else ""),
                       highlight=False)
     console.print(table(f"{rec.name}: plan ({rec.layout.plan})", ["stage", "planned", "estimated"],
                         [row[:3] for row in plan_rows(planned)]))
     for item in planned.left_out:
         console.print(f"[yellow]left out:[/] {item}", highlight=False)
-    finish = datetime.now() + timedelta(seconds=planned.total_s)
-    console.print(f"[bold]estimated finish {finish:%H:%M}[/] (about {format_duration(planned.total_s)} from now)")
+    left = remaining_seconds(planned, rec.build_dir, until)
+    finish = datetime.now() + timedelta(seconds=left)
+    console.print(f"[bold]estimated finish {finish:%H:%M}[/] (about {format_duration(left)} from now"
+                  + (f", up to the {until} stage" if until else "")
+                  + ("; stages already built not counted" if left < planned.total_s and not until else "") + ")")
 
 
 def _summary(rec) -> None:

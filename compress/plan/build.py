@@ -176,6 +176,20 @@ def actual_seconds(build_dir: Path) -> dict[str, float]:
     return out
 
 
+def remaining_seconds(found: Plan, build_dir: Path, until: str | None = None) -> float:
+    """The estimate of what a build still has to run: the plan's stages up to ``until`` (the ladder's rungs when
+    the build reaches the ship stage, which they come before) that its ``.state.json`` does not record as built (a
+    changed input reruns one anyway: then it errs short)."""
+    from edgedistill.compress.pipeline import read_state
+
+    built = set(read_state(build_dir)["stages"])
+    last = STAGES.index(until) if until in STAGES else len(STAGES) - 1
+    reach = {name for name in STAGES if STAGES.index(name) <= last}
+    if "ship" in reach:
+        reach.add("ladder")
+    return sum(s.seconds for s in found.stages if s.name in reach and s.name not in built)
+
+
 def plan_rows(found: Plan, actual: dict[str, float] | None = None) -> list[tuple[str, str, str, str]]:
     """(stage, what was planned, estimate, actual) for every stage the plan holds, then the total."""
     actual = actual or {}
