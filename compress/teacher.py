@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from edgedistill.compress import parallel, profiles, progress, sources
+from edgedistill.compress.heads import grouped_adamw, head_multiplier
 from edgedistill.compress.data import DataConfig, length_batches
 from edgedistill.compress.errors import ConfigError
 from edgedistill.compress.fsutil import replace_folder
@@ -404,17 +405,6 @@ def _trainer_metrics(labels: list[str]):
     return fn
 
 
-def head_multiplier(num_labels: int) -> float:
-    """How much faster than the encoder a fresh classification head learns when the encoder fine-tunes too.
-
-    1) The head starts random, the encoder trained: at the encoder's 2e-5 a 50-class head hardly moves in two
-       epochs, and the teacher predicted one class of TREC's 50 (validation macro-F1 0.014).
-    2) The more classes, the more the head has to learn: the multiplier is the number of classes, kept within
-       [4, 50] (2 classes: 4x; 50 classes: 50x, 1e-3 at 2e-5).
-    """
-    return float(min(50, max(4, num_labels)))
-
-
 @dataclass(frozen=True)
 class Attempt:
     """What one fine-tuning run uses of the settings a retry may change."""
@@ -671,20 +661,8 @@ def _build_trainer(cfg: TeacherConfig, attempt: Attempt, args, data, tokenizer, 
 
 
 def _optimizer(cfg: TeacherConfig, attempt: Attempt, model):
-    """AdamW over two groups, the head at ``head_lr_multiplier`` times the encoder's rate (the trainer's
-    warm-up and decay scale both); no weight decay on biases and norms, as the trainer's own default."""
-    import torch
-
-    head = {id(p) for p in model.classifier.parameters()}
-    groups: dict[tuple[bool, bool], list] = {}
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            decay = p.ndim > 1 and "norm" not in name.lower()
-            groups.setdefault((id(p) in head, decay), []).append(p)
-    return torch.optim.AdamW([
-        {"params": ps, "lr": cfg.learning_rate * (attempt.head_lr_multiplier if is_head else 1.0),
-         "weight_decay": cfg.weight_decay if decay else 0.0}
-        for (is_head, decay), ps in groups.items()])
+    """AdamW over two groups, the head at ``head_lr_multiplier`` times the encoder's rate."""
+    return grouped_adamw(model, cfg.learning_rate, attempt.head_lr_multiplier, cfg.weight_decay)
 
 
 def _save(cfg: TeacherConfig, trainer, data, tokenizer, model, final: Path, record: dict[str, Any],

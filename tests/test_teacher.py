@@ -254,7 +254,7 @@ def test_real_mpnet_layers_and_features_head(real_cache):
 
 # -------------------------------------------------------------- settings that follow the data, and the check
 def test_the_head_learns_faster_the_more_classes():
-    from edgedistill.compress.teacher import head_multiplier
+    from edgedistill.compress.heads import head_multiplier
 
     assert [head_multiplier(k) for k in (2, 6, 50, 300)] == [4.0, 6.0, 50.0, 50.0]
 

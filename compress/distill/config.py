@@ -65,6 +65,10 @@ class DistillConfig:
     learning_rate: float | None = None
     batch_size: int | None = None
     max_length: int | None = None
+    head_lr_multiplier: float | None = None
+    """A fresh head's learning rate over the encoder's (``pretrained`` and ``drop-layers`` students; a student
+    cut from the teacher keeps its trained head at 1x); None: from the number of classes
+    (:func:`edgedistill.compress.heads.student_head_multiplier`: 4x for 2 classes, up to a 1e-3 step)."""
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     evals_per_epoch: int = 2
@@ -94,6 +98,8 @@ class DistillConfig:
         if self.augment is not None and (isinstance(self.augment, bool) or not isinstance(self.augment, int)
                                          or self.augment < 0):
             raise ConfigError("distill.augment", self.augment, "must be a whole number of copies >= 0")
+        if self.head_lr_multiplier is not None and self.head_lr_multiplier <= 0:
+            raise ConfigError("distill.head_lr_multiplier", self.head_lr_multiplier, "must be > 0")
         if not 0.0 < self.augment_p <= 1.0:
             raise ConfigError("distill.augment_p", self.augment_p, "must be in (0, 1]")
         from edgedistill.compress.augment import METHODS
@@ -145,6 +151,16 @@ class DistillConfig:
     @property
     def needs_teacher_outputs(self) -> bool:
         return self.alpha > 0 or self.hidden_loss_weight > 0 or self.attention_loss_weight > 0
+
+    def head_multiplier(self, num_labels: int) -> float:
+        """The student head's learning rate over the encoder's (call on a resolved config)."""
+        if self.head_lr_multiplier is not None:
+            return self.head_lr_multiplier
+        if self.student.builder in ("pretrained", "drop-layers"):
+            from edgedistill.compress.heads import student_head_multiplier
+
+            return student_head_multiplier(num_labels, self.learning_rate)
+        return 1.0
 
     def resolved(self) -> DistillConfig:
         """A copy with every None field filled from ``PROFILES[profile]`` (the DataConfig subset sizes too)."""

@@ -153,8 +153,15 @@ def _train(cfg: DistillConfig, args, data, transfer: TransferSet, model, tokeniz
         m = compute_metrics(p.label_ids, probs, data.label_names)
         return {"macro_f1": m.macro_f1, "accuracy": m.accuracy}
 
+    optimizers = (None, None)
+    mult = cfg.head_multiplier(data.num_labels)
+    if hasattr(model, "classifier") and mult != 1.0:
+        from edgedistill.compress.heads import grouped_adamw
+
+        log.info("the student's fresh head learns at %.2gx the encoder's rate (%d classes)", mult, data.num_labels)
+        optimizers = (grouped_adamw(model, cfg.learning_rate, mult, cfg.weight_decay), None)
     trainer = _trainer_class()(
-        model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
+        model=model, args=args, optimizers=optimizers, train_dataset=train_ds, eval_dataset=val_ds,
         data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=val_metrics,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience)],
         teacher=teacher, alpha=cfg.alpha, temperature=cfg.temperature,
