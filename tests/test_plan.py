@@ -359,3 +359,38 @@ latency_samples = 2
     assert "## Plan" in md and "| stage | planned | estimated | actual |" in md
     manifest = json.loads((tmp_path / "tiny-planned" / "candidates" / "student" / "manifest.json").read_text())
     assert manifest["recipe"]["planned"] == report["plan"]["values"]  # an update rebuilds with the same values
+
+
+def test_the_estimate_left_counts_what_is_built_unless_it_is_forced(tmp_path):
+    from edgedistill.compress.pipeline import BuildLayout
+    from edgedistill.compress.plan.build import remaining_seconds
+    from edgedistill.compress.plan.planner import Plan, StagePlan
+
+    found = Plan({}, [StagePlan(n, n, s) for n, s in (("teacher", 600.0), ("student", 300.0), ("report", 30.0))],
+                 [], None)
+    assert remaining_seconds(found, tmp_path) == 930.0  # nothing built
+    BuildLayout(tmp_path).state.write_text(json.dumps({"stages": {"teacher": {}, "student": {}}}))
+    assert remaining_seconds(found, tmp_path) == 30.0
+    assert remaining_seconds(found, tmp_path, force=("all",)) == 930.0
+    assert remaining_seconds(found, tmp_path, force=("student",)) == 330.0  # a forced stage reruns what follows
+    assert remaining_seconds(found, tmp_path, until="student") == 0.0
+
+
+def test_epochs_follow_the_data_small_data_trains_more_epochs_and_a_budget_drops_them_first():
+    small = shape(balanced(50, 75))  # 3,750 texts: 235 steps an epoch at 16 a step
+    stages = Settings(StageSettings(epochs=2.0, batch_size=16), StageSettings(epochs=3.0, batch_size=32), rungs=())
+    p = plan(PlanConfig(), small, speeds(), stages)
+    # 1,000 steps: ceil(1000 / 235) = 5 epochs for the teacher; the student's 118 steps an epoch reach the cap
+    assert p.values["teacher"]["epochs"] == 5.0 and p.values["distill"]["epochs"] == 5.0
+    assert "5 epochs" in next(st.what for st in p.stages if st.name == "teacher")
+    big = plan(PlanConfig(), shape(balanced(2, 20000)), speeds(), stages)  # 2,500 steps an epoch: the profile's
+    assert "epochs" not in big.values["teacher"] and "epochs" not in big.values["distill"]
+    stated = replace(stages, teacher=replace(stages.teacher, epochs_fixed=True))
+    assert "epochs" not in plan(PlanConfig(), small, speeds(), stated).values["teacher"]  # the recipe's stand
+    assert "epochs" not in plan(PlanConfig(min_steps=0), small, speeds(), stages).values.get("teacher", {})
+    # a budget a little short of it all: the earned epochs go first, one at a time (the student's), texts stay
+    tight = plan(PlanConfig(time_budget=f"{cost(p) * 0.9:.0f}s"), small, speeds(), stages)
+    assert cost(tight) <= tight.budget_s
+    assert "max_train_samples" not in tight.values["teacher"]
+    assert 2.0 <= tight.values["teacher"].get("epochs", 2.0) <= 5.0
+    assert 3.0 <= tight.values["distill"].get("epochs", 3.0) < 5.0 or tight.values["teacher"].get("epochs", 2.0) < 5.0

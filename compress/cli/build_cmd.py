@@ -77,7 +77,7 @@ def build_cmd(
                      "".join(f", --set {o}" for o in rec.overrides), rec.build_dir)
             rec, planned = plan_build(rec)
             if planned is not None:
-                _print_plan(rec, planned, until)
+                _print_plan(rec, planned, until, tuple(force or ()))
             ships = until is None or (until in STAGE_NAMES and STAGE_NAMES.index(until) >= STAGE_NAMES.index("ship"))
             if rec.ladder().rungs and ships:  # the rungs are built before the recipe's ship stage
                 _ladder(rec, tuple(force or ()), on_stage, until)
@@ -97,7 +97,7 @@ def build_cmd(
                   f"total {time.perf_counter() - started:.0f} s")
 
 
-def _print_plan(rec, planned, until: str | None) -> None:
+def _print_plan(rec, planned, until: str | None, force: tuple[str, ...] = ()) -> None:
     """The plan as a table, what it leaves out and when the build should finish, before anything trains."""
     from datetime import datetime, timedelta
 
@@ -121,7 +121,7 @@ def _print_plan(rec, planned, until: str | None) -> None:
                         [row[:3] for row in plan_rows(planned)]))
     for item in planned.left_out:
         console.print(f"[yellow]left out:[/] {item}", highlight=False)
-    left = remaining_seconds(planned, rec.build_dir, until)
+    left = remaining_seconds(planned, rec.build_dir, until, force)
     finish = datetime.now() + timedelta(seconds=left)
     console.print(f"[bold]estimated finish {finish:%H:%M}[/] (about {format_duration(left)} from now"
                   + (f", up to the {until} stage" if until else "")

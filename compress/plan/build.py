@@ -124,7 +124,8 @@ def data_shape(data, tokenizer, transfer: list[str] = ()) -> DataShape:
 def _stage(cfg, resolved, adapt_texts: int) -> StageSettings:
     return StageSettings(epochs=resolved.epochs, epochs_fixed=cfg.epochs is not None, max_length=cfg.max_length,
                          texts=cfg.data.max_train_samples, validation=cfg.data.max_validation_samples,
-                         evals_per_epoch=resolved.evals_per_epoch, adapt_texts=adapt_texts)
+                         evals_per_epoch=resolved.evals_per_epoch, adapt_texts=adapt_texts,
+                         batch_size=resolved.batch_size * getattr(resolved, "grad_accumulation", 1))
 
 
 def settings_of(recipe) -> Settings:
@@ -176,13 +177,17 @@ def actual_seconds(build_dir: Path) -> dict[str, float]:
     return out
 
 
-def remaining_seconds(found: Plan, build_dir: Path, until: str | None = None) -> float:
+def remaining_seconds(found: Plan, build_dir: Path, until: str | None = None, force: tuple[str, ...] = ()) -> float:
     """The estimate of what a build still has to run: the plan's stages up to ``until`` (the ladder's rungs when
-    the build reaches the ship stage, which they come before) that its ``.state.json`` does not record as built (a
-    changed input reruns one anyway: then it errs short)."""
+    the build reaches the ship stage, which they come before) that its ``.state.json`` does not record as built,
+    or that ``force`` reruns (a stage forced, and every stage after it; ``all``: every stage). A changed input
+    reruns one anyway: then it errs short."""
     from edgedistill.compress.pipeline import read_state
 
     built = set(read_state(build_dir)["stages"])
+    if force:
+        first = 0 if "all" in force else min((STAGES.index(n) for n in force if n in STAGES), default=len(STAGES))
+        built -= set(STAGES[first:])
     last = STAGES.index(until) if until in STAGES else len(STAGES) - 1
     reach = {name for name in STAGES if STAGES.index(name) <= last}
     if "ship" in reach:
