@@ -357,35 +357,50 @@ def _clean_leftovers(build_dir: Path) -> None:
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
-def _run_stage(stage: Stage, recipe: Recipe, cfg: Any, state: dict[str, Any], out: Path) -> None:
-    """Run one stage with its record (and every later one) struck from the saved state while it runs.
-
-    A stage that is killed half-way (SIGKILL, power loss) may have rewritten part of its output in place, so the
-    next build must not trust the old record: it stays struck and the stage runs again. A stage that fails with
-    an exception leaves its previous output whole (outputs are renamed into place), so the record comes back.
-    An OSError that names no file (a full disk seen by ``sendfile``, a ``write``) is given the stage's output
-    folder, so the message says where the disk ran out.
-    """
-    build_dir, records = recipe.build_dir, state["stages"]
-    saved = dict(records)
-    for name in STAGE_NAMES[STAGE_NAMES.index(stage.name):]:
-        records.pop(name, None)
-    struck = records != saved
+def output_id(out: Path) -> str | None:
+    """Which file-system object ``out`` is now and when it last changed (inode and modification time; for a
+    file, its folder's too, which changes when a file is renamed into it). None when it does not exist."""
     try:
-        if struck:
-            _write_state(build_dir, state)
+        ids = [out.stat()] + ([out.parent.stat()] if out.is_file() else [])
+    except OSError:
+        return None
+    return ";".join(f"{st.st_dev}:{st.st_ino}:{st.st_mtime_ns}" for st in ids)
+
+
+def _settle_interrupted(state: dict[str, Any], recipe: Recipe) -> None:
+    """A build interrupted while stage X ran left ``state["running"]``: X's output id when it started. Unchanged,
+    X never published anything and every record still holds (restore the inputs and the old build is up to date);
+    changed, X may have replaced part of its output, so X's record and the later ones go."""
+    running = state.pop("running", None)
+    if not running or running.get("stage") not in STAGE_NAMES:
+        return
+    stage = STAGES[STAGE_NAMES.index(running["stage"])]
+    if output_id(stage.output(recipe)) != running.get("output"):
+        log.info("%s: an interrupted run changed its output; it runs again", stage.name)
+        for name in STAGE_NAMES[STAGE_NAMES.index(stage.name):]:
+            state["stages"].pop(name, None)
+
+
+def _run_stage(stage: Stage, recipe: Recipe, cfg: Any, state: dict[str, Any], out: Path) -> None:
+    """Run one stage with the saved state marking it as running; its record (and the later ones) are replaced
+    only once it has published its output.
+
+    Every stage writes its output under a temporary name and renames it into place
+    (:func:`edgedistill.compress.fsutil.replace_folder`), so a run killed before that (Ctrl-C, SIGKILL, power
+    loss) leaves the previous output whole and its record true: restore the inputs and the old build is up to
+    date (:func:`_settle_interrupted`). An OSError that names no file (a full disk seen by ``sendfile``, a
+    ``write``) is given the stage's output folder, so the message says where the disk ran out.
+    """
+    state["running"] = {"stage": stage.name, "output": output_id(out)}
+    try:
+        _write_state(recipe.build_dir, state)
         stage.run(recipe, cfg)
-    except BaseException as e:
-        if struck:
-            records.clear()
-            records.update(saved)
-            try:
-                _write_state(build_dir, state)
-            except OSError:  # the disk may still be full: the struck record only costs a re-run
-                log.warning("could not restore %s; the %s stage will run again", BuildLayout(build_dir).state, stage.name)
-        if isinstance(e, OSError) and e.filename is None:
+    except OSError as e:
+        if e.filename is None:
             e.filename = str(out)
         raise
+    finally:
+        state.pop("running", None)  # on disk it stays until the record is written (or the next build settles it)
 
 
 def build(recipe: Recipe, *, force: tuple[str, ...] = (), until: str | None = None,
@@ -406,6 +421,9 @@ def build(recipe: Recipe, *, force: tuple[str, ...] = (), until: str | None = No
     build_dir.mkdir(parents=True, exist_ok=True)
     _clean_leftovers(build_dir)
     state = read_state(build_dir)
+    if "running" in state:
+        _settle_interrupted(state, recipe)
+        _write_state(build_dir, state)
     previous = dict(state["stages"])  # the records as this build found them (a rerun strikes the later ones)
     hashes = HashCache()
     result = BuildResult(recipe)

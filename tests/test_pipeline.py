@@ -365,6 +365,48 @@ def test_a_build_prints_headers_bars_and_the_table_and_logs_the_rest_to_a_file(t
 
 
 @pytest.mark.slow
+def test_a_rerun_killed_mid_stage_forgets_nothing_once_the_inputs_are_restored(tmp_path, tiny_csv, tiny_model_dir):
+    """A label renamed in the CSV starts a rebuild; killed while the teacher retrains, then the CSV restored byte
+    for byte: the old build is up to date, every stage skipped (issue 28's 23 minutes run again)."""
+    data = tmp_path / "data.csv"
+    original = tiny_csv.read_bytes()
+    data.write_bytes(original)
+    recipe = tiny_recipe(tmp_path, data, tiny_model_dir)
+    assert runner.invoke(app, ["build", str(recipe)]).exit_code == 0
+    build = tmp_path / "tiny"
+    before = read_state(build)["stages"]
+    assert set(before) == set(STAGE_NAMES)
+    data.write_bytes(original.replace(b",negative", b",neg"))  # a label renamed
+    assert data.read_bytes() != original
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "edgedistill.compress.cli", "build", str(recipe)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while read_state(build).get("running", {}).get("stage") != "teacher":  # the teacher is retraining
+        assert proc.poll() is None, "the rebuild ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert read_state(build)["stages"] == before  # nothing struck while the teacher ran
+
+    data.write_bytes(original)
+    r = runner.invoke(app, ["build", str(recipe)])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("up to date, skipped") == len(STAGE_NAMES), r.output
+    after = read_state(build)
+    assert after["stages"] == before and "running" not in after
+
+    # a run killed after its stage published (the output is another object now): that stage runs again
+    after["running"] = {"stage": "report", "output": "an output id from before"}
+    (build / ".state.json").write_text(json.dumps(after))
+    r = runner.invoke(app, ["build", str(recipe)])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("up to date, skipped") == len(STAGE_NAMES) - 1, r.output
+    assert read_state(build)["stages"]["report"]["run_id"] != before["report"]["run_id"]
+
+
+@pytest.mark.slow
 def test_a_build_killed_mid_stage_resumes_and_finishes_the_same(tmp_path, tiny_csv, tiny_model_dir):
     recipe = tiny_recipe(tmp_path, tiny_csv, tiny_model_dir)
     # quantize ships the fastest passing variant, measured: on a tiny model fp32, optimised and int8 tie
