@@ -63,6 +63,7 @@ class BaselineConfig:
     latency_samples: int = 32
     """Validation texts timed one at a time, twice each (the quantize gate's protocol)."""
     batch_size: int = 32
+    """Validation texts per runtime call when the package is scored."""
 
     def __post_init__(self) -> None:
         if isinstance(self.data, str):

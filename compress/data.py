@@ -40,17 +40,26 @@ class DataConfig:
     source: str = "movie-snippets"
     """A built-in dataset name (``edgedistill sources list``) or a path to a CSV / JSONL / Parquet file."""
     text_column: str = "text"
+    """The column holding the texts (CSV / TSV header, JSONL key or Parquet column)."""
     label_column: str = "label"
+    """The column holding the labels; any values, read as strings (the classes sorted are the outputs)."""
     encoding: str = "utf-8"
     """Text encoding of a user's CSV / JSONL file (built-in datasets know their own)."""
     test_file: str | None = None
     """Optional separate test file (same columns); then only train/validation are split off ``source``."""
     test_size: float = 0.2
+    """Share of the rows (after cleaning and de-duplication) cut off as the stratified test split; 0 needs a
+    ``test_file``."""
     validation_size: float = 0.1
+    """Share of the rows cut off as the stratified validation split (``test_size + validation_size`` must
+    stay below 0.9)."""
     seed: int = 42
+    """Seed of the splits and subsamples: the same seed gives the same splits."""
     max_train_samples: int | None = None
     """Stratified subsample of the training split (quick profiles). Validation and test stay whole."""
     max_validation_samples: int | None = None
+    """Stratified subsample of the validation split (the quick teacher profile's early stopping); None: all
+    of it. The test split stays whole."""
     labels: list[str] | None = None
     """Keep only the rows with these labels (e.g. a classifier of five classes now, the sixth added by an update);
     None: every label."""

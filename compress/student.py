@@ -85,8 +85,11 @@ class StudentConfig:
     adapt_objective: str = field(default="mlm", metadata=WHEN_SET)
     """``mlm`` (masked-language-model continued pre-training) or ``contrastive`` (unsupervised SimCSE)."""
     adapt_steps: int = field(default=200, metadata=WHEN_SET)
+    """Adaptation steps (optimizer steps over ``adapt_batch_size`` texts each)."""
     adapt_batch_size: int = field(default=16, metadata=WHEN_SET)
+    """Texts per adaptation step."""
     adapt_learning_rate: float = field(default=5e-5, metadata=WHEN_SET)
+    """Learning rate of the encoder during the adaptation."""
 
     def __post_init__(self) -> None:
         if self.builder not in BUILDERS:

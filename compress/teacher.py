@@ -91,6 +91,8 @@ class TeacherConfig:
     sentences on a 2-core CPU, mixed precision on a GPU)."""
     output_dir: str = "models/teacher"
     learning_rate: float | None = None
+    """Peak learning rate of the encoder (AdamW, linear decay after warm-up); the head's is this times
+    ``head_lr_multiplier`` (``full`` / ``partial``)."""
     head_learning_rate: float | None = None
     """``features`` only: learning rate of the head (it trains alone, so it takes a larger step)."""
     head_lr_multiplier: float | None = None
@@ -104,33 +106,48 @@ class TeacherConfig:
     macro-F1, or fewer classes predicted on validation than it holds): each with a larger head learning rate and
     twice the epochs; the best on validation is kept."""
     epochs: float | None = None
+    """Epochs over the training split (fractions allowed); early stopping may end sooner, and a retry runs twice
+    as many."""
     head_epochs: int | None = None
     """``features`` only: epochs over the cached features."""
     batch_size: int | None = None
     """Per device; the effective batch is batch_size x grad_accumulation x processes."""
     eval_batch_size: int | None = None
+    """Texts per batch when evaluating (validation, test) and, for ``features``, when caching the features."""
     grad_accumulation: int = 1
+    """Batches whose gradients are summed before each optimizer step."""
     max_length: int | None = None
+    """Token limit of every text (longer ones are truncated): training, validation and test."""
     warmup_ratio: float = 0.1
+    """Share of the training steps over which the learning rate warms up from 0."""
     weight_decay: float = 0.01
+    """AdamW weight decay (none on biases and norms)."""
     evals_per_epoch: int | None = None
+    """Validations per epoch, each a checkpoint; the best on validation macro-F1 is kept."""
     patience: int | None = None
     """Early stopping: validations without a better macro-F1 before training stops."""
     group_by_length: bool | None = None
+    """Batch texts of similar token length together so that batches pad little (``features``: never)."""
     precision: str | None = None
     """``auto`` (bf16 or fp16 on CUDA, else fp32), ``fp32``, ``fp16`` or ``bf16``."""
     seed: int = 42
+    """Seed of the model's fresh weights, the data order and dropout."""
     cross_dataset: str | None = None
     """Also evaluate on this dataset's test split, its labels mapped onto ours (see edgedistill.compress.evaluate)."""
     cross_label_map: dict[str, str] | None = None
+    """``cross_dataset``'s labels mapped onto ours (``{"theirs": "ours"}``; rows of an unmapped label are
+    dropped); None: the built-in map for that dataset."""
     adapt_texts: list[str] = field(default_factory=list)
     """Unlabelled in-domain text to adapt the encoder on before fine-tuning (built-in corpora such as
     ``snippets-unlabelled``, or files); empty: no adaptation. Validation and test texts are left out."""
     adapt_objective: str = "mlm"
     """``mlm`` (masked-language-model continued pre-training) or ``contrastive`` (unsupervised SimCSE)."""
     adapt_steps: int = 200
+    """Adaptation steps (optimizer steps over ``adapt_batch_size`` texts each)."""
     adapt_batch_size: int = 16
+    """Texts per adaptation step."""
     adapt_learning_rate: float = 5e-5
+    """Learning rate of the encoder during the adaptation."""
 
     def __post_init__(self) -> None:
         if isinstance(self.data, dict):

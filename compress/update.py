@@ -70,8 +70,11 @@ class UpdateConfig:
     rehearsal_samples: int = 1000
     """Rehearsal: old training texts kept in the build folder and replayed (a seeded, stratified sample)."""
     epochs: float = 3.0
+    """Epochs over the update's training texts (new data, plus the replayed old texts with rehearsal)."""
     learning_rate: float = 5e-5
+    """AdamW learning rate (linear decay after a 10% warm-up)."""
     batch_size: int = 32
+    """Training texts per step."""
     max_length: int | None = None
     """Tokens per training text; default: what the student was distilled with."""
     evals_per_epoch: int = 2
@@ -79,6 +82,7 @@ class UpdateConfig:
     forget_budget: float = 1.0
     """Largest drop, in macro-F1 points, on the old tasks' validation texts that an update may ship with."""
     seed: int = 42
+    """Seed of the data order, the rehearsal sample and the report's sample of changed texts."""
     changed_samples: int = 10
     """Old test texts whose label changed, shown in the update report."""
 

@@ -43,6 +43,8 @@ class DistillConfig:
     alpha: float = 0.5
     """Weight of the soft-target (KD) term; 1 - alpha weighs the gold-label cross-entropy."""
     temperature: float = 2.0
+    """Softmax temperature T of the soft-target term: teacher and student logits are divided by T, and the
+    term is scaled by T squared."""
     hidden_loss_weight: float = 0.0
     """Pooled hidden-state MSE (through a learned projection when widths differ)."""
     hidden_loss_layers: int = 1
@@ -61,20 +63,32 @@ class DistillConfig:
     augment_p: float = 0.3
     """Probability that augmentation swaps a content word."""
     augment_methods: list[str] = field(default_factory=lambda: ["replace", "delete"])
+    """The perturbations augmentation draws from: ``replace`` (content words swapped for embedding
+    neighbours) and ``delete`` (a span deleted)."""
     epochs: float | None = None
+    """Epochs over the training and transfer texts (fractions allowed); early stopping may end sooner."""
     learning_rate: float | None = None
+    """Peak learning rate of the student's encoder (AdamW, linear decay after warm-up); a fresh head's is
+    this times ``head_lr_multiplier``."""
     batch_size: int | None = None
+    """Training texts per batch, per process (evaluation batches hold at least 64)."""
     max_length: int | None = None
+    """Token limit of the training, transfer, validation and test texts, for the teacher's outputs too;
+    ``distill.json`` records how many it cuts."""
     head_lr_multiplier: float | None = None
     """A fresh head's learning rate over the encoder's (``pretrained`` and ``drop-layers`` students; a student
     cut from the teacher keeps its trained head at 1x); None: from the number of classes
     (:func:`edgedistill.compress.heads.student_head_multiplier`: 4x for 2 classes, up to a 1e-3 step)."""
     weight_decay: float = 0.01
+    """AdamW weight decay (none on biases and norms)."""
     warmup_ratio: float = 0.1
+    """Share of the training steps over which the learning rate warms up from 0."""
     evals_per_epoch: int = 2
+    """Validations per epoch, each a checkpoint; the best on validation macro-F1 is kept."""
     patience: int = 3
     """Early stopping: evaluations without a better validation macro-F1 before training stops."""
     seed: int = 42
+    """Seed of the student's fresh weights, the data order, the transfer and augmentation samples."""
     precision: str = "auto"
     """``auto`` (bf16, or fp16 where the GPU lacks it, on CUDA; else fp32), ``fp32``, ``fp16`` or ``bf16``: the
     student's training (autocast); the teacher outputs and the test evaluation stay fp32."""

@@ -76,6 +76,7 @@ class PlanConfig:
     50-class TREC teacher was still climbing, 0.48 -> 0.61 validation macro-F1, between its first epoch and
     the middle of its second); early stopping on validation still ends it sooner."""
     max_epochs: float = 5.0
+    """The most epochs ``min_steps`` may give a stage."""
 
     def __post_init__(self) -> None:
         if self.time_budget is not None:
