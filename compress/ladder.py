@@ -52,8 +52,12 @@ class BudgetError(EdgeDistillError):
 
 @dataclass
 class LadderConfig:
+    """The recipe's ``[ladder]`` table: more students from the same teacher, and the budget that picks what ships."""
+
     rungs: list[str] = field(default_factory=list)
-    """Students built beside the recipe's own (see the module docstring for the specs)."""
+    """Students built beside the recipe's own, one spec each: ``static``, ``drop-layers:N`` (N layers of the
+    recipe's student model), ``teacher-layers:N`` (N of the teacher's own layers) or a model name (``minilm-l6``,
+    pretrained)."""
     max_latency_ms: float | None = None
     """Budget: batch-1 p50 latency of the shipped variant on validation texts, in milliseconds."""
     min_macro_f1: float | None = None
