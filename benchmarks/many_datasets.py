@@ -50,6 +50,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO), str(HERE)]
 
+from benchmarks._paths import relative  # noqa: E402
 from peers.process import M2V_PYTHON, PeerError, model2vec_row  # noqa: E402
 
 MODELS = REPO / "models"
@@ -359,11 +360,6 @@ def write_results(folder: Path, rows: list[dict[str, Any]], env: dict[str, Any],
 
 
 # -------------------------------------------------------------------------------------------------- running
-def relative(path: Path) -> str:
-    """``path`` as the results record it: relative to the repository, never absolute."""
-    return os.path.relpath(Path(path).resolve(), REPO)
-
-
 def builtin_recipes(models: Path = MODELS) -> dict[str, Path]:
     """The recipes in ``models`` whose data is a built-in dataset, by name (the default list)."""
     from edgedistill.compress.recipe import load_recipe
