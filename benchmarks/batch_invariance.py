@@ -39,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO), str(HERE)]  # run from a checkout: `python benchmarks/batch_invariance.py`
 
+from benchmarks._paths import recorded, recorded_argv  # noqa: E402
 from runtime_overhead import review_texts  # noqa: E402
 from edgedistill.runtime import TextClassifier  # noqa: E402
 from edgedistill.runtime.bench import environment, summarize  # noqa: E402
@@ -140,8 +141,8 @@ def measure(package: Path, threads: int | None, seconds: float, warmup: float, n
     inv, bat = b32[INVARIANT], b32[BATCHED]
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "command": shlex.join(["python", *sys.argv]),
-        "package": {"path": str(package), "name": manifest.get("name") or Path(package).name.removesuffix(".zip"),
+        "command": shlex.join(["python", *recorded_argv(sys.argv)]),
+        "package": {"path": recorded(package), "name": manifest.get("name") or Path(package).name.removesuffix(".zip"),
                     "variant": invariant.config.variant, "batch_dependent": invariant.config.batch_dependent,
                     "model_sha256": manifest.get("files", {}).get(MODEL_FILE, {}).get("sha256")},
         "texts": source, "environment": environment("cpu", threads),

@@ -46,6 +46,7 @@ import onnxruntime as ort
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
+from benchmarks._paths import recorded, recorded_argv  # noqa: E402
 from edgedistill.runtime import TextClassifier  # noqa: E402
 from edgedistill.runtime.bench import (OVERHEAD_GOAL, environment, overall_verdict, paired_ratio,  # noqa: E402
                                        summarize, verdict)
@@ -156,7 +157,7 @@ def cold_start(python: str, package: Path, threads: int, runs: int, env: dict | 
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]) | {"process_s": wall})
     med = {k: float(np.median([r[k] for r in rows])) for k in ("import_s", "load_s", "first_predict_s", "total_s",
                                                                 "process_s")}
-    return {"python": python, "runs": runs, **med, "heavy_modules": rows[0]["heavy_modules"]}
+    return {"python": recorded(python), "runs": runs, **med, "heavy_modules": rows[0]["heavy_modules"]}
 
 
 def dir_size(path: Path) -> int:
@@ -303,8 +304,8 @@ def main() -> None:
     manifest = clf.manifest or {}
     result = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "command": shlex.join(["python", *sys.argv]),
-        "package": {"path": str(args.package), "name": args.label or Path(args.package).name.removesuffix(".zip"),
+        "command": shlex.join(["python", *recorded_argv(sys.argv)]),
+        "package": {"path": recorded(args.package), "name": args.label or Path(args.package).name.removesuffix(".zip"),
                     "variant": clf.config.variant, "model_type": clf.config.model_type,
                     "max_length": clf.max_length, "labels": clf.labels,
                     "model_mb": manifest.get("files", {}).get(MODEL_FILE, {}).get("size", 0) / 1e6,
