@@ -2,8 +2,8 @@
 the benchmark (issue 28, item 9: results that stay true in any checkout).
 
     recorded("/home/me/edgedistill/models/movie-sentiment/package")  -> "models/movie-sentiment/package"
-    recorded("/root/.cache/edgedistill/adapted/47371c1ffcd038394bac")  -> "$EDGEDISTILL_CACHE/adapted/47371c1ffcd038394bac"
-    recorded("/tmp/edgedistill-arm64-pkg-ioiwf3en/int8-dynamic")       -> "int8-dynamic"   (anywhere else: its name)
+    recorded("/root/.cache/edgedistill/adapted/47371c1ffcd0")        -> "$EDGEDISTILL_CACHE/adapted/47371c1ffcd0"
+    recorded("/tmp/edgedistill-arm64-pkg-ioiwf3en/int8-dynamic")     -> "int8-dynamic"   (anywhere else: its name)
 
 ``recorded_argv`` does the same to the absolute arguments of a command line, ``recorded_paths`` to every absolute
 path string in a result (dicts and lists, at any depth). ``relative`` is a path to hand a command run from the

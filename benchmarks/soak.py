@@ -42,6 +42,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._paths import recorded  # noqa: E402
 from edgedistill.runtime import TextClassifier  # noqa: E402
 from edgedistill.runtime.bench import device_name, environment  # noqa: E402
 
@@ -177,7 +178,7 @@ def soak(package: Path, predictions: int, workers: int, batch: int, intra_thread
             slope = float(np.polyfit(x, y, 1)[0] * 10_000)
     lat_ms = latencies[~np.isnan(latencies)] * 1000
     return {
-        "package": str(package),
+        "package": recorded(package),
         "variant": clf.config.variant,
         "model_type": clf.config.model_type,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),

@@ -22,6 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent)]
 
+from benchmarks._paths import recorded  # noqa: E402
 from edgedistill.runtime.bench import device_name, environment  # noqa: E402
 
 
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     diff = float(np.abs(logits["torch"] - logits["onnx"]).max())
     agree = float((logits["torch"].argmax(1) == logits["onnx"].argmax(1)).mean())
     env = environment("cpu")
-    result = {"environment": env, "teacher": str(args.teacher), "texts": len(texts), "max_length": args.max_length,
+    teacher = recorded(args.teacher)
+    result = {"environment": env, "teacher": teacher, "texts": len(texts), "max_length": args.max_length,
               "rounds": args.rounds, "export_seconds": round(export_s, 1),
               "texts_per_second": {k: round(len(texts) / v, 1) for k, v in best.items()},
               "speedup_onnx_over_torch": round(best["torch"] / best["onnx"], 2),
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "teacher-labelling.json").write_text(json.dumps(result, indent=2) + "\n")
     md = ["# Teacher labelling: torch against ONNX Runtime", "",
-          f"`{args.teacher}` over the first {len(texts)} unlabelled snippets at {args.max_length} tokens, batch 32, "
+          f"`{teacher}` over the first {len(texts)} unlabelled snippets at {args.max_length} tokens, batch 32, "
           f"sorted by length; {env['cpu']} ({env.get('available_cpus')} CPUs, int8 instruction set "
           f"{env.get('isa') or 'unknown'}); best of {args.rounds} rounds, "
           "alternating order.", "",
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     md += ["", f"ONNX Runtime is {result['speedup_onnx_over_torch']:.2f}x torch; the one-off export took "
            f"{export_s:.0f} s (cached per teacher). Max |logit difference| {diff:.2g}; labels agree on "
            f"{agree:.2%} of the texts.", "",
-           f"Command: `python benchmarks/teacher_labelling.py {args.teacher} --texts {len(texts)} "
+           f"Command: `python benchmarks/teacher_labelling.py {teacher} --texts {len(texts)} "
            f"--max-length {args.max_length}`"]
     (folder / "teacher-labelling.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))

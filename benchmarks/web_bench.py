@@ -44,6 +44,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
+from benchmarks._paths import recorded  # noqa: E402
 from benchmarks.runtime_overhead import review_texts  # noqa: E402
 from edgedistill.runtime import TextClassifier  # noqa: E402
 from edgedistill.runtime.bench import environment  # noqa: E402
@@ -223,7 +224,8 @@ def main() -> None:
                   "max_abs_diff": float(np.abs(got - expected).max()), "threads": first["info"]["threads"]}
         result = {
             "benchmark": "web", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "package": str(args.package), "package_name": args.label or args.package.name, "variant": build["variant"],
+            "package": recorded(args.package), "package_name": args.label or args.package.name,
+            "variant": build["variant"],
             "dtype": build["dtype"], "model_mb": (site / build["model"]).stat().st_size / 2**20,
             "wasm_mb": (site / "vendor/ort-wasm-simd-threaded.asyncify.wasm").stat().st_size / 2**20,
             "texts": len(texts), "rounds": args.rounds, "loads": args.loads, "warmup_s": args.warmup,

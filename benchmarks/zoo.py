@@ -21,6 +21,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent)]
 
+from benchmarks._paths import recorded_argv  # noqa: E402
 from edgedistill.compress.layout import BuildLayout  # noqa: E402
 from edgedistill.runtime.bench import device_name, environment  # noqa: E402
 
@@ -111,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     folder = args.output / device_name(env)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "zoo.json").write_text(json.dumps({"environment": env, "rows": rows}, indent=2) + "\n")
-    argv = ["python benchmarks/zoo.py", *(f'"{a}"' if " " in a else a for a in sys.argv[1:])] if argv is None \
-        else ["python benchmarks/zoo.py", *argv]
+    argv = ["python benchmarks/zoo.py", *(f'"{a}"' if " " in a else a for a in recorded_argv(sys.argv[1:]))] \
+        if argv is None else ["python benchmarks/zoo.py", *recorded_argv(argv)]
     (folder / "zoo.md").write_text(to_markdown(rows, env, " ".join(argv)))
     print(f"{folder / 'zoo.md'}: {len(rows)} rows from {len(args.builds)} builds")
     return 0
