@@ -66,6 +66,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO), str(HERE)]  # run from a checkout: `python benchmarks/suite.py`
 
+from benchmarks._paths import recorded_paths  # noqa: E402
 from gemm_peak import config_macs, gemm_peak, graph_macs  # noqa: E402
 from peers.process import PeerError, PeerProcess  # noqa: E402
 from edgedistill.compress.baseline import margin_kept  # noqa: E402
@@ -819,8 +820,9 @@ def to_markdown(result: dict[str, Any]) -> str:
               "and softmax; the bare session is fed ids tokenised beforehand (its time is the session alone).",
               *[f"- {n}" for n in result["notes"]],
               f"- F1 sources: " + "; ".join(f"{r['name']}: {r['f1_source']}" for r in result["rows"])]
-    lines += browser_section(Path(result.get("results_root", RESULTS)) / result["device"])
-    merged = sorted(p for p in Path(result.get("results_root", RESULTS)).glob("*/bench.json"))
+    root = REPO / result.get("results_root", RESULTS)  # recorded relative to the repository
+    lines += browser_section(root / result["device"])
+    merged = sorted(p for p in root.glob("*/bench.json"))
     if merged:
         lines += ["", "## Other devices (`edgedistill bench`, merged with `--merge`)", ""]
         for p in merged:
@@ -884,7 +886,8 @@ def write_results(result: dict[str, Any], root: Path) -> Path:
     folder = root / result["device"]
     folder.mkdir(parents=True, exist_ok=True)
     result["results_root"] = str(root)
-    (folder / "suite.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    # every path in the file (the build's folders, each row's file, the peer's Python) relative to the repository
+    (folder / "suite.json").write_text(json.dumps(recorded_paths(result), indent=2, default=str) + "\n")
     (folder / "suite.md").write_text(to_markdown(result))
     plot(result, folder / "suite.png")
     return folder
