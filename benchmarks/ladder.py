@@ -41,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO), str(HERE)]
 
+from benchmarks._paths import recorded, recorded_argv  # noqa: E402
 from peers.process import M2V_PYTHON, PeerError, PeerProcess, model2vec_row, score_peer  # noqa: E402
 
 PEERS_PYTHON = REPO / ".venv-peers" / "bin" / "python"  # `make peers`
@@ -216,12 +217,13 @@ def main(argv: list[str] | None = None) -> int:
         r["on_frontier"] = (r["latency_p50_ms"], r["macro_f1"]) in front
     env = environment("cpu")
     if opt:
-        env["optimum_peer"] = {"python": a.peers_python, **opt["versions"]}
+        env["optimum_peer"] = {"python": recorded(a.peers_python), **opt["versions"]}
     name = f"ladder-{recipe.name}-{recipe.profile}"
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/ladder.py " + " ".join(
-        [a.recipe] + (["--profile", a.profile] if a.profile else []) + [f"--set '{s}'" for s in a.overrides])
+        recorded_argv([a.recipe]) + (["--profile", a.profile] if a.profile else [])
+        + [f"--set '{s}'" for s in a.overrides])
     (out / f"{name}.json").write_text(json.dumps({"rows": rows, "references": refs, "chosen": ladder["chosen"],
                                                   "budget": ladder["budget"], "environment": env,
                                                   "command": command}, indent=2) + "\n")
