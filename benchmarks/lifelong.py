@@ -30,6 +30,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
+from benchmarks._paths import recorded_argv, recorded_paths  # noqa: E402
 from edgedistill.compress.update import METHODS, REPORT_JSON  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / f"cpu-{platform.machine()}"
@@ -75,7 +76,8 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
 
 def _write(name: str, payload: dict[str, Any], lines: list[str]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    # the paths in it (the build, the adapted encoder in the cache) relative to the repository or the cache
+    (RESULTS / f"{name}.json").write_text(json.dumps(recorded_paths(payload), indent=2, default=str) + "\n")
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -86,8 +88,8 @@ def domain(args) -> None:
     for method in args.method or METHODS:
         out = build / "updates" / f"{args.data}-{method.replace('+', '-')}"
         rows.append(_row(_run_update(build, args.data, method, out, **dict(args.values))))
-    cmd = f"python benchmarks/lifelong.py domain --build {args.build} --data {args.data}" + "".join(
-        f" --set {k}={v}" for k, v in args.values)
+    cmd = (f"python benchmarks/lifelong.py domain --build {recorded_argv([args.build])[0]} --data {args.data}"
+           + "".join(f" --set {k}={v}" for k, v in args.values))
     lines = [f"# Updating {build.name} with {args.data}", "",
              "Macro-F1 on the test splits (reported only; the update's own validation splits decided what ships). "
              "Old task: the build's own data; new data: the update's. Each method starts from the same parent.", "",
@@ -115,7 +117,7 @@ def klass(args) -> None:
     for method in args.method or ["naive", "lwf+rehearsal"]:
         out = base.build_dir / "updates" / f"add-{args.new_class}-{method.replace('+', '-')}"
         rows.append(_row(_run_update(base.build_dir, new, method, out, **dict(args.values))))
-    cmd = f"python benchmarks/lifelong.py class --recipe {args.recipe} --new-class {args.new_class}"
+    cmd = f"python benchmarks/lifelong.py class --recipe {recorded_argv([args.recipe])[0]} --new-class {args.new_class}"
     lines = [f"# Adding the class {args.new_class} to {recipe.name}", "",
              f"Built on {len(kept)} classes ({', '.join(kept)}) in {build_seconds:.0f} s, then updated with the "
              f"examples of {args.new_class} alone. Old task: the {len(kept)} classes; new data: {args.new_class} "
@@ -169,7 +171,7 @@ def _command() -> str:
             argv.pop(0)
         elif not a.startswith("--work="):
             keep.append(a)
-    return "python benchmarks/lifelong.py " + " ".join(keep)
+    return "python benchmarks/lifelong.py " + " ".join(recorded_argv(keep))
 
 
 def _adaptation_label(cfg) -> str:
