@@ -64,6 +64,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
+from benchmarks._paths import recorded_paths  # noqa: E402
 from edgedistill.compress.targets import arm64  # noqa: E402
 from edgedistill.compress.targets.config import ARM64_CPUS  # noqa: E402
 
@@ -310,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'PASSED' if report['passed'] else 'FAILED'}: {len(report['checks'])} checks on {report['texts']} texts "
           f"under {', '.join(report['cpus'])} ({report['wall_seconds']} s; emulated times are not reported)")
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        # the packages relative to the repository (the ones made here: their names in the temporary folder)
+        args.json.write_text(json.dumps(recorded_paths(report), indent=2) + "\n")
     return 0 if report["passed"] else 1
 
 
