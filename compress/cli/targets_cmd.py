@@ -90,12 +90,18 @@ def _show(report, what: Path) -> None:  # noqa: ANN001 (a TargetsReport)
 
 
 def _onnx_of(package: Path, given: Path) -> Path:
-    """The ONNX folder beside a build's package, else the one its manifest names."""
+    """The ONNX folder beside a build's package, else the one its manifest names. Relative where ``package`` is:
+    the report names the ONNX folder (its config, its reference) as the command was given, never a path of this
+    machine that the command did not name."""
     import json
+    import os
 
     from edgedistill.compress.layout import BuildLayout
 
-    beside = BuildLayout(package.resolve().parent).onnx
+    parent = package.resolve().parent  # resolved: the parent of "." or "pkg/.." is a folder above
+    if not package.is_absolute():
+        parent = Path(os.path.relpath(parent))
+    beside = BuildLayout(parent).onnx
     if beside.is_dir():
         return beside
     manifest = package / "manifest.json"
