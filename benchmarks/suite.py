@@ -819,7 +819,7 @@ def to_markdown(result: dict[str, Any]) -> str:
               "- The torch rows include their tokenizer (as a torch user runs them); the runtime rows tokenize, run "
               "and softmax; the bare session is fed ids tokenised beforehand (its time is the session alone).",
               *[f"- {n}" for n in result["notes"]],
-              f"- F1 sources: " + "; ".join(f"{r['name']}: {r['f1_source']}" for r in result["rows"])]
+              "- F1 sources: " + "; ".join(f"{r['name']}: {r['f1_source']}" for r in result["rows"])]
     root = REPO / result.get("results_root", RESULTS)  # recorded relative to the repository
     lines += browser_section(root / result["device"])
     merged = sorted(p for p in root.glob("*/bench.json"))

@@ -25,15 +25,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgedistill.compress.errors import ConfigError, EdgeDistillError
-from edgedistill.compress.fsutil import publishing
 
 log = logging.getLogger(__name__)
 

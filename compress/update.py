@@ -371,9 +371,9 @@ def update(build: Path | str, cfg: UpdateConfig, *, output: Path | str | None = 
     module doc. Returns the result when the update ships; raises :class:`UpdateRefused` when the gate refuses it."""
     from transformers import AutoTokenizer
 
-    from edgedistill.compress.export import ExportConfig, export
-    from edgedistill.compress.package import PackagingConfig, build_package
-    from edgedistill.compress.quantize import QuantizeConfig, quantize
+    from edgedistill.compress.export import export
+    from edgedistill.compress.package import build_package
+    from edgedistill.compress.quantize import quantize
     from edgedistill.compress.recipe import recipe_from_dict
     from edgedistill.compress.student import load_classifier
     from edgedistill.compress.targets import check_targets

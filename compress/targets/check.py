@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +47,7 @@ class TargetUnavailable(Exception):
         super().__init__(reason)
 
 
-Outcome = dict[str, Union[list[np.ndarray], str]]
+Outcome = dict[str, list[np.ndarray] | str]
 """What a runner gives: sub-target (``arm64/neoverse-n1``) -> one probability array per package (in the
 packages' label order), or the reason it failed there (the model did not load or run)."""
 Runner = Callable[[str, list[Path], list[str], TargetsConfig, Path], Outcome]
