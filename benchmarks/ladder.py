@@ -166,11 +166,13 @@ def main(argv: list[str] | None = None) -> int:
 
     tdir = recipe.layout.teacher
     model, tok = load_classifier(tdir).eval(), AutoTokenizer.from_pretrained(tdir)
-    lat, thr = timings(lambda ts: predict_proba_torch(model, tok, ts, max_length=recipe.export().max_length,
-                                                      batch_size=32), texts, n_one=40, seconds=10.0)
+    lat, thr = timings(lambda ts, model=model: predict_proba_torch(model, tok, ts,
+                                                                   max_length=recipe.export().max_length,
+                                                                   batch_size=32), texts, n_one=40, seconds=10.0)
     size = sum(p.stat().st_size for p in tdir.glob("*.safetensors")) / 1e6
     long_texts = exact_length_texts(_HFTokens(tok, 512), LONG, 20)
-    at128 = p50_at_length(lambda ts: predict_proba_torch(model, tok, ts, max_length=LONG, batch_size=1), long_texts)
+    at128 = p50_at_length(lambda ts, model=model: predict_proba_torch(model, tok, ts, max_length=LONG, batch_size=1),
+                          long_texts)
     rows.append({"model": "teacher (torch fp32)", "kind": "reference", "macro_f1": teacher_f1, "latency_p50_ms": lat,
                  "throughput_b32": thr, "size_mb": round(size, 1), "variant": "fp32", "p50_ms_128_tokens": at128})
     del model

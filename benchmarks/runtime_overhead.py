@@ -212,7 +212,8 @@ def markdown(r: dict) -> str:
     lines = [f"# Runtime overhead: {p['name']} ({p['variant']}, {p['model_mb']:.1f} MB model.onnx, "
              f"max_length {p['max_length']})", "",
              f"{r['created']} · {e['cpu']} ({', '.join(e['cpu_flags'])}) · int8 instruction set "
-             f"{e.get('isa') or 'unknown'} · {e['logical_cpus']} logical CPUs · {e['threads']} intra-op threads · onnxruntime {e['onnxruntime']} · tokenizers {e['tokenizers']} · "
+             f"{e.get('isa') or 'unknown'} · {e['logical_cpus']} logical CPUs · {e['threads']} intra-op threads · "
+             f"onnxruntime {e['onnxruntime']} · tokenizers {e['tokenizers']} · "
              f"Python {e['python']} · {e['provider']}", "",
              f"Load average before / after: {r['loadavg_before']} / {r['loadavg_after']}"
              + (" (a shared machine: other jobs ran alongside; read the ratios, not the absolute times)"

@@ -152,7 +152,8 @@ class SuiteConfig:
         if not (isinstance(self.cooldown_s, (int, float)) and 0 <= self.cooldown_s <= 10):
             raise ValueError(f"cooldown_s={self.cooldown_s!r}: must be between 0 and 10 seconds")
         layout = BuildLayout(self.build) if self.build else None
-        for name, attr in (("teacher", "teacher"), ("student", "student"), ("onnx_dir", "onnx"), ("package", "package")):
+        for name, attr in (("teacher", "teacher"), ("student", "student"), ("onnx_dir", "onnx"),
+                           ("package", "package")):
             if getattr(self, name) is None and layout is not None:
                 setattr(self, name, str(getattr(layout, attr)))
         if self.onnx_dir is None or not (Path(self.onnx_dir) / "model.onnx").is_file():
@@ -183,7 +184,8 @@ class Row:
 def _size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
-    return sum(p.stat().st_size for p in path.glob("*.safetensors")) or sum(p.stat().st_size for p in path.glob("*.bin"))
+    return (sum(p.stat().st_size for p in path.glob("*.safetensors"))
+            or sum(p.stat().st_size for p in path.glob("*.bin")))
 
 
 def _stage_f1(folder: Path, n: int) -> float | None:
@@ -238,9 +240,9 @@ class Suite:
         from edgedistill.compress.exportmeta import runtime_config
         from edgedistill.runtime import TextClassifier
 
-        return TextClassifier.from_files(self.onnx_dir / (file or VARIANT_FILES[variant]), self.onnx_dir / "tokenizer.json",
-                                         runtime_config(self.meta, variant), providers=providers,
-                                         threads=self.cfg.threads)
+        return TextClassifier.from_files(self.onnx_dir / (file or VARIANT_FILES[variant]),
+                                         self.onnx_dir / "tokenizer.json", runtime_config(self.meta, variant),
+                                         providers=providers, threads=self.cfg.threads)
 
     def make_inputs(self) -> None:
         """Texts of exactly ``length`` student tokens cut from the test split, and real texts for the stream."""
@@ -693,7 +695,8 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
     samples, paired = result.get("samples"), result.get("goal_samples")
     out = []
     teacher = next((r for n, r in rows.items() if n.startswith("teacher")), None)
-    int8 = [r for r in result["rows"] if (r.get("variant") or "").startswith("int8") and r["name"].startswith("student")]
+    int8 = [r for r in result["rows"]
+            if (r.get("variant") or "").startswith("int8") and r["name"].startswith("student")]
     if teacher and int8:
         best = min(int8, key=lambda r: r["batch1"]["p50_ms"])
         rel = best["macro_f1"] / teacher["macro_f1"] if best["macro_f1"] and teacher["macro_f1"] else None
@@ -772,8 +775,9 @@ def to_markdown(result: dict[str, Any]) -> str:
              f"length (mean {result['stream_tokens_mean']:.0f} tokens). All rows measured in one process, "
              "interleaved round by round. The peers run the shipped file "
              f"(`{result['peer_file']}`, row \"{result['peer_row']}\").", "",
-             f"| model | size MB | macro-F1 | margin kept | p50 ms | p90 ms | p99 ms | texts/s b{result['batch']}×{L} | "
-             f"texts/s real | × teacher (p50) | × optimum (b{result['batch']}) | MMAC/seq | % GEMM peak b1 / b{result['batch']} |",
+             f"| model | size MB | macro-F1 | margin kept | p50 ms | p90 ms | p99 ms | texts/s b{result['batch']}×{L} "
+             f"| texts/s real | × teacher (p50) | × optimum (b{result['batch']}) | MMAC/seq "
+             f"| % GEMM peak b1 / b{result['batch']} |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         ra = r.get("ratios", {})
@@ -845,7 +849,8 @@ def browser_section(folder: Path) -> list[str]:
         w = json.loads(path.read_text())
         parity = (w.get("parity") or {}).get("max_abs_diff")
         for r in w["rows"]:
-            lines.append(f"| {w.get('package_name', path.stem)} ({w.get('variant')}) | {r['runtime']} | {r['threads']} | "
+            lines.append(f"| {w.get('package_name', path.stem)} ({w.get('variant')}) | {r['runtime']} "
+                         f"| {r['threads']} | "
                          f"{r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['load_ms']:.0f} | "
                          f"{'' if parity is None or r['runtime'].startswith('python') else f'{parity:.2g}'} | "
                          f"{str(w.get('created', ''))[:16]} |")

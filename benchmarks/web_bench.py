@@ -127,7 +127,8 @@ def markdown(r: dict) -> str:
     lines = [
         f"# Browser (transformers.js, WASM) vs Python runtime: {r['package_name']}", "",
         f"{r['created']} · {e['cpu']} ({', '.join(e['cpu_flags'])}) · int8 instruction set "
-        f"{e.get('isa') or 'unknown'} · {e['logical_cpus']} logical CPUs · {v['chromium']} (headless) · transformers.js {v['transformers.js']} · onnxruntime-web "
+        f"{e.get('isa') or 'unknown'} · {e['logical_cpus']} logical CPUs · {v['chromium']} (headless) · "
+        f"transformers.js {v['transformers.js']} · onnxruntime-web "
         f"{v['onnxruntime-web']} · Node {v['node']} · onnxruntime (Python) {e.get('onnxruntime', '?')}", "",
         f"Package: {r['package']} (variant {r['variant']}, browser dtype {r['dtype']}, model "
         f"{r['model_mb']:.1f} MB, WASM {r['wasm_mb']:.1f} MB). {r['texts']} review-like texts of 8 to 60 words, each "

@@ -86,7 +86,8 @@ def to_markdown(rows: list[dict[str, Any]], env: dict[str, Any], generated_by: s
     for r in rows:
         name = f"**{r['model']}**" if r.get("shipped", r["model"] == "package (shipped)") else r["model"]
         student = "–" if r.get("student_params_m") is None else f"{r['student_params_m']:.1f}M"
-        lines.append(f"| {r['recipe']} | {r['profile']} | {student} | {name} | {r['format']} | {_fmt(r['macro_f1'], '.4f')} | "
+        lines.append(f"| {r['recipe']} | {r['profile']} | {student} | {name} | {r['format']} "
+                     f"| {_fmt(r['macro_f1'], '.4f')} | "
                      f"{_fmt(r['share_of_teacher'], '.1%')} | {_fmt(r['margin_kept'], '.0%')} | "
                      f"{_fmt(r['size_mb'], '.1f')} | {_fmt(r['latency_p50_ms'], '.2f')} | "
                      f"{_fmt(r['speedup_vs_teacher'], '.1f')} |")

@@ -5,9 +5,9 @@ show little of it. TinyBERT (Jiao et al., 2020) and Tang et al. (2019) grow the 
 perturbed copies of the training texts and let the teacher label them. Two perturbations here:
 
 - ``replace``: each content word (not a stop word) is swapped, with probability ``p``, for one of its
-  nearest neighbours in the teacher's own input-embedding space (cosine). TinyBERT uses a masked-LM head for single-piece words and
-  GloVe neighbours for the rest; the built-in sentence-transformer checkpoints ship no trained MLM head, so
-  the embedding table that every checkpoint has stands in for both;
+  nearest neighbours in the teacher's own input-embedding space (cosine). TinyBERT uses a masked-LM head for
+  single-piece words and GloVe neighbours for the rest; the built-in sentence-transformer checkpoints ship no trained
+  MLM head, so the embedding table that every checkpoint has stands in for both;
 - ``delete``: one span of up to a quarter of the words is cut (Tang et al.'s n-gram sampling, kept whole
   but for a gap).
 

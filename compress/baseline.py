@@ -1,4 +1,4 @@
-"""The cheapest strong classifier a user could train instead: TF-IDF n-grams and logistic regression.
+r"""The cheapest strong classifier a user could train instead: TF-IDF n-grams and logistic regression.
 
 Every build report, ablation table and benchmark suite carries it as a row, so a user sees what the
 teacher and the shipped student gain over it::

@@ -236,7 +236,8 @@ def _labels(config: Any, ckpt: Path) -> list[str]:
 
 # --------------------------------------------------------------------------- parity
 
-def parity_inputs(tokenizer: Any, batch: int, length: int, input_names: list[str], seed: int = 0) -> dict[str, np.ndarray]:
+def parity_inputs(tokenizer: Any, batch: int, length: int, input_names: list[str],
+                  seed: int = 0) -> dict[str, np.ndarray]:
     """A fixed batch of ``length`` tokens: row 0 fills it, later rows are shorter and padded.
 
     Token ids are random non-special ids wrapped in the tokenizer's own special tokens;

@@ -17,7 +17,8 @@ The budget reads only validation figures: each rung's shipped variant's validati
 latency on validation texts (both from its quantize report) and its package size. The rungs are candidates of the
 recipe's ship stage (:mod:`edgedistill.compress.ship`) beside its own student and the TF-IDF baseline: the most
 accurate candidate within the budget (:func:`pick`) is copied to ``<build>/package/``; when none fits,
-:class:`BudgetError` names the closest and what it misses, after the table is written. Test-split figures are only reported.
+:class:`BudgetError` names the closest and what it misses, after the table is written. Test-split figures are only
+reported.
 """
 
 from __future__ import annotations

@@ -67,7 +67,8 @@ class PackagingConfig:
 
     class_biases: bool = True
     """With ``calibrate``: also fit per-class decision biases (logit adjustment) on the validation split, shipped
-    only where biases fitted on one half of it raise macro-F1 on the other (see ``edgedistill.compress.calibration``)."""
+    only where biases fitted on one half of it raise macro-F1 on the other
+    (see ``edgedistill.compress.calibration``)."""
 
     def __post_init__(self) -> None:
         if not str(self.onnx_dir):
@@ -200,7 +201,8 @@ def _pick(wanted: str | None, report: QuantizeReport | None) -> Attempt:
 def _calibration(meta: ExportMeta, onnx_dir: Path, attempt: Attempt, report: QuantizeReport | None,
                  batch_invariant: bool, data: Any = None, class_biases: bool = True) -> dict[str, Any] | None:
     """Temperatures fitted on the validation split for the shipped variant and the fp32 student (manifest record),
-    and the shipped variant's per-class biases where they earn their place (:func:`edgedistill.compress.calibration.fit_biases`).
+    and the shipped variant's per-class biases where they earn their place
+    (:func:`edgedistill.compress.calibration.fit_biases`).
 
     None, with a warning, when there is no validation split to fit on (no quantize report, or an empty split).
     """
@@ -262,8 +264,8 @@ def _metrics(attempt: Attempt, report: QuantizeReport | None, meta: ExportMeta) 
     metrics: dict[str, Any] = {}
     if report is not None:
         ref = report.attempt("fp32")
-        metrics.update(dataset=report.dataset, split="validation", n=report.validation_examples, macro_f1=attempt.macro_f1,
-                       accuracy=attempt.accuracy, agreement_with_fp32=attempt.agreement,
+        metrics.update(dataset=report.dataset, split="validation", n=report.validation_examples,
+                       macro_f1=attempt.macro_f1, accuracy=attempt.accuracy, agreement_with_fp32=attempt.agreement,
                        fp32_macro_f1=ref.macro_f1, size_bytes=attempt.size_bytes, fp32_size_bytes=ref.size_bytes,
                        latency_p50_ms=attempt.latency_p50_ms, latency_p90_ms=attempt.latency_p90_ms,
                        latency_machine=report.environment.get("cpu"), latency_threads=report.environment.get("threads"))
@@ -373,8 +375,8 @@ def model_card(name: str, meta: ExportMeta, attempt: Attempt, report: QuantizeRe
               "- Scores are calibrated on the validation split only: on other domains they are likely overconfident."
               if calibration else "- Scores are softmax probabilities, not calibrated certainties."]
     if attempt.variant.startswith("int8") and attempt.agreement is not None:
-        lines.append(f"- int8 arithmetic: {100 * (1 - attempt.agreement):.1f}% of validation texts get a different label "
-                     "than the fp32 model; results also vary slightly between CPUs (VNNI or not, ARM).")
+        lines.append(f"- int8 arithmetic: {100 * (1 - attempt.agreement):.1f}% of validation texts get a different "
+                     "label than the fp32 model; results also vary slightly between CPUs (VNNI or not, ARM).")
     if runs_alone:
         lines.append("- Dynamic int8 quantises activations with one range per batch, so the runtime (and the web "
                      "page) runs each text on its own: an answer never depends on the other texts of a call, at the "
@@ -388,6 +390,7 @@ def model_card(name: str, meta: ExportMeta, attempt: Attempt, report: QuantizeRe
     if history:
         lines += ["", "## Version history", "", "| version | how | data | new labels | parent manifest sha256 |",
                   "|---|---|---|---|---|"]
-        lines += [f"| v{h['version']} | {h.get('method')} | {h.get('data')} | {', '.join(h.get('new_labels') or []) or '–'}"
+        lines += [f"| v{h['version']} | {h.get('method')} | {h.get('data')} "
+                  f"| {', '.join(h.get('new_labels') or []) or '–'}"
                   f" | {(h.get('parent_sha256') or '–')[:16]} |" for h in history]
     return "\n".join(lines) + "\n"

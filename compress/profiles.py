@@ -7,8 +7,8 @@ key that names a ``DataConfig`` field (the subset sizes) fills the config's ``da
 their config when they run, and the pipeline fingerprints the resolved config, so changing a profile's value
 re-runs what it touches and ``dataclasses.replace(cfg, profile="full")`` never keeps a quick value.
 
-The ``planned`` profile has no fixed table: the planner (:mod:`edgedistill.compress.plan`) fills one per build from the data
-and this machine's throughput, the recipe puts it into the stage configs with :func:`fill` (so fingerprints and
+The ``planned`` profile has no fixed table: the planner (:mod:`edgedistill.compress.plan`) fills one per build from the
+data and this machine's throughput, the recipe puts it into the stage configs with :func:`fill` (so fingerprints and
 reports see ordinary config values), and what it leaves None comes from the ``full`` table (:data:`BASE`).
 """
 

@@ -25,8 +25,8 @@ A recipe's tables are the stage configs' fields, nothing else::
 
 A planned build (the ``planned`` profile, the default of ``edgedistill build``) also carries ``planned``: the
 values the planner chose, ``{"teacher": {...}, "distill": {...}, "ladder": {...}}``, a profile table filled per
-build (:mod:`edgedistill.compress.profiles`). They fill the stage fields the recipe leaves None, so a value the recipe states
-always wins; the ladder's planned ``rungs`` (those that fit the budget) replace the recipe's. The build records
+build (:mod:`edgedistill.compress.profiles`). They fill the stage fields the recipe leaves None, so a value the recipe
+states always wins; the ladder's planned ``rungs`` (those that fit the budget) replace the recipe's. The build records
 them in its manifest, so ``edgedistill update`` rebuilds with the same values.
 
 Defaults live in the config dataclasses (and, for what depends on the profile, in

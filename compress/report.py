@@ -129,7 +129,8 @@ def package_row(model: str, fmt: str, metrics: Any, folder: Path, *, params_m: f
     return {"model": model, "format": fmt, "split": "test", "n": metrics.n, "macro_f1": metrics.macro_f1,
             "accuracy": metrics.accuracy, "roc_auc": metrics.roc_auc, "ece": metrics.ece,
             "size_mb": round(_size_mb([p for p in Path(folder).iterdir() if p.is_file()]), 1), "params_m": params_m,
-            "latency_p50_ms": (latency or {}).get(model), "shipped": shipped, "never_predicted": never_predicted(metrics)}
+            "latency_p50_ms": (latency or {}).get(model), "shipped": shipped,
+            "never_predicted": never_predicted(metrics)}
 
 
 def build_rows(build: Path | BuildLayout, package_metrics=None, *, baseline: dict[str, Any] | None = None,
@@ -331,7 +332,8 @@ def to_markdown(name: str, profile: str, rows: list[dict[str, Any]], meta: dict[
               "| variant | format | macro-F1 (validation) | agreement with fp32 | size MB | p50 ms | status |",
               "|---|---|---|---|---|---|---|"]
     for v in meta["variants"]:
-        status = ("**chosen** · " if v.get("chosen") else "") + v["status"] + (f": {v['reason']}" if v["reason"] else "")
+        status = (("**chosen** · " if v.get("chosen") else "") + v["status"]
+                  + (f": {v['reason']}" if v["reason"] else ""))
         lines.append(f"| {v['model'].replace('student onnx ', '')} | {v['format']} | {_fmt(v['macro_f1'], '.4f')} | "
                      f"{_fmt(v.get('agreement'), '.4f')} | {_fmt(v['size_mb'], '.1f')} | "
                      f"{_fmt(v.get('latency_p50_ms'), '.2f')} | {status} |")
@@ -342,7 +344,8 @@ def to_markdown(name: str, profile: str, rows: list[dict[str, Any]], meta: dict[
                   "Temperatures fitted on the validation split when packaging (the runtime divides the logits by "
                   "the package's); the test split only reports what they do. ECE: 15 equal-width bins on the "
                   "top-class confidence. Labels never change.", "",
-                  "| model | temperature | ECE before | ECE after | NLL before | NLL after |", "|---|---|---|---|---|---|"]
+                  "| model | temperature | ECE before | ECE after | NLL before | NLL after |",
+                  "|---|---|---|---|---|---|"]
         for c in cal:
             lines.append(f"| {c['model']} | {c['temperature']:.4g} | {c['ece_before']:.4f} | {c['ece_after']:.4f} | "
                          f"{c['nll_before']:.4f} | {c['nll_after']:.4f} |")

@@ -627,7 +627,8 @@ def _attempts(cfg: TeacherConfig, attempt: Attempt, data, model_path: str, work:
     if best.problem:
         log.warning("the teacher still fails its check after %d run(s): %s. The build goes on; the ship rule and "
                     "the report compare what it yields with the baseline", len(runs), best.problem)
-    record.update({"attempts": runs, "chosen_attempt": chosen, "check": best.problem or "passed", "train_time_s": round(sum(r["seconds"] for r in runs), 2)})
+    record.update({"attempts": runs, "chosen_attempt": chosen, "check": best.problem or "passed",
+                   "train_time_s": round(sum(r["seconds"] for r in runs), 2)})
     return best
 
 

@@ -532,7 +532,8 @@ def _compare(src: Source, package: Path, labels, old_ids, new_ids, old_val, new_
     changed = np.flatnonzero(before != after)
     sample = random.Random(cfg.seed).sample(list(changed), min(cfg.changed_samples, len(changed)))
     out["changed"] = {
-        "n": int(len(changed)), "of": len(old_test), "fixed": int(((after == old_test.labels) & (before != after)).sum()),
+        "n": int(len(changed)), "of": len(old_test),
+        "fixed": int(((after == old_test.labels) & (before != after)).sum()),
         "broken": int(((before == old_test.labels) & (before != after)).sum()),
         "sample": [{"text": old_test.texts[i], "gold": labels[old_test.labels[i]], "before": labels[before[i]],
                     "after": labels[after[i]]} for i in sorted(sample)]}

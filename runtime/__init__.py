@@ -41,12 +41,14 @@ _EXPORTS = {
 }
 __all__ = list(_EXPORTS)
 
+# For type checkers only; F401 (unused import): __getattr__ imports them when first used, and __all__ lists them.
 if TYPE_CHECKING:
-    from edgedistill.runtime.classifier import TextClassifier
-    from edgedistill.runtime.errors import (InputFileError, PackageError, PackageFormatError, PackageIntegrityError,
-                                            ProviderUnavailableError, RuntimeBaseError, UnsafeArchiveError)
-    from edgedistill.runtime.package import (PackageConfig, open_package, sha256_file, verify_package, write_manifest,
-                                             zip_package)
+    from edgedistill.runtime.classifier import TextClassifier  # noqa: F401
+    from edgedistill.runtime.errors import (  # noqa: F401
+        InputFileError, PackageError, PackageFormatError, PackageIntegrityError, ProviderUnavailableError,
+        RuntimeBaseError, UnsafeArchiveError)
+    from edgedistill.runtime.package import (  # noqa: F401
+        PackageConfig, open_package, sha256_file, verify_package, write_manifest, zip_package)
 
 
 def __getattr__(name: str) -> Any:

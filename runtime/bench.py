@@ -445,8 +445,8 @@ def bench(package: Path | str, cfg: BenchConfig | None = None) -> dict[str, Any]
                 chunk = texts[:batch]
                 got = clf.tokenize(chunk)["input_ids"].shape
                 assert got == (batch, length), f"inputs of shape {got}, expected {(batch, length)}"
-                times = time_calls(lambda: clf.predict_proba(chunk, batch_size=batch), cfg.warmup_s,
-                                   cfg.measure_s, cfg.min_runs, cfg.max_runs)
+                times = time_calls(lambda clf=clf, chunk=chunk, batch=batch: clf.predict_proba(chunk, batch_size=batch),
+                                   cfg.warmup_s, cfg.measure_s, cfg.min_runs, cfg.max_runs)
                 row = {"threads": threads, "length": length, "batch": batch, **summarize(times, batch), "env": row_env}
                 rows.append(row)
                 log.debug("threads %d, length %d, batch %d: p50 %.2f ms, p99 %.2f ms, %.1f texts/s", threads,
@@ -519,7 +519,8 @@ def markdown_table(result: dict[str, Any]) -> str:
              + (f"; cold start {cold['total_s']:.2f} s (import {cold['import_s']:.2f}, load {cold['load_s']:.2f}, "
                 f"first prediction {cold['first_predict_s'] * 1e3:.0f} ms), peak RSS {cold['peak_rss_mb']:.0f} MB"
                 if cold else ""), "",
-             "| threads | tokens | batch | p50 ms | p90 ms | p99 ms | texts/s | runs |", "|---|---|---|---|---|---|---|---|"]
+             "| threads | tokens | batch | p50 ms | p90 ms | p99 ms | texts/s | runs |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         lines.append(f"| {r['threads']} | {r['length']} | {r['batch']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
                      f"{r['p99_ms']:.2f} | {r['throughput_per_s']:.1f} | {r['runs']} |")

@@ -34,7 +34,7 @@ import logging
 import platform
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -48,7 +48,7 @@ from edgedistill.runtime.package import (BATCH_DEPENDENT_VARIANTS, CONFIG_FILE, 
 
 log = logging.getLogger(__name__)
 
-Provider = Union[str, tuple[str, Mapping[str, Any]]]
+Provider = str | tuple[str, Mapping[str, Any]]
 Prediction = dict[str, Any]  # {"label": str, "score": float}
 
 _DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}

@@ -164,7 +164,8 @@ def _check_manifest(manifest: Any, where: Path) -> dict[str, dict[str, Any]]:
         return PackageIntegrityError(where, msg, file=MANIFEST_FILE)
 
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise bad(f"not an {FORMAT} manifest (format={manifest.get('format') if isinstance(manifest, dict) else None!r})")
+        raise bad(f"not an {FORMAT} manifest "
+                  f"(format={manifest.get('format') if isinstance(manifest, dict) else None!r})")
     version = manifest.get("format_version")
     m = re.fullmatch(r"(\d+)\.(\d+)", version) if isinstance(version, str) else None
     if m is None:

@@ -201,7 +201,8 @@ def tiny_trained_model_dir(tmp_path_factory, tiny_tokenizer_dir, tiny_csv) -> Pa
 
 @pytest.fixture(scope="session")
 def tiny_quantized_dir(tmp_path_factory, tiny_trained_model_dir, tiny_csv) -> Path:
-    """The trained tiny BERT exported and quantized (avx2 preset, every variant, gated on tiny_csv's validation split)."""
+    """The trained tiny BERT exported and quantized (avx2 preset, every variant, gated on tiny_csv's validation
+    split)."""
     from edgedistill.compress.data import DataConfig
     from edgedistill.compress.export import ExportConfig, export
     from edgedistill.compress.quantize import QuantizeConfig, quantize

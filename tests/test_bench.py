@@ -332,7 +332,8 @@ def test_suite_optimum_peer_runs_elsewhere_or_says_it_was_skipped(tmp_path, tiny
                      stream=print, variant="fp32")
     missing = suite.Suite(suite.SuiteConfig(onnx_dir=str(tiny_onnx_dir), peers_python=str(tmp_path / "no-python")))
     assert missing.optimum_row(peer) is None
-    assert missing.skipped == [{"name": suite.OPTIMUM, "reason": f"skipped: run `make peers` (no {tmp_path / 'no-python'})"}]
+    assert missing.skipped == [{"name": suite.OPTIMUM,
+                                "reason": f"skipped: run `make peers` (no {tmp_path / 'no-python'})"}]
     broken = suite.Suite(suite.SuiteConfig(onnx_dir=str(tiny_onnx_dir), peers_python=sys.executable))
     broken.fixed, broken.batches, broken.real = ["a"], [["a"]], ["a"]
     assert broken.optimum_row(peer) is None and broken.peer_processes[0].proc.poll() is not None

@@ -79,7 +79,7 @@ def test_log_to_file_keeps_the_libraries_off_the_console_and_puts_everything_bac
         hf_logging.get_logger("transformers.somewhere").warning("a transformers notice")
         logging.getLogger("datasets.somewhere").warning("a datasets notice")
         logging.getLogger("onnxruntime.quantization").warning("a notice to the root logger")
-        warnings.warn("a library's warning", FutureWarning)
+        warnings.warn("a library's warning", FutureWarning, stacklevel=1)
     assert capfd.readouterr() == ("", "")
     text = path.read_text()
     for line in ("DEBUG    edgedistill.compress.somewhere: our own record",

@@ -72,7 +72,8 @@ AWKWARD = (
     + ["שלום", "مرحبا", "ﷺ", "\u0627\u0644\u0644\u0647"]  # right-to-left scripts and a ligature
     # emoji, zero-width joiner sequences, flags, variation selectors, combining marks
     + ["😀", "👍🏽", "👩‍👩‍👧‍👦", "🏳️‍🌈", "🇫🇷", "\u200d", "\ufe0f", "e\u0301", "Z\u0351\u0335\u0322\u0336"]
-    + ["漢字", "ｆｕｌｌｗｉｄｔｈ", "ﬁ", "ǅ", "İ", "ß", "\u0130\u0307", "Ⅻ", "①", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢"]  # CJK, compatibility forms
+    # CJK, compatibility forms
+    + ["漢字", "ｆｕｌｌｗｉｄｔｈ", "ﬁ", "ǅ", "İ", "ß", "\u0130\u0307", "Ⅻ", "①", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢"]
     + ["[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]", "##", "good", "bad", " ", "\t", "\r\n"]  # tokenizer specials
 )
 valid_char = st.characters(exclude_categories=["Cs"])  # any code point but a lone surrogate

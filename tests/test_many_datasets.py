@@ -260,7 +260,8 @@ def test_the_writers_merge_into_json_and_write_markdown_and_a_png(tmp_path):
     one = next(line for line in md.splitlines() if line.startswith("| one |"))
     assert "| 100 (spam) | 9.0:1 | 19 | 0.8000 | 0.8200 | 0.9100 | student (int8-dynamic) |" in one
     assert f"**{F1:.4f}** ± {bench.bootstrap_se(CONFUSION):.4f} | yes | yes | 12 min 34 s | 45m |" in one
-    assert "least the best cheap peer less one SE on 2 of 2 datasets with a peer; 2 points above both on 2 of the 2" in md
+    assert ("least the best cheap peer less one SE on 2 of 2 datasets with a peer; "
+            "2 points above both on 2 of the 2") in md
     assert "build failed: exit code 1" in md and "- three: the teacher collapsed" in md
     assert "bootstrap" in md and "`c3`" in md
     png = (out / "datasets.png").read_bytes()

@@ -75,7 +75,8 @@ def test_without_a_budget_the_plan_takes_all_of_the_data_and_says_how_long():
     # only the token limit is planned: texts, epochs and rungs stay the full profile's (all of the data)
     assert p.values == {"teacher": {"max_length": 40}, "distill": {"max_length": 40}}
     assert p.left_out == [] and p.budget_s is None
-    assert [st.name for st in p.stages] == ["teacher", "student", "export", "quantize", "targets", "package", "baseline", "ship", "report"]
+    assert [st.name for st in p.stages] == ["teacher", "student", "export", "quantize", "targets", "package",
+                                            "baseline", "ship", "report"]
     assert p.total_s == pytest.approx(cost(p)) and p.total_s > 0
     # the time model, by hand: 6,000 texts x 2 epochs of steps, 2 validations an epoch, the test split, at the
     # texts' mean length, and the fixed cost
@@ -214,8 +215,8 @@ min_validation_texts = 10
 
 
 def tiny_speeds(factor: float = 1.0) -> Speeds:
-    return Speeds(ModelSpeed(Rate(0.5 * factor), Rate(0.05 * factor), 2), {"recipe": ModelSpeed(Rate(0.1), Rate(0.01), 1)},
-                  max_length=64)
+    return Speeds(ModelSpeed(Rate(0.5 * factor), Rate(0.05 * factor), 2),
+                  {"recipe": ModelSpeed(Rate(0.1), Rate(0.01), 1)}, max_length=64)
 
 
 def test_a_rebuild_reuses_its_saved_plan_and_keeps_every_fingerprint(tmp_path, tiny_csv, tiny_model_dir):

@@ -137,8 +137,9 @@ def test_a_100k_character_text_is_truncated(clf):
     np.testing.assert_allclose(p[0], clf.predict_proba([huge[:1000]])[0], atol=1e-6)
 
 
-@pytest.mark.parametrize("text", ["😀🎬👍", "שלום עולם, הסרט היה טוב", "مرحبا بالعالم", "good\x00\x07\x1b[31m film\r\x7f",
-                                  "\u200b\u200e\u202e reversed", "ﬁlm é ñ", "\ufeffbom"])
+@pytest.mark.parametrize("text", ["😀🎬👍", "שלום עולם, הסרט היה טוב", "مرحبا بالعالم",
+                                  "good\x00\x07\x1b[31m film\r\x7f", "\u200b\u200e\u202e reversed", "ﬁlm é ñ",
+                                  "\ufeffbom"])
 def test_unusual_characters_give_a_prediction(clf, text):
     p = clf.predict_proba([text, "good"])
     assert p.shape == (2, 2) and np.isfinite(p).all()

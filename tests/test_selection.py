@@ -38,7 +38,7 @@ def no_test_split(monkeypatch):
 def test_the_forbidden_split_does_fail_when_read(tiny_csv):
     data = _without_test(load_data(DataConfig(source=str(tiny_csv))))
     with pytest.raises(AssertionError, match="test split"):
-        data.test.texts
+        _ = data.test.texts
     with pytest.raises(AssertionError, match="test split"):
         len(data.test)
 

@@ -227,7 +227,7 @@ def test_a_stale_check_is_refused(onnx_dir, tiny_csv, monkeypatch, tmp_path):
         build_package(PackagingConfig(str(onnx_dir), output=str(tmp_path / "pkg")))
 
 
-def test_the_web_export_takes_the_wasm_file(onnx_dir, tiny_csv, monkeypatch, tmp_path, fake_npm):
+def test_the_web_export_takes_the_wasm_file(onnx_dir, tiny_csv, monkeypatch, tmp_path, fake_npm):  # noqa: F811 (the fixture)
     from edgedistill.runtime import webexport as web
 
     monkeypatch.setitem(RUNNERS, "wasm", _runner(lambda v: v.startswith("int8")))

@@ -172,7 +172,8 @@ def test_an_update_that_forgets_beyond_the_budget_is_refused_and_nothing_changes
 
     monkeypatch.setattr(upd, "train", forgetful)
     before, root_before = _tree(tiny_build / "package"), sorted(p.name for p in tiny_build.iterdir())
-    with pytest.raises(UpdateRefused, match=r"forgets \d+\.\d+ macro-F1 points of the old tasks, beyond the budget of 1"):
+    with pytest.raises(UpdateRefused,
+                       match=r"forgets \d+\.\d+ macro-F1 points of the old tasks, beyond the budget of 1"):
         update(tiny_build, UpdateConfig(data=str(_new_domain(tmp_path)), method="naive"), output=tmp_path / "v-bad")
     assert _tree(tiny_build / "package") == before  # byte for byte
     assert sorted(p.name for p in tiny_build.iterdir()) == root_before

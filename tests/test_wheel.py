@@ -19,8 +19,9 @@ def test_the_wheel_holds_one_top_level_package_with_every_module(tmp_path):
     for folder in PACKAGED:
         shutil.copytree(REPO / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     # offline: this environment's setuptools builds it, no isolated build environment to download
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-index", "--no-build-isolation",
-                           "--disable-pip-version-check", "-w", str(tmp_path / "dist"), str(src)],
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-index",
+                           "--no-build-isolation", "--disable-pip-version-check", "-w", str(tmp_path / "dist"),
+                           str(src)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     (wheel,) = (tmp_path / "dist").glob("*.whl")

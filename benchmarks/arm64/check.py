@@ -27,9 +27,9 @@ Checks, per package and CPU model, against the x86 fp32 probabilities of the sam
   is deliberately not compared bit for bit with x86 int8: x86 without VNNI saturates some u8 x s8
   products (vpmaddubsw), ARM does not, so they differ by design (about 2e-3 on a real model, 0.1 on
   the tiny one). Int8 products are summed exactly in int32, so the NEON, dot-product and i8mm kernels
-  give the same int8 results as one another (seen: identical to the last bit). A wrong ARM kernel (the silent garbage QEMU 7.2's default CPU gave) shows up as
-  flipped labels or differences far beyond the tolerance. The x86 int8 error is reported beside
-  the ARM rows for scale (informational: it is the host's quantisation, not what is checked).
+  give the same int8 results as one another (seen: identical to the last bit). A wrong ARM kernel (the silent garbage
+  QEMU 7.2's default CPU gave) shows up as flipped labels or differences far beyond the tolerance. The x86 int8 error is
+  reported beside the ARM rows for scale (informational: it is the host's quantisation, not what is checked).
 
 The report names every package it checked by path and by the sha256 of its ``manifest.json`` (which
 holds the sha256 of every file in the package), so a committed result says which build it vouches for.
@@ -286,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--onnx-dir", type=Path, help="an export folder: package its fp32 and int8 variants")
     ap.add_argument("--cpu", action="append", help=f"QEMU CPU model (repeatable; default {', '.join(DEFAULT_CPUS)})")
     ap.add_argument("--texts", type=Path, help="texts to classify, one a line (default: built-in sentences)")
-    ap.add_argument("--cache", type=Path, help="the emulated environment's cache folder (see compress/targets/arm64_setup.sh)")
+    ap.add_argument("--cache", type=Path,
+                    help="the emulated environment's cache folder (see compress/targets/arm64_setup.sh)")
     ap.add_argument("--json", type=Path, help="write the report here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[arm64-check] %(message)s")

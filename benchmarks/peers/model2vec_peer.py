@@ -73,7 +73,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pipe.save_pretrained(tmp)
         size = folder_mb(Path(tmp))
-    row = {"model": "model2vec StaticModelForClassification", "test": outputs(texts), "validation": outputs(val["texts"]),
+    row = {"model": "model2vec StaticModelForClassification", "test": outputs(texts),
+           "validation": outputs(val["texts"]),
            "latency_p50_ms": statistics.median(one), "throughput_b32": best, "size_mb": round(size, 2),
            "distill_seconds": round(distill_s, 1), "fit_seconds": round(fit_s, 1), "pca_dims": a.pca_dims,
            "versions": {"model2vec": model2vec.__version__, "torch": torch.__version__, "numpy": np.__version__}}

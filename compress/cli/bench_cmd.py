@@ -25,13 +25,16 @@ def _ints(flag: str, value: Optional[str]) -> Optional[tuple[int, ...]]:
 @command
 def bench_command(
     package: Annotated[Path, typer.Argument(help="A model package: its folder or its .zip.")],
-    threads: Annotated[Optional[str], typer.Option(help="Intra-op thread counts, e.g. 1,2 (default: 1 and all).")] = None,
+    threads: Annotated[Optional[str], typer.Option(
+        help="Intra-op thread counts, e.g. 1,2 (default: 1 and all).")] = None,
     lengths: Annotated[Optional[str], typer.Option(help="Sequence lengths in tokens, e.g. 16,64,128,256.")] = None,
     batches: Annotated[Optional[str], typer.Option(help="Batch sizes, e.g. 1,8,32.")] = None,
-    provider: Annotated[Optional[str], typer.Option(help="Execution provider: cpu or cuda (no silent fallback).")] = None,
+    provider: Annotated[Optional[str], typer.Option(
+        help="Execution provider: cpu or cuda (no silent fallback).")] = None,
     warmup: Annotated[Optional[float], typer.Option(help="Seconds of warm-up before each row.")] = None,
     seconds: Annotated[Optional[float], typer.Option(help="Seconds of timed calls per row.")] = None,
-    cold_starts: Annotated[Optional[int], typer.Option(help="Fresh interpreters timed for the cold start (0: skip).")] = None,
+    cold_starts: Annotated[Optional[int], typer.Option(
+        help="Fresh interpreters timed for the cold start (0: skip).")] = None,
     texts: Annotated[Optional[Path], typer.Option(help="Text to cut the inputs from, one text a line.")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A smoke run in seconds (short warm-up and timing).")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the JSON result here.")] = None,
@@ -70,13 +73,15 @@ def bench_command(
           round(r["throughput_per_s"], 1), r["runs"]) for r in result["rows"]]))
     flags = ", ".join(env["cpu_flags"]) or "unknown"
     console.print(f"model {result['model_bytes'] / 1e6:.1f} MB, package {result['package_bytes'] / 1e6:.1f} MB; "
-                  f"{env['physical_cores'] or '?'} cores, int8 instruction set {env.get('isa') or 'unknown'}, flags {flags}; "
+                  f"{env['physical_cores'] or '?'} cores, int8 instruction set {env.get('isa') or 'unknown'}, "
+                  f"flags {flags}; "
                   f"onnxruntime {env['onnxruntime']}")
     if result["capped_lengths"]:
         console.print(f"lengths {result['capped_lengths']} are above max_length {result['max_length']}: capped")
     if cold := result["cold_start"]:
-        console.print(f"cold start {cold['total_s']:.2f} s (import {cold['import_s']:.2f} s, load {cold['load_s']:.2f} s, "
-                      f"first prediction {cold['first_predict_s'] * 1e3:.1f} ms); peak RSS {cold['peak_rss_mb']:.0f} MB")
+        console.print(f"cold start {cold['total_s']:.2f} s (import {cold['import_s']:.2f} s, "
+                      f"load {cold['load_s']:.2f} s, first prediction {cold['first_predict_s'] * 1e3:.1f} ms); "
+                      f"peak RSS {cold['peak_rss_mb']:.0f} MB")
     if output is not None:
         write_json(result, output)
         console.print(f"[green]✓[/] wrote {output}")

@@ -15,7 +15,8 @@ from edgedistill.compress.cli._app import app, command, console, make_config, ta
 @command
 def export_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="A fine-tuned classifier checkpoint folder (save_pretrained).")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="ONNX folder (default: onnx/ beside it).")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="ONNX folder (default: onnx/ beside it).")] = None,
     opset: Annotated[Optional[int], typer.Option(help="ONNX opset (17 or newer).")] = None,
     max_length: Annotated[Optional[int], typer.Option(help="Tokens per text at inference.")] = None,
     atol: Annotated[Optional[float], typer.Option(help="Largest accepted |torch - onnx| logit difference.")] = None,
@@ -45,8 +46,8 @@ def export_cmd(
 @command
 def quantize_cmd(
     onnx_dir: Annotated[Path, typer.Argument(help="A folder written by `edgedistill export`.")],
-    data: Annotated[Optional[str], typer.Option(help="Built-in dataset or CSV / JSONL / Parquet file (validation gates, "
-                                                     "train calibrates).")] = None,
+    data: Annotated[Optional[str], typer.Option(
+        help="Built-in dataset or CSV / JSONL / Parquet file (validation gates, train calibrates).")] = None,
     text_column: Annotated[Optional[str], typer.Option(help="Text column of a file.")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="Label column of a file.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Split seed (must match the training run's).")] = None,
@@ -87,7 +88,8 @@ def quantize_cmd(
              "per_channel": per_channel,
              "reduce_range": reduce_range, "weight_type": weight_type, "activation_type": activation_type,
              "quantize_embeddings": embeddings, "calibration": calibration,
-             "calibration_samples": calibration_samples, "fallbacks": fallbacks, "max_validation_samples": max_validation_samples,
+             "calibration_samples": calibration_samples, "fallbacks": fallbacks,
+             "max_validation_samples": max_validation_samples,
              "latency_samples": latency_samples, "threads": threads}
     cfg = QuantizeConfig.from_preset(preset, str(onnx_dir), data=data_cfg,
                                      **{k: v for k, v in flags.items() if v is not None})
@@ -120,7 +122,8 @@ def package_cmd(
     name: Annotated[Optional[str], typer.Option(help="Model name on the card.")] = None,
     zip_: Annotated[Optional[bool], typer.Option("--zip", help="Also write <output>.zip.")] = None,
     overwrite: Annotated[Optional[bool], typer.Option("--overwrite", help="Replace an existing package.")] = None,
-    recipe: Annotated[Optional[Path], typer.Option(help="Recipe file (TOML or JSON) to record in the manifest.")] = None,
+    recipe: Annotated[Optional[Path], typer.Option(
+        help="Recipe file (TOML or JSON) to record in the manifest.")] = None,
     calibrate: Annotated[Optional[bool], typer.Option(
         "--calibrate/--no-calibrate", help="Fit a temperature on the validation split (default).")] = None,
 ) -> None:
@@ -150,7 +153,8 @@ def package_cmd(
                         ["file", "size (MB)", "sha256"], rows))
     m = manifest.get("metrics") or {}
     if m.get("macro_f1") is not None:
-        console.print(f"{m.get('split', 'validation')} macro-F1 {m['macro_f1']:.4f} (fp32 {m['fp32_macro_f1']:.4f}), agreement with fp32 "
+        console.print(f"{m.get('split', 'validation')} macro-F1 {m['macro_f1']:.4f} (fp32 {m['fp32_macro_f1']:.4f}), "
+                      "agreement with fp32 "
                       f"{m['agreement_with_fp32']:.4f}, batch-1 p50 {m['latency_p50_ms']:.2f} ms")
     if cal := manifest.get("calibration"):
         c = cal["shipped"]

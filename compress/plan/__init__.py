@@ -1,8 +1,8 @@
 """The planned build: what a build trains on, from the data's shape, this machine's throughput and a time budget.
 
 ``plan(cfg, shape, speeds, settings) -> Plan`` decides (:mod:`edgedistill.compress.plan.planner`, pure);
-``plan_build(recipe) -> (recipe, plan)`` reads the data, measures the machine (:mod:`edgedistill.compress.plan.probe`), plans
-and keeps the plan for the next build (:mod:`edgedistill.compress.plan.build`).
+``plan_build(recipe) -> (recipe, plan)`` reads the data, measures the machine (:mod:`edgedistill.compress.plan.probe`),
+plans and keeps the plan for the next build (:mod:`edgedistill.compress.plan.build`).
 """
 
 from edgedistill.compress.plan.build import plan_build

@@ -2,9 +2,9 @@
 
 :func:`plan_build` gives a planned recipe (the ``planned`` profile) its plan: the data's shape
 (:func:`data_shape`), what the recipe states (:func:`settings_of`), this machine's speeds
-(:func:`measure_speeds`, cached per machine and model), then :func:`~edgedistill.compress.plan.planner.plan`. The plan goes
-into the recipe as its ``planned`` values (:meth:`edgedistill.compress.recipe.Recipe.with_plan`), so the stages, their
-fingerprints and the report see ordinary config values, and into ``<build>/plan.json`` with its key: a hash of
+(:func:`measure_speeds`, cached per machine and model), then :func:`~edgedistill.compress.plan.planner.plan`. The plan
+goes into the recipe as its ``planned`` values (:meth:`edgedistill.compress.recipe.Recipe.with_plan`), so the stages,
+their fingerprints and the report see ordinary config values, and into ``<build>/plan.json`` with its key: a hash of
 the data files, the recipe's tables that shape the plan, and the budget. A build whose key matches the saved one
 reuses the saved plan without measuring anything: measured throughput varies from run to run, and a plan made
 again could move a value and with it every stage's fingerprint.
@@ -106,8 +106,8 @@ def read_plan(build_dir: Path) -> dict[str, Any] | None:
 
 # ------------------------------------------------------------------------------------------------- inputs
 def data_shape(data, tokenizer, transfer: list[str] = ()) -> DataShape:
-    """The planner's view of ``data`` (:class:`~edgedistill.compress.data.LabelledData`): counts per class, split sizes, the
-    token lengths of (a sample of) the training texts, and the unlabelled transfer texts."""
+    """The planner's view of ``data`` (:class:`~edgedistill.compress.data.LabelledData`): counts per class, split sizes,
+    the token lengths of (a sample of) the training texts, and the unlabelled transfer texts."""
     from edgedistill.compress.data import read_texts
 
     texts = list(data.train.texts)
@@ -143,8 +143,8 @@ def settings_of(recipe) -> Settings:
 
 
 def measure_speeds(recipe, tokenizer) -> Speeds:
-    """This machine's speeds for the teacher, the recipe's student and each ladder rung (:mod:`~edgedistill.compress.plan.probe`;
-    measured once per machine and model, then read from the cache)."""
+    """This machine's speeds for the teacher, the recipe's student and each ladder rung
+    (:mod:`~edgedistill.compress.plan.probe`; measured once per machine and model, then read from the cache)."""
     from transformers import AutoTokenizer
 
     from edgedistill.compress import sources
@@ -214,13 +214,14 @@ def plan_markdown(record: dict[str, Any], actual: dict[str, float]) -> list[str]
     shape = found.shape
     smallest = shape.get("smallest_class") or ["?", "?"]
     lines = ["", "## Plan", "",
-             f"Planned from the data ({shape.get('train', '?'):,} training texts in {shape.get('classes', '?')} classes, "
+             f"Planned from the data ({shape.get('train', '?'):,} training texts in {shape.get('classes', '?')} "
+             "classes, "
              f"the smallest {smallest[0]} with {smallest[1]}; tokens p50 {shape.get('tokens', {}).get('p50', '?')}, "
              f"p99 {shape.get('tokens', {}).get('p99', '?')}) and this machine's measured throughput"
              + (f", within a time budget of {format_duration(found.budget_s)}." if found.budget_s else
                 ", without a time budget: all of the data.")
-             + " Estimates: texts x (seconds per text at their mean length) plus fixed costs (edgedistill.compress.plan); "
-               "training that stops early takes less.", "",
+             + " Estimates: texts x (seconds per text at their mean length) plus fixed costs "
+               "(edgedistill.compress.plan); training that stops early takes less.", "",
              "| stage | planned | estimated | actual |", "|---|---|---|---|"]
     lines += [f"| {' | '.join(row)} |" for row in plan_rows(found, actual)]
     lines += ["", "Left out: " + ("nothing." if not found.left_out else "")]

@@ -24,8 +24,8 @@ until the estimate fits: 1) the epochs the data earned beyond the profile's, one
 2) ladder rungs, the costliest first; 3) the teacher's epochs beyond ``min_epochs``, then the student's; 4) training
 texts: the teacher's share of the data falls, the student distils on up to
 ``student_texts_per_teacher_text`` times as many (labelled by the teacher), and every class keeps its floor
-(:data:`edgedistill.compress.data.SUBSET_FLOOR`). Rungs that fit in what is left come back. A budget that cannot hold the
-smallest plan raises :class:`~edgedistill.compress.errors.PlanError` naming the budget that would.
+(:data:`edgedistill.compress.data.SUBSET_FLOOR`). Rungs that fit in what is left come back. A budget that cannot hold
+the smallest plan raises :class:`~edgedistill.compress.errors.PlanError` naming the budget that would.
 """
 
 from __future__ import annotations
@@ -104,7 +104,8 @@ _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.
 def parse_duration(text: str) -> float:
     """``"90s"``, ``"45m"``, ``"2h"``, ``"1h30m"`` -> seconds."""
     m = _DURATION.match(str(text).strip().lower())
-    if not m or not any(m.groups()) or (seconds := sum(float(v or 0) * u for v, u in zip(m.groups(), (3600, 60, 1)))) <= 0:
+    if not m or not any(m.groups()) or (
+            seconds := sum(float(v or 0) * u for v, u in zip(m.groups(), (3600, 60, 1)))) <= 0:
         raise ConfigError("plan.time_budget", text, 'write a duration such as "90s", "45m", "2h" or "1h30m"')
     return seconds
 
@@ -406,11 +407,13 @@ def plan(cfg: PlanConfig, shape: DataShape, speeds: Speeds, settings: Settings) 
     values, left_out = _values(chosen, full, settings, limits, limit), _left_out(chosen, full, shape, limits)
     retries = _retries(seconds, budget, settings.teacher_retries)
     if retries:
-        described["teacher"] += f"; a failed check retries: up to {format_duration(_retry_seconds(seconds, retries))} more"
+        described["teacher"] += (f"; a failed check retries: up to "
+                                 f"{format_duration(_retry_seconds(seconds, retries))} more")
     if retries < settings.teacher_retries:
         values.setdefault("teacher", {})["retries"] = retries
         left_out.append(f"teacher: {settings.teacher_retries - retries} retry of a failed check (each runs twice the "
-                        f"epochs of the run before it: up to {format_duration(_retry_seconds(seconds, settings.teacher_retries))}"
+                        "epochs of the run before it: up to "
+                       f"{format_duration(_retry_seconds(seconds, settings.teacher_retries))}"
                         " more), which the budget cannot hold")
     stages = [StagePlan(name, what, seconds[name]) for name, what in described.items() if name in seconds]
     return Plan(values, stages, left_out, budget, {**shape.summary(), "token_limit": limit}, speeds.as_dict())
@@ -437,8 +440,9 @@ def _values(c: _Choice, full: _Choice, s: Settings, limits: tuple[int, int], lim
         teacher["max_length"] = limit
     if s.student.max_length is None:
         student["max_length"] = limit
-    for table, stage, texts, epochs, whole in ((teacher, s.teacher, c.teacher_texts, c.teacher_epochs, full.teacher_texts),
-                                               (student, s.student, c.student_texts, c.student_epochs, full.student_texts)):
+    for table, stage, texts, epochs, whole in (
+            (teacher, s.teacher, c.teacher_texts, c.teacher_epochs, full.teacher_texts),
+            (student, s.student, c.student_texts, c.student_epochs, full.student_texts)):
         if stage.texts is None and texts < whole:
             table["max_train_samples"] = texts
         if not stage.epochs_fixed and epochs != stage.epochs:
@@ -484,14 +488,16 @@ def _left_out(c: _Choice, full: _Choice, shape: DataShape, limits: tuple[int, in
         if (k := sum(kept.values())) < shape.n_train:
             floored = [f"{name} ({kept[name]})" for name, count in shape.train_counts.items()
                        if kept[name] == count and round(count * texts / shape.n_train) < count]
-            out.append(f"{who}: {shape.n_train - k:,} of {shape.n_train:,} training texts left out ({k / shape.n_train:.0%} "
+            out.append(f"{who}: {shape.n_train - k:,} of {shape.n_train:,} training texts left out "
+                       f"({k / shape.n_train:.0%} "
                        "kept, the same share of each class)"
                        + (f"; kept whole by the floor per class: {', '.join(floored[:8])}"
                           + (f" and {len(floored) - 8} more" if len(floored) > 8 else "") if floored else ""))
     if c.teacher_validation < full.teacher_validation:
         out.append(f"teacher: validates on {c.teacher_validation:,} of {full.teacher_validation:,} validation texts")
     if c.unlabelled < full.unlabelled:
-        out.append(f"student: {full.unlabelled - c.unlabelled:,} of {full.unlabelled:,} unlabelled transfer texts left out")
+        out.append(f"student: {full.unlabelled - c.unlabelled:,} of {full.unlabelled:,} unlabelled transfer texts "
+                   "left out")
     for who, now, before in (("teacher", c.teacher_epochs, full.teacher_epochs),
                              ("student", c.student_epochs, full.student_epochs)):
         if now < before:

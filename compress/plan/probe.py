@@ -207,9 +207,9 @@ def measure(model_name: str, *, batch_size: int, lengths: tuple[int, ...] = LENG
 
 
 def student_speed(student, teacher: ModelSpeed, *, batch_size: int) -> ModelSpeed:
-    """A student's rates (a :class:`~edgedistill.compress.student.StudentConfig`): measured for a pretrained model, scaled by
-    the layers kept for ``drop-layers`` and ``teacher-layers`` (:func:`measure`'s docstring), :data:`STATIC` for
-    the static student."""
+    """A student's rates (a :class:`~edgedistill.compress.student.StudentConfig`): measured for a pretrained model,
+    scaled by the layers kept for ``drop-layers`` and ``teacher-layers`` (:func:`measure`'s docstring), :data:`STATIC`
+    for the static student."""
     if student.builder == "static":
         return STATIC
     full = teacher if student.builder == "teacher-layers" else measure(student.model, batch_size=batch_size)

@@ -182,7 +182,8 @@ class QuantizeReport:
                  + f" on {self.dataset} validation, {self.validation_examples} texts, through "
                  "`edgedistill.runtime.TextClassifier` (the test split is never read here).",
                  f"- Preset: {self.preset_text()}; latency: batch 1, p50/p90 over "
-                 f"{self.config.get('latency_samples')} validation texts x 2, {env.get('threads') or 'default'} threads.",
+                 f"{self.config.get('latency_samples')} validation texts x 2, "
+                 f"{env.get('threads') or 'default'} threads.",
                  f"- Machine: {env.get('cpu', '?')} ({env.get('logical_cpus', '?')} cores; int8 instruction set "
                  f"{self.isa or 'unknown'}, flags: {', '.join(env.get('cpu_flags') or []) or 'unknown'}); onnxruntime "
                  f"{env.get('onnxruntime')}. Timings on a shared machine are noisy.", "",

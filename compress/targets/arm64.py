@@ -42,7 +42,7 @@ def setup(cache: Path | None = None) -> dict[str, str]:
             raise EmulatorUnavailable(f"the emulated environment is built from Debian packages and needs {tool}")
     cmd = ["bash", str(SETUP)] + ([str(cache)] if cache else [])
     env = {**os.environ, "PYTHON": os.environ.get("PYTHON", sys.executable)}  # pip for the aarch64 wheels
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
         raise EmulatorUnavailable(f"{SETUP.name} failed (exit {proc.returncode}): {tail}")

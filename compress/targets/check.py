@@ -321,7 +321,8 @@ class TargetsReport:
     def from_dict(cls, d: dict[str, Any]) -> TargetsReport:
         d = dict(d)
         d["rows"] = [TargetRow(**{k: v for k, v in r.items() if k != "verdict"}) for r in d.get("rows", [])]
-        d["ship"] = {t: Shipped(**{k: v for k, v in s.items() if k != "verified"}) for t, s in d.get("ship", {}).items()}
+        d["ship"] = {t: Shipped(**{k: v for k, v in s.items() if k != "verified"})
+                     for t, s in d.get("ship", {}).items()}
         return cls(**d)
 
     @classmethod

@@ -70,7 +70,7 @@ def check_targets(cfg: TargetsConfig, runners: dict[str, Runner] | None = None) 
         for platform in platforms:
             _decide(report, checker, platform, [Candidate(a.name, a.variant, package(a), a.file)
                                                 for a in candidates(qreport, platform)], cfg)
-        for t, s in report.ship.items():
+        for s in report.ship.values():
             s.sha256 = sha256_file(onnx_dir / s.file)
     finally:
         shutil.rmtree(work, ignore_errors=True)
