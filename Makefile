@@ -45,11 +45,13 @@ peers: $(PEERS_VENV)/.installed $(M2V_VENV)/.installed
 demo: venv
 	$(BIN)/edgedistill build $(RECIPE) --profile $(PROFILE)
 
+# The linter first ([tool.ruff] in pyproject.toml): seconds, and a failure stops before the long suite.
 test: venv
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not real and not slow"
 
 clean:
-	rm -rf $(VENV) $(PEERS_VENV) $(M2V_VENV) .pytest_cache
+	rm -rf $(VENV) $(PEERS_VENV) $(M2V_VENV) .pytest_cache .ruff_cache
