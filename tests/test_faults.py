@@ -259,14 +259,17 @@ def test_a_build_killed_in_any_stage_resumes_with_nothing_lost(builds, stage, tm
 
 
 def test_a_forced_rerun_killed_half_way_is_not_trusted_next_time(builds, tmp_path):
-    """`--force quantize` rewrites onnx/ in place: once killed there, its old record must not make the next build
-    skip a half-rewritten stage. The finished stages before it keep their records and outputs."""
+    """`--force quantize` writes into onnx/: once killed there, its old record must not make the next build
+    skip a half-rewritten stage. The state keeps every record while the stage runs and marks it as running; the
+    next build sees that onnx/ changed and reruns quantize and what follows. The stages before it keep their
+    records and outputs."""
     build_dir = builds.restore("report")
     state_before = read_state(build_dir)["stages"]
     with _stopped_at(builds, "quantize", tmp_path / "stopped", force=("quantize",)) as proc:
         pass
     assert proc.returncode == -signal.SIGKILL
-    assert read_state(build_dir)["stages"] == {s: state_before[s] for s in ("teacher", "student", "export")}
+    killed = read_state(build_dir)
+    assert killed["stages"] == state_before and killed["running"]["stage"] == "quantize"
     statuses = {}
     build(builds.recipe(), on_stage=lambda st, status, why: statuses.__setitem__(st.name, status))
     assert statuses == {"teacher": "skipped", "student": "skipped", "export": "skipped",
