@@ -381,8 +381,10 @@ def test_epochs_follow_the_data_small_data_trains_more_epochs_and_a_budget_drops
     small = shape(balanced(50, 75))  # 3,750 texts: 235 steps an epoch at 16 a step
     stages = Settings(StageSettings(epochs=2.0, batch_size=16), StageSettings(epochs=3.0, batch_size=32), rungs=())
     p = plan(PlanConfig(), small, speeds(), stages)
-    # 1,000 steps: ceil(1000 / 235) = 5 epochs for the teacher; the student's 118 steps an epoch reach the cap
-    assert p.values["teacher"]["epochs"] == 5.0 and p.values["distill"]["epochs"] == 5.0
+    # 1,000 steps: ceil(1000 / 235) = 5 epochs for the teacher; ceil(1000 / 118) = 9 for the student (cap 10)
+    assert p.values["teacher"]["epochs"] == 5.0 and p.values["distill"]["epochs"] == 9.0
+    capped = plan(PlanConfig(max_student_epochs=6), small, speeds(), stages)
+    assert capped.values["distill"]["epochs"] == 6.0
     assert "5 epochs" in next(st.what for st in p.stages if st.name == "teacher")
     big = plan(PlanConfig(), shape(balanced(2, 20000)), speeds(), stages)  # 2,500 steps an epoch: the profile's
     assert "epochs" not in big.values["teacher"] and "epochs" not in big.values["distill"]
@@ -394,4 +396,4 @@ def test_epochs_follow_the_data_small_data_trains_more_epochs_and_a_budget_drops
     assert cost(tight) <= tight.budget_s
     assert "max_train_samples" not in tight.values["teacher"]
     assert 2.0 <= tight.values["teacher"].get("epochs", 2.0) <= 5.0
-    assert 3.0 <= tight.values["distill"].get("epochs", 3.0) < 5.0 or tight.values["teacher"].get("epochs", 2.0) < 5.0
+    assert 3.0 <= tight.values["distill"].get("epochs", 3.0) < 9.0 or tight.values["teacher"].get("epochs", 2.0) < 5.0

@@ -17,7 +17,8 @@ Mean tokens are the training texts' (teacher's tokenizer), cut at the token limi
 sooner than planned, so training estimates are upper bounds; the fixed costs (:data:`FIXED_SECONDS`) are rough.
 
 Epochs follow the data: a stage whose epochs the recipe leaves open trains at least ``min_steps`` optimizer steps
-(whole epochs, up to ``max_epochs``), so a small dataset gets more epochs than its profile's.
+(whole epochs, up to ``max_epochs`` for the teacher and ``max_student_epochs`` for the student), so a small dataset
+gets more epochs than its profile's.
 
 Without a budget, or when everything fits, the plan takes all of the data. Otherwise it gives up, in order,
 until the estimate fits: 1) the epochs the data earned beyond the profile's, one at a time, the student's first;
@@ -76,7 +77,11 @@ class PlanConfig:
     50-class TREC teacher was still climbing, 0.48 -> 0.61 validation macro-F1, between its first epoch and
     the middle of its second); early stopping on validation still ends it sooner."""
     max_epochs: float = 5.0
-    """The most epochs ``min_steps`` may give a stage."""
+    """The most epochs ``min_steps`` may give the teacher."""
+    max_student_epochs: float = 10.0
+    """The most epochs ``min_steps`` may give the student, which trains 5 to 10 times faster than the teacher: the
+    50-class TREC student (MiniLM-L6, 3,767 texts) reached validation macro-F1 0.26 in 3 epochs and 0.73 in 10
+    (TF-IDF + LR: 0.71), in 5.5 minutes."""
 
     def __post_init__(self) -> None:
         if self.time_budget is not None:
@@ -89,7 +94,7 @@ class PlanConfig:
                 raise ConfigError(f"plan.{name}", v, "must be at least 2")
         if self.min_steps < 0:
             raise ConfigError("plan.min_steps", self.min_steps, "must be >= 0")
-        for name in ("student_texts_per_teacher_text", "min_epochs", "max_epochs"):
+        for name in ("student_texts_per_teacher_text", "min_epochs", "max_epochs", "max_student_epochs"):
             if not (v := getattr(self, name)) > 0:
                 raise ConfigError(f"plan.{name}", v, "must be > 0")
 
@@ -300,13 +305,15 @@ def estimate(c: _Choice, shape: DataShape, speeds: Speeds, s: Settings, limits: 
 
 
 # ----------------------------------------------------------------------------------------------- the search
-def data_epochs(stage: StageSettings, texts: int, cfg: PlanConfig) -> float:
+def data_epochs(stage: StageSettings, texts: int, cfg: PlanConfig, cap: float | None = None) -> float:
     """The epochs of a stage on ``texts`` training texts: the recipe's when it states them; else its profile's,
-    or more where that is fewer than ``cfg.min_steps`` optimizer steps (whole epochs, up to ``cfg.max_epochs``)."""
+    or more where that is fewer than ``cfg.min_steps`` optimizer steps (whole epochs, up to ``cap``, by default
+    ``cfg.max_epochs``)."""
     if stage.epochs_fixed or not stage.batch_size or not cfg.min_steps:
         return stage.epochs
     steps_per_epoch = max(1, math.ceil(texts / stage.batch_size))
-    return max(stage.epochs, min(cfg.max_epochs, float(math.ceil(cfg.min_steps / steps_per_epoch))))
+    most = cfg.max_epochs if cap is None else cap
+    return max(stage.epochs, min(most, float(math.ceil(cfg.min_steps / steps_per_epoch))))
 
 
 def _largest(shape: DataShape, s: Settings, cfg: PlanConfig) -> _Choice:
@@ -317,7 +324,8 @@ def _largest(shape: DataShape, s: Settings, cfg: PlanConfig) -> _Choice:
                 unlabelled, s.teacher.epochs, s.student.epochs, s.rungs)
     n_t, n_s = _sizes(shape, c)
     return replace(c, teacher_epochs=data_epochs(s.teacher, n_t, cfg),
-                   student_epochs=data_epochs(s.student, n_s * (1 + s.augment) + unlabelled, cfg))
+                   student_epochs=data_epochs(s.student, n_s * (1 + s.augment) + unlabelled, cfg,
+                                              cfg.max_student_epochs))
 
 
 def _at(f: float, c: _Choice, shape: DataShape, s: Settings, cfg: PlanConfig) -> _Choice:
