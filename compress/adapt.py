@@ -93,7 +93,7 @@ def cache_key(model_path: str, texts: Sequence[str], s: AdaptSettings) -> str:
     digest = hashlib.sha256()
     for t in texts:
         digest.update(hashlib.sha256(t.encode()).digest())
-    from edgedistill.compress.inputs import HashCache
+    from edgedistill.compress.fingerprints import HashCache
 
     hashes = HashCache()  # a model folder's digest, cached by path, size and mtime like a build's inputs
     model = hashes.path_digest(model_path) if Path(model_path).is_dir() else model_path

@@ -5,7 +5,7 @@
 the TF-IDF baseline's, and the ship stage copies the one that wins on validation to ``package/``). Each finished
 stage is recorded in
 ``.state.json`` with a fingerprint of its config, of the runs it consumed and
-of the content of every file it reads (:mod:`edgedistill.compress.inputs`: the data file,
+of the content of every file it reads (:mod:`edgedistill.compress.fingerprints`: the data file,
 the test file, transfer files, model weights), and with those components, so a
 later build can say why it reruns a stage ("data file tickets.csv changed",
 "config changed (teacher.epochs)", "upstream student was rebuilt"). Running
@@ -40,7 +40,7 @@ from typing import Any
 
 from edgedistill import __version__
 from edgedistill.compress.errors import ConfigError
-from edgedistill.compress.inputs import MISSING, HashCache, data_inputs, model_input, source_input
+from edgedistill.compress.fingerprints import MISSING, HashCache, data_inputs, model_input, source_input
 from edgedistill.compress.layout import BuildLayout
 from edgedistill.compress.recipe import SECTIONS, Recipe
 
@@ -65,7 +65,7 @@ class Stage:
     stage's is ``distill``)."""
     reads: Callable[[Recipe, Any, HashCache], dict[str, str]] = _reads_nothing
     """The files it reads beyond its upstream stages' outputs: readable name -> digest
-    (:mod:`edgedistill.compress.inputs`)."""
+    (:mod:`edgedistill.compress.fingerprints`)."""
 
 
 def _teacher_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:

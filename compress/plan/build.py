@@ -43,7 +43,7 @@ KEY_TABLES = ("data", "teacher", "student", "distill", "ladder")
 def plan_build(recipe, *, speeds: Speeds | None = None) -> tuple[Any, Plan | None]:
     """``recipe`` with its plan, and the plan (None for the fixed profiles, which need none). ``speeds``: use
     these instead of measuring (tests)."""
-    from edgedistill.compress.inputs import HashCache
+    from edgedistill.compress.fingerprints import HashCache
 
     if recipe.profile != profiles.PLANNED:
         return recipe, None
@@ -79,7 +79,7 @@ def plan_build(recipe, *, speeds: Speeds | None = None) -> tuple[Any, Plan | Non
 
 def plan_key(recipe, hashes) -> str:
     """What a plan depends on: the data files' digests, the recipe tables that shape it, its ``[plan]`` config."""
-    from edgedistill.compress.inputs import data_inputs, source_input
+    from edgedistill.compress.fingerprints import data_inputs, source_input
 
     inputs = data_inputs(recipe.data(), hashes)
     for src in recipe.distill().transfer:
