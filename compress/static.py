@@ -22,6 +22,7 @@ checkpoints load through :func:`edgedistill.compress.student.load_classifier` li
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -136,10 +137,11 @@ def teacher_token_vectors(teacher_dir: Path | str, tokenizer, *, batch_size: int
     """One vector per vocabulary id: the fine-tuned teacher's encoder outputs for ``[SEP] id [CLS]``, averaged
     over the three positions (model2vec's recipe, run on the fine-tuned encoder). Minutes for MPNet-base's
     30,527 tokens on 2 cores, so cached under the checkpoint's hash (every ladder run reuses them)."""
-    from edgedistill.compress.distill.teacher_outputs import checkpoint_hash
+    from edgedistill.compress.fingerprints import checkpoint_hash
     from edgedistill.runtime.fsutil import cache_dir
 
-    path = cache_dir() / "static-init" / f"{checkpoint_hash(teacher_dir)[:24]}-{len(tokenizer)}.npy"
+    key = hashlib.sha256(checkpoint_hash(teacher_dir).encode()).hexdigest()[:24]
+    path = cache_dir() / "static-init" / f"{key}-{len(tokenizer)}.npy"
     if path.is_file():
         log.info("teacher token vectors from the cache: %s", path)
         return np.load(path)

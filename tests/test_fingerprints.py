@@ -117,6 +117,26 @@ def test_a_folder_digest_follows_its_files_names_and_contents(tmp_path):
     assert cache.path_digest(tmp_path / "nowhere") == fingerprints.MISSING
 
 
+def test_a_checkpoint_has_one_fingerprint(tmp_path, monkeypatch, reads: list[str]):
+    """checkpoint_hash is a build's digest of a model folder (what the caches keyed by a model use too), its file
+    digests kept in the hash cache; a hub id stands for itself."""
+    monkeypatch.setenv("EDGEDISTILL_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights")
+    for f in model.iterdir():
+        _age(f, 1)
+    digest = fingerprints.checkpoint_hash(model)
+    assert model_input("teacher model", str(model), HashCache(tmp_path / "h.json")) == {
+        f"teacher model {model}": digest}
+    reads.clear()
+    assert fingerprints.checkpoint_hash(model) == digest and reads == []  # saved in $EDGEDISTILL_CACHE/hashes.json
+    assert fingerprints.checkpoint_hash("org/encoder") == "org/encoder"
+    (model / "model.safetensors").write_bytes(b"weightz")
+    assert fingerprints.checkpoint_hash(model) != digest
+
+
 def test_built_in_sources_are_fingerprinted_by_their_pins_without_being_fetched(tmp_path, monkeypatch):
     from edgedistill.compress import sources
 
