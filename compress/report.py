@@ -116,7 +116,7 @@ def _teacher_predictor(folder: Path, max_length: int):
     from transformers import AutoTokenizer
 
     from edgedistill.compress.evaluate import predict_proba_torch
-    from edgedistill.compress.student import load_classifier
+    from edgedistill.compress.checkpoints import load_classifier
 
     model = load_classifier(folder).eval()
     tok = AutoTokenizer.from_pretrained(folder)

@@ -17,7 +17,7 @@ Distillation then trains every weight on the teacher's soft targets. On movie-sn
 trained longer before validation stopped improving and led by about 3 points of validation macro-F1.
 
 Importing this module registers the model with transformers' Auto classes (``model_type`` below), so
-checkpoints load through :func:`edgedistill.compress.student.load_classifier` like any other.
+checkpoints load through :func:`edgedistill.compress.checkpoints.load_classifier` like any other.
 """
 
 from __future__ import annotations

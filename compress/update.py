@@ -375,7 +375,7 @@ def update(build: Path | str, cfg: UpdateConfig, *, output: Path | str | None = 
     from edgedistill.compress.package import build_package
     from edgedistill.compress.quantize import quantize
     from edgedistill.compress.recipe import recipe_from_dict
-    from edgedistill.compress.student import load_classifier
+    from edgedistill.compress.checkpoints import load_classifier
     from edgedistill.compress.targets import check_targets
 
     if cfg.data is None:
