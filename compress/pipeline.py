@@ -41,7 +41,7 @@ from typing import Any
 from edgedistill import __version__
 from edgedistill.compress.errors import ConfigError
 from edgedistill.compress.fingerprints import MISSING, HashCache, data_inputs, model_input, source_input
-from edgedistill.compress.layout import BuildLayout
+from edgedistill.compress.layout import BuildLayout, read_state
 from edgedistill.compress.recipe import SECTIONS, Recipe
 
 log = logging.getLogger(__name__)
@@ -320,17 +320,6 @@ class BuildResult:
     @property
     def report(self) -> Path:
         return self.recipe.layout.report_md
-
-
-def read_state(build_dir: Path) -> dict[str, Any]:
-    path = BuildLayout(build_dir).state
-    if not path.is_file():
-        return {"stages": {}}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        log.warning("%s is unreadable; every stage will run again", path)
-        return {"stages": {}}
 
 
 def _write_state(build_dir: Path, state: dict[str, Any]) -> None:

@@ -18,7 +18,8 @@ from edgedistill.compress import fingerprints
 from edgedistill.compress.cli import app
 from edgedistill.compress.data import DataConfig
 from edgedistill.compress.fingerprints import HashCache, data_inputs, model_input
-from edgedistill.compress.pipeline import STAGE_NAMES, STAGES, build, components, read_state, rerun_reason
+from edgedistill.compress.layout import read_state
+from edgedistill.compress.pipeline import STAGE_NAMES, STAGES, build, components, rerun_reason
 from edgedistill.compress.recipe import load_recipe
 from tests.conftest import build_tiny_bert, make_sentences
 

@@ -148,7 +148,7 @@ def measure_speeds(recipe, tokenizer) -> Speeds:
     from transformers import AutoTokenizer
 
     from edgedistill.compress import sources
-    from edgedistill.compress.ladder import rung_recipe
+    from edgedistill.compress.recipe import rung_recipe
     from edgedistill.compress.plan.probe import load_average, machine
 
     t, d = recipe.teacher().resolved(), recipe.distill().resolved()
@@ -168,7 +168,7 @@ def measure_speeds(recipe, tokenizer) -> Speeds:
 def actual_seconds(build_dir: Path) -> dict[str, float]:
     """Seconds each stage took in the runs that built what is there now (``.state.json``; the ladder's rungs
     summed), for setting beside the estimate."""
-    from edgedistill.compress.pipeline import read_state
+    from edgedistill.compress.layout import read_state
 
     out = {name: float(r["seconds"]) for name, r in read_state(build_dir)["stages"].items() if "seconds" in r}
     rungs = [read_state(p.parent)["stages"] for p in sorted((Path(build_dir) / "ladder").glob("*/.state.json"))]
@@ -182,7 +182,7 @@ def remaining_seconds(found: Plan, build_dir: Path, until: str | None = None, fo
     the build reaches the ship stage, which they come before) that its ``.state.json`` does not record as built,
     or that ``force`` reruns (a stage forced, and every stage after it; ``all``: every stage). A changed input
     reruns one anyway: then it errs short."""
-    from edgedistill.compress.pipeline import read_state
+    from edgedistill.compress.layout import read_state
 
     built = set(read_state(build_dir)["stages"])
     if force:
