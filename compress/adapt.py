@@ -35,7 +35,7 @@ from pathlib import Path
 from edgedistill import __version__
 from edgedistill.compress import progress
 from edgedistill.compress.errors import ConfigError
-from edgedistill.compress.fsutil import publishing
+from edgedistill.runtime.fsutil import publishing
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from edgedistill.compress.errors import ConfigError, ExportError, ExportParityError
 from edgedistill.compress.exportmeta import META_FILE, MODEL_FILE, OUTPUT_NAME, ExportMeta, Parity
-from edgedistill.compress.fsutil import publishing
+from edgedistill.runtime.fsutil import publishing
 from edgedistill.compress.layout import BuildLayout
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from edgedistill.compress import sources
-from edgedistill.compress.fsutil import cache_dir
+from edgedistill.runtime.fsutil import cache_dir
 from edgedistill.runtime.package import sha256_file
 
 log = logging.getLogger(__name__)

@@ -336,7 +336,7 @@ def _write_state(build_dir: Path, state: dict[str, Any]) -> None:
 
 def _clean_leftovers(build_dir: Path) -> None:
     """Remove the temporary and moved-aside folders a killed run left behind (outputs are only ever renamed
-    into place, see ``edgedistill.compress.fsutil.replace_folder``)."""
+    into place, see ``edgedistill.runtime.fsutil.replace_folder``)."""
     if not build_dir.is_dir():
         return
     layout = BuildLayout(build_dir)
@@ -375,7 +375,7 @@ def _run_stage(stage: Stage, recipe: Recipe, cfg: Any, state: dict[str, Any], ou
     only once it has published its output.
 
     Every stage writes its output under a temporary name and renames it into place
-    (:func:`edgedistill.compress.fsutil.replace_folder`), so a run killed before that (Ctrl-C, SIGKILL, power
+    (:func:`edgedistill.runtime.fsutil.replace_folder`), so a run killed before that (Ctrl-C, SIGKILL, power
     loss) leaves the previous output whole and its record true: restore the inputs and the old build is up to
     date (:func:`_settle_interrupted`). An OSError that names no file (a full disk seen by ``sendfile``, a
     ``write``) is given the stage's output folder, so the message says where the disk ran out.

@@ -31,7 +31,7 @@ from typing import Any
 
 from edgedistill.compress.baseline import margin_kept, share_of_teacher
 from edgedistill.compress.errors import ConfigError
-from edgedistill.compress.fsutil import publishing
+from edgedistill.runtime.fsutil import publishing
 from edgedistill.compress.layout import BuildLayout
 from edgedistill.runtime.bench import paired_latency
 from edgedistill.runtime.cpu import detect

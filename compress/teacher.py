@@ -43,7 +43,7 @@ from edgedistill.compress.heads import grouped_adamw, head_multiplier
 from edgedistill.compress.data import DataConfig, length_batches
 from edgedistill.compress.errors import ConfigError
 from edgedistill.compress.fingerprints import checkpoint_hash
-from edgedistill.compress.fsutil import replace_folder
+from edgedistill.runtime.fsutil import cache_dir, replace_folder
 
 log = logging.getLogger("edgedistill.compress.teacher")  # the same name when run with -m
 
@@ -295,7 +295,7 @@ def feature_cache_path(model_path: str, data, max_length: int) -> Path:
         "model": checkpoint_hash(model_path), "max_length": max_length, "version": 1,
         "train": _fingerprint_split(data.train), "validation": _fingerprint_split(data.validation),
     }).encode()).hexdigest()[:24]
-    return sources.cache_dir() / "features" / f"{key}.safetensors"
+    return cache_dir() / "features" / f"{key}.safetensors"
 
 
 def head_inputs(model, tokenizer, texts: list[str], *, max_length: int, batch_size: int):

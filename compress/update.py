@@ -42,7 +42,7 @@ import numpy as np
 from edgedistill.compress.calibration import softmax
 from edgedistill.compress.data import DataConfig, LabelledData, Split, load_data
 from edgedistill.compress.errors import ConfigError, UpdateRefused
-from edgedistill.compress.fsutil import write_text_atomic
+from edgedistill.runtime.fsutil import write_text_atomic
 from edgedistill.compress.layout import BuildLayout
 
 log = logging.getLogger(__name__)

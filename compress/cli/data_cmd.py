@@ -20,11 +20,12 @@ app.add_typer(data_app, name="data")
 def sources_list() -> None:
     """What is built in, whether it is cached, and how big it is."""
     from edgedistill.compress import sources
+    from edgedistill.runtime.fsutil import cache_dir
 
     rows = [(s.source.name, s.source.kind, f"{s.source.size_mb:.0f} MB",
              f"yes ({s.disk_mb:.0f} MB)" if s.cached else "no", s.source.description)
             for s in sources.status()]
-    console.print(table(f"Built-in sources (cache: {sources.cache_dir()})",
+    console.print(table(f"Built-in sources (cache: {cache_dir()})",
                         ["name", "kind", "download", "cached", "what"], rows))
 
 

@@ -105,7 +105,7 @@ def onnx_teacher(teacher_dir: Path | str, max_length: int) -> Path:
     from edgedistill.compress.export import ExportConfig, export
     from edgedistill.compress.exportmeta import MODEL_FILE
     from edgedistill.compress.fingerprints import checkpoint_hash
-    from edgedistill.compress.sources import cache_dir
+    from edgedistill.runtime.fsutil import cache_dir
 
     key = hashlib.sha256(checkpoint_hash(teacher_dir).encode()).hexdigest()[:16]
     dest = cache_dir() / "teacher-onnx" / f"{key}-{max_length}"
@@ -161,7 +161,7 @@ def teacher_outputs(teacher_dir: Path | str, texts: Sequence[str], max_length: i
     """The teacher's outputs on ``texts``: from the on-disk cache when its fingerprint matches, else computed
     with :func:`run_teacher` and cached (written to a temp file and renamed). Rows of texts that an earlier
     transfer set of the same teacher and ``max_length`` holds are reused: only new texts meet the teacher."""
-    from edgedistill.compress.sources import cache_dir
+    from edgedistill.runtime.fsutil import cache_dir
 
     texts = list(texts)
     if pooled or attention:

@@ -24,7 +24,7 @@ from typing import Any
 
 from edgedistill import __version__
 from edgedistill.compress import profiles
-from edgedistill.compress.fsutil import write_text_atomic
+from edgedistill.runtime.fsutil import write_text_atomic
 from edgedistill.compress.plan.planner import (STAGES, DataShape, Plan, Settings, StageSettings, format_duration,
                                               plan)
 from edgedistill.compress.plan.probe import Speeds, measure, student_speed, tokenizer_limit
