@@ -11,7 +11,7 @@ The graph is read from the source with ``ast``, nothing is imported. A module's 
 Importing ``a.b.c`` runs the packages ``a`` and ``a.b`` first: an import of a module also counts as an import of
 each package above it that the importer is not itself inside (its own packages are already being imported).
 
-``python tests/test_imports.py`` prints the circles, the modules over the line limit and the longest functions.
+``python tests/test_imports.py`` prints the circles, the modules over the line limit and the functions over theirs.
 """
 
 from __future__ import annotations
@@ -25,9 +25,22 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"edgedistill.compress": ROOT / "compress", "edgedistill.runtime": ROOT / "runtime"}
 TOP = "edgedistill"
 
-# Issue #28's other "done when" figures, enforced at what the code has reached (see test_sizes).
-MAX_MODULE_LINES = 800
-MAX_FUNCTION_LINES = 200
+# Issue #28's other "done when" figures: no module over 500 lines, no function over 100 (decorators and docstring
+# included). The ones longer still are listed, with their length when the limit came in; no other may pass it.
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 100
+LONG_MODULES = {
+    "edgedistill.compress.teacher": 735,
+    "edgedistill.compress.update": 578,
+    "edgedistill.runtime.bench": 560,
+    "edgedistill.runtime.webexport": 549,
+    "edgedistill.compress.data": 540,
+    "edgedistill.compress.plan.planner": 510,
+}
+LONG_FUNCTIONS = {
+    "edgedistill.compress.package:model_card": 115,
+    "edgedistill.compress.update:update": 109,
+}
 
 
 def modules() -> dict[str, Path]:
@@ -211,12 +224,13 @@ def test_graph_sees_known_edges():
     assert strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-def test_sizes():
-    """Issue #28 asks for no module over 500 lines and no function over 100; these are the limits reached so far."""
-    long_modules = {m: n for m, n in module_lines().items() if n > MAX_MODULE_LINES}
-    long_functions = {f: n for f, n in function_lines().items() if n > MAX_FUNCTION_LINES}
-    assert not long_modules, long_modules
-    assert not long_functions, long_functions
+def test_no_new_long_module_or_function():
+    """No module over 500 lines and no function over 100, but for those listed above (issue #28)."""
+    long_modules = {m: n for m, n in module_lines().items() if n > MAX_MODULE_LINES and m not in LONG_MODULES}
+    long_functions = {f: n for f, n in function_lines().items()
+                      if n > MAX_FUNCTION_LINES and f not in LONG_FUNCTIONS}
+    assert not long_modules, f"modules over {MAX_MODULE_LINES} lines: {long_modules}"
+    assert not long_functions, f"functions over {MAX_FUNCTION_LINES} lines: {long_functions}"
 
 
 def main() -> int:
@@ -228,13 +242,13 @@ def main() -> int:
         if components:
             status = 1
             print(_describe(graph[kind], components))
-    print("\nmodules over 500 lines:")
+    print(f"\nmodules over {MAX_MODULE_LINES} lines:")
     for module, n in sorted(module_lines().items(), key=lambda item: -item[1]):
-        if n > 500:
+        if n > MAX_MODULE_LINES:
             print(f"  {n:5d}  {module}")
-    print("\nfunctions over 100 lines:")
+    print(f"\nfunctions over {MAX_FUNCTION_LINES} lines:")
     for function, n in sorted(function_lines().items(), key=lambda item: -item[1]):
-        if n > 100:
+        if n > MAX_FUNCTION_LINES:
             print(f"  {n:5d}  {function}")
     return status
 
