@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgedistill.compress.evaluate import predict_proba_torch
     from edgedistill.compress.ladder import frontier, package_mb, plot_points
     from edgedistill.compress.recipe import load_recipe
-    from edgedistill.compress.student import load_classifier
+    from edgedistill.compress.checkpoints import load_classifier
     from edgedistill.runtime.bench import environment
 
     recipe = load_recipe(a.recipe, profile=a.profile, overrides=a.overrides)

@@ -263,7 +263,7 @@ class Suite:
         from transformers import AutoTokenizer
 
         from edgedistill.compress.evaluate import align_columns, evaluate_torch, model_labels, predict_proba_torch
-        from edgedistill.compress.student import load_classifier
+        from edgedistill.compress.checkpoints import load_classifier
 
         cuda = self.cfg.device == "cuda"
         model = load_classifier(folder).eval()

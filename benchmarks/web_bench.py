@@ -49,6 +49,7 @@ from benchmarks.runtime_overhead import review_texts  # noqa: E402
 from edgedistill.runtime import TextClassifier  # noqa: E402
 from edgedistill.runtime.bench import environment  # noqa: E402
 from edgedistill.runtime import webexport as web  # noqa: E402
+from edgedistill.runtime.fsutil import cache_dir  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 HEADLESS = REPO / "runtime" / "web" / "headless.mjs"
@@ -178,7 +179,7 @@ def main() -> None:
     if not CHROMIUM.exists():
         raise SystemExit("needs Debian's chromium: apt-get install -y chromium")
     texts = review_texts(args.texts, seed=0)
-    node_dir = web.node_modules([web.TRANSFORMERS_JS, web.PLAYWRIGHT_CORE], web.cache_dir() / "npm" / "node")
+    node_dir = web.node_modules([web.TRANSFORMERS_JS, web.PLAYWRIGHT_CORE], cache_dir() / "npm" / "node")
     env = {**os.environ, "EDGEDISTILL_NODE_MODULES": str(node_dir)}
     loadavg_before = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="edgedistill-web-bench-"))

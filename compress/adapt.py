@@ -35,7 +35,7 @@ from pathlib import Path
 from edgedistill import __version__
 from edgedistill.compress import progress
 from edgedistill.compress.errors import ConfigError
-from edgedistill.compress.fsutil import publishing
+from edgedistill.runtime.fsutil import publishing
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +93,11 @@ def cache_key(model_path: str, texts: Sequence[str], s: AdaptSettings) -> str:
     digest = hashlib.sha256()
     for t in texts:
         digest.update(hashlib.sha256(t.encode()).digest())
-    from edgedistill.compress.inputs import HashCache
+    from edgedistill.compress.fingerprints import checkpoint_hash
 
-    hashes = HashCache()  # a model folder's digest, cached by path, size and mtime like a build's inputs
-    model = hashes.path_digest(model_path) if Path(model_path).is_dir() else model_path
-    hashes.save()
-    blob = json.dumps({"model": model, "texts": digest.hexdigest(), "settings": asdict(s), "version": __version__},
-                      sort_keys=True)
+    # a model folder's digest, cached by path, size and mtime like a build's inputs; a hub id stands for itself
+    blob = json.dumps({"model": checkpoint_hash(model_path), "texts": digest.hexdigest(), "settings": asdict(s),
+                       "version": __version__}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

@@ -49,15 +49,6 @@ class DataError(EdgeDistillError, ValueError):
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
 
 
-class MissingExtraError(EdgeDistillError, ImportError):
-    """An optional dependency is not installed; says how to install it."""
-
-    def __init__(self, module: str, extra: str = "compress"):
-        self.module, self.extra = module, extra
-        super().__init__(
-            f"{module} is not installed; install the toolchain with: pip install 'edgedistill[{extra}]'")
-
-
 class VocabTrimError(EdgeDistillError):
     """A trimmed vocabulary does not reproduce the untrimmed model on the texts it was trimmed for."""
 

@@ -220,7 +220,7 @@ def evaluate_torch(model_dir_or_model, split, labels: Sequence[str] | None = Non
     if isinstance(model_dir_or_model, (str, Path)):
         from transformers import AutoTokenizer
 
-        from edgedistill.compress.student import load_classifier
+        from edgedistill.compress.checkpoints import load_classifier
 
         path = Path(model_dir_or_model)
         if not (path / "config.json").is_file():

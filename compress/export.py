@@ -37,7 +37,7 @@ import numpy as np
 
 from edgedistill.compress.errors import ConfigError, ExportError, ExportParityError
 from edgedistill.compress.exportmeta import META_FILE, MODEL_FILE, OUTPUT_NAME, ExportMeta, Parity
-from edgedistill.compress.fsutil import publishing
+from edgedistill.runtime.fsutil import publishing
 from edgedistill.compress.layout import BuildLayout
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def export(cfg: ExportConfig) -> Path:
     """Export ``cfg.checkpoint`` to ``cfg.output_dir`` (model.onnx + tokenizer + export.json); returns the folder."""
     from transformers import AutoTokenizer
 
-    from edgedistill.compress.student import load_classifier
+    from edgedistill.compress.checkpoints import load_classifier
 
     ckpt = Path(cfg.checkpoint)
     if not (ckpt / "config.json").is_file():
@@ -127,7 +127,7 @@ def _torch_export(ckpt: Path, dest: Path, opset: int) -> None:
     import torch
     from transformers import AutoTokenizer
 
-    from edgedistill.compress.student import load_classifier
+    from edgedistill.compress.checkpoints import load_classifier
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(ckpt)
@@ -293,7 +293,7 @@ def check_parity(model_or_checkpoint: Any, onnx_path: Path | str, *, tokenizer: 
     if isinstance(model_or_checkpoint, (str, Path)):
         from transformers import AutoTokenizer
 
-        from edgedistill.compress.student import load_classifier
+        from edgedistill.compress.checkpoints import load_classifier
 
         tokenizer = tokenizer or AutoTokenizer.from_pretrained(model_or_checkpoint)
         model = load_classifier(model_or_checkpoint).eval()

@@ -11,7 +11,9 @@ A recipe's ``[ladder]`` table names rungs beside the recipe's own student::
 A rung is a student spec: ``static`` (:mod:`edgedistill.compress.static`), ``drop-layers:N`` (N layers of the recipe's
 student model), ``teacher-layers:N`` (N of the teacher's own layers) or a model name (``minilm-l6``, pretrained).
 Each rung builds into ``<build>/ladder/<rung>/`` through the same stages as the recipe's own student (distil,
-export, quantize behind the gate, package, report), from the recipe's teacher and its cached outputs.
+export, quantize behind the gate, package, report), from the recipe's teacher and its cached outputs
+(:func:`edgedistill.compress.ladder_build.build_ladder`; a rung's recipe is
+:func:`edgedistill.compress.recipe.rung_recipe`). This module runs no stage: the recipe and the ship stage read it.
 
 The budget reads only validation figures: each rung's shipped variant's validation macro-F1, its batch-1 p50
 latency on validation texts (both from its quantize report) and its package size. The rungs are candidates of the
@@ -98,35 +100,6 @@ def rung_overrides(spec: str) -> dict[str, Any]:
     else:
         raise ConfigError("ladder.rungs", spec, "write static, drop-layers:N, teacher-layers:N or a model name")
     return {**RUNG_DEFAULTS.get(kind, {}), **values}
-
-
-def rung_recipe(recipe, spec: str):
-    """The recipe of one rung: its student, built into ``<build>/ladder/<rung>/`` from the recipe's teacher.
-    The recipe's own ``distill`` choices stay unless the rung has a default of its own for them (and the user's
-    ``--set`` overrides win over both)."""
-    import copy
-    import dataclasses
-
-    from edgedistill.compress.recipe import parse_override, split_key, validate
-
-    tables = copy.deepcopy(recipe.tables)
-    given = {f"{s}.{k}" for s, k, _ in map(parse_override, recipe.overrides)}
-    for key, value in rung_overrides(spec).items():
-        section, name = split_key(key)
-        if key in given:
-            continue
-        if value is None:
-            tables[section].pop(name, None)
-        else:
-            tables[section][name] = value
-    if tables["student"].get("builder") == "static":
-        for name in ("hidden_loss_weight", "attention_loss_weight", "hidden_loss_layers"):
-            tables["distill"].pop(name, None)
-    tables["ship"]["baseline"] = False  # a rung's package is its own student's: a candidate of the recipe's ship
-    rung = dataclasses.replace(recipe, tables=tables, build_dir=recipe.layout.ladder / rung_name(spec),
-                               teacher_dir=recipe.layout.teacher, baseline_dir=recipe.layout.baseline_package)
-    validate(rung)
-    return rung
 
 
 # ------------------------------------------------------------------------------- measuring a rung
@@ -338,56 +311,3 @@ def plot_points(points: list[tuple[float, float, str, str]], path: Path, title: 
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-# ------------------------------------------------------------------------------- building it
-def build_ladder(recipe, *, on_stage: Callable | None = None, force: tuple[str, ...] = (),
-                 on_rung: Callable[[str, Path], None] | None = None, until: str | None = None) -> tuple[Path, Rung]:
-    """Build ``recipe`` with its ladder: the recipe's own stages up to its baseline (the teacher trains there), every
-    rung from that teacher (each a full build of its own student, borrowing the teacher and the baseline), then the
-    recipe's ship stage, which chooses among its student, the rungs and the baseline, and its report; write the
-    ladder table. Returns ``<build>/package/`` and the candidate that ships; raises :class:`BudgetError` (after
-    writing the table) when nothing fits. ``until``: the last stage of the recipe's own build (ship or report)."""
-    from edgedistill.compress.baseline_package import NAME as BASELINE_ROW
-    from edgedistill.compress.data import load_data
-    from edgedistill.compress.pipeline import STAGE_NAMES, build, read_state
-    from edgedistill.compress.ship import BASELINE, STUDENT, read_record
-
-    cfg = recipe.ladder()
-    build(recipe, force=force, on_stage=on_stage, until="baseline")
-    runs = read_state(recipe.build_dir)["stages"]
-    borrowed = {"teacher": runs["teacher"]["run_id"], "baseline": runs["baseline"]["run_id"]}
-    texts = list(load_data(recipe.data()).test.texts)[:512]
-    for spec in cfg.rungs:
-        rung = rung_recipe(recipe, spec)
-        log.info("ladder rung %s -> %s", spec, rung.build_dir)
-        if on_rung:
-            on_rung(spec, rung.build_dir)
-        build(rung, force=force, on_stage=on_stage, after=borrowed)
-    later = STAGE_NAMES.index("ship")  # the stages forced above are done; what is forced after them still is
-    again = tuple("ship" if f == "all" else f for f in force if f == "all" or STAGE_NAMES.index(f) >= later)
-    failed: BudgetError | None = None
-    try:
-        build(recipe, force=again, on_stage=on_stage, until=until)
-    except BudgetError as e:
-        failed = e
-    shipped = read_record(recipe.layout.ship_record) or {}
-    report = json.loads(recipe.layout.report_json.read_text()) if recipe.layout.report_json.is_file() else {}
-    rows = {r["model"]: r for r in report.get("rows", [])}
-    teacher, base = rows.get("teacher", {}), rows.get(BASELINE_ROW, {})
-    refs = {"teacher": teacher.get("macro_f1"), "baseline": base.get("macro_f1"),
-            "teacher_latency_ms": teacher.get("latency_p50_ms"), "baseline_latency_ms": base.get("latency_p50_ms")}
-    rungs = [read_rung(f"recipe ({recipe.student().builder})", "recipe", recipe.build_dir, texts=texts)]
-    rungs += [read_rung(rung_name(spec), spec, rung_recipe(recipe, spec).build_dir, texts=texts) for spec in cfg.rungs]
-    baseline = next((c for c in shipped.get("candidates", []) if c["name"] == BASELINE), None)
-    baseline_rung = Rung(**{**{k: v for k, v in baseline.items() if k != "excluded"},
-                            "test_macro_f1": base.get("macro_f1"), "test_latency_ms": base.get("latency_p50_ms")}) \
-        if baseline else None
-    named = {STUDENT: rungs[0], BASELINE: baseline_rung, **{r.name: r for r in rungs[1:]}}
-    chosen = named.get(shipped.get("chosen") or "")
-    write_table(recipe.layout.ladder, rungs, refs, cfg.budget, chosen, shipped.get("why") or "Nothing ships.",
-                baseline=baseline_rung)
-    if failed is not None:
-        raise failed
-    assert chosen is not None
-    return recipe.layout.package, chosen

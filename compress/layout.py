@@ -17,13 +17,19 @@
       ladder/             ladder.md, ladder.json, ladder.png
       build.log           every run's full log: the toolchain's records, the libraries' and Python's warnings
 
-The recipe, the pipeline, the report, the CLI and the benchmarks all take paths from :class:`BuildLayout`.
+The recipe, the pipeline, the report, the CLI and the benchmarks all take paths from :class:`BuildLayout`;
+:func:`read_state` reads ``.state.json`` (the pipeline writes it) for the planner and the ladder too.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
 
 QUANTIZE_REPORT = "quantize_report.json"
 """Written by the quantize stage into the ONNX folder, last (so its presence means the stage finished)."""
@@ -115,3 +121,15 @@ class BuildLayout:
     @property
     def log(self) -> Path:
         return self.root / "build.log"
+
+
+def read_state(build_dir: Path) -> dict[str, Any]:
+    """A build's stage records (``.state.json``); none when it is missing or unreadable (every stage runs again)."""
+    path = BuildLayout(build_dir).state
+    if not path.is_file():
+        return {"stages": {}}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        log.warning("%s is unreadable; every stage will run again", path)
+        return {"stages": {}}

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from edgedistill.compress.errors import ConfigError
-from edgedistill.compress.fsutil import publishing
+from edgedistill.runtime.fsutil import publishing
 from edgedistill.compress.layout import TARGETS_REPORT, BuildLayout
 from edgedistill.compress.exportmeta import MODEL_FILE, TOKENIZER_FILE, ExportMeta, read_export, runtime_config
 from edgedistill.compress.quantize import REPORT_JSON, Attempt, QuantizeReport

@@ -5,7 +5,7 @@
 the TF-IDF baseline's, and the ship stage copies the one that wins on validation to ``package/``). Each finished
 stage is recorded in
 ``.state.json`` with a fingerprint of its config, of the runs it consumed and
-of the content of every file it reads (:mod:`edgedistill.compress.inputs`: the data file,
+of the content of every file it reads (:mod:`edgedistill.compress.fingerprints`: the data file,
 the test file, transfer files, model weights), and with those components, so a
 later build can say why it reruns a stage ("data file tickets.csv changed",
 "config changed (teacher.epochs)", "upstream student was rebuilt"). Running
@@ -40,8 +40,8 @@ from typing import Any
 
 from edgedistill import __version__
 from edgedistill.compress.errors import ConfigError
-from edgedistill.compress.inputs import MISSING, HashCache, data_inputs, model_input, source_input
-from edgedistill.compress.layout import BuildLayout
+from edgedistill.compress.fingerprints import MISSING, HashCache, data_inputs, model_input, source_input
+from edgedistill.compress.layout import BuildLayout, read_state
 from edgedistill.compress.recipe import SECTIONS, Recipe
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class Stage:
     stage's is ``distill``)."""
     reads: Callable[[Recipe, Any, HashCache], dict[str, str]] = _reads_nothing
     """The files it reads beyond its upstream stages' outputs: readable name -> digest
-    (:mod:`edgedistill.compress.inputs`)."""
+    (:mod:`edgedistill.compress.fingerprints`)."""
 
 
 def _teacher_reads(recipe: Recipe, cfg, hashes: HashCache) -> dict[str, str]:
@@ -322,17 +322,6 @@ class BuildResult:
         return self.recipe.layout.report_md
 
 
-def read_state(build_dir: Path) -> dict[str, Any]:
-    path = BuildLayout(build_dir).state
-    if not path.is_file():
-        return {"stages": {}}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        log.warning("%s is unreadable; every stage will run again", path)
-        return {"stages": {}}
-
-
 def _write_state(build_dir: Path, state: dict[str, Any]) -> None:
     build_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".state.", suffix=".tmp", dir=build_dir)
@@ -347,7 +336,7 @@ def _write_state(build_dir: Path, state: dict[str, Any]) -> None:
 
 def _clean_leftovers(build_dir: Path) -> None:
     """Remove the temporary and moved-aside folders a killed run left behind (outputs are only ever renamed
-    into place, see ``edgedistill.compress.fsutil.replace_folder``)."""
+    into place, see ``edgedistill.runtime.fsutil.replace_folder``)."""
     if not build_dir.is_dir():
         return
     layout = BuildLayout(build_dir)
@@ -386,7 +375,7 @@ def _run_stage(stage: Stage, recipe: Recipe, cfg: Any, state: dict[str, Any], ou
     only once it has published its output.
 
     Every stage writes its output under a temporary name and renames it into place
-    (:func:`edgedistill.compress.fsutil.replace_folder`), so a run killed before that (Ctrl-C, SIGKILL, power
+    (:func:`edgedistill.runtime.fsutil.replace_folder`), so a run killed before that (Ctrl-C, SIGKILL, power
     loss) leaves the previous output whole and its record true: restore the inputs and the old build is up to
     date (:func:`_settle_interrupted`). An OSError that names no file (a full disk seen by ``sendfile``, a
     ``write``) is given the stage's output folder, so the message says where the disk ran out.

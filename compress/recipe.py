@@ -440,3 +440,30 @@ def validate(recipe: Recipe) -> None:
             raise ConfigError(f"{section}.{e.field}", e.value, e.why) from None
         except TypeError as e:  # a value of the wrong shape for a field
             raise ConfigError(section, recipe.tables[section], str(e)) from None
+
+
+def rung_recipe(recipe: Recipe, spec: str) -> Recipe:
+    """The recipe of one ladder rung (:mod:`edgedistill.compress.ladder`): its student, built into
+    ``<build>/ladder/<rung>/`` from the recipe's teacher.
+    The recipe's own ``distill`` choices stay unless the rung has a default of its own for them (and the user's
+    ``--set`` overrides win over both)."""
+    from edgedistill.compress.ladder import rung_name, rung_overrides
+
+    tables = copy.deepcopy(recipe.tables)
+    given = {f"{s}.{k}" for s, k, _ in map(parse_override, recipe.overrides)}
+    for key, value in rung_overrides(spec).items():
+        section, name = split_key(key)
+        if key in given:
+            continue
+        if value is None:
+            tables[section].pop(name, None)
+        else:
+            tables[section][name] = value
+    if tables["student"].get("builder") == "static":
+        for name in ("hidden_loss_weight", "attention_loss_weight", "hidden_loss_layers"):
+            tables["distill"].pop(name, None)
+    tables["ship"]["baseline"] = False  # a rung's package is its own student's: a candidate of the recipe's ship
+    rung = dataclasses.replace(recipe, tables=tables, build_dir=recipe.layout.ladder / rung_name(spec),
+                               teacher_dir=recipe.layout.teacher, baseline_dir=recipe.layout.baseline_package)
+    validate(rung)
+    return rung

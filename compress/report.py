@@ -31,7 +31,7 @@ from typing import Any
 
 from edgedistill.compress.baseline import margin_kept, share_of_teacher
 from edgedistill.compress.errors import ConfigError
-from edgedistill.compress.fsutil import publishing
+from edgedistill.runtime.fsutil import publishing
 from edgedistill.compress.layout import BuildLayout
 from edgedistill.runtime.bench import paired_latency
 from edgedistill.runtime.cpu import detect
@@ -116,7 +116,7 @@ def _teacher_predictor(folder: Path, max_length: int):
     from transformers import AutoTokenizer
 
     from edgedistill.compress.evaluate import predict_proba_torch
-    from edgedistill.compress.student import load_classifier
+    from edgedistill.compress.checkpoints import load_classifier
 
     model = load_classifier(folder).eval()
     tok = AutoTokenizer.from_pretrained(folder)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from edgedistill.compress.errors import ConfigError
-from edgedistill.compress.fsutil import publishing, write_text_atomic
+from edgedistill.runtime.fsutil import publishing, write_text_atomic
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from edgedistill.compress.fsutil import cache_dir, publishing
+from edgedistill.runtime.fsutil import cache_dir, publishing
 from edgedistill.runtime.package import sha256_file
 from edgedistill.compress.errors import ConfigError, IntegrityError, SourceError, UnsafeArchiveError
 

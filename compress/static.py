@@ -17,11 +17,12 @@ Distillation then trains every weight on the teacher's soft targets. On movie-sn
 trained longer before validation stopped improving and led by about 3 points of validation macro-F1.
 
 Importing this module registers the model with transformers' Auto classes (``model_type`` below), so
-checkpoints load through :func:`edgedistill.compress.student.load_classifier` like any other.
+checkpoints load through :func:`edgedistill.compress.checkpoints.load_classifier` like any other.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -136,10 +137,11 @@ def teacher_token_vectors(teacher_dir: Path | str, tokenizer, *, batch_size: int
     """One vector per vocabulary id: the fine-tuned teacher's encoder outputs for ``[SEP] id [CLS]``, averaged
     over the three positions (model2vec's recipe, run on the fine-tuned encoder). Minutes for MPNet-base's
     30,527 tokens on 2 cores, so cached under the checkpoint's hash (every ladder run reuses them)."""
-    from edgedistill.compress.distill.teacher_outputs import checkpoint_hash
+    from edgedistill.compress.fingerprints import checkpoint_hash
     from edgedistill.runtime.fsutil import cache_dir
 
-    path = cache_dir() / "static-init" / f"{checkpoint_hash(teacher_dir)[:24]}-{len(tokenizer)}.npy"
+    key = hashlib.sha256(checkpoint_hash(teacher_dir).encode()).hexdigest()[:24]
+    path = cache_dir() / "static-init" / f"{key}-{len(tokenizer)}.npy"
     if path.is_file():
         log.info("teacher token vectors from the cache: %s", path)
         return np.load(path)

@@ -259,16 +259,6 @@ def _static_student(cfg: StudentConfig, teacher_dir: Path | str | None, num_labe
     return model, tokenizer
 
 
-def load_classifier(path: Path | str, **kwargs: Any):
-    """A saved student or teacher checkpoint as a sequence classifier (the static student included: importing
-    :mod:`edgedistill.compress.static` registers it with transformers' Auto classes)."""
-    from transformers import AutoModelForSequenceClassification
-
-    import edgedistill.compress.static  # noqa: F401
-
-    return AutoModelForSequenceClassification.from_pretrained(str(path), **kwargs)
-
-
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -42,7 +42,8 @@ from edgedistill.compress import parallel, profiles, progress, sources
 from edgedistill.compress.heads import grouped_adamw, head_multiplier
 from edgedistill.compress.data import DataConfig, length_batches
 from edgedistill.compress.errors import ConfigError
-from edgedistill.compress.fsutil import replace_folder
+from edgedistill.compress.fingerprints import checkpoint_hash
+from edgedistill.runtime.fsutil import cache_dir, replace_folder
 
 log = logging.getLogger("edgedistill.compress.teacher")  # the same name when run with -m
 
@@ -281,17 +282,6 @@ def count_parameters(model) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------- features
-def _fingerprint_model(path: str) -> str:
-    h = hashlib.sha256(path.encode())
-    folder = Path(path)
-    if folder.is_dir():
-        for f in sorted(folder.iterdir()):
-            if f.suffix in (".safetensors", ".bin", ".json"):
-                st = f.stat()
-                h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()
-
-
 def _fingerprint_split(split) -> str:
     h = hashlib.sha256()
     for t, y in zip(split.texts, split.labels):
@@ -302,10 +292,10 @@ def _fingerprint_split(split) -> str:
 
 def feature_cache_path(model_path: str, data, max_length: int) -> Path:
     key = hashlib.sha256(json.dumps({
-        "model": _fingerprint_model(model_path), "max_length": max_length, "version": 1,
+        "model": checkpoint_hash(model_path), "max_length": max_length, "version": 1,
         "train": _fingerprint_split(data.train), "validation": _fingerprint_split(data.validation),
     }).encode()).hexdigest()[:24]
-    return sources.cache_dir() / "features" / f"{key}.safetensors"
+    return cache_dir() / "features" / f"{key}.safetensors"
 
 
 def head_inputs(model, tokenizer, texts: list[str], *, max_length: int, batch_size: int):

@@ -42,7 +42,7 @@ import numpy as np
 from edgedistill.compress.calibration import softmax
 from edgedistill.compress.data import DataConfig, LabelledData, Split, load_data
 from edgedistill.compress.errors import ConfigError, UpdateRefused
-from edgedistill.compress.fsutil import write_text_atomic
+from edgedistill.runtime.fsutil import write_text_atomic
 from edgedistill.compress.layout import BuildLayout
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,7 @@ def concat(splits: list[Split]) -> Split:
 
 
 @dataclass
-class Source:
+class UpdateSource:
     """The version an update starts from: its folders, labels, tasks and the recipe it was built with."""
 
     root: Path          # the original build folder (updates/ live there)
@@ -211,7 +211,7 @@ class Source:
     manifest: dict[str, Any]
 
     @classmethod
-    def open(cls, path: Path | str) -> Source:
+    def open(cls, path: Path | str) -> UpdateSource:
         from edgedistill.compress.recipe import recipe_from_dict
         from edgedistill.runtime.package import KIND_STRINGS, verify_package
 
@@ -248,7 +248,7 @@ class Source:
         return datas, val, test
 
 
-def rehearsal_buffer(source: Source, datas: list[LabelledData], n: int, seed: int) -> list[tuple[str, str]]:
+def rehearsal_buffer(source: UpdateSource, datas: list[LabelledData], n: int, seed: int) -> list[tuple[str, str]]:
     """The replayed old training texts as (text, label name), from the version's own ``rehearsal.jsonl`` (an update
     writes its parent's buffer plus a share of its own texts into its folder); for a build, first drawn there (a
     seeded sample of its training texts). Never part of a package."""
@@ -375,13 +375,13 @@ def update(build: Path | str, cfg: UpdateConfig, *, output: Path | str | None = 
     from edgedistill.compress.package import build_package
     from edgedistill.compress.quantize import quantize
     from edgedistill.compress.recipe import recipe_from_dict
-    from edgedistill.compress.student import load_classifier
+    from edgedistill.compress.checkpoints import load_classifier
     from edgedistill.compress.targets import check_targets
 
     if cfg.data is None:
         raise ConfigError("update.data", None, "name the new labelled data (--data FILE_OR_DATASET)")
     started = time.perf_counter()
-    src = Source.open(build)
+    src = UpdateSource.open(build)
     new = load_data(cfg.data, min_classes=1)
     labels = src.labels + sorted(set(new.label_names) - set(src.labels))
     added = labels[len(src.labels):]
@@ -510,7 +510,7 @@ def _package_probs(package: Path, texts: list[str], labels: list[str]) -> np.nda
     return out
 
 
-def _compare(src: Source, package: Path, labels, old_ids, new_ids, old_val, new_val, old_test, new_test,
+def _compare(src: UpdateSource, package: Path, labels, old_ids, new_ids, old_val, new_val, old_test, new_test,
              cfg: UpdateConfig) -> dict[str, Any]:
     """Old-task and new-task macro-F1 of the old and the new package (validation decides, test is reported), and
     which old test texts changed label."""

@@ -42,7 +42,8 @@ import pytest
 from typer.testing import CliRunner
 
 from edgedistill.compress.cli import app
-from edgedistill.compress.pipeline import STAGE_NAMES, STAGES, build, read_state
+from edgedistill.compress.layout import read_state
+from edgedistill.compress.pipeline import STAGE_NAMES, STAGES, build
 from edgedistill.compress.recipe import load_recipe
 from edgedistill.runtime import TextClassifier, verify_package
 from tests.conftest import report_line

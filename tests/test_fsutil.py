@@ -1,10 +1,10 @@
-"""Publishing a folder: the new result replaces the old one whole, world-readable, or not at all."""
+"""Publishing a folder: the new result replaces the old one whole, world-readable, or not at all; the cache folder."""
 
 from __future__ import annotations
 
 import pytest
 
-from edgedistill.runtime.fsutil import publishing
+from edgedistill.runtime.fsutil import cache_dir, publishing
 
 
 def test_published_folder_is_world_readable_and_replaces_the_old(tmp_path):
@@ -36,3 +36,11 @@ def test_a_new_folder_and_its_parents_are_created(tmp_path):
     with publishing(tmp_path / "a" / "b" / "onnx") as tmp:
         (tmp / "model.onnx").write_bytes(b"x")
     assert (tmp_path / "a" / "b" / "onnx" / "model.onnx").read_bytes() == b"x"
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("EDGEDISTILL_CACHE", str(tmp_path / "c"))
+    assert cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("EDGEDISTILL_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert cache_dir() == tmp_path / "x" / "edgedistill"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from edgedistill.compress.errors import ConfigError
-from edgedistill.compress.ladder import BudgetError, LadderConfig, Rung, frontier, pick, rung_overrides, rung_recipe
-from edgedistill.compress.recipe import recipe_from_dict
+from edgedistill.compress.ladder import BudgetError, LadderConfig, Rung, frontier, pick, rung_overrides
+from edgedistill.compress.recipe import recipe_from_dict, rung_recipe
 
 
 def _rung(name: str, f1: float, ms: float, mb: float) -> Rung:
@@ -65,8 +65,8 @@ def test_rung_specs_and_their_recipes(tmp_path):
 
 
 def test_a_tiny_ladder_builds_every_rung_from_one_teacher(tmp_path, tiny_csv, tiny_model_dir):
-    from edgedistill.compress.ladder import build_ladder
-    from edgedistill.compress.pipeline import read_state
+    from edgedistill.compress.ladder_build import build_ladder
+    from edgedistill.compress.layout import read_state
     from edgedistill.compress.recipe import load_recipe
     from edgedistill.runtime import TextClassifier
 

@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from edgedistill.compress.cli import app
 from edgedistill.compress.errors import ConfigError
-from edgedistill.compress.pipeline import STAGE_NAMES, fingerprint, read_state
+from edgedistill.compress.layout import read_state
+from edgedistill.compress.pipeline import STAGE_NAMES, fingerprint
 from edgedistill.compress.recipe import load_recipe, parse_override, recipe_from_dict, restated_defaults
 
 ROOT = Path(__file__).resolve().parents[1]

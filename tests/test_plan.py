@@ -220,7 +220,8 @@ def tiny_speeds(factor: float = 1.0) -> Speeds:
 
 
 def test_a_rebuild_reuses_its_saved_plan_and_keeps_every_fingerprint(tmp_path, tiny_csv, tiny_model_dir):
-    from edgedistill.compress.pipeline import build, read_state
+    from edgedistill.compress.layout import read_state
+    from edgedistill.compress.pipeline import build
     from edgedistill.compress.plan import plan_build
     from edgedistill.compress.plan.build import read_plan
     from edgedistill.compress.recipe import load_recipe

@@ -196,11 +196,3 @@ def test_catalog_pins_every_builtin():
     assert len(sources.CATALOG["mpnet-base"].wheels) == 5
     with pytest.raises(SourceError, match="unknown built-in source 'nope'"):
         sources.get_source("nope")
-
-
-def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv("EDGEDISTILL_CACHE", str(tmp_path / "c"))
-    assert sources.cache_dir() == tmp_path / "c"
-    monkeypatch.delenv("EDGEDISTILL_CACHE")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
-    assert sources.cache_dir() == tmp_path / "x" / "edgedistill"

@@ -12,7 +12,8 @@ from edgedistill.compress.data import DataConfig
 from edgedistill.compress.distill.config import DistillConfig
 from edgedistill.compress.distill.run import distill
 from edgedistill.compress.errors import ConfigError
-from edgedistill.compress.student import StudentConfig, build_student, load_classifier
+from edgedistill.compress.checkpoints import load_classifier
+from edgedistill.compress.student import StudentConfig, build_student
 
 TEXTS = ["the film was great", "awful plot and a very boring movie", "fine"]
 

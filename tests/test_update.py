@@ -45,7 +45,7 @@ def test_lwf_loss_matches_a_hand_computation():
 def test_a_new_label_grows_the_head_and_keeps_the_old_rows(tiny_model_dir):
     import torch
 
-    from edgedistill.compress.student import load_classifier
+    from edgedistill.compress.checkpoints import load_classifier
 
     model = load_classifier(tiny_model_dir)
     before = model.classifier.weight.detach().clone(), model.classifier.bias.detach().clone()

@@ -28,9 +28,10 @@ from typer.testing import CliRunner
 
 from edgedistill.runtime import TextClassifier, sha256_file, write_manifest
 from edgedistill.runtime import webexport as web
+from edgedistill.runtime.fsutil import cache_dir
 from tests.conftest import build_tiny_bert, make_sentences
 
-REAL_CACHE = web.cache_dir()  # read at import, before the autouse fixture points the cache at a temp folder
+REAL_CACHE = cache_dir()  # read at import, before the autouse fixture points the cache at a temp folder
 CHROMIUM = Path("/usr/bin/chromium")
 WEB_DIR = Path(web.__file__).parent / "web"
 
@@ -54,7 +55,7 @@ def _tarball(path: Path, files: dict[str, bytes], links: dict[str, str] | None =
 @pytest.fixture
 def fake_npm(monkeypatch, tmp_path):
     """Pins pointing at small tarballs already in the (temporary) cache; returns a function to rebuild them."""
-    cache = web.cache_dir()
+    cache = cache_dir()
     (cache / "npm").mkdir(parents=True, exist_ok=True)
 
     def build(*, ort_dependency: str = FAKE_ORT, link: bool = False) -> dict[str, web.NpmPackage]:
@@ -233,7 +234,7 @@ def test_webexport_is_torch_free():
 
 def test_tampered_npm_tarball_is_refused(tiny_package, tmp_path, fake_npm):
     pins = fake_npm()
-    tgz = web.cache_dir() / "npm" / pins[web.ONNXRUNTIME_WEB.name].tarball
+    tgz = cache_dir() / "npm" / pins[web.ONNXRUNTIME_WEB.name].tarball
     data = bytearray(tgz.read_bytes())
     data[-20] ^= 0xFF
     tgz.write_bytes(bytes(data))

@@ -1,14 +1,19 @@
 """``edgedistill``: the command line. ``--help`` imports neither torch nor transformers."""
 
 from edgedistill.compress.cli._app import app, command, console  # noqa: F401
-from edgedistill.compress.cli import data_cmd  # noqa: F401,E402  (registers commands)
-from edgedistill.compress.cli import train_cmd  # noqa: F401,E402  (edgedistill teacher)
-from edgedistill.compress.cli import runtime_cmd  # noqa: F401,E402  (edgedistill predict)
-from edgedistill.compress.cli import ship_cmd  # noqa: F401,E402  (edgedistill export / quantize / package)
+# One file per command (or command group), named after it; imported in the order --help lists them.
+from edgedistill.compress.cli import sources_cmd  # noqa: F401,E402  (edgedistill sources list / fetch)
+from edgedistill.compress.cli import data_cmd  # noqa: F401,E402  (edgedistill data show)
+from edgedistill.compress.cli import teacher_cmd  # noqa: F401,E402  (edgedistill teacher)
+from edgedistill.compress.cli import predict_cmd  # noqa: F401,E402  (edgedistill predict)
+from edgedistill.compress.cli import export_cmd  # noqa: F401,E402  (edgedistill export)
+from edgedistill.compress.cli import quantize_cmd  # noqa: F401,E402  (edgedistill quantize)
+from edgedistill.compress.cli import package_cmd  # noqa: F401,E402  (edgedistill package)
 from edgedistill.compress.cli import web_cmd  # noqa: F401,E402  (edgedistill web)
 from edgedistill.compress.cli import targets_cmd  # noqa: F401,E402  (edgedistill targets)
 from edgedistill.compress.cli import build_cmd  # noqa: F401,E402  (edgedistill build)
-from edgedistill.compress.cli import distill_cmd  # noqa: F401,E402  (edgedistill distill / ablate)
+from edgedistill.compress.cli import distill_cmd  # noqa: F401,E402  (edgedistill distill)
+from edgedistill.compress.cli import ablate_cmd  # noqa: F401,E402  (edgedistill ablate)
 from edgedistill.compress.cli import bench_cmd  # noqa: F401,E402  (edgedistill bench)
 from edgedistill.compress.cli import update_cmd  # noqa: F401,E402  (edgedistill update)
 

@@ -163,7 +163,7 @@ def _summary(rec) -> None:
 def _ladder(rec, force: tuple[str, ...], on_stage, until: str | None) -> Path:
     """Build the recipe with its ladder rungs (before its ship stage), print the table and say what the budget
     chose (its package, returned)."""
-    from edgedistill.compress.ladder import build_ladder
+    from edgedistill.compress.ladder_build import build_ladder
 
     def on_rung(spec, folder) -> None:
         console.rule(f"[bold]ladder rung {spec}[/] -> {folder} (a student from the same teacher)")

@@ -34,24 +34,14 @@ class TeacherOutputs:
     from_cache: bool = False
 
 
-def checkpoint_hash(model_dir: Path | str) -> str:
-    """sha256 over a checkpoint's weights and config (what decides its outputs)."""
-    from edgedistill.compress.sources import sha256_file
-
-    model_dir = Path(model_dir)
-    h = hashlib.sha256()
-    files = sorted(p for p in model_dir.iterdir() if p.is_file() and (
-        p.suffix in (".safetensors", ".bin") or p.name in ("config.json", "tokenizer.json", "vocab.txt")))
-    if not files:
-        raise ConfigError("distill.teacher_dir", str(model_dir), "holds no model weights")
-    for p in files:
-        h.update(p.name.encode() + b"\0" + sha256_file(p).encode() + b"\0")
-    return h.hexdigest()
-
-
 def _model_key(teacher_dir: Path | str, max_length: int, pooled: bool, attention: bool,
                layers: Sequence[int] | None = None, backend: str = "torch") -> str:
-    """What decides a text's teacher outputs besides the text: the checkpoint, max_length, the outputs kept."""
+    """What decides a text's teacher outputs besides the text: the checkpoint (its
+    :func:`~edgedistill.compress.fingerprints.checkpoint_hash`), max_length, the outputs kept."""
+    from edgedistill.compress.fingerprints import checkpoint_hash
+
+    if not any(p.suffix in (".safetensors", ".bin") for p in Path(teacher_dir).glob("*")):
+        raise ConfigError("distill.teacher_dir", str(teacher_dir), "holds no model weights")
     h = hashlib.sha256(checkpoint_hash(teacher_dir).encode())
     h.update(f"|max_length={max_length}|pooled={pooled}|attention={attention}|".encode())
     if pooled and layers is not None:  # the last layer alone keeps the key it always had
@@ -114,9 +104,11 @@ def onnx_teacher(teacher_dir: Path | str, max_length: int) -> Path:
     and kept in the cache under its checkpoint hash: ``<cache>/teacher-onnx/<hash>-<max_length>/``."""
     from edgedistill.compress.export import ExportConfig, export
     from edgedistill.compress.exportmeta import MODEL_FILE
-    from edgedistill.compress.sources import cache_dir
+    from edgedistill.compress.fingerprints import checkpoint_hash
+    from edgedistill.runtime.fsutil import cache_dir
 
-    dest = cache_dir() / "teacher-onnx" / f"{checkpoint_hash(teacher_dir)[:16]}-{max_length}"
+    key = hashlib.sha256(checkpoint_hash(teacher_dir).encode()).hexdigest()[:16]
+    dest = cache_dir() / "teacher-onnx" / f"{key}-{max_length}"
     if not (dest / MODEL_FILE).is_file():
         log.info("exporting the teacher %s to ONNX once (%s)", teacher_dir, dest)
         export(ExportConfig(checkpoint=str(teacher_dir), output=str(dest), max_length=max_length, overwrite=True))
@@ -169,7 +161,7 @@ def teacher_outputs(teacher_dir: Path | str, texts: Sequence[str], max_length: i
     """The teacher's outputs on ``texts``: from the on-disk cache when its fingerprint matches, else computed
     with :func:`run_teacher` and cached (written to a temp file and renamed). Rows of texts that an earlier
     transfer set of the same teacher and ``max_length`` holds are reused: only new texts meet the teacher."""
-    from edgedistill.compress.sources import cache_dir
+    from edgedistill.runtime.fsutil import cache_dir
 
     texts = list(texts)
     if pooled or attention:

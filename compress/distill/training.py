@@ -21,7 +21,7 @@ from edgedistill.compress.distill.config import DistillConfig
 from edgedistill.compress.distill.losses import attention_loss, distillation_loss, mean_pool
 from edgedistill.compress.distill.teacher_outputs import TeacherOutputs
 from edgedistill.compress.distill.transfer import TransferSet
-from edgedistill.compress.fsutil import publishing
+from edgedistill.runtime.fsutil import publishing
 
 log = logging.getLogger(__name__)
 

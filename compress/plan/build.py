@@ -24,7 +24,7 @@ from typing import Any
 
 from edgedistill import __version__
 from edgedistill.compress import profiles
-from edgedistill.compress.fsutil import write_text_atomic
+from edgedistill.runtime.fsutil import write_text_atomic
 from edgedistill.compress.plan.planner import (STAGES, DataShape, Plan, Settings, StageSettings, format_duration,
                                               plan)
 from edgedistill.compress.plan.probe import Speeds, measure, student_speed, tokenizer_limit
@@ -43,7 +43,7 @@ KEY_TABLES = ("data", "teacher", "student", "distill", "ladder")
 def plan_build(recipe, *, speeds: Speeds | None = None) -> tuple[Any, Plan | None]:
     """``recipe`` with its plan, and the plan (None for the fixed profiles, which need none). ``speeds``: use
     these instead of measuring (tests)."""
-    from edgedistill.compress.inputs import HashCache
+    from edgedistill.compress.fingerprints import HashCache
 
     if recipe.profile != profiles.PLANNED:
         return recipe, None
@@ -79,7 +79,7 @@ def plan_build(recipe, *, speeds: Speeds | None = None) -> tuple[Any, Plan | Non
 
 def plan_key(recipe, hashes) -> str:
     """What a plan depends on: the data files' digests, the recipe tables that shape it, its ``[plan]`` config."""
-    from edgedistill.compress.inputs import data_inputs, source_input
+    from edgedistill.compress.fingerprints import data_inputs, source_input
 
     inputs = data_inputs(recipe.data(), hashes)
     for src in recipe.distill().transfer:
@@ -148,7 +148,7 @@ def measure_speeds(recipe, tokenizer) -> Speeds:
     from transformers import AutoTokenizer
 
     from edgedistill.compress import sources
-    from edgedistill.compress.ladder import rung_recipe
+    from edgedistill.compress.recipe import rung_recipe
     from edgedistill.compress.plan.probe import load_average, machine
 
     t, d = recipe.teacher().resolved(), recipe.distill().resolved()
@@ -168,7 +168,7 @@ def measure_speeds(recipe, tokenizer) -> Speeds:
 def actual_seconds(build_dir: Path) -> dict[str, float]:
     """Seconds each stage took in the runs that built what is there now (``.state.json``; the ladder's rungs
     summed), for setting beside the estimate."""
-    from edgedistill.compress.pipeline import read_state
+    from edgedistill.compress.layout import read_state
 
     out = {name: float(r["seconds"]) for name, r in read_state(build_dir)["stages"].items() if "seconds" in r}
     rungs = [read_state(p.parent)["stages"] for p in sorted((Path(build_dir) / "ladder").glob("*/.state.json"))]
@@ -182,7 +182,7 @@ def remaining_seconds(found: Plan, build_dir: Path, until: str | None = None, fo
     the build reaches the ship stage, which they come before) that its ``.state.json`` does not record as built,
     or that ``force`` reruns (a stage forced, and every stage after it; ``all``: every stage). A changed input
     reruns one anyway: then it errs short."""
-    from edgedistill.compress.pipeline import read_state
+    from edgedistill.compress.layout import read_state
 
     built = set(read_state(build_dir)["stages"])
     if force:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edgedistill import __version__
-from edgedistill.compress.fsutil import cache_dir, write_text_atomic
+from edgedistill.runtime.fsutil import cache_dir, write_text_atomic
 
 log = logging.getLogger(__name__)
 

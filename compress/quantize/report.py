@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgedistill.compress.errors import ConfigError
-from edgedistill.compress.fsutil import write_text_atomic
+from edgedistill.runtime.fsutil import write_text_atomic
 from edgedistill.compress.layout import QUANTIZE_REPORT
 from edgedistill.runtime.cpu import isa_name
 

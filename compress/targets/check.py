@@ -333,7 +333,7 @@ class TargetsReport:
         """Write the JSON (whole, through a temporary file) and, when asked, the Markdown."""
         if md_path is not None:
             md_path.write_text(self.to_markdown())
-        from edgedistill.compress.fsutil import write_text_atomic
+        from edgedistill.runtime.fsutil import write_text_atomic
 
         return write_text_atomic(json_path, json.dumps(self.to_dict(), indent=2) + "\n")
 

@@ -13,6 +13,10 @@ say which one changed:
   unnoticed;
 - a path that is not there: ``missing`` (the stage then fails on it, naming the file).
 
+A model checkpoint has one fingerprint, :func:`checkpoint_hash` (a folder's ``tree:...`` digest above): a stage's
+inputs and every cache keyed by a model (the teacher's outputs and its ONNX export, the static student's token
+vectors, frozen-encoder features, adapted encoders) use it.
+
 File digests are cached by (absolute path, size, mtime in ns) in ``$EDGEDISTILL_CACHE/hashes.json``, so an
 unchanged 1 GB file is not read again on every build. A touched but unchanged file is read again and gives
 the same digest. A file modified in the last :data:`RACY_SECONDS` is not cached: a second change within the
@@ -31,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from edgedistill.compress import sources
-from edgedistill.compress.fsutil import cache_dir
+from edgedistill.runtime.fsutil import cache_dir
 from edgedistill.runtime.package import sha256_file
 
 log = logging.getLogger(__name__)
@@ -123,6 +127,21 @@ class HashCache:
         self._files, self._dirty = files, False
 
 
+def checkpoint_hash(model: Path | str, cache: HashCache | None = None) -> str:
+    """The one fingerprint of a model checkpoint: a folder's :meth:`HashCache.folder` digest (``tree:<hex>``, every
+    file's relative name and sha256, dot-entries left out), its files' digests cached by size and mtime; a name
+    that is no folder (a hub id) stands for itself. ``cache``: a build's; without one the hash cache in
+    ``$EDGEDISTILL_CACHE`` is read and saved."""
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        return str(model)
+    hashes = cache or HashCache()
+    digest = hashes.folder(path)
+    if cache is None:
+        hashes.save()
+    return digest
+
+
 def pinned(name: str) -> str:
     """``pinned:<hex>`` of a built-in source: the versions and sha256s of the wheels it is extracted from."""
     src = sources.get_source(name)
@@ -158,6 +177,8 @@ def model_input(role: str, name: str, cache: HashCache) -> dict[str, str]:
     if name in sources.CATALOG:
         return {f"{role} {name}": pinned(name)}
     path = Path(name).expanduser()
+    if path.is_dir():
+        return {f"{role} {name}": checkpoint_hash(path, cache)}
     if path.exists() or _looks_local(name):
         return {f"{role} {name}": cache.path_digest(path)}
     return {f"{role} {name}": cache.hub(name, role)}
