@@ -133,3 +133,12 @@ def read_state(build_dir: Path) -> dict[str, Any]:
     except json.JSONDecodeError:
         log.warning("%s is unreadable; every stage will run again", path)
         return {"stages": {}}
+
+
+def forced_stages(force: tuple[str, ...], stages: tuple[str, ...]) -> set[str]:
+    """The stages of ``stages`` (in build order) that ``--force`` reruns: each named stage and every stage after
+    it; ``all``: every stage."""
+    if "all" in force:
+        return set(stages)
+    first = min((stages.index(n) for n in force if n in stages), default=len(stages))
+    return set(stages[first:])

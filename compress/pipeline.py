@@ -41,7 +41,7 @@ from typing import Any
 from edgedistill import __version__
 from edgedistill.compress.errors import ConfigError
 from edgedistill.compress.fingerprints import MISSING, HashCache, data_inputs, model_input, source_input
-from edgedistill.compress.layout import BuildLayout, read_state
+from edgedistill.compress.layout import BuildLayout, forced_stages, read_state
 from edgedistill.compress.recipe import SECTIONS, Recipe
 
 log = logging.getLogger(__name__)
@@ -403,9 +403,7 @@ def build(recipe: Recipe, *, force: tuple[str, ...] = (), until: str | None = No
     for name in (*force, *([until] if until else [])):
         if name not in STAGE_NAMES and name != "all":
             raise ConfigError("stage", name, f"must be one of {', '.join(STAGE_NAMES)}")
-    force_from = min((STAGE_NAMES.index(n) for n in force if n != "all"), default=None)
-    if "all" in force:
-        force_from = 0
+    forced_names = forced_stages(force, STAGE_NAMES)
     build_dir = recipe.build_dir
     build_dir.mkdir(parents=True, exist_ok=True)
     _clean_leftovers(build_dir)
@@ -428,7 +426,7 @@ def build(recipe: Recipe, *, force: tuple[str, ...] = (), until: str | None = No
         fp = _digest(stage.name, parts)
         out = stage.output(recipe)
         done = state["stages"].get(stage.name)
-        forced = force_from is not None and i >= force_from
+        forced = stage.name in forced_names
         if done and done.get("fingerprint") == fp and out.exists() and not forced:
             if on_stage:
                 on_stage(stage, "skipped", "")

@@ -182,12 +182,9 @@ def remaining_seconds(found: Plan, build_dir: Path, until: str | None = None, fo
     the build reaches the ship stage, which they come before) that its ``.state.json`` does not record as built,
     or that ``force`` reruns (a stage forced, and every stage after it; ``all``: every stage). A changed input
     reruns one anyway: then it errs short."""
-    from edgedistill.compress.layout import read_state
+    from edgedistill.compress.layout import forced_stages, read_state
 
-    built = set(read_state(build_dir)["stages"])
-    if force:
-        first = 0 if "all" in force else min((STAGES.index(n) for n in force if n in STAGES), default=len(STAGES))
-        built -= set(STAGES[first:])
+    built = set(read_state(build_dir)["stages"]) - forced_stages(force, STAGES)
     last = STAGES.index(until) if until in STAGES else len(STAGES) - 1
     reach = {name for name in STAGES if STAGES.index(name) <= last}
     if "ship" in reach:
