@@ -84,7 +84,7 @@ SECTIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "plan": ("edgedistill.compress.plan", "PlanConfig", ()),
 }
 TOP_LEVEL = {"name", "description", "profile", "profiles", "planned"}
-PLANNED_SECTIONS = ("teacher", "distill", "ladder")
+PLANNED_SECTIONS = ("teacher", "distill", "export", "ladder")
 """The tables a plan may fill (:attr:`Recipe.planned`)."""
 BUILD_PROFILE = profiles.PLANNED
 """What ``edgedistill build`` builds when neither ``--profile`` nor the recipe names a profile."""
@@ -222,8 +222,9 @@ class Recipe:
         return profiles.fill(cfg, self.planned.get("distill", {}))
 
     def export(self):
-        return config_class("export")(**self.tables["export"], checkpoint=str(self.layout.student),
-                                      output=str(self.layout.onnx))
+        """The ExportConfig; a plan's token limit (the student's) where the recipe states none."""
+        table = {**self.planned.get("export", {}), **self.tables["export"]}
+        return config_class("export")(**table, checkpoint=str(self.layout.student), output=str(self.layout.onnx))
 
     def quantize(self):
         """The recipe's ``preset`` goes through its named constructor, the other fields override it; a recipe
@@ -390,7 +391,7 @@ def _check_planned(profile: str, planned: dict[str, Any]) -> None:
         if section not in PLANNED_SECTIONS or not isinstance(values, dict):
             raise ConfigError(f"planned.{section}", values, f"a plan fills only {', '.join(PLANNED_SECTIONS)}")
         names = {f.name for f in dataclasses.fields(config_class(section))}
-        if section != "ladder":
+        if section in ("teacher", "distill"):
             names |= {f.name for f in dataclasses.fields(config_class("data"))}
         for key in values:
             if key not in names:

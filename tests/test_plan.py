@@ -159,6 +159,37 @@ def test_what_the_recipe_states_the_plan_keeps():
     assert "3 epochs" in next(st.what for st in p.stages if st.name == "teacher")
 
 
+def test_a_short_budget_reads_fewer_tokens_of_long_texts_before_it_leaves_texts_out():
+    s = shape(balanced(5, 300), length=1200)  # articles: 600 to 1,800 tokens, all cut at the models' 512
+    full = plan(PlanConfig(), s, speeds(), settings())
+    assert full.values["export"] == {"max_length": 512}  # inference reads what the student trained on
+    # what the build costs at one epoch each (a budget gives up the epochs before the tokens) and n tokens
+    at = {n: plan(PlanConfig(), s, speeds(), Settings(StageSettings(epochs=1.0, max_length=n),
+                                                      StageSettings(epochs=1.0, max_length=n))).total_s
+          for n in (128, 256)}
+    p = plan(PlanConfig(time_budget=f"{(at[128] + at[256]) / 2:.0f}s"), s, speeds(), settings())
+    limit = p.values["distill"]["max_length"]
+    assert 128 <= limit < 256 and p.values["teacher"]["max_length"] == limit == p.shape["token_limit"]
+    assert p.values["export"] == {"max_length": limit}
+    assert "max_train_samples" not in p.values["teacher"]  # every text is kept: tokens went first
+    assert f"token limit {limit} instead of 512 (where the recipe leaves it open)" in p.left_out
+    assert cost(p) <= p.budget_s
+    # below the floor (128 tokens) texts are left out, and the smallest plan reads 128 tokens
+    with pytest.raises(PlanError, match="at up to 128 tokens") as e:
+        plan(PlanConfig(time_budget="60s"), s, speeds(), settings())
+    p = plan(PlanConfig(time_budget=f"{(e.value.needed_s + at[128]) / 2:.0f}s"), s, speeds(), settings())
+    assert p.values["teacher"]["max_length"] == 128 and p.values["teacher"]["max_train_samples"] < 1500
+    # short texts: the limit is theirs, and the export keeps its default
+    assert "export" not in plan(PlanConfig(), shape(balanced(2, 300)), speeds(), settings()).values
+
+
+def test_the_student_reads_no_more_tokens_than_the_recipes_export():
+    s = shape(balanced(5, 300), length=1200)
+    p = plan(PlanConfig(), s, speeds(), replace(settings(), export_max_length=256))
+    assert p.values["distill"]["max_length"] == 256 and p.values["teacher"]["max_length"] == 512
+    assert "export" not in p.values  # the recipe's limit stands
+
+
 def test_a_plan_round_trips_through_json():
     p = plan(PlanConfig(time_budget="2h"), shape(balanced(3, 300)), speeds(), settings())
     from edgedistill.compress.plan import Plan
@@ -187,6 +218,13 @@ def test_planned_values_go_through_the_recipe_layer(tmp_path):
         r.with_plan({"teacher": {"alpha": 0.5}})
     with pytest.raises(ConfigError, match="only a planned build"):
         recipe_from_dict({**raw, "planned": {"teacher": {"max_length": 48}}}, profile="quick", build_root=tmp_path)
+    # a plan's export limit applies where the recipe states none
+    assert planned.export().max_length == 128
+    assert r.with_plan({"export": {"max_length": 384}}).export().max_length == 384
+    stated = recipe_from_dict({**raw, "export": {"max_length": 256}}, profile="planned", build_root=tmp_path)
+    assert stated.with_plan({"export": {"max_length": 384}}).export().max_length == 256
+    with pytest.raises(ConfigError, match="planned.export.max_train_samples"):
+        r.with_plan({"export": {"max_train_samples": 10}})
     # the budget is a recipe field, and changes no stage's config by itself
     budgeted = recipe_from_dict({**raw, "plan": {"time_budget": "45m"}}, profile="planned", build_root=tmp_path)
     assert budgeted.plan().budget_seconds == 2700 and budgeted.as_dict() == r.as_dict()

@@ -36,7 +36,7 @@ LENGTH_SAMPLE = 5000
 ONNX_LABELLING_SPEEDUP = 1.9
 """The teacher labels through ONNX Runtime at about 1.9x torch's texts/s (MPNet-base, 2 cores:
 benchmarks/results/cpu-x86_64/teacher-labelling.md)."""
-KEY_TABLES = ("data", "teacher", "student", "distill", "ladder")
+KEY_TABLES = ("data", "teacher", "student", "distill", "export", "ladder")
 """The recipe tables a plan depends on (with the ``[plan]`` config itself)."""
 
 
@@ -139,7 +139,8 @@ def settings_of(recipe) -> Settings:
         student=_stage(d, dr, student.adapt_steps * student.adapt_batch_size if student.adapt_texts else 0),
         teacher_features=tr.strategy == "features", max_transfer=d.max_transfer_samples, augment=dr.augment or 0,
         labelling_speedup=ONNX_LABELLING_SPEEDUP if dr.teacher_backend == "onnx" and logits_only else 1.0,
-        rungs=tuple(recipe.ladder().rungs), teacher_retries=tr.retries)
+        rungs=tuple(recipe.ladder().rungs), teacher_retries=tr.retries,
+        export_max_length=recipe.tables["export"].get("max_length"))
 
 
 def measure_speeds(recipe, tokenizer) -> Speeds:

@@ -20,13 +20,14 @@ Epochs follow the data: a stage whose epochs the recipe leaves open trains at le
 (whole epochs, up to ``max_epochs`` for the teacher and ``max_student_epochs`` for the student), so a small dataset
 gets more epochs than its profile's.
 
-Without a budget, or when everything fits, the plan takes all of the data. Otherwise it gives up, in order,
-until the estimate fits: 1) the epochs the data earned beyond the profile's, one at a time, the student's first;
-2) ladder rungs, the costliest first; 3) the teacher's epochs beyond ``min_epochs``, then the student's; 4) training
-texts: the teacher's share of the data falls, the student distils on up to
-``student_texts_per_teacher_text`` times as many (labelled by the teacher), and every class keeps its floor
-(:data:`edgedistill.compress.data.SUBSET_FLOOR`). Rungs that fit in what is left come back. A budget that cannot hold
-the smallest plan raises :class:`~edgedistill.compress.errors.PlanError` naming the budget that would.
+Without a budget, or when everything fits, the plan takes all of the data. Otherwise it gives up, in order, until
+the estimate fits: 1) the epochs the data earned beyond the profile's, one at a time, the student's first; 2) ladder
+rungs, the costliest first; 3) the teacher's epochs beyond ``min_epochs``, then the student's; 3b) the token limit,
+where the recipe leaves it open, down to ``min_length`` (long documents: a text's first tokens carry most of what
+classifies it, and every token costs); 4) training texts: the teacher's share of the data falls, the student distils
+on up to ``student_texts_per_teacher_text`` times as many (labelled by the teacher), and every class keeps its floor
+(:data:`edgedistill.compress.data.SUBSET_FLOOR`). Rungs that fit in what is left come back. A budget that cannot
+hold the smallest plan raises :class:`~edgedistill.compress.errors.PlanError` naming the budget that would.
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ class PlanConfig:
     (the plan and its estimate are still printed)."""
     length_percentile: float = 99.0
     """The token limit keeps this share of the training texts whole (capped by the models' own limit)."""
+    min_length: int = 128
+    """Under a budget, a token limit the recipe leaves open falls to no fewer tokens than this before training texts
+    are cut (texts shorter than this are never cut by it)."""
     min_teacher_texts: int = 400
     """The fewest training texts a budget may leave the teacher (all of them when there are fewer); every class
     keeps its floor on top."""
@@ -89,6 +93,8 @@ class PlanConfig:
             parse_duration(self.time_budget)
         if not 50.0 <= self.length_percentile <= 100.0:
             raise ConfigError("plan.length_percentile", self.length_percentile, "must be in [50, 100]")
+        if self.min_length < 8:
+            raise ConfigError("plan.min_length", self.min_length, "must be at least 8")
         for name in ("min_teacher_texts", "min_validation_texts"):
             if (v := getattr(self, name)) < 2:
                 raise ConfigError(f"plan.{name}", v, "must be at least 2")
@@ -196,6 +202,9 @@ class Settings:
     labelling_speedup: float = 1.0
     """How much faster the teacher labels than torch inference (ONNX Runtime: measured 1.9x on 2 cores)."""
     rungs: tuple[str, ...] = ()
+    export_max_length: int | None = None
+    """The recipe's ``[export] max_length``: the student trains on no more tokens than it reads at inference. None:
+    the plan sets the export's limit to the student's (no lower than :data:`EXPORT_MIN_LENGTH`)."""
     teacher_retries: int = 0
     """Runs a teacher that fails its check gets, each with twice the last one's epochs: not in the estimate (a
     teacher that passes never runs them), named beside it."""
@@ -243,6 +252,20 @@ class _Choice:
     teacher_epochs: float
     student_epochs: float
     rungs: tuple[str, ...]
+    limit: int = 512
+    """The token limit of the stages whose limit the recipe leaves open."""
+
+    def limits(self, s: Settings) -> tuple[int, int]:
+        """The teacher's and the student's token limits: the recipe's, else this choice's (the student's no more
+        than the recipe's export limit: training reads a text as inference will)."""
+        student = s.student.max_length or (min(self.limit, s.export_max_length) if s.export_max_length
+                                           else self.limit)
+        return s.teacher.max_length or self.limit, student
+
+
+EXPORT_MIN_LENGTH = 128
+"""A plan raises the export's token limit to the student's, never lowers it below this (the export's default): a
+short-text student reads the occasional long text whole at inference, at no cost to the others."""
 
 
 # ---------------------------------------------------------------------------------------------- time model
@@ -281,9 +304,10 @@ def _sizes(shape: DataShape, c: _Choice) -> tuple[int, int]:
             sum(subset_sizes(shape.train_counts, c.student_texts).values()))
 
 
-def estimate(c: _Choice, shape: DataShape, speeds: Speeds, s: Settings, limits: tuple[int, int]) -> dict[str, float]:
+def estimate(c: _Choice, shape: DataShape, speeds: Speeds, s: Settings) -> dict[str, float]:
     """Seconds of each stage (and of the ladder) for choice ``c`` (the module docstring's time model)."""
     T, S = speeds.teacher, speeds.students["recipe"]
+    limits = c.limits(s)
     tok_t, tok_s = shape.mean_tokens(limits[0]), shape.mean_tokens(limits[1])
     n_t, n_s = _sizes(shape, c)
     if s.teacher_features:
@@ -316,12 +340,12 @@ def data_epochs(stage: StageSettings, texts: int, cfg: PlanConfig, cap: float | 
     return max(stage.epochs, min(most, float(math.ceil(cfg.min_steps / steps_per_epoch))))
 
 
-def _largest(shape: DataShape, s: Settings, cfg: PlanConfig) -> _Choice:
-    """All of the data (or what the recipe states), the epochs that follow it, every rung."""
+def _largest(shape: DataShape, s: Settings, cfg: PlanConfig, limit: int) -> _Choice:
+    """All of the data (or what the recipe states), the epochs that follow it, every rung, the token limit."""
     n = shape.n_train
     unlabelled = shape.unlabelled if s.max_transfer is None else min(shape.unlabelled, s.max_transfer)
     c = _Choice(s.teacher.texts or n, s.student.texts or n, s.teacher.validation or shape.validation,
-                unlabelled, s.teacher.epochs, s.student.epochs, s.rungs)
+                unlabelled, s.teacher.epochs, s.student.epochs, s.rungs, limit)
     n_t, n_s = _sizes(shape, c)
     return replace(c, teacher_epochs=data_epochs(s.teacher, n_t, cfg),
                    student_epochs=data_epochs(s.student, n_s * (1 + s.augment) + unlabelled, cfg,
@@ -352,12 +376,14 @@ def _fit(full: _Choice, cost, budget: float, shape: DataShape, s: Settings, cfg:
     fits = lambda c: sum(cost(c).values()) <= budget  # noqa: E731
     rung_cost = {r: cost(replace(full, rungs=(r,)))["ladder"] for r in full.rungs}
     # 0) the smallest plan must fit
+    shortest = min(full.limit, cfg.min_length)
     smallest = _at(0.0, replace(full, rungs=(), teacher_epochs=_fewer(s.teacher, cfg),
-                                student_epochs=_fewer(s.student, cfg)), shape, s, cfg)
+                                student_epochs=_fewer(s.student, cfg), limit=shortest), shape, s, cfg)
     if not fits(smallest):
         need = sum(cost(smallest).values())
         raise PlanError(f"a time budget of {format_duration(budget)} cannot hold the smallest plan (the teacher on "
-                        f"{_sizes(shape, smallest)[0]:,} texts for {_epochs(smallest.teacher_epochs)}, no ladder), "
+                        f"{_sizes(shape, smallest)[0]:,} texts for {_epochs(smallest.teacher_epochs)} at up to "
+                        f"{smallest.limits(s)[0]} tokens, no ladder), "
                         f"estimated at {format_duration(need)} on this machine: give --time-budget "
                         f"{format_duration(need * 1.05)} or more", needed_s=need)
     # 1) the epochs the data earned beyond its profile's (min_steps), one at a time: the student's, then the
@@ -376,6 +402,10 @@ def _fit(full: _Choice, cost, budget: float, shape: DataShape, s: Settings, cfg:
         c = replace(c, teacher_epochs=_fewer(s.teacher, cfg))
     if not fits(c):
         c = replace(c, student_epochs=_fewer(s.student, cfg))
+    # 3b) the token limit, where the recipe leaves it open: the longest (a multiple of 8) that fits, else the floor
+    if not fits(c) and c.limit > shortest and not (s.teacher.max_length and s.student.max_length):
+        lengths = range(shortest, c.limit + 1, 8)
+        c = replace(c, limit=next((n for n in reversed(lengths) if fits(replace(c, limit=n))), shortest))
     # 4) texts: the largest share that fits (the cost grows with the share)
     if not fits(c):
         lo, hi = 0.0, 1.0
@@ -399,20 +429,20 @@ def plan(cfg: PlanConfig, shape: DataShape, speeds: Speeds, settings: Settings) 
     """What a build trains on within ``cfg.time_budget`` (all of the data without one): see the module docstring."""
     # 1) the token limit, from the training texts' lengths, for the stages whose limit the recipe leaves open
     limit = token_limit(shape, cfg.length_percentile, speeds.max_length)
-    limits = (settings.teacher.max_length or limit, settings.student.max_length or limit)
 
     def cost(c: _Choice) -> dict[str, float]:
-        return estimate(c, shape, speeds, settings, limits)
+        return estimate(c, shape, speeds, settings)
 
     # 2) all of the data; 3) under a budget it does not fit, the largest choice that does
-    full = _largest(shape, settings, cfg)
+    full = _largest(shape, settings, cfg, limit)
     budget = cfg.budget_seconds
     chosen = full if budget is None or sum(cost(full).values()) <= budget else _fit(full, cost, budget, shape,
                                                                                     settings, cfg)
     # 4) the values that differ from the full profile's, the stages in words, what was left out
     seconds = cost(chosen)
+    limits = chosen.limits(settings)
     described = _described(chosen, full, shape, settings, limits)
-    values, left_out = _values(chosen, full, settings, limits, limit), _left_out(chosen, full, shape, limits)
+    values, left_out = _values(chosen, full, settings, limits), _left_out(chosen, full, shape, settings)
     retries = _retries(seconds, budget, settings.teacher_retries)
     if retries:
         described["teacher"] += (f"; a failed check retries: up to "
@@ -424,7 +454,7 @@ def plan(cfg: PlanConfig, shape: DataShape, speeds: Speeds, settings: Settings) 
                        f"{format_duration(_retry_seconds(seconds, settings.teacher_retries))}"
                         " more), which the budget cannot hold")
     stages = [StagePlan(name, what, seconds[name]) for name, what in described.items() if name in seconds]
-    return Plan(values, stages, left_out, budget, {**shape.summary(), "token_limit": limit}, speeds.as_dict())
+    return Plan(values, stages, left_out, budget, {**shape.summary(), "token_limit": chosen.limit}, speeds.as_dict())
 
 
 def _retry_seconds(seconds: dict[str, float], retries: int) -> float:
@@ -440,14 +470,14 @@ def _retries(seconds: dict[str, float], budget: float | None, wanted: int) -> in
     return max((k for k in range(wanted + 1) if _retry_seconds(seconds, k) <= left), default=0)
 
 
-def _values(c: _Choice, full: _Choice, s: Settings, limits: tuple[int, int], limit: int) -> dict[str, dict[str, Any]]:
+def _values(c: _Choice, full: _Choice, s: Settings, limits: tuple[int, int]) -> dict[str, dict[str, Any]]:
     """The planned profile's table: what the planner chose where the recipe left the choice open."""
     teacher: dict[str, Any] = {}
     student: dict[str, Any] = {}
     if s.teacher.max_length is None:
-        teacher["max_length"] = limit
+        teacher["max_length"] = limits[0]
     if s.student.max_length is None:
-        student["max_length"] = limit
+        student["max_length"] = limits[1]
     for table, stage, texts, epochs, whole in (
             (teacher, s.teacher, c.teacher_texts, c.teacher_epochs, full.teacher_texts),
             (student, s.student, c.student_texts, c.student_epochs, full.student_texts)):
@@ -460,6 +490,8 @@ def _values(c: _Choice, full: _Choice, s: Settings, limits: tuple[int, int], lim
     if s.max_transfer is None and c.unlabelled < full.unlabelled:
         student["max_transfer_samples"] = c.unlabelled
     values = {"teacher": teacher, "distill": student}
+    if s.export_max_length is None and limits[1] > EXPORT_MIN_LENGTH:
+        values["export"] = {"max_length": limits[1]}
     if c.rungs != full.rungs:
         values["ladder"] = {"rungs": list(c.rungs)}
     return {k: v for k, v in values.items() if v}
@@ -488,7 +520,7 @@ def _described(c: _Choice, full: _Choice, shape: DataShape, s: Settings,
     }
 
 
-def _left_out(c: _Choice, full: _Choice, shape: DataShape, limits: tuple[int, int]) -> list[str]:
+def _left_out(c: _Choice, full: _Choice, shape: DataShape, s: Settings) -> list[str]:
     """What the plan gave up, in words (empty when it took everything)."""
     out = []
     for who, texts in (("teacher", c.teacher_texts), ("student", c.student_texts)):
@@ -512,7 +544,9 @@ def _left_out(c: _Choice, full: _Choice, shape: DataShape, limits: tuple[int, in
             out.append(f"{who}: {_epochs(now)} instead of {before:g}")
     if dropped := [r for r in full.rungs if r not in c.rungs]:
         out.append(f"ladder rungs that do not fit: {', '.join(dropped)}")
-    for limit in sorted(set(limits)):
+    if c.limit < full.limit:
+        out.append(f"token limit {c.limit} instead of {full.limit} (where the recipe leaves it open)")
+    for limit in sorted(set(c.limits(s))):
         if cut := sum(n > limit for n in shape.lengths) / max(1, len(shape.lengths)):
             out.append(f"{cut:.1%} of the training texts are longer than {limit} tokens and are cut there")
     return out
