@@ -23,7 +23,7 @@ PROFILE ?= quick
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH_PIP)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[compress,dev]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[compress,serve,dev]'
 	touch $@
 
 venv: $(BIN)/.installed

@@ -15,6 +15,7 @@ from edgedistill.compress.cli import build_cmd  # noqa: F401,E402  (edgedistill 
 from edgedistill.compress.cli import distill_cmd  # noqa: F401,E402  (edgedistill distill)
 from edgedistill.compress.cli import ablate_cmd  # noqa: F401,E402  (edgedistill ablate)
 from edgedistill.compress.cli import bench_cmd  # noqa: F401,E402  (edgedistill bench)
+from edgedistill.compress.cli import serve_cmd  # noqa: F401,E402  (edgedistill serve)
 from edgedistill.compress.cli import update_cmd  # noqa: F401,E402  (edgedistill update)
 
 

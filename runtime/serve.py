@@ -1,0 +1,481 @@
+"""``edgedistill serve``: model packages behind HTTP, with dynamic batching (the optional extra ``serve``).
+
+An ASGI app on Starlette, run by uvicorn. Routes: the KServe / Open Inference Protocol v2 ones, so that its clients
+work unchanged, and one plain route:
+
+- ``GET /v2/health/live``, ``GET /v2/health/ready`` (503 once shutdown has begun), ``GET /v2`` (server metadata);
+- ``GET /v2/models/{name}`` (model metadata: its input and outputs), ``GET /v2/models/{name}/ready``;
+- ``POST /v2/models/{name}/infer``: one ``BYTES`` input of shape ``[n]`` (or ``[n, 1]``), any name; outputs
+  ``label`` (``BYTES [n]``), ``score`` (``FP32 [n]``) and ``probabilities`` (``FP32 [n, labels]``, row-major), or
+  those the request's ``outputs`` names;
+- ``POST /predict`` ``{"texts": [...], "model": name, "top_k": k}`` -> ``{"model", "predictions"}``, each prediction
+  as :meth:`TextClassifier.predict <edgedistill.runtime.classifier.TextClassifier.predict>` gives it (``model`` may
+  be left out when one model is served);
+- ``GET /metrics``: Prometheus text format (requests, latency, texts per batch, texts waiting).
+
+**Dynamic batching.** Each model has one queue and one inference thread. While a batch runs, requests queue; the
+next batch takes them, up to ``max_batch_size`` texts, once the queue holds that many or the oldest has waited
+``max_wait_ms`` (default 0: at once), whichever comes first; each request gets its own rows back. A request is never
+split, and one larger than the batch runs alone (the classifier batches it). A batch-dependent package (dynamic
+int8) still runs one text per session call, as the :class:`TextClassifier` it is loaded in decides: batching then
+saves only the queueing, never changes an answer.
+
+**Bounds.** At most ``max_queue`` texts wait per model: a request that would pass it gets 503 with ``Retry-After``
+(no unbounded backlog). A request of more than ``max_texts`` texts, a text of more than ``max_chars`` characters,
+or a body of more than ``max_body_bytes`` gets 413; malformed JSON or shapes 400; texts that are not strings 422;
+an unknown model 404. Every error is ``{"error": "..."}``, one line naming what to change.
+
+**Shutdown.** On SIGTERM / SIGINT, uvicorn stops accepting connections and waits for the requests it accepted; the
+batchers keep running until those are answered, then finish what is left in their queues and stop. Readiness turns
+503 as soon as shutdown begins, so a load balancer stops sending.
+
+**Threads.** Each model runs on ``threads`` intra-op threads in its one inference thread; ``threads`` x models is
+kept at or under the cores (default: the cores shared out), so that sessions do not fight for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgedistill.runtime.classifier import TextClassifier
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("edgedistill.serve.access")
+
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class ServeError(Exception):
+    """A request the server refuses: an HTTP status and one line saying why."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, dict(headers or {})
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How requests are batched and bounded (``edgedistill serve`` options)."""
+
+    max_batch_size: int = 32
+    """Texts per session call, at most (a single larger request runs alone)."""
+    max_wait_ms: float = 0.0
+    """How long the oldest waiting text may wait for batch-mates. 0 (Triton's default too): a batch is what queued
+    while the previous one ran, so a lone request never waits and a loaded server still batches; a few ms buys
+    fuller batches of a batch-invariant package at that cost in latency."""
+    max_queue: int = 1024
+    """Texts that may wait per model; past it, 503 with ``Retry-After``."""
+    max_texts: int = 256
+    """Texts per request."""
+    max_chars: int = 100_000
+    """Characters per text (the tokenizer truncates to the package's tokens anyway; this bounds the work)."""
+    max_body_bytes: int = 8 * 1024 * 1024
+    retry_after_s: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_size", "max_queue", "max_texts", "max_chars", "max_body_bytes", "retry_after_s"):
+            if not isinstance(v := getattr(self, name), int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name}={v!r}: must be an int >= 1")
+        if not self.max_wait_ms >= 0:
+            raise ValueError(f"max_wait_ms={self.max_wait_ms!r}: must be >= 0")
+        if self.max_queue < self.max_texts:
+            raise ValueError(f"max_queue={self.max_queue} is below max_texts={self.max_texts}: a full-size request "
+                             "could never be queued")
+
+
+def thread_plan(models: int, threads: int | None, cores: int | None = None) -> int:
+    """Intra-op threads per model: ``threads``, or the cores shared out; raises where models x threads would
+    oversubscribe the cores."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if threads is None:
+        return max(1, cores // max(1, models))
+    if threads * models > cores:
+        raise ValueError(f"threads={threads} x {models} model(s) = {threads * models} intra-op threads on {cores} "
+                         f"cores: they would fight for them; give --threads {max(1, cores // models)} or fewer")
+    return threads
+
+
+# ---------------------------------------------------------------------------------------------------- metrics
+class Metrics:
+    """The server's Prometheus metrics, in a registry of their own (one per app)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("edgedistill_requests", "HTTP requests answered", ["route", "code"],
+                                registry=self.registry)
+        self.latency = Histogram("edgedistill_request_seconds", "Time from request to response", ["route"],
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.texts = Counter("edgedistill_texts", "Texts classified", ["model"], registry=self.registry)
+        self.batch = Histogram("edgedistill_batch_texts", "Texts per session call batch", ["model"],
+                               buckets=BATCH_BUCKETS, registry=self.registry)
+        self.queue = Gauge("edgedistill_queue_texts", "Texts waiting for a batch", ["model"], registry=self.registry)
+        self.rejected = Counter("edgedistill_rejected", "Requests refused because the queue was full", ["model"],
+                                registry=self.registry)
+
+    def render(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+# ---------------------------------------------------------------------------------------------------- batching
+@dataclass
+class _Job:
+    texts: list[str]
+    future: asyncio.Future
+    arrived: float = field(default_factory=time.monotonic)
+
+
+class Batcher:
+    """One model's queue and inference thread (see the module docstring: dynamic batching, bounds, shutdown)."""
+
+    def __init__(self, name: str, clf: TextClassifier, cfg: ServeConfig, metrics: Metrics,
+                 run: Callable[[list[str]], np.ndarray] | None = None):
+        self.name, self.clf, self.cfg, self.metrics = name, clf, cfg, metrics
+        self._run = run or (lambda texts: clf.predict_proba(texts, batch_size=cfg.max_batch_size))
+        self._pending: deque[_Job] = deque()
+        self.waiting = 0
+        """Texts queued, not yet taken into a batch."""
+        self._wakeup: asyncio.Event | None = None
+        self._closing = False
+        self._task: asyncio.Task | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"infer-{name}")
+
+    def start(self) -> None:
+        self._wakeup = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self.name}")
+
+    async def submit(self, texts: list[str]) -> np.ndarray:
+        """Probabilities of ``texts`` (rows in their order), once their batch has run."""
+        if self._closing:
+            raise ServeError(503, "the server is shutting down", {"Retry-After": str(self.cfg.retry_after_s)})
+        if self.waiting + len(texts) > self.cfg.max_queue:
+            self.metrics.rejected.labels(self.name).inc()
+            raise ServeError(503, f"{self.name}: {self.waiting} texts are already waiting (max_queue "
+                             f"{self.cfg.max_queue}); retry later", {"Retry-After": str(self.cfg.retry_after_s)})
+        if not texts:
+            return np.empty((0, self.clf.num_labels), dtype=np.float32)
+        job = _Job(texts, asyncio.get_running_loop().create_future())
+        self._pending.append(job)
+        self.waiting += len(texts)
+        self.metrics.queue.labels(self.name).set(self.waiting)
+        self._wakeup.set()
+        return await job.future
+
+    async def close(self) -> None:
+        """Answer what is queued, then stop."""
+        self._closing = True
+        if self._task is not None:
+            self._wakeup.set()
+            await self._task
+        self._executor.shutdown(wait=True)
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            deadline = self._pending[0].arrived + self.cfg.max_wait_ms / 1000
+            while (self.waiting < self.cfg.max_batch_size and not self._closing
+                   and (left := deadline - time.monotonic()) > 0):
+                self._wakeup.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), left)
+            batch = self._take()
+            texts = [t for job in batch for t in job.texts]
+            self.metrics.batch.labels(self.name).observe(len(texts))
+            try:
+                probs = await loop.run_in_executor(self._executor, self._run, texts)
+            except Exception as e:  # noqa: BLE001 - every waiting request hears of it; the loop goes on
+                log.exception("%s: a batch of %d texts failed", self.name, len(texts))
+                for job in batch:
+                    if not job.future.done():
+                        job.future.set_exception(ServeError(500, f"{self.name}: inference failed: {e}"))
+                continue
+            self.metrics.texts.labels(self.name).inc(len(texts))
+            start = 0
+            for job in batch:
+                if not job.future.done():  # a client that went away leaves a cancelled future
+                    job.future.set_result(probs[start:start + len(job.texts)])
+                start += len(job.texts)
+
+    def _take(self) -> list[_Job]:
+        """The oldest jobs, up to ``max_batch_size`` texts (at least one job, whatever its size)."""
+        batch, n = [self._pending.popleft()], 0
+        n = len(batch[0].texts)
+        while self._pending and n + len(self._pending[0].texts) <= self.cfg.max_batch_size:
+            job = self._pending.popleft()
+            batch.append(job)
+            n += len(job.texts)
+        self.waiting -= n
+        self.metrics.queue.labels(self.name).set(self.waiting)
+        return batch
+
+
+# ---------------------------------------------------------------------------------------------------- the app
+def _texts(value: Any, cfg: ServeConfig, where: str) -> list[str]:
+    if not isinstance(value, list):
+        raise ServeError(400, f"{where} must be a list of strings")
+    if len(value) > cfg.max_texts:
+        raise ServeError(413, f"{where}: {len(value)} texts; at most {cfg.max_texts} per request (max_texts)")
+    for i, text in enumerate(value):
+        if not isinstance(text, str):
+            raise ServeError(422, f"{where}[{i}] is {type(text).__name__}, not a string")
+        if len(text) > cfg.max_chars:
+            raise ServeError(413, f"{where}[{i}] has {len(text):,} characters; at most {cfg.max_chars:,} "
+                             "(max_chars)")
+    return value
+
+
+def _flatten(data: Any) -> list[Any]:
+    out: list[Any] = []
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        else:
+            out.append(item)
+    return out
+
+
+class Server:
+    """The served models and the ASGI app around them (:meth:`app`)."""
+
+    def __init__(self, models: Mapping[str, TextClassifier], cfg: ServeConfig | None = None):
+        if not models:
+            raise ValueError("serve at least one model package")
+        self.cfg = cfg or ServeConfig()
+        self.metrics = Metrics()
+        self.models = dict(models)
+        self.batchers = {name: Batcher(name, clf, self.cfg, self.metrics) for name, clf in self.models.items()}
+        self.ready = False
+
+    # -------------------------------------------------------------------------------- lifecycle
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any):
+        for b in self.batchers.values():
+            b.start()
+        self.ready = True
+        try:
+            yield
+        finally:
+            self.ready = False
+            await asyncio.gather(*(b.close() for b in self.batchers.values()))
+
+    def begin_shutdown(self) -> None:
+        """Readiness answers 503 from now on (uvicorn then stops accepting and drains)."""
+        self.ready = False
+
+    # -------------------------------------------------------------------------------- handlers
+    def _model(self, name: str | None) -> tuple[str, Batcher]:
+        if name is None:
+            if len(self.batchers) == 1:
+                return next(iter(self.batchers.items()))
+            raise ServeError(400, f"name the model: one of {', '.join(self.batchers)}")
+        if name not in self.batchers:
+            raise ServeError(404, f"no model {name!r}; served: {', '.join(self.batchers)}")
+        return name, self.batchers[name]
+
+    async def predict(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict) or "texts" not in body:
+            raise ServeError(400, 'the body must be {"texts": [...]} (and optionally "model", "top_k")')
+        name, batcher = self._model(body.get("model"))
+        top_k = body.get("top_k", 1)
+        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+            raise ServeError(400, f"top_k={top_k!r}: must be an int >= 1, or null for every label")
+        texts = _texts(body["texts"], self.cfg, "texts")
+        probs = await batcher.submit(texts)
+        labels = batcher.clf.labels
+        k = len(labels) if top_k is None else min(top_k, len(labels))
+        predictions: list[Any] = []
+        for row in probs:
+            ranked = [{"label": labels[j], "score": float(row[j])} for j in np.argsort(-row, kind="stable")[:k]]
+            predictions.append(ranked[0] if top_k == 1 else ranked)
+        return {"model": name, "predictions": predictions}
+
+    def metadata(self, name: str) -> dict[str, Any]:
+        name, b = self._model(name)
+        clf = b.clf
+        return {"name": name, "versions": [str((clf.manifest or {}).get("version", "1"))], "platform": "onnxruntime",
+                "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+                "outputs": [{"name": "label", "datatype": "BYTES", "shape": [-1]},
+                            {"name": "score", "datatype": "FP32", "shape": [-1]},
+                            {"name": "probabilities", "datatype": "FP32", "shape": [-1, clf.num_labels]}],
+                "parameters": {"labels": clf.labels, "max_length": clf.max_length, "variant": clf.config.variant}}
+
+    async def infer(self, name: str, body: Any) -> dict[str, Any]:
+        name, batcher = self._model(name)
+        if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or len(body["inputs"]) != 1:
+            raise ServeError(400, 'an inference request has "inputs": one BYTES tensor of texts')
+        tensor = body["inputs"][0]
+        if not isinstance(tensor, dict) or tensor.get("datatype") != "BYTES" or "data" not in tensor:
+            raise ServeError(400, 'the input must be {"name", "shape", "datatype": "BYTES", "data": [...]}')
+        data = _flatten(tensor["data"])
+        shape = tensor.get("shape")
+        if (not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape)
+                or int(np.prod(shape)) != len(data) or len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1)):
+            raise ServeError(400, f"input shape {shape!r} must be [n] or [n, 1], with n = the {len(data)} texts given")
+        texts = _texts(data, self.cfg, f"inputs[0].data ({tensor.get('name', 'text')})")
+        wanted = [o.get("name") for o in body.get("outputs") or [] if isinstance(o, dict)]
+        known = ("label", "score", "probabilities")
+        if unknown := [w for w in wanted if w not in known]:
+            raise ServeError(400, f"unknown outputs {unknown}; this model gives {', '.join(known)}")
+        probs = await batcher.submit(texts)
+        best = probs.argmax(axis=1) if len(texts) else np.empty(0, dtype=np.int64)
+        n, labels = len(texts), batcher.clf.labels
+        outputs = {"label": {"name": "label", "datatype": "BYTES", "shape": [n], "data": [labels[j] for j in best]},
+                   "score": {"name": "score", "datatype": "FP32", "shape": [n],
+                             "data": [float(probs[i, j]) for i, j in enumerate(best)]},
+                   "probabilities": {"name": "probabilities", "datatype": "FP32", "shape": [n, len(labels)],
+                                     "data": probs.reshape(-1).astype(float).tolist()}}
+        out = {"model_name": name, "outputs": [outputs[w] for w in (wanted or known)]}
+        if "id" in body:
+            out["id"] = body["id"]
+        return out
+
+    # -------------------------------------------------------------------------------- the ASGI app
+    def app(self):
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse, Response
+        from starlette.routing import Route
+
+        cfg = self.cfg
+
+        async def body_of(request: Request) -> Any:
+            declared = request.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > cfg.max_body_bytes:
+                raise ServeError(413, f"the body is {int(declared):,} bytes; at most {cfg.max_body_bytes:,}")
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > cfg.max_body_bytes:
+                    raise ServeError(413, f"the body is over {cfg.max_body_bytes:,} bytes")
+                chunks.append(chunk)
+            try:
+                return json.loads(b"".join(chunks))
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise ServeError(400, f"the body is not JSON: {e}") from None
+
+        def handler(route: str, fn):
+            async def endpoint(request: Request) -> Response:
+                start = time.perf_counter()
+                try:
+                    response: Response = JSONResponse(await fn(request))
+                except ServeError as e:
+                    response = JSONResponse({"error": e.message}, status_code=e.status, headers=e.headers)
+                self.metrics.requests.labels(route, str(response.status_code)).inc()
+                self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+                return response
+            return endpoint
+
+        async def ready(request: Request) -> Response:
+            return JSONResponse({"ready": self.ready}, status_code=200 if self.ready else 503)
+
+        async def model_ready(request: Request) -> dict[str, Any]:
+            name, _ = self._model(request.path_params["name"])
+            if not self.ready:
+                raise ServeError(503, "the server is not ready")
+            return {"name": name, "ready": True}
+
+        async def metrics(request: Request) -> Response:
+            payload, content_type = self.metrics.render()
+            return Response(payload, media_type=content_type)
+
+        from edgedistill import __version__
+
+        routes = [
+            Route("/v2/health/live", lambda r: JSONResponse({"live": True})),
+            Route("/v2/health/ready", ready),
+            Route("/v2", lambda r: JSONResponse({"name": "edgedistill", "version": __version__, "extensions": []})),
+            Route("/v2/models/{name}", handler("metadata", lambda r: _async(self.metadata(r.path_params["name"])))),
+            Route("/v2/models/{name}/versions/{version}",
+                  handler("metadata", lambda r: _async(self.metadata(r.path_params["name"])))),
+            Route("/v2/models/{name}/ready", handler("ready", model_ready)),
+            Route("/v2/models/{name}/infer", handler("infer", lambda r: self._infer(r, body_of)), methods=["POST"]),
+            Route("/v2/models/{name}/versions/{version}/infer", handler("infer", lambda r: self._infer(r, body_of)),
+                  methods=["POST"]),
+            Route("/predict", handler("predict", lambda r: self._predict(r, body_of)), methods=["POST"]),
+            Route("/metrics", metrics),
+        ]
+        return AccessLog(Starlette(routes=routes, lifespan=self.lifespan))
+
+    async def _infer(self, request, body_of) -> dict[str, Any]:
+        return await self.infer(request.path_params["name"], await body_of(request))
+
+    async def _predict(self, request, body_of) -> dict[str, Any]:
+        return await self.predict(await body_of(request))
+
+
+async def _async(value: Any) -> Any:
+    return value
+
+
+class AccessLog:
+    """ASGI middleware: one structured (JSON) access-log line per HTTP request."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), [0]
+
+        async def sending(message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            client = scope.get("client") or ("", 0)
+            access_log.info(json.dumps({"method": scope["method"], "path": scope["path"], "status": status[0],
+                                        "ms": round((time.perf_counter() - start) * 1000, 2), "client": client[0]}))
+
+
+# ---------------------------------------------------------------------------------------------------- loading
+def model_name(spec: str) -> tuple[str, Path]:
+    """``NAME=PATH`` or ``PATH`` (the name: the package folder's or zip's name)."""
+    if "=" in spec and not Path(spec).exists():
+        name, path = spec.split("=", 1)
+    else:
+        path = spec
+        name = Path(spec).name.removesuffix(".zip")
+    if not name or "/" in name:
+        raise ValueError(f"{spec!r}: a model name is a plain word (give NAME=PATH)")
+    return name, Path(path)
+
+
+def load_models(specs: Sequence[str], threads: int | None = None) -> tuple[dict[str, TextClassifier], int]:
+    """The packages of ``specs`` (``NAME=PATH`` or ``PATH``), each on its share of the cores; returns them and the
+    intra-op threads each got."""
+    named = [model_name(s) for s in specs]
+    names = [n for n, _ in named]
+    if dupes := sorted({n for n in names if names.count(n) > 1}):
+        raise ValueError(f"two packages are named {', '.join(dupes)}: give NAME=PATH")
+    per_model = thread_plan(len(named), threads)
+    return {name: TextClassifier.load(path, threads=per_model) for name, path in named}, per_model
