@@ -1,4 +1,4 @@
-"""Files of texts to classify: ``.txt`` (one text a line), ``.jsonl`` and ``.csv``, read as a stream.
+"""Files of texts to classify: ``.txt`` (one text a line), ``.jsonl``, ``.csv`` and ``.parquet``, read as a stream.
 
 The predict command reads them chunk by chunk, so a file of any size runs in
 constant memory, and writes one output line per input text, in order:
@@ -9,6 +9,8 @@ constant memory, and writes one output line per input text, in order:
   JSON string. A blank line, invalid JSON, a missing or non-string field is an error naming the line.
 - ``.csv``: a header row, then one text per row from ``text_column``; fully blank lines are skipped
   (they are no rows), a row too short to have the column is an error naming the line.
+- ``.parquet``: ``text_column`` of every row, read a record batch at a time (pyarrow, which the base install does
+  not carry: ``pip install pyarrow``); a null or non-string value is an error naming the row.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import TextIO
 
 from edgedistill.runtime.errors import InputFileError
 
-FORMATS = {".txt": "txt", ".text": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+FORMATS = {".txt": "txt", ".text": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 DEFAULT_TEXT_COLUMN = "text"
 DEFAULT_ENCODING = "utf-8-sig"  # reads plain UTF-8 too, and drops the byte-order mark spreadsheets write
 CHUNK_SIZE = 1024  # texts read, classified and written at a time
@@ -83,6 +85,67 @@ def _json_text(line: str, n: int, path: Path | str, text_column: str) -> str:
         raise InputFileError(path, f"text is {'null' if value is None else type(value).__name__}, not a string",
                              line=n)
     return value
+
+
+def _pyarrow_parquet(path: Path | str):
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InputFileError(path, "reading or writing Parquet needs pyarrow: pip install pyarrow") from None
+    return pq
+
+
+def parquet_rows(path: Path | str) -> int:
+    """Rows of a Parquet file, from its footer (no data read)."""
+    try:
+        return _pyarrow_parquet(path).ParquetFile(path).metadata.num_rows
+    except (OSError, ValueError) as e:  # pyarrow: ArrowIOError, ArrowInvalid (not Parquet, or torn)
+        raise InputFileError(path, f"is not a readable Parquet file ({e})") from None
+
+
+def iter_parquet(path: Path | str, text_column: str = DEFAULT_TEXT_COLUMN, batch_rows: int = CHUNK_SIZE
+                 ) -> Iterator[str]:
+    """The texts of ``text_column``, one record batch at a time (constant memory whatever the file's size)."""
+    pq = _pyarrow_parquet(path)
+    try:
+        f = pq.ParquetFile(path)
+    except (OSError, ValueError) as e:
+        raise InputFileError(path, f"is not a readable Parquet file ({e})") from None
+    names = f.schema_arrow.names
+    if text_column not in names:
+        raise InputFileError(path, f"has no column {text_column!r} (columns: {', '.join(names)}); name the text "
+                             "column with --text-column")
+    row = 0
+    for batch in f.iter_batches(batch_size=batch_rows, columns=[text_column]):
+        for value in batch.column(0).to_pylist():
+            row += 1
+            if not isinstance(value, str):
+                raise InputFileError(path, f"row {row}: text is {'null' if value is None else type(value).__name__}"
+                                     ", not a string")
+            yield value
+
+
+def write_parquet(jsonl: Path | str, output: Path | str, rows_per_group: int = 65536) -> int:
+    """The predictions of a JSON Lines file (one object a line) as a Parquet file, a row group at a time:
+    columns ``label``, ``score`` (and ``top_k``, a list of ``{label, score}``, where it was asked for)."""
+    pq = _pyarrow_parquet(output)
+    import pyarrow as pa
+
+    writer, n = None, 0
+    try:
+        with open(jsonl, encoding="utf-8") as f:
+            for group in chunks((json.loads(line) for line in f), rows_per_group):
+                table = pa.Table.from_pylist(group)
+                writer = writer or pq.ParquetWriter(output, table.schema)
+                writer.write_table(table)
+                n += len(group)
+        if writer is None:  # no rows: an empty file of the plain columns
+            pq.write_table(pa.table({"label": pa.array([], pa.string()), "score": pa.array([], pa.float64())}),
+                           output)
+    finally:
+        if writer is not None:
+            writer.close()
+    return n
 
 
 def chunks(texts: Iterable[str], size: int = CHUNK_SIZE) -> Iterator[list[str]]:

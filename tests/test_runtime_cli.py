@@ -1,4 +1,5 @@
-"""``edgedistill predict``: texts on the command line, .txt / .jsonl / .csv files, errors, no torch."""
+"""``edgedistill predict``: texts on the command line, .txt / .jsonl / .csv / .parquet files, a resumed run, errors,
+no torch."""
 
 from __future__ import annotations
 
@@ -112,6 +113,73 @@ def test_a_zip_package(tiny_package, tmp_path):
     z = zip_package(tiny_package, tmp_path / "tiny.zip")
     res = invoke(z, "good")
     assert res.exit_code == 0, res.output
+
+
+def test_a_parquet_file_in_and_a_parquet_file_out(tiny_package, clf, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    texts = TEXTS * 5
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"id": list(range(len(texts))), "review": texts}), src, row_group_size=4)
+    out = tmp_path / "out.jsonl"
+    res = invoke(tiny_package, "-i", src, "-o", out, "--text-column", "review", "--chunk-size", "3")
+    assert res.exit_code == 0, res.output
+    assert_same(read_jsonl(out), expected(clf, texts))
+    table = tmp_path / "out.parquet"
+    res = invoke(tiny_package, "-i", src, "-o", table, "--text-column", "review", "--top-k", "2")
+    assert res.exit_code == 0, res.output
+    rows = pq.read_table(table).to_pylist()
+    assert_same(rows, expected(clf, texts, top_k=2))
+    assert [len(r["top_k"]) for r in rows] == [2] * len(texts)
+    assert not list(tmp_path.glob("*.partial*")) and not list(tmp_path.glob("*.tmp"))
+    res = invoke(tiny_package, "-i", src, "-o", out)  # no "text" column
+    assert res.exit_code == 1 and "has no column 'text' (columns: id, review)" in " ".join(res.output.split())
+    pq.write_table(pa.table({"text": ["good", None]}), src)
+    res = invoke(tiny_package, "-i", src, "-o", out)
+    assert res.exit_code == 1 and "row 2: text is null" in " ".join(res.output.split())
+
+
+def test_an_interrupted_run_resumes_after_its_last_whole_line(tiny_package, clf, tmp_path, monkeypatch):
+    texts = [f"{t} {i}" for i in range(6) for t in TEXTS]  # 42 texts, 5 chunks of 10
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    partial = tmp_path / "out.jsonl.partial"
+    calls: list[int] = []
+    real = TextClassifier.predict
+
+    def stopping(self, chunk, *a, **k):  # Ctrl+C during the third chunk
+        calls.append(len(chunk))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, chunk, *a, **k)
+
+    monkeypatch.setattr(TextClassifier, "predict", stopping)
+    res = invoke(tiny_package, "-i", src, "-o", out, "--chunk-size", "10")
+    assert res.exit_code == 130 and "20 predictions kept" in res.output
+    assert not out.exists() and len(read_jsonl(partial)) == 20
+    with open(partial, "ab") as f:  # a torn last line (the process died mid-write) is cut off
+        f.write(b'{"label": "pos')
+    calls.clear()
+    monkeypatch.setattr(TextClassifier, "predict", lambda self, chunk, *a, **k: calls.append(len(chunk))
+                        or real(self, chunk, *a, **k))
+    res = invoke(tiny_package, "-i", src, "-o", out, "--chunk-size", "10")
+    assert res.exit_code == 0, res.output
+    assert "resuming: 20 texts" in res.output and calls == [10, 10, 2]  # only the 22 texts left
+    assert_same(read_jsonl(out), expected(clf, texts))
+    assert not partial.exists() and not (tmp_path / "out.jsonl.partial.json").exists()
+
+
+def test_a_partial_output_of_another_input_or_option_is_started_over(tiny_package, clf, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("good\nbad\n")
+    out = tmp_path / "out.jsonl"
+    partial = tmp_path / "out.jsonl.partial"
+    partial.write_text('{"label": "x", "score": 1.0}\n')
+    (tmp_path / "out.jsonl.partial.json").write_text(json.dumps({"input": "elsewhere"}))
+    res = invoke(tiny_package, "-i", src, "-o", out)
+    assert res.exit_code == 0 and "resuming" not in res.output
+    assert_same(read_jsonl(out), expected(clf, ["good", "bad"]))
 
 
 @pytest.mark.parametrize("content, suffix, match", [

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import itertools
 import json
 import os
 import sys
@@ -20,9 +23,10 @@ def predict(
     package: Annotated[Path, typer.Argument(help="A model package: its folder or its .zip.")],
     texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify (or use --input).")] = None,
     input: Annotated[Optional[Path], typer.Option(
-        "--input", "-i", help="A file of texts: .txt (one a line), .jsonl or .csv.")] = None,
+        "--input", "-i", help="A file of texts: .txt (one a line), .jsonl, .csv or .parquet.")] = None,
     output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Write one JSON line per input text here (default with --input: stdout).")] = None,
+        "--output", "-o", help="Write one JSON line per input text here (.parquet: a Parquet file); an interrupted "
+        "run resumes (default with --input: stdout).")] = None,
     text_column: Annotated[Optional[str], typer.Option(help="The text column (.csv) or field (.jsonl).")] = None,
     encoding: Annotated[Optional[str], typer.Option(help="Encoding of the --input file.")] = None,
     top_k: Annotated[Optional[int], typer.Option(help="How many labels to give per text, best first.")] = None,
@@ -83,8 +87,16 @@ def _predict_texts(clf: Any, texts: list[str], output: Path | None, kw: dict[str
 
 def _predict_file(clf: Any, path: Path, output: Path | None, kw: dict[str, Any], *, text_column: str | None,
                   encoding: str | None, chunk_size: int | None) -> None:
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    """Stream ``path`` through ``clf`` to JSON Lines (or Parquet, for an ``output`` named ``*.parquet``).
+
+    With ``output``, lines go to ``OUTPUT.partial`` first and the file appears under its name only when every text
+    is done. An interrupted run (Ctrl+C, SIGTERM, a full disk) keeps the partial file and, beside it,
+    ``OUTPUT.partial.json``: what it was classifying (the input's size and time, the package, the options). The
+    same command then resumes after the last whole line. A bad input file leaves nothing behind."""
+    import signal
+
+    from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
 
     from edgedistill.runtime import inputs
     from edgedistill.runtime.errors import InputFileError
@@ -92,33 +104,109 @@ def _predict_file(clf: Any, path: Path, output: Path | None, kw: dict[str, Any],
     fmt = inputs.input_format(path)
     if not path.is_file():
         raise InputFileError(path, "no such file")
+    to_parquet = output is not None and output.suffix.lower() == ".parquet"
     encoding = encoding or inputs.DEFAULT_ENCODING
+    column = text_column or inputs.DEFAULT_TEXT_COLUMN
     partial = output.with_name(output.name + ".partial") if output is not None else None
-    out = open(partial, "w", encoding="utf-8") if partial is not None else sys.stdout
     done = 0
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+    if partial is not None:
+        done = _resumable(partial, _run_key(clf, path, column, kw))
+        if done:
+            err_console.print(f"resuming: {done:,} texts of {path.name} already classified in {partial}")
+    out = open(partial, "a" if done else "w", encoding="utf-8") if partial is not None else sys.stdout
+    rows = fmt == "parquet"
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                        MofNCompleteColumn() if rows else DownloadColumn(),
                         TextColumn("{task.fields[texts]} texts"), TimeElapsedColumn(), TimeRemainingColumn(),
                         console=err_console, redirect_stdout=False, redirect_stderr=False)
+    previous = signal.signal(signal.SIGTERM, _interrupt) if partial is not None else None
     try:
-        with progress:
-            task = progress.add_task(f"classifying {path.name}", total=path.stat().st_size, texts=0)
-            with progress.open(path, "rt", encoding=encoding, newline=inputs.NEWLINE[fmt], task_id=task) as f:
-                texts = inputs.iter_texts(f, fmt, path, text_column or inputs.DEFAULT_TEXT_COLUMN)
-                for chunk in inputs.chunks(texts, chunk_size or inputs.CHUNK_SIZE):
-                    out.write("".join(json.dumps(_record(p), ensure_ascii=False) + "\n"
-                                      for p in clf.predict(chunk, **kw)))
-                    done += len(chunk)
-                    progress.update(task, texts=done)
-    except BaseException as e:
-        if partial is not None:  # no half-written file under the name asked for
+        with progress, contextlib.ExitStack() as stack:
+            if rows:
+                task = progress.add_task(f"classifying {path.name}", total=inputs.parquet_rows(path), texts=done)
+                texts = inputs.iter_parquet(path, column)
+            else:
+                task = progress.add_task(f"classifying {path.name}", total=path.stat().st_size, texts=done)
+                f = stack.enter_context(progress.open(path, "rt", encoding=encoding, newline=inputs.NEWLINE[fmt],
+                                                      task_id=task))
+                texts = inputs.iter_texts(f, fmt, path, column)
+            texts = itertools.islice(texts, done, None)
+            if rows:
+                progress.update(task, completed=done)
+            for chunk in inputs.chunks(texts, chunk_size or inputs.CHUNK_SIZE):
+                out.write("".join(json.dumps(_record(p), ensure_ascii=False) + "\n"
+                                  for p in clf.predict(chunk, **kw)))
+                out.flush()
+                done += len(chunk)
+                progress.update(task, texts=done, **({"advance": len(chunk)} if rows else {}))
+    except (InputFileError, UnicodeDecodeError) as e:
+        if partial is not None:  # a bad input: nothing half-written is kept (a fixed file is another input)
             out.close()
             partial.unlink(missing_ok=True)
+            _key_file(partial).unlink(missing_ok=True)
         if isinstance(e, UnicodeDecodeError):
             raise InputFileError(path, f"is not {encoding} text ({e.reason}); pass --encoding") from None
         raise
-    if partial is not None:
+    except (KeyboardInterrupt, OSError) as e:
+        if partial is None:
+            raise
         out.close()
-        os.replace(partial, output)
-        err_console.print(f"[green]✓[/] {done} predictions written to {output}")
-    else:
+        err_console.print(f"[yellow]stopped[/]: {done:,} predictions kept in {partial}; the same command resumes "
+                          "from there", highlight=False)
+        if isinstance(e, KeyboardInterrupt):
+            raise typer.Exit(130) from None
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if partial is None:
         out.flush()
+        return
+    out.close()
+    if to_parquet:
+        tmp = output.with_name(output.name + ".tmp")
+        inputs.write_parquet(partial, tmp)
+        os.replace(tmp, output)
+        partial.unlink()
+    else:
+        os.replace(partial, output)
+    _key_file(partial).unlink(missing_ok=True)
+    err_console.print(f"[green]✓[/] {done} predictions written to {output}")
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM stops a long run as Ctrl+C does: the partial output is kept for a resume."""
+    raise KeyboardInterrupt
+
+
+def _key_file(partial: Path) -> Path:
+    return partial.with_name(partial.name + ".json")
+
+
+def _run_key(clf: Any, path: Path, column: str, kw: dict[str, Any]) -> dict[str, Any]:
+    """What a partial output was made from: the input file (by size and modification time), the package (its
+    manifest, which holds every file's sha256) and the options that change a line."""
+    st = path.stat()
+    manifest = json.dumps(clf.manifest, sort_keys=True) if clf.manifest is not None else clf.source
+    return {"input": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "package": hashlib.sha256(manifest.encode()).hexdigest(), "target": clf.target,
+            "text_column": column, "top_k": kw.get("top_k")}
+
+
+def _resumable(partial: Path, key: dict[str, Any]) -> int:
+    """Whole lines already in ``partial`` when it was made from ``key`` (its torn last line cut off); else 0, and
+    ``key`` is recorded for the run that starts."""
+    key_file = _key_file(partial)
+    try:
+        same = json.loads(key_file.read_text()) == key and partial.is_file()
+    except (OSError, json.JSONDecodeError):
+        same = False
+    if not same:
+        key_file.write_text(json.dumps(key) + "\n")
+        return 0
+    data = partial.read_bytes()
+    whole = data.rfind(b"\n") + 1
+    if whole < len(data):
+        with open(partial, "r+b") as f:
+            f.truncate(whole)
+    return data.count(b"\n", 0, whole)
