@@ -15,6 +15,9 @@ PEERS_VENV ?= .venv-peers
 # The ladder benchmark's model2vec peer (benchmarks/ladder.py) needs transformers < 5.4 and huggingface_hub >= 1.0:
 # a third environment, also made by `make peers`.
 M2V_VENV ?= .venv-model2vec
+# The serve benchmark's stock Open Inference Protocol client (benchmarks/serve.py --tritonclient-python): tritonclient
+# pulls in gevent, which nothing else needs; a fourth environment, also made by `make peers`.
+TRITON_VENV ?= .venv-tritonclient
 RECIPE ?= models/movie-sentiment.toml
 PROFILE ?= quick
 
@@ -40,7 +43,12 @@ $(M2V_VENV)/.installed: benchmarks/peers/model2vec-requirements.txt
 	$(M2V_VENV)/bin/python -m pip install -q --disable-pip-version-check -r benchmarks/peers/model2vec-requirements.txt
 	touch $@
 
-peers: $(PEERS_VENV)/.installed $(M2V_VENV)/.installed
+$(TRITON_VENV)/.installed: benchmarks/peers/tritonclient-requirements.txt
+	test -x $(TRITON_VENV)/bin/python || $(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -m pip install -q --disable-pip-version-check -r benchmarks/peers/tritonclient-requirements.txt
+	touch $@
+
+peers: $(PEERS_VENV)/.installed $(M2V_VENV)/.installed $(TRITON_VENV)/.installed
 
 demo: venv
 	$(BIN)/edgedistill build $(RECIPE) --profile $(PROFILE)
@@ -54,4 +62,4 @@ test-fast: venv
 	$(BIN)/python -m pytest -q -m "not real and not slow"
 
 clean:
-	rm -rf $(VENV) $(PEERS_VENV) $(M2V_VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS_VENV) $(M2V_VENV) $(TRITON_VENV) .pytest_cache .ruff_cache

@@ -17,7 +17,8 @@ What it does, each part bounded in time:
    still answer;
 4. **drain**: 64 requests in flight, then SIGTERM: every one of them must be answered;
 5. **protocol**: ``POST /v2/models/NAME/infer``, a request built from the Open Inference Protocol v2 by hand,
-   gives ``TextClassifier.predict``'s labels on every test text.
+   gives ``TextClassifier.predict``'s labels on every test text; so does NVIDIA's ``tritonclient`` (a stock v2
+   client, in its own environment: ``make peers``), with its binary tensor data and in JSON.
 
 The load generator is a small HTTP/1.1 keep-alive client on asyncio streams (no client library: on 2 cores every
 client microsecond is taken from the server), run in this process; the server is another. Results:
@@ -251,6 +252,18 @@ def in_process(package: Path, texts: list[str], seconds: float, threads: int) ->
             "variant": clf.config.variant}
 
 
+def tritonclient_check(python: Path, port: int, want: list[str], texts: list[str]) -> dict[str, Any]:
+    """NVIDIA's tritonclient (its own environment: ``make peers``), binary and JSON, against ``want``."""
+    script = ROOT / "benchmarks" / "peers" / "tritonclient_check.py"
+    run = subprocess.run([str(python), str(script), str(port), NAME], input=json.dumps(texts), capture_output=True,
+                         text=True, timeout=300)
+    if run.returncode:
+        return {"error": run.stderr.strip().splitlines()[-1] if run.stderr.strip() else f"exit {run.returncode}"}
+    got = json.loads(run.stdout)
+    return {"ready": got["ready"], "labels_equal_binary": got["binary"] == want,
+            "labels_equal_json": got["json"] == want}
+
+
 def protocol_check(port: int, package: Path, texts: list[str]) -> dict[str, Any]:
     clf = TextClassifier.load(package, threads=1)
     want = [p["label"] for p in clf.predict(texts)]
@@ -262,7 +275,8 @@ def protocol_check(port: int, package: Path, texts: list[str]) -> dict[str, Any]
         assert status == 200, out
         got += next(o for o in out["outputs"] if o["name"] == "label")["data"]
     return {"texts": len(texts), "labels_equal": got == want, "agreement": float(np.mean([a == b for a, b in
-                                                                                          zip(got, want)]))}
+                                                                                          zip(got, want)])),
+            "want": want}
 
 
 # ----------------------------------------------------------------------------------------------- reporting
@@ -304,8 +318,15 @@ def write(result: dict[str, Any], out_dir: Path) -> None:
         f"({d['statuses']}); exit status {result['drain_exit']}.",
         f"- **protocol**: `POST /v2/models/{NAME}/infer` (a v2 request built by hand) on {p['texts']} texts: labels "
         f"equal to `TextClassifier.predict`: {p['labels_equal']} ({p['agreement']:.1%}).",
-        "",
     ]
+    t = result.get("tritonclient")
+    lines.append("- **tritonclient** (NVIDIA's stock v2 client over HTTP, `benchmarks/peers/tritonclient_check.py`): "
+                 + ("not run (no `.venv-tritonclient`: `make peers`)" if t is None else
+                    f"failed: {t['error']}" if "error" in t else
+                    f"server and model ready: {t['ready']}; labels equal to `TextClassifier.predict` with its "
+                    f"default binary tensor data: {t['labels_equal_binary']}, in JSON: {t['labels_equal_json']}")
+                 + ".")
+    lines.append("")
     (out_dir / "serve.md").write_text("\n".join(lines))
     try:
         import matplotlib
@@ -334,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="timed seconds per closed-loop run")
     ap.add_argument("--overload-seconds", type=float, default=5.0)
     ap.add_argument("--output-dir", type=Path, default=None, help="default: benchmarks/results/<device>/")
+    ap.add_argument("--tritonclient-python", type=Path, default=ROOT / ".venv-tritonclient" / "bin" / "python",
+                    help="Python of an environment with tritonclient[http] (`make peers`); skipped where missing")
     args = ap.parse_args(argv)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     texts = list(SENTENCES)
@@ -347,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     proc, port = start_server(args.package)
     try:
         result["protocol"] = protocol_check(port, args.package, texts)
+        want = result["protocol"].pop("want")
+        if args.tritonclient_python.exists():
+            result["tritonclient"] = tritonclient_check(args.tritonclient_python, port, want, texts)
         result["closed_loop"] = []
         for c in CONCURRENCY:
             print(f"closed loop, {c} clients ...", flush=True)

@@ -7,7 +7,8 @@ work unchanged, and one plain route:
 - ``GET /v2/models/{name}`` (model metadata: its input and outputs), ``GET /v2/models/{name}/ready``;
 - ``POST /v2/models/{name}/infer``: one ``BYTES`` input of shape ``[n]`` (or ``[n, 1]``), any name; outputs
   ``label`` (``BYTES [n]``), ``score`` (``FP32 [n]``) and ``probabilities`` (``FP32 [n, labels]``, row-major), or
-  those the request's ``outputs`` names;
+  those the request's ``outputs`` names; in JSON, or in the binary tensor data extension (Triton's; what
+  tritonclient sends and asks for by default) where the request uses it;
 - ``POST /predict`` ``{"texts": [...], "model": name, "top_k": k}`` -> ``{"model", "predictions"}``, each prediction
   as :meth:`TextClassifier.predict <edgedistill.runtime.classifier.TextClassifier.predict>` gives it (``model`` may
   be left out when one model is served);
@@ -260,6 +261,30 @@ def _flatten(data: Any) -> list[Any]:
     return out
 
 
+def _unpack_bytes(binary: bytes, size: Any) -> list[str]:
+    """A BYTES tensor of the binary data extension: each element a 4-byte little-endian length, then its bytes."""
+    if not isinstance(size, int) or size != len(binary):
+        raise ServeError(400, f"binary_data_size {size!r} does not match the {len(binary)} bytes after the JSON header")
+    out, at = [], 0
+    while at < len(binary):
+        if at + 4 > len(binary):
+            raise ServeError(400, "a BYTES element is cut short in the binary data")
+        length = int.from_bytes(binary[at:at + 4], "little")
+        element = binary[at + 4:at + 4 + length]
+        if len(element) != length:
+            raise ServeError(400, "a BYTES element is cut short in the binary data")
+        try:
+            out.append(element.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ServeError(422, f"text {len(out)} is not UTF-8") from None
+        at += 4 + length
+    return out
+
+
+def _pack_bytes(values: Sequence[str]) -> bytes:
+    return b"".join(len(b).to_bytes(4, "little") + b for b in (v.encode("utf-8") for v in values))
+
+
 class Server:
     """The served models and the ASGI app around them (:meth:`app`)."""
 
@@ -325,35 +350,52 @@ class Server:
                             {"name": "probabilities", "datatype": "FP32", "shape": [-1, clf.num_labels]}],
                 "parameters": {"labels": clf.labels, "max_length": clf.max_length, "variant": clf.config.variant}}
 
-    async def infer(self, name: str, body: Any) -> dict[str, Any]:
+    async def infer(self, name: str, body: Any, binary: bytes = b"") -> tuple[dict[str, Any], bytes]:
+        """An Open Inference Protocol v2 request -> its JSON response and the binary data after it (empty
+        unless an output asks for the binary tensor data extension, as tritonclient does by default)."""
         name, batcher = self._model(name)
         if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or len(body["inputs"]) != 1:
             raise ServeError(400, 'an inference request has "inputs": one BYTES tensor of texts')
         tensor = body["inputs"][0]
-        if not isinstance(tensor, dict) or tensor.get("datatype") != "BYTES" or "data" not in tensor:
+        size = (tensor.get("parameters") or {}).get("binary_data_size") if isinstance(tensor, dict) else None
+        if not isinstance(tensor, dict) or tensor.get("datatype") != "BYTES" or ("data" not in tensor and size is None):
             raise ServeError(400, 'the input must be {"name", "shape", "datatype": "BYTES", "data": [...]}')
-        data = _flatten(tensor["data"])
+        data = _flatten(tensor["data"]) if size is None else _unpack_bytes(binary, size)
         shape = tensor.get("shape")
         if (not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape)
                 or int(np.prod(shape)) != len(data) or len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1)):
             raise ServeError(400, f"input shape {shape!r} must be [n] or [n, 1], with n = the {len(data)} texts given")
         texts = _texts(data, self.cfg, f"inputs[0].data ({tensor.get('name', 'text')})")
-        wanted = [o.get("name") for o in body.get("outputs") or [] if isinstance(o, dict)]
+        requested = [o for o in body.get("outputs") or [] if isinstance(o, dict)]
         known = ("label", "score", "probabilities")
-        if unknown := [w for w in wanted if w not in known]:
+        if unknown := [o.get("name") for o in requested if o.get("name") not in known]:
             raise ServeError(400, f"unknown outputs {unknown}; this model gives {', '.join(known)}")
+        all_binary = bool((body.get("parameters") or {}).get("binary_data_output"))
+        wanted = {o["name"]: bool((o.get("parameters") or {}).get("binary_data", all_binary)) for o in requested} \
+            or dict.fromkeys(known, all_binary)
         probs = await batcher.submit(texts)
         best = probs.argmax(axis=1) if len(texts) else np.empty(0, dtype=np.int64)
         n, labels = len(texts), batcher.clf.labels
-        outputs = {"label": {"name": "label", "datatype": "BYTES", "shape": [n], "data": [labels[j] for j in best]},
-                   "score": {"name": "score", "datatype": "FP32", "shape": [n],
-                             "data": [float(probs[i, j]) for i, j in enumerate(best)]},
-                   "probabilities": {"name": "probabilities", "datatype": "FP32", "shape": [n, len(labels)],
-                                     "data": probs.reshape(-1).astype(float).tolist()}}
-        out = {"model_name": name, "outputs": [outputs[w] for w in (wanted or known)]}
+        values = {"label": [labels[j] for j in best], "score": probs[np.arange(n), best],
+                  "probabilities": probs}
+        types = {"label": "BYTES", "score": "FP32", "probabilities": "FP32"}
+        shapes = {"label": [n], "score": [n], "probabilities": [n, len(labels)]}
+        outputs, blobs = [], []
+        for key, as_binary in wanted.items():
+            out: dict[str, Any] = {"name": key, "datatype": types[key], "shape": shapes[key]}
+            if as_binary:
+                blob = (_pack_bytes(values[key]) if key == "label"
+                        else np.ascontiguousarray(values[key], dtype="<f4").tobytes())
+                out["parameters"] = {"binary_data_size": len(blob)}
+                blobs.append(blob)
+            else:
+                out["data"] = (values[key] if key == "label"
+                               else np.asarray(values[key], dtype=np.float32).reshape(-1).astype(float).tolist())
+            outputs.append(out)
+        response = {"model_name": name, "outputs": outputs}
         if "id" in body:
-            out["id"] = body["id"]
-        return out
+            response["id"] = body["id"]
+        return response, b"".join(blobs)
 
     # -------------------------------------------------------------------------------- the ASGI app
     def app(self):
@@ -364,7 +406,7 @@ class Server:
 
         cfg = self.cfg
 
-        async def body_of(request: Request) -> Any:
+        async def raw_body(request: Request) -> bytes:
             declared = request.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > cfg.max_body_bytes:
                 raise ServeError(413, f"the body is {int(declared):,} bytes; at most {cfg.max_body_bytes:,}")
@@ -374,16 +416,30 @@ class Server:
                 if size > cfg.max_body_bytes:
                     raise ServeError(413, f"the body is over {cfg.max_body_bytes:,} bytes")
                 chunks.append(chunk)
-            try:
-                return json.loads(b"".join(chunks))
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise ServeError(400, f"the body is not JSON: {e}") from None
+            return b"".join(chunks)
+
+        async def body_of(request: Request) -> Any:
+            return _json(await raw_body(request))
+
+        async def infer(request: Request) -> Response:
+            raw = await raw_body(request)
+            header = request.headers.get("inference-header-content-length")
+            if header is not None and (not header.isdigit() or int(header) > len(raw)):
+                raise ServeError(400, f"Inference-Header-Content-Length {header!r} does not fit the body")
+            cut = int(header) if header is not None else len(raw)
+            out, blobs = await self.infer(request.path_params["name"], _json(raw[:cut]), raw[cut:])
+            if not blobs:
+                return JSONResponse(out)
+            head = json.dumps(out).encode()
+            return Response(head + blobs, media_type="application/octet-stream",
+                            headers={"Inference-Header-Content-Length": str(len(head))})
 
         def handler(route: str, fn):
             async def endpoint(request: Request) -> Response:
                 start = time.perf_counter()
                 try:
-                    response: Response = JSONResponse(await fn(request))
+                    result = await fn(request)
+                    response: Response = result if isinstance(result, Response) else JSONResponse(result)
                 except ServeError as e:
                     response = JSONResponse({"error": e.message}, status_code=e.status, headers=e.headers)
                 self.metrics.requests.labels(route, str(response.status_code)).inc()
@@ -414,19 +470,22 @@ class Server:
             Route("/v2/models/{name}/versions/{version}",
                   handler("metadata", lambda r: _async(self.metadata(r.path_params["name"])))),
             Route("/v2/models/{name}/ready", handler("ready", model_ready)),
-            Route("/v2/models/{name}/infer", handler("infer", lambda r: self._infer(r, body_of)), methods=["POST"]),
-            Route("/v2/models/{name}/versions/{version}/infer", handler("infer", lambda r: self._infer(r, body_of)),
-                  methods=["POST"]),
+            Route("/v2/models/{name}/infer", handler("infer", infer), methods=["POST"]),
+            Route("/v2/models/{name}/versions/{version}/infer", handler("infer", infer), methods=["POST"]),
             Route("/predict", handler("predict", lambda r: self._predict(r, body_of)), methods=["POST"]),
             Route("/metrics", metrics),
         ]
         return AccessLog(Starlette(routes=routes, lifespan=self.lifespan))
 
-    async def _infer(self, request, body_of) -> dict[str, Any]:
-        return await self.infer(request.path_params["name"], await body_of(request))
-
     async def _predict(self, request, body_of) -> dict[str, Any]:
         return await self.predict(await body_of(request))
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ServeError(400, f"the body is not JSON: {e}") from None
 
 
 async def _async(value: Any) -> Any:

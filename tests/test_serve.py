@@ -69,6 +69,36 @@ def test_predict_and_the_v2_infer_route_give_the_runtimes_answers(clf):
         assert c.get("/v2/models/tiny/ready").status_code == 200 and c.get("/v2").json()["name"] == "edgedistill"
 
 
+def _bytes_tensor(texts: list[str]) -> bytes:
+    return b"".join(len(b).to_bytes(4, "little") + b for b in (t.encode() for t in texts))
+
+
+def test_the_binary_tensor_data_extension_in_and_out(clf):
+    """What tritonclient sends and asks for by default: a JSON header, then each BYTES element as a 4-byte length
+    and its bytes; FP32 outputs as little-endian floats."""
+    blob = _bytes_tensor(TEXTS)
+    header = json.dumps({"inputs": [{"name": "text", "shape": [len(TEXTS), 1], "datatype": "BYTES",
+                                     "parameters": {"binary_data_size": len(blob)}}],
+                         "outputs": [{"name": "label", "parameters": {"binary_data": True}},
+                                     {"name": "probabilities", "parameters": {"binary_data": True}},
+                                     {"name": "score", "parameters": {"binary_data": False}}]}).encode()
+    with client({"tiny": clf}) as c:
+        r = c.post("/v2/models/tiny/infer", content=header + blob,
+                   headers={"Inference-Header-Content-Length": str(len(header))})
+        assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
+        cut = int(r.headers["inference-header-content-length"])
+        head, rest = json.loads(r.content[:cut]), r.content[cut:]
+        label, probs, score = head["outputs"]
+        assert "data" not in label and score["data"] and len(score["data"]) == len(TEXTS)
+        n = label["parameters"]["binary_data_size"]
+        assert rest[:n] == _bytes_tensor([p["label"] for p in clf.predict(TEXTS)])
+        got = np.frombuffer(rest[n:n + probs["parameters"]["binary_data_size"]], dtype="<f4").reshape(probs["shape"])
+        assert np.allclose(got, clf.predict_proba(TEXTS), atol=1e-5)
+        torn = c.post("/v2/models/tiny/infer", content=header + blob[:-3],
+                      headers={"Inference-Header-Content-Length": str(len(header))})
+        assert torn.status_code == 400 and "does not match" in torn.json()["error"]
+
+
 @pytest.mark.parametrize("route, body, status, words", [
     ("/predict", {"texts": ["x"] * 5}, 413, "at most 4 per request"),
     ("/predict", {"texts": ["x" * 101]}, 413, "at most 100 (max_chars)"),
