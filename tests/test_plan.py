@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 from edgedistill.compress.cli import app
 from edgedistill.compress.data import SUBSET_FLOOR, subset_sizes
 from edgedistill.compress.errors import ConfigError, PlanError
-from edgedistill.compress.plan.planner import (FIXED_SECONDS, DataShape, PlanConfig, Settings, StageSettings,
-                                              format_duration, parse_duration, plan)
+from edgedistill.compress.plan.planner import (BASELINE_FIT_SECONDS, BASELINE_PARITY_SECONDS, FIXED_SECONDS,
+                                              DataShape, PlanConfig, Settings, StageSettings, format_duration,
+                                              parse_duration, plan)
 from edgedistill.compress.plan.probe import STATIC, ModelSpeed, Rate, Speeds
 from edgedistill.compress.recipe import recipe_from_dict
 
@@ -83,7 +84,11 @@ def test_without_a_budget_the_plan_takes_all_of_the_data_and_says_how_long():
     teacher = next(st for st in p.stages if st.name == "teacher")
     tokens = s.mean_tokens(40)
     assert teacher.seconds == pytest.approx(TEACHER.train.seconds(6000 * 2, tokens)
-                                            + TEACHER.infer.seconds(857 * 4 + 1500, tokens) + FIXED_SECONDS["teacher"])
+                                            + TEACHER.infer.seconds(857 * 4 + 1500, tokens) + FIXED_SECONDS["teacher"]
+                                            + BASELINE_FIT_SECONDS * 6000)  # the check's baseline
+    baseline = next(st for st in p.stages if st.name == "baseline")  # grows with the data: 26k tweets took minutes
+    assert baseline.seconds == pytest.approx(FIXED_SECONDS["baseline"] + BASELINE_FIT_SECONDS * 6000
+                                             + BASELINE_PARITY_SECONDS * 857)
     assert p.shape["token_limit"] == 40 and p.shape["classes"] == 2
 
 
