@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     texts = list(SENTENCES)
-    out_dir = args.output_dir or ROOT / "benchmarks" / "results" / device_name()
+    out_dir = args.output_dir or ROOT / "benchmarks" / "results" / device_name(environment())
     print(f"in-process throughput ({cores} threads) ...", flush=True)
     result: dict[str, Any] = {
         "command": "python benchmarks/serve.py " + " ".join(recorded(a) for a in (argv or sys.argv[1:])),

@@ -26,6 +26,20 @@ def test_runtime_import_is_torch_free():
                    check=True)
 
 
+def test_the_runtime_alone_imports_no_command_line_library_and_the_command_says_what_to_install():
+    """The base install is onnxruntime, tokenizers and numpy: the runtime imports nothing else, and the
+    ``edgedistill`` command without typer / rich names the extra instead of a traceback."""
+    code = ("import sys\nfrom edgedistill import TextClassifier\nimport edgedistill.runtime.classifier\n"
+            "extra = [m for m in ('typer', 'rich', 'click', 'torch', 'pyarrow') if m in sys.modules]\n"
+            "assert not extra, extra\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    missing = "import sys\nsys.modules['typer'] = None\nfrom edgedistill.__main__ import main\nsys.exit(main())\n"
+    r = subprocess.run([sys.executable, "-c", missing], capture_output=True, text=True)
+    assert r.returncode == 1 and "pip install 'edgedistill[cli]'" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "edgedistill", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "predict" in r.stdout
+
+
 def test_sources_list_shows_every_builtin_uncached():
     r = runner.invoke(app, ["sources", "list"])
     assert r.exit_code == 0, r.output
