@@ -9,6 +9,8 @@ two collectives the stages need beyond the Trainer's own, and both are no-ops in
 
 from __future__ import annotations
 
+import math
+
 import os
 from typing import Any
 
@@ -34,6 +36,31 @@ def training_args(precision: str, field: str) -> dict[str, Any]:
         raise ConfigError(field, precision, "mixed precision needs a CUDA GPU; use fp32 or auto")
     return {"fp16": precision == "fp16", "bf16": precision == "bf16", "use_cpu": not cuda,
             "ddp_backend": "gloo" if world_size() > 1 and not cuda else None}
+
+
+def trainer_arguments(work, *, n_train: int, batch_size: int, eval_batch_size: int, epochs: float, learning_rate: float,
+                      evals_per_epoch: int, seed: int, warmup_ratio: float, weight_decay: float, precision: str,
+                      field: str, grad_accumulation: int = 1, group_by_length: bool = True, keep: int = 1,
+                      **extra: Any):
+    """The ``TrainingArguments`` of every training stage (the teacher's and the student's), one rule for each:
+    evaluation and a checkpoint ``evals_per_epoch`` times an epoch (an epoch's optimizer steps across every process,
+    rounded up), the best checkpoint on validation macro-F1 loaded at the end, ``keep`` checkpoints on disk, the
+    log every 10 steps at most, the precision of :func:`training_args`. ``extra``: what one stage adds."""
+    from transformers import TrainingArguments
+
+    steps_per_epoch = max(1, math.ceil(n_train / (batch_size * world_size() * grad_accumulation)))
+    every = max(1, math.ceil(steps_per_epoch / evals_per_epoch))
+    return TrainingArguments(
+        output_dir=str(work / "checkpoints"), seed=seed, data_seed=seed, learning_rate=learning_rate,
+        num_train_epochs=epochs, per_device_train_batch_size=batch_size, per_device_eval_batch_size=eval_batch_size,
+        gradient_accumulation_steps=grad_accumulation,
+        warmup_steps=warmup_ratio,  # transformers 5: a float in [0, 1) is the share of the training steps
+        weight_decay=weight_decay, train_sampling_strategy="group_by_length" if group_by_length else "random",
+        eval_strategy="steps", eval_steps=every, save_strategy="steps", save_steps=every, save_total_limit=keep,
+        save_only_model=True, load_best_model_at_end=True, metric_for_best_model="macro_f1",  # safetensors always
+        greater_is_better=True, logging_steps=max(1, min(every, 10)), report_to=[],
+        disable_tqdm=True,  # edgedistill.compress.progress shows the training instead
+        dataloader_num_workers=0, **training_args(precision, field), **extra)
 
 
 def precision_of(args: Any) -> str:

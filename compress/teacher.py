@@ -30,7 +30,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -487,23 +486,12 @@ def _loss(weights):
 
 
 def _training_args(cfg: TeacherConfig, work: Path, n_train: int, *, lr: float, epochs: float, group: bool):
-    from transformers import TrainingArguments
-
-    steps_per_epoch = max(1, math.ceil(n_train / (cfg.batch_size * parallel.world_size() * cfg.grad_accumulation)))
-    every = max(1, math.ceil(steps_per_epoch / cfg.evals_per_epoch))
-    return TrainingArguments(
-        output_dir=str(work / "checkpoints"), seed=cfg.seed, data_seed=cfg.seed,
-        learning_rate=lr, num_train_epochs=epochs, per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.eval_batch_size, gradient_accumulation_steps=cfg.grad_accumulation,
-        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float in [0, 1) is the share of the training steps
-        weight_decay=cfg.weight_decay, train_sampling_strategy="group_by_length" if group else "random",
-        eval_strategy="steps", eval_steps=every, save_strategy="steps", save_steps=every, save_total_limit=2,
-        save_only_model=True, load_best_model_at_end=True, metric_for_best_model="macro_f1",  # safetensors always
-        greater_is_better=True, logging_steps=max(1, min(every, 10)), report_to=[],
-        disable_tqdm=True,  # edgedistill.compress.progress shows the training instead
-        ddp_find_unused_parameters=False,  # frozen weights get no gradient by design
-        dataloader_num_workers=0, **parallel.training_args(cfg.precision, "teacher.precision"),
-    )
+    return parallel.trainer_arguments(
+        work, n_train=n_train, batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch_size, epochs=epochs,
+        learning_rate=lr, evals_per_epoch=cfg.evals_per_epoch, seed=cfg.seed, warmup_ratio=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay, precision=cfg.precision, field="teacher.precision",
+        grad_accumulation=cfg.grad_accumulation, group_by_length=group, keep=2,
+        ddp_find_unused_parameters=False)  # frozen weights get no gradient by design
 
 
 def _train(trainer, cfg: TeacherConfig) -> None:

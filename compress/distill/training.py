@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -101,23 +100,11 @@ def _datasets(tokenizer, transfer: TransferSet, validation, max_length: int):
 
 
 def _training_args(cfg: DistillConfig, work: Path, n_train: int):
-    from transformers import TrainingArguments
-
-    steps_per_epoch = math.ceil(n_train / (cfg.batch_size * parallel.world_size()))
-    eval_steps = max(1, steps_per_epoch // cfg.evals_per_epoch)
-    return TrainingArguments(
-        output_dir=str(work / "checkpoints"), num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
-        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=max(cfg.batch_size, 64),
-        weight_decay=cfg.weight_decay, eval_strategy="steps",
-        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float in [0, 1) is the share of the training steps
-        eval_steps=eval_steps, save_strategy="steps", save_steps=eval_steps, save_total_limit=1,
-        save_only_model=True, load_best_model_at_end=True, metric_for_best_model="macro_f1",
-        greater_is_better=True, logging_steps=max(1, min(50, eval_steps)), report_to=[],
-        remove_unused_columns=False, seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0,
-        dataloader_pin_memory=False, label_names=["labels"], train_sampling_strategy="group_by_length",
-        disable_tqdm=True,  # edgedistill.compress.progress shows the training instead
-        **parallel.training_args(cfg.precision, "distill.precision"),
-    )
+    return parallel.trainer_arguments(
+        work, n_train=n_train, batch_size=cfg.batch_size, eval_batch_size=max(cfg.batch_size, 64), epochs=cfg.epochs,
+        learning_rate=cfg.learning_rate, evals_per_epoch=cfg.evals_per_epoch, seed=cfg.seed,
+        warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay, precision=cfg.precision,
+        field="distill.precision", remove_unused_columns=False, dataloader_pin_memory=False, label_names=["labels"])
 
 
 @dataclass
