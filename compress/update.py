@@ -127,13 +127,13 @@ def lwf_loss(logits, old_logits, labels, alpha: float, temperature: float):
     is averaged over the batch. ``old_logits=None`` (naive fine-tuning) is plain cross-entropy."""
     import torch.nn.functional as F
 
+    from edgedistill.compress.distill.losses import soft_target_loss
+
     ce = F.cross_entropy(logits, labels)
     if old_logits is None or alpha == 0:
         return ce
     k = old_logits.shape[-1]
-    kl = F.kl_div(F.log_softmax(logits[:, :k] / temperature, -1), F.log_softmax(old_logits / temperature, -1),
-                  reduction="batchmean", log_target=True)
-    return (1 - alpha) * ce + alpha * temperature ** 2 * kl
+    return (1 - alpha) * ce + alpha * soft_target_loss(logits[:, :k], old_logits, temperature)
 
 
 # ---------------------------------------------------------------------------------- the model

@@ -8,6 +8,17 @@ from collections.abc import Sequence
 from edgedistill.compress.errors import ConfigError
 
 
+def soft_target_loss(student_logits, teacher_logits, temperature: float):
+    """``T^2 * KL(softmax(t/T) || softmax(s/T))``, averaged over the batch: Hinton's soft-target term, shared by
+    distillation and by an update's learning without forgetting (:func:`edgedistill.compress.update.lwf_loss`)."""
+    import torch.nn.functional as F
+
+    t = temperature
+    log_p_s = F.log_softmax(student_logits.float() / t, dim=-1)
+    log_p_t = F.log_softmax(teacher_logits.float() / t, dim=-1)
+    return t * t * (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1).mean()
+
+
 def distillation_loss(student_logits, teacher_logits, labels, alpha: float, temperature: float):
     """alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, labels).
 
@@ -20,11 +31,7 @@ def distillation_loss(student_logits, teacher_logits, labels, alpha: float, temp
     student_logits = student_logits.float()  # under autocast: bf16 logits would round the teacher's away
     loss = student_logits.new_zeros(())
     if alpha > 0:
-        t = temperature
-        log_p_s = F.log_softmax(student_logits / t, dim=-1)
-        log_p_t = F.log_softmax(teacher_logits.float() / t, dim=-1)
-        kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1).mean()
-        loss = loss + alpha * t * t * kl
+        loss = loss + alpha * soft_target_loss(student_logits, teacher_logits, temperature)
     if alpha < 1 and labels is not None:
         mask = labels != -100
         if bool(mask.any()):
