@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from edgedistill.compress.errors import ConfigError
@@ -91,3 +92,30 @@ def barrier() -> None:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+def script_main(argv: list[str] | None, *, prog: str, description: str, tables: str,
+                owned: dict[str, tuple[str, str]], config: Callable[..., Any], run: Callable[[Any], Any]) -> None:
+    """The ``python -m ...`` entry of a training stage, also under torchrun / accelerate launch: a recipe (or a file
+    of its ``tables``), ``--profile``, ``--set`` overrides and the stage's own folders (``owned``: flag -> (config
+    field, help)); ``config(recipe, **owned)`` makes the stage's config and ``run`` runs it. Prints its one result."""
+    import argparse
+    import logging
+    from pathlib import Path
+
+    from edgedistill.compress.recipe import load_recipe
+
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", required=True, help=f"A recipe, or a TOML / JSON file of its tables ({tables}).")
+    parser.add_argument("--profile", help="quick | full (default: the recipe's).")
+    for flag, (_, help_text) in owned.items():
+        parser.add_argument(flag, help=help_text)
+    parser.add_argument("--set", action="append", default=[], metavar="TABLE.FIELD=VALUE",
+                        help="Override a recipe value, as `edgedistill build --set` does (repeatable).")
+    a = parser.parse_args(argv)
+    recipe = load_recipe(a.config, profile=a.profile, overrides=a.set, default_name=Path(a.config).stem)
+    given = {name: v for flag, (name, _) in owned.items() if (v := getattr(a, flag.lstrip("-").replace("-", "_")))}
+    cfg = config(recipe, **given)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    print(run(cfg))  # noqa: T201 (the script's one result line)
+

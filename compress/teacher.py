@@ -25,7 +25,6 @@ cfg.json`` or ``accelerate launch -m edgedistill.compress.teacher --config cfg.j
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -703,20 +702,11 @@ def _save(cfg: TeacherConfig, trainer, data, tokenizer, model, final: Path, reco
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m edgedistill.compress.teacher --config recipe.toml`` (also under torchrun / accelerate launch)."""
-    from edgedistill.compress.recipe import load_recipe
-
-    parser = argparse.ArgumentParser(prog="python -m edgedistill.compress.teacher", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True,
-                        help="A recipe, or a TOML / JSON file of its tables (data, teacher).")
-    parser.add_argument("--profile", help="quick | full (default: the recipe's).")
-    parser.add_argument("--output-dir", help="Where the teacher goes (default: the recipe's build folder).")
-    parser.add_argument("--set", action="append", default=[], metavar="TABLE.FIELD=VALUE",
-                        help="Override a recipe value, as `edgedistill build --set` does (repeatable).")
-    a = parser.parse_args(argv)
-    recipe = load_recipe(a.config, profile=a.profile, overrides=a.set, default_name=Path(a.config).stem)
-    cfg = recipe.teacher(**({"output_dir": a.output_dir} if a.output_dir else {}))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    print(finetune_teacher(cfg))  # noqa: T201 (the script's one result line)
+    parallel.script_main(argv, prog="python -m edgedistill.compress.teacher", description=__doc__.splitlines()[0],
+                         tables="data, teacher",
+                         owned={"--output-dir": ("output_dir", "Where the teacher goes (default: the recipe's build "
+                                                               "folder).")},
+                         config=lambda recipe, **owned: recipe.teacher(**owned), run=finetune_teacher)
 
 
 if __name__ == "__main__":
