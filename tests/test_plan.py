@@ -299,7 +299,7 @@ def test_a_rebuild_reuses_its_saved_plan_and_keeps_every_fingerprint(tmp_path, t
 def test_the_time_budget_flag_plans_and_a_short_one_fails_in_one_line(tmp_path, tiny_csv, tiny_model_dir, monkeypatch):
     from edgedistill.compress.plan import build as plan_module
 
-    monkeypatch.setattr(plan_module, "measure_speeds", lambda recipe, tokenizer: tiny_speeds())
+    monkeypatch.setattr(plan_module, "measure_speeds", lambda recipe, tokenizer, *lengths: tiny_speeds())
     path = _tiny_planned(tmp_path, tiny_csv, tiny_model_dir)
     r = runner.invoke(app, ["build", str(path), "--time-budget", "5s"])
     assert r.exit_code == 1
@@ -313,7 +313,7 @@ def test_the_time_budget_flag_plans_and_a_short_one_fails_in_one_line(tmp_path, 
 def test_the_planned_build_prints_its_plan_before_training(tmp_path, tiny_csv, tiny_model_dir, monkeypatch):
     from edgedistill.compress.plan import build as plan_module
 
-    monkeypatch.setattr(plan_module, "measure_speeds", lambda recipe, tokenizer: tiny_speeds())
+    monkeypatch.setattr(plan_module, "measure_speeds", lambda recipe, tokenizer, *lengths: tiny_speeds())
     path = _tiny_planned(tmp_path, tiny_csv, tiny_model_dir)
     r = runner.invoke(app, ["build", str(path), "--time-budget", "6m", "--until", "teacher"])
     assert r.exit_code == 0, r.output
@@ -363,6 +363,9 @@ def test_a_rung_of_fewer_layers_runs_at_its_share_of_the_models_rate():
     assert half.train.per_token == pytest.approx(TEACHER.train.per_token / 2) and half.layers == 6
     assert student_speed(StudentConfig(builder="static", model="x"), TEACHER, batch_size=32) == STATIC
     assert Rate.fit({32: 0.1, 128: 0.4}) == Rate(pytest.approx(0.0), pytest.approx(0.3 / 96))
+    assert Rate.fit({64: 0.2}) == Rate(0.0, pytest.approx(0.2 / 64))
+    # long texts measured at 256 tokens too: the line through the two longest lengths (the short line understates)
+    assert Rate.fit({16: 0.05, 64: 0.1, 256: 1.0}) == Rate(pytest.approx(0.0), pytest.approx(0.9 / 192))
     assert replace(Rate(1.0), per_token=0.5).seconds(2, 10) == 12.0
 
 
@@ -385,7 +388,7 @@ def test_a_budget_keeps_the_teacher_retries_it_can_hold_and_says_what_it_dropped
 def test_a_planned_build_reports_its_plan_beside_the_actual_times(tmp_path, tiny_csv, tiny_model_dir, monkeypatch):
     from edgedistill.compress.plan import build as plan_module
 
-    monkeypatch.setattr(plan_module, "measure_speeds", lambda recipe, tokenizer: tiny_speeds())
+    monkeypatch.setattr(plan_module, "measure_speeds", lambda recipe, tokenizer, *lengths: tiny_speeds())
     path = _tiny_planned(tmp_path, tiny_csv, tiny_model_dir)
     path.write_text(path.read_text() + """
 [quantize]

@@ -26,8 +26,9 @@ from edgedistill import __version__
 from edgedistill.compress import profiles
 from edgedistill.runtime.fsutil import write_text_atomic
 from edgedistill.compress.plan.planner import (STAGES, DataShape, Plan, Settings, StageSettings, format_duration,
-                                              plan)
-from edgedistill.compress.plan.probe import Speeds, measure, student_speed, tokenizer_limit
+                                              plan, token_limit)
+from edgedistill.compress.plan.probe import (LENGTHS, LONG_LENGTH, Speeds, measure, student_speed,
+                                            tokenizer_limit)
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,9 @@ def plan_build(recipe, *, speeds: Speeds | None = None) -> tuple[Any, Plan | Non
     tokenizer = AutoTokenizer.from_pretrained(sources.resolve_model(teacher.model))
     data = load_data(base.data())
     shape = data_shape(data, tokenizer, base.distill().transfer)
-    speeds = speeds or measure_speeds(base, tokenizer)
+    # long texts: also measured at LONG_LENGTH tokens, where the line through the short lengths falls short
+    long = token_limit(shape, base.plan().length_percentile, tokenizer_limit(tokenizer)) > 2 * LENGTHS[-1]
+    speeds = speeds or measure_speeds(base, tokenizer, LENGTHS + (LONG_LENGTH,) if long else LENGTHS)
     # 3) the plan, saved beside the build before anything trains
     made = plan(base.plan(), shape, speeds, settings_of(base))
     recipe.build_dir.mkdir(parents=True, exist_ok=True)
@@ -143,8 +146,8 @@ def settings_of(recipe) -> Settings:
         export_max_length=recipe.tables["export"].get("max_length"))
 
 
-def measure_speeds(recipe, tokenizer) -> Speeds:
-    """This machine's speeds for the teacher, the recipe's student and each ladder rung
+def measure_speeds(recipe, tokenizer, lengths: tuple[int, ...] = LENGTHS) -> Speeds:
+    """This machine's speeds for the teacher, the recipe's student and each ladder rung at ``lengths`` tokens
     (:mod:`~edgedistill.compress.plan.probe`; measured once per machine and model, then read from the cache)."""
     from transformers import AutoTokenizer
 
@@ -154,10 +157,11 @@ def measure_speeds(recipe, tokenizer) -> Speeds:
 
     t, d = recipe.teacher().resolved(), recipe.distill().resolved()
     log.info("measuring this machine's throughput for %s and the students (cached per machine and model)", t.model)
-    teacher = measure(t.model, batch_size=t.batch_size)
-    students = {"recipe": student_speed(recipe.student(), teacher, batch_size=d.batch_size)}
+    teacher = measure(t.model, batch_size=t.batch_size, lengths=lengths)
+    students = {"recipe": student_speed(recipe.student(), teacher, batch_size=d.batch_size, lengths=lengths)}
     for spec in recipe.ladder().rungs:
-        students[spec] = student_speed(rung_recipe(recipe, spec).student(), teacher, batch_size=d.batch_size)
+        students[spec] = student_speed(rung_recipe(recipe, spec).student(), teacher, batch_size=d.batch_size,
+                                       lengths=lengths)
     limit = tokenizer_limit(tokenizer)
     if recipe.student().builder in ("pretrained", "drop-layers"):
         student_tok = AutoTokenizer.from_pretrained(sources.resolve_model(recipe.student().model))

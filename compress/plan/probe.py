@@ -30,8 +30,12 @@ from edgedistill.runtime.fsutil import cache_dir, write_text_atomic
 log = logging.getLogger(__name__)
 
 LENGTHS = (16, 64)
-"""The sequence lengths measured (fixed, so that the cache serves every dataset). Longer texts are extrapolated
-along the line, which leaves out attention's quadratic term: about a tenth of a base model's work at 512 tokens."""
+"""The sequence lengths measured (fixed, so that the cache serves every dataset)."""
+LONG_LENGTH = 256
+"""Measured too where the data's token limit is past twice the longest of :data:`LENGTHS` (long texts): the line
+through 16 and 64 tokens understates long inputs (BBC articles at 264 tokens: the teacher trained at about 1 s a
+text, 2.5 times the line's figure, and the 30-minute plan ran over), so the rate is the line through the two
+longest lengths measured."""
 PROBE_FORMAT = 3
 """Bumped when how a step is measured changes, so that older measurements are not read back."""
 WARMUP_STEPS = 1
@@ -58,11 +62,13 @@ class Rate:
 
     @classmethod
     def fit(cls, points: dict[int, float]) -> Rate:
-        """The line through (length, seconds per text) points; one point: a line through the origin."""
-        (a, sa), *rest = sorted(points.items())
-        if not rest:
+        """The line through the two longest of the (length, seconds per text) points (the data that measured a
+        long length has long texts); one point: a line through the origin."""
+        ordered = sorted(points.items())
+        if len(ordered) == 1:
+            (a, sa), = ordered
             return cls(0.0, sa / a)
-        b, sb = rest[-1]
+        (a, sa), (b, sb) = ordered[-2:]
         slope = max(0.0, (sb - sa) / (b - a))
         return cls(max(0.0, sa - slope * a), slope)
 
@@ -206,13 +212,14 @@ def measure(model_name: str, *, batch_size: int, lengths: tuple[int, ...] = LENG
                       max(loads) if loads else None)
 
 
-def student_speed(student, teacher: ModelSpeed, *, batch_size: int) -> ModelSpeed:
+def student_speed(student, teacher: ModelSpeed, *, batch_size: int, lengths: tuple[int, ...] = LENGTHS) -> ModelSpeed:
     """A student's rates (a :class:`~edgedistill.compress.student.StudentConfig`): measured for a pretrained model,
     scaled by the layers kept for ``drop-layers`` and ``teacher-layers`` (:func:`measure`'s docstring), :data:`STATIC`
     for the static student."""
     if student.builder == "static":
         return STATIC
-    full = teacher if student.builder == "teacher-layers" else measure(student.model, batch_size=batch_size)
+    full = teacher if student.builder == "teacher-layers" else measure(student.model, batch_size=batch_size,
+                                                                       lengths=lengths)
     if student.builder == "pretrained" or not full.layers:
         return full
     kept = len(student.layers) if isinstance(student.layers, list) else student.layers or max(1, full.layers // 2)
