@@ -36,4 +36,4 @@ def test_the_wheel_holds_one_top_level_package_with_every_module(tmp_path):
                for folder, dest in PACKAGED.items() for p in (REPO / folder).rglob("*.py")}
     assert modules <= names, sorted(modules - names)
     assert {"edgedistill/runtime/web/index.html", "edgedistill/compress/targets/arm64_setup.sh"} <= names
-    assert "edgedistill = edgedistill.compress.cli:main" in entry_points
+    assert "edgedistill = edgedistill.__main__:main" in entry_points  # names the cli extra where typer is missing
