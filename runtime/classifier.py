@@ -402,14 +402,17 @@ class TextClassifier:
         single = isinstance(text_or_texts, str)
         if not single:
             text_or_texts = _check_texts(text_or_texts, "text_or_texts")
-        probs = self.predict_proba([text_or_texts] if single else text_or_texts, batch_size)
+        results = self.rank(self.predict_proba([text_or_texts] if single else text_or_texts, batch_size), top_k)
+        return results[0] if single else results
+
+    def rank(self, probs: np.ndarray, top_k: int | None = 1) -> list[Prediction] | list[list[Prediction]]:
+        """:meth:`predict`'s answers from rows of :meth:`predict_proba` (the server ranks its batches' rows here)."""
         k = self.num_labels if top_k is None else min(top_k, self.num_labels)
-        ranked = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         results: list[Any] = []
-        for row, top in zip(probs, ranked):
+        for row, top in zip(probs, np.argsort(-probs, axis=1, kind="stable")[:, :k]):
             preds = [{"label": self.labels[j], "score": float(row[j])} for j in top]
             results.append(preds[0] if top_k == 1 else preds)
-        return results[0] if single else results
+        return results
 
     def __repr__(self) -> str:
         variant = f", variant={self.config.variant}" if self.config.variant else ""

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -167,14 +168,7 @@ class Server:
         if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
             raise ServeError(400, f"top_k={top_k!r}: must be an int >= 1, or null for every label")
         texts = _texts(body["texts"], self.cfg, "texts")
-        probs = await batcher.submit(texts)
-        labels = batcher.clf.labels
-        k = len(labels) if top_k is None else min(top_k, len(labels))
-        predictions: list[Any] = []
-        for row in probs:
-            ranked = [{"label": labels[j], "score": float(row[j])} for j in np.argsort(-row, kind="stable")[:k]]
-            predictions.append(ranked[0] if top_k == 1 else ranked)
-        return {"model": name, "predictions": predictions}
+        return {"model": name, "predictions": batcher.clf.rank(await batcher.submit(texts), top_k)}
 
     def metadata(self, name: str) -> dict[str, Any]:
         name, b = self._model(name)
@@ -274,7 +268,8 @@ class Server:
             async def endpoint(request: Request) -> Response:
                 start = time.perf_counter()
                 try:
-                    result = await fn(request)
+                    result = fn(request)
+                    result = await result if inspect.isawaitable(result) else result
                     response: Response = result if isinstance(result, Response) else JSONResponse(result)
                 except ServeError as e:
                     response = JSONResponse({"error": e.message}, status_code=e.status, headers=e.headers)
@@ -302,9 +297,9 @@ class Server:
             Route("/v2/health/live", lambda r: JSONResponse({"live": True})),
             Route("/v2/health/ready", ready),
             Route("/v2", lambda r: JSONResponse({"name": "edgedistill", "version": __version__, "extensions": []})),
-            Route("/v2/models/{name}", handler("metadata", lambda r: _async(self.metadata(r.path_params["name"])))),
+            Route("/v2/models/{name}", handler("metadata", lambda r: self.metadata(r.path_params["name"]))),
             Route("/v2/models/{name}/versions/{version}",
-                  handler("metadata", lambda r: _async(self.metadata(r.path_params["name"])))),
+                  handler("metadata", lambda r: self.metadata(r.path_params["name"]))),
             Route("/v2/models/{name}/ready", handler("ready", model_ready)),
             Route("/v2/models/{name}/infer", handler("infer", infer), methods=["POST"]),
             Route("/v2/models/{name}/versions/{version}/infer", handler("infer", infer), methods=["POST"]),
@@ -322,10 +317,6 @@ def _json(raw: bytes) -> Any:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ServeError(400, f"the body is not JSON: {e}") from None
-
-
-async def _async(value: Any) -> Any:
-    return value
 
 
 class AccessLog:
