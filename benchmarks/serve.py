@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import signal
 import socket
@@ -48,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._paths import recorded  # noqa: E402
 from edgedistill.runtime import TextClassifier  # noqa: E402
-from edgedistill.runtime.bench import SENTENCES, device_name, environment  # noqa: E402
+from edgedistill.runtime.bench import SENTENCES, available_cpus, device_name, environment  # noqa: E402
 
 NAME = "model"
 CONCURRENCY = (1, 8, 64)
@@ -358,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tritonclient-python", type=Path, default=ROOT / ".venv-tritonclient" / "bin" / "python",
                     help="Python of an environment with tritonclient[http] (`make peers`); skipped where missing")
     args = ap.parse_args(argv)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = available_cpus()
     texts = list(SENTENCES)
     out_dir = args.output_dir or ROOT / "benchmarks" / "results" / device_name(environment())
     print(f"in-process throughput ({cores} threads) ...", flush=True)

@@ -41,7 +41,6 @@ import contextlib
 import inspect
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -62,7 +61,9 @@ def thread_plan(models: int, threads: int | None, cores: int | None = None) -> i
     """Intra-op threads per model: ``threads``, or the cores shared out; raises where models x threads would
     oversubscribe the cores."""
     if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        from edgedistill.runtime.bench import available_cpus
+
+        cores = available_cpus()
     if threads is None:
         return max(1, cores // max(1, models))
     if threads * models > cores:
