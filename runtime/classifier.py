@@ -11,6 +11,12 @@ its batch-mates (dynamic int8: one activation scale per batch; config.json's
 Probabilities are ``softmax(logits / temperature)``, with the temperature the package
 was calibrated with (config.json; labels never depend on it).
 
+A multi-label package (config.json's ``"task": "multi_label"``, see :mod:`edgedistill.runtime.tasks`) gives any
+number of labels per text, none included: its probabilities are ``sigmoid(logits / temperature)``, one per label
+on its own (rows do not sum to 1), and a label is predicted where its probability reaches its threshold
+(:attr:`TextClassifier.thresholds`, from config.json; 0.5 each by default). ``predict`` then gives a list of
+``{"label", "score"}`` per text, best first and possibly empty.
+
 What each kind of input gives (the same in ``predict`` and ``predict_proba``):
 
 - ``""`` and whitespace-only text: the empty sequence (``[CLS] [SEP]`` for BERT), a normal prediction.
@@ -23,7 +29,8 @@ What each kind of input gives (the same in ``predict`` and ``predict_proba``):
 
 A package of the ``strings`` kind (config.json's ``kind``: the TF-IDF + logistic-regression baseline) has no
 tokenizer: the texts go into the graph as they are, one string tensor, and its n-grams are counted there (whole
-texts, never truncated). Its output is log-probabilities, so the same softmax gives its probabilities back.
+texts, never truncated). Its output is log-probabilities, so the same softmax gives its probabilities back
+(multi-label: per-label logits, to which the same sigmoid applies).
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from edgedistill.runtime.errors import PackageFormatError, ProviderUnavailableEr
 from edgedistill.runtime.package import (BATCH_DEPENDENT_VARIANTS, CONFIG_FILE, KIND_STRINGS, MANIFEST_FILE,
                                          MODEL_FILE, STRINGS_INPUT, TARGETS, TOKENIZER_FILE, PackageConfig,
                                          _verify_folder, open_package, read_config, target_model)
+from edgedistill.runtime.tasks import TASK_MULTI, label_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +131,11 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e
 
 
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(-np.abs(logits))  # exp of a non-positive number never overflows
+    return (np.where(logits >= 0, 1, e) / (1 + e)).astype(np.float32, copy=False)
+
+
 def _check_unicode(texts: Sequence[str], positions: Iterable[int]) -> None:
     """Raise a ValueError naming the first position whose text is not valid Unicode (a lone surrogate)."""
     for i, t in zip(positions, texts):
@@ -168,6 +181,12 @@ class TextClassifier:
         self.max_length = config.max_length
         self.temperature = float(config.temperature)
         self.biases = None if config.biases is None else np.asarray(config.biases, dtype=np.float32)
+        self.multi_label = config.task == TASK_MULTI
+        """Any number of labels a text (sigmoid probabilities and per-label thresholds), not one (a softmax)."""
+        thresholds = label_thresholds(config.task, config.thresholds, self.num_labels)
+        self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.float32)
+        """A multi-label package's per-label thresholds, float32 in label order (config.json's, else 0.5 each): label
+        ``j`` is predicted where ``predict_proba(texts)[:, j] >= thresholds[j]``. None for a single-label one."""
         # each text in its own session call (unpadded), so that no answer depends on batch-mates
         self.runs_alone = config.batch_dependent and (config.batch_invariant if batch_invariant is None
                                                       else batch_invariant)
@@ -382,13 +401,16 @@ class TextClassifier:
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Class probabilities, ``softmax(logits / temperature + biases)``, shape ``(len(texts), num_labels)``,
-        float32, in input order (batched as :meth:`predict_logits` says)."""
+        float32, in input order (batched as :meth:`predict_logits` says).
+
+        A multi-label package gives ``sigmoid(logits / temperature)`` instead: each label's own probability, so a
+        row does not sum to 1 (compare it with :attr:`thresholds`)."""
         logits = self.predict_logits(texts, batch_size)
         if self.temperature != 1.0:
             logits /= np.float32(self.temperature)
         if self.biases is not None:
             logits += self.biases
-        return _softmax(logits)
+        return _sigmoid(logits) if self.multi_label else _softmax(logits)
 
     def predict(self, text_or_texts: str | Sequence[str], batch_size: int = 32,
                 top_k: int | None = 1) -> Prediction | list[Prediction] | list[list[Prediction]]:
@@ -396,6 +418,12 @@ class TextClassifier:
 
         ``top_k > 1`` gives a list of the ``top_k`` best ``{"label", "score"}`` per text, best
         first (``top_k`` above the number of labels gives them all; ``None`` gives them all too).
+
+        A multi-label package (:attr:`multi_label`) gives a list of ``{"label", "score"}`` per text instead: every
+        label whose probability reaches its threshold, best first, possibly empty (one string: one such list,
+        a list of strings: a list of them). ``top_k=1`` (the default) keeps them all; an int ``top_k > 1`` keeps
+        at most ``top_k`` of them; ``top_k=None`` gives every label with its probability, best first, whether it
+        reaches its threshold or not (to pick labels with other thresholds).
         """
         if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
             raise ValueError(f"top_k={top_k!r}: must be an int >= 1, or None for every label")
@@ -407,6 +435,8 @@ class TextClassifier:
 
     def rank(self, probs: np.ndarray, top_k: int | None = 1) -> list[Prediction] | list[list[Prediction]]:
         """:meth:`predict`'s answers from rows of :meth:`predict_proba` (the server ranks its batches' rows here)."""
+        if self.multi_label:
+            return self._rank_multi_label(probs, top_k)
         k = self.num_labels if top_k is None else min(top_k, self.num_labels)
         results: list[Any] = []
         for row, top in zip(probs, np.argsort(-probs, axis=1, kind="stable")[:, :k]):
@@ -414,10 +444,34 @@ class TextClassifier:
             results.append(preds[0] if top_k == 1 else preds)
         return results
 
+    def _rank_multi_label(self, probs: np.ndarray, top_k: int | None) -> list[list[Prediction]]:
+        """Per text: 1) every label best first; 2) unless ``top_k`` is None, those that reach their threshold;
+        3) at most ``top_k`` of them where ``top_k > 1``."""
+        results = []
+        for row, chosen, order in zip(probs, self.decide(probs), np.argsort(-probs, axis=1, kind="stable")):
+            if top_k is not None:
+                order = order[chosen[order]][:top_k if top_k > 1 else None]
+            results.append([{"label": self.labels[j], "score": float(row[j])} for j in order])
+        return results
+
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """The labels rows of :meth:`predict_proba` get, as a bool array of their shape: a multi-label package's
+        ``probs >= thresholds``; a single-label one's most probable label (one True a row)."""
+        probs = np.asarray(probs)
+        if self.multi_label:
+            return probs >= self.thresholds
+        return np.arange(self.num_labels) == probs.argmax(axis=1)[:, None]
+
+    def predict_labels(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """:meth:`decide` of :meth:`predict_proba`: bool, shape ``(len(texts), num_labels)``, in label order."""
+        return self.decide(self.predict_proba(texts, batch_size))
+
     def __repr__(self) -> str:
         variant = f", variant={self.config.variant}" if self.config.variant else ""
         temperature = f", temperature={self.temperature:g}" if self.temperature != 1.0 else ""
         temperature += ", class biases" if self.biases is not None else ""
+        if self.multi_label:
+            temperature += ", multi-label (thresholds " + " ".join(f"{t:g}" for t in self.thresholds) + ")"
         alone = ", one text per call" if self.runs_alone else ""
         length = "raw strings" if self.takes_strings else f"max_length={self.max_length}"
         return (f"TextClassifier({self.source}: {self.num_labels} labels {self.labels}, {length}"

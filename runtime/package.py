@@ -25,7 +25,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import re
 import shutil
 import stat
@@ -33,12 +32,13 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from edgedistill.runtime.errors import PackageError, PackageFormatError, PackageIntegrityError, UnsafeArchiveError
+from edgedistill.runtime.tasks import TASK_MULTI, TASK_SINGLE, TASKS, scoring_problem  # noqa: F401 (TASKS: re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +50,10 @@ FORMAT_VERSION = "1.1"  # bump the minor for additions old readers may ignore, t
 # tensor (the TF-IDF baseline, whose output is log-probabilities)
 KIND_TOKENS, KIND_STRINGS = "tokens", "strings"
 KINDS = (KIND_TOKENS, KIND_STRINGS)
-# A strings package is a new major, so that a 1.x reader refuses it with "upgrade edgedistill" (not a missing
-# tokenizer.json); the other packages stay readable by 1.x readers.
+# A strings or a multi-label package (runtime/tasks.py) is a new major, so that a 1.x reader refuses it with "upgrade
+# edgedistill" (not a missing tokenizer.json, or a softmax of sigmoid logits); the others stay readable by 1.x readers.
 KIND_FORMAT_VERSIONS = {KIND_TOKENS: FORMAT_VERSION, KIND_STRINGS: "2.0"}
+MULTI_LABEL_FORMAT_VERSION = "2.0"
 READ_MAJOR = 2  # the newest major this runtime reads
 STRINGS_INPUT = "text"  # the one input of a ``strings`` graph: a 1-D string tensor
 MANIFEST_FILE = "manifest.json"
@@ -128,7 +129,7 @@ def write_manifest(folder: Path | str, *, opset: int, quantization: Mapping[str,
     if CONFIG_FILE not in names:
         raise PackageIntegrityError(folder, "is missing; a package needs " + ", ".join(REQUIRED_FILES),
                                     file=CONFIG_FILE)
-    kind = read_config(folder / CONFIG_FILE, where=folder).kind
+    kind = (config := read_config(folder / CONFIG_FILE, where=folder)).kind
     for name in KIND_FILES[kind]:
         if name not in names:
             raise PackageIntegrityError(folder, f"is missing; a package of kind {kind} needs "
@@ -141,7 +142,7 @@ def write_manifest(folder: Path | str, *, opset: int, quantization: Mapping[str,
         onnxruntime_version = onnxruntime.__version__
     manifest = {
         "format": FORMAT,
-        "format_version": KIND_FORMAT_VERSIONS[kind],
+        "format_version": MULTI_LABEL_FORMAT_VERSION if config.task == TASK_MULTI else KIND_FORMAT_VERSIONS[kind],
         "created": created or datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "edgedistill_version": edgedistill_version or _edgedistill_version(),
         "onnxruntime_version": onnxruntime_version,
@@ -381,11 +382,15 @@ class PackageConfig:
     model_type: str | None = None
     variant: str | None = None
     temperature: float = 1.0
-    """Logits are divided by it before the softmax (fitted on the validation split; 1.0: not calibrated).
-    Labels never change with it: it only rescales confidences."""
+    """Logits are divided by it before the softmax, or the sigmoid of a multi-label package (fitted on the
+    validation split; 1.0: not calibrated). Single-label answers never change with it: it rescales confidences."""
     biases: tuple[float, ...] | None = None
     """Per-class decision biases added to ``logits / temperature`` before the softmax (logit adjustment fitted on
-    the validation split where it raised macro-F1 on held-out halves of it); None: none."""
+    the validation split where it raised macro-F1 on held-out halves of it); None: none. Single-label only."""
+    task: str = TASK_SINGLE
+    """:data:`TASK_SINGLE` (a softmax: one label a text) or :data:`TASK_MULTI` (a sigmoid a label, each kept where it
+    reaches its ``thresholds`` entry: in (0, 1), in label order; None: 0.5 each). See runtime/tasks.py."""
+    thresholds: tuple[float, ...] | None = None
     batch_dependent: bool = False
     """The model's answer for a text depends on its batch-mates (see :data:`BATCH_DEPENDENT_VARIANTS`)."""
     batch_invariant: bool = True
@@ -413,13 +418,8 @@ class PackageConfig:
             self._check_tokens(bad)
         if not isinstance(self.output_name, str) or not self.output_name:
             raise bad("output_name", self.output_name, "must be a non-empty string")
-        t = self.temperature
-        if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t) or t <= 0:
-            raise bad("temperature", t, "must be a finite number > 0 (1.0: logits as the model gives them)")
-        b = self.biases
-        if b is not None and (not isinstance(b, tuple) or len(b) != len(self.labels) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in b)):
-            raise bad("biases", b, f"must be {len(self.labels)} finite numbers, one per label (or absent)")
+        if problem := scoring_problem(self.task, self.temperature, self.thresholds, self.biases, len(self.labels)):
+            raise bad(*problem)
         for name in ("batch_dependent", "batch_invariant"):
             if not isinstance(getattr(self, name), bool):
                 raise bad(name, getattr(self, name), "must be true or false")
@@ -459,14 +459,14 @@ class PackageConfig:
         labels, names = d["labels"], d["input_names"]
         if not isinstance(labels, (list, tuple)) or not isinstance(names, (list, tuple)):
             raise PackageFormatError(where, "labels and input_names must be lists", file=CONFIG_FILE)
-        known = {"labels", "max_length", "input_names", "output_name", "uses_token_type_ids", "pad_token_id",
-                 "model_type", "variant", "temperature", "biases", "batch_dependent", "batch_invariant", "kind"}
+        known = {f.name for f in fields(cls)} - {"extra", "where"}  # config.json's keys are the field names
+        tuples = {k: tuple(d[k]) if isinstance(d.get(k), list) else d.get(k) for k in ("biases", "thresholds")}
         return cls(labels=tuple(labels), max_length=d.get("max_length"), pad_token_id=d.get("pad_token_id"),
                    input_names=tuple(names), output_name=d.get("output_name", "logits"),
                    uses_token_type_ids=d.get("uses_token_type_ids", "token_type_ids" in names),
                    model_type=d.get("model_type"), variant=d.get("variant"),
                    temperature=d.get("temperature", 1.0),
-                   biases=tuple(d["biases"]) if isinstance(d.get("biases"), list) else d.get("biases"),
+                   task=d.get("task", TASK_SINGLE), **tuples,
                    # packages from before these fields: the variant says whether batch-mates matter
                    batch_dependent=d.get("batch_dependent", d.get("variant") in BATCH_DEPENDENT_VARIANTS),
                    batch_invariant=d.get("batch_invariant", True), kind=kind,
@@ -477,8 +477,9 @@ class PackageConfig:
                 "output_name": self.output_name, "uses_token_type_ids": self.uses_token_type_ids,
                 "pad_token_id": self.pad_token_id, "model_type": self.model_type, "variant": self.variant,
                 "temperature": self.temperature, **({"biases": list(self.biases)} if self.biases else {}),
-                "batch_dependent": self.batch_dependent,
-                "batch_invariant": self.batch_invariant, "kind": self.kind, **self.extra}
+                "batch_dependent": self.batch_dependent, "batch_invariant": self.batch_invariant, "kind": self.kind,
+                **({"task": self.task} if self.task != TASK_SINGLE else {}),
+                **({"thresholds": list(self.thresholds)} if self.thresholds else {}), **self.extra}
 
     @property
     def runs_alone(self) -> bool:

@@ -8,10 +8,12 @@ work unchanged, and one plain route:
 - ``POST /v2/models/{name}/infer``: one ``BYTES`` input of shape ``[n]`` (or ``[n, 1]``), any name; outputs
   ``label`` (``BYTES [n]``), ``score`` (``FP32 [n]``) and ``probabilities`` (``FP32 [n, labels]``, row-major), or
   those the request's ``outputs`` names; in JSON, or in the binary tensor data extension (Triton's; what
-  tritonclient sends and asks for by default) where the request uses it;
+  tritonclient sends and asks for by default) where the request uses it. A multi-label package (config.json's
+  ``task``) gives ``label`` (``BYTES [n]``: the labels that reach their thresholds, best first, joined by ``|``;
+  empty for none), ``predicted`` (``BOOL [n, labels]``) and ``probabilities`` (its sigmoids), and no ``score``;
 - ``POST /predict`` ``{"texts": [...], "model": name, "top_k": k}`` -> ``{"model", "predictions"}``, each prediction
   as :meth:`TextClassifier.predict <edgedistill.runtime.classifier.TextClassifier.predict>` gives it (``model`` may
-  be left out when one model is served);
+  be left out when one model is served; a multi-label package: a list of labels per text, as ``predict`` says);
 - ``GET /metrics``: Prometheus text format (requests, latency, texts per batch, texts waiting).
 
 **Dynamic batching.** Each model has one queue and one inference thread. While a batch runs, requests queue; the
@@ -123,6 +125,25 @@ def _pack_bytes(values: Sequence[str]) -> bytes:
     return b"".join(len(b).to_bytes(4, "little") + b for b in (v.encode("utf-8") for v in values))
 
 
+def _output_specs(clf: TextClassifier, n: int) -> dict[str, tuple[str, list[int]]]:
+    """The v2 outputs a model gives for ``n`` texts (-1: any), ``{name: (datatype, shape)}``: label, score and
+    probabilities; a multi-label one: label (its labels joined by ``|``), predicted and probabilities."""
+    k = clf.num_labels
+    if clf.multi_label:
+        return {"label": ("BYTES", [n]), "predicted": ("BOOL", [n, k]), "probabilities": ("FP32", [n, k])}
+    return {"label": ("BYTES", [n]), "score": ("FP32", [n]), "probabilities": ("FP32", [n, k])}
+
+
+def _output_values(clf: TextClassifier, probs: np.ndarray) -> dict[str, Any]:
+    """Each v2 output of :func:`_output_types` for rows of ``predict_proba``."""
+    if clf.multi_label:
+        return {"label": ["|".join(p["label"] for p in preds) for preds in clf.rank(probs)],
+                "predicted": clf.decide(probs), "probabilities": probs}
+    n = len(probs)
+    best = probs.argmax(axis=1) if n else np.empty(0, dtype=np.int64)
+    return {"label": [clf.labels[j] for j in best], "score": probs[np.arange(n), best], "probabilities": probs}
+
+
 class Server:
     """The served models and the ASGI app around them (:meth:`app`)."""
 
@@ -174,12 +195,13 @@ class Server:
     def metadata(self, name: str) -> dict[str, Any]:
         name, b = self._model(name)
         clf = b.clf
+        multi = {"thresholds": clf.thresholds.tolist()} if clf.multi_label else {}
         return {"name": name, "versions": [str((clf.manifest or {}).get("version", "1"))], "platform": "onnxruntime",
                 "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
-                "outputs": [{"name": "label", "datatype": "BYTES", "shape": [-1]},
-                            {"name": "score", "datatype": "FP32", "shape": [-1]},
-                            {"name": "probabilities", "datatype": "FP32", "shape": [-1, clf.num_labels]}],
-                "parameters": {"labels": clf.labels, "max_length": clf.max_length, "variant": clf.config.variant}}
+                "outputs": [{"name": key, "datatype": datatype, "shape": shape}
+                            for key, (datatype, shape) in _output_specs(clf, -1).items()],
+                "parameters": {"labels": clf.labels, "max_length": clf.max_length, "variant": clf.config.variant,
+                               "task": clf.config.task, **multi}}
 
     async def infer(self, name: str, body: Any, binary: bytes = b"") -> tuple[dict[str, Any], bytes]:
         """An Open Inference Protocol v2 request -> its JSON response and the binary data after it (empty
@@ -198,30 +220,29 @@ class Server:
             raise ServeError(400, f"input shape {shape!r} must be [n] or [n, 1], with n = the {len(data)} texts given")
         texts = _texts(data, self.cfg, f"inputs[0].data ({tensor.get('name', 'text')})")
         requested = [o for o in body.get("outputs") or [] if isinstance(o, dict)]
-        known = ("label", "score", "probabilities")
+        clf = batcher.clf
+        specs = _output_specs(clf, len(texts))
+        known = tuple(specs)
         if unknown := [o.get("name") for o in requested if o.get("name") not in known]:
             raise ServeError(400, f"unknown outputs {unknown}; this model gives {', '.join(known)}")
         all_binary = bool((body.get("parameters") or {}).get("binary_data_output"))
         wanted = {o["name"]: bool((o.get("parameters") or {}).get("binary_data", all_binary)) for o in requested} \
             or dict.fromkeys(known, all_binary)
         probs = await batcher.submit(texts)
-        best = probs.argmax(axis=1) if len(texts) else np.empty(0, dtype=np.int64)
-        n, labels = len(texts), batcher.clf.labels
-        values = {"label": [labels[j] for j in best], "score": probs[np.arange(n), best],
-                  "probabilities": probs}
-        types = {"label": "BYTES", "score": "FP32", "probabilities": "FP32"}
-        shapes = {"label": [n], "score": [n], "probabilities": [n, len(labels)]}
+        values = _output_values(clf, probs)
         outputs, blobs = [], []
         for key, as_binary in wanted.items():
-            out: dict[str, Any] = {"name": key, "datatype": types[key], "shape": shapes[key]}
+            datatype, shape = specs[key]
+            out: dict[str, Any] = {"name": key, "datatype": datatype, "shape": shape}
             if as_binary:
-                blob = (_pack_bytes(values[key]) if key == "label"
-                        else np.ascontiguousarray(values[key], dtype="<f4").tobytes())
+                blob = _pack_bytes(values[key]) if key == "label" else np.ascontiguousarray(
+                    values[key], dtype="<f4" if datatype == "FP32" else np.bool_).tobytes()
                 out["parameters"] = {"binary_data_size": len(blob)}
                 blobs.append(blob)
             else:
-                out["data"] = (values[key] if key == "label"
-                               else np.asarray(values[key], dtype=np.float32).reshape(-1).astype(float).tolist())
+                out["data"] = values[key] if key == "label" else (
+                    np.asarray(values[key]).reshape(-1).tolist() if datatype == "BOOL"
+                    else np.asarray(values[key], dtype=np.float32).reshape(-1).astype(float).tolist())
             outputs.append(out)
         response = {"model_name": name, "outputs": outputs}
         if "id" in body:

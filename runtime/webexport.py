@@ -4,7 +4,8 @@ Two kinds of package run there (``edgedistill.kind`` in ``model/config.json``): 
 transformers.js's sequence-classification class for its ``model_type``, and the static student (a token table,
 a masked mean and a head: no class of transformers.js fits it), whose ONNX graph transformers.js's generic
 ``PreTrainedModel`` runs as it is, fed exactly the inputs the graph declares. The tokenizer, the truncation,
-the batching and the softmax are the same for both. A package of the ``strings`` kind (the TF-IDF baseline, whose
+the batching and the softmax are the same for both (a multi-label package: a sigmoid per label, and the labels
+that reach their thresholds, as the Python runtime). A package of the ``strings`` kind (the TF-IDF baseline, whose
 graph takes the raw texts) is refused: onnxruntime-web has no string tensors (:data:`NO_STRING_TENSORS`).
 
 ``export_web(package, outdir)`` writes a folder that needs no server-side code and
@@ -15,8 +16,8 @@ no network at page load::
       edgedistill.mjs       loadClassifier(): the page's and Node's way in (tokenize, truncate, pad, run, softmax)
       classify.mjs          Node.js: lines on stdin -> JSON lines on stdout
       model/                what transformers.js loads (``from_pretrained("model")``)
-        config.json           model_type, id2label/label2id, transformers.js_config.dtype, edgedistill settings
-                              (the kind, labels, tokenization, input and output names, temperature)
+        config.json           model_type, id2label/label2id, problem_type, transformers.js_config.dtype, edgedistill
+                              settings (the kind, labels, tokenization, input and output names, temperature, task)
         tokenizer.json        the package's, unchanged
         tokenizer_config.json, special_tokens_map.json   derived from tokenizer.json and config.json
         onnx/model.onnx       fp32 packages (dtype "fp32")
@@ -55,6 +56,7 @@ from edgedistill.runtime.errors import RuntimeBaseError
 from edgedistill.runtime.fsutil import cache_dir, publishing
 from edgedistill.runtime.package import CONFIG_FILE, KIND_STRINGS, STATIC_MODEL_TYPE, TOKENIZER_FILE, PackageConfig, \
     open_package, read_config, sha256_file, target_model, verify_package
+from edgedistill.runtime.tasks import TASK_MULTI, label_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -359,7 +361,8 @@ def transformersjs_config(config: PackageConfig, dtype: str, suffix_tokens: int,
         "id2label": {str(i): name for i, name in enumerate(labels)},
         "label2id": {name: i for i, name in enumerate(labels)},
         "num_labels": len(labels),
-        "problem_type": "single_label_classification",
+        # transformers.js's pipeline reads it: a sigmoid per label for multi_label_classification, else a softmax
+        "problem_type": "multi_label_classification" if config.task == TASK_MULTI else "single_label_classification",
         "pad_token_id": config.pad_token_id,
         "transformers.js_config": {"dtype": dtype},
         "edgedistill": {  # read by edgedistill.mjs: tokenize exactly as the Python runtime does
@@ -375,6 +378,9 @@ def transformersjs_config(config: PackageConfig, dtype: str, suffix_tokens: int,
             "temperature": config.temperature,  # logits / temperature before the softmax, as the Python runtime
             "biases": list(config.biases) if config.biases else None,  # then + biases, as the Python runtime
             "runs_alone": config.runs_alone,  # one text per session call: answers never depend on batch-mates
+            # multi_label: sigmoid(logits / temperature), each label kept where it reaches its threshold
+            **({"task": TASK_MULTI, "thresholds": list(label_thresholds(TASK_MULTI, config.thresholds, len(labels)))}
+               if config.task == TASK_MULTI else {}),
         },
     }
 
@@ -440,7 +446,7 @@ def _assemble(package: Path, out: Path, cache: Path | None) -> dict[str, Any]:
         "kind": kind, "labels": list(config.labels), "variant": variant, "dtype": dtype,
         "model": f"{MODEL_DIR}/onnx/{onnx_name}",
         "temperature": config.temperature, "biases": list(config.biases) if config.biases else None,
-        "runs_alone": config.runs_alone,
+        "task": config.task, "runs_alone": config.runs_alone,
         "npm": {p.name: p.version for p in (TRANSFORMERS_JS, ONNXRUNTIME_WEB)}, "licenses": licenses,
         "files": {p.relative_to(out).as_posix(): {"sha256": sha256_file(p), "size": p.stat().st_size} for p in files},
     }

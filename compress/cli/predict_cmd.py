@@ -29,7 +29,9 @@ def predict(
         "run resumes (default with --input: stdout).")] = None,
     text_column: Annotated[Optional[str], typer.Option(help="The text column (.csv) or field (.jsonl).")] = None,
     encoding: Annotated[Optional[str], typer.Option(help="Encoding of the --input file.")] = None,
-    top_k: Annotated[Optional[int], typer.Option(help="How many labels to give per text, best first.")] = None,
+    top_k: Annotated[Optional[int], typer.Option(
+        help="How many labels to give per text, best first (a multi-label package: at most this many of those that "
+        "reach their thresholds).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Texts per model call.")] = None,
     chunk_size: Annotated[Optional[int], typer.Option(help="Texts read and written at a time.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")] = None,
@@ -59,15 +61,24 @@ def predict(
         raise EdgeDistillError(str(e)) from e
 
 
-def _record(pred: Any) -> dict[str, Any]:
-    """One output line: the best label and score, plus the ranked list when top_k > 1."""
-    if isinstance(pred, dict):
-        return pred
-    return {"label": pred[0]["label"], "score": pred[0]["score"], "top_k": pred}
+def _records(clf: Any, preds: list[Any]) -> list[dict[str, Any]]:
+    """The output lines of ``clf.predict``'s answers: the best label and score, plus the ranked list when top_k > 1;
+    a multi-label package's: ``labels`` and ``scores``, lists of the labels that reach their thresholds (at most
+    top_k of them when top_k > 1) and their probabilities, best first, empty where none does."""
+    if clf.multi_label:
+        return [{"labels": [r["label"] for r in p], "scores": [r["score"] for r in p]} for p in preds]
+    return [p if isinstance(p, dict) else {"label": p[0]["label"], "score": p[0]["score"], "top_k": p} for p in preds]
+
+
+def _ranked(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """A line's labels with their scores, best first (a row each in the terminal's table)."""
+    if "labels" in record:
+        return [{"label": label, "score": score} for label, score in zip(record["labels"], record["scores"])]
+    return record.get("top_k", [record])
 
 
 def _predict_texts(clf: Any, texts: list[str], output: Path | None, kw: dict[str, Any]) -> None:
-    preds = [_record(p) for p in clf.predict(texts, **kw)]
+    preds = _records(clf, clf.predict(texts, **kw))
     if output is not None:
         with open(output, "w", encoding="utf-8") as f:
             for p in preds:
@@ -79,15 +90,18 @@ def _predict_texts(clf: Any, texts: list[str], output: Path | None, kw: dict[str
     rows = []
     for text, p in zip(texts, preds):
         short = escape(text if len(text) <= 80 else text[:79] + "…") if text.strip() else "[dim](empty)[/]"
-        for rank, r in enumerate(p.get("top_k", [p])):
+        for rank, r in enumerate(_ranked(p)):
             rows.append((short if rank == 0 else "", escape(r["label"]), f"{r['score']:.4f}"))
+        if not _ranked(p):  # a multi-label package: no label reaches its threshold
+            rows.append((short, "[dim](none)[/]", ""))
     labels = ", ".join(clf.labels)
     console.print(table(escape(f"{Path(clf.source).name} ({labels})"), ["text", "label", "score"], rows))
 
 
 def _predict_file(clf: Any, path: Path, output: Path | None, kw: dict[str, Any], *, text_column: str | None,
                   encoding: str | None, chunk_size: int | None) -> None:
-    """Stream ``path`` through ``clf`` to JSON Lines (or Parquet, for an ``output`` named ``*.parquet``).
+    """Stream ``path`` through ``clf`` to JSON Lines (or Parquet, for an ``output`` named ``*.parquet``), one line a
+    text as :func:`_records` writes it.
 
     With ``output``, lines go to ``OUTPUT.partial`` first and the file appears under its name only when every text
     is done. An interrupted run (Ctrl+C, SIGTERM, a full disk) keeps the partial file and, beside it,
@@ -134,8 +148,8 @@ def _predict_file(clf: Any, path: Path, output: Path | None, kw: dict[str, Any],
             if rows:
                 progress.update(task, completed=done)
             for chunk in inputs.chunks(texts, chunk_size or inputs.CHUNK_SIZE):
-                out.write("".join(json.dumps(_record(p), ensure_ascii=False) + "\n"
-                                  for p in clf.predict(chunk, **kw)))
+                out.write("".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                  for r in _records(clf, clf.predict(chunk, **kw))))
                 out.flush()
                 done += len(chunk)
                 progress.update(task, texts=done, **({"advance": len(chunk)} if rows else {}))

@@ -12,7 +12,9 @@
 // WEB_FOLDER (default: this script's folder) holds model/ as written by `edgedistill web PACKAGE OUTDIR`.
 // Each non-empty line of stdin is one text; each line of stdout is
 //   {"text": ..., "label": ..., "score": ..., "probs": {"label": probability, ...}}
-// in input order. Texts are batched and padded as the Python runtime's predict_proba does.
+// in input order ({"text": ..., "labels": [{"label": ..., "score": ...}, ...], "probs": {...}} for a multi-label
+// model: the labels that reach their thresholds, best first). Texts are batched and padded as the Python runtime's
+// predict_proba does.
 
 import { createRequire } from "node:module";
 import path from "node:path";

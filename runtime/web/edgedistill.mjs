@@ -4,6 +4,10 @@
 //   const clf = await loadClassifier();                      // ./model/ beside this file; WASM from ./vendor/
 //   const [top] = await clf.classify(["What a lovely film"]); // {label, score, probs: {label: probability}}
 //
+// A multi-label package (config.json's edgedistill.task "multi_label") gives each text
+// {labels: [{label, score}, ...], probs}: every label whose sigmoid(logit / temperature) reaches its threshold
+// (edgedistill.thresholds), best first, possibly none; probs holds each label's own probability (not summing to 1).
+//
 // Texts are tokenized as the Python runtime (runtime/classifier.py) tokenizes them, so that both
 // give the same probabilities: truncated to config.max_length tokens keeping the closing special
 // token(s) (transformers.js would cut them off), sorted by length, cut into batches of `batchSize`
@@ -16,6 +20,26 @@
 // the inputs the graph declares.
 
 const IS_NODE = typeof process !== "undefined" && !!process.versions?.node && typeof window === "undefined";
+
+/**
+ * Probabilities of one row of logits, as the Python runtime's predict_proba gives them: softmax(logits / temperature
+ * + biases), or for a multi-label model sigmoid(logits / temperature), each label on its own.
+ */
+export function probabilitiesOf(logits, { temperature = 1, biases = null, multiLabel = false } = {}) {
+  const row = Array.from(logits, (x, j) => x / temperature + (biases ? biases[j] : 0));
+  if (multiLabel) return row.map((x) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x))));
+  const top = Math.max(...row), e = row.map((x) => Math.exp(x - top)), sum = e.reduce((a, b) => a + b, 0);
+  return e.map((x) => x / sum);
+}
+
+/** A multi-label model's answer for one row of probabilities: [{label, score}] of the labels that reach their
+ * thresholds, best first (ties in label order), possibly empty. */
+export function labelsOf(probs, labels, thresholds) {
+  return labels.map((label, j) => ({ label, score: probs[j], j }))
+    .filter((r) => r.score >= thresholds[r.j])
+    .sort((a, b) => b.score - a.score || a.j - b.j)
+    .map(({ label, score }) => ({ label, score }));
+}
 
 /**
  * Load the classifier of a web folder.
@@ -82,6 +106,9 @@ export async function loadClassifier({ transformers, root, model = "model", thre
   const temperature = cfg.temperature ?? 1;  // folders written before calibration: the raw softmax
   const biases = cfg.biases ?? null;  // per-class decision biases, added after the temperature
   const runsAlone = cfg.runs_alone ?? false;
+  const multiLabel = cfg.task === "multi_label";  // folders written before the task: single-label
+  const thresholds = multiLabel ? (cfg.thresholds ?? labels.map(() => 0.5)) : null;
+  const scoring = { temperature, biases, multiLabel };
 
   /** input_ids and attention_mask for `texts` (one batch), padded to its longest text. */
   function encode(texts) {
@@ -95,21 +122,18 @@ export async function loadClassifier({ transformers, root, model = "model", thre
     return { input_ids: new Tensor("int64", ids, [n, width]), attention_mask: new Tensor("int64", mask, [n, width]) };
   }
 
-  /** Softmax probabilities of softmax(logits / temperature + biases) for one batch, one array per text. */
+  /** Probabilities (probabilitiesOf) for one batch, one array per text. */
   async function probabilities(texts) {
     const logits = (await net(encode(texts)))[outputName];  // transformer: SequenceClassifierOutput; static: raw
     if (!logits) throw new Error(`the model gives no output named ${outputName}`);
     const k = logits.dims[1], data = logits.data;
     if (k !== labels.length) throw new Error(`the model gives ${k} logits for ${labels.length} labels`);
-    return texts.map((_, i) => {
-      const row = Array.from(data.subarray(i * k, (i + 1) * k), (x, j) => x / temperature + (biases ? biases[j] : 0));
-      const top = Math.max(...row), e = row.map((x) => Math.exp(x - top)), sum = e.reduce((a, b) => a + b, 0);
-      return e.map((x) => x / sum);
-    });
+    return texts.map((_, i) => probabilitiesOf(data.subarray(i * k, (i + 1) * k), scoring));
   }
 
   /**
-   * Classify texts: [{label, score, probs}] in input order. Batches as the Python runtime's
+   * Classify texts: [{label, score, probs}] in input order ([{labels: [{label, score}], probs}] for a multi-label
+   * model: the labels that reach their thresholds, best first, possibly none). Batches as the Python runtime's
    * predict_proba(texts, batch_size): stable sort by length (in code points), then slices; a model
    * whose answers would depend on batch-mates (config runs_alone: dynamic int8) takes one text per run.
    */
@@ -124,9 +148,13 @@ export async function loadClassifier({ transformers, root, model = "model", thre
       const idx = order.slice(s, s + batchSize);
       const probs = await probabilities(idx.map((i) => texts[i]));
       idx.forEach((i, j) => {
-        const p = probs[j];
+        const p = probs[j], byLabel = Object.fromEntries(labels.map((l, c) => [l, p[c]]));
+        if (multiLabel) {
+          out[i] = { labels: labelsOf(p, labels, thresholds), probs: byLabel };
+          return;
+        }
         const best = p.indexOf(Math.max(...p));
-        out[i] = { label: labels[best], score: p[best], probs: Object.fromEntries(labels.map((l, c) => [l, p[c]])) };
+        out[i] = { label: labels[best], score: p[best], probs: byLabel };
       });
     }
     return out;
@@ -134,7 +162,8 @@ export async function loadClassifier({ transformers, root, model = "model", thre
 
   return {
     labels, classify, encode, kind,
-    dtype: cfg.dtype, variant: cfg.variant, maxLength: cfg.max_length, temperature, biases, runsAlone,
+    dtype: cfg.dtype, variant: cfg.variant, maxLength: cfg.max_length, temperature, biases, runsAlone, multiLabel,
+    thresholds,
     device: device ?? (IS_NODE ? "cpu" : "wasm"),
     threads: IS_NODE ? (threads ?? null) : env.backends.onnx.wasm.numThreads ?? null,
     loadMs: performance.now() - started,
