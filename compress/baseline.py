@@ -56,6 +56,12 @@ class Baseline:
     C: float
     validation_macro_f1: dict[float, float] = field(default_factory=dict)
     fit_seconds: float = 0.0
+    thresholds: list[float] | None = None
+    """Multi-label (one-vs-rest): per-label thresholds fitted on validation, as every candidate gets them."""
+
+    @property
+    def multi_label(self) -> bool:
+        return self.thresholds is not None
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities, columns in :attr:`label_ids` order."""
@@ -63,14 +69,16 @@ class Baseline:
 
     @property
     def label_ids(self) -> list[int]:
-        """The label ids of the probability columns (those of the training split, ascending)."""
-        return [int(c) for c in self.classifier.classes_]
+        """The label ids of the probability columns (those of the training split, ascending; multi-label: all)."""
+        return [int(c) for c in self.classifier.classes_] if not self.multi_label else \
+            list(range(len(self.thresholds or ())))
 
     @property
     def size_bytes(self) -> int:
         """What shipping it would take: each vocabulary (UTF-8 n-grams and an int32 column each), the idf weights
         and the coefficients, as flat arrays."""
-        total = self.classifier.coef_.nbytes + self.classifier.intercept_.nbytes
+        heads = self.classifier.estimators_ if self.multi_label else [self.classifier]
+        total = sum(h.coef_.nbytes + h.intercept_.nbytes for h in heads)
         for _, vec in self.features.transformer_list:
             total += sum(len("".join(k).encode("utf-8")) + 4 for k in vec.vocabulary_) + vec.idf_.nbytes
         return total
@@ -78,7 +86,7 @@ class Baseline:
     def evaluate(self, split, labels: Sequence[str], *, split_name: str = "test", dataset: str | None = None):
         from edgedistill.compress.evaluate import compute_metrics
 
-        metrics = compute_metrics(split.labels, self.predict_proba(split.texts), labels)
+        metrics = compute_metrics(split.labels, self.predict_proba(split.texts), labels, self.thresholds)
         metrics.dataset, metrics.split = dataset, split_name
         return metrics
 
@@ -97,15 +105,29 @@ def make_features():
     ])
 
 
-def train_baseline(train, validation, *, grid: Sequence[float] = C_GRID, seed: int = 42) -> Baseline:
+def train_baseline(train, validation, *, grid: Sequence[float] = C_GRID, seed: int = 42,
+                   num_labels: int | None = None) -> Baseline:
     """Fit the features on ``train``, one logistic regression per ``C`` in ``grid``, keep the one with the best
     validation macro-F1 (ties: the smaller C, the simpler model). ``train`` / ``validation`` are
-    :class:`edgedistill.compress.data.Split` objects; the test split never reaches this function."""
+    :class:`edgedistill.compress.data.Split` objects; the test split never reaches this function.
+
+    A multi-label split (label tuples) gets one-vs-rest logistic regressions (one per label, sharing ``C``), scored
+    at 0.5, and then per-label thresholds fitted on validation; ``num_labels`` (the data's) keeps a label that
+    no training text carries in its column."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
+    from sklearn.multiclass import OneVsRestClassifier
 
-    if len(set(train.labels)) < 2:
-        raise DataError("the baseline needs at least two classes in the training split")
+    from edgedistill.compress.multilabel import as_matrix, fit_thresholds, is_multilabel
+
+    multi = is_multilabel(train.labels)
+    if multi:
+        k = num_labels or 1 + max(max(ys) for ys in [*train.labels, *validation.labels] if ys)
+        y_train, y_val = as_matrix(train.labels, k), as_matrix(validation.labels, k)
+    else:
+        y_train, y_val = np.asarray(train.labels), np.asarray(validation.labels)
+        if len(set(train.labels)) < 2:
+            raise DataError("the baseline needs at least two classes in the training split")
     t0 = time.perf_counter()
     features = make_features()
     x_train = features.fit_transform(list(train.texts))
@@ -114,16 +136,18 @@ def train_baseline(train, validation, *, grid: Sequence[float] = C_GRID, seed: i
     best: tuple[float, float, Any] | None = None
     for c in grid:
         clf = LogisticRegression(C=c, max_iter=3000, random_state=seed)
-        clf.fit(x_train, train.labels)
-        score = float(f1_score(validation.labels, clf.predict(x_val), average="macro", zero_division=0))
+        clf = OneVsRestClassifier(clf) if multi else clf
+        clf.fit(x_train, y_train)
+        score = float(f1_score(y_val, clf.predict(x_val), average="macro", zero_division=0))
         scores[float(c)] = score
         if best is None or score > best[0] + 1e-12:
             best = (score, float(c), clf)
     assert best is not None
+    thresholds = fit_thresholds(y_val, best[2].predict_proba(x_val))[0] if multi else None
     seconds = time.perf_counter() - t0
-    log.info("baseline TF-IDF + LR: C=%g chosen on validation (macro-F1 %.4f), %d features, %.1f s",
-             best[1], best[0], x_train.shape[1], seconds)
-    return Baseline(features, best[2], best[1], scores, round(seconds, 2))
+    log.info("baseline TF-IDF + LR%s: C=%g chosen on validation (macro-F1 %.4f), %d features, %.1f s",
+             " (one-vs-rest)" if multi else "", best[1], best[0], x_train.shape[1], seconds)
+    return Baseline(features, best[2], best[1], scores, round(seconds, 2), thresholds)
 
 
 def margin_kept(model_f1: float | None, teacher_f1: float | None, baseline_f1: float | None) -> float | None:

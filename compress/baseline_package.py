@@ -77,7 +77,8 @@ class BaselineConfig:
 
 def to_onnx(base: Any) -> Any:
     """The fitted :class:`edgedistill.compress.baseline.Baseline` as one ONNX graph: the string tensor ``text`` in,
-    ``logits`` (log-probabilities, columns in ``base.label_ids`` order) out."""
+    ``logits`` (log-probabilities, columns in ``base.label_ids`` order) out; one-vs-rest (multi-label): each
+    label's logit ``log(p / (1 - p))``."""
     import skl2onnx.sklapi.register  # noqa: F401  (the converter of TraceableTfidfVectorizer)
     from onnx import helper
     from skl2onnx import convert_sklearn
@@ -97,8 +98,17 @@ def to_onnx(base: Any) -> Any:
     probs = next(o.name for o in model.graph.output if o.name == "probabilities")
     floor = helper.make_tensor("probability_floor", 1, [], [1e-30])  # no log(0): -69 is as good as -inf
     model.graph.initializer.append(floor)
-    model.graph.node.extend([helper.make_node("Max", [probs, "probability_floor"], ["probabilities_floored"]),
-                             helper.make_node("Log", ["probabilities_floored"], ["logits"])])
+    if base.multi_label:  # one probability per label: its logit log(p) - log(1 - p), which the sigmoid gives back
+        model.graph.initializer.append(helper.make_tensor("one", 1, [], [1.0]))
+        model.graph.node.extend([
+            helper.make_node("Max", [probs, "probability_floor"], ["p_floored"]),
+            helper.make_node("Sub", ["one", probs], ["q"]),
+            helper.make_node("Max", ["q", "probability_floor"], ["q_floored"]),
+            helper.make_node("Log", ["p_floored"], ["log_p"]), helper.make_node("Log", ["q_floored"], ["log_q"]),
+            helper.make_node("Sub", ["log_p", "log_q"], ["logits"])])
+    else:
+        model.graph.node.extend([helper.make_node("Max", [probs, "probability_floor"], ["probabilities_floored"]),
+                                 helper.make_node("Log", ["probabilities_floored"], ["logits"])])
     del model.graph.output[:]
     model.graph.output.append(helper.make_tensor_value_info("logits", 1, [None, len(base.label_ids)]))
     return model
@@ -133,11 +143,17 @@ def check_parity(base: Any, clf: Any, texts: list[str], atol: float) -> dict[str
     got = clf.predict_proba(texts)
     diff = np.abs(ref - got).max(axis=1)
     worst = int(diff.argmax())
-    top2 = np.sort(ref, axis=1)[:, -2:]
-    decided = (top2[:, 1] - top2[:, 0]) > 2 * atol  # a near-tie may fall either way in float32
-    flips = int(((ref.argmax(1) != got.argmax(1)) & decided).sum())
+    if base.multi_label:  # a flip: a label decided differently where the probability is not at its threshold
+        t = np.asarray(base.thresholds)[None, :]
+        flips = int((((ref >= t) != (got >= t)) & (np.abs(ref - t) > 2 * atol)).any(axis=1).sum())
+        same = float(((ref >= t) == (got >= t)).all(axis=1).mean())
+    else:
+        top2 = np.sort(ref, axis=1)[:, -2:]
+        decided = (top2[:, 1] - top2[:, 0]) > 2 * atol  # a near-tie may fall either way in float32
+        flips = int(((ref.argmax(1) != got.argmax(1)) & decided).sum())
+        same = float((ref.argmax(1) == got.argmax(1)).mean())
     record = {"texts": len(texts), "max_abs_diff": float(diff[worst]), "atol": atol,
-              "argmax_agreement": float((ref.argmax(1) == got.argmax(1)).mean()), "label_flips": flips}
+              "argmax_agreement": same, "label_flips": flips}
     if diff[worst] > atol or flips:
         raise ExportParityError({"probabilities": float(diff[worst])}, atol, {"probabilities": repr(texts[worst][:60])
                                 + (f"; {flips} texts get another label" if flips else "")}, source="scikit-learn")
@@ -146,12 +162,13 @@ def check_parity(base: Any, clf: Any, texts: list[str], atol: float) -> dict[str
     return record
 
 
-def strings_config(labels: list[str]) -> dict[str, Any]:
+def strings_config(labels: list[str], thresholds: list[float] | None = None) -> dict[str, Any]:
     """config.json of a ``strings`` package."""
-    from edgedistill.runtime.package import KIND_STRINGS, STRINGS_INPUT, PackageConfig
+    from edgedistill.runtime.package import KIND_STRINGS, STRINGS_INPUT, TASK_MULTI, PackageConfig
 
+    multi = {} if thresholds is None else {"task": TASK_MULTI, "thresholds": tuple(thresholds)}
     return PackageConfig(labels=tuple(labels), input_names=(STRINGS_INPUT,), output_name="logits", kind=KIND_STRINGS,
-                         model_type="tfidf-logistic-regression", variant="fp32").to_dict()
+                         model_type="tfidf-logistic-regression", variant="fp32", **multi).to_dict()
 
 
 def package_baseline(cfg: BaselineConfig, data: Any = None) -> Path:
@@ -167,9 +184,9 @@ def package_baseline(cfg: BaselineConfig, data: Any = None) -> Path:
     if not cfg.output:
         raise ConfigError("baseline.output", cfg.output, "name the package folder to write")
     data = data or load_data(cfg.data)
-    base = train_baseline(data.train, data.validation)
+    base = train_baseline(data.train, data.validation, num_labels=data.num_labels)
     labels = [data.label_names[i] for i in base.label_ids]
-    config = strings_config(labels)
+    config = strings_config(labels, base.thresholds)
     with tempfile.TemporaryDirectory(prefix="edgedistill-baseline-") as work:
         path = Path(work) / MODEL_FILE
         path.write_bytes(to_onnx(base).SerializeToString())
@@ -177,10 +194,11 @@ def package_baseline(cfg: BaselineConfig, data: Any = None) -> Path:
         texts = list(data.validation.texts)
         parity = check_parity(base, clf, texts + list(EDGE_TEXTS), cfg.atol)
         probs = align_columns(clf.predict_proba(texts, cfg.batch_size), labels, data.label_names)
-        m = compute_metrics(data.validation.labels, probs, data.label_names)
+        m = compute_metrics(data.validation.labels, probs, data.label_names, base.thresholds)
         p50, p90 = batch1_latency(clf, texts[:cfg.latency_samples])
         metrics = {"dataset": data.name, "split": "validation", "n": len(texts), "macro_f1": m.macro_f1,
-                   "accuracy": m.accuracy, "size_bytes": path.stat().st_size, "latency_p50_ms": p50,
+                   "accuracy": m.accuracy, **({"micro_f1": m.micro_f1} if base.multi_label else {}),
+                   "size_bytes": path.stat().st_size, "latency_p50_ms": p50,
                    "latency_p90_ms": p90, "parity": parity}
         training = {"C": base.C, "validation_macro_f1_by_C": base.validation_macro_f1, "fit_seconds": base.fit_seconds,
                     "features": {n: len(v.vocabulary_) for n, v in base.features.transformer_list}}

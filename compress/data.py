@@ -62,7 +62,10 @@ class DataConfig:
     of it. The test split stays whole."""
     labels: list[str] | None = None
     """Keep only the rows with these labels (e.g. a classifier of five classes now, the sixth added by an update);
-    None: every label."""
+    None: every label. Multi-label: the other labels are removed from each text (a text left with none is dropped)."""
+    label_separator: str | None = None
+    """Makes the task multi-label: the label column holds each text's labels joined by it (``"billing|urgent"``).
+    A list value in a JSONL / Parquet label column is read as multi-label without it. None: one label a text."""
 
     def __post_init__(self) -> None:
         for name in ("test_size", "validation_size"):
@@ -80,6 +83,10 @@ class DataConfig:
                 raise ConfigError(f"data.{name}", v, "must be at least 2 (or unset)")
         if not self.source:
             raise ConfigError("data.source", self.source, "name a built-in dataset or a file")
+        if self.label_separator is not None and (not isinstance(self.label_separator, str)
+                                                 or not self.label_separator.strip()):
+            raise ConfigError("data.label_separator", self.label_separator,
+                              "must be a non-blank string such as '|' (or unset for one label a text)")
         if self.labels is not None:
             if isinstance(self.labels, str) or not self.labels:
                 raise ConfigError("data.labels", self.labels, "must be a non-empty list of labels (or unset)")
@@ -89,7 +96,8 @@ class DataConfig:
 @dataclass(frozen=True)
 class Split:
     texts: list[str]
-    labels: list[int]
+    labels: list[Any]
+    """One label id a text (``int``), or for a multi-label task the sorted tuple of a text's label ids."""
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -103,6 +111,12 @@ class LabelledData:
     validation: Split
     test: Split
     stats: dict[str, int] = field(default_factory=dict)
+    multi_label: bool = False
+    """Each text carries a set of labels (``Split.labels`` holds tuples of ids); else one label id a text."""
+
+    @property
+    def task(self) -> str:
+        return "multi_label" if self.multi_label else "single_label"
 
     @property
     def num_labels(self) -> int:
@@ -122,13 +136,32 @@ class LabelledData:
         return getattr(self, name)
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """Examples per split and label, for ``edgedistill data show``."""
-        return {s: {self.label_names[k]: v for k, v in sorted(Counter(self.split(s).labels).items())}
+        """Examples per split and label, for ``edgedistill data show`` (multi-label: texts carrying each label)."""
+        return {s: {self.label_names[k]: v for k, v in sorted(label_counts(self.split(s).labels).items())}
                 for s in ("train", "validation", "test")}
 
 
+def label_counts(labels: Sequence[Any]) -> Counter:
+    """Texts per label id: of single labels, or of label tuples (a text counts once for each of its labels)."""
+    if labels and isinstance(labels[0], tuple):
+        return Counter(k for ys in labels for k in ys)
+    return Counter(labels)
+
+
+def multi_hot(labels: Sequence[Any], num_labels: int) -> Any:
+    """``(n, num_labels)`` float32 0/1 matrix of label tuples (single labels: one-hot)."""
+    import numpy as np
+
+    out = np.zeros((len(labels), num_labels), dtype=np.float32)
+    for i, ys in enumerate(labels):
+        out[i, list(ys) if isinstance(ys, tuple) else ys] = 1.0
+    return out
+
+
 # --------------------------------------------------------------------------- readers
-Row = tuple[str, str]  # (text, label)
+Row = tuple[str, str]  # (text, label); multi-label: the text's labels sorted and joined by LIST_SEP
+LIST_SEP = "\x1f"
+"""Joins the labels of a list value (JSONL / Parquet) into one string, and the canonical multi-label key."""
 
 
 def _decode(raw: bytes, path: Path, encoding: str) -> str:
@@ -158,6 +191,12 @@ def _rows_from_records(path: Path, records: Iterable[tuple[int, dict[str, Any]]]
             raise DataError("missing label", path=path, column=label_col, row=line)
         if not isinstance(text, str):
             raise DataError(f"text is a {type(text).__name__}, not a string", path=path, column=text_col, row=line)
+        if isinstance(label, (list, tuple)):  # a list column: multi-label
+            parts = [str(x).strip() for x in label if x is not None and str(x).strip()]
+            if not parts:
+                raise DataError("an empty list of labels", path=path, column=label_col, row=line)
+            rows.append((text, LIST_SEP.join(parts)))
+            continue
         if isinstance(label, float) and label.is_integer():
             label = int(label)
         rows.append((text, str(label).strip()))
@@ -268,7 +307,8 @@ def _sms_spam(root: Path) -> list[Row]:
     return [(t, {"0": "ham", "1": "spam"}[lab]) for t, lab in rows]
 
 
-def _trec(root: Path, fine: bool) -> list[Row]:
+def _trec(root: Path, fine: bool | None) -> list[Row]:
+    """TREC questions: the coarse class, the fine one (``COARSE:fine``), or both (``fine=None``: multi-label)."""
     path = root / "question_labels.txt"
     rows = []
     for i, line in enumerate(_decode(path.read_bytes(), path, "latin-1").splitlines(), start=1):
@@ -277,7 +317,8 @@ def _trec(root: Path, fine: bool) -> list[Row]:
         label, _, text = line.partition(" ")
         if ":" not in label:
             raise DataError(f"expected 'COARSE:fine text', got {line[:40]!r}", path=path, row=i)
-        rows.append((text, label if fine else label.split(":", 1)[0]))
+        coarse = label.split(":", 1)[0]
+        rows.append((text, label if fine else coarse if fine is False else coarse + LIST_SEP + label))
     return rows
 
 
@@ -314,6 +355,7 @@ BUILTIN_READERS: dict[str, Callable[[Path], list[Row]]] = {
     "sms-spam": _sms_spam,
     "trec6": lambda root: _trec(root, fine=False),
     "trec50": lambda root: _trec(root, fine=True),
+    "trec-hierarchy": lambda root: _trec(root, fine=None),
     "bbc-news": _bbc,
     "rt-critics": _rt_critics,
     "tweets-sentiment": _tweets_sentiment,
@@ -415,74 +457,116 @@ def _by_label(labels: list[int], idx: Iterable[int]) -> dict[int, list[int]]:
     return out
 
 
+def strata(labels: Sequence[Any]) -> list[int]:
+    """The stratum of each text: its label, or for a multi-label text its rarest label (ties: the lower id), so
+    that a stratified split keeps the rare labels in every split (an approximation of iterative stratification:
+    the frequent labels ride along with the rest)."""
+    if not labels or not isinstance(labels[0], tuple):
+        return list(labels)
+    freq = label_counts(labels)
+    return [min(ys, key=lambda k: (freq[k], k)) for ys in labels]
+
+
 def _subsample(split: Split, n: int | None, seed: int) -> Split:
     if n is None or n >= len(split):
         return split
-    taken, _ = _stratified(_by_label(split.labels, range(len(split))), n / len(split),
+    taken, _ = _stratified(_by_label(strata(split.labels), range(len(split))), n / len(split),
                            random.Random(seed), keep_one=False, floor=SUBSET_FLOOR)
     return Split([split.texts[i] for i in taken], [split.labels[i] for i in taken])
 
 
-def _keep_labels(rows: list[Row], labels: list[str] | None, where: str, column: str) -> list[Row]:
+def _keep_labels(rows: list[Row], labels: list[str] | None, where: str, column: str, multi: bool) -> list[Row]:
     if labels is None:
         return rows
-    if missing := sorted(set(labels) - {lab for _, lab in rows}):
+    seen = {x for _, lab in rows for x in lab.split(LIST_SEP)} if multi else {lab for _, lab in rows}
+    if missing := sorted(set(labels) - seen):
         raise DataError(f"data.labels names {missing}, which never occur", path=where, column=column)
-    return [r for r in rows if r[1] in labels]
+    if not multi:
+        return [r for r in rows if r[1] in labels]
+    kept = ((t, LIST_SEP.join(x for x in lab.split(LIST_SEP) if x in labels)) for t, lab in rows)
+    return [(t, lab) for t, lab in kept if lab]
+
+
+def _label_sets(rows: list[Row], separator: str | None, where: str, column: str) -> list[Row]:
+    """Multi-label rows with their labels split on ``separator`` (and on :data:`LIST_SEP`, which joins a list
+    value), stripped, de-duplicated and sorted: one canonical key per label set, so that de-duplication and
+    conflicts see ``a|b`` and ``b|a`` as one."""
+    out = []
+    for i, (text, lab) in enumerate(rows, start=1):
+        parts = lab.replace(separator, LIST_SEP).split(LIST_SEP) if separator else lab.split(LIST_SEP)
+        names = sorted({p.strip() for p in parts if p.strip()})
+        if not names:
+            raise DataError(f"no label left after splitting {lab!r} on {separator!r}", path=where, column=column,
+                            row=i)
+        out.append((text, LIST_SEP.join(names)))
+    return out
 
 
 def load_data(cfg: DataConfig, min_classes: int = 2) -> LabelledData:
     """Load, clean and split ``cfg.source`` deterministically (same seed, same splits). ``min_classes``: an update
     may bring the examples of one new class alone."""
     stats: dict[str, int] = {}
-    rows = clean(read_rows(cfg.source, cfg.text_column, cfg.label_column, cfg.encoding), stats)
-    rows = _keep_labels(rows, cfg.labels, cfg.source, cfg.label_column)
+    raw = read_rows(cfg.source, cfg.text_column, cfg.label_column, cfg.encoding)
+    multi = cfg.label_separator is not None or any(LIST_SEP in lab for _, lab in raw)
+    if multi:
+        raw = _label_sets(raw, cfg.label_separator, cfg.source, cfg.label_column)
+    rows = _keep_labels(clean(raw, stats), cfg.labels, cfg.source, cfg.label_column, multi)
     test_rows: list[Row] = []
     if cfg.test_file:
         test_stats: dict[str, int] = {}
-        test_rows = clean(read_file(cfg.test_file, cfg.text_column, cfg.label_column, cfg.encoding), test_stats)
-        test_rows = _keep_labels(test_rows, cfg.labels, cfg.test_file, cfg.label_column)
+        test_raw = read_file(cfg.test_file, cfg.text_column, cfg.label_column, cfg.encoding)
+        if multi:
+            test_raw = _label_sets(test_raw, cfg.label_separator, cfg.test_file, cfg.label_column)
+        test_rows = _keep_labels(clean(test_raw, test_stats), cfg.labels, cfg.test_file, cfg.label_column, multi)
         test_texts = {t for t, _ in test_rows}
         before = len(rows)
         rows = [r for r in rows if r[0] not in test_texts]  # keep test texts out of training
         stats["dropped_in_test_file"] = before - len(rows)
     if not rows:
         raise DataError("no usable rows after cleaning (all empty or duplicated)", path=cfg.source)
-    label_names = sorted({lab for _, lab in rows})
+    names_of = (lambda lab: lab.split(LIST_SEP)) if multi else (lambda lab: [lab])
+    label_names = sorted({x for _, lab in rows for x in names_of(lab)})
     if len(label_names) < min_classes:
         raise DataError(f"only one class ({label_names[0]!r}); a classifier needs at least two",
                         path=cfg.source, column=cfg.label_column)
     label2id = {n: i for i, n in enumerate(label_names)}
+
+    def ids(lab: str) -> Any:
+        return tuple(label2id[x] for x in names_of(lab)) if multi else label2id[lab]
+
     texts = [t for t, _ in rows]
-    labels = [label2id[lab] for _, lab in rows]
+    labels = [ids(lab) for _, lab in rows]
+    keys = strata(labels)
     rng = random.Random(cfg.seed)
 
     if cfg.test_file:
         for i, (_, lab) in enumerate(test_rows, start=1):
-            if lab not in label2id:
-                raise DataError(f"label {lab!r} never occurs in the training data {label_names}",
+            if unknown := [x for x in names_of(lab) if x not in label2id]:
+                raise DataError(f"label {unknown[0]!r} never occurs in the training data {label_names}",
                                 path=cfg.test_file, column=cfg.label_column, row=i)
-        test = Split([t for t, _ in test_rows], [label2id[lab] for _, lab in test_rows])
+        test = Split([t for t, _ in test_rows], [ids(lab) for _, lab in test_rows])
         rest = list(range(len(texts)))
     else:
-        test_idx, rest = _stratified(_by_label(labels, range(len(texts))), cfg.test_size, rng, keep_one=True)
+        test_idx, rest = _stratified(_by_label(keys, range(len(texts))), cfg.test_size, rng, keep_one=True)
         test = Split([texts[i] for i in test_idx], [labels[i] for i in test_idx])
     frac = cfg.validation_size / (1.0 - (0.0 if cfg.test_file else cfg.test_size))
-    val_idx, train_idx = _stratified(_by_label(labels, rest), frac, rng, keep_one=True)
+    val_idx, train_idx = _stratified(_by_label(keys, rest), frac, rng, keep_one=True)
     train = Split([texts[i] for i in train_idx], [labels[i] for i in train_idx])
     validation = Split([texts[i] for i in val_idx], [labels[i] for i in val_idx])
-    if rare := [label_names[k] for k, c in Counter(train.labels).items() if c < 2]:
+    if rare := [label_names[k] for k, c in label_counts(train.labels).items() if c < 2]:
         log.warning("%s: classes with a single training example: %s", cfg.source, rare)
+    if missing := [n for k, n in enumerate(label_names) if k not in label_counts(train.labels)]:
+        log.warning("%s: labels with no training example (never learned): %s", cfg.source, missing)
     train = _subsample(train, cfg.max_train_samples, cfg.seed)
     validation = _subsample(validation, cfg.max_validation_samples, cfg.seed)
     name = Path(cfg.source).stem if is_file_source(cfg.source) else cfg.source
-    return LabelledData(name, label_names, train, validation, test, stats)
+    return LabelledData(name, label_names, train, validation, test, stats, multi_label=multi)
 
 
 def label_map(data: LabelledData) -> dict[str, Any]:
     """The label map saved beside every model (labels in output order)."""
     return {"labels": data.label_names, "id2label": {str(i): n for i, n in data.id2label.items()},
-            "label2id": data.label2id, "dataset": data.name}
+            "label2id": data.label2id, "dataset": data.name, "task": data.task}
 
 
 def save_label_map(data: LabelledData, folder: Path) -> Path:
@@ -491,11 +575,17 @@ def save_label_map(data: LabelledData, folder: Path) -> Path:
     return path
 
 
-def tokenize(split: Split, tokenizer, max_length: int):
-    """A ``datasets.Dataset`` of input ids (unpadded: pad per batch with DataCollatorWithPadding)."""
+def tokenize(split: Split, tokenizer, max_length: int, num_labels: int | None = None):
+    """A ``datasets.Dataset`` of input ids (unpadded: pad per batch with DataCollatorWithPadding). A multi-label
+    split's labels become 0/1 float rows of ``num_labels`` (the targets of binary cross-entropy)."""
     import datasets
 
-    ds = datasets.Dataset.from_dict({"text": split.texts, "labels": split.labels})
+    labels = split.labels
+    if labels and isinstance(labels[0], tuple):
+        if num_labels is None:
+            raise ValueError("tokenize: a multi-label split needs num_labels")
+        labels = multi_hot(labels, num_labels).tolist()
+    ds = datasets.Dataset.from_dict({"text": split.texts, "labels": labels})
     return ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=max_length),
                   batched=True, remove_columns=["text"], desc="tokenizing")
 

@@ -70,6 +70,15 @@ class Metrics:
     dataset: str | None = None
     split: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    task: str = "single_label"
+    """``multi_label``: ``accuracy`` is subset accuracy, the per-class rows are per label, no confusion matrix
+    (see :mod:`edgedistill.compress.multilabel`)."""
+    micro_f1: float | None = None
+    """Multi-label only: F1 over every (text, label) decision."""
+    samples_f1: float | None = None
+    """Multi-label only: the mean over texts of each text's F1."""
+    thresholds: list[float] | None = None
+    """Multi-label only: the per-label thresholds the decisions used (None: 0.5 each)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,8 +91,11 @@ class Metrics:
 
     def summary(self) -> dict[str, float | None]:
         """The headline numbers (for result tables and manifests)."""
-        return {"macro_f1": self.macro_f1, "accuracy": self.accuracy, "roc_auc": self.roc_auc, "ece": self.ece,
-                "n": self.n}
+        out = {"macro_f1": self.macro_f1, "accuracy": self.accuracy, "roc_auc": self.roc_auc, "ece": self.ece,
+               "n": self.n}
+        if self.task == "multi_label":
+            out.update(micro_f1=self.micro_f1, samples_f1=self.samples_f1)
+        return out
 
     def to_markdown(self, title: str = "Evaluation") -> str:
         def f(v: float | None) -> str:
@@ -93,13 +105,18 @@ class Metrics:
         lines = [f"# {title}", ""]
         if where:
             lines += [f"Data: {where}, {self.n} examples.", ""]
+        multi = self.task == "multi_label"
         lines += ["| metric | value |", "|---|---|",
-                  f"| accuracy | {f(self.accuracy)} |", f"| macro precision | {f(self.macro_precision)} |",
+                  *([f"| micro F1 | {f(self.micro_f1)} |", f"| samples F1 | {f(self.samples_f1)} |"] if multi else []),
+                  f"| {'subset accuracy' if multi else 'accuracy'} | {f(self.accuracy)} |",
+                  f"| macro precision | {f(self.macro_precision)} |",
                   f"| macro recall | {f(self.macro_recall)} |", f"| macro F1 | {f(self.macro_f1)} |",
                   f"| ROC-AUC | {f(self.roc_auc)} |", f"| ECE ({ECE_BINS} bins) | {f(self.ece)} |", "",
                   "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
         lines += [f"| {k} | {f(c.precision)} | {f(c.recall)} | {f(c.f1)} | {c.support} |"
                   for k, c in self.per_class.items()]
+        if multi:
+            return "\n".join(lines) + "\n"
         lines += ["", "Confusion matrix (rows: true, columns: predicted):", "",
                   "| | " + " | ".join(self.labels) + " |", "|---" * (len(self.labels) + 1) + "|"]
         lines += [f"| **{lab}** | " + " | ".join(str(v) for v in row) + " |"
@@ -121,8 +138,18 @@ def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int 
     return float(ece)
 
 
-def compute_metrics(y_true: Sequence[int] | np.ndarray, probs: np.ndarray, labels: Sequence[str]) -> Metrics:
-    """The protocol: every metric from true label ids and predicted probabilities ``(n, len(labels))``."""
+def compute_metrics(y_true: Sequence[Any] | np.ndarray, probs: np.ndarray, labels: Sequence[str],
+                    thresholds: Sequence[float] | None = None) -> Metrics:
+    """The protocol: every metric from true label ids and predicted probabilities ``(n, len(labels))``.
+
+    Multi-label (``y_true`` holds tuples of label ids): sigmoid probabilities, decided by ``thresholds`` (one per
+    label; None: 0.5), scored by :func:`edgedistill.compress.multilabel.multilabel_metrics`."""
+    from edgedistill.compress.multilabel import is_multilabel, multilabel_metrics
+
+    if is_multilabel(y_true):
+        fields = multilabel_metrics(y_true, probs, labels, thresholds)
+        fields["per_class"] = {k: ClassMetrics(*v) for k, v in fields["per_class"].items()}
+        return Metrics(**fields)
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
 
     y = np.asarray(y_true, dtype=np.int64)
@@ -181,7 +208,8 @@ def model_inputs(model, batch) -> dict[str, Any]:
 
 def predict_proba_torch(model, tokenizer, texts: Sequence[str], *, max_length: int = 128, batch_size: int = 32,
                         device: str | None = None, progress: bool = False) -> np.ndarray:
-    """Softmax probabilities ``(n, num_labels)`` in input order: batched, no grad, dynamic padding.
+    """Softmax probabilities ``(n, num_labels)`` in input order (a multi-label model's: one sigmoid per label):
+    batched, no grad, dynamic padding.
 
     Texts are sorted by length so each batch pads little; the output is put back in input order.
     ``progress`` shows a bar (see :mod:`edgedistill.compress.progress`).
@@ -192,16 +220,32 @@ def predict_proba_torch(model, tokenizer, texts: Sequence[str], *, max_length: i
     was_training = model.training
     model.eval()
     out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    multi = is_multilabel_model(model)
     try:
         with torch.inference_mode(), progress_bars.bar("evaluating", len(texts), enabled=progress) as bar:
             for idx, batch in length_batches(tokenizer, texts, max_length, batch_size):
                 batch = batch.to(device)
                 logits = model(**model_inputs(model, batch)).logits.float()
-                out[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
+                out[idx] = (logits.sigmoid() if multi else torch.softmax(logits, dim=-1)).cpu().numpy()
                 bar.advance(len(idx))
     finally:
         model.train(was_training)
     return out
+
+
+def is_multilabel_model(model) -> bool:
+    """A torch classifier trained with one sigmoid per label (``problem_type``)."""
+    return getattr(model.config, "problem_type", None) == "multi_label_classification"
+
+
+def torch_thresholds(model, tokenizer, split, num_labels: int, *, max_length: int, batch_size: int = 32) -> list[float]:
+    """:func:`fit_thresholds` for a torch checkpoint on ``split`` (the validation split): the thresholds its test
+    figures are then scored with, as every shipped candidate's are (columns in the model's label order, which is
+    the data's)."""
+    from edgedistill.compress.multilabel import as_matrix, fit_thresholds
+
+    probs = predict_proba_torch(model, tokenizer, list(split.texts), max_length=max_length, batch_size=batch_size)
+    return fit_thresholds(as_matrix(split.labels, num_labels), probs)[0]
 
 
 def model_labels(model) -> list[str]:
@@ -211,11 +255,12 @@ def model_labels(model) -> list[str]:
 
 def evaluate_torch(model_dir_or_model, split, labels: Sequence[str] | None = None, *, tokenizer=None,
                    max_length: int = 128, batch_size: int = 32, device: str | None = None,
-                   dataset: str | None = None, split_name: str | None = "test", progress: bool = False) -> Metrics:
+                   dataset: str | None = None, split_name: str | None = "test", progress: bool = False,
+                   thresholds: Sequence[float] | None = None) -> Metrics:
     """Evaluate a torch sequence classifier (a checkpoint folder, or a model plus its ``tokenizer``).
 
     ``split`` is a :class:`edgedistill.compress.data.Split`; ``labels`` are the data's label names (default: the
-    model's).
+    model's); ``thresholds``: a multi-label model's per-label decision thresholds (None: 0.5), in ``labels`` order.
     """
     if isinstance(model_dir_or_model, (str, Path)):
         from transformers import AutoTokenizer
@@ -237,7 +282,7 @@ def evaluate_torch(model_dir_or_model, split, labels: Sequence[str] | None = Non
     labels = list(labels) if labels is not None else mlabels
     probs = predict_proba_torch(model, tokenizer, split.texts, max_length=max_length, batch_size=batch_size,
                                 device=device, progress=progress)
-    metrics = compute_metrics(split.labels, align_columns(probs, mlabels, labels), labels)
+    metrics = compute_metrics(split.labels, align_columns(probs, mlabels, labels), labels, thresholds)
     metrics.dataset, metrics.split = dataset, split_name
     return metrics
 
@@ -265,7 +310,10 @@ def evaluate_package(path_or_classifier, split, labels: Sequence[str] | None = N
             idx = order[start:start + 8 * batch_size]
             probs[idx] = clf.predict_proba([texts[i] for i in idx], batch_size=batch_size)
             bar.advance(len(idx))
-    metrics = compute_metrics(split.labels, align_columns(probs, clf.labels, labels), labels)
+    thresholds = getattr(clf, "thresholds", None) if getattr(clf, "multi_label", False) else None
+    if thresholds is not None:
+        thresholds = align_columns(np.asarray(thresholds)[None, :], clf.labels, labels)[0]
+    metrics = compute_metrics(split.labels, align_columns(probs, clf.labels, labels), labels, thresholds)
     metrics.dataset, metrics.split = dataset, split_name
     return metrics
 

@@ -221,6 +221,7 @@ def _metadata(cfg: ExportConfig, ckpt: Path, config: Any, tokenizer: Any, inputs
         versions={"torch": torch.__version__, "transformers": transformers.__version__,
                   "onnxruntime": onnxruntime.__version__},
         created=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        task="multi_label" if getattr(config, "problem_type", None) == "multi_label_classification" else "single_label",
     )
 
 

@@ -111,6 +111,8 @@ class ExportMeta:
     exporter: str | None = None
     versions: Mapping[str, str] = field(default_factory=dict)
     created: str | None = None
+    task: str = "single_label"
+    """``multi_label``: the graph's logits are one sigmoid per label (the checkpoint's ``problem_type``)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     where: str = field(default=META_FILE, compare=False, repr=False)  # the file, for error messages
 
@@ -138,6 +140,8 @@ class ExportMeta:
         for name in ("checkpoint", "exporter", "created"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise bad(name, "a string or null")
+        if self.task not in ("single_label", "multi_label"):
+            raise bad("task", "single_label or multi_label")
         for name in ("config", "versions"):
             if not isinstance(getattr(self, name), Mapping):
                 raise bad(name, "an object")
@@ -181,7 +185,7 @@ class ExportMeta:
                 "num_hidden_layers": self.num_hidden_layers,
                 "parity": self.parity.to_dict() if self.parity is not None else None,
                 "config": dict(self.config), "exporter": self.exporter, "versions": dict(self.versions),
-                "created": self.created, **self.extra}
+                "created": self.created, **({"task": self.task} if self.task != "single_label" else {}), **self.extra}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
@@ -197,14 +201,18 @@ def read_export(onnx_dir: Path | str) -> ExportMeta:
 
 
 def runtime_config(meta: ExportMeta, variant: str, *, temperature: float = 1.0,
-                   batch_invariant: bool = True, biases: Sequence[float] | None = None) -> dict[str, Any]:
+                   batch_invariant: bool = True, biases: Sequence[float] | None = None,
+                   thresholds: Sequence[float] | None = None) -> dict[str, Any]:
     """The package ``config.json`` (what ``edgedistill.runtime.TextClassifier`` needs) for one variant of an export:
     ``temperature`` divides the logits before the softmax, ``biases`` (one per label) are added after it;
-    ``batch_invariant`` makes the runtime run a batch-dependent variant (dynamic int8) one text per call."""
+    ``batch_invariant`` makes the runtime run a batch-dependent variant (dynamic int8) one text per call; a
+    multi-label export's ``thresholds`` (one per label, on its sigmoid probability; None: 0.5 each)."""
     from edgedistill.runtime.package import BATCH_DEPENDENT_VARIANTS
 
     return {"labels": list(meta.labels), "max_length": meta.max_length, "input_names": list(meta.input_names),
             "output_name": meta.output_name, "uses_token_type_ids": meta.uses_token_type_ids,
             "pad_token_id": meta.pad_token_id, "model_type": meta.model_type, "variant": variant,
             "temperature": temperature, "batch_dependent": variant in BATCH_DEPENDENT_VARIANTS,
-            "batch_invariant": batch_invariant, **({"biases": [float(b) for b in biases]} if biases else {})}
+            "batch_invariant": batch_invariant, **({"biases": [float(b) for b in biases]} if biases else {}),
+            **({"task": meta.task} if meta.task != "single_label" else {}),
+            **({"thresholds": [float(t) for t in thresholds]} if thresholds is not None else {})}

@@ -138,13 +138,16 @@ def build_package(cfg: PackagingConfig, data: Any = None) -> Path:
     calibration = _calibration(meta, onnx_dir, attempt, report, batch_invariant, data, cfg.class_biases) \
         if cfg.calibrate else None
     biases = (calibration or {}).get("biases") or {}
+    thresholds = (calibration or {}).get("thresholds")
 
     files = {MODEL_FILE: source, TOKENIZER_FILE: onnx_dir / TOKENIZER_FILE,
              **{name: onnx_dir / file for name, file in (plan.extra_files.items() if plan else ())}}  # other targets
     config = runtime_config(meta, attempt.variant, batch_invariant=batch_invariant,
                             temperature=calibration["shipped"]["temperature"] if calibration else 1.0,
-                            biases=biases.get("biases"))
+                            biases=biases.get("biases"), thresholds=thresholds)
     metrics = _metrics(attempt, report, meta)
+    if thresholds is not None:  # what ships decides with its thresholds: its validation figures are those
+        metrics.update(calibration["validation"], macro_f1_at_half=metrics.get("macro_f1"))
     name = cfg.name or out.name
     card = model_card(name, meta, attempt, report, metrics, cfg.history, calibration=calibration,
                       runs_alone=config["batch_dependent"] and batch_invariant)
@@ -225,6 +228,8 @@ def _calibration(meta: ExportMeta, onnx_dir: Path, attempt: Attempt, report: Qua
     if len(split) == 0:
         log.warning("the validation split of %s is empty: the package is not calibrated (temperature 1)", data.name)
         return None
+    if meta.task == "multi_label":
+        return _thresholds(meta, onnx_dir, attempt, batch_invariant, data, settings)
     y = model_label_ids(split.labels, data.label_names, meta.labels)
     fits: dict[str, Any] = {}
     logits: dict[str, Any] = {}
@@ -246,6 +251,32 @@ def _calibration(meta: ExportMeta, onnx_dir: Path, attempt: Attempt, report: Qua
             "bins": ECE_BINS, "variant": attempt.name, "temperature": fits["shipped"].temperature,
             "shipped": fits["shipped"].to_dict(), "fp32": fits["fp32"].to_dict(),
             "biases": biases.to_dict() if biases else None}
+
+
+def _thresholds(meta: ExportMeta, onnx_dir: Path, attempt: Attempt, batch_invariant: bool, data: Any,
+                settings: dict[str, Any]) -> dict[str, Any]:
+    """A multi-label package's per-label decision thresholds, fitted on the validation split for the shipped
+    variant (:func:`edgedistill.compress.multilabel.fit_thresholds`), and its validation figures with them."""
+    from edgedistill.compress.evaluate import compute_metrics
+    from edgedistill.compress.multilabel import as_matrix, fit_thresholds
+    from edgedistill.runtime.classifier import TextClassifier
+
+    split = data.validation
+    y = as_matrix(split.labels, data.num_labels)[:, [data.label_names.index(lab) for lab in meta.labels]]
+    clf = TextClassifier.from_files(onnx_dir / attempt.file, onnx_dir / TOKENIZER_FILE,
+                                    runtime_config(meta, attempt.variant, batch_invariant=batch_invariant),
+                                    threads=settings.get("threads"))
+    probs = clf.predict_proba(list(split.texts), settings.get("batch_size", 32))
+    thresholds, how = fit_thresholds(y, probs)
+    at_half, fitted = compute_metrics(y, probs, meta.labels), compute_metrics(y, probs, meta.labels, thresholds)
+    log.info("%s: per-label thresholds on %d validation texts: macro-F1 %.4f -> %.4f, micro-F1 %.4f -> %.4f",
+             attempt.name, len(split), at_half.macro_f1, fitted.macro_f1, at_half.micro_f1, fitted.micro_f1)
+    return {"method": "thresholds", "split": "validation", "dataset": data.name, "n": len(split),
+            "variant": attempt.name, "thresholds": thresholds, "how": how,
+            "at_half": {"macro_f1": at_half.macro_f1, "micro_f1": at_half.micro_f1},
+            "validation": {"macro_f1": fitted.macro_f1, "micro_f1": fitted.micro_f1, "accuracy": fitted.accuracy,
+                           "samples_f1": fitted.samples_f1},
+            "shipped": {"temperature": 1.0}, "biases": None}
 
 
 def _quantization(attempt: Attempt, report: QuantizeReport | None) -> dict[str, Any] | None:
@@ -292,7 +323,8 @@ def model_card(name: str, meta: ExportMeta, attempt: Attempt, report: QuantizeRe
     labels = meta.labels
     data = (report.config.get("data") or {}) if report else {}
     lines = [f"# {name}", "",
-             f"A {len(labels)}-class text classifier ({meta.model_type}, variant **{attempt.variant}**) built by "
+             f"A {len(labels)}-{'label multi-label' if meta.task == 'multi_label' else 'class'} text classifier "
+             f"({meta.model_type}, variant **{attempt.variant}**) built by "
              f"edgedistill {version}. It runs on onnxruntime and tokenizers alone (no torch).", "",
              "## Intended use", "",
              f"Sorting short English texts into {', '.join(f'`{lab}`' for lab in labels)}, in the domain of the "
@@ -345,7 +377,17 @@ def model_card(name: str, meta: ExportMeta, attempt: Attempt, report: QuantizeRe
                   f"below fp32; {sum(a.passed for a in report.attempts)} of {len(report.attempts)} attempts passed "
                   "(see the quantize report)."]
     lines += ["", "## Calibration", ""]
-    if calibration:
+    if calibration and calibration.get("method") == "thresholds":
+        v, h = calibration["validation"], calibration["at_half"]
+        lines += [f"Multi-label: scores are one sigmoid per label, and a text carries every label whose score reaches "
+                  f"that label's threshold. The thresholds were fitted on the {calibration['n']} texts of the "
+                  f"validation split (each label's F1-maximising value; the one global threshold for labels with "
+                  f"fewer than {calibration['how']['min_positives']} validation texts): macro-F1 "
+                  f"{h['macro_f1']:.4f} -> {v['macro_f1']:.4f}, micro-F1 {h['micro_f1']:.4f} -> {v['micro_f1']:.4f}.",
+                  "", "| label | threshold | chosen by |", "|---|---|---|",
+                  *(f"| {lab} | {t:.2f} | {how} |" for lab, t, how in
+                    zip(labels, calibration["thresholds"], calibration["how"]["chosen_by"]))]
+    elif calibration:
         c, f = calibration["shipped"], calibration["fp32"]
         lines += [f"Scores are `softmax(logits / {c['temperature']:.4g})`: the temperature was fitted on the "
                   f"{calibration['n']} texts of the validation split (negative log-likelihood), so that a score of "
@@ -369,10 +411,14 @@ def model_card(name: str, meta: ExportMeta, attempt: Attempt, report: QuantizeRe
     else:
         lines.append("Not calibrated: scores are the model's softmax probabilities (temperature 1).")
     lines += ["", "## Limitations", "",
+              "- It knows only the labels above; a text that fits none may still get one."
+              if meta.task == "multi_label" else
               "- It knows only the labels above; every text gets one of them, including texts that fit none.",
               "- Trained on one dataset: expect lower accuracy on other domains, registers or languages.",
               f"- Texts are cut at {meta.max_length} tokens; what comes later is not read.",
               "- Scores are calibrated on the validation split only: on other domains they are likely overconfident."
+              if calibration and calibration.get("method") != "thresholds" else
+              "- Thresholds are fitted on the validation split only; on other domains they may need refitting."
               if calibration else "- Scores are softmax probabilities, not calibrated certainties."]
     if attempt.variant.startswith("int8") and attempt.agreement is not None:
         lines.append(f"- int8 arithmetic: {100 * (1 - attempt.agreement):.1f}% of validation texts get a different "

@@ -33,6 +33,7 @@ from edgedistill.compress.baseline import margin_kept, share_of_teacher
 from edgedistill.compress.errors import ConfigError
 from edgedistill.runtime.fsutil import publishing
 from edgedistill.compress.layout import BuildLayout
+from edgedistill.compress.report_plot import plot  # noqa: F401  (also imported from here by the ladder and benchmarks)
 from edgedistill.runtime.bench import paired_latency
 from edgedistill.runtime.cpu import detect
 
@@ -85,7 +86,7 @@ def _torch_row(name: str, folder: Path) -> dict[str, Any] | None:
         return None
     m = read_metrics(metrics)
     return {"model": name, "format": "torch fp32", "split": "test", "n": m.n, "macro_f1": m.macro_f1,
-            "accuracy": m.accuracy,
+            "micro_f1": m.micro_f1, "accuracy": m.accuracy,
             "roc_auc": m.roc_auc, "ece": m.ece, "size_mb": round(_size_mb(list(folder.glob("*.safetensors"))), 1),
             "params_m": round(safetensors_parameters(folder) / 1e6, 1), "latency_p50_ms": None, "shipped": False,
             "never_predicted": never_predicted(m)}
@@ -93,7 +94,10 @@ def _torch_row(name: str, folder: Path) -> dict[str, Any] | None:
 
 def never_predicted(metrics) -> list[list[Any]]:
     """``[label, support, F1]`` for every class with test texts that the model never predicts (its column of the
-    confusion matrix is empty): the classes a macro-F1 hides least, and a collapsed model shows first."""
+    confusion matrix is empty): the classes a macro-F1 hides least, and a collapsed model shows first. Multi-label:
+    every label with test texts of which the model finds none (recall 0)."""
+    if metrics.task == "multi_label":
+        return [[lab, c.support, c.f1] for lab, c in metrics.per_class.items() if c.support > 0 and c.recall == 0]
     cols = [sum(row[j] for row in metrics.confusion) for j in range(len(metrics.labels))]
     return [[lab, metrics.per_class[lab].support, metrics.per_class[lab].f1] for j, lab in enumerate(metrics.labels)
             if cols[j] == 0 and metrics.per_class[lab].support > 0]
@@ -127,7 +131,7 @@ def package_row(model: str, fmt: str, metrics: Any, folder: Path, *, params_m: f
                 latency: dict[str, float] | None = None, shipped: bool = False) -> dict[str, Any]:
     """A package's test row: its metrics, its size on disk (every file it ships), its batch-1 p50 from ``latency``."""
     return {"model": model, "format": fmt, "split": "test", "n": metrics.n, "macro_f1": metrics.macro_f1,
-            "accuracy": metrics.accuracy, "roc_auc": metrics.roc_auc, "ece": metrics.ece,
+            "micro_f1": metrics.micro_f1, "accuracy": metrics.accuracy, "roc_auc": metrics.roc_auc, "ece": metrics.ece,
             "size_mb": round(_size_mb([p for p in Path(folder).iterdir() if p.is_file()]), 1), "params_m": params_m,
             "latency_p50_ms": (latency or {}).get(model), "shipped": shipped,
             "never_predicted": never_predicted(metrics)}
@@ -171,9 +175,12 @@ def build_rows(build: Path | BuildLayout, package_metrics=None, *, baseline: dic
         r["margin_kept"] = None if withheld or r is baseline else margin_kept(r["macro_f1"], t_f1, base)
         r["speedup_vs_teacher"] = (t_ms / r["latency_p50_ms"]) if t_ms and r.get("latency_p50_ms") else None
     shipped = next((r for r in rows if r.get("shipped")), None)
-    headline = {k: (shipped or {}).get(k) for k in ("macro_f1", "share_of_teacher", "margin_kept",
+    headline = {k: (shipped or {}).get(k) for k in ("macro_f1", "micro_f1", "share_of_teacher", "margin_kept",
                                                    "speedup_vs_teacher")}
-    headline.update(teacher_macro_f1=t_f1, baseline_macro_f1=base, teacher_p50_ms=t_ms, share_withheld=withheld,
+    headline.update(teacher_macro_f1=t_f1, baseline_macro_f1=base,
+                    teacher_micro_f1=(teacher or {}).get("micro_f1"),
+                    baseline_micro_f1=(baseline or {}).get("micro_f1"),
+                    teacher_p50_ms=t_ms, share_withheld=withheld,
                     size_ratio=(teacher["size_mb"] / shipped["size_mb"]) if teacher and shipped and shipped["size_mb"]
                     else None)
     return rows, {"chosen": f"{chosen['name']} ({chosen['variant']})" if chosen else q.chosen, "why": q.summary(),
@@ -260,6 +267,9 @@ def headline_text(h: dict[str, Any]) -> str:
     if h.get("macro_f1") is None:
         return "No package was scored."
     parts = [f"macro-F1 {h['macro_f1']:.4f} on the test split"]
+    if h.get("micro_f1") is not None:
+        parts[0] += (f" (micro-F1 {h['micro_f1']:.4f}; the teacher's {_fmt(h.get('teacher_micro_f1'), '.4f')}, "
+                     f"the baseline's {_fmt(h.get('baseline_micro_f1'), '.4f')})")
     if h.get("share_of_teacher") is not None:
         parts.append(f"{h['share_of_teacher']:.1%} of the teacher's ({h['teacher_macro_f1']:.4f})")
     if h.get("margin_kept") is not None:
@@ -303,6 +313,7 @@ def adaptation_text(whose: str, adapted: dict[str, Any]) -> str:
 
 def to_markdown(name: str, profile: str, rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     test_n = next((r.get("n") for r in rows if r.get("n")), None)
+    multi = any(r.get("micro_f1") is not None for r in rows)
     lines = [f"# {name}: build report ({profile} profile)", "",
              f"**Shipped: {meta['chosen']}: {headline_text(meta['headline'])}**", "",
              f"## Test split of `{meta['dataset']}`" + (f", {test_n} texts" if test_n else ""), "",
@@ -311,12 +322,13 @@ def to_markdown(name: str, profile: str, rows: list[dict[str, Any]], meta: dict[
              "torch, the student as its fp32 ONNX graph through the runtime) interleaved text by text in one "
              "process.", "",
              _machine_line(meta), "",
-             "| model | format | macro-F1 | share of teacher | margin kept | accuracy | size MB | params M | "
-             "p50 ms | × faster than teacher |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"| model | format | macro-F1 |{' micro-F1 |' if multi else ''} share of teacher | margin kept | "
+             f"{'subset accuracy' if multi else 'accuracy'} | size MB | params M | p50 ms | × faster than teacher |",
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if multi else "")]
     for r in rows:
         label = f"**{r['model']}**" if r.get("shipped") else r["model"]
-        lines.append(f"| {label} | {r['format']} | {_fmt(r['macro_f1'], '.4f')} | "
+        micro = f" {_fmt(r.get('micro_f1'), '.4f')} |" if multi else ""
+        lines.append(f"| {label} | {r['format']} | {_fmt(r['macro_f1'], '.4f')} |{micro} "
                      f"{_fmt(r.get('share_of_teacher'), '.1%')} | {_fmt(r.get('margin_kept'), '.0%')} | "
                      f"{_fmt(r['accuracy'], '.4f')} | {_fmt(r['size_mb'], '.1f')} | {_fmt(r.get('params_m'), '.1f')} | "
                      f"{_fmt(r.get('latency_p50_ms'), '.2f')} | {_fmt(r.get('speedup_vs_teacher'), '.1f')} |")
@@ -338,6 +350,10 @@ def to_markdown(name: str, profile: str, rows: list[dict[str, Any]], meta: dict[
                      f"{_fmt(v.get('agreement'), '.4f')} | {_fmt(v['size_mb'], '.1f')} | "
                      f"{_fmt(v.get('latency_p50_ms'), '.2f')} | {status} |")
     lines += targets_markdown(meta.get("targets"))
+    if th := meta.get("thresholds"):
+        from edgedistill.compress.multilabel import thresholds_markdown
+
+        lines += thresholds_markdown(th)
     if meta.get("calibration"):
         cal = meta["calibration"]
         lines += ["", f"## Calibration: test split, {cal[0]['n']} texts", "",
@@ -376,46 +392,16 @@ def targets_markdown(targets: dict[str, Any] | None) -> list[str]:
     return ["", f"## Targets: {', '.join(report.platforms)}", "", report.explanation(), "", *report.table_lines()]
 
 
-def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for r in rows:
-        if r["macro_f1"] is None or not r["size_mb"]:
-            continue
-        marker = "*" if r.get("shipped") else ("s" if r["format"] == "torch fp32" else "o")
-        ax1.scatter(r["size_mb"], r["macro_f1"], marker=marker, s=90 if marker == "*" else 40)
-        ax1.annotate(r["model"], (r["size_mb"], r["macro_f1"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
-        if r.get("latency_p50_ms"):
-            ax2.scatter(r["latency_p50_ms"], r["macro_f1"], marker=marker, s=90 if marker == "*" else 40)
-            ax2.annotate(r["model"], (r["latency_p50_ms"], r["macro_f1"]), fontsize=7, xytext=(4, 3),
-                         textcoords="offset points")
-    ax1.set_xscale("log")
-    ax2.set_xscale("log")
-    ax1.set_xlabel("size (MB, log)")
-    ax2.set_xlabel("batch-1 p50 latency (ms, log)")
-    for ax in (ax1, ax2):
-        ax.set_ylabel("macro-F1 (test)")
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def baseline_row(data) -> tuple[dict[str, Any], Any]:
     """Train the TF-IDF + LR baseline on ``data``'s training split (C chosen on validation), score it on test (in
     scikit-learn: for ablations and benchmarks; a build scores the baseline stage's package)."""
     from edgedistill.compress.baseline import train_baseline
     from edgedistill.compress.baseline_package import NAME
 
-    base = train_baseline(data.train, data.validation)
+    base = train_baseline(data.train, data.validation, num_labels=data.num_labels)
     m = base.evaluate(data.test, data.label_names, dataset=data.name)
     row = {"model": NAME, "format": "scikit-learn", "split": "test", "macro_f1": m.macro_f1,
-           "accuracy": m.accuracy, "roc_auc": m.roc_auc, "ece": m.ece, "n": m.n,
+           "micro_f1": m.micro_f1, "accuracy": m.accuracy, "roc_auc": m.roc_auc, "ece": m.ece, "n": m.n,
            "size_mb": round(base.size_bytes / 1e6, 1), "params_m": None, "latency_p50_ms": None, "shipped": False,
            "C": base.C, "validation_macro_f1_by_C": base.validation_macro_f1, "fit_seconds": base.fit_seconds}
     return row, base
@@ -478,6 +464,8 @@ def write_report(recipe, cfg: ReportConfig) -> Path:
     if (saved := read_plan(layout.root)) and saved["plan"]["values"] == recipe.planned:  # this build's plan
         meta["plan"], meta["plan_actual"] = saved["plan"], actual_seconds(layout.root)
     fitted = (clf.manifest or {}).get("calibration")
+    if fitted and fitted.get("method") == "thresholds":  # multi-label: thresholds, not a temperature
+        meta["thresholds"], fitted = fitted, None
     meta["calibration"] = calibration_rows(
         {"package (shipped)": (clf, clf.temperature), "student": (fp32, fitted["fp32"]["temperature"])},
         data.test, list(data.label_names), cfg.batch_size) if fitted else None

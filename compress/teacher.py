@@ -224,8 +224,9 @@ class TeacherConfig:
 
 
 # ------------------------------------------------------------------------------- model
-def load_model(name: str, label_names: list[str]):
-    """Tokenizer and sequence classifier with our labels (a head of another size is re-initialised)."""
+def load_model(name: str, label_names: list[str], multi_label: bool = False):
+    """Tokenizer and sequence classifier with our labels (a head of another size is re-initialised); a
+    multi-label one gives one sigmoid per label (``problem_type``)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     path = sources.resolve_model(name)
@@ -233,7 +234,8 @@ def load_model(name: str, label_names: list[str]):
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=len(label_names), id2label=dict(enumerate(label_names)),
-            label2id={n: i for i, n in enumerate(label_names)}, ignore_mismatched_sizes=True)
+            label2id={n: i for i, n in enumerate(label_names)}, ignore_mismatched_sizes=True,
+            problem_type="multi_label_classification" if multi_label else "single_label_classification")
     except OSError as e:
         raise ConfigError("teacher.model", name, f"cannot be loaded as a built-in model, a folder or a Hugging Face id "
                           f"({str(e).splitlines()[0]})") from None
@@ -373,7 +375,7 @@ class _FeatureDataset:
         return {"features": torch.from_numpy(self.x[i]), "labels": torch.tensor(self.y[i])}
 
 
-def _head_module(head):
+def _head_module(head, multi_label: bool = False):
     """Wrap ``model.classifier`` as a Trainer model that takes cached features (shares its weights)."""
     import torch.nn as nn
     import torch.nn.functional as F
@@ -387,20 +389,24 @@ def _head_module(head):
             logits = self.classifier(features)
             out = {"logits": logits}
             if labels is not None:
-                out["loss"] = F.cross_entropy(logits, labels)
+                out["loss"] = F.binary_cross_entropy_with_logits(logits, labels.float()) if multi_label else \
+                    F.cross_entropy(logits, labels)
             return out
 
     return HeadOnly(head)
 
 
 # ----------------------------------------------------------------------------- training
-def _trainer_metrics(labels: list[str]):
+def _trainer_metrics(labels: list[str], multi_label: bool = False):
     import numpy as np
 
     from edgedistill.compress.evaluate import compute_metrics
 
     def fn(pred) -> dict[str, float]:
         logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        if multi_label:  # the label ids are 0/1 rows; each label its own sigmoid, decided at 0.5
+            m = compute_metrics(np.asarray(pred.label_ids), 1 / (1 + np.exp(-logits)), labels)
+            return {"macro_f1": m.macro_f1, "accuracy": m.accuracy, "micro_f1": m.micro_f1}
         logits = logits - logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)
         probs /= probs.sum(axis=1, keepdims=True)
@@ -451,23 +457,38 @@ def check_teacher(val_macro_f1: float, missing: list[str], baseline_macro_f1: fl
 
 
 def unpredicted(y_true, pred, labels: list[str], min_support: int = 2) -> list[str]:
-    """The classes with at least ``min_support`` validation examples that the model never predicts."""
+    """The classes with at least ``min_support`` validation examples that the model never predicts (multi-label:
+    ``y_true`` and ``pred`` are 0/1 matrices)."""
     import numpy as np
 
     y, pred = np.asarray(y_true), np.asarray(pred)
+    if y.ndim == 2:
+        return [lab for i, lab in enumerate(labels) if y[:, i].sum() >= min_support and not pred[:, i].any()]
     return [lab for i, lab in enumerate(labels) if (y == i).sum() >= min_support and not (pred == i).any()]
 
 
-def class_weights(labels: list[int], num_labels: int):
-    """Inverse class frequency, scaled so that the mean weight over the training examples is 1."""
+MAX_POS_WEIGHT = 10.0
+"""Multi-label ``balanced`` weighting: a label's positives weigh (negatives / positives), at most this much."""
+
+
+def class_weights(labels: list[Any], num_labels: int):
+    """Inverse class frequency, scaled so that the mean weight over the training examples is 1. Multi-label
+    (label tuples): each label's positive weight for binary cross-entropy, negatives over positives (at most
+    :data:`MAX_POS_WEIGHT`)."""
     import numpy as np
 
+    from edgedistill.compress.data import label_counts
+
+    if labels and isinstance(labels[0], tuple):
+        pos = np.array([label_counts(labels).get(k, 0) for k in range(num_labels)], dtype=np.float64)
+        return np.clip((len(labels) - pos) / np.maximum(pos, 1), 1.0, MAX_POS_WEIGHT)
     counts = np.bincount(np.asarray(labels), minlength=num_labels).astype(np.float64)
     return np.where(counts > 0, len(labels) / ((counts > 0).sum() * np.maximum(counts, 1)), 0.0)
 
 
-def _loss(weights):
-    """A Trainer ``compute_loss_func``: cross-entropy, weighted by class when ``weights`` is given."""
+def _loss(weights, multi_label: bool = False):
+    """A Trainer ``compute_loss_func``: cross-entropy, weighted by class when ``weights`` is given; multi-label:
+    binary cross-entropy per label (``weights``: the positives' weights), the mean over texts and labels."""
     import torch
     import torch.nn.functional as F
 
@@ -475,6 +496,9 @@ def _loss(weights):
 
     def fn(outputs, labels, num_items_in_batch=None):
         logits = outputs["logits"]
+        if multi_label:
+            return F.binary_cross_entropy_with_logits(logits.float(), labels.float(),
+                                                      pos_weight=None if w is None else w.to(logits.device))
         loss = F.cross_entropy(logits.float(), labels, weight=None if w is None else w.to(logits.device),
                                reduction="sum")
         if w is not None:  # sum of the weights, as a weighted mean; the trainer's divisor counts examples
@@ -507,7 +531,7 @@ def _baseline_f1(data) -> float | None:
 
     if len(data.validation) == 0:
         return None
-    base = train_baseline(data.train, data.validation)
+    base = train_baseline(data.train, data.validation, num_labels=data.num_labels)
     return base.validation_macro_f1[base.C]
 
 
@@ -612,7 +636,7 @@ def _attempts(cfg: TeacherConfig, attempt: Attempt, data, model_path: str, work:
 def _attempt(cfg: TeacherConfig, attempt: Attempt, data, model_path: str, work: Path, record: dict[str, Any],
              baseline: float | None) -> _Run:
     """One fine-tuning run from the pretrained encoder with ``attempt``'s settings, checked on validation."""
-    tokenizer, model = load_model(model_path, data.label_names)
+    tokenizer, model = load_model(model_path, data.label_names, data.multi_label)
     frozen_layers = freeze(model, cfg.strategy, cfg.freeze_layers)
     trainable, total = count_parameters(model)
     log.info("%s: %s strategy, %.1fM of %.1fM parameters train, %d train / %d validation examples, %s",
@@ -623,7 +647,8 @@ def _attempt(cfg: TeacherConfig, attempt: Attempt, data, model_path: str, work: 
     _train(trainer, cfg)
     pred = trainer.predict(trainer.eval_dataset)
     logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-    missing = unpredicted(pred.label_ids, logits.argmax(axis=1), data.label_names)
+    decided = (logits > 0).astype(int) if data.multi_label else logits.argmax(axis=1)
+    missing = unpredicted(pred.label_ids, decided, data.label_names)
     val_f1 = float(pred.metrics.get("test_macro_f1", trainer.state.best_metric or 0.0))
     return _Run(trainer, model, tokenizer, attempt, val_f1, missing, check_teacher(val_f1, missing, baseline))
 
@@ -632,26 +657,27 @@ def _build_trainer(cfg: TeacherConfig, attempt: Attempt, args, data, tokenizer, 
                    record: dict[str, Any]):
     from transformers import DataCollatorWithPadding, Trainer
 
-    from edgedistill.compress.data import sorted_by_length, tokenize
+    from edgedistill.compress.data import multi_hot, sorted_by_length, tokenize
 
-    labels = data.label_names
+    labels, multi, k = data.label_names, data.multi_label, data.num_labels
     weights = class_weights(data.train.labels, len(labels)) if attempt.class_weighting == "balanced" else None
+    targets = (lambda s: multi_hot(s.labels, k)) if multi else (lambda s: s.labels)
     if cfg.strategy == "features":
         from safetensors.numpy import load_file
 
         cache = cached_features(model, tokenizer, data, model_path, cfg.max_length, cfg.eval_batch_size, args)
         feats = load_file(str(cache))
         record["features_cache"] = str(cache)
-        return Trainer(model=_head_module(model.classifier), args=args,
-                       train_dataset=_FeatureDataset(feats["train"], data.train.labels),
-                       eval_dataset=_FeatureDataset(feats["validation"], data.validation.labels),
-                       compute_metrics=_trainer_metrics(labels), compute_loss_func=_loss(weights))
+        return Trainer(model=_head_module(model.classifier, multi), args=args,
+                       train_dataset=_FeatureDataset(feats["train"], targets(data.train)),
+                       eval_dataset=_FeatureDataset(feats["validation"], targets(data.validation)),
+                       compute_metrics=_trainer_metrics(labels, multi), compute_loss_func=_loss(weights, multi))
     with args.main_process_first(desc="tokenizing"):
-        train_ds = tokenize(data.train, tokenizer, cfg.max_length)
-        val_ds = sorted_by_length(tokenize(data.validation, tokenizer, cfg.max_length))
+        train_ds = tokenize(data.train, tokenizer, cfg.max_length, k)
+        val_ds = sorted_by_length(tokenize(data.validation, tokenizer, cfg.max_length, k))
     return Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
                    processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
-                   compute_metrics=_trainer_metrics(labels), compute_loss_func=_loss(weights),
+                   compute_metrics=_trainer_metrics(labels, multi), compute_loss_func=_loss(weights, multi),
                    optimizers=(_optimizer(cfg, attempt, model), None))
 
 
@@ -673,8 +699,14 @@ def _save(cfg: TeacherConfig, trainer, data, tokenizer, model, final: Path, reco
     model.save_pretrained(final, safe_serialization=True)
     tokenizer.save_pretrained(final)
     save_label_map(data, final)
+    thresholds = None
+    if data.multi_label:  # decided as a shipped package decides: at thresholds fitted on validation
+        from edgedistill.compress.evaluate import torch_thresholds
+
+        thresholds = torch_thresholds(model, tokenizer, data.validation, data.num_labels, max_length=cfg.max_length,
+                                      batch_size=cfg.eval_batch_size)
     metrics = evaluate_torch(model, data.test, labels, tokenizer=tokenizer, max_length=cfg.max_length,
-                             batch_size=cfg.eval_batch_size, dataset=data.name, progress=True)
+                             batch_size=cfg.eval_batch_size, dataset=data.name, progress=True, thresholds=thresholds)
     metrics.extra = {"model": cfg.model, "strategy": cfg.strategy, "max_length": cfg.max_length}
     write_metrics(metrics, final, "metrics", title=f"Teacher ({cfg.model}, {cfg.strategy}) on {data.name} test")
     cross = None

@@ -39,6 +39,7 @@ def data_show(
     console.print(table(f"{data.name}: {data.num_labels} labels (seed {cfg.seed})",
                         ["label", "train", "validation", "test", "all"], rows))
     console.print(table("cleaning", list(data.stats), [list(data.stats.values())]))
-    ex = [(data.label_names[lab], text[:100] + ("…" if len(text) > 100 else ""))
+    ex = [(" | ".join(data.label_names[k] for k in lab) if isinstance(lab, tuple) else data.label_names[lab],
+           text[:100] + ("…" if len(text) > 100 else ""))
           for text, lab in zip(data.train.texts[:examples], data.train.labels[:examples])]
     console.print(table("examples (train)", ["label", "text"], ex))

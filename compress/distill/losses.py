@@ -19,17 +19,33 @@ def soft_target_loss(student_logits, teacher_logits, temperature: float):
     return t * t * (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1).mean()
 
 
-def distillation_loss(student_logits, teacher_logits, labels, alpha: float, temperature: float):
+def distillation_loss(student_logits, teacher_logits, labels, alpha: float, temperature: float,
+                      multi_label: bool = False):
     """alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, labels).
 
     The KL term is averaged over every example in the batch; the CE term over the labelled ones only
     (label -100 marks an unlabelled transfer text). Returns a scalar tensor.
+
+    ``multi_label``: the binary version, one sigmoid per label: alpha * T^2 * BCE(sigmoid(s/T), sigmoid(t/T)) +
+    (1 - alpha) * BCE(s, labels), with ``labels`` 0/1 rows (a row of -100 marks an unlabelled text); see
+    :func:`edgedistill.compress.multilabel.soft_bce_loss`.
     """
     import torch
     import torch.nn.functional as F
 
     student_logits = student_logits.float()  # under autocast: bf16 logits would round the teacher's away
     loss = student_logits.new_zeros(())
+    if multi_label:
+        from edgedistill.compress.multilabel import soft_bce_loss
+
+        if alpha > 0:
+            loss = loss + alpha * soft_bce_loss(student_logits, teacher_logits, temperature)
+        if alpha < 1 and labels is not None:
+            mask = labels[:, 0] != -100
+            if bool(mask.any()):
+                loss = loss + (1 - alpha) * F.binary_cross_entropy_with_logits(student_logits[mask],
+                                                                               labels[mask].float())
+        return loss
     if alpha > 0:
         loss = loss + alpha * soft_target_loss(student_logits, teacher_logits, temperature)
     if alpha < 1 and labels is not None:

@@ -12,6 +12,7 @@ import numpy as np
 
 from edgedistill.compress import parallel, sources
 from edgedistill.compress.adapt import Adaptation, adapt_on
+from edgedistill.compress.data import multi_hot
 from edgedistill.compress.distill.config import DistillConfig
 from edgedistill.compress.distill.losses import layer_map
 from edgedistill.compress.distill.teacher_outputs import teacher_outputs
@@ -102,6 +103,8 @@ def _student_and_teacher(cfg: DistillConfig, data, transfer: TransferSet, adapta
 
     model, tokenizer = build_student(cfg.student, cfg.teacher_dir, data.num_labels, data.id2label,
                                      corpus=transfer.texts, encoder=adaptation.path if adaptation else None)
+    if data.multi_label:  # one sigmoid per label: evaluation and export read it from the config
+        model.config.problem_type = "multi_label_classification"
     teacher = None
     pairs: list[tuple[int, int]] = []
     t_layers = None
@@ -125,8 +128,10 @@ def _student_and_teacher(cfg: DistillConfig, data, transfer: TransferSet, adapta
         teacher = teacher_outputs(cfg.teacher_dir, transfer.texts, cfg.max_length,
                                   pooled=cfg.hidden_loss_weight > 0, attention=cfg.attention_loss_weight > 0,
                                   layers=t_layers, backend=cfg.teacher_backend)
-        agree = float((teacher.logits[:transfer.n_labelled].argmax(1)
-                       == np.asarray(transfer.labels[:transfer.n_labelled])).mean())
+        gold = transfer.labels[:transfer.n_labelled]
+        agree = float(((teacher.logits[:transfer.n_labelled] > 0) == multi_hot(gold, data.num_labels)).all(1).mean()
+                      if data.multi_label else (teacher.logits[:transfer.n_labelled].argmax(1)
+                                                == np.asarray(gold)).mean())
         log.info("teacher agrees with %.1f%% of the gold training labels", 100 * agree)
     if cfg.hidden_loss_weight > 0:
         t_width = teacher.pooled.shape[1] // len(pairs)

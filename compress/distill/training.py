@@ -34,8 +34,9 @@ def _trainer_class():
 
         def __init__(self, *args, teacher: TeacherOutputs | None, alpha: float, temperature: float,
                      hidden_loss_weight: float = 0.0, attention_loss_weight: float = 0.0,
-                     hidden_layers: Sequence[int] = (-1,), **kwargs):
+                     hidden_layers: Sequence[int] = (-1,), multi_label: bool = False, **kwargs):
             super().__init__(*args, **kwargs)
+            self.multi_label = multi_label
             self.model_accepts_loss_kwargs = False
             self.alpha, self.temperature = alpha, temperature
             self.hidden_w, self.attn_w = hidden_loss_weight, attention_loss_weight
@@ -59,11 +60,11 @@ def _trainer_class():
             outputs = model(**inputs, output_hidden_states=hidden, output_attentions=attn)
             logits = outputs.logits
             if idx is None or self.t_logits is None:  # evaluation, or plain fine-tuning (alpha = 0)
-                loss = distillation_loss(logits, None, labels, 0.0, 1.0)
+                loss = distillation_loss(logits, None, labels, 0.0, 1.0, self.multi_label)
             else:
                 cpu_idx = idx.cpu()
                 loss = distillation_loss(logits, self.t_logits[cpu_idx].to(logits.device), labels,
-                                         self.alpha, self.temperature)
+                                         self.alpha, self.temperature, self.multi_label)
                 if hidden:
                     projs = self.accelerator.unwrap_model(model).distill_projection
                     mask = inputs["attention_mask"]
@@ -83,13 +84,27 @@ def _trainer_class():
     return DistillTrainer
 
 
-def _datasets(tokenizer, transfer: TransferSet, validation, max_length: int):
+def _targets(labels: Sequence[Any], num_labels: int) -> list[Any]:
+    """Multi-label targets: a 0/1 float row per text (a row of -100 for an unlabelled one); single labels as
+    they are."""
+    from edgedistill.compress.data import multi_hot
+
+    if not any(isinstance(y, tuple) for y in labels):
+        return list(labels)
+    rows = multi_hot([y if isinstance(y, tuple) else () for y in labels], num_labels)
+    rows[[i for i, y in enumerate(labels) if not isinstance(y, tuple)]] = -100.0
+    return rows.tolist()
+
+
+def _datasets(tokenizer, transfer: TransferSet, validation, max_length: int, num_labels: int):
     import datasets
 
     # each text's row: where its teacher outputs are, and which texts a process trained on
-    cols = {"text": transfer.texts, "labels": transfer.labels, "teacher_index": list(range(len(transfer.texts)))}
+    cols = {"text": transfer.texts, "labels": _targets(transfer.labels, num_labels),
+            "teacher_index": list(range(len(transfer.texts)))}
     train = datasets.Dataset.from_dict(cols)
-    val = datasets.Dataset.from_dict({"text": list(validation.texts), "labels": list(validation.labels)})
+    val = datasets.Dataset.from_dict({"text": list(validation.texts),
+                                      "labels": _targets(validation.labels, num_labels)})
 
     def tok(b):
         return tokenizer(b["text"], truncation=True, max_length=max_length)
@@ -132,11 +147,12 @@ def _train(cfg: DistillConfig, args, data, transfer: TransferSet, model, tokeniz
     if lengths["truncated_share"] > 0.05:
         log.warning("max_length %d truncates %.0f%% of the transfer texts; %d would keep 99%% whole",
                     cfg.max_length, 100 * lengths["truncated_share"], lengths["limit_for_99pct"])
-    train_ds, val_ds = _datasets(tokenizer, transfer, data.validation, cfg.max_length)
+    train_ds, val_ds = _datasets(tokenizer, transfer, data.validation, cfg.max_length, data.num_labels)
 
     def val_metrics(p):
-        logits = p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions
-        probs = torch.softmax(torch.from_numpy(np.asarray(logits, dtype=np.float32)), -1).numpy()
+        logits = torch.from_numpy(np.asarray(p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions,
+                                             dtype=np.float32))
+        probs = (logits.sigmoid() if data.multi_label else torch.softmax(logits, -1)).numpy()
         m = compute_metrics(p.label_ids, probs, data.label_names)
         return {"macro_f1": m.macro_f1, "accuracy": m.accuracy}
 
@@ -153,7 +169,7 @@ def _train(cfg: DistillConfig, args, data, transfer: TransferSet, model, tokeniz
         callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience)],
         teacher=teacher, alpha=cfg.alpha, temperature=cfg.temperature,
         hidden_loss_weight=cfg.hidden_loss_weight, attention_loss_weight=cfg.attention_loss_weight,
-        hidden_layers=[s for s, _ in pairs],
+        hidden_layers=[s for s, _ in pairs], multi_label=data.multi_label,
     )
     t_train = time.perf_counter()
     with progress.training(trainer):
@@ -185,8 +201,14 @@ def _save(cfg: DistillConfig, data, transfer: TransferSet, result: _Trained, tea
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         save_label_map(data, tmp)
+        thresholds = None
+        if data.multi_label:  # decided as a shipped package decides: at thresholds fitted on validation
+            from edgedistill.compress.evaluate import torch_thresholds
+
+            thresholds = torch_thresholds(model, tokenizer, data.validation, data.num_labels,
+                                          max_length=cfg.max_length)
         metrics = evaluate_torch(model, data.test, data.label_names, tokenizer=tokenizer,
-                                 max_length=cfg.max_length, dataset=data.name, progress=True)
+                                 max_length=cfg.max_length, dataset=data.name, progress=True, thresholds=thresholds)
         params = count_parameters(model)
         size_mb = (tmp / "model.safetensors").stat().st_size / 1e6
         metrics.extra.update({"params": params, "size_mb": round(size_mb, 3), "stage": "student"})

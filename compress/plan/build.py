@@ -111,13 +111,13 @@ def read_plan(build_dir: Path) -> dict[str, Any] | None:
 def data_shape(data, tokenizer, transfer: list[str] = ()) -> DataShape:
     """The planner's view of ``data`` (:class:`~edgedistill.compress.data.LabelledData`): counts per class, split sizes,
     the token lengths of (a sample of) the training texts, and the unlabelled transfer texts."""
-    from edgedistill.compress.data import read_texts
+    from edgedistill.compress.data import read_texts, strata
 
     texts = list(data.train.texts)
     if len(texts) > LENGTH_SAMPLE:
         texts = random.Random(0).sample(texts, LENGTH_SAMPLE)
     lengths = tuple(len(ids) for ids in tokenizer(texts, truncation=False)["input_ids"])
-    counts = Counter(data.train.labels)
+    counts = Counter(strata(data.train.labels))  # multi-label: each text's rarest label, as subsamples stratify
     seen = set(data.train.texts) | set(data.validation.texts) | set(data.test.texts)
     unlabelled = len({t for src in transfer for t in read_texts(src)} - seen)
     return DataShape({data.label_names[k]: counts[k] for k in sorted(counts)}, len(data.validation), len(data.test),

@@ -86,20 +86,25 @@ class _Gate:
         probs = align_columns(_predict(clf, list(self.split.texts), self.cfg.batch_size), clf.labels, self.labels)
         metrics = compute_metrics(self.split.labels, probs, self.labels)
         attempt.macro_f1, attempt.accuracy = metrics.macro_f1, metrics.accuracy
-        pred = probs.argmax(axis=1)
+        pred = self.decide(probs)
         if self.reference is None:
             self.reference, self.reference_pred = attempt, pred
-        attempt.agreement = float((pred == self.reference_pred).mean())
+        attempt.agreement = float(_same(pred, self.reference_pred).mean())
         # the same texts, each alone: does an answer depend on its batch-mates? (never, for a classifier that
         # runs_alone: measured all the same, as a check of what ships)
         if self.consistency:
             alone = np.concatenate([align_columns(_predict(clf, [self.split.texts[i]], 1), clf.labels, self.labels)
                                     for i in self.consistency])
             batched = probs[self.consistency]
-            attempt.batch_flips = float((alone.argmax(1) != batched.argmax(1)).mean())
+            attempt.batch_flips = float(1.0 - _same(self.decide(alone), self.decide(batched)).mean())
             attempt.batch_max_diff = float(np.abs(alone - batched).max())
         attempt.latency_p50_ms, attempt.latency_p90_ms = self.latency(clf)
         return attempt
+
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """Each text's answer: its top label, or a multi-label model's 0/1 row at 0.5 (the thresholds are fitted
+        after the gate, for the variant it chose)."""
+        return (probs >= 0.5) if self.meta.task == "multi_label" else probs.argmax(axis=1)
 
     def latency(self, clf: Any) -> tuple[float, float]:
         return batch1_latency(clf, self.latency_texts)
@@ -420,6 +425,12 @@ class _Run:
             a.status, a.reason = "not-gated", "built for GPUs; no CUDA provider here, so never shipped on CPU"
         elif a.passed:
             a.reason += " (on CUDA; the CPU choice ignores it)"
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per text: the same answer (the same label, or every label of a multi-label row decided alike)."""
+    eq = a == b
+    return eq.all(axis=1) if eq.ndim == 2 else eq
 
 
 def _stratified_subset(split: Split, n: int | None, seed: int) -> Split:

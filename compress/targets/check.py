@@ -154,24 +154,32 @@ class TargetRow:
 
 
 def compare(row: TargetRow, probs: np.ndarray, reference: np.ndarray, baseline: np.ndarray | None,
-            cfg: TargetsConfig) -> TargetRow:
+            cfg: TargetsConfig, multi_label: bool = False) -> TargetRow:
     """Fill ``row`` from a target's probabilities against the fp32 reference; ``baseline``: the same variant on
-    the build machine (None: it cannot run there, then fp32 itself is the baseline)."""
+    the build machine (None: it cannot run there, then fp32 itself is the baseline). ``multi_label``: a text's
+    answer is its row of labels decided at 0.5, the same only when every label is."""
     base = reference if baseline is None else baseline
     row.n = len(reference)
     if probs.shape != reference.shape:
         row.status, row.reason = "failed", f"gave probabilities of shape {probs.shape}, fp32 {reference.shape}"
         return row
-    ref_labels, labels = reference.argmax(1), probs.argmax(1)
-    accepted = base.argmax(1) == ref_labels
-    row.agreement = float((labels[accepted] == ref_labels[accepted]).mean()) if accepted.any() else 1.0
-    row.agreement_all = float((labels == ref_labels).mean())
+
+    def answer(p: np.ndarray) -> np.ndarray:
+        return p >= 0.5 if multi_label else p.argmax(1)
+
+    def same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return (a == b).all(1) if multi_label else a == b
+
+    ref_labels, labels = answer(reference), answer(probs)
+    accepted = same(answer(base), ref_labels)
+    row.agreement = float(same(labels[accepted], ref_labels[accepted]).mean()) if accepted.any() else 1.0
+    row.agreement_all = float(same(labels, ref_labels).mean())
     row.max_abs_diff = float(np.abs(probs - reference).max())
     base_diff = float(np.abs(base - reference).max())
     row.allowed_max_abs_diff = base_diff + cfg.prob_tolerance
     problems = []
     if row.agreement < cfg.min_agreement - 1e-12:
-        changed = int((labels[accepted] != ref_labels[accepted]).sum())
+        changed = int((~same(labels[accepted], ref_labels[accepted])).sum())
         problems.append(f"{changed} of {int(accepted.sum())} labels differ from fp32's "
                         f"(agreement {row.agreement:.2%} < {cfg.min_agreement:.2%})")
     if row.max_abs_diff > row.allowed_max_abs_diff + 1e-12:
@@ -205,6 +213,7 @@ class Checker:
         self.machine = build_machine()
         self._host: dict[tuple[Path, str], np.ndarray] = {}
         self.reference = self.host(reference, self.machine)
+        self.multi_label = self._task(reference) == "multi_label"
 
     def host(self, package: Path, target: str) -> np.ndarray:
         """A package's file for ``target`` on the build machine's CPU, through the runtime's normal path."""
@@ -215,6 +224,12 @@ class Checker:
             clf = TextClassifier.load(package, target=target)
             self._host[key] = np.asarray(clf.predict_proba(self.texts), dtype=np.float64)
         return self._host[key]
+
+    @staticmethod
+    def _task(package: Path) -> str:
+        from edgedistill.runtime.classifier import TextClassifier
+
+        return getattr(TextClassifier.load(package).config, "task", "single_label")
 
     def baseline(self, cand: Candidate, platform: str) -> np.ndarray | None:
         """The candidate as the build machine runs it: the answers the gate judged (fp16 is not run on a CPU)."""
@@ -235,7 +250,7 @@ class Checker:
             if isinstance(result, str):
                 row.status, row.reason = "failed", result
             else:
-                compare(row, result[0], self.reference, baseline, self.cfg)
+                compare(row, result[0], self.reference, baseline, self.cfg, self.multi_label)
             row.seconds = round(time.perf_counter() - started, 1)
             if platform == self.machine:
                 row.reason = row.reason or "build machine"
