@@ -2,7 +2,8 @@
 
 One instance is safe to share across threads: the tokenizer is configured once
 (truncation to the package's ``max_length``, padding to the longest text of each
-batch) and never changed afterwards, and ``InferenceSession.run`` is thread-safe.
+batch; neither where long texts are read as head+tail or chunks, whose windows are
+cut and padded here) and never changed afterwards, and ``InferenceSession.run`` is thread-safe.
 
 A text gets the same answer alone or in any batch. A model whose answers depend on
 its batch-mates (dynamic int8: one activation scale per batch; config.json's
@@ -20,7 +21,9 @@ on its own (rows do not sum to 1), and a label is predicted where its probabilit
 What each kind of input gives (the same in ``predict`` and ``predict_proba``):
 
 - ``""`` and whitespace-only text: the empty sequence (``[CLS] [SEP]`` for BERT), a normal prediction.
-- a text longer than ``max_length`` tokens (100,000 characters, say): truncated, its first tokens kept.
+- a text longer than ``max_length`` tokens (100,000 characters, say): read as config.json's ``long_texts`` says
+  (:mod:`edgedistill.runtime.longtexts`): truncated, its first tokens kept (the default); ``head+tail``; or
+  ``chunks``, whose windows' probabilities are pooled. A text within the limit reads the same in every mode.
 - emoji, right-to-left scripts, other non-Latin text: tokenized as usual (often ``[UNK]``).
 - control characters: dropped or kept as the tokenizer's normalizer decides; never an error.
 - a lone surrogate (a ``str`` that is not valid Unicode): ``ValueError`` naming the index.
@@ -36,10 +39,8 @@ texts, never truncated). Its output is log-probabilities, so the same softmax gi
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import platform
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,80 +48,23 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from edgedistill.runtime import cpu
+from edgedistill.runtime import longtexts
 from edgedistill.runtime.errors import PackageFormatError, ProviderUnavailableError
 from edgedistill.runtime.package import (BATCH_DEPENDENT_VARIANTS, CONFIG_FILE, KIND_STRINGS, MANIFEST_FILE,
                                          MODEL_FILE, STRINGS_INPUT, TARGETS, TOKENIZER_FILE, PackageConfig,
                                          _verify_folder, open_package, read_config, target_model)
+from edgedistill.runtime.session import (Provider, _manifest_target_file, _resolve_providers, _session_options,
+                                         machine_target)
 from edgedistill.runtime.tasks import TASK_MULTI, label_thresholds
+from edgedistill.runtime.views import CHUNKS, TRUNCATE
 
 log = logging.getLogger(__name__)
 
-Provider = str | tuple[str, Mapping[str, Any]]
 Prediction = dict[str, Any]  # {"label": str, "score": float}
 
 _DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
-
-
-def _resolve_providers(requested: Sequence[Provider] | str | None, fallback: bool) -> list[Provider]:
-    """The providers to open the session with: CPU when none is asked for, an error for a missing one."""
-    available = ort.get_available_providers()
-    if requested is None:
-        return ["CPUExecutionProvider"]
-    if isinstance(requested, str):
-        requested = [requested]
-    names = [p[0] if isinstance(p, tuple) else p for p in requested]
-    if not names or not all(isinstance(n, str) for n in names):
-        raise ValueError(f"providers={requested!r}: expected a list of provider names or (name, options) pairs")
-    missing = [n for n in names if n not in available]
-    if missing and not fallback:
-        raise ProviderUnavailableError(missing, available)
-    if missing:
-        log.warning("execution provider(s) %s not available; falling back to %s (fallback=True)",
-                    ", ".join(missing), ", ".join(n for n in names if n in available) or "CPUExecutionProvider")
-    chosen = [p for p, n in zip(requested, names) if n in available]
-    if "CPUExecutionProvider" not in [p[0] if isinstance(p, tuple) else p for p in chosen]:
-        chosen.append("CPUExecutionProvider")  # runs the nodes the other providers cannot
-    return chosen
-
-
-def machine_target(providers: Sequence[Provider] = ()) -> str:
-    """The package target a session on ``providers`` runs: cuda when the CUDA (or TensorRT) provider is among
-    them, else this CPU's architecture (x86, arm64)."""
-    names = {p[0] if isinstance(p, tuple) else p for p in providers}
-    if names & {"CUDAExecutionProvider", "TensorrtExecutionProvider"}:
-        return "cuda"
-    return cpu.architecture(platform.machine())
-
-
-def _manifest_target_file(folder: Path, target: str) -> str:
-    """The model file the (not yet verified) manifest names for ``target``; model.onnx when it cannot tell.
-    The manifest is then verified with that file, and the choice checked against the verified copy."""
-    try:
-        return target_model(json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8")), target)[0]
-    except Exception:  # a broken manifest: _verify_folder names the fault
-        return MODEL_FILE
-
-
-def _session_options(threads: int | None) -> ort.SessionOptions:
-    """Deliberate settings: every graph optimisation, ``threads`` intra-op threads, one inter-op thread, and
-    worker threads that stop spinning when a call returns.
-
-    ``threads=None`` leaves the intra-op count to onnxruntime (one per physical core).
-    Inter-op parallelism only helps graphs with independent branches; an encoder is a chain.
-    onnxruntime's workers otherwise spin for tens of milliseconds after each ``run`` (2^20 pause
-    loops), holding a core that the caller's next step, or another model in the same process, then
-    waits for; they still spin within a call, where it pays.
-    """
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-        raise ValueError(f"threads={threads!r}: must be None (onnxruntime decides) or an int >= 1")
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.intra_op_num_threads = threads or 0
-    so.inter_op_num_threads = 1
-    so.add_session_config_entry("session.force_spinning_stop", "1")
-    return so
+_NO_TOKENS = ("the tokenizer gives no tokens for these texts (it adds no special tokens and the texts are empty); "
+              "the model cannot classify an empty sequence")
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -143,6 +87,16 @@ def _check_unicode(texts: Sequence[str], positions: Iterable[int]) -> None:
             t.encode("utf-8")
         except UnicodeEncodeError as e:
             raise ValueError(f"texts[{i}] is not valid Unicode: {e.reason} at character {e.start}") from None
+
+
+def _check_batch_size(batch_size: Any) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}: must be an int >= 1")
+
+
+def _by_length(texts: Sequence[str]) -> np.ndarray:
+    """Positions of ``texts``, shortest first (in characters; stable)."""
+    return np.argsort(np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts)), kind="stable")
 
 
 def _check_texts(texts: Any, what: str = "texts") -> list[str]:
@@ -190,6 +144,9 @@ class TextClassifier:
         # each text in its own session call (unpadded), so that no answer depends on batch-mates
         self.runs_alone = config.batch_dependent and (config.batch_invariant if batch_invariant is None
                                                       else batch_invariant)
+        self.long_texts: str = config.long_texts
+        """How a text over :attr:`max_length` tokens is read: ``truncate``, ``head+tail`` or ``chunks`` (config.json's
+        ``long_texts``, with its ``chunk_stride`` and ``max_chunks``; see :mod:`edgedistill.runtime.views`)."""
         self._check_providers(requested, fallback)
         self.takes_strings = config.kind == KIND_STRINGS
         """The graph takes the raw texts (a ``strings`` package): no tokenizer, no truncation."""
@@ -323,13 +280,18 @@ class TextClassifier:
                                      f"{sorted(outputs)}", file=CONFIG_FILE)
 
     def _configure_tokenizer(self) -> None:
-        """Set truncation and padding once; after this the tokenizer is only read (thread safety)."""
+        """Set truncation and padding once; after this the tokenizer is only read (thread safety). Reading long
+        texts as head+tail or chunks, it neither truncates nor pads: the windows are cut and padded here."""
         pad_token = self._tokenizer.id_to_token(self.config.pad_token_id)
         if pad_token is None:
             raise PackageFormatError(self.source, f"pad_token_id={self.config.pad_token_id} is not in "
                                      "tokenizer.json's vocabulary", file=CONFIG_FILE)
-        self._tokenizer.enable_truncation(max_length=self.max_length)
-        self._tokenizer.enable_padding(pad_id=self.config.pad_token_id, pad_token=pad_token)  # to each batch's longest
+        if self.long_texts == TRUNCATE:
+            self._tokenizer.enable_truncation(max_length=self.max_length)
+            self._tokenizer.enable_padding(pad_id=self.config.pad_token_id, pad_token=pad_token)  # to a batch's longest
+        else:  # tokenizer.json may carry settings of its own
+            self._tokenizer.no_truncation()
+            self._tokenizer.no_padding()
         self._encode_batch = getattr(self._tokenizer, "encode_batch_fast", self._tokenizer.encode_batch)
 
     # ------------------------------------------------------------------ inference
@@ -341,7 +303,8 @@ class TextClassifier:
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """The model inputs for ``texts`` in the given order, padded to the longest (a model feed; for a
-        ``strings`` package, the texts themselves as a string tensor)."""
+        ``strings`` package, the texts themselves as a string tensor). Reading long texts as ``chunks``, one row
+        per window: a text's windows are neighbours, in reading order."""
         texts = _check_texts(texts)
         return self._feed(texts, range(len(texts)))
 
@@ -353,20 +316,35 @@ class TextClassifier:
         if self.takes_strings:
             _check_unicode(texts, positions)  # onnxruntime would fail on a lone surrogate, naming no text
             return {STRINGS_INPUT: np.array(texts, dtype=object)}
-        try:  # one text: encode() skips the batch path's thread pool (measurably faster at batch 1)
-            encodings = [self._tokenizer.encode(texts[0])] if len(texts) == 1 else self._encode_batch(texts)
-        except TypeError:
-            _check_unicode(texts, positions)
-            raise
+        encodings = self._encode(texts, positions)
+        if self.long_texts != TRUNCATE:  # head+tail: one window a text; chunks: every window of them
+            w = self._windows(encodings)
+            return self._window_feed(w, range(len(w.ids)))
         ids = np.array([e.ids for e in encodings], dtype=self._dtypes["input_ids"])
         if ids.shape[1] == 0:
-            raise ValueError("the tokenizer gives no tokens for these texts (it adds no special tokens and the "
-                             "texts are empty); the model cannot classify an empty sequence")
+            raise ValueError(_NO_TOKENS)
         feed = {"input_ids": ids,
                 "attention_mask": np.array([e.attention_mask for e in encodings],
                                            dtype=self._dtypes["attention_mask"])}
         if self.config.uses_token_type_ids:
             feed["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=self._dtypes["token_type_ids"])
+        return feed
+
+    def _encode(self, texts: list[str], positions: Iterable[int]) -> list[Any]:
+        try:  # one text: encode() skips the batch path's thread pool (measurably faster at batch 1)
+            return [self._tokenizer.encode(texts[0])] if len(texts) == 1 else self._encode_batch(texts)
+        except TypeError:
+            _check_unicode(texts, positions)
+            raise
+
+    def _windows(self, encodings: list[Any]) -> longtexts.Windows:
+        c = self.config
+        return longtexts.windows(encodings, c.max_length, c.long_texts, c.chunk_stride, c.max_chunks)
+
+    def _window_feed(self, w: longtexts.Windows, rows: Sequence[int]) -> dict[str, np.ndarray]:
+        feed = longtexts.feed(w, rows, self.config.pad_token_id, self._dtypes)
+        if feed["input_ids"].shape[1] == 0:
+            raise ValueError(_NO_TOKENS)
         return feed
 
     def logits(self, feed: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -384,19 +362,47 @@ class TextClassifier:
         Texts are sorted by length and cut into batches of ``batch_size``, each padded only to
         its own longest text, so a long text does not make short ones pay for its padding. A
         model that :attr:`runs_alone` takes each text in its own call instead (``batch_size`` unused).
+
+        Reading long texts as ``chunks``, a text's row is the mean of its windows' raw logits (see
+        :meth:`window_logits`); :meth:`predict_proba` then pools the windows' probabilities instead, not these.
         """
         texts = _check_texts(texts)
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r}: must be an int >= 1")
-        out = np.empty((len(texts), self.num_labels), dtype=np.float32)
-        if len(texts) == 1 or self.runs_alone:
-            for i, text in enumerate(texts):
-                out[i] = self.logits(self._feed([text], (i,)))[0]
-            return out
-        order = np.argsort(np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts)), kind="stable")
+        _check_batch_size(batch_size)
+        if self.long_texts == CHUNKS:
+            return longtexts.pool(*self.window_logits(texts, batch_size), len(texts))
+        return self._run(_by_length(texts), batch_size, lambda idx: self._feed([texts[i] for i in idx], idx))
+
+    def window_logits(self, texts: Sequence[str], batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        """Each window's raw logits, float32, and the position in ``texts`` of the text it reads (int64), windows
+        in text order: one window a text, but reading long texts as ``chunks`` (:attr:`long_texts`).
+
+        Chunks: texts are taken ``batch_size`` at a time, shortest first, and their windows run ``batch_size`` at
+        a time, each batch padded to its longest window (each window alone where the model :attr:`runs_alone`),
+        so that texts within the limit run exactly as :meth:`predict_logits` runs them in the other modes.
+        """
+        texts = _check_texts(texts)
+        _check_batch_size(batch_size)
+        if self.long_texts != CHUNKS:
+            return self.predict_logits(texts, batch_size), np.arange(len(texts), dtype=np.int64)
+        logits, owner = [np.empty((0, self.num_labels), np.float32)], [np.empty(0, np.int64)]
+        order = _by_length(texts)
         for start in range(0, len(texts), batch_size):
             idx = order[start:start + batch_size]
-            out[idx] = self.logits(self._feed([texts[i] for i in idx], idx.tolist()))
+            w = self._windows(self._encode([texts[i] for i in idx], idx.tolist()))
+            logits.append(self._run(np.arange(len(w.ids)), batch_size, lambda rows, w=w: self._window_feed(w, rows)))
+            owner.append(idx[w.owner])
+        keep = np.argsort(np.concatenate(owner), kind="stable")
+        return np.concatenate(logits)[keep], np.concatenate(owner)[keep]
+
+    def _run(self, order: np.ndarray, batch_size: int,
+             feed_of: Callable[[list[int]], Mapping[str, np.ndarray]]) -> np.ndarray:
+        """Logits of rows ``0..n-1`` (texts, or windows) run in ``order``, ``batch_size`` at a time (one at a time
+        where the model :attr:`runs_alone`); ``feed_of(rows)`` gives the feed of a list of rows."""
+        out = np.empty((len(order), self.num_labels), dtype=np.float32)
+        step = 1 if self.runs_alone else batch_size
+        for start in range(0, len(order), step):
+            idx = order[start:start + step]
+            out[idx] = self.logits(feed_of(idx.tolist()))
         return out
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
@@ -404,8 +410,18 @@ class TextClassifier:
         float32, in input order (batched as :meth:`predict_logits` says).
 
         A multi-label package gives ``sigmoid(logits / temperature)`` instead: each label's own probability, so a
-        row does not sum to 1 (compare it with :attr:`thresholds`)."""
-        logits = self.predict_logits(texts, batch_size)
+        row does not sum to 1 (compare it with :attr:`thresholds`).
+
+        Reading long texts as ``chunks``, each window's probabilities are computed so, and a text's row is their
+        mean (multi-label: their maximum per label)."""
+        if self.long_texts == CHUNKS:
+            texts = _check_texts(texts)
+            logits, owner = self.window_logits(texts, batch_size)
+            return longtexts.pool(self._probabilities(logits), owner, len(texts), "max" if self.multi_label else "mean")
+        return self._probabilities(self.predict_logits(texts, batch_size))
+
+    def _probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """softmax(logits / temperature + biases), or sigmoid(logits / temperature); ``logits`` are changed."""
         if self.temperature != 1.0:
             logits /= np.float32(self.temperature)
         if self.biases is not None:
@@ -473,6 +489,10 @@ class TextClassifier:
         if self.multi_label:
             temperature += ", multi-label (thresholds " + " ".join(f"{t:g}" for t in self.thresholds) + ")"
         alone = ", one text per call" if self.runs_alone else ""
+        if self.long_texts == CHUNKS:
+            alone += f", long texts as chunks (stride {self.config.chunk_stride}, at most {self.config.max_chunks})"
+        elif self.long_texts != TRUNCATE:
+            alone += f", long texts as {self.long_texts}"
         length = "raw strings" if self.takes_strings else f"max_length={self.max_length}"
         return (f"TextClassifier({self.source}: {self.num_labels} labels {self.labels}, {length}"
                 f"{variant}{temperature}{alone}, providers={self.providers})")

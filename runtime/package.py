@@ -26,19 +26,19 @@ import hashlib
 import json
 import logging
 import re
-import shutil
-import stat
 import tempfile
 import zipfile
-import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from edgedistill.runtime.errors import PackageError, PackageFormatError, PackageIntegrityError, UnsafeArchiveError
+from edgedistill.runtime.archive import MAX_ARCHIVE_BYTES, safe_extract  # noqa: F401 (MAX_ARCHIVE_BYTES: re-exported)
+from edgedistill.runtime.errors import PackageError, PackageFormatError, PackageIntegrityError
 from edgedistill.runtime.tasks import TASK_MULTI, TASK_SINGLE, TASKS, scoring_problem  # noqa: F401 (TASKS: re-exported)
+from edgedistill.runtime.tasks import long_texts_fields, long_texts_problem
+from edgedistill.runtime.views import DEFAULT_MAX_CHUNKS, DEFAULT_STRIDE, TRUNCATE
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,6 @@ INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 STATIC_MODEL_TYPE = "edgedistill-static"
 """The ``model_type`` of the static student (``compress/static.py``): a token table, a masked mean and a head,
 no transformer; runtimes that pick a model class by ``model_type`` (transformers.js) need to know it."""
-MAX_ARCHIVE_BYTES = 8 << 30  # a .zip package that unpacks to more than this is refused (a zip bomb, not a model)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
@@ -271,59 +270,6 @@ def verify_package(path: Path | str) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- zip archives
 
-def _member_problem(info: zipfile.ZipInfo) -> str | None:
-    name = info.filename
-    if not name or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
-        return "an absolute name"
-    if "\\" in name:
-        return "a backslash in its name"
-    if ".." in PurePosixPath(name).parts:
-        return "a '..' component"
-    kind = stat.S_IFMT(info.external_attr >> 16)  # Unix file type; 0 when the archiver did not record one
-    if kind == stat.S_IFLNK:
-        return "a symbolic link"
-    if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-        return "a special file type (not a plain file)"
-    return None
-
-
-def _safe_extract(zip_path: Path, dest: Path, max_bytes: int = MAX_ARCHIVE_BYTES) -> None:
-    """Extract ``zip_path`` into ``dest``, refusing any member that could land outside it."""
-    try:
-        zf = zipfile.ZipFile(zip_path)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise PackageIntegrityError(zip_path, f"is not a readable zip archive ({e})") from None
-    with zf:
-        infos = zf.infolist()
-        seen: set[str] = set()
-        for info in infos:
-            problem = _member_problem(info)
-            if problem:
-                raise UnsafeArchiveError(zip_path, f"archive member has {problem}; refusing to extract",
-                                         file=info.filename)
-            key = info.filename.rstrip("/")
-            if key in seen:
-                raise UnsafeArchiveError(zip_path, "archive member appears twice", file=info.filename)
-            seen.add(key)
-        total = sum(i.file_size for i in infos)
-        if total > max_bytes:
-            raise UnsafeArchiveError(zip_path, f"unpacks to {total} bytes, more than the limit of {max_bytes}")
-        root = dest.resolve()
-        for info in infos:
-            target = (dest / info.filename).resolve()
-            if target != root and root not in target.parents:  # belt and braces after the name checks
-                raise UnsafeArchiveError(zip_path, "archive member escapes the folder", file=info.filename)
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with zf.open(info) as src, open(target, "xb") as out:
-                    shutil.copyfileobj(src, out, _CHUNK)
-            except (zipfile.BadZipFile, zlib.error, EOFError) as e:
-                raise PackageIntegrityError(zip_path, f"archive member is corrupt ({e})", file=info.filename) from None
-
-
 def _package_root(folder: Path, where: Path) -> Path:
     """The folder holding manifest.json: the archive's top level, or its single top-level folder."""
     if (folder / MANIFEST_FILE).exists():
@@ -349,7 +295,7 @@ def open_package(path: Path | str) -> Iterator[Path]:
         if not zipfile.is_zipfile(path):
             raise PackageIntegrityError(path, "is neither a package folder nor a .zip archive")
         with tempfile.TemporaryDirectory(prefix="edgedistill-package-") as tmp:
-            _safe_extract(path, Path(tmp))
+            safe_extract(path, Path(tmp))
             yield _package_root(Path(tmp), path)
     else:
         raise PackageError(path, "no such package folder or .zip file")
@@ -399,6 +345,9 @@ class PackageConfig:
     kind: str = KIND_TOKENS
     """What the graph takes: :data:`KIND_TOKENS` (token ids from tokenizer.json) or :data:`KIND_STRINGS` (the raw
     texts as one string tensor)."""
+    long_texts: str = TRUNCATE  # a text over max_length tokens: truncate, head+tail or chunks (runtime/views.py)
+    chunk_stride: int = DEFAULT_STRIDE  # chunks: tokens shared by neighbouring windows
+    max_chunks: int = DEFAULT_MAX_CHUNKS  # chunks: windows read per text at most
     extra: Mapping[str, Any] = field(default_factory=dict)  # fields this runtime does not use
     where: str = field(default="<config>", compare=False, repr=False)  # the file or package, for error messages
 
@@ -418,7 +367,9 @@ class PackageConfig:
             self._check_tokens(bad)
         if not isinstance(self.output_name, str) or not self.output_name:
             raise bad("output_name", self.output_name, "must be a non-empty string")
-        if problem := scoring_problem(self.task, self.temperature, self.thresholds, self.biases, len(self.labels)):
+        if problem := (scoring_problem(self.task, self.temperature, self.thresholds, self.biases, len(self.labels))
+                       or long_texts_problem(self.long_texts, self.chunk_stride, self.max_chunks, self.max_length,
+                                             whole_texts=self.kind == KIND_STRINGS)):
             raise bad(*problem)
         for name in ("batch_dependent", "batch_invariant"):
             if not isinstance(getattr(self, name), bool):
@@ -470,6 +421,7 @@ class PackageConfig:
                    # packages from before these fields: the variant says whether batch-mates matter
                    batch_dependent=d.get("batch_dependent", d.get("variant") in BATCH_DEPENDENT_VARIANTS),
                    batch_invariant=d.get("batch_invariant", True), kind=kind,
+                   **{k: d[k] for k in ("long_texts", "chunk_stride", "max_chunks") if k in d},
                    extra={k: v for k, v in d.items() if k not in known}, where=str(where))
 
     def to_dict(self) -> dict[str, Any]:
@@ -479,7 +431,8 @@ class PackageConfig:
                 "temperature": self.temperature, **({"biases": list(self.biases)} if self.biases else {}),
                 "batch_dependent": self.batch_dependent, "batch_invariant": self.batch_invariant, "kind": self.kind,
                 **({"task": self.task} if self.task != TASK_SINGLE else {}),
-                **({"thresholds": list(self.thresholds)} if self.thresholds else {}), **self.extra}
+                **({"thresholds": list(self.thresholds)} if self.thresholds else {}),
+                **long_texts_fields(self.long_texts, self.chunk_stride, self.max_chunks), **self.extra}
 
     @property
     def runs_alone(self) -> bool:

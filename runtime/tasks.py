@@ -11,6 +11,10 @@
 
 Both kinds of graph (``tokens`` and ``strings``) follow the same rule. Standard library only: the package reader
 imports this, and the numeric side lives in :mod:`edgedistill.runtime.classifier`.
+
+How a text over ``max_length`` tokens is read is checked here too (:func:`long_texts_problem`): config.json's
+``long_texts`` (``truncate``, ``head+tail`` or ``chunks``, :mod:`edgedistill.runtime.views`), and for ``chunks``
+``chunk_stride`` and ``max_chunks``; a chunked text's probabilities are its windows' mean (multi-label: the maximum).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from typing import Any
+
+from edgedistill.runtime.views import CHUNKS, LONG_TEXTS, TRUNCATE
 
 TASK_SINGLE, TASK_MULTI = "single_label", "multi_label"
 TASKS = (TASK_SINGLE, TASK_MULTI)
@@ -56,3 +62,37 @@ def label_thresholds(task: str, thresholds: Sequence[float] | None, num_labels: 
     if task != TASK_MULTI:
         return None
     return tuple(thresholds) if thresholds is not None else (DEFAULT_THRESHOLD,) * num_labels
+
+
+def _count(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def long_texts_problem(long_texts: Any, chunk_stride: Any, max_chunks: Any, max_length: Any,
+                       whole_texts: bool = False) -> tuple[str, Any, str] | None:
+    """The first thing wrong with config.json's ``long_texts``, ``chunk_stride`` and ``max_chunks`` as ``(field,
+    value, why)``; None when they fit together and with ``max_length``. ``whole_texts``: the graph reads raw texts
+    (the ``strings`` kind), so that only ``truncate``, the default, which then cuts nothing, is allowed.
+
+    ``chunk_stride`` and ``max_chunks`` only matter for ``chunks``: elsewhere they are accepted if they are counts
+    (the stride's bound, ``max_length - 2``, is only checked where it is used)."""
+    if long_texts not in LONG_TEXTS:
+        return "long_texts", long_texts, f"must be one of {', '.join(LONG_TEXTS)}"
+    if whole_texts and long_texts != TRUNCATE:
+        return "long_texts", long_texts, f"a graph of raw strings reads whole texts: only {TRUNCATE} (or absent)"
+    if not _count(chunk_stride, 0):
+        return "chunk_stride", chunk_stride, "must be an int >= 0 (tokens shared by neighbouring windows)"
+    if not _count(max_chunks, 1):
+        return "max_chunks", max_chunks, "must be an int >= 1 (windows read per text at most)"
+    if long_texts == CHUNKS and _count(max_length, 0) and chunk_stride >= max_length - 2:
+        return "chunk_stride", chunk_stride, f"must be < max_length - 2 = {max_length - 2} (a window's room)"
+    return None
+
+
+def long_texts_fields(long_texts: str, chunk_stride: int, max_chunks: int) -> dict[str, Any]:
+    """What config.json holds of them: nothing for ``truncate`` (every package before the field reads the same),
+    ``long_texts`` for ``head+tail``, and the stride and the cap too for ``chunks``."""
+    if long_texts == TRUNCATE:
+        return {}
+    return {"long_texts": long_texts, **({"chunk_stride": chunk_stride, "max_chunks": max_chunks}
+                                         if long_texts == CHUNKS else {})}

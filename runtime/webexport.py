@@ -3,10 +3,11 @@
 Two kinds of package run there (``edgedistill.kind`` in ``model/config.json``): a transformer, loaded by
 transformers.js's sequence-classification class for its ``model_type``, and the static student (a token table,
 a masked mean and a head: no class of transformers.js fits it), whose ONNX graph transformers.js's generic
-``PreTrainedModel`` runs as it is, fed exactly the inputs the graph declares. The tokenizer, the truncation,
-the batching and the softmax are the same for both (a multi-label package: a sigmoid per label, and the labels
-that reach their thresholds, as the Python runtime). A package of the ``strings`` kind (the TF-IDF baseline, whose
-graph takes the raw texts) is refused: onnxruntime-web has no string tensors (:data:`NO_STRING_TENSORS`).
+``PreTrainedModel`` runs as it is, fed exactly the inputs the graph declares. The tokenizer, the truncation (or
+config.json's other ``long_texts`` reading: head+tail, chunks), the batching and the softmax are the same for both
+(a multi-label package: a sigmoid per label, and the labels that reach their thresholds, as the Python runtime).
+A package of the ``strings`` kind (the TF-IDF baseline, whose graph takes the raw texts) is refused:
+onnxruntime-web has no string tensors (:data:`NO_STRING_TENSORS`).
 
 ``export_web(package, outdir)`` writes a folder that needs no server-side code and
 no network at page load::
@@ -56,7 +57,8 @@ from edgedistill.runtime.errors import RuntimeBaseError
 from edgedistill.runtime.fsutil import cache_dir, publishing
 from edgedistill.runtime.package import CONFIG_FILE, KIND_STRINGS, STATIC_MODEL_TYPE, TOKENIZER_FILE, PackageConfig, \
     open_package, read_config, sha256_file, target_model, verify_package
-from edgedistill.runtime.tasks import TASK_MULTI, label_thresholds
+from edgedistill.runtime.tasks import TASK_MULTI, label_thresholds, long_texts_fields
+from edgedistill.runtime.views import TRUNCATE
 
 log = logging.getLogger(__name__)
 
@@ -351,9 +353,11 @@ def web_kind(config: PackageConfig, where: Path | str) -> str:
                          f"{', '.join(SEQUENCE_CLASSIFICATION_MODEL_TYPES + (STATIC_MODEL_TYPE,))}")
 
 
-def transformersjs_config(config: PackageConfig, dtype: str, suffix_tokens: int, kind: str) -> dict[str, Any]:
+def transformersjs_config(config: PackageConfig, dtype: str, suffix_tokens: int, kind: str,
+                          prefix_tokens: int = 1) -> dict[str, Any]:
     """The ``config.json`` transformers.js reads: model_type picks the class (``kind`` transformer), id2label
-    names the outputs; the ``edgedistill`` section is what edgedistill.mjs reads."""
+    names the outputs; the ``edgedistill`` section is what edgedistill.mjs reads. ``prefix_tokens`` and
+    ``suffix_tokens``: the special tokens before and after a text (head+tail and chunks keep both)."""
     labels = list(config.labels)
     return {
         "model_type": config.model_type,
@@ -381,6 +385,10 @@ def transformersjs_config(config: PackageConfig, dtype: str, suffix_tokens: int,
             # multi_label: sigmoid(logits / temperature), each label kept where it reaches its threshold
             **({"task": TASK_MULTI, "thresholds": list(label_thresholds(TASK_MULTI, config.thresholds, len(labels)))}
                if config.task == TASK_MULTI else {}),
+            # how a text over max_length tokens is read (runtime/views.py); absent: truncated
+            **({"special_tokens_before": prefix_tokens,
+                **long_texts_fields(config.long_texts, config.chunk_stride, config.max_chunks)}
+               if config.long_texts != TRUNCATE else {}),
         },
     }
 
@@ -432,7 +440,8 @@ def _assemble(package: Path, out: Path, cache: Path | None) -> dict[str, Any]:
         (model / "onnx").mkdir(parents=True)
         shutil.copyfile(folder / model_file, model / "onnx" / onnx_name)
         shutil.copyfile(folder / TOKENIZER_FILE, model / "tokenizer.json")
-    _write_json(model / "config.json", transformersjs_config(config, dtype, suffix, kind))
+    prefix = len(_template(tokenizer.get("post_processor"))[0])
+    _write_json(model / "config.json", transformersjs_config(config, dtype, suffix, kind, prefix))
     _write_json(model / "tokenizer_config.json", tok_config)
     _write_json(model / "special_tokens_map.json", special_map)
     for name in TEMPLATE_FILES:

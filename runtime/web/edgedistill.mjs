@@ -12,6 +12,10 @@
 // give the same probabilities: truncated to config.max_length tokens keeping the closing special
 // token(s) (transformers.js would cut them off), sorted by length, cut into batches of `batchSize`
 // and padded to the longest text of each batch. Nothing is fetched from outside the folder.
+// A package that reads long texts otherwise (config.json's edgedistill.long_texts, runtime/views.py) cuts them
+// the same way here (windowsOf): "head+tail" (the first quarter and the last three quarters of the room) or
+// "chunks" (windows sharing chunk_stride tokens, at most max_chunks, whose probabilities are pooled: the mean, or
+// for a multi-label model the maximum per label; a batch of texts' windows run batchSize at a time).
 //
 // Two kinds of model (config.json's edgedistill.kind): "transformer", loaded by transformers.js's
 // sequence-classification class for its model_type, and "static" (the static student: a token table, a
@@ -30,6 +34,47 @@ export function probabilitiesOf(logits, { temperature = 1, biases = null, multiL
   if (multiLabel) return row.map((x) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x))));
   const top = Math.max(...row), e = row.map((x) => Math.exp(x - top)), sum = e.reduce((a, b) => a + b, 0);
   return e.map((x) => x / sum);
+}
+
+export const HEAD_SHARE = 0.25;  // runtime/views.py's: head+tail's share of the room taken from the text's start
+
+/** Python's round() of a number >= 0: halves to the even neighbour (Math.round takes them up). */
+export function roundHalfEven(x) {
+  const r = Math.round(x);
+  return x - Math.floor(x) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * A text's token ids as the windows the Python runtime reads (runtime/views.py's view(), exactly): `lead` special
+ * tokens open `ids` and `trail` close them; mode "truncate" and "head+tail" give one window, "chunks" one per
+ * stretch of the text (neighbours sharing `stride` tokens, at most `maxChunks`). A text within `maxLength` tokens
+ * is one window, unchanged, in every mode.
+ */
+export function windowsOf(ids, { maxLength, mode = "truncate", lead = 1, trail = 1, stride = 32, maxChunks = 8 }) {
+  if (ids.length <= maxLength) return [Array.from(ids)];
+  const start = ids.slice(0, lead), body = ids.slice(lead, ids.length - trail);
+  const end = trail ? ids.slice(ids.length - trail) : [];
+  const room = maxLength - lead - trail;
+  if (mode === "truncate") return [start.concat(body.slice(0, room), end)];
+  if (mode === "head+tail") {
+    const head = roundHalfEven(room * HEAD_SHARE);
+    return [start.concat(body.slice(0, head), body.slice(body.length - (room - head)), end)];
+  }
+  if (mode !== "chunks") throw new Error(`long_texts=${JSON.stringify(mode)}: choose truncate, head+tail or chunks`);
+  const step = Math.max(1, room - Math.min(stride, room - 1)), out = [];
+  for (let s = 0; s < body.length; s += step) {
+    out.push(start.concat(body.slice(s, s + room), end));
+    if (s + room >= body.length || out.length === maxChunks) break;
+  }
+  return out;
+}
+
+/** One text's probabilities from its windows' rows: their mean, or for a multi-label model their maximum per
+ * label (as the Python runtime pools chunks). */
+export function poolRows(rows, { multiLabel = false } = {}) {
+  if (rows.length === 1) return rows[0];
+  return rows[0].map((_, j) => multiLabel ? Math.max(...rows.map((r) => r[j]))
+    : rows.reduce((sum, r) => sum + r[j], 0) / rows.length);
 }
 
 /** A multi-label model's answer for one row of probabilities: [{label, score}] of the labels that reach their
@@ -109,12 +154,23 @@ export async function loadClassifier({ transformers, root, model = "model", thre
   const multiLabel = cfg.task === "multi_label";  // folders written before the task: single-label
   const thresholds = multiLabel ? (cfg.thresholds ?? labels.map(() => 0.5)) : null;
   const scoring = { temperature, biases, multiLabel };
+  const longTexts = cfg.long_texts ?? "truncate";  // folders written before the field: truncated
+  const reading = { maxLength: cfg.max_length, mode: longTexts, lead: cfg.special_tokens_before ?? 1, trail: after,
+                    stride: cfg.chunk_stride, maxChunks: cfg.max_chunks };  // chunks: both always written
 
-  /** input_ids and attention_mask for `texts` (one batch), padded to its longest text. */
+  /** Each text's windows of token ids (windowsOf): one a text, but for chunks. */
+  function windows(texts) {
+    return tokenizer(texts, { return_tensor: false }).input_ids.map((ids) => windowsOf(ids, reading));
+  }
+
+  /** input_ids and attention_mask for `texts` (one batch), padded to its longest text (for chunks: one row a
+   * window). */
   function encode(texts) {
-    const rows = tokenizer(texts, { return_tensor: false }).input_ids.map((ids) =>
-      ids.length <= cfg.max_length ? ids
-        : ids.slice(0, cfg.max_length - after).concat(after ? ids.slice(ids.length - after) : []));
+    return pad(windows(texts).flat());
+  }
+
+  /** input_ids and attention_mask of rows of token ids, padded to the longest. */
+  function pad(rows) {
     const n = rows.length, width = Math.max(...rows.map((r) => r.length));
     const ids = new BigInt64Array(n * width).fill(BigInt(cfg.pad_token_id));
     const mask = new BigInt64Array(n * width);
@@ -122,13 +178,13 @@ export async function loadClassifier({ transformers, root, model = "model", thre
     return { input_ids: new Tensor("int64", ids, [n, width]), attention_mask: new Tensor("int64", mask, [n, width]) };
   }
 
-  /** Probabilities (probabilitiesOf) for one batch, one array per text. */
-  async function probabilities(texts) {
-    const logits = (await net(encode(texts)))[outputName];  // transformer: SequenceClassifierOutput; static: raw
+  /** Probabilities (probabilitiesOf) for one batch of rows of token ids, one array per row. */
+  async function probabilities(rows) {
+    const logits = (await net(pad(rows)))[outputName];  // transformer: SequenceClassifierOutput; static: raw
     if (!logits) throw new Error(`the model gives no output named ${outputName}`);
     const k = logits.dims[1], data = logits.data;
     if (k !== labels.length) throw new Error(`the model gives ${k} logits for ${labels.length} labels`);
-    return texts.map((_, i) => probabilitiesOf(data.subarray(i * k, (i + 1) * k), scoring));
+    return rows.map((_, i) => probabilitiesOf(data.subarray(i * k, (i + 1) * k), scoring));
   }
 
   /**
@@ -136,6 +192,7 @@ export async function loadClassifier({ transformers, root, model = "model", thre
    * model: the labels that reach their thresholds, best first, possibly none). Batches as the Python runtime's
    * predict_proba(texts, batch_size): stable sort by length (in code points), then slices; a model
    * whose answers would depend on batch-mates (config runs_alone: dynamic int8) takes one text per run.
+   * Chunks: a slice's windows run batchSize at a time (one a run for runs_alone), each text's rows then pooled.
    */
   async function classify(texts, { batchSize = 32 } = {}) {
     if (runsAlone) batchSize = 1;
@@ -146,9 +203,12 @@ export async function loadClassifier({ transformers, root, model = "model", thre
       : texts.map((t, i) => [[...t].length, i]).sort((a, b) => a[0] - b[0]).map(([, i]) => i);
     for (let s = 0; s < order.length; s += batchSize) {
       const idx = order.slice(s, s + batchSize);
-      const probs = await probabilities(idx.map((i) => texts[i]));
+      const perText = windows(idx.map((i) => texts[i])), rows = perText.flat(), probs = [];
+      for (let r = 0; r < rows.length; r += batchSize) probs.push(...await probabilities(rows.slice(r, r + batchSize)));
+      let first = 0;
       idx.forEach((i, j) => {
-        const p = probs[j], byLabel = Object.fromEntries(labels.map((l, c) => [l, p[c]]));
+        const p = poolRows(probs.slice(first, first += perText[j].length), scoring);
+        const byLabel = Object.fromEntries(labels.map((l, c) => [l, p[c]]));
         if (multiLabel) {
           out[i] = { labels: labelsOf(p, labels, thresholds), probs: byLabel };
           return;
@@ -163,7 +223,7 @@ export async function loadClassifier({ transformers, root, model = "model", thre
   return {
     labels, classify, encode, kind,
     dtype: cfg.dtype, variant: cfg.variant, maxLength: cfg.max_length, temperature, biases, runsAlone, multiLabel,
-    thresholds,
+    thresholds, longTexts, chunkStride: reading.stride ?? null, maxChunks: reading.maxChunks ?? null,
     device: device ?? (IS_NODE ? "cpu" : "wasm"),
     threads: IS_NODE ? (threads ?? null) : env.backends.onnx.wasm.numThreads ?? null,
     loadMs: performance.now() - started,
