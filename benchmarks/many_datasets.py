@@ -81,7 +81,8 @@ def dataset_stats(data, token_lengths: Callable[[list[str]], Sequence[int]]) -> 
     """What kind of dataset ``data`` (``LabelledData``) is: its size, classes, smallest class, imbalance (largest
     class over smallest, all splits together) and median length in tokens (``token_lengths`` of every text)."""
     splits = [data.train, data.validation, data.test]
-    counts = Counter(data.label_names[i] for s in splits for i in s.labels)
+    counts = Counter(data.label_names[i] for s in splits for y in s.labels
+                     for i in (y if isinstance(y, tuple) else [y]))  # a multi-label text counts for each label
     smallest = min(counts, key=lambda k: (counts[k], k))
     largest = max(counts, key=lambda k: (counts[k], k))
     texts = [t for s in splits for t in s.texts]

@@ -118,11 +118,16 @@ def train_baseline(train, validation, *, grid: Sequence[float] = C_GRID, seed: i
     from sklearn.metrics import f1_score
     from sklearn.multiclass import OneVsRestClassifier
 
+    from edgedistill.compress.evaluate import validation_metrics
     from edgedistill.compress.multilabel import as_matrix, fit_thresholds, is_multilabel
 
     multi = is_multilabel(train.labels)
+    k = 0
     if multi:
         k = num_labels or 1 + max(max(ys) for ys in [*train.labels, *validation.labels] if ys)
+        if (as_matrix(train.labels, k).sum(axis=0) == 0).any():
+            raise DataError("the one-vs-rest baseline needs every label in the training split; "
+                            f"{[j for j, c in enumerate(as_matrix(train.labels, k).sum(axis=0)) if c == 0]} have none")
         y_train, y_val = as_matrix(train.labels, k), as_matrix(validation.labels, k)
     else:
         y_train, y_val = np.asarray(train.labels), np.asarray(validation.labels)
@@ -138,7 +143,8 @@ def train_baseline(train, validation, *, grid: Sequence[float] = C_GRID, seed: i
         clf = LogisticRegression(C=c, max_iter=3000, random_state=seed)
         clf = OneVsRestClassifier(clf) if multi else clf
         clf.fit(x_train, y_train)
-        score = float(f1_score(y_val, clf.predict(x_val), average="macro", zero_division=0))
+        score = float(validation_metrics(y_val, clf.predict_proba(x_val), [str(k) for k in range(k)]).macro_f1
+                      if multi else f1_score(y_val, clf.predict(x_val), average="macro", zero_division=0))
         scores[float(c)] = score
         if best is None or score > best[0] + 1e-12:
             best = (score, float(c), clf)

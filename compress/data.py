@@ -66,6 +66,11 @@ class DataConfig:
     label_separator: str | None = None
     """Makes the task multi-label: the label column holds each text's labels joined by it (``"billing|urgent"``).
     A list value in a JSONL / Parquet label column is read as multi-label without it. None: one label a text."""
+    long_texts: str = "truncate"
+    """How a text longer than a model's token limit is read, in training and at inference alike: ``truncate`` (its
+    first tokens), ``head+tail`` (its first quarter and last three quarters of the limit) or ``chunks`` (windows of
+    the limit, 32 tokens of overlap, at most 8, whose probabilities the package averages; the maximum per label
+    for a multi-label task). See ``edgedistill.runtime.views``."""
 
     def __post_init__(self) -> None:
         for name in ("test_size", "validation_size"):
@@ -83,6 +88,10 @@ class DataConfig:
                 raise ConfigError(f"data.{name}", v, "must be at least 2 (or unset)")
         if not self.source:
             raise ConfigError("data.source", self.source, "name a built-in dataset or a file")
+        from edgedistill.runtime.views import LONG_TEXTS
+
+        if self.long_texts not in LONG_TEXTS:
+            raise ConfigError("data.long_texts", self.long_texts, f"must be one of {', '.join(LONG_TEXTS)}")
         if self.label_separator is not None and (not isinstance(self.label_separator, str)
                                                  or not self.label_separator.strip()):
             raise ConfigError("data.label_separator", self.label_separator,
@@ -575,9 +584,11 @@ def save_label_map(data: LabelledData, folder: Path) -> Path:
     return path
 
 
-def tokenize(split: Split, tokenizer, max_length: int, num_labels: int | None = None):
+def tokenize(split: Split, tokenizer, max_length: int, num_labels: int | None = None, long_texts: str = "truncate"):
     """A ``datasets.Dataset`` of input ids (unpadded: pad per batch with DataCollatorWithPadding). A multi-label
-    split's labels become 0/1 float rows of ``num_labels`` (the targets of binary cross-entropy)."""
+    split's labels become 0/1 float rows of ``num_labels`` (the targets of binary cross-entropy). ``long_texts``:
+    how a long text is read (:mod:`edgedistill.compress.textviews`); with ``chunks`` each window is an example
+    with its text's label."""
     import datasets
 
     labels = split.labels
@@ -585,6 +596,11 @@ def tokenize(split: Split, tokenizer, max_length: int, num_labels: int | None = 
         if num_labels is None:
             raise ValueError("tokenize: a multi-label split needs num_labels")
         labels = multi_hot(labels, num_labels).tolist()
+    if long_texts != "truncate":
+        from edgedistill.compress.textviews import TextViews
+
+        views = TextViews(tokenizer, split.texts, max_length, long_texts)
+        return datasets.Dataset.from_dict({**views.columns(), "labels": [labels[i] for i in views.owner]})
     ds = datasets.Dataset.from_dict({"text": split.texts, "labels": labels})
     return ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=max_length),
                   batched=True, remove_columns=["text"], desc="tokenizing")

@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 
 from edgedistill.compress import progress as progress_bars
-from edgedistill.compress.data import length_batches
 from edgedistill.compress.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -182,6 +181,18 @@ def compute_metrics(y_true: Sequence[Any] | np.ndarray, probs: np.ndarray, label
     )
 
 
+def validation_metrics(y_true: Sequence[Any] | np.ndarray, probs: np.ndarray, labels: Sequence[str]) -> Metrics:
+    """The metrics a choice on the validation split reads (early stopping, the baseline's C, the quantize gate): a
+    multi-label model's at per-label thresholds fitted on these very probabilities, as its package will ship them
+    (so that a model whose scores rank the labels well but sit under 0.5, as early in training, is not scored 0);
+    a single-label model's as :func:`compute_metrics` gives them."""
+    from edgedistill.compress.multilabel import fit_thresholds, is_multilabel
+
+    if is_multilabel(y_true):
+        return compute_metrics(y_true, probs, labels, fit_thresholds(y_true, probs)[0])
+    return compute_metrics(y_true, probs, labels)
+
+
 def align_columns(probs: np.ndarray, model_labels: Sequence[str], labels: Sequence[str]) -> np.ndarray:
     """Reorder probability columns from the model's label order into ``labels`` order (matched by name).
 
@@ -211,26 +222,36 @@ def predict_proba_torch(model, tokenizer, texts: Sequence[str], *, max_length: i
     """Softmax probabilities ``(n, num_labels)`` in input order (a multi-label model's: one sigmoid per label):
     batched, no grad, dynamic padding.
 
-    Texts are sorted by length so each batch pads little; the output is put back in input order.
-    ``progress`` shows a bar (see :mod:`edgedistill.compress.progress`).
+    Texts are sorted by length so each batch pads little; the output is put back in input order. A long text is
+    read as the model was trained to read it (its config's ``long_texts``, :mod:`edgedistill.compress.textviews`;
+    ``chunks``: its windows' probabilities pooled). ``progress`` shows a bar (see
+    :mod:`edgedistill.compress.progress`).
     """
     import torch
+
+    from edgedistill.compress.textviews import TextViews
 
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     multi = is_multilabel_model(model)
+    views = TextViews(tokenizer, list(texts), max_length, long_texts_of(model))
+    out = np.zeros((views.n_windows, model.config.num_labels), dtype=np.float32)
     try:
-        with torch.inference_mode(), progress_bars.bar("evaluating", len(texts), enabled=progress) as bar:
-            for idx, batch in length_batches(tokenizer, texts, max_length, batch_size):
+        with torch.inference_mode(), progress_bars.bar("evaluating", views.n_windows, enabled=progress) as bar:
+            for idx, batch in views.batches(batch_size):
                 batch = batch.to(device)
                 logits = model(**model_inputs(model, batch)).logits.float()
                 out[idx] = (logits.sigmoid() if multi else torch.softmax(logits, dim=-1)).cpu().numpy()
                 bar.advance(len(idx))
     finally:
         model.train(was_training)
-    return out
+    return views.pool(out, "max" if multi else "mean")
+
+
+def long_texts_of(model) -> str:
+    """How ``model`` was trained to read a long text (``truncate`` for a checkpoint that does not say)."""
+    return getattr(model.config, "long_texts", None) or "truncate"
 
 
 def is_multilabel_model(model) -> bool:

@@ -222,6 +222,7 @@ def _metadata(cfg: ExportConfig, ckpt: Path, config: Any, tokenizer: Any, inputs
                   "onnxruntime": onnxruntime.__version__},
         created=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         task="multi_label" if getattr(config, "problem_type", None) == "multi_label_classification" else "single_label",
+        long_texts=getattr(config, "long_texts", None) or "truncate",
     )
 
 

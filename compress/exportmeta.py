@@ -113,6 +113,9 @@ class ExportMeta:
     created: str | None = None
     task: str = "single_label"
     """``multi_label``: the graph's logits are one sigmoid per label (the checkpoint's ``problem_type``)."""
+    long_texts: str = "truncate"
+    """How the model reads a text longer than ``max_length`` (the checkpoint's ``long_texts``,
+    :mod:`edgedistill.runtime.views`)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     where: str = field(default=META_FILE, compare=False, repr=False)  # the file, for error messages
 
@@ -142,6 +145,8 @@ class ExportMeta:
                 raise bad(name, "a string or null")
         if self.task not in ("single_label", "multi_label"):
             raise bad("task", "single_label or multi_label")
+        if self.long_texts not in ("truncate", "head+tail", "chunks"):
+            raise bad("long_texts", "truncate, head+tail or chunks")
         for name in ("config", "versions"):
             if not isinstance(getattr(self, name), Mapping):
                 raise bad(name, "an object")
@@ -185,7 +190,8 @@ class ExportMeta:
                 "num_hidden_layers": self.num_hidden_layers,
                 "parity": self.parity.to_dict() if self.parity is not None else None,
                 "config": dict(self.config), "exporter": self.exporter, "versions": dict(self.versions),
-                "created": self.created, **({"task": self.task} if self.task != "single_label" else {}), **self.extra}
+                "created": self.created, **({"task": self.task} if self.task != "single_label" else {}),
+                **({"long_texts": self.long_texts} if self.long_texts != "truncate" else {}), **self.extra}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
@@ -208,6 +214,7 @@ def runtime_config(meta: ExportMeta, variant: str, *, temperature: float = 1.0,
     ``batch_invariant`` makes the runtime run a batch-dependent variant (dynamic int8) one text per call; a
     multi-label export's ``thresholds`` (one per label, on its sigmoid probability; None: 0.5 each)."""
     from edgedistill.runtime.package import BATCH_DEPENDENT_VARIANTS
+    from edgedistill.runtime.views import DEFAULT_MAX_CHUNKS, DEFAULT_STRIDE
 
     return {"labels": list(meta.labels), "max_length": meta.max_length, "input_names": list(meta.input_names),
             "output_name": meta.output_name, "uses_token_type_ids": meta.uses_token_type_ids,
@@ -215,4 +222,8 @@ def runtime_config(meta: ExportMeta, variant: str, *, temperature: float = 1.0,
             "temperature": temperature, "batch_dependent": variant in BATCH_DEPENDENT_VARIANTS,
             "batch_invariant": batch_invariant, **({"biases": [float(b) for b in biases]} if biases else {}),
             **({"task": meta.task} if meta.task != "single_label" else {}),
+            **({"long_texts": meta.long_texts} if meta.long_texts != "truncate" else {}),
+            # the training windows' overlap: views.chunks keeps at most room - 1 tokens of it
+            **({"chunk_stride": min(DEFAULT_STRIDE, meta.max_length - 3), "max_chunks": DEFAULT_MAX_CHUNKS}
+               if meta.long_texts == "chunks" else {}),
             **({"thresholds": [float(t) for t in thresholds]} if thresholds is not None else {})}

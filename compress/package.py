@@ -230,7 +230,9 @@ def _calibration(meta: ExportMeta, onnx_dir: Path, attempt: Attempt, report: Qua
         return None
     if meta.task == "multi_label":
         return _thresholds(meta, onnx_dir, attempt, batch_invariant, data, settings)
-    y = model_label_ids(split.labels, data.label_names, meta.labels)
+    import numpy as np
+
+    y = y_texts = np.asarray(model_label_ids(split.labels, data.label_names, meta.labels))
     fits: dict[str, Any] = {}
     logits: dict[str, Any] = {}
     for key, a in (("fp32", Attempt("fp32", "fp32", MODEL_FILE, {})), ("shipped", attempt)):
@@ -240,7 +242,9 @@ def _calibration(meta: ExportMeta, onnx_dir: Path, attempt: Attempt, report: Qua
         config = runtime_config(meta, a.variant, batch_invariant=batch_invariant)
         clf = TextClassifier.from_files(onnx_dir / a.file, onnx_dir / TOKENIZER_FILE, config,
                                         threads=settings.get("threads"))
-        logits[key] = clf.predict_logits(list(split.texts), settings.get("batch_size", 32))
+        # each window as the runtime scores it (one a text, but for chunks: then each window has its text's label)
+        logits[key], owner = clf.window_logits(list(split.texts), settings.get("batch_size", 32))
+        y = y_texts[owner]
         fits[key] = calibrate(logits[key], y)
         log.info("calibration of %s: %s", a.name if key == "shipped" else "the fp32 student", fits[key])
     biases = fit_biases(logits.get("shipped", logits["fp32"]), y, fits["shipped"].temperature) \

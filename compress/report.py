@@ -246,9 +246,9 @@ def calibration_rows(models: dict[str, tuple[Any, float]], split, labels: list[s
 
     rows = []
     for name, (clf, t) in models.items():
-        logits = clf.predict_logits(list(split.texts), batch_size)
-        y = model_label_ids(split.labels, labels, clf.labels)
-        rows.append({"model": name, "split": "test", "n": len(y), "temperature": t,
+        logits, owner = clf.window_logits(list(split.texts), batch_size)  # chunks: each window, as calibrated
+        y = model_label_ids(split.labels, labels, clf.labels)[owner]
+        rows.append({"model": name, "split": "test", "n": len(split.texts), "temperature": t,
                      "ece_before": ece(logits, y), "ece_after": ece(logits, y, t),
                      "nll_before": nll(logits, y), "nll_after": nll(logits, y, t)})
     return rows

@@ -38,7 +38,7 @@ from typing import Any
 
 from edgedistill.compress import parallel, profiles, progress, sources
 from edgedistill.compress.heads import grouped_adamw, head_multiplier
-from edgedistill.compress.data import DataConfig, length_batches
+from edgedistill.compress.data import DataConfig
 from edgedistill.compress.errors import ConfigError
 from edgedistill.compress.fingerprints import checkpoint_hash
 from edgedistill.runtime.fsutil import cache_dir, replace_folder
@@ -290,10 +290,11 @@ def _fingerprint_split(split) -> str:
     return h.hexdigest()
 
 
-def feature_cache_path(model_path: str, data, max_length: int) -> Path:
+def feature_cache_path(model_path: str, data, max_length: int, long_texts: str = "truncate") -> Path:
+    view = {"long_texts": long_texts} if long_texts != "truncate" else {}
     key = hashlib.sha256(json.dumps({
         "model": checkpoint_hash(model_path), "max_length": max_length, "version": 1,
-        "train": _fingerprint_split(data.train), "validation": _fingerprint_split(data.validation),
+        "train": _fingerprint_split(data.train), "validation": _fingerprint_split(data.validation), **view,
     }).encode()).hexdigest()[:24]
     return cache_dir() / "features" / f"{key}.safetensors"
 
@@ -307,9 +308,13 @@ def head_inputs(model, tokenizer, texts: list[str], *, max_length: int, batch_si
     import numpy as np
     import torch
 
-    from edgedistill.compress.evaluate import model_inputs
+    from edgedistill.compress.evaluate import long_texts_of, model_inputs
+    from edgedistill.compress.textviews import TextViews
 
     head = getattr(model, "classifier", None)
+    if long_texts_of(model) == "chunks":
+        raise ConfigError("data.long_texts", "chunks", "the features strategy caches one input a text; read long "
+                          "texts as head+tail, or fine-tune (strategy full or partial)")
     if head is None:
         raise ConfigError("teacher.strategy", "features", f"{type(model).__name__} has no .classifier head")
     seen: list = []
@@ -318,7 +323,7 @@ def head_inputs(model, tokenizer, texts: list[str], *, max_length: int, batch_si
     model.eval()
     try:
         with torch.inference_mode(), progress.bar("encoding", len(texts)) as bar:
-            for idx, batch in length_batches(tokenizer, texts, max_length, batch_size):
+            for idx, batch in TextViews(tokenizer, texts, max_length, long_texts_of(model)).batches(batch_size):
                 batch = batch.to(model.device)
                 seen.clear()
                 logits = model(**model_inputs(model, batch)).logits
@@ -346,7 +351,9 @@ def cached_features(model, tokenizer, data, model_path: str, max_length: int, ba
     """Compute (on the main process) or reuse the head inputs of train and validation; returns the file."""
     from safetensors.numpy import save_file
 
-    path = feature_cache_path(model_path, data, max_length)
+    from edgedistill.compress.evaluate import long_texts_of
+
+    path = feature_cache_path(model_path, data, max_length, long_texts_of(model))
     with args.main_process_first(desc="feature cache"):
         if not path.is_file() and args.process_index == 0:
             log.info("computing frozen-encoder features for %d texts (once; cached in %s)",
@@ -400,12 +407,12 @@ def _head_module(head, multi_label: bool = False):
 def _trainer_metrics(labels: list[str], multi_label: bool = False):
     import numpy as np
 
-    from edgedistill.compress.evaluate import compute_metrics
+    from edgedistill.compress.evaluate import compute_metrics, validation_metrics
 
     def fn(pred) -> dict[str, float]:
         logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-        if multi_label:  # the label ids are 0/1 rows; each label its own sigmoid, decided at 0.5
-            m = compute_metrics(np.asarray(pred.label_ids), 1 / (1 + np.exp(-logits)), labels)
+        if multi_label:  # the label ids are 0/1 rows; each label its own sigmoid, at thresholds fitted here
+            m = validation_metrics(np.asarray(pred.label_ids), 1 / (1 + np.exp(-logits)), labels)
             return {"macro_f1": m.macro_f1, "accuracy": m.accuracy, "micro_f1": m.micro_f1}
         logits = logits - logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)
@@ -637,6 +644,8 @@ def _attempt(cfg: TeacherConfig, attempt: Attempt, data, model_path: str, work: 
              baseline: float | None) -> _Run:
     """One fine-tuning run from the pretrained encoder with ``attempt``'s settings, checked on validation."""
     tokenizer, model = load_model(model_path, data.label_names, data.multi_label)
+    if cfg.data.long_texts != "truncate":  # how it reads a long text: evaluation and export read it from here
+        model.config.long_texts = cfg.data.long_texts
     frozen_layers = freeze(model, cfg.strategy, cfg.freeze_layers)
     trainable, total = count_parameters(model)
     log.info("%s: %s strategy, %.1fM of %.1fM parameters train, %d train / %d validation examples, %s",
@@ -647,7 +656,15 @@ def _attempt(cfg: TeacherConfig, attempt: Attempt, data, model_path: str, work: 
     _train(trainer, cfg)
     pred = trainer.predict(trainer.eval_dataset)
     logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-    decided = (logits > 0).astype(int) if data.multi_label else logits.argmax(axis=1)
+    if data.multi_label:  # each label decided at the threshold its package would get
+        import numpy
+
+        from edgedistill.compress.multilabel import decide, fit_thresholds
+
+        probs = 1 / (1 + numpy.exp(-logits))
+        decided = decide(probs, fit_thresholds(pred.label_ids, probs)[0])
+    else:
+        decided = logits.argmax(axis=1)
     missing = unpredicted(pred.label_ids, decided, data.label_names)
     val_f1 = float(pred.metrics.get("test_macro_f1", trainer.state.best_metric or 0.0))
     return _Run(trainer, model, tokenizer, attempt, val_f1, missing, check_teacher(val_f1, missing, baseline))
@@ -673,8 +690,8 @@ def _build_trainer(cfg: TeacherConfig, attempt: Attempt, args, data, tokenizer, 
                        eval_dataset=_FeatureDataset(feats["validation"], targets(data.validation)),
                        compute_metrics=_trainer_metrics(labels, multi), compute_loss_func=_loss(weights, multi))
     with args.main_process_first(desc="tokenizing"):
-        train_ds = tokenize(data.train, tokenizer, cfg.max_length, k)
-        val_ds = sorted_by_length(tokenize(data.validation, tokenizer, cfg.max_length, k))
+        train_ds = tokenize(data.train, tokenizer, cfg.max_length, k, cfg.data.long_texts)
+        val_ds = sorted_by_length(tokenize(data.validation, tokenizer, cfg.max_length, k, cfg.data.long_texts))
     return Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
                    processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
                    compute_metrics=_trainer_metrics(labels, multi), compute_loss_func=_loss(weights, multi),

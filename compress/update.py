@@ -226,6 +226,12 @@ class UpdateSource:
         if json.loads((layout.package / "config.json").read_text()).get("kind") == KIND_STRINGS:
             raise ConfigError("update.build", str(folder), "ships the TF-IDF baseline (it won on validation), which "
                               "an update cannot fine-tune; an update starts from a student's package")
+        if json.loads((layout.package / "config.json").read_text()).get("long_texts", "truncate") != "truncate":
+            raise ConfigError("update.build", str(folder), "reads long texts as head+tail or chunks, which an update "
+                              "does not yet; rebuild it with the new data")
+        if json.loads((layout.package / "config.json").read_text()).get("task") == "multi_label":
+            raise ConfigError("update.build", str(folder), "ships a multi-label classifier, which an update cannot "
+                              "fine-tune yet (LwF on sigmoid outputs is not built); rebuild it with the new data")
         raw = manifest.get("recipe")
         if not raw:
             raise ConfigError("update.build", str(folder), "its package records no recipe to take the data from")
@@ -383,6 +389,9 @@ def update(build: Path | str, cfg: UpdateConfig, *, output: Path | str | None = 
     started = time.perf_counter()
     src = UpdateSource.open(build)
     new = load_data(cfg.data, min_classes=1)
+    if new.multi_label:
+        raise ConfigError("update.data", cfg.data.source, "is multi-label: updating a multi-label classifier is not "
+                          "supported yet (LwF on sigmoid outputs is not built); rebuild it with the new data instead")
     labels = src.labels + sorted(set(new.label_names) - set(src.labels))
     added = labels[len(src.labels):]
     old_ids = list(range(len(src.labels)))

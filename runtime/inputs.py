@@ -135,9 +135,10 @@ def write_parquet(jsonl: Path | str, output: Path | str, rows_per_group: int = 6
     try:
         with open(jsonl, encoding="utf-8") as f:
             for group in chunks((json.loads(line) for line in f), rows_per_group):
-                table = pa.Table.from_pylist(group)
-                writer = writer or pq.ParquetWriter(output, table.schema)
-                writer.write_table(table)
+                table = _typed(pa, pa.Table.from_pylist(group))
+                if writer is None:
+                    writer = pq.ParquetWriter(output, table.schema)
+                writer.write_table(table.cast(writer.schema))
                 n += len(group)
         if writer is None:  # no rows: an empty file of the plain columns
             pq.write_table(pa.table({"label": pa.array([], pa.string()), "score": pa.array([], pa.float64())}),
@@ -146,6 +147,18 @@ def write_parquet(jsonl: Path | str, output: Path | str, rows_per_group: int = 6
         if writer is not None:
             writer.close()
     return n
+
+
+LIST_TYPES = {"labels": "string", "scores": "float64"}
+"""A multi-label prediction's list columns: typed whatever a group holds (a group of empty lists has no type)."""
+
+
+def _typed(pa, table):
+    for name, item in LIST_TYPES.items():
+        if name in table.column_names:
+            i = table.column_names.index(name)
+            table = table.set_column(i, name, table.column(name).cast(pa.list_(getattr(pa, item)())))
+    return table
 
 
 def chunks(texts: Iterable[str], size: int = CHUNK_SIZE) -> Iterator[list[str]]:

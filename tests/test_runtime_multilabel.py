@@ -500,3 +500,17 @@ def test_the_demo_page_in_headless_chromium_shows_every_label_over_its_threshold
     ui = result["ui"]
     assert ui["label"] == "sport | politics"
     assert [(b["name"], b["best"]) for b in ui["bars"]] == [("sport", True), ("politics", True), ("tech", False)]
+
+
+def test_parquet_output_types_the_label_lists_when_a_first_row_group_has_none(tmp_path):
+    import pyarrow.parquet as pq
+
+    from edgedistill.runtime.inputs import write_parquet
+
+    rows = [{"labels": [], "scores": []}] * 3 + [{"labels": ["a", "b"], "scores": [0.9, 0.6]}]
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert write_parquet(jsonl, tmp_path / "p.parquet", rows_per_group=2) == 4
+    table = pq.read_table(tmp_path / "p.parquet")
+    assert str(table.schema.field("labels").type) == "list<element: string>"
+    assert table.to_pylist() == rows

@@ -48,12 +48,14 @@ def main() -> None:
     static = distill(model_name=a.base, pca_dims=a.pca_dims)
     distill_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    clf = StaticModelForClassification.from_static_model(model=static, out_dim=len(set(train["labels"])))
+    multi = bool(train["labels"]) and isinstance(train["labels"][0], list)  # label lists: model2vec's multilabel mode
+    names = {lab for labs in train["labels"] for lab in labs} if multi else set(train["labels"])
+    clf = StaticModelForClassification.from_static_model(model=static, out_dim=len(names))
     clf.fit(train["texts"], train["labels"], X_val=val["texts"], y_val=val["labels"])
     fit_s = time.perf_counter() - t0
     pipe = clf.to_pipeline()
     texts = test["texts"]
-    classes = [str(c) for c in pipe.head.classes_]  # the columns of predict_proba
+    classes = [str(c) for c in pipe.classes_]  # the columns of predict_proba (multilabel: one sigmoid each)
 
     def outputs(split_texts: list[str]) -> dict:
         return {"classes": classes, "probs": np.asarray(pipe.predict_proba(split_texts), dtype=float).tolist()}

@@ -77,7 +77,10 @@ def model2vec_row(recipe, data, python: Path) -> dict[str, Any] | None:
         return None
     base = sources.resolve_model(recipe.tables["teacher"].get("model", TeacherConfig.model))
     names = data.label_names
-    splits = {s: {"texts": list(data.split(s).texts), "labels": [names[i] for i in data.split(s).labels]}
+    def named(y):  # a label, or a multi-label text's list of labels
+        return [names[i] for i in y] if isinstance(y, tuple) else names[y]
+
+    splits = {s: {"texts": list(data.split(s).texts), "labels": [named(y) for y in data.split(s).labels]}
               for s in ("train", "validation", "test")}
     with tempfile.TemporaryDirectory() as tmp:
         spath, out = Path(tmp) / "splits.json", Path(tmp) / "row.json"
@@ -95,12 +98,20 @@ def score_peer(row: dict[str, Any], data) -> dict[str, Any]:
     one metric)."""
     from edgedistill.compress.evaluate import align_columns, compute_metrics
 
+    from edgedistill.compress.multilabel import fit_thresholds
+
     names = list(data.label_names)
     row = dict(row)
-    for split, key in (("test", "macro_f1"), ("validation", "validation_macro_f1")):
+    thresholds = None
+    for split, key in (("validation", "validation_macro_f1"), ("test", "macro_f1")):
         if split not in row:
             continue
         given = row.pop(split)
         probs = align_columns(np.asarray(given["probs"], dtype=np.float64), [str(c) for c in given["classes"]], names)
-        row[key] = compute_metrics(data.split(split).labels, probs, names).macro_f1
+        if data.multi_label and split == "validation":  # fitted there, as every candidate's are
+            thresholds = fit_thresholds(data.validation.labels, probs)[0]
+        metrics = compute_metrics(data.split(split).labels, probs, names, thresholds)
+        row[key] = metrics.macro_f1
+        if data.multi_label:
+            row["validation_micro_f1" if split == "validation" else "micro_f1"] = metrics.micro_f1
     return row

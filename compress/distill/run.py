@@ -105,6 +105,8 @@ def _student_and_teacher(cfg: DistillConfig, data, transfer: TransferSet, adapta
                                      corpus=transfer.texts, encoder=adaptation.path if adaptation else None)
     if data.multi_label:  # one sigmoid per label: evaluation and export read it from the config
         model.config.problem_type = "multi_label_classification"
+    if cfg.data.long_texts != "truncate":  # how it reads a long text: evaluation and export read it from here
+        model.config.long_texts = cfg.data.long_texts
     teacher = None
     pairs: list[tuple[int, int]] = []
     t_layers = None

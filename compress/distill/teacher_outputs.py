@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from edgedistill.compress import progress
-from edgedistill.compress.data import length_batches
 from edgedistill.compress.distill.losses import mean_pool
 from edgedistill.compress.errors import ConfigError
 
@@ -72,17 +71,24 @@ def run_teacher(teacher_dir: Path | str, texts: Sequence[str], max_length: int, 
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from edgedistill.compress.evaluate import is_multilabel_model, long_texts_of
+    from edgedistill.compress.textviews import TextViews, pooled_logits
+
     kwargs = {"attn_implementation": "eager"} if attention else {}
     model = AutoModelForSequenceClassification.from_pretrained(teacher_dir, **kwargs).eval()
     tok = AutoTokenizer.from_pretrained(teacher_dir)
     texts = list(texts)
-    logits = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    views = TextViews(tok, texts, max_length, long_texts_of(model))  # the teacher reads a long text as it learned to
+    if attention and views.n_windows != len(texts):
+        raise ConfigError("distill.attention_loss_weight", "chunks", "the attention loss needs one window a text; "
+                          "read long texts as head+tail or truncate")
+    logits = np.zeros((views.n_windows, model.config.num_labels), dtype=np.float32)
     layers = list(layers) if layers is not None else [model.config.num_hidden_layers]
     width = model.config.hidden_size
-    feats = np.zeros((len(texts), len(layers) * width), dtype=np.float32) if pooled else None
+    feats = np.zeros((views.n_windows, len(layers) * width), dtype=np.float32) if pooled else None
     attns: list[np.ndarray | None] = [None] * len(texts) if attention else []
-    with torch.inference_mode(), progress.bar("labelling", len(texts)) as bar:
-        for idx, batch in length_batches(tok, texts, max_length, batch_size):
+    with torch.inference_mode(), progress.bar("labelling", views.n_windows) as bar:
+        for idx, batch in views.batches(batch_size):
             out = model(**batch, output_hidden_states=pooled, output_attentions=attention)
             logits[idx] = out.logits.float().numpy()
             if pooled:
@@ -94,9 +100,11 @@ def run_teacher(teacher_dir: Path | str, texts: Sequence[str], max_length: int, 
                     n = int(batch["attention_mask"][j].sum())
                     attns[i] = last[j, :n, :n].numpy().copy()
             bar.advance(len(idx))
+    multi = is_multilabel_model(model)
     del model
     gc.collect()
-    return TeacherOutputs(logits, feats, attns if attention else None)
+    return TeacherOutputs(pooled_logits(views, logits, multi), None if feats is None else views.pool(feats),
+                          attns if attention else None)
 
 
 def onnx_teacher(teacher_dir: Path | str, max_length: int) -> Path:
@@ -122,24 +130,27 @@ def run_teacher_onnx(teacher_dir: Path | str, texts: Sequence[str], max_length: 
     from transformers import AutoTokenizer
 
     from edgedistill.compress.exportmeta import MODEL_FILE, read_export
+    from edgedistill.compress.textviews import TextViews, pooled_logits
 
     folder = onnx_teacher(teacher_dir, max_length)
-    names = read_export(folder).input_names
+    meta = read_export(folder)
     tok = AutoTokenizer.from_pretrained(folder)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(folder / MODEL_FILE), opts, providers=["CPUExecutionProvider"])
-    texts = list(texts)
+    views = TextViews(tok, list(texts), max_length, meta.long_texts)  # as the teacher learned to read a long text
     logits = None
-    with progress.bar("labelling", len(texts)) as bar:
-        for idx, batch in length_batches(tok, texts, max_length, batch_size, return_tensors="np"):
-            out = session.run(["logits"], {k: batch[k].astype(np.int64) for k in names})[0]
+    with progress.bar("labelling", views.n_windows) as bar:
+        for idx, batch in views.batches(batch_size, return_tensors="np"):
+            out = session.run(["logits"], {k: batch[k].astype(np.int64) for k in meta.input_names})[0]
             if logits is None:
-                logits = np.zeros((len(texts), out.shape[1]), dtype=np.float32)
+                logits = np.zeros((views.n_windows, out.shape[1]), dtype=np.float32)
             logits[idx] = out
             bar.advance(len(idx))
     del session
-    return TeacherOutputs(logits if logits is not None else np.zeros((0, 0), np.float32))
+    if logits is None:
+        return TeacherOutputs(np.zeros((0, 0), np.float32))
+    return TeacherOutputs(pooled_logits(views, logits, meta.task == "multi_label"))
 
 
 def _load_cached(path: Path) -> tuple[np.ndarray, TeacherOutputs]:

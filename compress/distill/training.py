@@ -96,9 +96,20 @@ def _targets(labels: Sequence[Any], num_labels: int) -> list[Any]:
     return rows.tolist()
 
 
-def _datasets(tokenizer, transfer: TransferSet, validation, max_length: int, num_labels: int):
+def _datasets(tokenizer, transfer: TransferSet, validation, max_length: int, num_labels: int,
+              long_texts: str = "truncate"):
     import datasets
 
+    if long_texts != "truncate":  # each window an example, with its text's labels and teacher outputs
+        from edgedistill.compress.textviews import TextViews
+
+        labels, val_labels = _targets(transfer.labels, num_labels), _targets(validation.labels, num_labels)
+        views = TextViews(tokenizer, transfer.texts, max_length, long_texts)
+        train = datasets.Dataset.from_dict({**views.columns(), "labels": [labels[i] for i in views.owner],
+                                            "teacher_index": views.owner.tolist()})
+        val_views = TextViews(tokenizer, validation.texts, max_length, long_texts)
+        val = datasets.Dataset.from_dict({**val_views.columns(), "labels": [val_labels[i] for i in val_views.owner]})
+        return train, sorted_by_length(val)
     # each text's row: where its teacher outputs are, and which texts a process trained on
     cols = {"text": transfer.texts, "labels": _targets(transfer.labels, num_labels),
             "teacher_index": list(range(len(transfer.texts)))}
@@ -139,7 +150,7 @@ def _train(cfg: DistillConfig, args, data, transfer: TransferSet, model, tokeniz
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback
 
     from edgedistill.compress.data import token_lengths
-    from edgedistill.compress.evaluate import compute_metrics
+    from edgedistill.compress.evaluate import validation_metrics
 
     lengths = token_lengths(tokenizer, transfer.texts, cfg.max_length)
     log.info("transfer texts: %d tokens at p50, %d at p99, %d at most; max_length %d cuts %.1f%% of them",
@@ -147,13 +158,14 @@ def _train(cfg: DistillConfig, args, data, transfer: TransferSet, model, tokeniz
     if lengths["truncated_share"] > 0.05:
         log.warning("max_length %d truncates %.0f%% of the transfer texts; %d would keep 99%% whole",
                     cfg.max_length, 100 * lengths["truncated_share"], lengths["limit_for_99pct"])
-    train_ds, val_ds = _datasets(tokenizer, transfer, data.validation, cfg.max_length, data.num_labels)
+    train_ds, val_ds = _datasets(tokenizer, transfer, data.validation, cfg.max_length, data.num_labels,
+                                 cfg.data.long_texts)
 
     def val_metrics(p):
         logits = torch.from_numpy(np.asarray(p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions,
                                              dtype=np.float32))
         probs = (logits.sigmoid() if data.multi_label else torch.softmax(logits, -1)).numpy()
-        m = compute_metrics(p.label_ids, probs, data.label_names)
+        m = validation_metrics(p.label_ids, probs, data.label_names)  # multi-label: at thresholds fitted here
         return {"macro_f1": m.macro_f1, "accuracy": m.accuracy}
 
     optimizers = (None, None)

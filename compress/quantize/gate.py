@@ -78,13 +78,13 @@ class _Gate:
                                          threads=self.cfg.threads)
 
     def measure(self, attempt: Attempt, providers: Any = None) -> Attempt:
-        from edgedistill.compress.evaluate import align_columns, compute_metrics
+        from edgedistill.compress.evaluate import align_columns, validation_metrics
 
         path = self.path(attempt.file)
         attempt.size_bytes = path.stat().st_size
         clf = self.classifier(path, attempt.variant, providers)
         probs = align_columns(_predict(clf, list(self.split.texts), self.cfg.batch_size), clf.labels, self.labels)
-        metrics = compute_metrics(self.split.labels, probs, self.labels)
+        metrics = validation_metrics(self.split.labels, probs, self.labels)  # multi-label: at fitted thresholds
         attempt.macro_f1, attempt.accuracy = metrics.macro_f1, metrics.accuracy
         pred = self.decide(probs)
         if self.reference is None:
