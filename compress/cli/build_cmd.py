@@ -105,7 +105,9 @@ def _print_plan(rec, planned, until: str | None, force: tuple[str, ...] = ()) ->
     from edgedistill.compress.plan.planner import format_duration
 
     shape = planned.shape
-    console.print(f"data: {shape['train']:,} training texts in {shape['classes']} classes (the smallest, "
+    kinds = (f"{shape['labels']} labels, multi-label (by each text's rarest label: the smallest, "
+             if shape.get("labels") else f"{shape['classes']} classes (the smallest, ")
+    console.print(f"data: {shape['train']:,} training texts in {kinds}"
                   f"{shape['smallest_class'][0]}, has {shape['smallest_class'][1]}; imbalance {shape['imbalance']}:1), "
                   f"{shape['validation']:,} validation, {shape['test']:,} test; tokens p50 {shape['tokens']['p50']}, "
                   f"p99 {shape['tokens']['p99']}, max {shape['tokens']['max']}", highlight=False)

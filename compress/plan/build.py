@@ -121,7 +121,7 @@ def data_shape(data, tokenizer, transfer: list[str] = ()) -> DataShape:
     seen = set(data.train.texts) | set(data.validation.texts) | set(data.test.texts)
     unlabelled = len({t for src in transfer for t in read_texts(src)} - seen)
     return DataShape({data.label_names[k]: counts[k] for k in sorted(counts)}, len(data.validation), len(data.test),
-                     lengths, unlabelled)
+                     lengths, unlabelled, labels=data.num_labels if data.multi_label else None)
 
 
 def _stage(cfg, resolved, adapt_texts: int) -> StageSettings:

@@ -151,6 +151,9 @@ class DataShape:
     test: int
     lengths: tuple[int, ...]
     unlabelled: int = 0
+    labels: int | None = None
+    """A multi-label task's number of labels (``train_counts`` then counts each text under its rarest label, the
+    strata its subsamples keep); None: single-label, ``train_counts`` are the classes."""
 
     @property
     def n_train(self) -> int:
@@ -170,7 +173,7 @@ class DataShape:
                 "classes": len(self.train_counts), "smallest_class": [smallest, self.train_counts[smallest]],
                 "imbalance": round(max(self.train_counts.values()) / max(1, self.train_counts[smallest]), 1),
                 "tokens": {f"p{q}": self.percentile(q) for q in (50, 95, 99)} | {"max": max(self.lengths or [0])},
-                "unlabelled": self.unlabelled}
+                "unlabelled": self.unlabelled, **({"labels": self.labels} if self.labels else {})}
 
 
 @dataclass(frozen=True)
@@ -521,7 +524,7 @@ def _described(c: _Choice, full: _Choice, shape: DataShape, s: Settings,
         "export": "ONNX, parity-checked",
         "quantize": f"variants gated on {shape.validation:,} validation texts",
         "targets": "the declared targets",
-        "package": "files, manifest, temperature, class biases",
+        "package": "files, manifest, " + ("per-label thresholds" if shape.labels else "temperature, class biases"),
         "baseline": "TF-IDF + logistic regression, exported to ONNX and packaged",
         "ship": "the most accurate candidate on validation ships",
         "report": f"{shape.test:,} test texts: teacher, baseline, student, package",
