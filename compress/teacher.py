@@ -651,7 +651,10 @@ def _attempt(cfg: TeacherConfig, attempt: Attempt, data, model_path: str, work: 
     log.info("%s: %s strategy, %.1fM of %.1fM parameters train, %d train / %d validation examples, %s",
              cfg.model, cfg.strategy, trainable / 1e6, total / 1e6, len(data.train), len(data.validation), attempt)
     record.update({"frozen_layers": frozen_layers, "trainable_parameters": trainable, "total_parameters": total})
-    args = _attempt_args(cfg, attempt, work, len(data.train))
+    from edgedistill.compress.textviews import examples
+
+    n_train = examples(tokenizer, data.train.texts, cfg.max_length, cfg.data.long_texts)  # chunks: windows
+    args = _attempt_args(cfg, attempt, work, n_train)
     trainer = _build_trainer(cfg, attempt, args, data, tokenizer, model, model_path, record)
     _train(trainer, cfg)
     pred = trainer.predict(trainer.eval_dataset)

@@ -89,3 +89,9 @@ def pooled_logits(views: TextViews, logits: np.ndarray, multi_label: bool) -> np
         return np.log(p / (1 - p)).astype(np.float32)
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return np.log(np.clip(views.pool(e / e.sum(axis=1, keepdims=True), "mean"), 1e-30, None)).astype(np.float32)
+
+
+def examples(tokenizer, texts: Sequence[str], max_length: int, mode: str) -> int:
+    """How many training examples ``texts`` make in ``mode``: one a text, but one a window with ``chunks`` (what
+    the Trainer's evaluation cadence and warm-up are counted in)."""
+    return TextViews(tokenizer, texts, max_length, mode).n_windows if mode == CHUNKS else len(texts)

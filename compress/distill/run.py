@@ -60,7 +60,14 @@ def distill(cfg: DistillConfig) -> Path:
     out = Path(cfg.output_dir)
     # the Trainer's checkpoints: one folder every process names alike (each reloads the best one at the end)
     work = out.with_name(f".{out.name}.partial")
-    args = _training_args(cfg, work, len(transfer.texts))  # under a launcher, this joins the process group
+    n_train = len(transfer.texts)
+    if cfg.data.long_texts == "chunks" and cfg.teacher_dir:  # the Trainer counts windows (the teacher's tokenizer)
+        from transformers import AutoTokenizer
+
+        from edgedistill.compress.textviews import examples
+
+        n_train = examples(AutoTokenizer.from_pretrained(cfg.teacher_dir), transfer.texts, cfg.max_length, "chunks")
+    args = _training_args(cfg, work, n_train)  # under a launcher, this joins the process group
     rank0 = args.process_index == 0
     with args.main_process_first(desc="checkpoint folder"):
         if rank0:
