@@ -50,11 +50,13 @@ FORMAT_VERSION = "1.1"  # bump the minor for additions old readers may ignore, t
 # tensor (the TF-IDF baseline, whose output is log-probabilities)
 KIND_TOKENS, KIND_STRINGS = "tokens", "strings"
 KINDS = (KIND_TOKENS, KIND_STRINGS)
-# A strings or a multi-label package (runtime/tasks.py) is a new major, so that a 1.x reader refuses it with "upgrade
-# edgedistill" (not a missing tokenizer.json, or a softmax of sigmoid logits); the others stay readable by 1.x readers.
+# A strings package is a new major (2), so that a 1.x reader refuses it with "upgrade edgedistill" (not a missing
+# tokenizer.json); a multi-label package, or one that reads long texts as head+tail or chunks (runtime/tasks.py,
+# runtime/views.py), is the next (3): a 2.x reader would apply a softmax to sigmoid logits, or cut a long text where
+# the model learned to read its end. The others stay readable by older readers.
 KIND_FORMAT_VERSIONS = {KIND_TOKENS: FORMAT_VERSION, KIND_STRINGS: "2.0"}
-MULTI_LABEL_FORMAT_VERSION = "2.0"
-READ_MAJOR = 2  # the newest major this runtime reads
+MULTI_LABEL_FORMAT_VERSION = "3.0"
+READ_MAJOR = 3  # the newest major this runtime reads
 STRINGS_INPUT = "text"  # the one input of a ``strings`` graph: a 1-D string tensor
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
@@ -141,7 +143,8 @@ def write_manifest(folder: Path | str, *, opset: int, quantization: Mapping[str,
         onnxruntime_version = onnxruntime.__version__
     manifest = {
         "format": FORMAT,
-        "format_version": MULTI_LABEL_FORMAT_VERSION if config.task == TASK_MULTI else KIND_FORMAT_VERSIONS[kind],
+        "format_version": MULTI_LABEL_FORMAT_VERSION if config.task == TASK_MULTI or config.long_texts != "truncate"
+        else KIND_FORMAT_VERSIONS[kind],
         "created": created or datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "edgedistill_version": edgedistill_version or _edgedistill_version(),
         "onnxruntime_version": onnxruntime_version,

@@ -253,7 +253,7 @@ def test_config_round_trip_and_the_manifest_major(package, clf):
     assert PackageConfig.from_dict(d) == config
     assert "task" not in config.extra and "thresholds" not in config.extra
     # a 1.x reader would softmax these logits: the package is a 2.x one, which it refuses
-    assert json.loads((package / "manifest.json").read_text())["format_version"] == "2.0"
+    assert json.loads((package / "manifest.json").read_text())["format_version"] == "3.0"
 
 
 def _bad(**changes):

@@ -132,8 +132,8 @@ def test_an_unreadable_manifest(pkg):
 
 
 def test_a_newer_major_format_is_refused_a_newer_minor_is_read(pkg):
-    edit_manifest(pkg, lambda m: m.update(format_version="3.0"))  # 2.x: the strings kind
-    with pytest.raises(PackageFormatError, match=r"format_version 3.0 is newer than this runtime reads \(2.x\)"):
+    edit_manifest(pkg, lambda m: m.update(format_version="4.0"))  # 2.x: the strings kind; 3.x: multi-label, long texts
+    with pytest.raises(PackageFormatError, match=r"format_version 4.0 is newer than this runtime reads \(3.x\)"):
         TextClassifier.load(pkg)
     edit_manifest(pkg, lambda m: m.update(format_version="1.7", future_field=[1, 2]))
     assert TextClassifier.load(pkg).labels == ["negative", "positive"]
