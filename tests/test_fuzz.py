@@ -206,7 +206,10 @@ def read_then_load_or_data_error(path: Path, raw: bytes) -> None:
     for split in (data.train, data.validation, data.test):
         assert len(split.texts) == len(split.labels)
         assert all(isinstance(t, str) and t and t == t.strip() for t in split.texts)
-        assert all(0 <= y < data.num_labels for y in split.labels)
+        # one label id a text, or (a list value read as multi-label) a non-empty sorted tuple of distinct ids
+        ids = [(y,) if isinstance(y, int) else y for y in split.labels]
+        assert all(isinstance(y, int) for y in split.labels) or data.multi_label
+        assert all(ys and list(ys) == sorted(set(ys)) and all(0 <= k < data.num_labels for k in ys) for ys in ids)
         assert not seen & set(split.texts)  # splits are disjoint
         seen |= set(split.texts)
 
