@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -149,36 +150,16 @@ def test_binary_distillation_loss_is_least_where_the_student_matches_the_teacher
 
 
 def tiny_multilabel_recipe(folder: Path, data: Path, model: Path, builder: str = "drop-layers") -> Path:
-    path = folder / "tags.toml"
-    student = f'builder = "{builder}"\nmodel = "{model}"\nlayers = 1' if builder == "drop-layers" else \
-        f'builder = "{builder}"'
-    path.write_text(f"""
-name = "tags"
-profile = "quick"
-[data]
-source = "{data}"
-label_column = "tags"
-label_separator = "|"
-[teacher]
-model = "{model}"
-epochs = 2.0
-batch_size = 16
-max_length = 32
-retries = 0
-[student]
-{student}
-[distill]
-epochs = 2.0
-batch_size = 16
-max_length = 32
-[export]
-max_length = 32
-[quantize]
-calibration_samples = 16
-latency_samples = 4
-[ship]
-baseline = false
-""")
+    """The pipeline tests' tiny recipe (builds into ``folder / "tiny"``) on the multi-label CSV, two epochs a
+    stage, with ``builder``'s student."""
+    from tests.test_pipeline import tiny_recipe
+
+    path = tiny_recipe(folder, data, model)
+    text = path.read_text().replace("[data]\n", '[data]\nlabel_column = "tags"\nlabel_separator = "|"\n')
+    text = text.replace("epochs = 1.0", "epochs = 2.0")
+    if builder != "drop-layers":
+        text = re.sub(r"\[student\]\n.*?\n(?=\[distill\])", f'[student]\nbuilder = "{builder}"\n', text, flags=re.S)
+    path.write_text(text)
     return path
 
 
@@ -194,7 +175,7 @@ def test_a_tiny_multilabel_recipe_builds_a_package_with_thresholds_from_validati
     recipe = tiny_multilabel_recipe(tmp_path, multilabel_csv, tiny_model_dir, builder)
     r = CliRunner().invoke(app, ["build", str(recipe)])
     assert r.exit_code == 0, r.output
-    build = tmp_path / "tags"
+    build = tmp_path / "tiny"
     teacher = json.loads((build / "teacher" / "config.json").read_text())
     assert teacher["problem_type"] == "multi_label_classification"
     config = json.loads((build / "package" / "config.json").read_text())

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from edgedistill.runtime import PackageConfig, PackageFormatError, TextClassifier, write_manifest
 from edgedistill.runtime import webexport as web
 from edgedistill.runtime.fsutil import cache_dir
+from tests.tiny_onnx import node_or_skip, token_table_graph, wordpiece_tokenizer
 from edgedistill.runtime.package import STATIC_MODEL_TYPE, TASK_MULTI, TASK_SINGLE, read_config
 
 REAL_CACHE = cache_dir()  # read at import, before the autouse fixture points the cache at a temp folder
@@ -59,45 +60,15 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- the tiny model, built here
 
 def _tokenizer_json(path: Path) -> Path:
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-
-    tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(VOCAB)}, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.BertProcessing(("[SEP]", VOCAB.index("[SEP]")), ("[CLS]", VOCAB.index("[CLS]")))
-    tok.add_special_tokens(SPECIALS)
-    tok.save(str(path))
-    return path
+    return wordpiece_tokenizer(path, VOCAB, SPECIALS)
 
 
 def _token_graph(path: Path) -> Path:
-    """logits = BIAS + sum over the unmasked tokens of TABLE[input_ids]."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
+    """logits = BIAS + sum over the unmasked tokens of each word's ROWS entry."""
     table = np.zeros((len(VOCAB), len(LABELS)), dtype=np.float32)
     for word, row in ROWS.items():
         table[VOCAB.index(word)] = row
-    nodes = [
-        helper.make_node("Gather", ["table", "input_ids"], ["rows"]),
-        helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
-        helper.make_node("Unsqueeze", ["maskf", "two"], ["mask3"]),
-        helper.make_node("Mul", ["rows", "mask3"], ["kept"]),
-        helper.make_node("ReduceSum", ["kept", "one"], ["summed"], keepdims=0),
-        helper.make_node("Add", ["summed", "bias"], ["logits"]),
-    ]
-    inits = [numpy_helper.from_array(table, "table"), numpy_helper.from_array(BIAS, "bias"),
-             numpy_helper.from_array(np.array([2], np.int64), "two"), numpy_helper.from_array(np.array([1], np.int64),
-                                                                                            "one")]
-    graph = helper.make_graph(
-        nodes, "tiny-multilabel",
-        [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"]) for n in ("input_ids",
-                                                                                            "attention_mask")],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", len(LABELS)])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    onnx.checker.check_model(model)
-    onnx.save(model, path)
-    return path
+    return token_table_graph(path, table, BIAS, name="tiny-multilabel")
 
 
 def _strings_graph(path: Path) -> Path:
@@ -406,13 +377,6 @@ def test_web_config_asks_transformersjs_for_a_sigmoid(package, clf):
     assert "task" not in settings["edgedistill"] and "thresholds" not in settings["edgedistill"]
 
 
-def _node() -> str:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("Node.js is not installed (apt-get install -y nodejs)")
-    return node
-
-
 def test_the_javascript_scores_as_the_python_runtime(clf):
     """edgedistill.mjs's probabilitiesOf and labelsOf on the model's logits, under Node.js, against Python."""
     logits = clf.predict_logits(TEXTS)
@@ -428,8 +392,8 @@ def test_the_javascript_scores_as_the_python_runtime(clf):
     """
     for temperature in (1.0, 2.0):
         job = {"logits": logits.tolist(), "temperature": temperature, "labels": LABELS, "thresholds": THRESHOLDS}
-        proc = subprocess.run([_node(), "--input-type=module", "-e", script, json.dumps(job)], capture_output=True,
-                              text=True, timeout=60)
+        proc = subprocess.run([node_or_skip(), "--input-type=module", "-e", script, json.dumps(job)],
+                              capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
         got = json.loads(proc.stdout)
         scaled = logits / temperature
@@ -447,7 +411,7 @@ def test_the_javascript_scores_as_the_python_runtime(clf):
 def test_classify_script_on_the_exported_folder_matches_python(package, clf, tmp_path):
     """The web folder of the multi-label package under Node.js (transformers.js + onnxruntime-node, the pinned
     packages from the user's cache), against the Python runtime within 1e-4."""
-    node = _node()
+    node = node_or_skip()
     modules = web.node_modules([web.TRANSFORMERS_JS], REAL_CACHE / "npm" / "node")
     site = web.export_web(package, tmp_path / "site", cache=REAL_CACHE)
     texts = [t for t in TEXTS if t.strip()]
@@ -475,7 +439,7 @@ def test_the_demo_page_in_headless_chromium_shows_every_label_over_its_threshold
     chromium = Path("/usr/bin/chromium")
     if not chromium.exists():
         pytest.skip("no /usr/bin/chromium (apt-get install -y chromium)")
-    node = _node()
+    node = node_or_skip()
     modules = web.node_modules([web.TRANSFORMERS_JS, web.PLAYWRIGHT_CORE], REAL_CACHE / "npm" / "node")
     site = web.export_web(package, tmp_path / "site", cache=REAL_CACHE)
     texts = [t for t in TEXTS if t.strip()]

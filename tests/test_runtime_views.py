@@ -20,6 +20,7 @@ import pytest
 from edgedistill.runtime import PackageConfig, PackageFormatError, TextClassifier, write_manifest
 from edgedistill.runtime import webexport as web
 from edgedistill.runtime.fsutil import cache_dir
+from tests.tiny_onnx import node_or_skip, token_table_graph, wordpiece_tokenizer
 from edgedistill.runtime.longtexts import special_ends
 from edgedistill.runtime.package import STATIC_MODEL_TYPE, read_config
 from edgedistill.runtime.views import (CHUNKS, DEFAULT_MAX_CHUNKS, DEFAULT_STRIDE, HEAD_TAIL, LONG_TEXTS, TRUNCATE,
@@ -178,56 +179,16 @@ def test_a_strings_package_reads_whole_texts_only():
 # --------------------------------------------------------------------------- the tiny model, built here
 
 def _tokenizer_json(path: Path, specials_each_side: int = 1) -> Path:
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-
-    tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(VOCAB)}, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    if specials_each_side == 1:
-        tok.post_processor = processors.BertProcessing(("[SEP]", VOCAB.index("[SEP]")),
-                                                       ("[CLS]", VOCAB.index("[CLS]")))
-    else:  # two special tokens open a text and two close it
-        tok.post_processor = processors.TemplateProcessing(
-            single="[CLS] [BOS] $A [EOS] [SEP]", special_tokens=[(t, VOCAB.index(t)) for t in SPECIALS[2:]])
-    tok.add_special_tokens(SPECIALS)
-    tok.enable_truncation(max_length=512)  # a tokenizer.json's own settings, which the runtime must override
-    tok.save(str(path))
-    return path
+    """[CLS] $A [SEP], or with two special tokens opening a text and two closing it; its own saved truncation is
+    one the runtime must override."""
+    return wordpiece_tokenizer(path, VOCAB, SPECIALS, truncation=512,
+                               single=None if specials_each_side == 1 else "[CLS] [BOS] $A [EOS] [SEP]")
 
 
 def _token_graph(path: Path, batch_term: bool = False) -> Path:
     """logits = BIAS + the sum over the unmasked tokens of TABLE[input_ids] (+ SHIFT * the largest id of the whole
     batch, with ``batch_term``: a model whose answers depend on batch-mates)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    nodes = [
-        helper.make_node("Gather", ["table", "input_ids"], ["rows"]),
-        helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
-        helper.make_node("Unsqueeze", ["maskf", "two"], ["mask3"]),
-        helper.make_node("Mul", ["rows", "mask3"], ["kept"]),
-        helper.make_node("ReduceSum", ["kept", "one"], ["summed"], keepdims=0),
-        helper.make_node("Add", ["summed", "bias"], ["logits" if not batch_term else "local"]),
-    ]
-    if batch_term:
-        nodes += [helper.make_node("Cast", ["input_ids"], ["idsf"], to=TensorProto.FLOAT),
-                  helper.make_node("ReduceMax", ["idsf"], ["top"], keepdims=0),
-                  helper.make_node("Mul", ["top", "hundredth"], ["shift"]),
-                  helper.make_node("Add", ["local", "shift"], ["logits"])]
-    inits = [numpy_helper.from_array(TABLE, "table"), numpy_helper.from_array(BIAS, "bias"),
-             numpy_helper.from_array(np.array([2], np.int64), "two"),
-             numpy_helper.from_array(np.array([1], np.int64), "one"),
-             numpy_helper.from_array(SHIFT, "hundredth")]
-    graph = helper.make_graph(
-        nodes, "tiny-long-texts",
-        [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"])
-         for n in ("input_ids", "attention_mask")],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", len(LABELS)])],
-        inits if batch_term else inits[:-1])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    onnx.checker.check_model(model)
-    onnx.save(model, path)
-    return path
+    return token_table_graph(path, TABLE, BIAS, shift=SHIFT if batch_term else None, name="tiny-long-texts")
 
 
 @pytest.fixture(scope="module")
@@ -406,13 +367,6 @@ def test_the_web_config_carries_the_reading_of_long_texts(files):
     assert not {"long_texts", "chunk_stride", "max_chunks", "special_tokens_before"} & set(plain)
 
 
-def _node() -> str:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("Node.js is not installed (apt-get install -y nodejs)")
-    return node
-
-
 def test_the_javascript_cuts_and_pools_as_the_python_runtime(files):
     """edgedistill.mjs's windowsOf, roundHalfEven and poolRows under Node.js, against views.py and the classifier."""
     cases = []
@@ -442,7 +396,7 @@ def test_the_javascript_cuts_and_pools_as_the_python_runtime(files):
         }}));
     """
     halves = [0, 0.25, 0.5, 1.5, 2.5, 3.5, 4.75, 10.5, 11.5]
-    proc = subprocess.run([_node(), "--input-type=module", "-e", script], capture_output=True, text=True,
+    proc = subprocess.run([node_or_skip(), "--input-type=module", "-e", script], capture_output=True, text=True,
                           timeout=60, input=json.dumps({"cases": cases, "halves": halves, "pools": pools}))
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
@@ -473,7 +427,7 @@ def _package(folder: Path, files: Path, tokenizer: str = "tokenizer.json", **cha
 def test_classify_script_reads_long_texts_as_python(files, tmp_path, changes):
     """The web folder of a head+tail or chunks package under Node.js (transformers.js + onnxruntime-node, the pinned
     packages from the user's cache), against the Python runtime within 1e-4."""
-    node = _node()
+    node = node_or_skip()
     modules = web.node_modules([web.TRANSFORMERS_JS], REAL_CACHE / "npm" / "node")
     package = _package(tmp_path / "pkg", files, **changes)
     site = web.export_web(package, tmp_path / "site", cache=REAL_CACHE)
@@ -502,7 +456,7 @@ def test_the_demo_page_in_headless_chromium_pools_chunks_as_python(files, tmp_pa
     chromium = Path("/usr/bin/chromium")
     if not chromium.exists():
         pytest.skip("no /usr/bin/chromium (apt-get install -y chromium)")
-    node = _node()
+    node = node_or_skip()
     modules = web.node_modules([web.TRANSFORMERS_JS, web.PLAYWRIGHT_CORE], REAL_CACHE / "npm" / "node")
     package = _package(tmp_path / "pkg", files, long_texts=CHUNKS, chunk_stride=3, max_chunks=6, task="multi_label")
     site = web.export_web(package, tmp_path / "site", cache=REAL_CACHE)
