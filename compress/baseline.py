@@ -125,10 +125,10 @@ def train_baseline(train, validation, *, grid: Sequence[float] = C_GRID, seed: i
     k = 0
     if multi:
         k = num_labels or 1 + max(max(ys) for ys in [*train.labels, *validation.labels] if ys)
-        if (as_matrix(train.labels, k).sum(axis=0) == 0).any():
-            raise DataError("the one-vs-rest baseline needs every label in the training split; "
-                            f"{[j for j, c in enumerate(as_matrix(train.labels, k).sum(axis=0)) if c == 0]} have none")
         y_train, y_val = as_matrix(train.labels, k), as_matrix(validation.labels, k)
+        if absent := [j for j, c in enumerate(y_train.sum(axis=0)) if c == 0]:
+            raise DataError(f"the one-vs-rest baseline needs every label in the training split; label ids {absent} "
+                            "have none")
     else:
         y_train, y_val = np.asarray(train.labels), np.asarray(validation.labels)
         if len(set(train.labels)) < 2:

@@ -562,9 +562,10 @@ def load_data(cfg: DataConfig, min_classes: int = 2) -> LabelledData:
     val_idx, train_idx = _stratified(_by_label(keys, rest), frac, rng, keep_one=True)
     train = Split([texts[i] for i in train_idx], [labels[i] for i in train_idx])
     validation = Split([texts[i] for i in val_idx], [labels[i] for i in val_idx])
-    if rare := [label_names[k] for k, c in label_counts(train.labels).items() if c < 2]:
+    counts = label_counts(train.labels)
+    if rare := [label_names[k] for k, c in counts.items() if c < 2]:
         log.warning("%s: classes with a single training example: %s", cfg.source, rare)
-    if missing := [n for k, n in enumerate(label_names) if k not in label_counts(train.labels)]:
+    if missing := [n for k, n in enumerate(label_names) if k not in counts]:
         log.warning("%s: labels with no training example (never learned): %s", cfg.source, missing)
     train = _subsample(train, cfg.max_train_samples, cfg.seed)
     validation = _subsample(validation, cfg.max_validation_samples, cfg.seed)

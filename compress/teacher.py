@@ -408,11 +408,12 @@ def _trainer_metrics(labels: list[str], multi_label: bool = False):
     import numpy as np
 
     from edgedistill.compress.evaluate import compute_metrics, validation_metrics
+    from edgedistill.runtime.classifier import sigmoid
 
     def fn(pred) -> dict[str, float]:
         logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
         if multi_label:  # the label ids are 0/1 rows; each label its own sigmoid, at thresholds fitted here
-            m = validation_metrics(np.asarray(pred.label_ids), 1 / (1 + np.exp(-logits)), labels)
+            m = validation_metrics(np.asarray(pred.label_ids), sigmoid(logits), labels)
             return {"macro_f1": m.macro_f1, "accuracy": m.accuracy, "micro_f1": m.micro_f1}
         logits = logits - logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)
@@ -660,11 +661,10 @@ def _attempt(cfg: TeacherConfig, attempt: Attempt, data, model_path: str, work: 
     pred = trainer.predict(trainer.eval_dataset)
     logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
     if data.multi_label:  # each label decided at the threshold its package would get
-        import numpy
-
         from edgedistill.compress.multilabel import decide, fit_thresholds
+        from edgedistill.runtime.classifier import sigmoid
 
-        probs = 1 / (1 + numpy.exp(-logits))
+        probs = sigmoid(logits)
         decided = decide(probs, fit_thresholds(pred.label_ids, probs)[0])
     else:
         decided = logits.argmax(axis=1)

@@ -85,7 +85,10 @@ def pooled_logits(views: TextViews, logits: np.ndarray, multi_label: bool) -> np
         return logits
     z = logits.astype(np.float64)
     if multi_label:
-        p = np.clip(views.pool(1 / (1 + np.exp(-z)), "max"), 1e-12, 1 - 1e-12)
+        from edgedistill.runtime.classifier import sigmoid
+
+
+        p = np.clip(views.pool(sigmoid(z).astype(np.float64), "max"), 1e-12, 1 - 1e-12)
         return np.log(p / (1 - p)).astype(np.float32)
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return np.log(np.clip(views.pool(e / e.sum(axis=1, keepdims=True), "mean"), 1e-30, None)).astype(np.float32)

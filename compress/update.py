@@ -223,19 +223,19 @@ class UpdateSource:
             raise ConfigError("update.build", str(folder), "holds no student checkpoint (student/): an update "
                               "fine-tunes the student, so it needs the build folder, not only the package")
         manifest = verify_package(layout.package)
-        if json.loads((layout.package / "config.json").read_text()).get("kind") == KIND_STRINGS:
+        config = json.loads((layout.package / "config.json").read_text())
+        if config.get("kind") == KIND_STRINGS:
             raise ConfigError("update.build", str(folder), "ships the TF-IDF baseline (it won on validation), which "
                               "an update cannot fine-tune; an update starts from a student's package")
-        if json.loads((layout.package / "config.json").read_text()).get("long_texts", "truncate") != "truncate":
+        if config.get("long_texts", "truncate") != "truncate":
             raise ConfigError("update.build", str(folder), "reads long texts as head+tail or chunks, which an update "
                               "does not yet; rebuild it with the new data")
-        if json.loads((layout.package / "config.json").read_text()).get("task") == "multi_label":
+        if config.get("task") == "multi_label":
             raise ConfigError("update.build", str(folder), "ships a multi-label classifier, which an update cannot "
                               "fine-tune yet (LwF on sigmoid outputs is not built); rebuild it with the new data")
         raw = manifest.get("recipe")
         if not raw:
             raise ConfigError("update.build", str(folder), "its package records no recipe to take the data from")
-        config = json.loads((layout.package / "config.json").read_text())
         tasks_file = folder / TASKS_FILE
         if tasks_file.is_file():
             info = json.loads(tasks_file.read_text())

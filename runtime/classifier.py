@@ -75,8 +75,10 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e
 
 
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(-np.abs(logits))  # exp of a non-positive number never overflows
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """A multi-label model's probabilities, float32 (no exp overflows; the toolchain's evaluations use it too)."""
+    logits = np.asarray(logits)
+    e = np.exp(-np.abs(logits))
     return (np.where(logits >= 0, 1, e) / (1 + e)).astype(np.float32, copy=False)
 
 
@@ -426,7 +428,7 @@ class TextClassifier:
             logits /= np.float32(self.temperature)
         if self.biases is not None:
             logits += self.biases
-        return _sigmoid(logits) if self.multi_label else _softmax(logits)
+        return sigmoid(logits) if self.multi_label else _softmax(logits)
 
     def predict(self, text_or_texts: str | Sequence[str], batch_size: int = 32,
                 top_k: int | None = 1) -> Prediction | list[Prediction] | list[list[Prediction]]:

@@ -212,8 +212,9 @@ class Checker:
         self.runners = runners or RUNNERS
         self.machine = build_machine()
         self._host: dict[tuple[Path, str], np.ndarray] = {}
+        self._task: dict[tuple[Path, str], str] = {}
         self.reference = self.host(reference, self.machine)
-        self.multi_label = self._task(reference) == "multi_label"
+        self.multi_label = self._task[(reference, self.machine)] == "multi_label"
 
     def host(self, package: Path, target: str) -> np.ndarray:
         """A package's file for ``target`` on the build machine's CPU, through the runtime's normal path."""
@@ -222,14 +223,9 @@ class Checker:
         key = (package, target)
         if key not in self._host:
             clf = TextClassifier.load(package, target=target)
+            self._task[key] = clf.config.task
             self._host[key] = np.asarray(clf.predict_proba(self.texts), dtype=np.float64)
         return self._host[key]
-
-    @staticmethod
-    def _task(package: Path) -> str:
-        from edgedistill.runtime.classifier import TextClassifier
-
-        return getattr(TextClassifier.load(package).config, "task", "single_label")
 
     def baseline(self, cand: Candidate, platform: str) -> np.ndarray | None:
         """The candidate as the build machine runs it: the answers the gate judged (fp16 is not run on a CPU)."""
