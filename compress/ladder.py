@@ -9,7 +9,10 @@ A recipe's ``[ladder]`` table names rungs beside the recipe's own student::
     max_size_mb = 30
 
 A rung is a student spec: ``static`` (:mod:`edgedistill.compress.static`), ``drop-layers:N`` (N layers of the recipe's
-student model), ``teacher-layers:N`` (N of the teacher's own layers) or a model name (``minilm-l6``, pretrained).
+student model), ``teacher-layers:N`` (N of the teacher's own layers), a model name (``minilm-l6``, pretrained), or
+``view:MODE``: the recipe's own student reading a long text another way (``[data] long_texts``: ``truncate``,
+``head+tail``, ``chunks``; the planner adds these where the data's texts are long, so that the mode is chosen on
+validation like any candidate).
 Each rung builds into ``<build>/ladder/<rung>/`` through the same stages as the recipe's own student (distil,
 export, quantize behind the gate, package, report), from the recipe's teacher and its cached outputs
 (:func:`edgedistill.compress.ladder_build.build_ladder`; a rung's recipe is
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from edgedistill.compress.errors import ConfigError, EdgeDistillError
+from edgedistill.runtime.views import LONG_TEXTS
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,8 @@ RUNG_DEFAULTS: dict[str, dict[str, Any]] = {
     "static": {"distill.learning_rate": 5e-4, "distill.epochs": 10},
 }
 BUDGET_FIELDS = ("max_latency_ms", "min_macro_f1", "max_size_mb")
+VIEW = "view:"
+"""A rung spec's prefix for the recipe's own student reading long texts another way: ``view:chunks``."""
 
 
 class BudgetError(EdgeDistillError):
@@ -56,8 +62,8 @@ class LadderConfig:
 
     rungs: list[str] = field(default_factory=list)
     """Students built beside the recipe's own, one spec each: ``static``, ``drop-layers:N`` (N layers of the
-    recipe's student model), ``teacher-layers:N`` (N of the teacher's own layers) or a model name (``minilm-l6``,
-    pretrained)."""
+    recipe's student model), ``teacher-layers:N`` (N of the teacher's own layers), a model name (``minilm-l6``,
+    pretrained) or ``view:MODE`` (the recipe's student reading long texts in ``[data] long_texts`` MODE)."""
     max_latency_ms: float | None = None
     """Budget: batch-1 p50 latency of the shipped variant on validation texts, in milliseconds."""
     min_macro_f1: float | None = None
@@ -89,6 +95,10 @@ def rung_name(spec: str) -> str:
 def rung_overrides(spec: str) -> dict[str, Any]:
     """The ``TABLE.FIELD`` values a rung spec sets on the recipe (then :data:`RUNG_DEFAULTS` under them)."""
     kind, _, arg = spec.strip().partition(":")
+    if f"{kind}:" == VIEW:  # the recipe's own student, reading long texts another way
+        if arg not in LONG_TEXTS:
+            raise ConfigError("ladder.rungs", spec, f"write view:MODE with MODE one of {', '.join(LONG_TEXTS)}")
+        return {"data.long_texts": arg}
     if kind == "static" and not arg:
         values: dict[str, Any] = {"student.builder": "static", "student.layers": None}
     elif kind in ("drop-layers", "teacher-layers"):
@@ -98,7 +108,8 @@ def rung_overrides(spec: str) -> dict[str, Any]:
     elif kind and not arg and kind not in ("static", "pretrained"):
         values = {"student.builder": "pretrained", "student.model": kind, "student.layers": None}
     else:
-        raise ConfigError("ladder.rungs", spec, "write static, drop-layers:N, teacher-layers:N or a model name")
+        raise ConfigError("ladder.rungs", spec, "write static, drop-layers:N, teacher-layers:N, view:MODE or a model "
+                          "name")
     return {**RUNG_DEFAULTS.get(kind, {}), **values}
 
 

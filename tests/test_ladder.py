@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edgedistill.compress.errors import ConfigError
-from edgedistill.compress.ladder import BudgetError, LadderConfig, Rung, frontier, pick, rung_overrides
+from edgedistill.compress.ladder import BudgetError, LadderConfig, Rung, frontier, pick, rung_name, rung_overrides
 from edgedistill.compress.recipe import recipe_from_dict, rung_recipe
 
 
@@ -64,6 +64,21 @@ def test_rung_specs_and_their_recipes(tmp_path):
     assert rung_recipe(recipe, "drop-layers:3").distill().student.layers == 3
 
 
+def test_a_view_rung_is_the_recipes_student_reading_long_texts_another_way(tmp_path):
+    assert rung_overrides("view:chunks") == {"data.long_texts": "chunks"}
+    assert rung_name("view:head+tail") == "view-head-tail"
+    with pytest.raises(ConfigError, match="view:MODE"):
+        rung_overrides("view:middle")
+    raw = {"name": "x", "data": {"source": "bbc-news"}, "student": {"builder": "pretrained", "model": "minilm-l6"},
+           "ladder": {"rungs": ["view:chunks"]}}
+    recipe = recipe_from_dict(raw, build_root=tmp_path)
+    rung = rung_recipe(recipe, "view:chunks")
+    assert rung.distill().data.long_texts == "chunks" and rung.distill().student == recipe.distill().student
+    assert recipe.distill().data.long_texts == "truncate"  # the recipe's own student still truncates
+    assert rung.layout.teacher == recipe.layout.teacher  # the teacher (and how it reads) is borrowed
+    assert "view-chunks" in recipe.ship().candidates
+
+
 def test_a_tiny_ladder_builds_every_rung_from_one_teacher(tmp_path, tiny_csv, tiny_model_dir):
     from edgedistill.compress.ladder_build import build_ladder
     from edgedistill.compress.layout import read_state
@@ -73,12 +88,12 @@ def test_a_tiny_ladder_builds_every_rung_from_one_teacher(tmp_path, tiny_csv, ti
     from tests.test_pipeline import tiny_recipe
 
     path = tiny_recipe(tmp_path, tiny_csv, tiny_model_dir)
-    path.write_text(path.read_text() + '[ladder]\nrungs = ["static"]\nmax_size_mb = 1000\n'
+    path.write_text(path.read_text() + '[ladder]\nrungs = ["static", "view:chunks"]\nmax_size_mb = 1000\n'
                     "[profiles.quick.report]\nlatency_samples = 2\n")
     recipe = load_recipe(path, overrides=["distill.learning_rate=0.01"])
     package, chosen = build_ladder(recipe)
     ladder = json.loads((recipe.layout.ladder / "ladder.json").read_text())
-    assert [r["name"] for r in ladder["rungs"]] == ["recipe (drop-layers)", "static"]
+    assert [r["name"] for r in ladder["rungs"]] == ["recipe (drop-layers)", "static", "view-chunks"]
     assert ladder["chosen"] == chosen.name and (recipe.layout.ladder / "ladder.png").is_file()
     assert all(r["throughput_b32"] > 0 and r["validation_macro_f1"] is not None for r in ladder["rungs"])
     # every rung is scored against the one teacher and the baseline, like the recipe's own student; the share of
@@ -91,8 +106,12 @@ def test_a_tiny_ladder_builds_every_rung_from_one_teacher(tmp_path, tiny_csv, ti
     static_dir = recipe.layout.ladder / "static"
     assert "teacher" not in read_state(static_dir)["stages"]  # borrowed, never rebuilt
     assert not (static_dir / "teacher").exists()
-    for folder in (package, static_dir / "package"):
+    for folder in (package, static_dir / "package", recipe.layout.ladder / "view-chunks" / "package"):
         assert TextClassifier.load(folder).predict(["a fine film"])[0]["label"] in ("negative", "positive")
+    # the view rung: the recipe's student distilled again, reading long texts in chunks, and packaged so
+    chunks = json.loads((recipe.layout.ladder / "view-chunks" / "package" / "config.json").read_text())
+    assert chunks["long_texts"] == "chunks" and "long_texts" not in json.loads(
+        (recipe.layout.student_package / "config.json").read_text())
     # a budget nothing meets: one clear error, and the table is still written
     recipe = load_recipe(path, overrides=["distill.learning_rate=0.01", "ladder.max_size_mb=0.001"])
     with pytest.raises(BudgetError, match="closest is"):

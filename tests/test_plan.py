@@ -169,10 +169,13 @@ def test_a_short_budget_reads_fewer_tokens_of_long_texts_before_it_leaves_texts_
     full = plan(PlanConfig(), s, speeds(), settings())
     assert full.values["export"] == {"max_length": 512}  # inference reads what the student trained on
     # what the build costs at one epoch each (a budget gives up the epochs before the tokens) and n tokens
+    # (the recipe states how its student reads a long text: no view rungs, test_long_texts_add_the_other_modes...)
     at = {n: plan(PlanConfig(), s, speeds(), Settings(StageSettings(epochs=1.0, max_length=n),
-                                                      StageSettings(epochs=1.0, max_length=n))).total_s
+                                                      StageSettings(epochs=1.0, max_length=n),
+                                                      long_texts="truncate")).total_s
           for n in (128, 256)}
-    p = plan(PlanConfig(time_budget=f"{(at[128] + at[256]) / 2:.0f}s"), s, speeds(), settings())
+    p = plan(PlanConfig(time_budget=f"{(at[128] + at[256]) / 2:.0f}s"), s, speeds(),
+             replace(settings(), long_texts="truncate"))
     limit = p.values["distill"]["max_length"]
     assert 128 <= limit < 256 and p.values["teacher"]["max_length"] == limit == p.shape["token_limit"]
     assert p.values["export"] == {"max_length": limit}
@@ -182,7 +185,8 @@ def test_a_short_budget_reads_fewer_tokens_of_long_texts_before_it_leaves_texts_
     # below the floor (128 tokens) texts are left out, and the smallest plan reads 128 tokens
     with pytest.raises(PlanError, match="at up to 128 tokens") as e:
         plan(PlanConfig(time_budget="60s"), s, speeds(), settings())
-    p = plan(PlanConfig(time_budget=f"{(e.value.needed_s + at[128]) / 2:.0f}s"), s, speeds(), settings())
+    p = plan(PlanConfig(time_budget=f"{(e.value.needed_s + at[128]) / 2:.0f}s"), s, speeds(),
+             replace(settings(), long_texts="truncate"))
     assert p.values["teacher"]["max_length"] == 128 and p.values["teacher"]["max_train_samples"] < 1500
     # short texts: the limit is theirs, and the export keeps its default
     assert "export" not in plan(PlanConfig(), shape(balanced(2, 300)), speeds(), settings()).values
@@ -193,6 +197,42 @@ def test_the_student_reads_no_more_tokens_than_the_recipes_export():
     p = plan(PlanConfig(), s, speeds(), replace(settings(), export_max_length=256))
     assert p.values["distill"]["max_length"] == 256 and p.values["teacher"]["max_length"] == 512
     assert "export" not in p.values  # the recipe's limit stands
+
+
+def test_long_texts_add_the_other_modes_as_rungs_that_ship_on_validation():
+    s = shape(balanced(5, 300), length=600)  # 300 to 900 tokens: every text is cut at 256
+    long = replace(settings(), export_max_length=256)
+    p = plan(PlanConfig(), s, speeds(), long)
+    assert p.values["ladder"] == {"rungs": ["view:head+tail", "view:chunks"]}
+    assert "view:chunks (the student reading long texts as chunks)" in next(st.what for st in p.stages
+                                                                          if st.name == "ladder")
+    # chunks pays for its windows: a rung reading 2 windows a text costs more than one reading one
+    one = {r: plan(PlanConfig(), s, speeds(), replace(long, rungs=(r,), long_texts="truncate")).stages[-1].seconds
+           for r in ("view:head+tail", "view:chunks")}
+    windows, _ = s.windows(256)
+    assert 2 < windows < 3 and one["view:chunks"] > 1.4 * one["view:head+tail"]
+    # a budget that holds head+tail but not chunks says so
+    base = plan(PlanConfig(), s, speeds(), replace(long, long_texts="truncate")).total_s
+    p = plan(PlanConfig(time_budget=f"{base + one['view:head+tail'] * 1.5:.0f}s"), s, speeds(), long)
+    assert p.values["ladder"] == {"rungs": ["view:head+tail"]} and cost(p) <= p.budget_s
+    assert "long-text modes the budget cannot hold: chunks (the student reads truncate)" in p.left_out
+    # no view where the recipe states the mode, where the student is static, or where few texts are cut
+    for quiet in (replace(long, long_texts="chunks"), replace(long, static_student=True)):
+        assert "ladder" not in plan(PlanConfig(), s, speeds(), quiet).values
+    assert "ladder" not in plan(PlanConfig(), shape(balanced(5, 300), length=150), speeds(), long).values
+    assert "ladder" not in plan(PlanConfig(long_text_share=1.0), shape(balanced(5, 300), length=400), speeds(),
+                                long).values  # 200 to 600 tokens: most, not all, are cut at 256
+
+
+@pytest.mark.parametrize("limit", [16, 128, 256])
+def test_the_planners_windows_are_the_runtimes(limit):
+    from edgedistill.runtime.views import chunks
+
+    lengths = (3, limit - 1, limit, limit + 1, 2 * limit, 421, 1000, 5000)
+    windows = [chunks(list(range(n)), limit) for n in lengths]
+    expected = (sum(map(len, windows)) / len(lengths), sum(len(w) for ws in windows for w in ws)
+                / sum(map(len, windows)))
+    assert DataShape({"a": 1}, 1, 1, lengths).windows(limit) == pytest.approx(expected)
 
 
 def test_a_plan_round_trips_through_json():

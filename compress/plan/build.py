@@ -24,6 +24,7 @@ from typing import Any
 
 from edgedistill import __version__
 from edgedistill.compress import profiles
+from edgedistill.compress.ladder import VIEW
 from edgedistill.runtime.fsutil import write_text_atomic
 from edgedistill.compress.plan.planner import (STAGES, DataShape, Plan, Settings, StageSettings, format_duration,
                                               plan, token_limit)
@@ -143,7 +144,8 @@ def settings_of(recipe) -> Settings:
         teacher_features=tr.strategy == "features", max_transfer=d.max_transfer_samples, augment=dr.augment or 0,
         labelling_speedup=ONNX_LABELLING_SPEEDUP if dr.teacher_backend == "onnx" and logits_only else 1.0,
         rungs=tuple(recipe.ladder().rungs), teacher_retries=tr.retries,
-        export_max_length=recipe.tables["export"].get("max_length"))
+        export_max_length=recipe.tables["export"].get("max_length"),
+        long_texts=recipe.tables["data"].get("long_texts"), static_student=student.builder == "static")
 
 
 def measure_speeds(recipe, tokenizer, lengths: tuple[int, ...] = LENGTHS) -> Speeds:
@@ -160,6 +162,8 @@ def measure_speeds(recipe, tokenizer, lengths: tuple[int, ...] = LENGTHS) -> Spe
     teacher = measure(t.model, batch_size=t.batch_size, lengths=lengths)
     students = {"recipe": student_speed(recipe.student(), teacher, batch_size=d.batch_size, lengths=lengths)}
     for spec in recipe.ladder().rungs:
+        if spec.startswith(VIEW):  # the recipe's own student: its speed, read in windows by the planner
+            continue
         students[spec] = student_speed(rung_recipe(recipe, spec).student(), teacher, batch_size=d.batch_size,
                                        lengths=lengths)
     limit = tokenizer_limit(tokenizer)

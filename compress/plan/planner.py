@@ -28,6 +28,11 @@ classifies it, and every token costs); 4) training texts: the teacher's share of
 on up to ``student_texts_per_teacher_text`` times as many (labelled by the teacher), and every class keeps its floor
 (:data:`edgedistill.compress.data.SUBSET_FLOOR`). Rungs that fit in what is left come back. A budget that cannot
 hold the smallest plan raises :class:`~edgedistill.compress.errors.PlanError` naming the budget that would.
+
+Long texts: where many training texts are longer than the student's token limit (:attr:`PlanConfig.long_text_share`)
+and the recipe leaves ``[data] long_texts`` open, the plan adds the recipe's student reading them ``head+tail`` and in
+``chunks`` as ladder rungs (``view:MODE``) where the budget holds them (``chunks`` costs its windows: a text of 3
+windows trains and infers 3 inputs), and the ship stage picks the mode, like any candidate, on validation.
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ from typing import Any
 
 from edgedistill.compress.data import subset_sizes
 from edgedistill.compress.errors import ConfigError, PlanError
+from edgedistill.compress.ladder import VIEW
 from edgedistill.compress.plan.probe import Speeds
+from edgedistill.runtime.views import CHUNKS, DEFAULT_MAX_CHUNKS, DEFAULT_STRIDE, LONG_TEXTS, TRUNCATE
 
 FIXED_SECONDS = {"teacher": 20.0, "labelling": 30.0, "student": 15.0, "export": 20.0, "quantize": 30.0,
                  "targets": 10.0, "package": 10.0, "baseline": 30.0, "ship": 10.0, "report": 20.0}
@@ -88,6 +95,11 @@ class PlanConfig:
     the middle of its second); early stopping on validation still ends it sooner."""
     max_epochs: float = 5.0
     """The most epochs ``min_steps`` may give the teacher."""
+    long_text_share: float = 0.1
+    """Where at least this share of the training texts is longer than the student's token limit and the recipe
+    leaves ``[data] long_texts`` open, the other ways of reading a long text (``head+tail``, ``chunks``) become
+    ladder rungs (``view:MODE``: the recipe's student, distilled again reading texts that way) where the budget holds
+    them, and the ship stage chooses among them on validation; 1.0: only where every text is cut."""
     max_student_epochs: float = 10.0
     """The most epochs ``min_steps`` may give the student, which trains 5 to 10 times faster than the teacher: the
     50-class TREC student (MiniLM-L6, 3,767 texts) reached validation macro-F1 0.26 in 3 epochs and 0.73 in 10
@@ -106,6 +118,8 @@ class PlanConfig:
                 raise ConfigError(f"plan.{name}", v, "must be at least 2")
         if self.min_steps < 0:
             raise ConfigError("plan.min_steps", self.min_steps, "must be >= 0")
+        if not 0.0 < self.long_text_share <= 1.0:
+            raise ConfigError("plan.long_text_share", self.long_text_share, "must be in (0, 1]")
         for name in ("student_texts_per_teacher_text", "min_epochs", "max_epochs", "max_student_epochs"):
             if not (v := getattr(self, name)) > 0:
                 raise ConfigError(f"plan.{name}", v, "must be > 0")
@@ -167,6 +181,21 @@ class DataShape:
         """Mean token count of a training text cut at ``limit``."""
         return sum(min(n, limit) for n in self.lengths) / max(1, len(self.lengths))
 
+    def cut(self, limit: int) -> float:
+        """The share of the training texts longer than ``limit`` tokens."""
+        return sum(n > limit for n in self.lengths) / max(1, len(self.lengths))
+
+    def windows(self, limit: int) -> tuple[float, float]:
+        """``chunks`` at ``limit`` tokens: the mean windows a training text makes, and the mean tokens a window
+        (:func:`edgedistill.runtime.views.chunks` with one special token at each end, the default stride and cap)."""
+        room = max(1, limit - 2)
+        step = max(1, room - min(DEFAULT_STRIDE, room - 1))
+        counts = [1 if n <= limit else min(DEFAULT_MAX_CHUNKS, 1 + math.ceil((n - 2 - room) / step))
+                  for n in self.lengths or [0]]
+        tokens = [min(n, limit) if k == 1 else (k - 1) * room + min(room, n - 2 - (k - 1) * step) + 2 * k
+                  for n, k in zip(self.lengths or [0], counts)]
+        return sum(counts) / len(counts), sum(tokens) / max(1, sum(counts))
+
     def summary(self) -> dict[str, Any]:
         smallest = min(self.train_counts, key=self.train_counts.__getitem__)
         return {"train": self.n_train, "validation": self.validation, "test": self.test,
@@ -217,6 +246,10 @@ class Settings:
     teacher_retries: int = 0
     """Runs a teacher that fails its check gets, each with twice the last one's epochs: not in the estimate (a
     teacher that passes never runs them), named beside it."""
+    long_texts: str | None = None
+    """The recipe's ``[data] long_texts``; None: it leaves the mode open (see :attr:`PlanConfig.long_text_share`)."""
+    static_student: bool = False
+    """The recipe's student is the static one, which has no token windows to read."""
 
 
 # --------------------------------------------------------------------------------------------------- output
@@ -289,24 +322,36 @@ def _evals(epochs: float, per_epoch: int) -> int:
     return math.ceil(epochs * per_epoch)
 
 
-def _student_seconds(speed, transfer: int, epochs: float, shape: DataShape, s: StageSettings, tokens: float) -> float:
-    """One student's distillation without the labelling: training steps, validations, the test pass."""
-    return (speed.train.seconds(transfer * epochs + s.adapt_texts, tokens)
-            + speed.infer.seconds(shape.validation * _evals(epochs, s.evals_per_epoch) + shape.test, tokens)
+def _student_seconds(speed, transfer: int, epochs: float, shape: DataShape, s: StageSettings, tokens: float,
+                     windows: float = 1.0) -> float:
+    """One student's distillation without the labelling: training steps, validations, the test pass
+    (``windows``: model inputs a text, ``chunks``)."""
+    return (speed.train.seconds(transfer * windows * epochs + s.adapt_texts, tokens)
+            + speed.infer.seconds((shape.validation * _evals(epochs, s.evals_per_epoch) + shape.test) * windows,
+                                  tokens)
             + FIXED_SECONDS["student"])
 
 
-def _tail(student, teacher, shape: DataShape, tokens: float) -> dict[str, float]:
+def _tail(student, teacher, shape: DataShape, tokens: float, windows: float = 1.0) -> dict[str, float]:
     """Export .. report for one student: a fixed cost each, and their passes over validation and test texts (the
     report scores the package on the test split and calibrates on it, and times the teacher)."""
-    val = lambda passes: student.infer.seconds(shape.validation * passes, tokens)  # noqa: E731
+    val = lambda passes: student.infer.seconds(shape.validation * passes * windows, tokens)  # noqa: E731
     return {"export": FIXED_SECONDS["export"], "quantize": FIXED_SECONDS["quantize"] + val(QUANTIZE_PASSES),
             "targets": FIXED_SECONDS["targets"] + val(1), "package": FIXED_SECONDS["package"] + val(1),
             "baseline": (FIXED_SECONDS["baseline"] + BASELINE_FIT_SECONDS * shape.n_train
                          + BASELINE_PARITY_SECONDS * shape.validation),
             "ship": FIXED_SECONDS["ship"] + val(1),
-            "report": FIXED_SECONDS["report"] + student.infer.seconds(2 * shape.test, tokens)
+            "report": FIXED_SECONDS["report"] + student.infer.seconds(2 * shape.test * windows, tokens)
             + teacher.infer.seconds(REPORT_TEACHER_TEXTS, tokens)}
+
+
+def _reading(rung: str, speeds: Speeds, shape: DataShape, limit: int) -> tuple[Any, float, float]:
+    """A rung's speed, its model inputs a text and their mean tokens: a ``view:`` rung is the recipe's student
+    reading texts in its mode (``chunks``: several windows a long text)."""
+    if not rung.startswith(VIEW):
+        return speeds.students[rung], 1.0, shape.mean_tokens(limit)
+    windows, tokens = shape.windows(limit) if rung == VIEW + CHUNKS else (1.0, shape.mean_tokens(limit))
+    return speeds.students["recipe"], windows, tokens
 
 
 def _sizes(shape: DataShape, c: _Choice) -> tuple[int, int]:
@@ -335,8 +380,11 @@ def estimate(c: _Choice, shape: DataShape, speeds: Speeds, s: Settings) -> dict[
            "student": labelling + _student_seconds(S, transfer, c.student_epochs, shape, s.student, tok_s),
            **_tail(S, T, shape, tok_s)}
     if c.rungs:  # each rung distils on the same texts, labelled once (cached), then goes through its own tail
-        out["ladder"] = sum(_student_seconds(speeds.students[r], transfer, c.student_epochs, shape, s.student, tok_s)
-                            + sum(_tail(speeds.students[r], T, shape, tok_s).values()) for r in c.rungs)
+        out["ladder"] = 0.0
+        for r in c.rungs:
+            speed, windows, tokens = _reading(r, speeds, shape, limits[1])
+            out["ladder"] += (_student_seconds(speed, transfer, c.student_epochs, shape, s.student, tokens, windows)
+                              + sum(_tail(speed, T, shape, tokens, windows).values()))
     return out
 
 
@@ -450,11 +498,22 @@ def plan(cfg: PlanConfig, shape: DataShape, speeds: Speeds, settings: Settings) 
     budget = cfg.budget_seconds
     chosen = full if budget is None or sum(cost(full).values()) <= budget else _fit(full, cost, budget, shape,
                                                                                     settings, cfg)
-    # 4) the values that differ from the full profile's, the stages in words, what was left out
+    # 4) long texts: the other ways of reading them, as rungs chosen on validation, where the budget holds them
+    views, unheld = _long_text_views(chosen, shape, settings, cfg), []
+    for rung in views:
+        more = replace(chosen, rungs=(*chosen.rungs, rung))
+        if budget is None or sum(cost(more).values()) <= budget:
+            chosen = more
+        else:
+            unheld.append(rung)
+    # 5) the values that differ from the full profile's, the stages in words, what was left out
     seconds = cost(chosen)
     limits = chosen.limits(settings)
     described = _described(chosen, full, shape, settings, limits)
     values, left_out = _values(chosen, full, settings, limits), _left_out(chosen, full, shape, settings)
+    if unheld:
+        left_out.append(f"long-text modes the budget cannot hold: {', '.join(r[len(VIEW):] for r in unheld)} "
+                        f"(the student reads {settings.long_texts or TRUNCATE})")
     retries = _retries(seconds, budget, settings.teacher_retries)
     if retries:
         described["teacher"] += (f"; a failed check retries: up to "
@@ -467,6 +526,15 @@ def plan(cfg: PlanConfig, shape: DataShape, speeds: Speeds, settings: Settings) 
                         " more), which the budget cannot hold")
     stages = [StagePlan(name, what, seconds[name]) for name, what in described.items() if name in seconds]
     return Plan(values, stages, left_out, budget, {**shape.summary(), "token_limit": chosen.limit}, speeds.as_dict())
+
+
+def _long_text_views(c: _Choice, shape: DataShape, s: Settings, cfg: PlanConfig) -> list[str]:
+    """The ``view:MODE`` rungs of a plan: where the recipe leaves ``[data] long_texts`` open, has a transformer
+    student, and at least ``cfg.long_text_share`` of the training texts are longer than the student's limit, every
+    mode but ``truncate`` (the recipe's student reads that way), the cheapest first."""
+    if s.long_texts is not None or s.static_student or shape.cut(c.limits(s)[1]) < cfg.long_text_share:
+        return []
+    return [VIEW + mode for mode in LONG_TEXTS if mode != TRUNCATE and VIEW + mode not in c.rungs]
 
 
 def _retry_seconds(seconds: dict[str, float], retries: int) -> float:
@@ -504,7 +572,7 @@ def _values(c: _Choice, full: _Choice, s: Settings, limits: tuple[int, int]) -> 
     values = {"teacher": teacher, "distill": student}
     if s.export_max_length is None and limits[1] > EXPORT_MIN_LENGTH:
         values["export"] = {"max_length": limits[1]}
-    if c.rungs != full.rungs:
+    if c.rungs != s.rungs:
         values["ladder"] = {"rungs": list(c.rungs)}
     return {k: v for k, v in values.items() if v}
 
@@ -528,7 +596,8 @@ def _described(c: _Choice, full: _Choice, shape: DataShape, s: Settings,
         "baseline": "TF-IDF + logistic regression, exported to ONNX and packaged",
         "ship": "the most accurate candidate on validation ships",
         "report": f"{shape.test:,} test texts: teacher, baseline, student, package",
-        "ladder": f"rungs {', '.join(c.rungs)}",
+        "ladder": "rungs " + ", ".join(f"{r} (the student reading long texts as {r[len(VIEW):]})"
+                                       if r.startswith(VIEW) else r for r in c.rungs),
     }
 
 
