@@ -224,6 +224,19 @@ def test_long_texts_add_the_other_modes_as_rungs_that_ship_on_validation():
                                 long).values  # 200 to 600 tokens: most, not all, are cut at 256
 
 
+def test_under_a_budget_long_text_modes_come_before_tokens_beyond_the_floor():
+    s = shape(balanced(5, 300), length=1200)  # articles: 600 to 1,800 tokens
+    at_floor = plan(PlanConfig(), s, speeds(), Settings(StageSettings(epochs=1.0, max_length=128),
+                                                        StageSettings(epochs=1.0, max_length=128))).total_s
+    budget = PlanConfig(time_budget=f"{at_floor * 1.05:.0f}s")
+    p = plan(budget, s, speeds(), settings())
+    assert p.values["ladder"] == {"rungs": ["view:head+tail", "view:chunks"]} and cost(p) <= p.budget_s
+    assert 128 <= p.values["distill"]["max_length"] < 200 and "max_train_samples" not in p.values["teacher"]
+    # the same budget, the mode stated: the tokens get it instead
+    stated = plan(budget, s, speeds(), replace(settings(), long_texts="truncate"))
+    assert stated.values["distill"]["max_length"] > 2 * p.values["distill"]["max_length"]
+
+
 @pytest.mark.parametrize("limit", [16, 128, 256])
 def test_the_planners_windows_are_the_runtimes(limit):
     from edgedistill.runtime.views import chunks

@@ -32,7 +32,9 @@ hold the smallest plan raises :class:`~edgedistill.compress.errors.PlanError` na
 Long texts: where many training texts are longer than the student's token limit (:attr:`PlanConfig.long_text_share`)
 and the recipe leaves ``[data] long_texts`` open, the plan adds the recipe's student reading them ``head+tail`` and in
 ``chunks`` as ladder rungs (``view:MODE``) where the budget holds them (``chunks`` costs its windows: a text of 3
-windows trains and infers 3 inputs), and the ship stage picks the mode, like any candidate, on validation.
+windows trains and infers 3 inputs), and the ship stage picks the mode, like any candidate, on validation. Under a
+budget they come before tokens beyond ``min_length`` (step 3b): as many of them as fit at some token limit, then the
+longest limit that holds them.
 """
 
 from __future__ import annotations
@@ -431,8 +433,10 @@ def _at(f: float, c: _Choice, shape: DataShape, s: Settings, cfg: PlanConfig) ->
                    unlabelled=unlabelled)
 
 
-def _fit(full: _Choice, cost, budget: float, shape: DataShape, s: Settings, cfg: PlanConfig) -> _Choice:
-    """The largest choice under ``budget`` (the module docstring's steps 1 to 3, then the rungs that fit)."""
+def _fit(full: _Choice, cost, budget: float, shape: DataShape, s: Settings, cfg: PlanConfig,
+         views: list[str] = ()) -> _Choice:
+    """The largest choice under ``budget`` (the module docstring's steps 1 to 3, then the rungs that fit);
+    ``views``: the long-text rungs the plan would add, which come before tokens beyond the floor."""
     fits = lambda c: sum(cost(c).values()) <= budget  # noqa: E731
     rung_cost = {r: cost(replace(full, rungs=(r,)))["ladder"] for r in full.rungs}
     # 0) the smallest plan must fit
@@ -462,9 +466,13 @@ def _fit(full: _Choice, cost, budget: float, shape: DataShape, s: Settings, cfg:
         c = replace(c, teacher_epochs=_fewer(s.teacher, cfg))
     if not fits(c):
         c = replace(c, student_epochs=_fewer(s.student, cfg))
-    # 3b) the token limit, where the recipe leaves it open: the longest (a multiple of 8) that fits, else the floor
+    # 3b) the token limit, where the recipe leaves it open: the longest (a multiple of 8) that fits, else the floor;
+    #     long texts read in other modes come first (as many as fit at some limit, the cheapest first): a whole
+    #     article read in windows of the floor beats more of its start
     if not fits(c) and c.limit > shortest and not (s.teacher.max_length and s.student.max_length):
         lengths = range(shortest, c.limit + 1, 8)
+        with_views = (replace(c, rungs=(*c.rungs, *views[:k])) for k in range(len(views), 0, -1))
+        c = next((v for v in with_views if fits(replace(v, limit=shortest))), c)
         c = replace(c, limit=next((n for n in reversed(lengths) if fits(replace(c, limit=n))), shortest))
     # 4) texts: the largest share that fits (the cost grows with the share)
     if not fits(c):
@@ -496,11 +504,12 @@ def plan(cfg: PlanConfig, shape: DataShape, speeds: Speeds, settings: Settings) 
     # 2) all of the data; 3) under a budget it does not fit, the largest choice that does
     full = _largest(shape, settings, cfg, limit)
     budget = cfg.budget_seconds
+    views = _long_text_views(full, shape, settings, cfg)
     chosen = full if budget is None or sum(cost(full).values()) <= budget else _fit(full, cost, budget, shape,
-                                                                                    settings, cfg)
+                                                                                    settings, cfg, views)
     # 4) long texts: the other ways of reading them, as rungs chosen on validation, where the budget holds them
-    views, unheld = _long_text_views(chosen, shape, settings, cfg), []
-    for rung in views:
+    unheld = []
+    for rung in (r for r in views if r not in chosen.rungs):
         more = replace(chosen, rungs=(*chosen.rungs, rung))
         if budget is None or sum(cost(more).values()) <= budget:
             chosen = more
@@ -534,7 +543,7 @@ def _long_text_views(c: _Choice, shape: DataShape, s: Settings, cfg: PlanConfig)
     mode but ``truncate`` (the recipe's student reads that way), the cheapest first."""
     if s.long_texts is not None or s.static_student or shape.cut(c.limits(s)[1]) < cfg.long_text_share:
         return []
-    return [VIEW + mode for mode in LONG_TEXTS if mode != TRUNCATE and VIEW + mode not in c.rungs]
+    return [VIEW + mode for mode in LONG_TEXTS if mode != TRUNCATE and VIEW + mode not in s.rungs]
 
 
 def _retry_seconds(seconds: dict[str, float], retries: int) -> float:
