@@ -137,6 +137,9 @@ class Rung:
     """The candidate's package folder (None: ``<build_dir>/package``)."""
     kind: str = "tokens"
     """What its graph takes (``edgedistill.runtime.package.KIND_TOKENS`` or ``KIND_STRINGS``)."""
+    reads: str | None = None
+    """How it reads a text over its token limit (``truncate``, ``head+tail``, ``chunks``; ``whole text`` for the
+    baseline); None: not recorded."""
 
     def misses(self, budget: dict[str, float]) -> dict[str, float]:
         """Each budget line this rung misses, with by how much (in the line's unit)."""
@@ -169,7 +172,8 @@ def package_candidate(name: str, spec: str, folder: Path) -> Rung:
                 validation_macro_f1=metrics.get("macro_f1") if validation else None,
                 validation_latency_ms=metrics.get("latency_p50_ms") if validation else None,
                 size_mb=package_mb(folder), params_m=None, test_macro_f1=None, test_latency_ms=None,
-                package=str(folder), kind=config.kind)
+                package=str(folder), kind=config.kind,
+                reads="whole text" if config.kind == KIND_STRINGS else config.long_texts)
 
 
 def read_rung(name: str, spec: str, build_dir: Path, *, texts: list[str] | None = None) -> Rung:
@@ -202,7 +206,7 @@ def throughput(predict: Callable[[list[str]], Any], texts: list[str], batch: int
     best of the full passes timed in about ``seconds``, after one untimed pass. ``self_timed``: ``predict``
     returns the seconds its call took, timed where it ran (a peer in another process, whose round trip is not
     its work), and a pass takes the sum of those instead of the clock around it."""
-    from edgedistill.runtime.bench import time_calls
+    from edgedistill.runtime.timing import time_calls
 
     summed: list[float] = []
 

@@ -34,6 +34,7 @@ from edgedistill.runtime.fsutil import publishing
 from edgedistill.compress.layout import TARGETS_REPORT, BuildLayout
 from edgedistill.compress.exportmeta import MODEL_FILE, TOKENIZER_FILE, ExportMeta, read_export, runtime_config
 from edgedistill.compress.quantize import REPORT_JSON, Attempt, QuantizeReport
+from edgedistill.runtime.views import DEFAULT_MAX_CHUNKS
 
 log = logging.getLogger(__name__)
 
@@ -314,73 +315,9 @@ def _metrics(attempt: Attempt, report: QuantizeReport | None, meta: ExportMeta) 
     return metrics
 
 
-def model_card(name: str, meta: ExportMeta, attempt: Attempt, report: QuantizeReport | None,
-               metrics: dict[str, Any], history: list[dict[str, Any]] | None = None, *,
-               calibration: dict[str, Any] | None = None, runs_alone: bool = False) -> str:
-    """The README.md of a package: intended use, data, labels, metrics, quantization, calibration, limitations."""
-    from importlib import metadata
-
-    try:
-        version = metadata.version("edgedistill")
-    except metadata.PackageNotFoundError:
-        version = "unknown"
-    labels = meta.labels
-    data = (report.config.get("data") or {}) if report else {}
-    lines = [f"# {name}", "",
-             f"A {len(labels)}-{'label multi-label' if meta.task == 'multi_label' else 'class'} text classifier "
-             f"({meta.model_type}, variant **{attempt.variant}**) built by "
-             f"edgedistill {version}. It runs on onnxruntime and tokenizers alone (no torch).", "",
-             "## Intended use", "",
-             f"Sorting short English texts into {', '.join(f'`{lab}`' for lab in labels)}, in the domain of the "
-             f"data it was trained on{' (' + report.dataset + ')' if report else ''}.", "",
-             "```python", "from edgedistill import TextClassifier", "",
-             f'clf = TextClassifier.load("{name}")   # the folder or its .zip; every file\'s sha256 is checked',
-             'clf.predict("a text to classify")     # {"label": ..., "score": ...}', "```", "",
-             "## Data", ""]
-    if report:
-        lines += [f"- Dataset: `{data.get('source', report.dataset)}`; deterministic stratified splits "
-                  f"(seed {data.get('seed')}, test share {data.get('test_size')}).",
-                  f"- Metrics below: the validation split, {report.validation_examples} texts, which chose this "
-                  "variant; never seen in training or calibration. The build report scores the package on the "
-                  "test split, which no choice reads."]
-    else:
-        lines += ["- No quantize report: this package was not gated or evaluated by edgedistill."]
-    lines += [f"- Labels, in output order: {', '.join(f'`{lab}`' for lab in labels)}.",
-              f"- Inputs: {', '.join(meta.input_names)}; texts longer than {meta.max_length} tokens are "
-              "truncated.", "", "## Metrics", ""]
-    if report:
-        ref = report.attempt("fp32")
-        lines += ["Measured through the runtime (`TextClassifier`), the same protocol for every variant.", "",
-                  "| model | macro-F1 | accuracy | agreement with fp32 | size (MB) | batch-1 p50 (ms) |",
-                  "|---|---|---|---|---|---|"]
-        for a in ([ref] if attempt.name == "fp32" else [attempt, ref]):
-            lines.append(f"| {a.name}{' (this package)' if a is attempt else ''} | {a.macro_f1:.4f} | "
-                         f"{a.accuracy:.4f} | {a.agreement:.4f} | {a.size_bytes / 1e6:.1f} | {a.latency_p50_ms:.2f} |")
-        lines += ["", f"Latency: {report.environment.get('cpu')}, {report.environment.get('threads') or 'default'} "
-                  "threads, texts of the validation split one at a time; measure on your own hardware."]
-    else:
-        lines.append("Not measured by edgedistill.")
-    if (checkpoint := metrics.get("checkpoint")) and isinstance(checkpoint, dict):
-        shown = {k: v for k, v in checkpoint.items()
-                 if isinstance(v, (int, float)) and not isinstance(v, bool) and ("f1" in k or "acc" in k)}
-        if shown:
-            lines += ["", "Source checkpoint (torch): " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()) + "."]
-    lines += ["", "## Quantization", ""]
-    if attempt.variant in ("fp32", "optimized"):
-        lines.append(f"None: fp32 weights ({attempt.variant})."
-                     + (" " + report.summary() if report and report.nothing_passed else ""))
-    else:
-        s = attempt.settings
-        lines += [f"{attempt.variant}: weights {s.get('weight_type')}, per-channel {s.get('per_channel')}, "
-                  f"reduced range {s.get('reduce_range')}, embeddings quantised {s.get('embeddings')}"
-                  + (f", calibration {s.get('calibration')} on {s.get('calibration_samples')} training texts"
-                     if attempt.variant == "int8-static" else "")
-                  + (f"; kept in fp32: {len(s['exclude'])} nodes" if s.get("exclude") else "") + ".",
-                  f"Preset: {report.preset_text()}; gated and timed on a CPU with int8 instruction set "
-                  f"{report.isa or 'unknown'}. Accuracy gate: at most {report.budget:g} macro-F1 points "
-                  f"below fp32; {sum(a.passed for a in report.attempts)} of {len(report.attempts)} attempts passed "
-                  "(see the quantize report)."]
-    lines += ["", "## Calibration", ""]
+def _calibration_lines(calibration: dict[str, Any] | None, labels: list[str], attempt: Attempt) -> list[str]:
+    """The model card's calibration section: the thresholds (multi-label) or the temperature and biases."""
+    lines: list[str] = []
     if calibration and calibration.get("method") == "thresholds":
         v, h = calibration["validation"], calibration["at_half"]
         lines += [f"Multi-label: scores are one sigmoid per label, and a text carries every label whose score reaches "
@@ -414,16 +351,21 @@ def model_card(name: str, meta: ExportMeta, attempt: Attempt, report: QuantizeRe
                            f"gained {b['heldout_gain']:+.4f} macro-F1 on the other half.")]
     else:
         lines.append("Not calibrated: scores are the model's softmax probabilities (temperature 1).")
-    lines += ["", "## Limitations", "",
-              "- It knows only the labels above; a text that fits none may still get one."
-              if meta.task == "multi_label" else
-              "- It knows only the labels above; every text gets one of them, including texts that fit none.",
-              "- Trained on one dataset: expect lower accuracy on other domains, registers or languages.",
-              f"- Texts are cut at {meta.max_length} tokens; what comes later is not read.",
-              "- Scores are calibrated on the validation split only: on other domains they are likely overconfident."
-              if calibration and calibration.get("method") != "thresholds" else
-              "- Thresholds are fitted on the validation split only; on other domains they may need refitting."
-              if calibration else "- Scores are softmax probabilities, not calibrated certainties."]
+    return lines
+
+
+def _limitations(meta: ExportMeta, attempt: Attempt, calibration: dict[str, Any] | None,
+                 runs_alone: bool) -> list[str]:
+    """The model card's limitations, in bullet lines."""
+    lines = ["- It knows only the labels above; a text that fits none may still get one."
+             if meta.task == "multi_label" else
+             "- It knows only the labels above; every text gets one of them, including texts that fit none.",
+             "- Trained on one dataset: expect lower accuracy on other domains, registers or languages.",
+             _long_text_limitation(meta),
+             "- Scores are calibrated on the validation split only: on other domains they are likely overconfident."
+             if calibration and calibration.get("method") != "thresholds" else
+             "- Thresholds are fitted on the validation split only; on other domains they may need refitting."
+             if calibration else "- Scores are softmax probabilities, not calibrated certainties."]
     if attempt.variant.startswith("int8") and attempt.agreement is not None:
         lines.append(f"- int8 arithmetic: {100 * (1 - attempt.agreement):.1f}% of validation texts get a different "
                      "label than the fp32 model; results also vary slightly between CPUs (VNNI or not, ARM).")
@@ -437,6 +379,97 @@ def model_card(name: str, meta: ExportMeta, attempt: Attempt, report: QuantizeRe
                      f"batch (probabilities differ by up to {attempt.batch_max_diff:.3f}). Classify one text per "
                      "call (`batch_size=1`) where the same text must always get the same answer.")
     lines.append("- Inherits the biases of its pretrained encoder and of its training data.")
+    return lines
+
+
+def _long_text_reading(meta: ExportMeta) -> str:
+    """How the package reads a text over its token limit, for the model card's data section."""
+    if meta.long_texts == "head+tail":
+        return (f"a text longer than {meta.max_length} tokens is read as its first quarter and its last three "
+                "quarters of that limit (head+tail)")
+    if meta.long_texts == "chunks":
+        return (f"a text longer than {meta.max_length} tokens is read in windows of that many, whose probabilities "
+                "are pooled (chunks: the mean; the maximum per label for a multi-label package), at most "
+                f"{DEFAULT_MAX_CHUNKS} windows")
+    return f"texts longer than {meta.max_length} tokens are truncated"
+
+
+def _long_text_limitation(meta: ExportMeta) -> str:
+    if meta.long_texts == "head+tail":
+        return f"- A text over {meta.max_length} tokens loses its middle; only its start and its end are read."
+    if meta.long_texts == "chunks":
+        return (f"- A text over {meta.max_length} tokens costs one run a window; past {DEFAULT_MAX_CHUNKS} windows "
+                "the rest is not read.")
+    return f"- Texts are cut at {meta.max_length} tokens; what comes later is not read."
+
+
+def model_card(name: str, meta: ExportMeta, attempt: Attempt, report: QuantizeReport | None,
+               metrics: dict[str, Any], history: list[dict[str, Any]] | None = None, *,
+               calibration: dict[str, Any] | None = None, runs_alone: bool = False) -> str:
+    """The README.md of a package: intended use, data, labels, metrics, quantization, calibration, limitations."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("edgedistill")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    labels = meta.labels
+    data = (report.config.get("data") or {}) if report else {}
+    lines = [f"# {name}", "",
+             f"A {len(labels)}-{'label multi-label' if meta.task == 'multi_label' else 'class'} text classifier "
+             f"({meta.model_type}, variant **{attempt.variant}**) built by "
+             f"edgedistill {version}. It runs on onnxruntime and tokenizers alone (no torch).", "",
+             "## Intended use", "",
+             f"Sorting short English texts into {', '.join(f'`{lab}`' for lab in labels)}, in the domain of the "
+             f"data it was trained on{' (' + report.dataset + ')' if report else ''}.", "",
+             "```python", "from edgedistill import TextClassifier", "",
+             f'clf = TextClassifier.load("{name}")   # the folder or its .zip; every file\'s sha256 is checked',
+             'clf.predict("a text to classify")     # {"label": ..., "score": ...}', "```", "",
+             "## Data", ""]
+    if report:
+        lines += [f"- Dataset: `{data.get('source', report.dataset)}`; deterministic stratified splits "
+                  f"(seed {data.get('seed')}, test share {data.get('test_size')}).",
+                  f"- Metrics below: the validation split, {report.validation_examples} texts, which chose this "
+                  "variant; never seen in training or calibration. The build report scores the package on the "
+                  "test split, which no choice reads."]
+    else:
+        lines += ["- No quantize report: this package was not gated or evaluated by edgedistill."]
+    lines += [f"- Labels, in output order: {', '.join(f'`{lab}`' for lab in labels)}.",
+              f"- Inputs: {', '.join(meta.input_names)}; {_long_text_reading(meta)}.", "", "## Metrics", ""]
+    if report:
+        ref = report.attempt("fp32")
+        lines += ["Measured through the runtime (`TextClassifier`), the same protocol for every variant.", "",
+                  "| model | macro-F1 | accuracy | agreement with fp32 | size (MB) | batch-1 p50 (ms) |",
+                  "|---|---|---|---|---|---|"]
+        for a in ([ref] if attempt.name == "fp32" else [attempt, ref]):
+            lines.append(f"| {a.name}{' (this package)' if a is attempt else ''} | {a.macro_f1:.4f} | "
+                         f"{a.accuracy:.4f} | {a.agreement:.4f} | {a.size_bytes / 1e6:.1f} | {a.latency_p50_ms:.2f} |")
+        lines += ["", f"Latency: {report.environment.get('cpu')}, {report.environment.get('threads') or 'default'} "
+                  "threads, texts of the validation split one at a time; measure on your own hardware."]
+    else:
+        lines.append("Not measured by edgedistill.")
+    if (checkpoint := metrics.get("checkpoint")) and isinstance(checkpoint, dict):
+        shown = {k: v for k, v in checkpoint.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool) and ("f1" in k or "acc" in k)}
+        if shown:
+            lines += ["", "Source checkpoint (torch): " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()) + "."]
+    lines += ["", "## Quantization", ""]
+    if attempt.variant in ("fp32", "optimized"):
+        lines.append(f"None: fp32 weights ({attempt.variant})."
+                     + (" " + report.summary() if report and report.nothing_passed else ""))
+    else:
+        s = attempt.settings
+        lines += [f"{attempt.variant}: weights {s.get('weight_type')}, per-channel {s.get('per_channel')}, "
+                  f"reduced range {s.get('reduce_range')}, embeddings quantised {s.get('embeddings')}"
+                  + (f", calibration {s.get('calibration')} on {s.get('calibration_samples')} training texts"
+                     if attempt.variant == "int8-static" else "")
+                  + (f"; kept in fp32: {len(s['exclude'])} nodes" if s.get("exclude") else "") + ".",
+                  f"Preset: {report.preset_text()}; gated and timed on a CPU with int8 instruction set "
+                  f"{report.isa or 'unknown'}. Accuracy gate: at most {report.budget:g} macro-F1 points "
+                  f"below fp32; {sum(a.passed for a in report.attempts)} of {len(report.attempts)} attempts passed "
+                  "(see the quantize report)."]
+    lines += ["", "## Calibration", "", *_calibration_lines(calibration, labels, attempt)]
+    lines += ["", "## Limitations", "", *_limitations(meta, attempt, calibration, runs_alone)]
     if history:
         lines += ["", "## Version history", "", "| version | how | data | new labels | parent manifest sha256 |",
                   "|---|---|---|---|---|"]

@@ -34,7 +34,7 @@ from edgedistill.compress.errors import ConfigError
 from edgedistill.runtime.fsutil import publishing
 from edgedistill.compress.layout import BuildLayout
 from edgedistill.compress.report_plot import plot  # noqa: F401  (also imported from here by the ladder and benchmarks)
-from edgedistill.runtime.bench import paired_latency
+from edgedistill.runtime.timing import paired_latency
 from edgedistill.runtime.cpu import detect
 
 log = logging.getLogger(__name__)
@@ -104,8 +104,8 @@ def never_predicted(metrics) -> list[list[Any]]:
 
 
 def teacher_check(folder: Path) -> str | None:
-    """The teacher's failed check (``training.json``'s ``check``, :func:`edgedistill.compress.teacher.check_teacher`),
-    None when it passed or was not recorded."""
+    """The teacher's failed check (``training.json``'s ``check``,
+    :func:`edgedistill.compress.teacher_checks.check_teacher`), None when it passed or was not recorded."""
     path = Path(folder) / "training.json"
     if not path.is_file():
         return None
@@ -228,12 +228,18 @@ def ship_markdown(ship: dict[str, Any] | None) -> list[str]:
     lines = ["", "## What shipped and why: validation split", "",
              f"{ship['why']} The most accurate candidate on validation macro-F1 ships"
              + (f", within the budget ({budget})" if budget else "") + "; the test split decides nothing.", "",
-             "| candidate | variant | macro-F1 (validation) | p50 ms (validation) | size MB | ships |",
-             "|---|---|---|---|---|---|"]
+             "| candidate | variant | reads | macro-F1 (validation) | p50 ms (validation) | size MB | ships |",
+             "|---|---|---|---|---|---|---|"]
     for c in ship["candidates"]:
         note = "✓" if c["name"] == ship.get("chosen") else (c.get("excluded") or "")
-        lines.append(f"| {c['name']} | {c['variant']} | {_fmt(c.get('validation_macro_f1'), '.4f')} | "
-                     f"{_fmt(c.get('validation_latency_ms'), '.2f')} | {_fmt(c.get('size_mb'), '.1f')} | {note} |")
+        lines.append(f"| {c['name']} | {c['variant']} | {c.get('reads') or '–'} | "
+                     f"{_fmt(c.get('validation_macro_f1'), '.4f')} | {_fmt(c.get('validation_latency_ms'), '.2f')} | "
+                     f"{_fmt(c.get('size_mb'), '.1f')} | {note} |")
+    if any(c.get("reads") not in (None, "truncate", "whole text") for c in ship["candidates"]):
+        lines += ["", "Reads: how a text over the token limit is read: `truncate` its first tokens, `head+tail` its "
+                  "start and its end, `chunks` every stretch of it in windows whose probabilities are averaged "
+                  "(`[data] long_texts`; the planner adds the `view-*` candidates where the texts are long); the "
+                  "baseline reads the whole text."]
     return lines
 
 

@@ -128,3 +128,6 @@ def test_a_tiny_head_tail_build_ships_a_package_that_reads_long_texts_so(tmp_pat
         assert json.loads((build / stage / "config.json").read_text())["long_texts"] == "head+tail"
     assert json.loads((build / "onnx" / "export.json").read_text())["long_texts"] == "head+tail"
     assert json.loads((build / "package" / "config.json").read_text())["long_texts"] == "head+tail"
+    card = (build / "package" / "README.md").read_text()  # the model card says how a long text is read
+    assert "first quarter and its last three quarters" in card and "loses its middle" in card
+    assert "are truncated" not in card

@@ -40,3 +40,18 @@ def test_the_headline_says_why_no_share_is_given():
          "share_withheld": "the teacher failed its check on validation (never predicts 49 class(es))"}
     text = headline_text(h)
     assert "of the teacher's" not in text and "No share of the teacher or margin is given: the teacher failed" in text
+
+
+def test_the_ship_section_says_how_each_candidate_reads_a_long_text():
+    from edgedistill.compress.report import ship_markdown
+
+    def cand(name, reads, f1):
+        return {"name": name, "variant": "int8-dynamic", "reads": reads, "validation_macro_f1": f1,
+                "validation_latency_ms": 3.0, "size_mb": 20.0}
+
+    ship = {"why": "view-chunks ships.", "chosen": "view-chunks",
+            "candidates": [cand("student", "truncate", 0.95), cand("view-chunks", "chunks", 0.97),
+                           cand("baseline", "whole text", 0.96)]}
+    md = "\n".join(ship_markdown(ship))
+    assert "| view-chunks | int8-dynamic | chunks | 0.9700 | 3.00 | 20.0 | ✓ |" in md
+    assert "| student | int8-dynamic | truncate | 0.9500 |" in md and "`view-*` candidates" in md

@@ -258,6 +258,8 @@ def test_a_build_ships_the_baseline_when_it_wins_and_reports_why(tmp_path, tiny_
     assert report["chosen"].startswith("baseline")
     md = layout.report_md.read_text()
     assert "## What shipped and why: validation split" in md and record["why"] in md
+    assert {c["name"]: c["reads"] for c in record["candidates"]} == {"student": "truncate", "baseline": "whole text"}
+    assert "| baseline | tfidf-logistic-regression | whole text |" in md and "`view-*` candidates" not in md
     assert (layout.student_package / "tokenizer.json").is_file()  # the loser stays, scored on test above
 
 

@@ -155,9 +155,13 @@ def _train(cfg: DistillConfig, args, data, transfer: TransferSet, model, tokeniz
     lengths = token_lengths(tokenizer, transfer.texts, cfg.max_length)
     log.info("transfer texts: %d tokens at p50, %d at p99, %d at most; max_length %d cuts %.1f%% of them",
              lengths["p50"], lengths["p99"], lengths["max"], cfg.max_length, 100 * lengths["truncated_share"])
-    if lengths["truncated_share"] > 0.05:
-        log.warning("max_length %d truncates %.0f%% of the transfer texts; %d would keep 99%% whole",
-                    cfg.max_length, 100 * lengths["truncated_share"], lengths["limit_for_99pct"])
+    if lengths["truncated_share"] > 0.05 and cfg.data.long_texts == "chunks":
+        log.info("max_length %d: %.0f%% of the transfer texts are read in several windows (chunks)",
+                 cfg.max_length, 100 * lengths["truncated_share"])
+    elif lengths["truncated_share"] > 0.05:
+        read = "read as head+tail at" if cfg.data.long_texts == "head+tail" else "truncated at"
+        log.warning("%.0f%% of the transfer texts are %s max_length %d; %d would keep 99%% whole",
+                    100 * lengths["truncated_share"], read, cfg.max_length, lengths["limit_for_99pct"])
     train_ds, val_ds = _datasets(tokenizer, transfer, data.validation, cfg.max_length, data.num_labels,
                                  cfg.data.long_texts)
 
