@@ -42,7 +42,8 @@ sys.path[:0] = [str(REPO), str(HERE)]  # run from a checkout: `python benchmarks
 from benchmarks._paths import recorded, recorded_argv  # noqa: E402
 from runtime_overhead import review_texts  # noqa: E402
 from edgedistill.runtime import TextClassifier  # noqa: E402
-from edgedistill.runtime.bench import environment, summarize  # noqa: E402
+from edgedistill.runtime.bench import environment  # noqa: E402
+from edgedistill.runtime.timing import summarize  # noqa: E402
 from edgedistill.runtime.package import BATCH_DEPENDENT_VARIANTS, MODEL_FILE, TOKENIZER_FILE, open_package  # noqa: E402
 
 INVARIANT, BATCHED = "package, one text per call (invariant)", "package, batched (opt-out)"

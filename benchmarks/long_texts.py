@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgedistill.compress.exportmeta import TOKENIZER_FILE, read_export, runtime_config
     from edgedistill.compress.textviews import TextViews
     from edgedistill.runtime import TextClassifier
-    from edgedistill.runtime.bench import paired_latency
+    from edgedistill.runtime.timing import paired_latency
     from edgedistill.runtime.cpu import detect
 
     work = Path(args.work)

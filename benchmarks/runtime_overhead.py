@@ -13,7 +13,7 @@ under ``benchmarks/results/cpu-<machine>/runtime_overhead.{json,md}``:
    60 words). The runtime batches as the bare session does (``batch_invariant=False``: the wrapper's cost,
    not that of running a dynamic-int8 model one text at a time). The goal (under 5%) is judged per batch
    size from the pairs (each A call beside its B call on the same input) with a 95% bootstrap interval
-   (``edgedistill.runtime.bench.paired_ratio``): met only when the interval's upper bound is under 1.05.
+   (``edgedistill.runtime.timing.paired_ratio``): met only when the interval's upper bound is under 1.05.
 2. Cold start: a fresh interpreter that imports ``runtime``, loads the package (with its
    sha256 checks) and predicts one text; the median of several runs, split by phase.
 3. Installed size: a temporary venv with ``pip install .`` (the base install, no extras,
@@ -48,8 +48,8 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from benchmarks._paths import recorded, recorded_argv  # noqa: E402
 from edgedistill.runtime import TextClassifier  # noqa: E402
-from edgedistill.runtime.bench import (OVERHEAD_GOAL, environment, overall_verdict, paired_ratio,  # noqa: E402
-                                       summarize, verdict)
+from edgedistill.runtime.bench import environment  # noqa: E402
+from edgedistill.runtime.timing import OVERHEAD_GOAL, overall_verdict, paired_ratio, summarize, verdict  # noqa: E402
 from edgedistill.runtime.classifier import _session_options  # noqa: E402
 from edgedistill.runtime.package import MODEL_FILE, open_package  # noqa: E402
 

@@ -33,7 +33,7 @@ Measurements, all with the same intra-op thread count (``torch.set_num_threads``
   test split (the bare session's logits, the optimum pipeline's probabilities, the TF-IDF + LR baseline's
   (``edgedistill.compress.baseline``) probabilities), scored here by ``edgedistill.compress.evaluate.compute_metrics``;
 - the goals, each judged from paired calls (same round) with a 95% bootstrap interval
-  (``edgedistill.runtime.bench.paired_ratio``, ``verdict``): an extra interleaved pass of only the rows the goals
+  (``edgedistill.runtime.timing.paired_ratio``, ``verdict``): an extra interleaved pass of only the rows the goals
   compare gives the pairs (``goal_latency_rounds``, ``goal_rounds``);
 - the physical limit: multiply-adds per 128-token sequence (student: counted on its fp32 ONNX graph;
   teacher: from its config), a large dense fp32 GEMM's GFLOP/s and an int8 GEMM's GOP/s measured in this
@@ -73,8 +73,8 @@ from edgedistill.compress.baseline import margin_kept  # noqa: E402
 from edgedistill.compress.quantize.config import VARIANT_FILES  # noqa: E402
 from edgedistill.compress.layout import BuildLayout  # noqa: E402
 from edgedistill.runtime.bench import (available_cpus, device_name, environment, exact_length_texts,  # noqa: E402
-                                       markdown_table, OVERHEAD_GOAL, overall_verdict, paired_ratio, read_json,
-                                       summarize, verdict, write_json)
+                                       markdown_table, read_json, write_json)
+from edgedistill.runtime.timing import OVERHEAD_GOAL, overall_verdict, paired_ratio, summarize, verdict  # noqa: E402
 
 log = logging.getLogger("suite")
 
@@ -664,7 +664,7 @@ SPEEDUP_GOAL, F1_SHARE_GOAL, OPTIMUM_GOAL = 20.0, 0.97, 1.3
 
 
 def _interval(samples: dict[str, Any] | None, kind: str, a: str, b: str, seed: int) -> dict[str, Any] | None:
-    """How many times b's time a's calls took in pass ``kind`` (:func:`edgedistill.runtime.bench.paired_ratio` on the
+    """How many times b's time a's calls took in pass ``kind`` (:func:`edgedistill.runtime.timing.paired_ratio` on the
     rounds' pairs), or None when either row has no samples there."""
     times = (samples or {}).get(kind) or {}
     if len(times.get(a) or ()) < 2 or len(times.get(b) or ()) < 2:
@@ -674,7 +674,7 @@ def _interval(samples: dict[str, Any] | None, kind: str, a: str, b: str, seed: i
 
 def _judge(goal: dict[str, Any], parts: dict[str, tuple[dict[str, Any] | None, float, str]]) -> dict[str, Any]:
     """Put each part's interval in ``goal`` and the verdict: met only when every interval's bound meets its target
-    (:func:`edgedistill.runtime.bench.verdict`); ``not judged`` when a part has no paired samples (a result from before
+    (:func:`edgedistill.runtime.timing.verdict`); ``not judged`` when a part has no paired samples (a result from before
     them)."""
     verdicts = []
     for key, (ci, target, better) in parts.items():

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from edgedistill.compress.data import read_texts
+    from edgedistill.compress.readers import read_texts
     from edgedistill.compress.distill.teacher_outputs import onnx_teacher, run_teacher, run_teacher_onnx
 
     texts = read_texts("snippets-unlabelled")[:args.texts]

@@ -48,6 +48,7 @@ from benchmarks._paths import recorded  # noqa: E402
 from benchmarks.runtime_overhead import review_texts  # noqa: E402
 from edgedistill.runtime import TextClassifier  # noqa: E402
 from edgedistill.runtime.bench import environment  # noqa: E402
+from edgedistill.runtime import npm  # noqa: E402
 from edgedistill.runtime import webexport as web  # noqa: E402
 from edgedistill.runtime.fsutil import cache_dir  # noqa: E402
 
@@ -118,8 +119,8 @@ def tool_versions() -> dict:
             return "unknown"
 
     return {"chromium": out([str(CHROMIUM), "--version"]), "node": out(["node", "--version"]),
-            "transformers.js": web.TRANSFORMERS_JS.version, "onnxruntime-web": web.ONNXRUNTIME_WEB.version,
-            "playwright-core": web.PLAYWRIGHT_CORE.version}
+            "transformers.js": npm.TRANSFORMERS_JS.version, "onnxruntime-web": npm.ONNXRUNTIME_WEB.version,
+            "playwright-core": npm.PLAYWRIGHT_CORE.version}
 
 
 def markdown(r: dict) -> str:
@@ -179,7 +180,7 @@ def main() -> None:
     if not CHROMIUM.exists():
         raise SystemExit("needs Debian's chromium: apt-get install -y chromium")
     texts = review_texts(args.texts, seed=0)
-    node_dir = web.node_modules([web.TRANSFORMERS_JS, web.PLAYWRIGHT_CORE], cache_dir() / "npm" / "node")
+    node_dir = npm.node_modules([npm.TRANSFORMERS_JS, npm.PLAYWRIGHT_CORE], cache_dir() / "npm" / "node")
     env = {**os.environ, "EDGEDISTILL_NODE_MODULES": str(node_dir)}
     loadavg_before = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="edgedistill-web-bench-"))

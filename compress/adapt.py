@@ -113,7 +113,7 @@ def settings(table: str, **values) -> AdaptSettings:
 def adapt_on(table: str, model_path: str, sources: Sequence[str], data, s: AdaptSettings) -> Adaptation:
     """:func:`adapt` on the texts of ``sources`` (built-in corpora or files) less the validation and test texts of
     ``data`` (:class:`~edgedistill.compress.data.LabelledData`), which must stay unseen until they are scored."""
-    from edgedistill.compress.data import read_texts
+    from edgedistill.compress.readers import read_texts
 
     held_out = set(data.validation.texts) | set(data.test.texts)
     texts = list(dict.fromkeys(t for src in sources for t in read_texts(src) if t not in held_out))

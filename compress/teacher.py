@@ -26,10 +26,8 @@ cfg.json`` or ``accelerate launch -m edgedistill.compress.teacher --config cfg.j
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,11 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from edgedistill.compress import parallel, profiles, progress, sources
-from edgedistill.compress.heads import grouped_adamw, head_multiplier
+from edgedistill.compress.heads import grouped_adamw
 from edgedistill.compress.data import DataConfig
 from edgedistill.compress.errors import ConfigError
-from edgedistill.compress.fingerprints import checkpoint_hash
-from edgedistill.runtime.fsutil import cache_dir, replace_folder
+from edgedistill.compress.teacher_checks import (Attempt, check_teacher, class_weights, first_attempt,
+                                                 loss_function, next_attempt, trainer_metrics, unpredicted)
+from edgedistill.compress.teacher_transfer import (FeatureDataset, cached_features, count_parameters, freeze,
+                                                   head_module, load_model)
+from edgedistill.runtime.fsutil import replace_folder
 
 log = logging.getLogger("edgedistill.compress.teacher")  # the same name when run with -m
 
@@ -223,299 +224,7 @@ class TeacherConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
-# ------------------------------------------------------------------------------- model
-def load_model(name: str, label_names: list[str], multi_label: bool = False):
-    """Tokenizer and sequence classifier with our labels (a head of another size is re-initialised); a
-    multi-label one gives one sigmoid per label (``problem_type``)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    path = sources.resolve_model(name)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=len(label_names), id2label=dict(enumerate(label_names)),
-            label2id={n: i for i, n in enumerate(label_names)}, ignore_mismatched_sizes=True,
-            problem_type="multi_label_classification" if multi_label else "single_label_classification")
-    except OSError as e:
-        raise ConfigError("teacher.model", name, f"cannot be loaded as a built-in model, a folder or a Hugging Face id "
-                          f"({str(e).splitlines()[0]})") from None
-    return tokenizer, model
-
-
-def layer_stack(model):
-    """The encoder's list of transformer layers, found generically (the longest ModuleList in base_model)."""
-    import torch.nn as nn
-
-    stacks = [m for _, m in model.base_model.named_modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
-    if not stacks:
-        raise ConfigError("teacher.strategy", "partial", f"no layer list found in {type(model.base_model).__name__}")
-    return max(stacks, key=len)
-
-
-def freeze(model, strategy: str, freeze_layers: int | None) -> int | None:
-    """Set ``requires_grad`` for the strategy; returns the number of frozen layers (partial)."""
-    base = model.base_model
-    if strategy == "full":
-        return None
-    if strategy == "features":
-        for p in base.parameters():
-            p.requires_grad_(False)
-        return None
-    layers = layer_stack(model)
-    n = len(layers) // 2 if freeze_layers is None else freeze_layers
-    if n > len(layers):
-        raise ConfigError("teacher.freeze_layers", freeze_layers, f"the model has only {len(layers)} layers")
-    # trainable in the encoder: the top layers and a pooler; frozen: embeddings, bottom layers and anything
-    # shared by all layers (MPNet's relative attention bias), so frozen layers compute what they did
-    keep = {id(p) for layer in list(layers)[n:] for p in layer.parameters()}
-    for name, module in base.named_children():
-        if "pooler" in name:
-            keep |= {id(p) for p in module.parameters()}
-    for p in base.parameters():
-        p.requires_grad_(id(p) in keep)
-    return n
-
-
-def count_parameters(model) -> tuple[int, int]:
-    ps = list(model.parameters())
-    return sum(p.numel() for p in ps if p.requires_grad), sum(p.numel() for p in ps)
-
-
-# ---------------------------------------------------------------------------- features
-def _fingerprint_split(split) -> str:
-    h = hashlib.sha256()
-    for t, y in zip(split.texts, split.labels):
-        h.update(t.encode())
-        h.update(f"\0{y}\0".encode())
-    return h.hexdigest()
-
-
-def feature_cache_path(model_path: str, data, max_length: int, long_texts: str = "truncate") -> Path:
-    view = {"long_texts": long_texts} if long_texts != "truncate" else {}
-    key = hashlib.sha256(json.dumps({
-        "model": checkpoint_hash(model_path), "max_length": max_length, "version": 1,
-        "train": _fingerprint_split(data.train), "validation": _fingerprint_split(data.validation), **view,
-    }).encode()).hexdigest()[:24]
-    return cache_dir() / "features" / f"{key}.safetensors"
-
-
-def head_inputs(model, tokenizer, texts: list[str], *, max_length: int, batch_size: int):
-    """The exact input of ``model.classifier`` for each text (N, ...), float32, in input order.
-
-    Heads that read a token sequence (MPNet, RoBERTa: they take position 0) keep only the first token,
-    so the cache stays small; the head is checked to give the model's own logits on these inputs.
-    """
-    import numpy as np
-    import torch
-
-    from edgedistill.compress.evaluate import long_texts_of, model_inputs
-    from edgedistill.compress.textviews import TextViews
-
-    head = getattr(model, "classifier", None)
-    if long_texts_of(model) == "chunks":
-        raise ConfigError("data.long_texts", "chunks", "the features strategy caches one input a text; read long "
-                          "texts as head+tail, or fine-tune (strategy full or partial)")
-    if head is None:
-        raise ConfigError("teacher.strategy", "features", f"{type(model).__name__} has no .classifier head")
-    seen: list = []
-    hook = head.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
-    out: np.ndarray | None = None
-    model.eval()
-    try:
-        with torch.inference_mode(), progress.bar("encoding", len(texts)) as bar:
-            for idx, batch in TextViews(tokenizer, texts, max_length, long_texts_of(model)).batches(batch_size):
-                batch = batch.to(model.device)
-                seen.clear()
-                logits = model(**model_inputs(model, batch)).logits
-                x = seen[0]
-                if x.dim() == 3:
-                    x = x[:, :1, :]
-                if out is None:  # the first batch: the head must reproduce the model's logits from the cached inputs
-                    diff = (head(x).float() - logits.float()).abs().max().item()
-                    if diff > 1e-4:
-                        raise ConfigError("teacher.strategy", "features",
-                                          f"{model.config.model_type}: the head does not "
-                                          f"read only the first token (max diff {diff:.2g}); use full or partial")
-                x = x.float().cpu().numpy()
-                if out is None:
-                    out = np.zeros((len(texts),) + x.shape[1:], dtype=np.float32)
-                out[idx] = x
-                bar.advance(len(idx))
-    finally:
-        hook.remove()
-    assert out is not None
-    return out
-
-
-def cached_features(model, tokenizer, data, model_path: str, max_length: int, batch_size: int, args) -> Path:
-    """Compute (on the main process) or reuse the head inputs of train and validation; returns the file."""
-    from safetensors.numpy import save_file
-
-    from edgedistill.compress.evaluate import long_texts_of
-
-    path = feature_cache_path(model_path, data, max_length, long_texts_of(model))
-    with args.main_process_first(desc="feature cache"):
-        if not path.is_file() and args.process_index == 0:
-            log.info("computing frozen-encoder features for %d texts (once; cached in %s)",
-                     len(data.train) + len(data.validation), path)
-            feats = {s: head_inputs(model, tokenizer, data.split(s).texts, max_length=max_length,
-                                    batch_size=batch_size) for s in ("train", "validation")}
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp-{os.getpid()}")
-            save_file(feats, str(tmp))
-            os.replace(tmp, path)
-        else:
-            log.info("reusing cached features %s", path)
-    return path
-
-
-class _FeatureDataset:
-    def __init__(self, x, y):
-        self.x, self.y = x, y
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        import torch
-
-        return {"features": torch.from_numpy(self.x[i]), "labels": torch.tensor(self.y[i])}
-
-
-def _head_module(head, multi_label: bool = False):
-    """Wrap ``model.classifier`` as a Trainer model that takes cached features (shares its weights)."""
-    import torch.nn as nn
-    import torch.nn.functional as F
-
-    class HeadOnly(nn.Module):
-        def __init__(self, classifier: nn.Module):
-            super().__init__()
-            self.classifier = classifier
-
-        def forward(self, features, labels=None):
-            logits = self.classifier(features)
-            out = {"logits": logits}
-            if labels is not None:
-                out["loss"] = F.binary_cross_entropy_with_logits(logits, labels.float()) if multi_label else \
-                    F.cross_entropy(logits, labels)
-            return out
-
-    return HeadOnly(head)
-
-
 # ----------------------------------------------------------------------------- training
-def _trainer_metrics(labels: list[str], multi_label: bool = False):
-    import numpy as np
-
-    from edgedistill.compress.evaluate import compute_metrics, validation_metrics
-    from edgedistill.runtime.classifier import sigmoid
-
-    def fn(pred) -> dict[str, float]:
-        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-        if multi_label:  # the label ids are 0/1 rows; each label its own sigmoid, at thresholds fitted here
-            m = validation_metrics(np.asarray(pred.label_ids), sigmoid(logits), labels)
-            return {"macro_f1": m.macro_f1, "accuracy": m.accuracy, "micro_f1": m.micro_f1}
-        logits = logits - logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        probs /= probs.sum(axis=1, keepdims=True)
-        m = compute_metrics(pred.label_ids, probs, labels)
-        return {"macro_f1": m.macro_f1, "accuracy": m.accuracy}
-
-    return fn
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """What one fine-tuning run uses of the settings a retry may change."""
-
-    head_lr_multiplier: float
-    """full / partial: the head's learning rate over the encoder's."""
-    head_learning_rate: float
-    """features: the head's learning rate."""
-    epochs: float
-    class_weighting: str
-    """``none`` or ``balanced``."""
-
-
-def first_attempt(cfg: TeacherConfig, num_labels: int) -> Attempt:
-    """``cfg`` resolved; ``auto`` weighting starts plain."""
-    mult = cfg.head_lr_multiplier if cfg.head_lr_multiplier is not None else head_multiplier(num_labels)
-    epochs = cfg.head_epochs if cfg.strategy == "features" else cfg.epochs
-    weighting = "none" if cfg.class_weighting == "auto" else cfg.class_weighting
-    return Attempt(mult, cfg.head_learning_rate, float(epochs), weighting)
-
-
-def next_attempt(cfg: TeacherConfig, last: Attempt, missing: list[str]) -> Attempt:
-    """The retry after a failed check: 1) a head step 4x larger (the encoder's rate stays: a larger one is what
-    breaks pretrained encoders); 2) twice the epochs; 3) with ``auto`` weighting and a class left unpredicted,
-    the balanced loss."""
-    weighting = "balanced" if cfg.class_weighting == "auto" and missing else last.class_weighting
-    return Attempt(last.head_lr_multiplier * 4, last.head_learning_rate * 2, last.epochs * 2, weighting)
-
-
-def check_teacher(val_macro_f1: float, missing: list[str], baseline_macro_f1: float | None) -> str | None:
-    """Why a fine-tuned teacher is not good enough to distil from, in words; None when it is."""
-    problems = []
-    if missing:
-        problems.append(f"never predicts {len(missing)} class(es) on validation ({', '.join(missing[:5])}"
-                        f"{', ...' if len(missing) > 5 else ''})")
-    if baseline_macro_f1 is not None and val_macro_f1 <= baseline_macro_f1:
-        problems.append(f"validation macro-F1 {val_macro_f1:.4f} is not above TF-IDF + LR's {baseline_macro_f1:.4f}")
-    return "; ".join(problems) or None
-
-
-def unpredicted(y_true, pred, labels: list[str], min_support: int = 2) -> list[str]:
-    """The classes with at least ``min_support`` validation examples that the model never predicts (multi-label:
-    ``y_true`` and ``pred`` are 0/1 matrices)."""
-    import numpy as np
-
-    y, pred = np.asarray(y_true), np.asarray(pred)
-    if y.ndim == 2:
-        return [lab for i, lab in enumerate(labels) if y[:, i].sum() >= min_support and not pred[:, i].any()]
-    return [lab for i, lab in enumerate(labels) if (y == i).sum() >= min_support and not (pred == i).any()]
-
-
-MAX_POS_WEIGHT = 10.0
-"""Multi-label ``balanced`` weighting: a label's positives weigh (negatives / positives), at most this much."""
-
-
-def class_weights(labels: list[Any], num_labels: int):
-    """Inverse class frequency, scaled so that the mean weight over the training examples is 1. Multi-label
-    (label tuples): each label's positive weight for binary cross-entropy, negatives over positives (at most
-    :data:`MAX_POS_WEIGHT`)."""
-    import numpy as np
-
-    from edgedistill.compress.data import label_counts
-
-    if labels and isinstance(labels[0], tuple):
-        pos = np.array([label_counts(labels).get(k, 0) for k in range(num_labels)], dtype=np.float64)
-        return np.clip((len(labels) - pos) / np.maximum(pos, 1), 1.0, MAX_POS_WEIGHT)
-    counts = np.bincount(np.asarray(labels), minlength=num_labels).astype(np.float64)
-    return np.where(counts > 0, len(labels) / ((counts > 0).sum() * np.maximum(counts, 1)), 0.0)
-
-
-def _loss(weights, multi_label: bool = False):
-    """A Trainer ``compute_loss_func``: cross-entropy, weighted by class when ``weights`` is given; multi-label:
-    binary cross-entropy per label (``weights``: the positives' weights), the mean over texts and labels."""
-    import torch
-    import torch.nn.functional as F
-
-    w = None if weights is None else torch.tensor(weights, dtype=torch.float32)
-
-    def fn(outputs, labels, num_items_in_batch=None):
-        logits = outputs["logits"]
-        if multi_label:
-            return F.binary_cross_entropy_with_logits(logits.float(), labels.float(),
-                                                      pos_weight=None if w is None else w.to(logits.device))
-        loss = F.cross_entropy(logits.float(), labels, weight=None if w is None else w.to(logits.device),
-                               reduction="sum")
-        if w is not None:  # sum of the weights, as a weighted mean; the trainer's divisor counts examples
-            return loss / w.to(logits.device)[labels].sum().clamp_min(1e-12)
-        return loss / (num_items_in_batch if num_items_in_batch is not None else len(labels))
-
-    return fn
-
-
 def _training_args(cfg: TeacherConfig, work: Path, n_train: int, *, lr: float, epochs: float, group: bool):
     return parallel.trainer_arguments(
         work, n_train=n_train, batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch_size, epochs=epochs,
@@ -688,16 +397,16 @@ def _build_trainer(cfg: TeacherConfig, attempt: Attempt, args, data, tokenizer, 
         cache = cached_features(model, tokenizer, data, model_path, cfg.max_length, cfg.eval_batch_size, args)
         feats = load_file(str(cache))
         record["features_cache"] = str(cache)
-        return Trainer(model=_head_module(model.classifier, multi), args=args,
-                       train_dataset=_FeatureDataset(feats["train"], targets(data.train)),
-                       eval_dataset=_FeatureDataset(feats["validation"], targets(data.validation)),
-                       compute_metrics=_trainer_metrics(labels, multi), compute_loss_func=_loss(weights, multi))
+        return Trainer(model=head_module(model.classifier, multi), args=args,
+                       train_dataset=FeatureDataset(feats["train"], targets(data.train)),
+                       eval_dataset=FeatureDataset(feats["validation"], targets(data.validation)),
+                       compute_metrics=trainer_metrics(labels, multi), compute_loss_func=loss_function(weights, multi))
     with args.main_process_first(desc="tokenizing"):
         train_ds = tokenize(data.train, tokenizer, cfg.max_length, k, cfg.data.long_texts)
         val_ds = sorted_by_length(tokenize(data.validation, tokenizer, cfg.max_length, k, cfg.data.long_texts))
     return Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
                    processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
-                   compute_metrics=_trainer_metrics(labels, multi), compute_loss_func=_loss(weights, multi),
+                   compute_metrics=trainer_metrics(labels, multi), compute_loss_func=loss_function(weights, multi),
                    optimizers=(_optimizer(cfg, attempt, model), None))
 
 

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edgedistill.runtime.bench import (BenchConfig, bench, exact_length_texts, markdown_table, merge, overall_verdict,
-                                       paired_ratio, read_json, summarize, verdict, write_json)
+from edgedistill.runtime.bench import (BenchConfig, bench, exact_length_texts, markdown_table, merge, read_json,
+                                       write_json)
+from edgedistill.runtime.timing import overall_verdict, paired_ratio, summarize, verdict
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_FIELDS = {"cpu", "machine", "isa", "cpu_flags", "avx2", "avx512_vnni", "amx", "dotprod", "i8mm", "physical_cores",

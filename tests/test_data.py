@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from edgedistill.compress.data import (SUBSET_FLOOR, DataConfig, load_data, read_texts, save_label_map, subset_sizes,
-                                      tokenize)
+from edgedistill.compress.data import SUBSET_FLOOR, DataConfig, load_data, save_label_map, subset_sizes, tokenize
 from edgedistill.compress.errors import ConfigError, DataError
+from edgedistill.compress.readers import read_texts
 from tests.conftest import make_sentences
 
 

@@ -29,7 +29,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgedistill.compress.data import DataConfig, load_data, read_file
+from edgedistill.compress.data import DataConfig, load_data
+from edgedistill.compress.readers import read_file
 from edgedistill.compress.errors import DataError
 from edgedistill.runtime import TextClassifier
 from tests.conftest import report_line

@@ -30,15 +30,9 @@ TOP = "edgedistill"
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 100
 LONG_MODULES = {
-    "edgedistill.compress.teacher": 735,
     "edgedistill.compress.update": 578,
-    "edgedistill.runtime.bench": 560,
-    "edgedistill.runtime.webexport": 549,
-    "edgedistill.compress.data": 540,
-    "edgedistill.compress.plan.planner": 510,
 }
 LONG_FUNCTIONS = {
-    "edgedistill.compress.package:model_card": 115,
     "edgedistill.compress.update:update": 109,
 }
 

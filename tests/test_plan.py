@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 from edgedistill.compress.cli import app
 from edgedistill.compress.data import SUBSET_FLOOR, subset_sizes
 from edgedistill.compress.errors import ConfigError, PlanError
-from edgedistill.compress.plan.planner import (BASELINE_FIT_SECONDS, BASELINE_PARITY_SECONDS, FIXED_SECONDS,
-                                              DataShape, PlanConfig, Settings, StageSettings, format_duration,
-                                              parse_duration, plan)
+from edgedistill.compress.plan.planner import BASELINE_FIT_SECONDS, BASELINE_PARITY_SECONDS, FIXED_SECONDS, plan
+from edgedistill.compress.plan.shapes import (DataShape, PlanConfig, Settings, StageSettings, format_duration,
+                                             parse_duration)
 from edgedistill.compress.plan.probe import STATIC, ModelSpeed, Rate, Speeds
 from edgedistill.compress.recipe import recipe_from_dict
 
@@ -376,7 +376,7 @@ def test_the_planned_build_prints_its_plan_before_training(tmp_path, tiny_csv, t
     saved = json.loads((tmp_path / "tiny-planned" / "plan.json").read_text())
     assert saved["plan"]["budget_s"] == 360
     teacher = next(s["seconds"] for s in saved["plan"]["stages"] if s["name"] == "teacher")
-    from edgedistill.compress.plan.planner import format_duration as fd
+    from edgedistill.compress.plan.shapes import format_duration as fd
 
     assert f"about {fd(teacher)} from now, up to the teacher stage" in out  # the finish counts what --until runs
     again = runner.invoke(app, ["build", str(path), "--time-budget", "6m", "--until", "teacher"])
@@ -465,7 +465,7 @@ latency_samples = 2
 def test_the_estimate_left_counts_what_is_built_unless_it_is_forced(tmp_path):
     from edgedistill.compress.pipeline import BuildLayout
     from edgedistill.compress.plan.build import remaining_seconds
-    from edgedistill.compress.plan.planner import Plan, StagePlan
+    from edgedistill.compress.plan.shapes import Plan, StagePlan
 
     found = Plan({}, [StagePlan(n, n, s) for n, s in (("teacher", 600.0), ("student", 300.0), ("report", 30.0))],
                  [], None)

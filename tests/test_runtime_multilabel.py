@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgedistill.runtime import PackageConfig, PackageFormatError, TextClassifier, write_manifest
+from edgedistill.runtime import npm
 from edgedistill.runtime import webexport as web
 from edgedistill.runtime.fsutil import cache_dir
 from tests.tiny_onnx import node_or_skip, token_table_graph, wordpiece_tokenizer
@@ -412,7 +413,7 @@ def test_classify_script_on_the_exported_folder_matches_python(package, clf, tmp
     """The web folder of the multi-label package under Node.js (transformers.js + onnxruntime-node, the pinned
     packages from the user's cache), against the Python runtime within 1e-4."""
     node = node_or_skip()
-    modules = web.node_modules([web.TRANSFORMERS_JS], REAL_CACHE / "npm" / "node")
+    modules = npm.node_modules([npm.TRANSFORMERS_JS], REAL_CACHE / "npm" / "node")
     site = web.export_web(package, tmp_path / "site", cache=REAL_CACHE)
     texts = [t for t in TEXTS if t.strip()]
     proc = subprocess.run([node, str(site / "classify.mjs"), str(site), "--batch-size", "4", "--threads", "1"],
@@ -440,7 +441,7 @@ def test_the_demo_page_in_headless_chromium_shows_every_label_over_its_threshold
     if not chromium.exists():
         pytest.skip("no /usr/bin/chromium (apt-get install -y chromium)")
     node = node_or_skip()
-    modules = web.node_modules([web.TRANSFORMERS_JS, web.PLAYWRIGHT_CORE], REAL_CACHE / "npm" / "node")
+    modules = npm.node_modules([npm.TRANSFORMERS_JS, npm.PLAYWRIGHT_CORE], REAL_CACHE / "npm" / "node")
     site = web.export_web(package, tmp_path / "site", cache=REAL_CACHE)
     texts = [t for t in TEXTS if t.strip()]
     server = web.make_server(site, port=0)

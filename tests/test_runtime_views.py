@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from edgedistill.runtime import PackageConfig, PackageFormatError, TextClassifier, write_manifest
+from edgedistill.runtime import npm
 from edgedistill.runtime import webexport as web
 from edgedistill.runtime.fsutil import cache_dir
 from tests.tiny_onnx import node_or_skip, token_table_graph, wordpiece_tokenizer
@@ -428,7 +429,7 @@ def test_classify_script_reads_long_texts_as_python(files, tmp_path, changes):
     """The web folder of a head+tail or chunks package under Node.js (transformers.js + onnxruntime-node, the pinned
     packages from the user's cache), against the Python runtime within 1e-4."""
     node = node_or_skip()
-    modules = web.node_modules([web.TRANSFORMERS_JS], REAL_CACHE / "npm" / "node")
+    modules = npm.node_modules([npm.TRANSFORMERS_JS], REAL_CACHE / "npm" / "node")
     package = _package(tmp_path / "pkg", files, **changes)
     site = web.export_web(package, tmp_path / "site", cache=REAL_CACHE)
     settings = json.loads((site / "model" / "config.json").read_text())["edgedistill"]
@@ -457,7 +458,7 @@ def test_the_demo_page_in_headless_chromium_pools_chunks_as_python(files, tmp_pa
     if not chromium.exists():
         pytest.skip("no /usr/bin/chromium (apt-get install -y chromium)")
     node = node_or_skip()
-    modules = web.node_modules([web.TRANSFORMERS_JS, web.PLAYWRIGHT_CORE], REAL_CACHE / "npm" / "node")
+    modules = npm.node_modules([npm.TRANSFORMERS_JS, npm.PLAYWRIGHT_CORE], REAL_CACHE / "npm" / "node")
     package = _package(tmp_path / "pkg", files, long_texts=CHUNKS, chunk_stride=3, max_chunks=6, task="multi_label")
     site = web.export_web(package, tmp_path / "site", cache=REAL_CACHE)
     texts = [LONG, "w1 w2", LONGER, "w5"]

@@ -132,7 +132,7 @@ def _remote_code_folder(folder: Path, tiny_model_dir: Path, sentinel: Path) -> P
 
 def test_a_model_asking_for_remote_code_is_refused_and_its_code_never_runs(tmp_path, tiny_model_dir, monkeypatch):
     from edgedistill.compress.errors import ConfigError
-    from edgedistill.compress.teacher import load_model
+    from edgedistill.compress.teacher_transfer import load_model
 
     sentinel = tmp_path / "EXECUTED"
     folder = _remote_code_folder(tmp_path / "evil", tiny_model_dir, sentinel)
@@ -166,7 +166,7 @@ def test_a_pickled_checkpoint_is_refused_and_its_payload_never_runs(tmp_path, ti
         pickle.dump({"bert.embeddings.word_embeddings.weight": _Payload(sentinel)}, f)
     with pytest.raises(Exception) as e:
         if loader == "toolchain":
-            from edgedistill.compress.teacher import load_model
+            from edgedistill.compress.teacher_transfer import load_model
 
             load_model(str(folder), ["negative", "positive"])
         else:

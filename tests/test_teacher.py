@@ -9,7 +9,8 @@ import pytest
 
 from edgedistill.compress.data import DataConfig
 from edgedistill.compress.errors import ConfigError
-from edgedistill.compress.teacher import PROFILES, TeacherConfig, finetune_teacher, freeze, layer_stack
+from edgedistill.compress.teacher import PROFILES, TeacherConfig, finetune_teacher
+from edgedistill.compress.teacher_transfer import freeze, layer_stack
 
 SAVED = {"config.json", "model.safetensors", "tokenizer.json", "labels.json", "metrics.json", "metrics.md",
          "training.json"}
@@ -238,7 +239,7 @@ def test_real_mpnet_layers_and_features_head(real_cache):
     """The real teacher: 12 layers found for partial, and its head reproduces the logits from cached inputs."""
     import torch
 
-    from edgedistill.compress.teacher import head_inputs, load_model
+    from edgedistill.compress.teacher_transfer import head_inputs, load_model
 
     tok, model = load_model("mpnet-base", ["negative", "positive"])
     assert len(layer_stack(model)) == 12
@@ -260,7 +261,7 @@ def test_the_head_learns_faster_the_more_classes():
 
 
 def test_the_check_names_unpredicted_classes_and_a_teacher_at_the_baseline():
-    from edgedistill.compress.teacher import check_teacher, unpredicted
+    from edgedistill.compress.teacher_checks import check_teacher, unpredicted
 
     labels = ["a", "b", "c", "d"]
     y = [0, 0, 1, 1, 2, 2, 3]
@@ -278,19 +279,19 @@ def test_balanced_weights_average_one_over_the_examples_and_weight_the_loss():
     import torch
     import torch.nn.functional as F
 
-    from edgedistill.compress.teacher import _loss, class_weights
+    from edgedistill.compress.teacher_checks import class_weights, loss_function
 
     y = [0] * 8 + [1] * 2
     w = class_weights(y, 3)
     assert w[2] == 0 and np.isclose(np.mean(w[y]), 1.0) and w[1] == 4 * w[0]
     logits, labels = torch.randn(10, 3), torch.tensor(y)
-    assert torch.isclose(_loss(None)({"logits": logits}, labels, 10), F.cross_entropy(logits, labels))
+    assert torch.isclose(loss_function(None)({"logits": logits}, labels, 10), F.cross_entropy(logits, labels))
     want = F.cross_entropy(logits, labels, weight=torch.tensor(w, dtype=torch.float32))
-    assert torch.isclose(_loss(w)({"logits": logits}, labels, 10), want)
+    assert torch.isclose(loss_function(w)({"logits": logits}, labels, 10), want)
 
 
 def test_retries_grow_the_head_step_and_epochs_and_balance_a_missed_class():
-    from edgedistill.compress.teacher import Attempt, next_attempt
+    from edgedistill.compress.teacher_checks import Attempt, next_attempt
 
     cfg = TeacherConfig().resolved()
     a = Attempt(4.0, 1e-3, 1.0, "none")

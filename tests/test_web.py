@@ -27,6 +27,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgedistill.runtime import TextClassifier, sha256_file, write_manifest
+from edgedistill.runtime import npm
 from edgedistill.runtime import webexport as web
 from edgedistill.runtime.fsutil import cache_dir
 from tests.conftest import build_tiny_bert, make_sentences
@@ -58,9 +59,9 @@ def fake_npm(monkeypatch, tmp_path):
     cache = cache_dir()
     (cache / "npm").mkdir(parents=True, exist_ok=True)
 
-    def build(*, ort_dependency: str = FAKE_ORT, link: bool = False) -> dict[str, web.NpmPackage]:
-        tjs = web.NpmPackage(web.TRANSFORMERS_JS.name, "0.0.1-test", "")
-        ort = web.NpmPackage(web.ONNXRUNTIME_WEB.name, FAKE_ORT, "")
+    def build(*, ort_dependency: str = FAKE_ORT, link: bool = False) -> dict[str, npm.NpmPackage]:
+        tjs = npm.NpmPackage(npm.TRANSFORMERS_JS.name, "0.0.1-test", "")
+        ort = npm.NpmPackage(npm.ONNXRUNTIME_WEB.name, FAKE_ORT, "")
         bundle = f'/* fake transformers.js */ const versions = {{web: "{FAKE_ORT}"}};'.encode()
         tjs_files = {"package.json": json.dumps({"name": tjs.name, "version": tjs.version, "license": "Apache-2.0",
                                                  "dependencies": {ort.name: ort_dependency}}).encode(),
@@ -73,11 +74,11 @@ def fake_npm(monkeypatch, tmp_path):
             "package.json": json.dumps({"name": ort.name, "version": ort.version, "license": "MIT"}).encode(),
             "dist/ort-wasm-simd-threaded.asyncify.mjs": b"export default {};\n",
             "dist/ort-wasm-simd-threaded.asyncify.wasm": b"\0asm\1\0\0\0"})
-        pins = {p.name: web.NpmPackage(p.name, p.version, web.sri_sha512(cache / "npm" / p.tarball))
+        pins = {p.name: npm.NpmPackage(p.name, p.version, npm.sri_sha512(cache / "npm" / p.tarball))
                 for p in (tjs, ort)}
-        monkeypatch.setattr(web, "TRANSFORMERS_JS", pins[tjs.name])
-        monkeypatch.setattr(web, "ONNXRUNTIME_WEB", pins[ort.name])
-        monkeypatch.setattr(web, "VENDOR_FILES", tuple((pins[p.name], m, n) for p, m, n in web.VENDOR_FILES))
+        monkeypatch.setattr(npm, "TRANSFORMERS_JS", pins[tjs.name])
+        monkeypatch.setattr(npm, "ONNXRUNTIME_WEB", pins[ort.name])
+        monkeypatch.setattr(npm, "VENDOR_FILES", tuple((pins[p.name], m, n) for p, m, n in npm.VENDOR_FILES))
         monkeypatch.setenv("EDGEDISTILL_OFFLINE", "1")  # a fast test never reaches npm
         return pins
 
@@ -145,7 +146,7 @@ def test_web_folder_layout_and_config(tiny_package, tmp_path, fake_npm):
 
     build = json.loads((out / web.BUILD_FILE).read_text())
     assert build["kind"] == "transformer" and build["dtype"] == "fp32" and build["model"] == "model/onnx/model.onnx"
-    assert build["licenses"] == {f"{web.TRANSFORMERS_JS.spec}": "Apache-2.0", f"{web.ONNXRUNTIME_WEB.spec}": "MIT"}
+    assert build["licenses"] == {f"{npm.TRANSFORMERS_JS.spec}": "Apache-2.0", f"{npm.ONNXRUNTIME_WEB.spec}": "MIT"}
     assert set(build["files"]) == set(files) - {web.BUILD_FILE}
     assert build["files"]["model/onnx/model.onnx"]["sha256"] == sha256_file(out / "model/onnx/model.onnx")
     for name in web.TEMPLATE_FILES:
@@ -234,7 +235,7 @@ def test_webexport_is_torch_free():
 
 def test_tampered_npm_tarball_is_refused(tiny_package, tmp_path, fake_npm):
     pins = fake_npm()
-    tgz = cache_dir() / "npm" / pins[web.ONNXRUNTIME_WEB.name].tarball
+    tgz = cache_dir() / "npm" / pins[npm.ONNXRUNTIME_WEB.name].tarball
     data = bytearray(tgz.read_bytes())
     data[-20] ^= 0xFF
     tgz.write_bytes(bytes(data))
@@ -261,12 +262,12 @@ def test_offline_without_cached_tarball_says_so(tiny_package, tmp_path, monkeypa
 
 
 def test_pins_agree_with_each_other():
-    assert web.TRANSFORMERS_JS.tarball == "huggingface-transformers-4.3.1.tgz"
-    for pkg in (web.TRANSFORMERS_JS, web.ONNXRUNTIME_WEB, web.PLAYWRIGHT_CORE):
+    assert npm.TRANSFORMERS_JS.tarball == "huggingface-transformers-4.3.1.tgz"
+    for pkg in (npm.TRANSFORMERS_JS, npm.ONNXRUNTIME_WEB, npm.PLAYWRIGHT_CORE):
         assert pkg.integrity.startswith("sha512-") and len(pkg.integrity) == 95
-    assert web.TRANSFORMERS_JS.spec in web.NODE_INSTALL
-    assert web.TRANSFORMERS_JS.spec in (WEB_DIR / "classify.mjs").read_text()  # its install line
-    assert web.PLAYWRIGHT_CORE.spec in (WEB_DIR / "headless.mjs").read_text()
+    assert npm.TRANSFORMERS_JS.spec in npm.NODE_INSTALL
+    assert npm.TRANSFORMERS_JS.spec in (WEB_DIR / "classify.mjs").read_text()  # its install line
+    assert npm.PLAYWRIGHT_CORE.spec in (WEB_DIR / "headless.mjs").read_text()
 
 
 # --------------------------------------------------------------------------- fast: tokenizer side files
@@ -382,7 +383,7 @@ def node_env() -> dict[str, str]:
         _run(["apt-get", "update", "-q"], "apt-get update")
         _run(["apt-get", "install", "-y", "-q", *missing], "apt-get install",
              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    folder = web.node_modules([web.TRANSFORMERS_JS, web.PLAYWRIGHT_CORE], REAL_CACHE / "npm" / "node")
+    folder = npm.node_modules([npm.TRANSFORMERS_JS, npm.PLAYWRIGHT_CORE], REAL_CACHE / "npm" / "node")
     return {**os.environ, "EDGEDISTILL_NODE_MODULES": str(folder)}
 
 

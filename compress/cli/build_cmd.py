@@ -102,7 +102,7 @@ def _print_plan(rec, planned, until: str | None, force: tuple[str, ...] = ()) ->
     from datetime import datetime, timedelta
 
     from edgedistill.compress.plan.build import plan_rows, remaining_seconds
-    from edgedistill.compress.plan.planner import format_duration
+    from edgedistill.compress.plan.shapes import format_duration
 
     shape = planned.shape
     kinds = (f"{shape['labels']} labels, multi-label (by each text's rarest label: the smallest, "

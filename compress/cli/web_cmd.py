@@ -36,7 +36,7 @@ def web(
     if not serve and (port is not None or host is not None):
         raise typer.BadParameter("--port and --host go with --serve")
     try:
-        from edgedistill.runtime import webexport
+        from edgedistill.runtime import npm, webexport
 
         if len(paths) == 2:
             package, outdir = paths
@@ -46,7 +46,7 @@ def web(
             console.print(f"[green]✓[/] {out}: index.html, model/ ({_dtype(build)}), vendor/, classify.mjs")
             if not serve:
                 console.print(f"  serve it:        edgedistill web --serve {out}\n"
-                              f"  Node.js:         cd {out} && {webexport.NODE_INSTALL} && "
+                              f"  Node.js:         cd {out} && {npm.NODE_INSTALL} && "
                               "node classify.mjs < texts.txt")
         if serve:
             _serve(webexport, paths[-1], host, port)

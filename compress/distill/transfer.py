@@ -32,7 +32,7 @@ def build_transfer_set(cfg: DistillConfig, data) -> TransferSet:
     Unlabelled texts that are training, validation or test texts are dropped; no test or validation text
     ever reaches the teacher or the student's training set (checked).
     """
-    from edgedistill.compress.data import read_texts
+    from edgedistill.compress.readers import read_texts
 
     train = list(data.train.texts)
     seen = set(train)

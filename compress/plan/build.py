@@ -26,8 +26,8 @@ from edgedistill import __version__
 from edgedistill.compress import profiles
 from edgedistill.compress.ladder import VIEW
 from edgedistill.runtime.fsutil import write_text_atomic
-from edgedistill.compress.plan.planner import (STAGES, DataShape, Plan, Settings, StageSettings, format_duration,
-                                              plan, token_limit)
+from edgedistill.compress.plan.planner import STAGES, plan, token_limit
+from edgedistill.compress.plan.shapes import DataShape, Plan, Settings, StageSettings, format_duration
 from edgedistill.compress.plan.probe import (LENGTHS, LONG_LENGTH, Speeds, measure, student_speed,
                                             tokenizer_limit)
 
@@ -112,7 +112,8 @@ def read_plan(build_dir: Path) -> dict[str, Any] | None:
 def data_shape(data, tokenizer, transfer: list[str] = ()) -> DataShape:
     """The planner's view of ``data`` (:class:`~edgedistill.compress.data.LabelledData`): counts per class, split sizes,
     the token lengths of (a sample of) the training texts, and the unlabelled transfer texts."""
-    from edgedistill.compress.data import read_texts, strata
+    from edgedistill.compress.data import strata
+    from edgedistill.compress.readers import read_texts
 
     texts = list(data.train.texts)
     if len(texts) > LENGTH_SAMPLE:

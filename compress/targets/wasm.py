@@ -40,14 +40,15 @@ def chromium() -> Path:
 
 def browser_env() -> dict[str, str]:
     """The environment ``headless.mjs`` runs in: the pinned playwright-core (and transformers.js) installed."""
+    from edgedistill.runtime import npm
     from edgedistill.runtime import webexport as web
 
     if shutil.which("node") is None:
         raise BrowserUnavailable("Node.js is not installed (Debian/Ubuntu: apt-get install -y nodejs npm)")
     try:
-        for pkg in (web.TRANSFORMERS_JS, web.ONNXRUNTIME_WEB):  # what every web folder is built from
-            web.npm_tarball(pkg)
-        folder = web.node_modules([web.TRANSFORMERS_JS, web.PLAYWRIGHT_CORE])
+        for pkg in (npm.TRANSFORMERS_JS, npm.ONNXRUNTIME_WEB):  # what every web folder is built from
+            npm.npm_tarball(pkg)
+        folder = npm.node_modules([npm.TRANSFORMERS_JS, npm.PLAYWRIGHT_CORE])
     except web.WebExportError as e:
         raise BrowserUnavailable(str(e)) from None
     return {**os.environ, "EDGEDISTILL_NODE_MODULES": str(folder)}
