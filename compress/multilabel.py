@@ -129,7 +129,8 @@ def fit_thresholds(y_true: Any, probs: np.ndarray, grid: Sequence[float] = THRES
 def soft_bce_loss(student_logits, teacher_logits, temperature: float = 1.0):
     """Binary knowledge distillation: the binary cross-entropy of the student's ``sigmoid(s / T)`` against the
     teacher's ``sigmoid(t / T)`` per label, averaged, times ``T**2`` (so its gradient keeps its scale as ``T``
-    grows, as in Hinton et al.'s softmax version)."""
+    grows, as in Hinton et al.'s softmax version). Shared by distillation and by an update's learning without
+    forgetting on a multi-label build (:func:`edgedistill.compress.update_train.lwf_loss`)."""
     import torch.nn.functional as F
 
     target = (teacher_logits.float() / temperature).sigmoid()

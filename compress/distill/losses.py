@@ -10,7 +10,7 @@ from edgedistill.compress.errors import ConfigError
 
 def soft_target_loss(student_logits, teacher_logits, temperature: float):
     """``T^2 * KL(softmax(t/T) || softmax(s/T))``, averaged over the batch: Hinton's soft-target term, shared by
-    distillation and by an update's learning without forgetting (:func:`edgedistill.compress.update.lwf_loss`)."""
+    distillation and by an update's learning without forgetting (:func:`edgedistill.compress.update_train.lwf_loss`)."""
     import torch.nn.functional as F
 
     t = temperature
