@@ -80,7 +80,7 @@ class UpdateConfig:
     alpha: float = 0.5
     """LwF: the weight of the old model's soft outputs; 1 - alpha weighs the gold labels."""
     temperature: float = 2.0
-    """LwF: the softmax temperature of the distillation term."""
+    """LwF: the temperature of the distillation term (softmax; multi-label: each label's sigmoid)."""
     rehearsal_samples: int = 1000
     """Rehearsal: old training texts kept in the build folder and replayed (a seeded, stratified sample)."""
     epochs: float = 3.0

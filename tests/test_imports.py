@@ -26,15 +26,11 @@ PACKAGES = {"edgedistill.compress": ROOT / "compress", "edgedistill.runtime": RO
 TOP = "edgedistill"
 
 # Issue #28's other "done when" figures: no module over 500 lines, no function over 100 (decorators and docstring
-# included). The ones longer still are listed, with their length when the limit came in; no other may pass it.
+# included). None is longer now (the last ones were split); one that must be would be listed here with its length.
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 100
-LONG_MODULES = {
-    "edgedistill.compress.update": 578,
-}
-LONG_FUNCTIONS = {
-    "edgedistill.compress.update:update": 109,
-}
+LONG_MODULES: dict[str, int] = {}
+LONG_FUNCTIONS: dict[str, int] = {}
 
 
 def modules() -> dict[str, Path]:
