@@ -385,6 +385,14 @@ def test_a_build_that_writes_no_report_fails_its_row_and_skip_build_reads_the_on
     assert bench.main(["--recipe", str(tiny_recipe), "--output", str(tmp_path / "r"), "--skip-build"]) == 0
     (row,) = json.loads(next((tmp_path / "r").iterdir()).joinpath("datasets.json").read_text())["rows"]
     assert row["build_seconds"] is None and "--skip-build" in row["notes"][0]
+    # a build that kept its stage record: the row's time is the sum of its stages', the ladder's rungs included
+    build = tiny_recipe.parent / "tiny"
+    (build / ".state.json").write_text(json.dumps({"stages": {"teacher": {"seconds": 600}, "report": {"seconds": 60}}}))
+    (build / "ladder" / "static").mkdir(parents=True)
+    (build / "ladder" / "static" / ".state.json").write_text(json.dumps({"stages": {"student": {"seconds": 40}}}))
+    assert bench.main(["--recipe", str(tiny_recipe), "--output", str(tmp_path / "s"), "--skip-build"]) == 0
+    (row,) = json.loads(next((tmp_path / "s").iterdir()).joinpath("datasets.json").read_text())["rows"]
+    assert row["build_seconds"] == 700 and "sum of the build's own stage times" in row["notes"][0]
 
 
 def test_model2vec_row_skips_without_its_python_and_raises_when_the_peer_fails(tmp_path, tiny_recipe):
