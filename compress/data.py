@@ -153,13 +153,13 @@ def label_counts(labels: Sequence[Any]) -> Counter:
 
 
 def multi_hot(labels: Sequence[Any], num_labels: int) -> Any:
-    """``(n, num_labels)`` float32 0/1 matrix of label tuples (single labels: one-hot)."""
+    """``(n, num_labels)`` float32 0/1 targets of label-id tuples (binary cross-entropy's):
+    :func:`edgedistill.compress.multilabel.as_matrix` as floats."""
     import numpy as np
 
-    out = np.zeros((len(labels), num_labels), dtype=np.float32)
-    for i, ys in enumerate(labels):
-        out[i, list(ys) if isinstance(ys, tuple) else ys] = 1.0
-    return out
+    from edgedistill.compress.multilabel import as_matrix
+
+    return as_matrix(labels, num_labels).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- cleaning

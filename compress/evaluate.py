@@ -227,26 +227,34 @@ def predict_proba_torch(model, tokenizer, texts: Sequence[str], *, max_length: i
     ``chunks``: its windows' probabilities pooled). ``progress`` shows a bar (see
     :mod:`edgedistill.compress.progress`).
     """
-    import torch
-
     from edgedistill.compress.textviews import TextViews
+    from edgedistill.runtime.probabilities import sigmoid, softmax
+
+    multi = is_multilabel_model(model)
+    views = TextViews(tokenizer, list(texts), max_length, long_texts_of(model))
+    logits = window_logits(model, views, batch_size, device=device, progress=progress)
+    return views.pool(sigmoid(logits) if multi else softmax(logits), "max" if multi else "mean")
+
+
+def window_logits(model, views, batch_size: int = 32, *, device: str | None = None,
+                  progress: bool = False) -> np.ndarray:
+    """Raw float32 logits of the torch ``model`` on every window of ``views`` (a
+    :class:`~edgedistill.compress.textviews.TextViews`), in window order: batched by length, no grad, the model
+    left in the mode it was in."""
+    import torch
 
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    multi = is_multilabel_model(model)
-    views = TextViews(tokenizer, list(texts), max_length, long_texts_of(model))
     out = np.zeros((views.n_windows, model.config.num_labels), dtype=np.float32)
     try:
         with torch.inference_mode(), progress_bars.bar("evaluating", views.n_windows, enabled=progress) as bar:
             for idx, batch in views.batches(batch_size):
-                batch = batch.to(device)
-                logits = model(**model_inputs(model, batch)).logits.float()
-                out[idx] = (logits.sigmoid() if multi else torch.softmax(logits, dim=-1)).cpu().numpy()
+                out[idx] = model(**model_inputs(model, batch.to(device))).logits.float().cpu().numpy()
                 bar.advance(len(idx))
     finally:
         model.train(was_training)
-    return views.pool(out, "max" if multi else "mean")
+    return out
 
 
 def long_texts_of(model) -> str:

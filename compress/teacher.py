@@ -371,7 +371,7 @@ def _attempt(cfg: TeacherConfig, attempt: Attempt, data, model_path: str, work: 
     logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
     if data.multi_label:  # each label decided at the threshold its package would get
         from edgedistill.compress.multilabel import decide, fit_thresholds
-        from edgedistill.runtime.classifier import sigmoid
+        from edgedistill.runtime.probabilities import sigmoid
 
         probs = sigmoid(logits)
         decided = decide(probs, fit_thresholds(pred.label_ids, probs)[0])

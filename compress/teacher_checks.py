@@ -17,17 +17,14 @@ def trainer_metrics(labels: list[str], multi_label: bool = False):
     import numpy as np
 
     from edgedistill.compress.evaluate import compute_metrics, validation_metrics
-    from edgedistill.runtime.classifier import sigmoid
+    from edgedistill.runtime.probabilities import sigmoid, softmax
 
     def fn(pred) -> dict[str, float]:
         logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
         if multi_label:  # the label ids are 0/1 rows; each label its own sigmoid, at thresholds fitted here
             m = validation_metrics(np.asarray(pred.label_ids), sigmoid(logits), labels)
             return {"macro_f1": m.macro_f1, "accuracy": m.accuracy, "micro_f1": m.micro_f1}
-        logits = logits - logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        probs /= probs.sum(axis=1, keepdims=True)
-        m = compute_metrics(pred.label_ids, probs, labels)
+        m = compute_metrics(pred.label_ids, softmax(logits), labels)
         return {"macro_f1": m.macro_f1, "accuracy": m.accuracy}
 
     return fn

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from edgedistill.runtime.probabilities import sigmoid, softmax
 from edgedistill.runtime.longtexts import pool, special_ends
 from edgedistill.runtime.views import CHUNKS, DEFAULT_MAX_CHUNKS, DEFAULT_STRIDE, TRUNCATE, view
 
@@ -83,15 +84,10 @@ def pooled_logits(views: TextViews, logits: np.ndarray, multi_label: bool) -> np
     the mean probability, or the logit of the largest one per label. Without windows, the logits themselves."""
     if views.n_windows == views.n_texts and views.mode != CHUNKS:
         return logits
-    z = logits.astype(np.float64)
     if multi_label:
-        from edgedistill.runtime.classifier import sigmoid
-
-
-        p = np.clip(views.pool(sigmoid(z).astype(np.float64), "max"), 1e-12, 1 - 1e-12)
+        p = np.clip(views.pool(sigmoid(logits).astype(np.float64), "max"), 1e-12, 1 - 1e-12)
         return np.log(p / (1 - p)).astype(np.float32)
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return np.log(np.clip(views.pool(e / e.sum(axis=1, keepdims=True), "mean"), 1e-30, None)).astype(np.float32)
+    return np.log(np.clip(views.pool(softmax(logits).astype(np.float64), "mean"), 1e-30, None)).astype(np.float32)
 
 
 def examples(tokenizer, texts: Sequence[str], max_length: int, mode: str) -> int:

@@ -56,7 +56,7 @@ from edgedistill.compress.data import DataConfig, LabelledData, Split, load_data
 from edgedistill.compress.errors import ConfigError, UpdateRefused
 from edgedistill.compress.layout import BuildLayout
 from edgedistill.compress.update_gate import compare, report_markdown, task_macro_f1, verdict
-from edgedistill.compress.update_train import grow_head, train, window_logits
+from edgedistill.compress.update_train import grow_head, train
 from edgedistill.runtime.fsutil import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -260,6 +260,7 @@ class UpdateData:
     new_test: Split
     old_val: Split
     old_test: Split
+    n_old: int  # the old labels are the first n_old of labels
 
     @classmethod
     def load(cls, src: UpdateSource, cfg: DataConfig) -> UpdateData:
@@ -280,8 +281,6 @@ class UpdateData:
             new_train = Split([new_train.texts[i] for i in keep], [new_train.labels[i] for i in keep])
         return cls(new, labels, src.multi_label, datas, new_train, new_val, new_test, old_val, old_test,
                    len(src.labels))
-
-    n_old: int  # the old labels are the first n_old of labels
 
     @property
     def added(self) -> list[str]:
@@ -318,7 +317,7 @@ def update(build: Path | str, cfg: UpdateConfig, *, output: Path | str | None = 
     from transformers import AutoTokenizer
 
     from edgedistill.compress.checkpoints import load_classifier
-    from edgedistill.compress.evaluate import long_texts_of
+    from edgedistill.compress.evaluate import long_texts_of, window_logits
     from edgedistill.compress.export import export
     from edgedistill.compress.package import build_package
     from edgedistill.compress.quantize import quantize
@@ -344,16 +343,18 @@ def update(build: Path | str, cfg: UpdateConfig, *, output: Path | str | None = 
              new.name, len(d.new_train), f", new labels {d.added}" if d.added else "",
              ", ".join(t.data.source for t in src.tasks))
 
-    texts, ys = _training_texts(src, d, cfg)
+    replayed = rehearsal_buffer(src, d.datas, cfg.rehearsal_samples, cfg.seed)
+    texts, ys = _training_texts(d, replayed if cfg.rehearsal else [])
     model = load_classifier(src.layout.student)
     tokenizer = AutoTokenizer.from_pretrained(src.layout.student)
     distilled = json.loads((src.layout.student / "distill.json").read_text()) \
         if (src.layout.student / "distill.json").is_file() else {}
     max_length = cfg.max_length or (distilled.get("config") or {}).get("max_length") or 128
     # each window of a text is an example, read as the package reads it; LwF's targets are the old model's
-    # outputs on each window (see window_logits for why per window)
+    # outputs on each window, not its text's pooled one: a window that lacks the evidence for its text's label
+    # would be asked to give it anyway; keeping the old model's function means its output on that very input
     views = TextViews(tokenizer, texts, max_length, long_texts_of(model))
-    old_logits = window_logits(model, views) if cfg.lwf else None
+    old_logits = window_logits(model, views, 64) if cfg.lwf else None
     grow_head(model, labels)
     trained = train(model, views, ys, old_logits, cfg, partial(_validation_score, tokenizer=tokenizer, d=d,
                                                                max_length=max_length))
@@ -399,25 +400,23 @@ def update(build: Path | str, cfg: UpdateConfig, *, output: Path | str | None = 
         raise UpdateRefused(f"update v{version} not shipped: {reason} (report: {refused / REPORT_MD}); "
                             f"v{src.version} stays in place")
     # the next update from this version replays this task's texts too
-    rows = rehearsal_buffer(src, d.datas, cfg.rehearsal_samples, cfg.seed)
     per_task = max(1, cfg.rehearsal_samples // (len(src.tasks) + 1))
     fresh = random.Random(cfg.seed + version).sample(
         [(t, label_names(labels, y)) for t, y in zip(d.new_train.texts, d.new_train.labels)],
         min(per_task, len(d.new_train)))
-    _write_rows(folder / REHEARSAL_FILE, rows + fresh)
+    _write_rows(folder / REHEARSAL_FILE, replayed + fresh)
     log.info("update v%d shipped: %s -> %s", version, reason, layout.package)
     return UpdateResult(version, folder, True, reason, report)
 
 
-def _training_texts(src: UpdateSource, d: UpdateData, cfg: UpdateConfig) -> tuple[list[str], list[Any]]:
-    """The new training texts and, with rehearsal, the replayed old ones (none held out by either task), with
-    their label ids into ``d.labels``."""
+def _training_texts(d: UpdateData, replayed: list[tuple[str, Label]]) -> tuple[list[str], list[Any]]:
+    """The new training texts and the ``replayed`` old ones (none held out by either task), with their label ids
+    into ``d.labels``."""
     texts, ys = list(d.new_train.texts), list(d.new_train.labels)
-    if cfg.rehearsal:
-        rows = rehearsal_buffer(src, d.datas, cfg.rehearsal_samples, cfg.seed)
+    if replayed:
         held = set(d.new_val.texts) | set(d.new_test.texts) | set(d.old_val.texts) | set(d.old_test.texts)
         known = set(d.labels)
-        rows = [(t, lab) for t, lab in rows
+        rows = [(t, lab) for t, lab in replayed
                 if t not in held and known.issuperset([lab] if isinstance(lab, str) else lab)]
         texts += [t for t, _ in rows]
         ys += [label_ids(lab, d.labels, d.multi_label) for _, lab in rows]

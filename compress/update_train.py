@@ -86,31 +86,13 @@ def _head_linear(model):
     return parent, path.rsplit(".", 1)[-1]
 
 
-def window_logits(model, views: TextViews, batch_size: int = 64) -> np.ndarray:
-    """Raw logits of ``model`` on every window of ``views``, in window order (no grad): LwF's targets.
-
-    The targets are per window, not per text: each window is a training example, and the old model's output on
-    that very input is what keeping its function means (a text's pooled output would ask a window that lacks the
-    evidence for its label to say it anyway). The pooled output of the text then follows from its windows."""
-    import torch
-
-    from edgedistill.compress.evaluate import model_inputs
-
-    out = np.zeros((views.n_windows, model.config.num_labels), dtype=np.float32)
-    model.eval()
-    with torch.inference_mode():
-        for idx, batch in views.batches(batch_size):
-            out[idx] = model(**model_inputs(model, batch)).logits.float().numpy()
-    return out
-
-
 # ---------------------------------------------------------------------------------- training
 def train(model, views: TextViews, labels: list[Any], old_logits: np.ndarray | None, cfg: UpdateConfig,
           evaluate) -> dict[str, Any]:
     """Fine-tune ``model`` in place with :func:`lwf_loss`, one example a window of ``views`` with its text's
     ``labels`` (label ids, or label-id tuples for a multi-label model) and, for LwF, its row of ``old_logits``
-    (:func:`window_logits`). ``evaluate(model) -> score`` picks the best of the evaluations (validation only), whose
-    weights the model ends with."""
+    (:func:`edgedistill.compress.evaluate.window_logits`). ``evaluate(model) -> score`` picks the best of the
+    evaluations (validation only), whose weights the model ends with."""
     import copy
 
     import torch

@@ -50,6 +50,7 @@ from tokenizers import Tokenizer
 
 from edgedistill.runtime import longtexts
 from edgedistill.runtime.errors import PackageFormatError, ProviderUnavailableError
+from edgedistill.runtime.probabilities import sigmoid, softmax
 from edgedistill.runtime.package import (BATCH_DEPENDENT_VARIANTS, CONFIG_FILE, KIND_STRINGS, MANIFEST_FILE,
                                          MODEL_FILE, STRINGS_INPUT, TARGETS, TOKENIZER_FILE, PackageConfig,
                                          _verify_folder, open_package, read_config, target_model)
@@ -65,21 +66,6 @@ Prediction = dict[str, Any]  # {"label": str, "score": float}
 _DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 _NO_TOKENS = ("the tokenizer gives no tokens for these texts (it adds no special tokens and the texts are empty); "
               "the model cannot classify an empty sequence")
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    e = logits.astype(np.float32)  # a copy: the exp happens in place
-    e -= e.max(axis=1, keepdims=True)
-    np.exp(e, out=e)
-    e /= e.sum(axis=1, keepdims=True)
-    return e
-
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    """A multi-label model's probabilities, float32 (no exp overflows; the toolchain's evaluations use it too)."""
-    logits = np.asarray(logits)
-    e = np.exp(-np.abs(logits))
-    return (np.where(logits >= 0, 1, e) / (1 + e)).astype(np.float32, copy=False)
 
 
 def _check_unicode(texts: Sequence[str], positions: Iterable[int]) -> None:
@@ -428,7 +414,7 @@ class TextClassifier:
             logits /= np.float32(self.temperature)
         if self.biases is not None:
             logits += self.biases
-        return sigmoid(logits) if self.multi_label else _softmax(logits)
+        return sigmoid(logits) if self.multi_label else softmax(logits)
 
     def predict(self, text_or_texts: str | Sequence[str], batch_size: int = 32,
                 top_k: int | None = 1) -> Prediction | list[Prediction] | list[list[Prediction]]:

@@ -55,7 +55,7 @@ KINDS = (KIND_TOKENS, KIND_STRINGS)
 # runtime/views.py), is the next (3): a 2.x reader would apply a softmax to sigmoid logits, or cut a long text where
 # the model learned to read its end. The others stay readable by older readers.
 KIND_FORMAT_VERSIONS = {KIND_TOKENS: FORMAT_VERSION, KIND_STRINGS: "2.0"}
-MULTI_LABEL_FORMAT_VERSION = "3.0"
+READER_3_FORMAT_VERSION = "3.0"  # multi-label, head+tail or chunks: what a 2.x reader would misread
 READ_MAJOR = 3  # the newest major this runtime reads
 STRINGS_INPUT = "text"  # the one input of a ``strings`` graph: a 1-D string tensor
 MANIFEST_FILE = "manifest.json"
@@ -143,7 +143,7 @@ def write_manifest(folder: Path | str, *, opset: int, quantization: Mapping[str,
         onnxruntime_version = onnxruntime.__version__
     manifest = {
         "format": FORMAT,
-        "format_version": MULTI_LABEL_FORMAT_VERSION if config.task == TASK_MULTI or config.long_texts != "truncate"
+        "format_version": READER_3_FORMAT_VERSION if config.task == TASK_MULTI or config.long_texts != "truncate"
         else KIND_FORMAT_VERSIONS[kind],
         "created": created or datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "edgedistill_version": edgedistill_version or _edgedistill_version(),
