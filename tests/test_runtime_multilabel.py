@@ -150,7 +150,7 @@ def test_probabilities_are_sigmoids_of_the_logits(clf):
 def test_extreme_logits_give_finite_probabilities(clf):
     big = np.array([[-200.0, 0.0, 200.0]], dtype=np.float32)
     with np.errstate(over="raise"):
-        from edgedistill.runtime.classifier import sigmoid as runtime_sigmoid
+        from edgedistill.runtime.probabilities import sigmoid as runtime_sigmoid
 
         p = runtime_sigmoid(big)
     assert p.dtype == np.float32 and p.tolist() == [[0.0, 0.5, 1.0]]
