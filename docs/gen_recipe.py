@@ -6,7 +6,7 @@
 A recipe's tables map one to one onto the stage configs (``edgedistill.compress.recipe.SECTIONS``); a field's
 docstring is the string literal right after it in the class body, read here with ``ast`` from the class's source
 (its base dataclasses' too). The fields the pipeline fills in are listed, not described: a recipe may not set them.
-tests/test_docs.py holds docs/recipe.md to this output and to every field of every table.
+tests/properties/test_docs.py holds docs/recipe.md to this output and to every field of every table.
 """
 
 from __future__ import annotations

@@ -2,26 +2,22 @@
 
 Nothing here touches the network or the real weights; a fast test runs a whole
 stage in seconds. Tests that need the real built-in sources are marked ``real``.
+The plain functions behind these fixtures, which tests call too, are in tests/helpers.py.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import json
 import os
-import random
 import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
 
-POSITIVE = ["good", "great", "fine", "superb", "lovely", "brilliant", "moving", "fun", "smart", "warm"]
-NEGATIVE = ["bad", "awful", "dull", "boring", "poor", "weak", "messy", "flat", "tedious", "cold"]
-FILLER = ["the", "film", "movie", "was", "is", "a", "very", "really", "plot", "acting", "and", "but",
-          "story", "cast", "ending", "quite", "this", "it", "of", "with"]
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-VOCAB = list(dict.fromkeys(SPECIALS + sorted(set(POSITIVE + NEGATIVE + FILLER))
-                           + list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'")
-                           + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"]))
+from tests.helpers import VOCAB, build_tiny_bert, make_sentences, multilabel_rows, train_tiny_bert
 
 
 @pytest.fixture(autouse=True)
@@ -30,29 +26,6 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     if os.environ.get("EDGEDISTILL_TEST_REAL_CACHE"):
         return
     monkeypatch.setenv("EDGEDISTILL_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-
-
-def report_line(request, line: str) -> None:
-    """Write ``line`` to the terminal past pytest's output capture (a figure for the report, not a check)."""
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if capture is None or reporter is None:
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.ensure_newline()
-        reporter.write_line(line)
-
-
-def make_sentences(n: int, seed: int = 0) -> list[tuple[str, str]]:
-    """Sentences whose label is decided by the sentiment words they contain (learnable by a tiny model)."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        label = "positive" if i % 2 == 0 else "negative"
-        words = rng.sample(FILLER, 4) + rng.sample(POSITIVE if label == "positive" else NEGATIVE, 2)
-        rng.shuffle(words)
-        rows.append((" ".join(words) + f" {i}", label))  # the number keeps texts unique
-    return rows
 
 
 @pytest.fixture(scope="session")
@@ -76,25 +49,6 @@ def tiny_tokenizer_dir(tmp_path_factory) -> Path:
     tok = BertTokenizerFast(vocab=str(d / "vocab.txt"), do_lower_case=True, model_max_length=64)
     tok.save_pretrained(d)  # tokenizer.json, tokenizer_config.json (transformers 5 writes no vocab.txt)
     return d
-
-
-def build_tiny_bert(path: Path, tokenizer_dir: Path, labels=("negative", "positive"), layers: int = 2,
-                    hidden: int = 32, seed: int = 0) -> Path:
-    """Save a random BERT sequence classifier (hidden 32, 2 layers, 2 heads) with its tokenizer."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    torch.manual_seed(seed)
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                     intermediate_size=2 * hidden, max_position_embeddings=64, type_vocab_size=2,
-                     num_labels=len(labels), id2label=dict(enumerate(labels)),
-                     label2id={n: i for i, n in enumerate(labels)})
-    model = BertForSequenceClassification(cfg).eval()
-    model.save_pretrained(path, safe_serialization=True)
-    tok.save_pretrained(path)
-    shutil.copy(tokenizer_dir / "vocab.txt", path / "vocab.txt")  # the word list, for tests that read it
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -162,37 +116,6 @@ def tiny_onnx_dir(tmp_path_factory, tiny_wide_model_dir) -> Path:
     return export(ExportConfig(checkpoint=str(tiny_wide_model_dir), output=str(out), opset=17, max_length=64))
 
 
-def train_tiny_bert(path: Path, tokenizer_dir: Path, csv_path: Path, layers: int = 2, steps: int = 40) -> Path:
-    """A tiny BERT trained for ``steps`` steps on the training split of ``csv_path`` (about a second):
-    unlike the random models its predictions have margins, so int8 noise does not flip them."""
-    import torch
-    from transformers import AutoTokenizer, BertForSequenceClassification
-
-    from edgedistill.compress.data import DataConfig, load_data
-
-    build_tiny_bert(path, tokenizer_dir, layers=layers)
-    data = load_data(DataConfig(source=str(csv_path)))
-    tok = AutoTokenizer.from_pretrained(path)
-    model = BertForSequenceClassification.from_pretrained(path)
-    enc = tok(data.train.texts, padding=True, return_tensors="pt")
-    labels = torch.tensor(data.train.labels)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a model this small only thrashes with more threads on a busy machine
-    try:
-        torch.manual_seed(0)
-        opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-        model.train()
-        for _ in range(steps):
-            idx = torch.randint(0, len(labels), (32,))
-            model(**{k: v[idx] for k, v in enc.items()}, labels=labels[idx]).loss.backward()
-            opt.step()
-            opt.zero_grad()
-    finally:
-        torch.set_num_threads(threads)
-    model.eval().save_pretrained(path)
-    return path
-
-
 @pytest.fixture(scope="session")
 def tiny_trained_model_dir(tmp_path_factory, tiny_tokenizer_dir, tiny_csv) -> Path:
     """The tiny BERT (2 layers) trained on tiny_csv's training split; see :func:`train_tiny_bert`."""
@@ -223,3 +146,85 @@ def tiny_package(tmp_path_factory, tiny_onnx_dir) -> Path:
 
     out = tmp_path_factory.mktemp("tiny-package") / "tiny-bert"
     return build_package(PackagingConfig(onnx_dir=str(tiny_onnx_dir), output=str(out), name="tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def multilabel_csv(tmp_path_factory) -> Path:
+    """A 300-row multi-label CSV with columns ``text,tags`` (labels joined by ``|``; see ``multilabel_rows``)."""
+    path = tmp_path_factory.mktemp("ml") / "tags.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "tags"])
+        w.writerows((t, "|".join(labels)) for t, labels in multilabel_rows(300))
+    return path
+
+
+@pytest.fixture(scope="module")
+def student_init(tmp_path_factory, tiny_tokenizer_dir):
+    """Another random tiny BERT (seed 3): a student's starting point that is not the teacher."""
+    return build_tiny_bert(tmp_path_factory.mktemp("student-init"), tiny_tokenizer_dir, seed=3)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from threads; on a shared 2-core machine extra threads only spin. A module that
+    trains them asks for it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# --------------------------------------------------------------------------- fake npm packages (fast web tests)
+
+FAKE_ORT = "9.9.9-test"
+
+
+def _tarball(path: Path, files: dict[str, bytes], links: dict[str, str] | None = None) -> None:
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"package/{name}")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(f"package/{name}")
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tf.addfile(info)
+
+
+@pytest.fixture
+def fake_npm(monkeypatch, tmp_path):
+    """Pins pointing at small tarballs already in the (temporary) cache; returns a function to rebuild them."""
+    from edgedistill.runtime import npm
+    from edgedistill.runtime.fsutil import cache_dir
+
+    cache = cache_dir()
+    (cache / "npm").mkdir(parents=True, exist_ok=True)
+
+    def build(*, ort_dependency: str = FAKE_ORT, link: bool = False) -> dict[str, npm.NpmPackage]:
+        tjs = npm.NpmPackage(npm.TRANSFORMERS_JS.name, "0.0.1-test", "")
+        ort = npm.NpmPackage(npm.ONNXRUNTIME_WEB.name, FAKE_ORT, "")
+        bundle = f'/* fake transformers.js */ const versions = {{web: "{FAKE_ORT}"}};'.encode()
+        tjs_files = {"package.json": json.dumps({"name": tjs.name, "version": tjs.version, "license": "Apache-2.0",
+                                                 "dependencies": {ort.name: ort_dependency}}).encode(),
+                     "LICENSE": b"Apache License 2.0 (test)\n"}
+        if not link:
+            tjs_files["dist/transformers.min.js"] = bundle
+        _tarball(cache / "npm" / tjs.tarball, tjs_files,
+                 {"dist/transformers.min.js": "/etc/passwd"} if link else None)
+        _tarball(cache / "npm" / ort.tarball, {
+            "package.json": json.dumps({"name": ort.name, "version": ort.version, "license": "MIT"}).encode(),
+            "dist/ort-wasm-simd-threaded.asyncify.mjs": b"export default {};\n",
+            "dist/ort-wasm-simd-threaded.asyncify.wasm": b"\0asm\1\0\0\0"})
+        pins = {p.name: npm.NpmPackage(p.name, p.version, npm.sri_sha512(cache / "npm" / p.tarball))
+                for p in (tjs, ort)}
+        monkeypatch.setattr(npm, "TRANSFORMERS_JS", pins[tjs.name])
+        monkeypatch.setattr(npm, "ONNXRUNTIME_WEB", pins[ort.name])
+        monkeypatch.setattr(npm, "VENDOR_FILES", tuple((pins[p.name], m, n) for p, m, n in npm.VENDOR_FILES))
+        monkeypatch.setenv("EDGEDISTILL_OFFLINE", "1")  # a fast test never reaches npm
+        return pins
+
+    build()
+    return build
