@@ -1,6 +1,7 @@
-"""The runtime on emulated aarch64 (QEMU user mode): labels and probabilities agree with x86 fp32.
+"""benchmarks/arm64/check.py: the runtime on emulated aarch64 (QEMU user mode), labels and probabilities agreeing
+with x86 fp32 (marked real + slow), and the report naming the package it checked.
 
-Builds the emulated environment with ``benchmarks/arm64/setup.sh`` (cached; about a minute from a
+The real check builds the emulated environment with ``benchmarks/arm64/setup.sh`` (cached; about a minute from a
 cold cache, mostly downloads) and runs ``benchmarks/arm64/check.py`` on the tiny fp32 package and an
 int8 package made from it with onnxruntime's ``quantize_dynamic``, under two QEMU CPU models that
 select different onnxruntime kernels. Correctness only: no emulated time is reported.
@@ -22,8 +23,6 @@ from tests.helpers import make_sentences
 REPO = Path(__file__).resolve().parents[2]
 ARM64 = REPO / "benchmarks" / "arm64"
 
-pytestmark = [pytest.mark.real, pytest.mark.slow]
-
 
 def _check_module():
     spec = importlib.util.spec_from_file_location("arm64_check", ARM64 / "check.py")
@@ -42,6 +41,8 @@ def arm64_cache() -> Path:
     return Path(base)
 
 
+@pytest.mark.real
+@pytest.mark.slow
 def test_runtime_on_emulated_arm64_matches_x86(tiny_package, tmp_path, arm64_cache):
     check = _check_module()
     int8 = check.int8_from_fp32(tiny_package, tmp_path / "int8")
@@ -71,3 +72,22 @@ def test_runtime_on_emulated_arm64_matches_x86(tiny_package, tmp_path, arm64_cac
                                      "manifest_sha256": hashlib.sha256((tiny_package / "manifest.json").read_bytes())
                                      .hexdigest(), "model_sha256": check.describe_package(tiny_package)["model_sha256"]}
     assert "wall_seconds" in report and not any("latency" in k for c in report["checks"] for k in c)
+
+
+def test_arm64_check_names_the_package_it_checked_by_manifest_hash(tiny_package, tmp_path):
+    """benchmarks/arm64/check.py's report says which package it vouches for: path, manifest sha256, model sha256."""
+    import hashlib
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("arm64_check", REPO / "benchmarks" / "arm64" / "check.py")
+    check = importlib.util.module_from_spec(spec)
+    sys.modules["arm64_check"] = check  # its dataclasses look their module up
+    spec.loader.exec_module(check)
+    assert check.DEFAULT_CPUS == ("cortex-a72", "neoverse-n1", "neoverse-v1")  # all three unless --cpu says fewer
+    manifest = (tiny_package / "manifest.json").read_bytes()
+    described = check.describe_package(tiny_package)
+    assert described == {"path": str(tiny_package), "variant": "fp32",
+                         "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
+                         "model_sha256": json.loads(manifest)["files"]["model.onnx"]["sha256"]}
+    zipped = Path(shutil.make_archive(str(tmp_path / "pkg"), "zip", tiny_package))
+    assert check.describe_package(zipped)["manifest_sha256"] == described["manifest_sha256"]

@@ -1,4 +1,5 @@
-"""The build report stays true: no share or margin where it means nothing, and the classes a model never predicts."""
+"""The build report stays true: no share or margin where it means nothing, the classes a model never predicts, and
+the instruction set it was measured and quantized on."""
 
 from __future__ import annotations
 
@@ -55,3 +56,21 @@ def test_the_ship_section_says_how_each_candidate_reads_a_long_text():
     md = "\n".join(ship_markdown(ship))
     assert "| view-chunks | int8-dynamic | chunks | 0.9700 | 3.00 | 20.0 | ✓ |" in md
     assert "| student | int8-dynamic | truncate | 0.9500 |" in md and "`view-*` candidates" in md
+
+
+def test_the_build_report_names_the_instruction_set(tmp_path, tiny_quantized_dir):
+    import shutil
+
+    from edgedistill.compress.report import build_rows, to_markdown
+    from edgedistill.runtime.cpu import detect
+
+    (tmp_path / "onnx").mkdir()
+    shutil.copy(tiny_quantized_dir / "quantize_report.json", tmp_path / "onnx")
+    rows, meta = build_rows(tmp_path)
+    assert (meta["isa"], meta["quantize_isa"], meta["preset"], meta["detected_isa"]) == \
+        (detect().name, detect().name, "avx2", None)
+    md = to_markdown("tiny", "quick", rows, meta)
+    assert f"Measured on a CPU with int8 instruction set **{detect().name}**; quantized with the avx2 preset." in md
+    moved = {**meta, "isa": "arm64-dotprod", "preset": "avx512_vnni", "detected_isa": "amx", "quantize_isa": "amx"}
+    assert ("int8 instruction set **arm64-dotprod**; quantized with the avx512_vnni (auto-detected: amx) preset, "
+            "its variants gated and timed on amx.") in to_markdown("tiny", "quick", rows, moved)

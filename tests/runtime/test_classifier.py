@@ -274,3 +274,14 @@ def test_config_that_does_not_fit_the_model(tiny_package, change, match):
 def test_config_missing_fields():
     with pytest.raises(PackageFormatError, match="max_length, input_names"):
         read_config(json.dumps({"labels": ["a"], "pad_token_id": 0}).encode())
+
+
+def test_runtime_session_stops_spinning_after_a_call():
+    """onnxruntime's workers otherwise spin for tens of ms after each run, slowing the next engine or the caller."""
+    import onnxruntime as ort
+
+    from edgedistill.runtime.classifier import _session_options
+
+    so = _session_options(2)
+    assert so.get_session_config_entry("session.force_spinning_stop") == "1"
+    assert so.intra_op_num_threads == 2 and so.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
