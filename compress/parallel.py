@@ -10,14 +10,12 @@ two collectives the stages need beyond the Trainer's own, and both are no-ops in
 from __future__ import annotations
 
 import math
-
 import os
 from collections.abc import Callable
 from typing import Any
 
 from edgedistill.compress.errors import ConfigError
-
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+from edgedistill.compress.training_settings import TrainingSettings
 
 
 def world_size() -> int:
@@ -39,29 +37,32 @@ def training_args(precision: str, field: str) -> dict[str, Any]:
             "ddp_backend": "gloo" if world_size() > 1 and not cuda else None}
 
 
-def trainer_arguments(work, *, n_train: int, batch_size: int, eval_batch_size: int, epochs: float, learning_rate: float,
-                      evals_per_epoch: int, seed: int, warmup_ratio: float, weight_decay: float, precision: str,
-                      field: str, grad_accumulation: int = 1, group_by_length: bool = True, keep: int = 1,
-                      **extra: Any):
-    """The ``TrainingArguments`` of every training stage (the teacher's and the student's), one rule for each:
-    evaluation and a checkpoint ``evals_per_epoch`` times an epoch (an epoch's optimizer steps across every process,
-    rounded up), the best checkpoint on validation macro-F1 loaded at the end, ``keep`` checkpoints on disk, the
-    log every 10 steps at most, the precision of :func:`training_args`. ``extra``: what one stage adds."""
+def trainer_arguments(work, settings: TrainingSettings, *, table: str, n_train: int, eval_batch_size: int,
+                      learning_rate: float | None = None, epochs: float | None = None, grad_accumulation: int = 1,
+                      group_by_length: bool = True, keep: int = 1, **extra: Any):
+    """The ``TrainingArguments`` of every training stage (the teacher's and the student's) from its resolved
+    :class:`TrainingSettings`, one rule for each: evaluation and a checkpoint ``evals_per_epoch`` times an epoch (an
+    epoch's optimizer steps across every process, rounded up), the best checkpoint on validation macro-F1 loaded at
+    the end, ``keep`` checkpoints on disk, the log every 10 steps at most, the precision of :func:`training_args`
+    (a bad one named ``<table>.precision``). ``learning_rate`` / ``epochs``: a run's own (the teacher's retries);
+    ``extra``: what one stage adds."""
     from transformers import TrainingArguments
 
+    batch_size = settings.batch_size
     steps_per_epoch = max(1, math.ceil(n_train / (batch_size * world_size() * grad_accumulation)))
-    every = max(1, math.ceil(steps_per_epoch / evals_per_epoch))
+    every = max(1, math.ceil(steps_per_epoch / settings.evals_per_epoch))
     return TrainingArguments(
-        output_dir=str(work / "checkpoints"), seed=seed, data_seed=seed, learning_rate=learning_rate,
-        num_train_epochs=epochs, per_device_train_batch_size=batch_size, per_device_eval_batch_size=eval_batch_size,
+        output_dir=str(work / "checkpoints"), seed=settings.seed, data_seed=settings.seed,
+        learning_rate=learning_rate or settings.learning_rate, num_train_epochs=epochs or settings.epochs,
+        per_device_train_batch_size=batch_size, per_device_eval_batch_size=eval_batch_size,
         gradient_accumulation_steps=grad_accumulation,
-        warmup_steps=warmup_ratio,  # transformers 5: a float in [0, 1) is the share of the training steps
-        weight_decay=weight_decay, train_sampling_strategy="group_by_length" if group_by_length else "random",
+        warmup_steps=settings.warmup_ratio,  # transformers 5: a float in [0, 1) is the share of the training steps
+        weight_decay=settings.weight_decay, train_sampling_strategy="group_by_length" if group_by_length else "random",
         eval_strategy="steps", eval_steps=every, save_strategy="steps", save_steps=every, save_total_limit=keep,
         save_only_model=True, load_best_model_at_end=True, metric_for_best_model="macro_f1",  # safetensors always
         greater_is_better=True, logging_steps=max(1, min(every, 10)), report_to=[],
         disable_tqdm=True,  # edgedistill.compress.progress shows the training instead
-        dataloader_num_workers=0, **training_args(precision, field), **extra)
+        dataloader_num_workers=0, **training_args(settings.precision, f"{table}.precision"), **extra)
 
 
 def precision_of(args: Any) -> str:

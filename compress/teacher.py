@@ -40,6 +40,7 @@ from edgedistill.compress.data import DataConfig
 from edgedistill.compress.errors import ConfigError
 from edgedistill.compress.teacher_checks import (Attempt, check_teacher, class_weights, first_attempt,
                                                  loss_function, next_attempt, trainer_metrics, unpredicted)
+from edgedistill.compress.training_settings import TrainingSettings
 from edgedistill.compress.teacher_transfer import (FeatureDataset, cached_features, count_parameters, freeze,
                                                    head_module, load_model)
 from edgedistill.runtime.fsutil import replace_folder
@@ -48,8 +49,6 @@ log = logging.getLogger("edgedistill.compress.teacher")  # the same name when ru
 
 STRATEGIES = ("full", "partial", "features")
 CLASS_WEIGHTING = ("auto", "none", "balanced")
-PRECISIONS = parallel.PRECISIONS
-
 # The one table of profile defaults: TeacherConfig fields left None are filled from here.
 PROFILES: dict[str, dict[str, Any]] = {
     # A CPU in minutes: a stratified subset, short sequences, dynamic padding, batches grouped by length,
@@ -76,8 +75,10 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class TeacherConfig:
-    """Everything one teacher fine-tune needs. ``None`` fields are filled from ``PROFILES[profile]``."""
+class TeacherConfig(TrainingSettings):
+    """Everything one teacher fine-tune needs: the training fields every trainer shares
+    (:class:`~edgedistill.compress.training_settings.TrainingSettings`) and the teacher's own. ``None`` fields are
+    filled from ``PROFILES[profile]``."""
 
     model: str = "mpnet-base"
     """A built-in model name (``edgedistill sources list``), a Hugging Face id, or a local model folder."""
@@ -90,9 +91,6 @@ class TeacherConfig:
     """``quick`` (minutes on a CPU: subset, short sequences) or ``full`` (all data; under 30 min for a few thousand
     sentences on a 2-core CPU, mixed precision on a GPU)."""
     output_dir: str = "models/teacher"
-    learning_rate: float | None = None
-    """Peak learning rate of the encoder (AdamW, linear decay after warm-up); the head's is this times
-    ``head_lr_multiplier`` (``full`` / ``partial``)."""
     head_learning_rate: float | None = None
     """``features`` only: learning rate of the head (it trains alone, so it takes a larger step)."""
     head_lr_multiplier: float | None = None
@@ -105,33 +103,14 @@ class TeacherConfig:
     """How many more runs a teacher that fails its check gets (at or below the TF-IDF baseline on validation
     macro-F1, or fewer classes predicted on validation than it holds): each with a larger head learning rate and
     twice the epochs; the best on validation is kept."""
-    epochs: float | None = None
-    """Epochs over the training split (fractions allowed); early stopping may end sooner, and a retry runs twice
-    as many."""
     head_epochs: int | None = None
     """``features`` only: epochs over the cached features."""
-    batch_size: int | None = None
-    """Per device; the effective batch is batch_size x grad_accumulation x processes."""
     eval_batch_size: int | None = None
     """Texts per batch when evaluating (validation, test) and, for ``features``, when caching the features."""
     grad_accumulation: int = 1
     """Batches whose gradients are summed before each optimizer step."""
-    max_length: int | None = None
-    """Token limit of every text (longer ones are truncated): training, validation and test."""
-    warmup_ratio: float = 0.1
-    """Share of the training steps over which the learning rate warms up from 0."""
-    weight_decay: float = 0.01
-    """AdamW weight decay (none on biases and norms)."""
-    evals_per_epoch: int | None = None
-    """Validations per epoch, each a checkpoint; the best on validation macro-F1 is kept."""
-    patience: int | None = None
-    """Early stopping: validations without a better macro-F1 before training stops."""
     group_by_length: bool | None = None
     """Batch texts of similar token length together so that batches pad little (``features``: never)."""
-    precision: str | None = None
-    """``auto`` (bf16 or fp16 on CUDA, else fp32), ``fp32``, ``fp16`` or ``bf16``."""
-    seed: int = 42
-    """Seed of the model's fresh weights, the data order and dropout."""
     cross_dataset: str | None = None
     """Also evaluate on this dataset's test split, its labels mapped onto ours (see edgedistill.compress.evaluate)."""
     cross_label_map: dict[str, str] | None = None
@@ -163,19 +142,12 @@ class TeacherConfig:
             if self.freeze_layers < 0:
                 raise ConfigError("teacher.freeze_layers", self.freeze_layers, "must be >= 0")
         # fields left None are checked once resolve() has filled them from the profile
-        for name in ("learning_rate", "head_learning_rate", "epochs"):
-            if (v := getattr(self, name)) is not None and v <= 0:
-                raise ConfigError(f"teacher.{name}", v, "must be > 0")
-        for name in ("head_epochs", "batch_size", "eval_batch_size", "grad_accumulation", "evals_per_epoch",
-                     "patience"):
+        self.check_training("teacher")
+        if self.head_learning_rate is not None and self.head_learning_rate <= 0:
+            raise ConfigError("teacher.head_learning_rate", self.head_learning_rate, "must be > 0")
+        for name in ("head_epochs", "eval_batch_size", "grad_accumulation"):
             if (v := getattr(self, name)) is not None and v < 1:
                 raise ConfigError(f"teacher.{name}", v, "must be at least 1")
-        if self.max_length is not None and not 8 <= self.max_length <= 4096:
-            raise ConfigError("teacher.max_length", self.max_length, "must be in [8, 4096]")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ConfigError("teacher.warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
-        if self.weight_decay < 0:
-            raise ConfigError("teacher.weight_decay", self.weight_decay, "must be >= 0")
         if self.head_lr_multiplier is not None and self.head_lr_multiplier <= 0:
             raise ConfigError("teacher.head_lr_multiplier", self.head_lr_multiplier, "must be > 0")
         if self.class_weighting not in CLASS_WEIGHTING:
@@ -183,8 +155,6 @@ class TeacherConfig:
                               f"must be one of {list(CLASS_WEIGHTING)}")
         if self.retries is not None and self.retries < 0:
             raise ConfigError("teacher.retries", self.retries, "must be >= 0")
-        if self.precision is not None and self.precision not in PRECISIONS:
-            raise ConfigError("teacher.precision", self.precision, f"must be one of {list(PRECISIONS)}")
         if not self.output_dir:
             raise ConfigError("teacher.output_dir", self.output_dir, "must name a folder")
         if isinstance(self.adapt_texts, str):
@@ -225,15 +195,6 @@ class TeacherConfig:
 
 
 # ----------------------------------------------------------------------------- training
-def _training_args(cfg: TeacherConfig, work: Path, n_train: int, *, lr: float, epochs: float, group: bool):
-    return parallel.trainer_arguments(
-        work, n_train=n_train, batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch_size, epochs=epochs,
-        learning_rate=lr, evals_per_epoch=cfg.evals_per_epoch, seed=cfg.seed, warmup_ratio=cfg.warmup_ratio,
-        weight_decay=cfg.weight_decay, precision=cfg.precision, field="teacher.precision",
-        grad_accumulation=cfg.grad_accumulation, group_by_length=group, keep=2,
-        ddp_find_unused_parameters=False)  # frozen weights get no gradient by design
-
-
 def _train(trainer, cfg: TeacherConfig) -> None:
     from transformers import EarlyStoppingCallback
 
@@ -315,8 +276,11 @@ def finetune_teacher(cfg: TeacherConfig) -> Path:
 
 def _attempt_args(cfg: TeacherConfig, attempt: Attempt, work: Path, n_train: int):
     features = cfg.strategy == "features"
-    return _training_args(cfg, work, n_train, lr=attempt.head_learning_rate if features else cfg.learning_rate,
-                          epochs=attempt.epochs, group=False if features else cfg.group_by_length)
+    return parallel.trainer_arguments(
+        work, cfg, table="teacher", n_train=n_train, eval_batch_size=cfg.eval_batch_size,
+        learning_rate=attempt.head_learning_rate if features else cfg.learning_rate, epochs=attempt.epochs,
+        grad_accumulation=cfg.grad_accumulation, group_by_length=False if features else cfg.group_by_length, keep=2,
+        ddp_find_unused_parameters=False)  # frozen weights get no gradient by design
 
 
 def _attempts(cfg: TeacherConfig, attempt: Attempt, data, model_path: str, work: Path,

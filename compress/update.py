@@ -52,9 +52,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from edgedistill.compress import profiles
 from edgedistill.compress.data import DataConfig, LabelledData, Split, load_data
 from edgedistill.compress.errors import ConfigError, UpdateRefused
 from edgedistill.compress.layout import BuildLayout
+from edgedistill.compress.training_settings import TrainingSettings
 from edgedistill.compress.update_gate import compare, report_markdown, task_macro_f1, verdict
 from edgedistill.compress.update_train import grow_head, train
 from edgedistill.runtime.fsutil import write_text_atomic
@@ -68,9 +70,18 @@ REPORT_JSON, REPORT_MD = "update_report.json", "update_report.md"
 UPDATES = "updates"
 
 
+# The fields of UpdateConfig left None take these values: a short fine-tune of a small model that is already
+# trained, at a lower step than a distillation's. An update keeps the best of all its validations unless
+# ``patience`` is set (its runs are short), and trains on the CPU in fp32.
+DEFAULTS: dict[str, Any] = {"epochs": 3.0, "learning_rate": 5e-5, "batch_size": 32, "evals_per_epoch": 2,
+                            "precision": "fp32"}
+
+
 @dataclass
-class UpdateConfig:
-    """How to update a shipped classifier with new labelled data (the recipe's ``[update]`` table)."""
+class UpdateConfig(TrainingSettings):
+    """How to update a shipped classifier with new labelled data (the recipe's ``[update]`` table): the training
+    fields every trainer shares (:class:`~edgedistill.compress.training_settings.TrainingSettings`; those left None
+    from :data:`DEFAULTS`, ``max_length`` from the student's) and the update's own."""
 
     data: DataConfig | None = None
     """The new labelled data: a built-in dataset or a file with the recipe's columns (or a ``[update.data]``
@@ -83,20 +94,8 @@ class UpdateConfig:
     """LwF: the temperature of the distillation term (softmax; multi-label: each label's sigmoid)."""
     rehearsal_samples: int = 1000
     """Rehearsal: old training texts kept in the build folder and replayed (a seeded, stratified sample)."""
-    epochs: float = 3.0
-    """Epochs over the update's training texts (new data, plus the replayed old texts with rehearsal)."""
-    learning_rate: float = 5e-5
-    """AdamW learning rate (linear decay after a 10% warm-up)."""
-    batch_size: int = 32
-    """Training texts per step."""
-    max_length: int | None = None
-    """Tokens per training text; default: what the student was distilled with."""
-    evals_per_epoch: int = 2
-    """Validation evaluations per epoch; the best (mean of old-task and new-task validation macro-F1) is kept."""
     forget_budget: float = 1.0
     """Largest drop, in macro-F1 points, on the old tasks' validation texts that an update may ship with."""
-    seed: int = 42
-    """Seed of the data order, the rehearsal sample and the report's sample of changed texts."""
     changed_samples: int = 10
     """Old test texts whose label changed, shown in the update report."""
 
@@ -111,18 +110,19 @@ class UpdateConfig:
             raise ConfigError("update.alpha", self.alpha, "must be in [0, 1]")
         if not self.temperature > 0:
             raise ConfigError("update.temperature", self.temperature, "must be > 0")
-        for name in ("epochs", "learning_rate"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"update.{name}", getattr(self, name), "must be > 0")
-        for name, low in (("rehearsal_samples", 1), ("batch_size", 1), ("evals_per_epoch", 1),
-                          ("changed_samples", 0)):
+        self.check_training("update")
+        if self.precision in ("fp16", "bf16"):
+            raise ConfigError("update.precision", self.precision, "an update trains on the CPU: use fp32 or auto")
+        for name, low in (("rehearsal_samples", 1), ("changed_samples", 0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise ConfigError(f"update.{name}", v, f"must be an int >= {low}")
-        if self.max_length is not None and self.max_length < 8:
-            raise ConfigError("update.max_length", self.max_length, "must be >= 8 (or unset)")
         if not 0 <= self.forget_budget <= 100:
             raise ConfigError("update.forget_budget", self.forget_budget, "must be in [0, 100] macro-F1 points")
+
+    def resolved(self) -> UpdateConfig:
+        """A copy with every None training field filled from :data:`DEFAULTS`."""
+        return profiles.fill(self, DEFAULTS)
 
     @property
     def lwf(self) -> bool:
@@ -327,6 +327,7 @@ def update(build: Path | str, cfg: UpdateConfig, *, output: Path | str | None = 
 
     if cfg.data is None:
         raise ConfigError("update.data", None, "name the new labelled data (--data FILE_OR_DATASET)")
+    cfg = cfg.resolved()
     started = time.perf_counter()
     src = UpdateSource.open(build)
     d = UpdateData.load(src, cfg.data)

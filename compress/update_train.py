@@ -109,21 +109,21 @@ def train(model, views: TextViews, labels: list[Any], old_logits: np.ndarray | N
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = max(1, round(cfg.epochs * steps_per_epoch))
     eval_every = max(1, steps_per_epoch // cfg.evals_per_epoch)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
-    sched = get_linear_schedule_with_warmup(opt, int(0.1 * total), total)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
     per_text = torch.from_numpy(multi_hot(labels, model.config.num_labels)) if multi else torch.tensor(labels)
     y = per_text[torch.from_numpy(views.owner)]  # each window carries its text's labels
     old = torch.from_numpy(old_logits) if old_logits is not None and cfg.lwf else None
     best = {"score": evaluate(model), "step": 0}
     best_state = copy.deepcopy(model.state_dict())
     history = [{"step": 0, "score": best["score"]}]
-    step = 0
+    step, stale = 0, 0  # stale: validations since the best (early stopping when cfg.patience is set)
     with progress.bar("updating", total, unit="steps") as bar:
-        while step < total:
+        while step < total and not (cfg.patience and stale >= cfg.patience):
             order = list(range(n))
             rng.shuffle(order)
             for start in range(0, n, cfg.batch_size):
-                if step >= total:
+                if step >= total or (cfg.patience and stale >= cfg.patience):
                     break
                 idx = order[start:start + cfg.batch_size]
                 batch = views.tokenizer.pad(views.features(idx), padding=True, return_tensors="pt")
@@ -142,9 +142,10 @@ def train(model, views: TextViews, labels: list[Any], old_logits: np.ndarray | N
                     score = evaluate(model)
                     history.append({"step": step, "score": score, "loss": float(loss.detach())})
                     bar.note(f"validation {score:.4f}")
+                    stale += 1
                     if score > best["score"]:
-                        best = {"score": score, "step": step}
+                        best, stale = {"score": score, "step": step}, 0
                         best_state = copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     model.eval()
-    return {"best": best, "history": history, "steps": total, "windows": n}
+    return {"best": best, "history": history, "steps": step, "windows": n}

@@ -103,10 +103,10 @@ def markdown(doc: str) -> str:
 
 def profile_tables() -> dict[str, dict[str, dict[str, Any]]]:
     """The stage modules' ``PROFILES`` tables, by recipe table: what fills the fields they leave None."""
-    from edgedistill.compress import teacher
+    from edgedistill.compress import teacher, update
     from edgedistill.compress.distill import config as distill_config
 
-    return {"teacher": teacher.PROFILES, "distill": distill_config.PROFILES}
+    return {"teacher": teacher.PROFILES, "distill": distill_config.PROFILES, "update": {"every": update.DEFAULTS}}
 
 
 def collect() -> dict[str, tuple[type, list[Field], tuple[str, ...]]]:
@@ -153,7 +153,11 @@ Fields whose default is None and that list profile values are filled from their 
 (`PROFILES` in `compress/teacher.py` and `compress/distill/config.py`) when the recipe leaves them unset: `quick`
 (`--profile quick`, `make demo`) or `full` (`--profile full`). A planned build (`edgedistill build` without
 `--profile`) starts from the `full` values under what the planner chose for this data and machine
-([How a build plans](own-data.md#how-a-build-plans)).
+([How a build plans](own-data.md#how-a-build-plans)). An update's (`DEFAULTS` in `compress/update.py`) is the
+same for `every` profile.
+
+The fields every trainer shares (`epochs` to `seed` in `[teacher]`, `[distill]` and `[update]`) are declared once,
+in `compress/training_settings.py` (`TrainingSettings`), and documented from there.
 """
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edgedistill.compress import parallel, profiles
+from edgedistill.compress import profiles
 from edgedistill.compress.data import DataConfig
 from edgedistill.compress.errors import ConfigError
 from edgedistill.compress.student import StudentConfig
+from edgedistill.compress.training_settings import TrainingSettings
 
 # Fields of DistillConfig left None take their value from the profile. ``quick`` runs in minutes on a
 # 2-core CPU (short sequences, subsets); ``full`` is the real recipe (whole splits; under an hour on 2 cores).
@@ -21,17 +22,19 @@ PROFILES: dict[str, dict[str, Any]] = {
     # were too noisy).
     "quick": {"epochs": 2.0, "learning_rate": 1e-4, "batch_size": 32, "max_length": 64,
               "max_transfer_samples": 2000, "max_train_samples": 8000, "max_validation_samples": None,
-              "augment": 0},
+              "augment": 0, "evals_per_epoch": 2, "patience": 3, "precision": "auto"},
     "full": {"epochs": 3.0, "learning_rate": 1e-4, "batch_size": 32, "max_length": 128,
              "max_transfer_samples": None, "max_train_samples": None, "max_validation_samples": None,
-             "augment": 0},
+             "augment": 0, "evals_per_epoch": 2, "patience": 3, "precision": "auto"},
 }
 TEACHER_BACKENDS = ("onnx", "torch")
 
 
 @dataclass
-class DistillConfig:
-    """One distillation run. Fields left None come from ``PROFILES[profile]``."""
+class DistillConfig(TrainingSettings):
+    """One distillation run: the training fields every trainer shares
+    (:class:`~edgedistill.compress.training_settings.TrainingSettings`) and the distillation's own. Fields left None
+    come from ``PROFILES[profile]``."""
 
     teacher_dir: str | None = None
     """The fine-tuned teacher checkpoint folder (needed unless alpha=0 with no teacher losses and the
@@ -65,33 +68,10 @@ class DistillConfig:
     augment_methods: list[str] = field(default_factory=lambda: ["replace", "delete"])
     """The perturbations augmentation draws from: ``replace`` (content words swapped for embedding
     neighbours) and ``delete`` (a span deleted)."""
-    epochs: float | None = None
-    """Epochs over the training and transfer texts (fractions allowed); early stopping may end sooner."""
-    learning_rate: float | None = None
-    """Peak learning rate of the student's encoder (AdamW, linear decay after warm-up); a fresh head's is
-    this times ``head_lr_multiplier``."""
-    batch_size: int | None = None
-    """Training texts per batch, per process (evaluation batches hold at least 64)."""
-    max_length: int | None = None
-    """Token limit of the training, transfer, validation and test texts, for the teacher's outputs too;
-    ``distill.json`` records how many it cuts."""
     head_lr_multiplier: float | None = None
     """A fresh head's learning rate over the encoder's (``pretrained`` and ``drop-layers`` students; a student
     cut from the teacher keeps its trained head at 1x); None: from the number of classes
     (:func:`edgedistill.compress.heads.student_head_multiplier`: 4x for 2 classes, up to a 1e-3 step)."""
-    weight_decay: float = 0.01
-    """AdamW weight decay (none on biases and norms)."""
-    warmup_ratio: float = 0.1
-    """Share of the training steps over which the learning rate warms up from 0."""
-    evals_per_epoch: int = 2
-    """Validations per epoch, each a checkpoint; the best on validation macro-F1 is kept."""
-    patience: int = 3
-    """Early stopping: evaluations without a better validation macro-F1 before training stops."""
-    seed: int = 42
-    """Seed of the student's fresh weights, the data order, the transfer and augmentation samples."""
-    precision: str = "auto"
-    """``auto`` (bf16, or fp16 where the GPU lacks it, on CUDA; else fp32), ``fp32``, ``fp16`` or ``bf16``: the
-    student's training (autocast); the teacher outputs and the test evaluation stay fp32."""
     teacher_backend: str = "onnx"
     """How the teacher labels the transfer texts when only its logits are needed: ``onnx`` exports it once
     (parity-checked, cached by its checkpoint hash) and runs ONNX Runtime, 1.9x torch's texts/s for MPNet-base
@@ -124,8 +104,6 @@ class DistillConfig:
             raise ConfigError("distill.augment_methods", self.augment_methods,
                               f"{'unknown ' + str(bad) + '; ' if bad else 'name at least one; '}"
                               f"choose from {list(METHODS)}")
-        if self.precision not in parallel.PRECISIONS:
-            raise ConfigError("distill.precision", self.precision, f"must be one of {list(parallel.PRECISIONS)}")
         if self.teacher_backend not in TEACHER_BACKENDS:
             raise ConfigError("distill.teacher_backend", self.teacher_backend,
                               f"must be one of {', '.join(TEACHER_BACKENDS)}")
@@ -134,16 +112,12 @@ class DistillConfig:
         if isinstance(self.hidden_loss_layers, bool) or not isinstance(self.hidden_loss_layers, int) \
                 or self.hidden_loss_layers < 1:
             raise ConfigError("distill.hidden_loss_layers", self.hidden_loss_layers, "must be a layer count >= 1")
-        for name in ("hidden_loss_weight", "attention_loss_weight", "weight_decay"):
+        self.check_training("distill")
+        for name in ("hidden_loss_weight", "attention_loss_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"distill.{name}", getattr(self, name), "must be >= 0")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ConfigError("distill.warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
-        for name, lo in (("epochs", 0), ("learning_rate", 0), ("batch_size", 0), ("max_length", 7),
-                         ("max_transfer_samples", -1), ("evals_per_epoch", 0), ("patience", 0)):
-            v = getattr(self, name)
-            if v is not None and not v > lo:
-                raise ConfigError(f"distill.{name}", v, f"must be > {lo}")
+        if self.max_transfer_samples is not None and self.max_transfer_samples < 0:
+            raise ConfigError("distill.max_transfer_samples", self.max_transfer_samples, "must be >= 0")
         if self.student.builder == "static":
             for name in ("hidden_loss_weight", "attention_loss_weight"):
                 if getattr(self, name) > 0:

@@ -16,7 +16,7 @@ from edgedistill.compress.data import multi_hot
 from edgedistill.compress.distill.config import DistillConfig
 from edgedistill.compress.distill.losses import layer_map
 from edgedistill.compress.distill.teacher_outputs import teacher_outputs
-from edgedistill.compress.distill.training import _save, _train, _training_args
+from edgedistill.compress.distill.training import _save, _train, training_arguments
 from edgedistill.compress.distill.transfer import TransferSet, build_transfer_set, same_tokens
 from edgedistill.compress.errors import ConfigError
 
@@ -67,7 +67,7 @@ def distill(cfg: DistillConfig) -> Path:
         from edgedistill.compress.textviews import examples
 
         n_train = examples(AutoTokenizer.from_pretrained(cfg.teacher_dir), transfer.texts, cfg.max_length, "chunks")
-    args = _training_args(cfg, work, n_train)  # under a launcher, this joins the process group
+    args = training_arguments(cfg, work, n_train)  # under a launcher, this joins the process group
     rank0 = args.process_index == 0
     with args.main_process_first(desc="checkpoint folder"):
         if rank0:

@@ -125,12 +125,12 @@ def _datasets(tokenizer, transfer: TransferSet, validation, max_length: int, num
     return train, sorted_by_length(val)
 
 
-def _training_args(cfg: DistillConfig, work: Path, n_train: int):
+def training_arguments(cfg: DistillConfig, work: Path, n_train: int):
+    """The distillation's ``TrainingArguments`` (:func:`edgedistill.compress.parallel.trainer_arguments`): the
+    transfer set's extra columns (teacher index) kept, evaluation batches of at least 64."""
     return parallel.trainer_arguments(
-        work, n_train=n_train, batch_size=cfg.batch_size, eval_batch_size=max(cfg.batch_size, 64), epochs=cfg.epochs,
-        learning_rate=cfg.learning_rate, evals_per_epoch=cfg.evals_per_epoch, seed=cfg.seed,
-        warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay, precision=cfg.precision,
-        field="distill.precision", remove_unused_columns=False, dataloader_pin_memory=False, label_names=["labels"])
+        work, cfg, table="distill", n_train=n_train, eval_batch_size=max(cfg.batch_size, 64),
+        remove_unused_columns=False, dataloader_pin_memory=False, label_names=["labels"])
 
 
 @dataclass
