@@ -12,6 +12,7 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -228,3 +229,23 @@ def fake_npm(monkeypatch, tmp_path):
 
     build()
     return build
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def browser_tools() -> Path:
+    """Debian's chromium, Node.js and npm, installed when missing (as CI runs: root, apt-get), so that every real
+    browser test runs on a fresh machine whichever of them runs first; the chromium executable."""
+    missing = [pkg for exe, pkg in ((str(CHROMIUM) if CHROMIUM.exists() else None, "chromium"),
+                                    (shutil.which("npm"), "npm"), (shutil.which("node"), "nodejs")) if not exe]
+    if missing:
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            pytest.fail(f"{', '.join(missing)} missing; install as root: apt-get install -y {' '.join(missing)}")
+        for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *missing]):
+            proc = subprocess.run(cmd, capture_output=True, text=True,
+                                  env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+            if proc.returncode != 0:
+                pytest.fail(f"{' '.join(cmd[:2])} failed ({proc.returncode}): {(proc.stderr or proc.stdout)[-2000:]}")
+    return CHROMIUM

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // headless.mjs: open an edgedistill web page in headless Chromium and classify or time texts there.
-// Used by tests/test_web.py and benchmarks/web_bench.py; handy to smoke-test a web folder in CI.
+// Used by tests/runtime/test_webexport.py and benchmarks/web_bench.py; handy to smoke-test a web folder in CI.
 //
 // Needs playwright-core (it drives the system's Chromium; it never downloads a browser):
 //   npm install --ignore-scripts --no-audit --no-fund playwright-core@1.65.1

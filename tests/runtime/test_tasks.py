@@ -432,14 +432,12 @@ def test_classify_script_on_the_exported_folder_matches_python(package, clf, tmp
 
 @pytest.mark.real
 @pytest.mark.slow
-def test_the_demo_page_in_headless_chromium_shows_every_label_over_its_threshold(package, clf, tmp_path):
+def test_the_demo_page_in_headless_chromium_shows_every_label_over_its_threshold(package, clf, tmp_path, browser_tools):
     """The page of the multi-label package: its answers against Python within 1e-4, and what a user sees: the
     labels that reach their thresholds, each one's bar marked."""
     import threading
 
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        pytest.skip("no /usr/bin/chromium (apt-get install -y chromium)")
+    chromium = browser_tools
     node = node_or_skip()
     modules = npm.node_modules([npm.TRANSFORMERS_JS, npm.PLAYWRIGHT_CORE], REAL_CACHE / "npm" / "node")
     site = web.export_web(package, tmp_path / "site", cache=REAL_CACHE)

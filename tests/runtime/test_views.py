@@ -449,14 +449,12 @@ def test_classify_script_reads_long_texts_as_python(files, tmp_path, changes):
 
 @pytest.mark.real
 @pytest.mark.slow
-def test_the_demo_page_in_headless_chromium_pools_chunks_as_python(files, tmp_path):
+def test_the_demo_page_in_headless_chromium_pools_chunks_as_python(files, tmp_path, browser_tools):
     """The page of a chunked multi-label package (onnxruntime-web's WASM in Chromium): its answers for long and
     short texts against the Python runtime within 1e-4."""
     import threading
 
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        pytest.skip("no /usr/bin/chromium (apt-get install -y chromium)")
+    chromium = browser_tools
     node = node_or_skip()
     modules = npm.node_modules([npm.TRANSFORMERS_JS, npm.PLAYWRIGHT_CORE], REAL_CACHE / "npm" / "node")
     package = _package(tmp_path / "pkg", files, long_texts=CHUNKS, chunk_stride=3, max_chunks=6, task="multi_label")

@@ -31,7 +31,6 @@ from edgedistill.runtime.fsutil import cache_dir
 from tests.helpers import build_tiny_bert, make_sentences
 
 REAL_CACHE = cache_dir()  # read at import, before the autouse fixture points the cache at a temp folder
-CHROMIUM = Path("/usr/bin/chromium")
 WEB_DIR = Path(web.__file__).parent / "web"
 
 
@@ -322,16 +321,8 @@ def _run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def node_env() -> dict[str, str]:
-    """Debian's chromium and Node.js (installed when missing) and the pinned npm packages (cached)."""
-    missing = [pkg for exe, pkg in ((CHROMIUM, "chromium"), (shutil.which("npm"), "npm"), (shutil.which("node"),
-               "nodejs")) if not exe or not Path(exe).exists()]
-    if missing:
-        if os.geteuid() != 0:
-            pytest.fail(f"{', '.join(missing)} missing; install as root: apt-get install -y {' '.join(missing)}")
-        _run(["apt-get", "update", "-q"], "apt-get update")
-        _run(["apt-get", "install", "-y", "-q", *missing], "apt-get install",
-             env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+def node_env(browser_tools) -> dict[str, str]:
+    """Chromium and Node.js (:func:`tests.conftest.browser_tools`) and the pinned npm packages (cached)."""
     folder = npm.node_modules([npm.TRANSFORMERS_JS, npm.PLAYWRIGHT_CORE], REAL_CACHE / "npm" / "node")
     return {**os.environ, "EDGEDISTILL_NODE_MODULES": str(folder)}
 
@@ -448,14 +439,14 @@ def _compare(kind: str, labels: list[str], expected: np.ndarray, got: list[dict]
 @pytest.mark.real
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", list(PACKAGES))
-def test_page_in_headless_chromium_matches_python_runtime(kind, request, node_env, tmp_path):
+def test_page_in_headless_chromium_matches_python_runtime(kind, request, node_env, browser_tools, tmp_path):
     package = _package(request, kind)
     texts = _parity_texts()
     expected = _python_probs(package, texts, batch_size=len(texts))  # one padded batch
     labels = ["negative", "positive"]
     assert len({labels[i] for i in expected.argmax(1)}) == 2, "the trained model should predict both labels"
     site = web.export_web(package, tmp_path / "site", cache=REAL_CACHE)
-    job = {"mode": "classify", "chromium": str(CHROMIUM), "texts": texts, "batch_size": len(texts),
+    job = {"mode": "classify", "chromium": str(browser_tools), "texts": texts, "batch_size": len(texts),
            "ui_text": texts[0]}
     with Served(site) as s:
         job["url"] = s.url + "index.html?threads=2"
