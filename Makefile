@@ -23,10 +23,12 @@ PROFILE ?= quick
 
 .PHONY: demo test test-fast venv peers clean
 
+# [ray]: tests/runtime/test_ray_job.py runs a local Ray cluster (a 79 MB wheel, 240 MB installed, seconds from a warm
+# pip cache).
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH_PIP)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[compress,serve,dev]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[compress,serve,ray,dev]'
 	touch $@
 
 venv: $(BIN)/.installed

@@ -20,7 +20,7 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from edgedistill.runtime.errors import InputFileError
 
@@ -151,6 +151,28 @@ def write_parquet(jsonl: Path | str, output: Path | str, rows_per_group: int = 6
 
 LIST_TYPES = {"labels": "string", "scores": "float64"}
 """A multi-label prediction's list columns: typed whatever a group holds (a group of empty lists has no type)."""
+
+
+def prediction_records(clf: Any, preds: list[Any]) -> list[dict[str, Any]]:
+    """The output rows of ``clf.predict``'s answers: the best label and score, plus the ranked list (``top_k``) when
+    top_k > 1; a multi-label package's: ``labels`` and ``scores``, lists of the labels that reach their thresholds
+    (at most top_k of them when top_k > 1) and their probabilities, best first, empty where none does."""
+    if clf.multi_label:
+        return [{"labels": [r["label"] for r in p], "scores": [r["score"] for r in p]} for p in preds]
+    return [p if isinstance(p, dict) else {"label": p[0]["label"], "score": p[0]["score"], "top_k": p} for p in preds]
+
+
+def prediction_table(clf: Any, preds: list[Any], ranked: bool = False):
+    """:func:`prediction_records` as a pyarrow Table of fixed column types, the ones :func:`write_parquet` writes
+    (no rows included); ``ranked``: ``clf.predict`` was asked for top_k > 1 (a ``top_k`` column)."""
+    import pyarrow as pa
+
+    if clf.multi_label:
+        schema = pa.schema([("labels", pa.list_(pa.string())), ("scores", pa.list_(pa.float64()))])
+    else:
+        ranks = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())]))
+        schema = pa.schema([("label", pa.string()), ("score", pa.float64()), *([("top_k", ranks)] if ranked else [])])
+    return pa.Table.from_pylist(prediction_records(clf, preds), schema=schema)
 
 
 def _typed(pa, table):

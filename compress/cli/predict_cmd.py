@@ -38,10 +38,32 @@ def predict(
     provider: Annotated[Optional[list[str]], typer.Option(
         help="onnxruntime execution provider, in order of preference (repeatable); default CPU.")] = None,
     fallback: Annotated[bool, typer.Option(help="Run on what is available if a --provider is missing.")] = False,
+    engine: Annotated[str, typer.Option(
+        help="local: this process; ray: a Ray Data job over a cluster (the ray extra), the package loaded once per "
+        "worker, --input a file or folder, --output a folder of Parquet files.")] = "local",
+    address: Annotated[Optional[str], typer.Option(
+        help="--engine ray: the cluster (auto, HEAD:6379, ray://HEAD:10001); default: a new local one.")] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        help="--engine ray: workers, each with its own copy of the package and --threads CPUs (default: as many as "
+        "the cluster holds).")] = None,
+    keep_column: Annotated[Optional[list[str]], typer.Option(
+        help="--engine ray: an input column written beside each prediction, e.g. an id (repeatable).")] = None,
 ) -> None:
-    """Classify texts given on the command line, or a whole file streamed to JSON Lines."""
+    """Classify texts given on the command line, or a whole file streamed to JSON Lines (or a dataset scored by a
+    Ray Data job: --engine ray)."""
     from edgedistill.runtime.errors import RuntimeBaseError
 
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter(f"--engine {engine}: choose local or ray")
+    if engine == "ray":
+        from edgedistill.compress.cli._ray import predict_with_ray
+
+        return predict_with_ray(package, input, output, texts=texts, text_column=text_column, top_k=top_k,
+                                batch_size=batch_size, chunk_size=chunk_size, threads=threads, address=address,
+                                workers=workers, keep_columns=keep_column, encoding=encoding, provider=provider,
+                                fallback=fallback)
+    if address or workers or keep_column:
+        raise typer.BadParameter("--address, --workers and --keep-column go with --engine ray")
     if bool(texts) == (input is not None):
         raise typer.BadParameter("give either TEXTS or --input FILE (not both, not neither)")
     if input is None and (text_column or encoding or chunk_size):
@@ -61,15 +83,6 @@ def predict(
         raise EdgeDistillError(str(e)) from e
 
 
-def _records(clf: Any, preds: list[Any]) -> list[dict[str, Any]]:
-    """The output lines of ``clf.predict``'s answers: the best label and score, plus the ranked list when top_k > 1;
-    a multi-label package's: ``labels`` and ``scores``, lists of the labels that reach their thresholds (at most
-    top_k of them when top_k > 1) and their probabilities, best first, empty where none does."""
-    if clf.multi_label:
-        return [{"labels": [r["label"] for r in p], "scores": [r["score"] for r in p]} for p in preds]
-    return [p if isinstance(p, dict) else {"label": p[0]["label"], "score": p[0]["score"], "top_k": p} for p in preds]
-
-
 def _ranked(record: dict[str, Any]) -> list[dict[str, Any]]:
     """A line's labels with their scores, best first (a row each in the terminal's table)."""
     if "labels" in record:
@@ -78,7 +91,9 @@ def _ranked(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _predict_texts(clf: Any, texts: list[str], output: Path | None, kw: dict[str, Any]) -> None:
-    preds = _records(clf, clf.predict(texts, **kw))
+    from edgedistill.runtime.inputs import prediction_records
+
+    preds = prediction_records(clf, clf.predict(texts, **kw))
     if output is not None:
         with open(output, "w", encoding="utf-8") as f:
             for p in preds:
@@ -101,7 +116,7 @@ def _predict_texts(clf: Any, texts: list[str], output: Path | None, kw: dict[str
 def _predict_file(clf: Any, path: Path, output: Path | None, kw: dict[str, Any], *, text_column: str | None,
                   encoding: str | None, chunk_size: int | None) -> None:
     """Stream ``path`` through ``clf`` to JSON Lines (or Parquet, for an ``output`` named ``*.parquet``), one line a
-    text as :func:`_records` writes it.
+    text as :func:`~edgedistill.runtime.inputs.prediction_records` writes it.
 
     With ``output``, lines go to ``OUTPUT.partial`` first and the file appears under its name only when every text
     is done. An interrupted run (Ctrl+C, SIGTERM, a full disk) keeps the partial file and, beside it,
@@ -149,7 +164,7 @@ def _predict_file(clf: Any, path: Path, output: Path | None, kw: dict[str, Any],
                 progress.update(task, completed=done)
             for chunk in inputs.chunks(texts, chunk_size or inputs.CHUNK_SIZE):
                 out.write("".join(json.dumps(r, ensure_ascii=False) + "\n"
-                                  for r in _records(clf, clf.predict(chunk, **kw))))
+                                  for r in inputs.prediction_records(clf, clf.predict(chunk, **kw))))
                 out.flush()
                 done += len(chunk)
                 progress.update(task, texts=done, **({"advance": len(chunk)} if rows else {}))
