@@ -33,8 +33,10 @@ def predict(
         help="How many labels to give per text, best first (a multi-label package: at most this many of those that "
         "reach their thresholds).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Texts per model call.")] = None,
-    chunk_size: Annotated[Optional[int], typer.Option(help="Texts read and written at a time.")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")] = None,
+    chunk_size: Annotated[Optional[int], typer.Option(
+        help="Texts read and written at a time (--engine ray: the rows a worker is handed at a time).")] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        help="onnxruntime intra-op threads (--engine ray: a worker's, and the CPUs it reserves).")] = None,
     provider: Annotated[Optional[list[str]], typer.Option(
         help="onnxruntime execution provider, in order of preference (repeatable); default CPU.")] = None,
     fallback: Annotated[bool, typer.Option(help="Run on what is available if a --provider is missing.")] = False,
