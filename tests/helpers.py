@@ -21,7 +21,12 @@ if TYPE_CHECKING:
     from edgedistill.compress.sources import Wheel
     from edgedistill.compress.teacher import TeacherConfig
 
+from edgedistill.runtime.fsutil import cache_dir
+
 REPO = Path(__file__).resolve().parents[1]
+REAL_CACHE = cache_dir()
+"""The user's cache, read when the tests are collected, before the autouse fixture points the cache at a temporary
+folder: the real tests' downloads (npm packages, built-in sources) are fetched once and kept there."""
 
 # ------------------------------------------------------------------------------ tiny data
 
@@ -266,3 +271,28 @@ def report_line(request, line: str) -> None:
     with capture.global_and_fixture_disabled():
         reporter.ensure_newline()
         reporter.write_line(line)
+
+
+def headless_page(site: Path, job: dict, chromium: Path, *, query: str = "") -> dict:
+    """``runtime/web/headless.mjs`` on ``site`` (served on loopback) in headless Chromium, with the pinned npm
+    packages from the user's real cache: the page's JSON result for ``job`` (its url and chromium filled in)."""
+    import json
+    import os
+    import subprocess
+    import threading
+
+    from edgedistill.runtime import npm
+    from edgedistill.runtime import webexport as web
+    modules = npm.node_modules([npm.TRANSFORMERS_JS, npm.PLAYWRIGHT_CORE], REAL_CACHE / "npm" / "node")
+    server = web.make_server(site, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        job = {**job, "chromium": str(chromium), "url": web.server_url(server) + "index.html" + query}
+        proc = subprocess.run(["node", str(Path(web.__file__).parent / "web" / "headless.mjs")], input=json.dumps(job),
+                              capture_output=True, text=True, timeout=240,
+                              env={**os.environ, "EDGEDISTILL_NODE_MODULES": str(modules)})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)

@@ -22,11 +22,10 @@ from typer.testing import CliRunner
 from edgedistill.runtime import PackageConfig, PackageFormatError, TextClassifier, write_manifest
 from edgedistill.runtime import npm
 from edgedistill.runtime import webexport as web
-from edgedistill.runtime.fsutil import cache_dir
+from tests.helpers import REAL_CACHE, headless_page
 from tests.tiny_onnx import node_or_skip, token_table_graph, wordpiece_tokenizer
 from edgedistill.runtime.package import STATIC_MODEL_TYPE, TASK_MULTI, TASK_SINGLE, read_config
 
-REAL_CACHE = cache_dir()  # read at import, before the autouse fixture points the cache at a temp folder
 WEB_DIR = Path(web.__file__).parent / "web"
 
 LABELS = ["sport", "politics", "tech"]
@@ -435,26 +434,10 @@ def test_classify_script_on_the_exported_folder_matches_python(package, clf, tmp
 def test_the_demo_page_in_headless_chromium_shows_every_label_over_its_threshold(package, clf, tmp_path, browser_tools):
     """The page of the multi-label package: its answers against Python within 1e-4, and what a user sees: the
     labels that reach their thresholds, each one's bar marked."""
-    import threading
-
-    chromium = browser_tools
-    node = node_or_skip()
-    modules = npm.node_modules([npm.TRANSFORMERS_JS, npm.PLAYWRIGHT_CORE], REAL_CACHE / "npm" / "node")
     site = web.export_web(package, tmp_path / "site", cache=REAL_CACHE)
     texts = [t for t in TEXTS if t.strip()]
-    server = web.make_server(site, port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        job = {"mode": "classify", "chromium": str(chromium), "texts": texts, "batch_size": len(texts),
-               "ui_text": "goal vote", "url": web.server_url(server) + "index.html"}
-        proc = subprocess.run([node, str(WEB_DIR / "headless.mjs")], input=json.dumps(job), capture_output=True,
-                              text=True, timeout=240, env={**os.environ, "EDGEDISTILL_NODE_MODULES": str(modules)})
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(proc.stdout)
+    result = headless_page(site, {"mode": "classify", "texts": texts, "batch_size": len(texts),
+                                  "ui_text": "goal vote"}, browser_tools)
     assert result["blocked"] == [] and result["errors"] == [] and result["info"]["multiLabel"] is True
     probs = clf.predict_proba(texts, batch_size=len(texts))
     js = np.array([[r["probs"][label] for label in LABELS] for r in result["results"]])

@@ -20,14 +20,13 @@ import pytest
 from edgedistill.runtime import PackageConfig, PackageFormatError, TextClassifier, write_manifest
 from edgedistill.runtime import npm
 from edgedistill.runtime import webexport as web
-from edgedistill.runtime.fsutil import cache_dir
+from tests.helpers import REAL_CACHE, headless_page
 from tests.tiny_onnx import node_or_skip, token_table_graph, wordpiece_tokenizer
 from edgedistill.runtime.longtexts import special_ends
 from edgedistill.runtime.package import STATIC_MODEL_TYPE, read_config
 from edgedistill.runtime.views import (CHUNKS, DEFAULT_MAX_CHUNKS, DEFAULT_STRIDE, HEAD_TAIL, LONG_TEXTS, TRUNCATE,
                                        chunks, head_tail, truncate, view)
 
-REAL_CACHE = cache_dir()  # read at import, before the autouse fixture points the cache at a temp folder
 WEB_DIR = Path(web.__file__).parent / "web"
 
 LABELS = ["a", "b", "c"]
@@ -452,27 +451,10 @@ def test_classify_script_reads_long_texts_as_python(files, tmp_path, changes):
 def test_the_demo_page_in_headless_chromium_pools_chunks_as_python(files, tmp_path, browser_tools):
     """The page of a chunked multi-label package (onnxruntime-web's WASM in Chromium): its answers for long and
     short texts against the Python runtime within 1e-4."""
-    import threading
-
-    chromium = browser_tools
-    node = node_or_skip()
-    modules = npm.node_modules([npm.TRANSFORMERS_JS, npm.PLAYWRIGHT_CORE], REAL_CACHE / "npm" / "node")
     package = _package(tmp_path / "pkg", files, long_texts=CHUNKS, chunk_stride=3, max_chunks=6, task="multi_label")
     site = web.export_web(package, tmp_path / "site", cache=REAL_CACHE)
     texts = [LONG, "w1 w2", LONGER, "w5"]
-    server = web.make_server(site, port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        job = {"mode": "classify", "chromium": str(chromium), "texts": texts, "batch_size": 3,
-               "url": web.server_url(server) + "index.html"}
-        proc = subprocess.run([node, str(WEB_DIR / "headless.mjs")], input=json.dumps(job), capture_output=True,
-                              text=True, timeout=240, env={**os.environ, "EDGEDISTILL_NODE_MODULES": str(modules)})
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(proc.stdout)
+    result = headless_page(site, {"mode": "classify", "texts": texts, "batch_size": 3}, browser_tools)
     assert result["blocked"] == [] and result["errors"] == [] and result["info"]["multiLabel"] is True
     probs = TextClassifier.load(package, threads=1).predict_proba(texts, batch_size=3)
     js = np.array([[r["probs"][label] for label in LABELS] for r in result["results"]])

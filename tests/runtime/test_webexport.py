@@ -28,9 +28,8 @@ from edgedistill.runtime import TextClassifier, sha256_file, write_manifest
 from edgedistill.runtime import npm
 from edgedistill.runtime import webexport as web
 from edgedistill.runtime.fsutil import cache_dir
-from tests.helpers import build_tiny_bert, make_sentences
+from tests.helpers import REAL_CACHE, build_tiny_bert, headless_page, make_sentences
 
-REAL_CACHE = cache_dir()  # read at import, before the autouse fixture points the cache at a temp folder
 WEB_DIR = Path(web.__file__).parent / "web"
 
 
@@ -439,20 +438,15 @@ def _compare(kind: str, labels: list[str], expected: np.ndarray, got: list[dict]
 @pytest.mark.real
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", list(PACKAGES))
-def test_page_in_headless_chromium_matches_python_runtime(kind, request, node_env, browser_tools, tmp_path):
+def test_page_in_headless_chromium_matches_python_runtime(kind, request, browser_tools, tmp_path):
     package = _package(request, kind)
     texts = _parity_texts()
     expected = _python_probs(package, texts, batch_size=len(texts))  # one padded batch
     labels = ["negative", "positive"]
     assert len({labels[i] for i in expected.argmax(1)}) == 2, "the trained model should predict both labels"
     site = web.export_web(package, tmp_path / "site", cache=REAL_CACHE)
-    job = {"mode": "classify", "chromium": str(browser_tools), "texts": texts, "batch_size": len(texts),
-           "ui_text": texts[0]}
-    with Served(site) as s:
-        job["url"] = s.url + "index.html?threads=2"
-        proc = _run(["node", str(WEB_DIR / "headless.mjs")], "headless Chromium", input=json.dumps(job),
-                    env=node_env, timeout=240)
-    result = json.loads(proc.stdout)
+    result = headless_page(site, {"mode": "classify", "texts": texts, "batch_size": len(texts), "ui_text": texts[0]},
+                           browser_tools, query="?threads=2")
     assert result["blocked"] == [] and result["errors"] == []  # nothing asked of the outside world
     info = result["info"]
     assert info["labels"] == labels and info["dtype"] == DTYPES[kind]
