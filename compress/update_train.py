@@ -118,12 +118,16 @@ def train(model, views: TextViews, labels: list[Any], old_logits: np.ndarray | N
     best_state = copy.deepcopy(model.state_dict())
     history = [{"step": 0, "score": best["score"]}]
     step, stale = 0, 0  # stale: validations since the best (early stopping when cfg.patience is set)
+
+    def done() -> bool:
+        return step >= total or bool(cfg.patience and stale >= cfg.patience)
+
     with progress.bar("updating", total, unit="steps") as bar:
-        while step < total and not (cfg.patience and stale >= cfg.patience):
+        while not done():
             order = list(range(n))
             rng.shuffle(order)
             for start in range(0, n, cfg.batch_size):
-                if step >= total or (cfg.patience and stale >= cfg.patience):
+                if done():
                     break
                 idx = order[start:start + cfg.batch_size]
                 batch = views.tokenizer.pad(views.features(idx), padding=True, return_tensors="pt")

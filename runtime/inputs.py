@@ -168,7 +168,7 @@ def prediction_table(clf: Any, preds: list[Any], ranked: bool = False):
     import pyarrow as pa
 
     if clf.multi_label:
-        schema = pa.schema([("labels", pa.list_(pa.string())), ("scores", pa.list_(pa.float64()))])
+        schema = pa.schema([(name, pa.list_(getattr(pa, item)())) for name, item in LIST_TYPES.items()])
     else:
         ranks = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())]))
         schema = pa.schema([("label", pa.string()), ("score", pa.float64()), *([("top_k", ranks)] if ranked else [])])
