@@ -1,25 +1,41 @@
 """Augmented transfer texts: new sentences made from the training texts, labelled by the teacher only.
 
 Distillation learns the teacher's function from the texts it is shown; a few thousand labelled sentences
-show little of it. TinyBERT (Jiao et al., 2020) and Tang et al. (2019) grow the transfer set with
-perturbed copies of the training texts and let the teacher label them. Two perturbations here:
+show little of it. TinyBERT (Jiao et al., 2020) and Tang et al. (2019, arXiv 1903.12136) grow the transfer set
+with perturbed copies of the training texts and let the teacher label them. The families here:
 
 - ``replace``: each content word (not a stop word) is swapped, with probability ``p``, for one of its
   nearest neighbours in the teacher's own input-embedding space (cosine). TinyBERT uses a masked-LM head for
   single-piece words and GloVe neighbours for the rest; the built-in sentence-transformer checkpoints ship no trained
   MLM head, so the embedding table that every checkpoint has stands in for both;
 - ``delete``: one span of up to a quarter of the words is cut (Tang et al.'s n-gram sampling, kept whole
-  but for a gap).
+  but for a gap);
+- ``mask``: each word is replaced, with probability ``mask_p`` (Tang: 0.1; at least one word), by the teacher
+  tokenizer's mask token (:func:`teacher_mask_token`), so the teacher labels the sentence with a word hidden;
+- ``ngram``: Tang's n-gram sampling: only a random window of n contiguous words is kept, n uniform in 1..5
+  (fewer than the text has);
+- ``mix``: the first words of one training text joined with the last words of another, drawn at random (each
+  cut at a word boundary, at least one word from each).
 
-A copy that comes out equal to a training, validation or test text is dropped, so no held-out text ever
-reaches the teacher or the student through augmentation::
+Words are the whitespace-separated pieces of a text. How a copy is made: ``replace`` and ``delete`` together are
+one edit, as they always were (replace, then delete a span when nothing was replaced, else half the time); the edit
+and each of ``mask``, ``ngram`` and ``mix`` chosen are the copy-makers. The copies of one text go through the
+makers in turn (the order of ``METHODS``), starting at a maker drawn at random for that text: ``copies`` equal to
+the number of makers gives one copy by each. Everything is drawn from one generator seeded with ``seed``, so the
+same texts and seed give the same copies; with one maker (``replace`` and/or ``delete`` alone) nothing extra is
+drawn and the copies are those of the two-method version.
+
+A copy that comes out equal to a training, validation or test text, or to an earlier copy, is dropped, so no
+held-out text ever reaches the teacher or the student through augmentation::
 
     neighbours = embedding_neighbours(teacher_dir, words_of(train_texts))
     extra = augment_texts(train_texts, copies=2, neighbours=neighbours, p=0.3, seed=42)
+    masked = augment_texts(train_texts, copies=2, methods=["mask", "ngram"], mask_token=teacher_mask_token(teacher_dir))
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
@@ -33,7 +49,9 @@ from edgedistill.compress.errors import ConfigError
 log = logging.getLogger(__name__)
 
 WORD = re.compile(r"\b[A-Za-z]+\b")
-METHODS = ("replace", "delete")
+METHODS = ("replace", "delete", "mask", "ngram", "mix")
+DEFAULT_METHODS = ("replace", "delete")
+NGRAM_MAX = 5  # Tang et al.: n-grams of 1 to 5 words
 
 
 def words_of(texts: Iterable[str]) -> set[str]:
@@ -114,22 +132,114 @@ def _delete(text: str, rng: random.Random) -> str:
     return " ".join(words[:start] + words[start + n:])
 
 
-def augment_texts(texts: Sequence[str], copies: int, *, neighbours: dict[str, list[str]], p: float = 0.3,
-                  methods: Sequence[str] = METHODS, exclude: Iterable[str] = (), seed: int = 42) -> list[str]:
+def _mask(text: str, token: str, p: float, rng: random.Random) -> str:
+    words = text.split()
+    if not words:
+        return text
+    hide = [rng.random() < p for _ in words]
+    if not any(hide):  # a copy with nothing hidden would be the text itself
+        hide[rng.randrange(len(words))] = True
+    return " ".join(token if h else w for w, h in zip(words, hide))
+
+
+def _ngram(text: str, rng: random.Random) -> str:
+    words = text.split()
+    if len(words) < 2:
+        return text
+    n = rng.randint(1, min(NGRAM_MAX, len(words) - 1))
+    start = rng.randrange(0, len(words) - n + 1)
+    return " ".join(words[start:start + n])
+
+
+def _mix(texts: Sequence[str], i: int, rng: random.Random) -> str:
+    if len(texts) < 2:
+        return texts[i]
+    j = rng.randrange(len(texts) - 1)
+    j += j >= i  # another text than the i-th
+    head, tail = texts[i].split(), texts[j].split()
+    a = rng.randint(1, max(1, len(head) - 1))
+    b = rng.randint(1, max(1, len(tail) - 1))
+    return " ".join(head[:a] + tail[len(tail) - b:])
+
+
+def teacher_mask_token(model_dir: Path | str) -> str | None:
+    """The token that hides a word from the teacher: the mask token its tokenizer files name (``<mask>`` for MPNet,
+    ``[MASK]`` for BERT), else its unknown token; each only if the teacher's ``tokenizer.json`` holds it as one
+    special token that a text containing it encodes to one id. None when neither is."""
+    from tokenizers import Tokenizer
+
+    model_dir = Path(model_dir)
+    named: dict[str, str] = {}
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        path = model_dir / name
+        settings = json.loads(path.read_text()) if path.is_file() else {}
+        for key in ("mask_token", "unk_token"):
+            value = settings.get(key)
+            value = value.get("content") if isinstance(value, dict) else value  # {"content": "<mask>", ...}
+            if isinstance(value, str) and value:
+                named.setdefault(key, value)
+    tok_file = model_dir / "tokenizer.json"
+    if not tok_file.is_file():
+        raise ConfigError("distill.augment_methods", "mask", f"needs the teacher's tokenizer.json in {model_dir}")
+    tok = Tokenizer.from_file(str(tok_file))
+    specials = {t.content for t in tok.get_added_tokens_decoder().values() if t.special}
+    for key in ("mask_token", "unk_token"):
+        token = named.get(key)
+        if token in specials and tok.encode(f"a {token} b", add_special_tokens=False).ids.count(
+                tok.token_to_id(token)) == 1:
+            return token
+    return None
+
+
+def _makers(methods: Sequence[str], token: str | None) -> list[str]:
+    """The copy-makers of ``methods``, in the order of METHODS: ``edit`` (replace and/or delete), then each of
+    mask, ngram and mix chosen (mask only with a token)."""
+    makers = ["edit"] if {"replace", "delete"} & set(methods) else []
+    for m in ("mask", "ngram", "mix"):
+        if m in methods:
+            if m == "mask" and not token:
+                log.warning("augmentation: the teacher's tokenizer names no mask or unknown token that encodes to "
+                            "one special id; the mask family is skipped")
+                continue
+            makers.append(m)
+    return makers
+
+
+def augment_texts(texts: Sequence[str], copies: int, *, neighbours: dict[str, list[str]] | None = None,
+                  p: float = 0.3, methods: Sequence[str] = DEFAULT_METHODS, exclude: Iterable[str] = (),
+                  seed: int = 42, mask_token: str | None = None, mask_p: float = 0.1) -> list[str]:
     """``copies`` perturbed versions of each text (fewer where a perturbation changes nothing or repeats a
-    text already seen), in input order; none is in ``texts`` or ``exclude``."""
+    text already seen), in input order; none is in ``texts`` or ``exclude``. ``neighbours``
+    (:func:`embedding_neighbours`) is needed for ``replace``, ``mask_token`` (:func:`teacher_mask_token`) for ``mask``;
+    the module docstring says how each copy is made."""
     if bad := [m for m in methods if m not in METHODS]:
         raise ConfigError("distill.augment_methods", list(methods), f"unknown {bad}; choose from {list(METHODS)}")
+    if "replace" in methods and neighbours is None:
+        raise ConfigError("distill.augment_methods", list(methods), "replace needs the teacher's embedding "
+                          "neighbours (embedding_neighbours)")
+    makers = _makers(methods, mask_token)
     rng = random.Random(seed)
     seen = set(texts) | set(exclude)
     out: list[str] = []
-    for text in texts:
-        for _ in range(copies):
-            new = text
-            if "replace" in methods:
-                new = _replace(new, neighbours, p, rng)
-            if "delete" in methods and (new == text or rng.random() < 0.5):
-                new = _delete(new, rng)
+    for i, text in enumerate(texts):
+        # 1) the first maker of this text's copies: drawn only when there is a choice (the two-method stream)
+        first = rng.randrange(len(makers)) if len(makers) > 1 else 0
+        for c in range(copies if makers else 0):
+            # 2) the copies take the makers in turn
+            maker = makers[(first + c) % len(makers)]
+            if maker == "edit":
+                new = text
+                if "replace" in methods:
+                    new = _replace(new, neighbours, p, rng)
+                if "delete" in methods and (new == text or rng.random() < 0.5):
+                    new = _delete(new, rng)
+            elif maker == "mask":
+                new = _mask(text, mask_token, mask_p, rng)
+            elif maker == "ngram":
+                new = _ngram(text, rng)
+            else:
+                new = _mix(texts, i, rng)
+            # 3) only new texts: never a training, held-out or earlier text
             if new not in seen:
                 seen.add(new)
                 out.append(new)

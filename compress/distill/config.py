@@ -62,12 +62,20 @@ class DistillConfig(TrainingSettings):
     """At most this many unlabelled transfer texts (a seeded sample)."""
     augment: int | None = None
     """Perturbed copies of each training text added to the transfer set, labelled by the teacher only
-    (:mod:`edgedistill.compress.augment`: content words swapped for embedding neighbours, a span deleted)."""
+    (:mod:`edgedistill.compress.augment`); ``augment_methods`` says how they are made. Copies equal to a training,
+    validation or test text, or to another copy, are dropped."""
     augment_p: float = 0.3
-    """Probability that augmentation swaps a content word."""
+    """Probability that ``replace`` swaps a content word."""
+    augment_mask_p: float = 0.1
+    """Probability that ``mask`` hides a word behind the teacher's mask token (Tang et al. 2019: 0.1; at least one
+    word a copy)."""
     augment_methods: list[str] = field(default_factory=lambda: ["replace", "delete"])
-    """The perturbations augmentation draws from: ``replace`` (content words swapped for embedding
-    neighbours) and ``delete`` (a span deleted)."""
+    """The perturbation families augmentation uses: ``replace`` (content words swapped for the teacher's
+    embedding neighbours), ``delete`` (a span cut), ``mask`` (words hidden behind the teacher tokenizer's mask
+    token), ``ngram`` (a window of 1 to 5 contiguous words kept) and ``mix`` (the first words of one training
+    text, the last words of another). ``replace`` and ``delete`` together make one edit (replace, then maybe
+    delete); each text's copies go through the edit and the other families chosen in turn, from one drawn at
+    random."""
     head_lr_multiplier: float | None = None
     """A fresh head's learning rate over the encoder's (``pretrained`` and ``drop-layers`` students; a student
     cut from the teacher keeps its trained head at 1x); None: from the number of classes
@@ -94,8 +102,9 @@ class DistillConfig(TrainingSettings):
             raise ConfigError("distill.augment", self.augment, "must be a whole number of copies >= 0")
         if self.head_lr_multiplier is not None and self.head_lr_multiplier <= 0:
             raise ConfigError("distill.head_lr_multiplier", self.head_lr_multiplier, "must be > 0")
-        if not 0.0 < self.augment_p <= 1.0:
-            raise ConfigError("distill.augment_p", self.augment_p, "must be in (0, 1]")
+        for name in ("augment_p", "augment_mask_p"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ConfigError(f"distill.{name}", getattr(self, name), "must be in (0, 1]")
         from edgedistill.compress.augment import METHODS
 
         self.augment_methods = list(self.augment_methods)

@@ -53,13 +53,7 @@ def build_transfer_set(cfg: DistillConfig, data) -> TransferSet:
         extra = random.Random(cfg.seed).sample(extra, cfg.max_transfer_samples)
     augmented: list[str] = []
     if cfg.augment:
-        from edgedistill.compress.augment import augment_texts, embedding_neighbours, words_of
-
-        neighbours = embedding_neighbours(cfg.teacher_dir, words_of(train))
-        augmented = augment_texts(train, cfg.augment, neighbours=neighbours, p=cfg.augment_p,
-                                  methods=cfg.augment_methods, exclude=held_out | seen, seed=cfg.seed)
-        log.info("augmentation: %d new texts from %d training texts (%d copies each, p=%g, %s)", len(augmented),
-                 len(train), cfg.augment, cfg.augment_p, "+".join(cfg.augment_methods))
+        augmented = _augmented(cfg, train, held_out | seen)
     extra += augmented
     texts = train + extra
     if leaked := held_out.intersection(texts):
@@ -67,6 +61,22 @@ def build_transfer_set(cfg: DistillConfig, data) -> TransferSet:
                                f"{next(iter(leaked))[:60]!r}")
     return TransferSet(texts, list(data.train.labels) + [-100] * len(extra), len(train), len(extra), dropped,
                        len(augmented))
+
+
+def _augmented(cfg: DistillConfig, train: list[str], exclude: set[str]) -> list[str]:
+    """``cfg.augment`` copies of each training text by ``cfg.augment_methods``, none in ``exclude``; the teacher's
+    embedding table is read only for ``replace``, its tokenizer files only for ``mask``."""
+    from edgedistill.compress.augment import augment_texts, embedding_neighbours, teacher_mask_token, words_of
+
+    methods = cfg.augment_methods
+    neighbours = embedding_neighbours(cfg.teacher_dir, words_of(train)) if "replace" in methods else None
+    token = teacher_mask_token(cfg.teacher_dir) if "mask" in methods else None
+    augmented = augment_texts(train, cfg.augment, neighbours=neighbours, p=cfg.augment_p, methods=methods,
+                              mask_token=token, mask_p=cfg.augment_mask_p, exclude=exclude, seed=cfg.seed)
+    mask = f", mask {token!r} p={cfg.augment_mask_p:g}" if "mask" in methods else ""
+    log.info("augmentation: %d new texts from %d training texts (%d copies each, %s, p=%g%s)", len(augmented),
+             len(train), cfg.augment, "+".join(methods), cfg.augment_p, mask)
+    return augmented
 
 
 def same_tokens(tok_a, tok_b, texts: Sequence[str], max_length: int) -> bool:
