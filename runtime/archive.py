@@ -6,13 +6,14 @@
 from __future__ import annotations
 
 import re
-import shutil
 import stat
-import zipfile
-import zlib
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from edgedistill.runtime.errors import PackageIntegrityError, UnsafeArchiveError
+
+if TYPE_CHECKING:
+    import zipfile
 
 MAX_ARCHIVE_BYTES = 8 << 30  # a .zip package that unpacks to more than this is refused (a zip bomb, not a model)
 _CHUNK = 1 << 20
@@ -36,6 +37,10 @@ def member_problem(info: zipfile.ZipInfo) -> str | None:
 
 def safe_extract(zip_path: Path, dest: Path, max_bytes: int = MAX_ARCHIVE_BYTES) -> None:
     """Extract ``zip_path`` into ``dest``, refusing any member that could land outside it."""
+    import shutil  # here, not at the top: loading a package folder never unzips (a faster start)
+    import zipfile
+    import zlib
+
     try:
         zf = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as e:

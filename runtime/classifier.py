@@ -50,6 +50,7 @@ from tokenizers import Tokenizer
 
 from edgedistill.runtime import longtexts
 from edgedistill.runtime.errors import PackageFormatError, ProviderUnavailableError
+from edgedistill.runtime.fasttok import Encoder
 from edgedistill.runtime.probabilities import sigmoid, softmax
 from edgedistill.runtime.package import (BATCH_DEPENDENT_VARIANTS, CONFIG_FILE, KIND_STRINGS, MANIFEST_FILE,
                                          MODEL_FILE, STRINGS_INPUT, TARGETS, TOKENIZER_FILE, PackageConfig,
@@ -84,6 +85,8 @@ def _check_batch_size(batch_size: Any) -> None:
 
 def _by_length(texts: Sequence[str]) -> np.ndarray:
     """Positions of ``texts``, shortest first (in characters; stable)."""
+    if len(texts) == 1:
+        return np.zeros(1, dtype=np.int64)
     return np.argsort(np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts)), kind="stable")
 
 
@@ -110,12 +113,14 @@ class TextClassifier:
     model_file: str = MODEL_FILE
     """The package's model file that runs (another than model.onnx when the package ships one per target)."""
 
-    def __init__(self, session: ort.InferenceSession, tokenizer: Tokenizer | None, config: PackageConfig, *,
+    def __init__(self, session: ort.InferenceSession, tokenizer: Tokenizer | Encoder | None, config: PackageConfig, *,
                  manifest: Mapping[str, Any] | None = None, source: str = "<memory>", fallback: bool = False,
                  requested: Sequence[Provider] = (), batch_invariant: bool | None = None):
         if batch_invariant is not None and not isinstance(batch_invariant, bool):
             raise ValueError(f"batch_invariant={batch_invariant!r}: must be None (the package decides), True or False")
-        self._session, self._tokenizer, self.config = session, tokenizer, config
+        self._encoder = Encoder(tokenizer) if isinstance(tokenizer, Tokenizer) else tokenizer
+        self._tokenizer = None if self._encoder is None else self._encoder.tokenizer
+        self._session, self.config = session, config
         self.manifest = dict(manifest) if manifest is not None else None
         self.source = source
         self.labels: list[str] = list(config.labels)
@@ -170,19 +175,22 @@ class TextClassifier:
         target = target or machine_target(chosen)
         with open_package(where) as folder:
             model_file = _manifest_target_file(folder, target)
-            manifest, blobs = _verify_folder(folder, where, keep=(TOKENIZER_FILE, model_file))
-        model_file, entry = target_model(manifest, target, where)
-        if model_file not in blobs:  # the manifest changed between the two reads
-            raise PackageFormatError(where, "changed while it was being read", file=MANIFEST_FILE)
-        config = read_config(blobs[CONFIG_FILE], where=where)
-        if entry is not None and entry.get("variant") and entry["variant"] != config.variant:
-            config = dataclasses.replace(config, variant=entry["variant"],
-                                         batch_dependent=entry["variant"] in BATCH_DEPENDENT_VARIANTS)
-        if entry is not None and not entry.get("verified", True):
-            log.warning("%s: its %s model (%s) was never checked on %s (shipped unverified)", where, target,
-                        model_file, target)
-        session = cls._open_session(blobs.pop(model_file), chosen, threads, where)
-        tokenizer = None if config.kind == KIND_STRINGS else cls._read_tokenizer(blobs[TOKENIZER_FILE], where)
+            # the model is hashed in place and opened by path, alone in a private folder (faster than handing
+            # onnxruntime its bytes), then checked unchanged since it was hashed
+            manifest, blobs = _verify_folder(folder, where, keep=(TOKENIZER_FILE,), pin=(model_file,))
+            model_file, entry = target_model(manifest, target, where)
+            if model_file not in blobs:  # the manifest changed between the two reads
+                raise PackageFormatError(where, "changed while it was being read", file=MANIFEST_FILE)
+            config = read_config(blobs[CONFIG_FILE], where=where)
+            if entry is not None and entry.get("variant") and entry["variant"] != config.variant:
+                config = dataclasses.replace(config, variant=entry["variant"],
+                                             batch_dependent=entry["variant"] in BATCH_DEPENDENT_VARIANTS)
+            if entry is not None and not entry.get("verified", True):
+                log.warning("%s: its %s model (%s) was never checked on %s (shipped unverified)", where, target,
+                            model_file, target)
+            # the tokenizer is parsed while the model's hash is computed; the model is opened once it matches
+            tokenizer = None if config.kind == KIND_STRINGS else cls._read_tokenizer(blobs[TOKENIZER_FILE], where)
+            session = blobs.pop(model_file).read(lambda source: cls._open_session(source, chosen, threads, where))
         clf = cls(session, tokenizer, config, manifest=manifest, source=str(where), fallback=fallback,
                   requested=chosen, batch_invariant=batch_invariant)
         clf.target, clf.model_file = target, model_file
@@ -216,9 +224,10 @@ class TextClassifier:
             raise PackageFormatError(where, f"onnxruntime cannot load it: {e}", file=MODEL_FILE) from e
 
     @staticmethod
-    def _read_tokenizer(raw: bytes, where: Path) -> Tokenizer:
+    def _read_tokenizer(raw: bytes, where: Path) -> Encoder:
         try:
-            return Tokenizer.from_str(raw.decode("utf-8"))
+            text = raw.decode("utf-8")
+            return Encoder(Tokenizer.from_str(text), text)
         except Exception as e:  # tokenizers raises plain Exception for a bad file
             raise PackageFormatError(where, f"the tokenizers library cannot read it: {e}",
                                      file=TOKENIZER_FILE) from e
@@ -274,13 +283,17 @@ class TextClassifier:
         if pad_token is None:
             raise PackageFormatError(self.source, f"pad_token_id={self.config.pad_token_id} is not in "
                                      "tokenizer.json's vocabulary", file=CONFIG_FILE)
-        if self.long_texts == TRUNCATE:
-            self._tokenizer.enable_truncation(max_length=self.max_length)
-            self._tokenizer.enable_padding(pad_id=self.config.pad_token_id, pad_token=pad_token)  # to a batch's longest
-        else:  # tokenizer.json may carry settings of its own
-            self._tokenizer.no_truncation()
-            self._tokenizer.no_padding()
-        self._encode_batch = getattr(self._tokenizer, "encode_batch_fast", self._tokenizer.encode_batch)
+        def settings(tok: Tokenizer) -> None:
+            if self.long_texts == TRUNCATE:
+                tok.enable_truncation(max_length=self.max_length)
+                tok.enable_padding(pad_id=self.config.pad_token_id, pad_token=pad_token)  # to a batch's longest
+            else:  # tokenizer.json may carry settings of its own
+                tok.no_truncation()
+                tok.no_padding()
+
+        self._encoder.configure(settings)
+        # every piece of the one-sequence template shows in any one text's encoding: zeros here, zeros always
+        self._single_type_ids_zero = not any(self._encoder.encode(["a probe, 1."])[0].type_ids)
 
     # ------------------------------------------------------------------ inference
 
@@ -311,6 +324,12 @@ class TextClassifier:
         ids = np.array([e.ids for e in encodings], dtype=self._dtypes["input_ids"])
         if ids.shape[1] == 0:
             raise ValueError(_NO_TOKENS)
+        if len(encodings) == 1:  # one text: no padding; one sequence's type ids are 0 (checked at load)
+            feed = {"input_ids": ids, "attention_mask": np.ones(ids.shape, dtype=self._dtypes["attention_mask"])}
+            if self.config.uses_token_type_ids:
+                feed["token_type_ids"] = np.zeros(ids.shape, dtype=self._dtypes["token_type_ids"]) \
+                    if self._single_type_ids_zero else np.array([encodings[0].type_ids], self._dtypes["token_type_ids"])
+            return feed
         feed = {"input_ids": ids,
                 "attention_mask": np.array([e.attention_mask for e in encodings],
                                            dtype=self._dtypes["attention_mask"])}
@@ -319,9 +338,9 @@ class TextClassifier:
         return feed
 
     def _encode(self, texts: list[str], positions: Iterable[int]) -> list[Any]:
-        try:  # one text: encode() skips the batch path's thread pool (measurably faster at batch 1)
-            return [self._tokenizer.encode(texts[0])] if len(texts) == 1 else self._encode_batch(texts)
-        except TypeError:
+        try:
+            return self._encoder.encode(texts)
+        except (TypeError, UnicodeError):  # a lone surrogate: name its text
             _check_unicode(texts, positions)
             raise
 

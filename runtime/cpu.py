@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import platform
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +103,8 @@ def cpu_info() -> tuple[str, set[str], int | None]:
 
 
 def _sysctl(name: str) -> str:
+    import subprocess  # macOS only: not imported on Linux (a faster start)
+
     try:
         return subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):

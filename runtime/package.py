@@ -26,16 +26,14 @@ import hashlib
 import json
 import logging
 import re
-import tempfile
-import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from edgedistill.runtime.archive import MAX_ARCHIVE_BYTES, safe_extract  # noqa: F401 (MAX_ARCHIVE_BYTES: re-exported)
 from edgedistill.runtime.errors import PackageError, PackageFormatError, PackageIntegrityError
+from edgedistill.runtime.integrity import PinnedFile, _stat_key, sha256_file  # noqa: F401 (sha256_file: re-exported)
 from edgedistill.runtime.tasks import TASK_MULTI, TASK_SINGLE, TASKS, scoring_problem  # noqa: F401 (TASKS: re-exported)
 from edgedistill.runtime.tasks import long_texts_fields, long_texts_problem
 from edgedistill.runtime.views import DEFAULT_MAX_CHUNKS, DEFAULT_STRIDE, TRUNCATE
@@ -78,19 +76,9 @@ STATIC_MODEL_TYPE = "edgedistill-static"
 no transformer; runtimes that pick a model class by ``model_type`` (transformers.js) need to know it."""
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_CHUNK = 1 << 20
 
 
 # --------------------------------------------------------------------------- hashing and the manifest
-
-def sha256_file(path: Path | str) -> str:
-    """The hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def _package_files(folder: Path) -> list[str]:
     """Every file under ``folder`` but the manifest, as sorted POSIX relative names; links are refused."""
@@ -123,6 +111,8 @@ def write_manifest(folder: Path | str, *, opset: int, quantization: Mapping[str,
     for the ``tokens`` kind), checked here, so that a bad package fails when it is built rather than when it is
     loaded. ``extra`` fields are written after the standard ones.
     """
+    from datetime import datetime, timezone  # here: the loader never writes a manifest (a faster start)
+
     folder = Path(folder)
     if not folder.is_dir():
         raise PackageError(folder, "is not a folder")
@@ -195,10 +185,14 @@ def _check_manifest(manifest: Any, where: Path) -> dict[str, dict[str, Any]]:
     return files
 
 
-def _verify_folder(folder: Path, where: Path, keep: Iterable[str] = ()) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """Check every file of the package in ``folder``; return the manifest and the bytes of the ``keep`` files.
+def _verify_folder(folder: Path, where: Path, keep: Iterable[str] = (),
+                   pin: Iterable[str] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Check every file of the package in ``folder``; return the manifest and the bytes of the ``keep`` files
+    (config.json's always), and a :class:`PinnedFile` for each ``pin`` file, to be read by path.
 
-    The kept files are hashed from the very bytes returned, so what is checked is what is used.
+    The kept files are hashed from the very bytes returned, and a pinned file is hashed (on a thread, once every
+    other file has passed) before :meth:`PinnedFile.read` lets its reader open it and checked unchanged after, so
+    what is checked is what is used.
     ``where`` is the name shown in errors (the ``.zip`` rather than its temporary folder).
     """
     manifest_path = folder / MANIFEST_FILE
@@ -209,16 +203,20 @@ def _verify_folder(folder: Path, where: Path, keep: Iterable[str] = ()) -> tuple
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PackageIntegrityError(where, f"is not valid JSON ({e})", file=MANIFEST_FILE) from None
     files = _check_manifest(manifest, where)
-    keep = set(keep)
-    blobs: dict[str, bytes] = {}
+    keep, pin = set(keep), set(pin)
+    blobs: dict[str, Any] = {}
+    pinned: dict[str, tuple[int, ...]] = {}
     for name, entry in files.items():
         path = folder / name
         if path.is_symlink() or not path.is_file():
             raise PackageIntegrityError(where, "is listed in the manifest but missing", file=name)
-        size = path.stat().st_size
-        if size != entry["size"]:
+        key = _stat_key(path)
+        if key[2] != entry["size"]:
             raise PackageIntegrityError(
-                where, f"is {size} bytes, the manifest says {entry['size']} (truncated or replaced)", file=name)
+                where, f"is {key[2]} bytes, the manifest says {entry['size']} (truncated or replaced)", file=name)
+        if name in pin and name != CONFIG_FILE:  # hashed last, beside the caller's next steps
+            pinned[name] = key
+            continue
         if name in keep or name == CONFIG_FILE:
             data = path.read_bytes()
             digest = hashlib.sha256(data).hexdigest()
@@ -238,6 +236,7 @@ def _verify_folder(folder: Path, where: Path, keep: Iterable[str] = ()) -> tuple
     unlisted = sorted(set(_package_files(folder)) - set(files))
     if unlisted:
         log.warning("%s: files not in the manifest are ignored: %s", where, ", ".join(unlisted))
+    blobs |= {name: PinnedFile(folder / name, where, name, files[name]["sha256"], key) for name, key in pinned.items()}
     return manifest, blobs
 
 
@@ -295,6 +294,9 @@ def open_package(path: Path | str) -> Iterator[Path]:
     if path.is_dir():
         yield _package_root(path, path)
     elif path.is_file():
+        import tempfile  # here, not at the top: a package folder (the usual case) needs neither (a faster start)
+        import zipfile
+
         if not zipfile.is_zipfile(path):
             raise PackageIntegrityError(path, "is neither a package folder nor a .zip archive")
         with tempfile.TemporaryDirectory(prefix="edgedistill-package-") as tmp:
@@ -306,6 +308,8 @@ def open_package(path: Path | str) -> Iterator[Path]:
 
 def zip_package(folder: Path | str, dest: Path | str) -> Path:
     """Zip a package folder (files at the archive's top level, deflated, fixed member order); returns ``dest``."""
+    import zipfile
+
     folder, dest = Path(folder), Path(dest)
     names = _package_files(folder) + ([MANIFEST_FILE] if (folder / MANIFEST_FILE).is_file() else [])
     with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED) as zf:

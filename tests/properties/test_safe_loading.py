@@ -242,6 +242,10 @@ def _graph_with(node_domain: str | None = None, external: str | None = None) -> 
     return helper.make_model(graph, opset_imports=opsets).SerializeToString()
 
 
+def _no_links(*args, **kwargs):
+    raise OSError("symbolic links are not allowed here")
+
+
 def _package_with_model(tiny_package: Path, dest: Path, model: bytes) -> Path:
     pkg = Path(shutil.copytree(tiny_package, dest))
     (pkg / "model.onnx").write_bytes(model)
@@ -265,15 +269,20 @@ def test_a_graph_with_a_custom_op_domain_fails_cleanly(tiny_package, tmp_path, d
     assert "Evil" in str(e.value) or domain in str(e.value)
 
 
+@pytest.mark.parametrize("links", [True, False], ids=["by-link", "by-bytes"])
 @pytest.mark.parametrize("location", ["/etc/hostname", "../secret.bin", "weights.bin"])
-def test_a_graph_with_external_weights_is_refused_and_reads_nothing(tiny_package, tmp_path, location):
-    """The runtime hands onnxruntime the verified bytes, not a path: external data has nothing to resolve against,
-    so even a listed weights file beside the model (or a file outside the package) is never read."""
+def test_a_graph_with_external_weights_is_refused_and_reads_nothing(tiny_package, tmp_path, location, links,
+                                                                     monkeypatch):
+    """The runtime hands onnxruntime the verified model alone in a private folder (a link to it; its bytes where
+    no link can be made): external data has nothing to resolve against, so even a listed weights file beside the
+    model (or a file outside the package) is never read."""
     secret = tmp_path / "secret.bin"
     secret.write_bytes(np.array([5.0, 5.0], np.float32).tobytes())
     pkg = _package_with_model(tiny_package, tmp_path / "pkg", _graph_with(external=location))
     if location == "weights.bin":
         shutil.copyfile(secret, pkg / "weights.bin")
         write_manifest(pkg, opset=17)
+    if not links:  # as on Windows without the privilege to make symbolic links
+        monkeypatch.setattr("os.symlink", _no_links)
     with pytest.raises(PackageFormatError, match="model.onnx: onnxruntime cannot load it"):
         TextClassifier.load(pkg)

@@ -286,3 +286,67 @@ def test_class_biases_are_added_after_the_temperature(pkg):
 def test_bad_class_biases_are_a_format_error(pkg, biases):
     with pytest.raises(PackageFormatError, match="biases"):
         TextClassifier.load(_with_config(pkg, biases=biases))
+
+
+def test_the_model_is_opened_by_path_and_leaves_nothing_behind(pkg, tmp_path, monkeypatch):
+    """onnxruntime opens the verified model by path (a link in a private folder, removed after the load)."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    seen = []
+    real = TextClassifier._open_session
+
+    def spy(model, *args):
+        seen.append(model)
+        return real(model, *args)
+
+    monkeypatch.setattr(TextClassifier, "_open_session", staticmethod(spy))
+    clf = TextClassifier.load(pkg)
+    assert len(seen) == 1 and isinstance(seen[0], str) and Path(seen[0]).parent.parent == scratch
+    assert Path(seen[0]).name == "model.onnx" and list(scratch.iterdir()) == []
+    assert clf.predict_proba(TEXTS).shape == (len(TEXTS), 2)
+
+
+def test_a_model_changed_while_it_loads_is_refused(pkg, monkeypatch):
+    """What was hashed is what was loaded: a model written between its hash and onnxruntime's read fails the load
+    (even the same bytes written again: the file's status-change time moved)."""
+    real = TextClassifier._open_session
+
+    def rewrite_then_open(model, *args):
+        (pkg / "model.onnx").write_bytes((pkg / "model.onnx").read_bytes())
+        return real(model, *args)
+
+    monkeypatch.setattr(TextClassifier, "_open_session", staticmethod(rewrite_then_open))
+    with pytest.raises(PackageIntegrityError, match="model.onnx: changed while it was being loaded"):
+        TextClassifier.load(pkg)
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["by-link", "by-bytes"])
+def test_a_model_changed_after_its_hash_is_refused(pkg, monkeypatch, links):
+    """Between the model's hash and onnxruntime's read it is rewritten: through a link the file's status has moved;
+    without links (Windows) its bytes are read and hashed again for onnxruntime. Either way the load fails."""
+    from edgedistill.runtime import integrity
+
+    if not links:
+        monkeypatch.setattr("os.symlink", lambda *a, **k: (_ for _ in ()).throw(OSError("no links")))
+    real = integrity.PinnedFile.verify
+
+    def verify_then_change(self):
+        real(self)
+        data = self.path.read_bytes()
+        self.path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+
+    monkeypatch.setattr(integrity.PinnedFile, "verify", verify_then_change)
+    with pytest.raises(PackageIntegrityError, match="model.onnx: changed while it was being loaded"):
+        TextClassifier.load(pkg)
+
+
+def test_a_corrupt_model_is_refused_before_onnxruntime_reads_it(pkg, monkeypatch):
+    """The model's sha256, computed beside the tokenizer's parsing, is checked before the session is made."""
+    data = (pkg / "model.onnx").read_bytes()
+    (pkg / "model.onnx").write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    opened = []
+    monkeypatch.setattr(TextClassifier, "_open_session", staticmethod(lambda *a: opened.append(a)))
+    with pytest.raises(PackageIntegrityError, match="model.onnx: sha256 .* does not match the manifest's"):
+        TextClassifier.load(pkg)
+    assert opened == []
