@@ -16,9 +16,9 @@ under ``benchmarks/results/cpu-<machine>/runtime_overhead.{json,md}``:
    (``edgedistill.runtime.timing.paired_ratio``): met only when the interval's upper bound is under 1.05.
 2. Cold start: a fresh interpreter that imports ``runtime``, loads the package (with its
    sha256 checks) and predicts one text; the median of several runs, split by phase.
-3. Installed size: a temporary venv with ``pip install .`` (the base install, no extras,
-   dependencies from PyPI) against the toolchain venv ``.venv``. The base venv also runs
-   ``edgedistill predict`` once and the cold start, to show that it needs nothing else.
+3. Installed size: a temporary venv with ``pip install .`` (the runtime alone, no extras, dependencies from
+   PyPI) against the toolchain venv ``.venv``. The cold start also runs in the base venv, to show that it needs
+   nothing else.
 
 The machine may be shared: the load average before and after is recorded with the rows.
 Run heavy benchmarks under the shared lock: ``flock /tmp/edgedistill-heavy.lock python ...``.
@@ -114,6 +114,13 @@ def overhead_case(clf: TextClassifier, bare: ort.InferenceSession, batch: int, s
         i += 1
     sa, sb = summarize(ta, batch), summarize(tb, batch)
     interval = paired_ratio(ta, tb)
+    # the tokenizer's share, as predict_proba meets it: right after a session run (its tables out of the caches)
+    tok = []
+    for i in range(max(200, len(ta) // 4)):
+        bare.run([output], feeds[i % pools])
+        t = time.perf_counter()
+        clf.tokenize(batches[i % pools])
+        tok.append(time.perf_counter() - t)
     lengths = [f["input_ids"].shape[1] for f in feeds]
     return {"batch": batch, "padded_tokens_mean": float(np.mean(lengths)),
             "padded_tokens_range": [int(min(lengths)), int(max(lengths))],
@@ -126,9 +133,12 @@ def overhead_case(clf: TextClassifier, bare: ort.InferenceSession, batch: int, s
             # differences is robust to the bursts of a shared machine
             "overhead_paired_pct": 100 * (float(np.median(np.asarray(ta) / np.asarray(tb))) - 1),
             "overhead_paired_ms": 1e3 * float(np.median(np.asarray(ta) - np.asarray(tb))),
+            "tokenize_after_run_ms": 1e3 * float(np.median(tok)),
             "time_ratio": interval, "verdict": verdict(interval, OVERHEAD_GOAL, "lower")}
 
 
+COLD_GOAL_S = 0.150
+BATCH1_GOAL = 1.03
 COLD = r"""
 import json, sys, time
 t0 = time.perf_counter()
@@ -145,7 +155,13 @@ print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "first_predict_s": t3 
 
 
 def cold_start(python: str, package: Path, threads: int, runs: int, env: dict | None = None) -> dict:
-    """Median over ``runs`` fresh interpreters; ``process_s`` includes the interpreter's own start."""
+    """Median over ``runs`` fresh interpreters; ``process_s`` includes the interpreter's own start.
+
+    Python caches compiled modules (``__pycache__``) unless ``PYTHONDONTWRITEBYTECODE`` is set, as it may be in a
+    sandbox: it is unset here, as on a user's machine, and one discarded process first writes the cache."""
+    env = {k: v for k, v in (os.environ if env is None else env).items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([python, "-c", COLD, str(package), str(threads)], capture_output=True, env=env,
+                   cwd=tempfile.gettempdir(), check=False)
     rows = []
     for _ in range(runs):
         t = time.perf_counter()
@@ -157,7 +173,8 @@ def cold_start(python: str, package: Path, threads: int, runs: int, env: dict | 
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]) | {"process_s": wall})
     med = {k: float(np.median([r[k] for r in rows])) for k in ("import_s", "load_s", "first_predict_s", "total_s",
                                                                 "process_s")}
-    return {"python": recorded(python), "runs": runs, **med, "heavy_modules": rows[0]["heavy_modules"]}
+    return {"python": recorded(python), "runs": runs, **med, "heavy_modules": rows[0]["heavy_modules"],
+            "bytecode_cached": True, "samples": rows}
 
 
 def dir_size(path: Path) -> int:
@@ -190,15 +207,11 @@ def install_sizes(package: Path, threads: int, runs: int) -> dict:
         site = next((venv / "lib").glob("python*/site-packages"))
         freeze = subprocess.run([py, "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"],
                                 capture_output=True, text=True, check=True).stdout.split()
-        cli = subprocess.run([str(venv / "bin" / "edgedistill"), "predict", str(package), "A warm and funny film."],
-                             capture_output=True, text=True, cwd=tmp)
-        if cli.returncode != 0:
-            raise RuntimeError(f"edgedistill predict failed in the base venv:\n{cli.stdout}\n{cli.stderr}")
         cold = cold_start(py, package, threads, runs, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
         result = {"base_venv_mb": base / 1e6, "empty_venv_mb": empty / 1e6, "base_install_s": install_s,
                   "base_packages": freeze, "base_largest_mb": largest(site),
                   "base_has_torch": any(p.lower().startswith("torch==") for p in freeze),
-                  "base_cli_predict_ok": True, "cold_start_base_venv": cold}
+                  "cold_start_base_venv": cold}
     if toolchain.is_dir():
         tsite = next((toolchain / "lib").glob("python*/site-packages"))
         result |= {"toolchain_venv_mb": dir_size(toolchain) / 1e6, "toolchain_largest_mb": largest(tsite)}
@@ -223,8 +236,8 @@ def markdown(r: dict) -> str:
              "beforehand and the same session options.", "",
              "| batch | tokens (mean padded) | bare p50 / p90 / p99 ms | runtime p50 / p90 / p99 ms | "
              "overhead p50 | overhead mean | overhead, median of pairs | runtime / bare, 95% interval | "
-             f"under {OVERHEAD_GOAL - 1:.0%}? | runtime texts/s | calls |",
-             "|---:|---:|---|---|---:|---:|---:|---|---|---:|---:|"]
+             f"under {OVERHEAD_GOAL - 1:.0%}? | of which tokenizing (after a run) | runtime texts/s | calls |",
+             "|---:|---:|---|---|---:|---:|---:|---|---|---:|---:|---:|"]
     for c in r["overhead"]:
         a, b, ci = c["runtime"], c["bare"], c["time_ratio"]
         lines.append(f"| {c['batch']} | {c['padded_tokens_mean']:.1f} | {b['p50_ms']:.3f} / {b['p90_ms']:.3f} / "
@@ -232,11 +245,22 @@ def markdown(r: dict) -> str:
                      f"{c['overhead_p50_pct']:+.1f}% ({c['overhead_p50_ms'] * 1e3:+.0f} µs) | "
                      f"{c['overhead_mean_pct']:+.1f}% | {c['overhead_paired_pct']:+.1f}% "
                      f"({c['overhead_paired_ms'] * 1e3:+.0f} µs) | {ci['ratio']:.3f} [{ci['low']:.3f}, "
-                     f"{ci['high']:.3f}] | {c['verdict']} | {a['throughput_per_s']:.0f} | {a['runs']} |")
+                     f"{ci['high']:.3f}] | {c['verdict']} | "
+                     + (f"{c['tokenize_after_run_ms'] * 1e3:.0f} µs" if "tokenize_after_run_ms" in c else "")
+                     + f" | {a['throughput_per_s']:.0f} | {a['runs']} |")
     lines += ["", f"**Verdict: {r['verdict']}** — under {OVERHEAD_GOAL - 1:.0%} overhead counts as met only when the "
               "upper bound of every batch size's interval (geometric mean of the paired call-time ratios, percentile "
               "bootstrap over the pairs) is at most "
               f"{OVERHEAD_GOAL:g}; not met when a lower bound is above it; otherwise inconclusive."]
+    one = next((c for c in r["overhead"] if c["batch"] == 1), None)
+    if one is not None:
+        high = one["time_ratio"]["high"]
+        lines += ["", f"Batch 1 against the tighter goal of {BATCH1_GOAL:g} (issue 27, judged on the interval's upper "
+                  f"end {high:.3f}): **{'met' if high <= BATCH1_GOAL else 'not met'}**"
+                  + (f", by {100 * (high - BATCH1_GOAL):.1f} points; tokenizing alone takes "
+                     f"{one['tokenize_after_run_ms'] * 1e3:.0f} µs of the "
+                     f"{(one['runtime']['p50_ms'] - one['bare']['p50_ms']) * 1e3:.0f} µs difference of medians"
+                     if high > BATCH1_GOAL and "tokenize_after_run_ms" in one else "") + "."]
     cs = r["cold_start"]
     lines += ["", "## Cold start (fresh interpreter: import edgedistill.runtime, load with sha256 checks, "
               "one prediction)", "",
@@ -245,7 +269,10 @@ def markdown(r: dict) -> str:
     for name, c in cs.items():
         lines.append(f"| {name} | {c['import_s']:.3f} | {c['load_s']:.3f} | {c['first_predict_s']:.3f} | "
                      f"{c['total_s']:.3f} | {c['process_s']:.3f} | {', '.join(c['heavy_modules']) or 'no'} |")
-    lines.append(f"\nMedian of {next(iter(cs.values()))['runs']} runs each.")
+    lines.append(f"\nMedian of {next(iter(cs.values()))['runs']} fresh processes each, after one that writes Python's "
+                 "bytecode cache (as on a user's machine; PYTHONDONTWRITEBYTECODE unset). Goal: in-process total "
+                 f"(import + load + first prediction) ≤ {COLD_GOAL_S * 1e3:.0f} ms in the base install: "
+                 + ("met" if cs.get("base install venv", {}).get("total_s", 1.0) <= COLD_GOAL_S else "not met") + ".")
     s = r.get("install_size")
     if s:
         lines += ["", "## Installed size", "",
@@ -258,7 +285,8 @@ def markdown(r: dict) -> str:
                          + ", ".join(f"{n} {m}" for n, m in s["toolchain_largest_mb"]) + " |")
             lines.append(f"\nThe toolchain venv is {s['ratio']:.1f}x the base install. ")
         lines.append(f"The base venv holds {len(s['base_packages'])} packages, torch: "
-                     f"{'yes' if s['base_has_torch'] else 'no'}; `edgedistill predict` ran in it.")
+                     f"{'yes' if s['base_has_torch'] else 'no'}; the cold starts above ran in it (the runtime "
+                     "alone: the CLI is the `cli` extra).")
     lines += ["", f"Command: `{r['command']}`", ""]
     return "\n".join(lines)
 
@@ -270,7 +298,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="measuring time per batch size")
     ap.add_argument("--warmup", type=float, default=3.0, help="warm-up time per batch size")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 32])
-    ap.add_argument("--cold-runs", type=int, default=5)
+    ap.add_argument("--cold-runs", type=int, default=10)
     ap.add_argument("--no-install-size", action="store_true", help="skip the venv install and size measurement")
     ap.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "results" / f"cpu-{platform.machine()}")
     ap.add_argument("--name", default="runtime_overhead", help="file stem of the results")
