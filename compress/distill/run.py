@@ -15,7 +15,7 @@ from edgedistill.compress.adapt import Adaptation, adapt_on
 from edgedistill.compress.data import multi_hot
 from edgedistill.compress.distill.config import DistillConfig
 from edgedistill.compress.distill.losses import layer_map
-from edgedistill.compress.distill.teacher_outputs import teacher_outputs
+from edgedistill.compress.distill.teacher_outputs import TeacherOutputs, teacher_outputs
 from edgedistill.compress.distill.training import _save, _train, training_arguments
 from edgedistill.compress.distill.transfer import TransferSet, build_transfer_set, same_tokens
 from edgedistill.compress.errors import ConfigError
@@ -75,11 +75,13 @@ def distill(cfg: DistillConfig) -> Path:
             work.mkdir(parents=True)
     try:
         set_seed(cfg.seed)
-        # rank 0 first: what it computes into the cache (teacher outputs, a static student's token vectors), the
+        # rank 0 first: what it computes into the cache (the adapted encoder, a static student's token vectors), the
         # others then read
-        with args.main_process_first(desc="student and teacher outputs"):
+        with args.main_process_first(desc="student"):
             adaptation = _adapt(cfg, data)
-            model, tokenizer, teacher, pairs = _student_and_teacher(cfg, data, transfer, adaptation)
+            model, tokenizer, pairs, t_layers = _student(cfg, data, transfer, adaptation)
+        # every process at once: each labels a shard of the transfer texts, and each gets all of them
+        teacher = _teacher(cfg, data, transfer, model, pairs, t_layers)
         result = _train(cfg, args, data, transfer, model, tokenizer, teacher, pairs)
         parallel.barrier()  # every process has reloaded the best checkpoint before rank 0 removes it
         if rank0:
@@ -101,11 +103,9 @@ def _adapt(cfg: DistillConfig, data) -> Adaptation | None:
                     cfg.student.adapt_settings(max_length=cfg.max_length, seed=cfg.seed))
 
 
-def _student_and_teacher(cfg: DistillConfig, data, transfer: TransferSet, adaptation: Adaptation | None = None):
-    """The student and its tokenizer (from the adapted encoder when there is one), the teacher's outputs on the
-    transfer texts (None without teacher losses) and the hidden loss's (student, teacher) layer pairs."""
-    import torch
-
+def _student(cfg: DistillConfig, data, transfer: TransferSet, adaptation: Adaptation | None = None):
+    """The student and its tokenizer (from the adapted encoder when there is one), the hidden loss's (student,
+    teacher) layer pairs and the teacher layers it reads (None: the last)."""
     from edgedistill.compress.student import build_student
 
     model, tokenizer = build_student(cfg.student, cfg.teacher_dir, data.num_labels, data.id2label,
@@ -114,7 +114,6 @@ def _student_and_teacher(cfg: DistillConfig, data, transfer: TransferSet, adapta
         model.config.problem_type = "multi_label_classification"
     if cfg.data.long_texts != "truncate":  # how it reads a long text: evaluation and export read it from here
         model.config.long_texts = cfg.data.long_texts
-    teacher = None
     pairs: list[tuple[int, int]] = []
     t_layers = None
     if cfg.hidden_loss_weight > 0:
@@ -124,27 +123,37 @@ def _student_and_teacher(cfg: DistillConfig, data, transfer: TransferSet, adapta
         pairs = layer_map(model.config, t_depth, cfg.hidden_loss_layers)
         t_layers = None if [t for _, t in pairs] == [t_depth] else [t for _, t in pairs]
         log.info("hidden loss over %d layer pair(s) (student, teacher): %s", len(pairs), pairs)
-    if cfg.needs_teacher_outputs:
-        if cfg.attention_loss_weight > 0:
-            from transformers import AutoTokenizer
+    if cfg.needs_teacher_outputs and cfg.attention_loss_weight > 0:
+        from transformers import AutoTokenizer
 
-            t_tok = AutoTokenizer.from_pretrained(cfg.teacher_dir)
-            if not same_tokens(t_tok, tokenizer, transfer.texts, cfg.max_length):
-                raise ConfigError("distill.attention_loss_weight", cfg.attention_loss_weight,
-                                  "the attention loss needs teacher and student to split texts into the same "
-                                  "tokens; these tokenizers differ (use hidden_loss_weight instead)")
-            model.set_attn_implementation("eager")
-        teacher = teacher_outputs(cfg.teacher_dir, transfer.texts, cfg.max_length,
-                                  pooled=cfg.hidden_loss_weight > 0, attention=cfg.attention_loss_weight > 0,
-                                  layers=t_layers, backend=cfg.teacher_backend)
-        gold = transfer.labels[:transfer.n_labelled]
-        agree = float(((teacher.logits[:transfer.n_labelled] > 0) == multi_hot(gold, data.num_labels)).all(1).mean()
-                      if data.multi_label else (teacher.logits[:transfer.n_labelled].argmax(1)
-                                                == np.asarray(gold)).mean())
-        log.info("teacher agrees with %.1f%% of the gold training labels", 100 * agree)
+        t_tok = AutoTokenizer.from_pretrained(cfg.teacher_dir)
+        if not same_tokens(t_tok, tokenizer, transfer.texts, cfg.max_length):
+            raise ConfigError("distill.attention_loss_weight", cfg.attention_loss_weight,
+                              "the attention loss needs teacher and student to split texts into the same "
+                              "tokens; these tokenizers differ (use hidden_loss_weight instead)")
+        model.set_attn_implementation("eager")
+    return model, tokenizer, pairs, t_layers
+
+
+def _teacher(cfg: DistillConfig, data, transfer: TransferSet, model, pairs: list[tuple[int, int]],
+             t_layers: list[int] | None) -> TeacherOutputs | None:
+    """Every process: the teacher's outputs on the transfer texts (None without teacher losses), labelled through
+    the graph the validation texts vouch for; the hidden loss's projections onto the teacher's width."""
+    import torch
+
+    if not cfg.needs_teacher_outputs:
+        return None
+    teacher = teacher_outputs(cfg.teacher_dir, transfer.texts, cfg.max_length,
+                              pooled=cfg.hidden_loss_weight > 0, attention=cfg.attention_loss_weight > 0,
+                              layers=t_layers, backend=cfg.teacher_backend, validation_texts=data.validation.texts)
+    gold = transfer.labels[:transfer.n_labelled]
+    agree = float(((teacher.logits[:transfer.n_labelled] > 0) == multi_hot(gold, data.num_labels)).all(1).mean()
+                  if data.multi_label else (teacher.logits[:transfer.n_labelled].argmax(1)
+                                            == np.asarray(gold)).mean())
+    log.info("teacher agrees with %.1f%% of the gold training labels", 100 * agree)
     if cfg.hidden_loss_weight > 0:
         t_width = teacher.pooled.shape[1] // len(pairs)
         s_width = model.config.hidden_size
         model.distill_projection = torch.nn.ModuleList(
             torch.nn.Linear(s_width, t_width) if s_width != t_width else torch.nn.Identity() for _ in pairs)
-    return model, tokenizer, teacher, pairs
+    return teacher

@@ -238,7 +238,8 @@ def _save(cfg: DistillConfig, data, transfer: TransferSet, result: _Trained, tea
             "transfer": {"labelled": transfer.n_labelled, "unlabelled": transfer.n_unlabelled,
                          "augmented": transfer.n_augmented, "held_out_dropped": transfer.dropped_overlap,
                          "token_lengths": result.lengths},
-            "teacher_outputs": ({"fingerprint": teacher.fingerprint, "from_cache": teacher.from_cache}
+            "teacher_outputs": ({"fingerprint": teacher.fingerprint, "from_cache": teacher.from_cache,
+                                 "labelling": teacher.labelling.to_dict() if teacher.labelling else None}
                                 if teacher is not None else None),
             "adaptation": asdict(adaptation) if adaptation else None,
             "processes": result.processes,

@@ -110,6 +110,10 @@ def test_distill_writes_a_checkpoint_and_reuses_cached_teacher_outputs(
     assert lengths["limit"] == 32 and lengths["p50"] <= lengths["p99"] <= lengths["max"]
     assert 0 <= lengths["truncated_share"] <= 1 and lengths["limit_for_99pct"] % 8 == 0
     assert info["teacher_outputs"]["from_cache"] is False
+    # the int8 graph labelled: it agreed with fp32 on the validation texts (tests/compress/test_teacher_labelling.py)
+    lab = info["teacher_outputs"]["labelling"]
+    assert lab["graph"] == "onnx-int8" and lab["agreement"] >= lab["min_agreement"]
+    assert lab["agreement_texts"] == len(data.validation) and lab["texts_labelled"] == len(data.train) + 40
     # one process trained on every text (tests/compress/test_parallel.py runs two)
     assert info["processes"] == {"world_size": 1, "backend": None, "device": "cpu", "precision": "fp32",
                                  "texts_per_process": [len(data.train) + 40], "texts_covered": len(data.train) + 40}
@@ -123,10 +127,10 @@ def test_distill_writes_a_checkpoint_and_reuses_cached_teacher_outputs(
     assert len(calls) == 1
     assert json.loads((again / "distill.json").read_text())["teacher_outputs"]["from_cache"] is True
     # a different max_length is a different fingerprint: the teacher runs again
-    texts = build_transfer_set(cfg.resolved(), data).texts
-    assert outputs_mod.teacher_outputs(tiny_model_dir, texts, 32, backend="onnx").from_cache
+    texts, val = build_transfer_set(cfg.resolved(), data).texts, data.validation.texts
+    assert outputs_mod.teacher_outputs(tiny_model_dir, texts, 32, backend="onnx", validation_texts=val).from_cache
     assert len(calls) == 1
-    assert not outputs_mod.teacher_outputs(tiny_model_dir, texts, 24, backend="onnx").from_cache
+    assert not outputs_mod.teacher_outputs(tiny_model_dir, texts, 24, backend="onnx", validation_texts=val).from_cache
     assert len(calls) == 2
 
 

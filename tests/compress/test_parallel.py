@@ -46,8 +46,8 @@ def test_two_process_torchrun_fine_tune(tmp_path, tiny_model_dir, tiny_csv):
 
 @pytest.mark.slow
 def test_two_process_torchrun_distillation(tmp_path, tiny_model_dir, tiny_csv):
-    """Rank 0 runs the teacher and the other reads its cached outputs; each process trains on its shard; one
-    student is written, and it loads."""
+    """Each process labels a shard of the transfer texts with the teacher and all get the whole; each process
+    trains on its shard; one student is written, and it loads."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from edgedistill.compress.data import DataConfig, load_data
@@ -64,10 +64,10 @@ def test_two_process_torchrun_distillation(tmp_path, tiny_model_dir, tiny_csv):
                      tmp_path, EDGEDISTILL_CACHE=str(cache))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
-    # the teacher met the texts once, on rank 0; the other process read its outputs from the cache
+    # the teacher met each text once: rank 0 planned, each process labelled a shard, rank 0 wrote one cache file
     n = len(load_data(DataConfig(source=str(tiny_csv))).train)
     assert proc.stderr.count(f"running the teacher {tiny_model_dir} over {n} of {n}") == 1, proc.stderr[-3000:]
-    assert proc.stderr.count(f"teacher outputs for {n} texts from the cache") == 1
+    assert proc.stderr.count(f"teacher outputs for {n} texts from the cache") == 0
     assert len(list((cache / "teacher-outputs").glob("*.npz"))) == 1
 
     # exactly one checkpoint, nothing left beside it (no temporary or checkpoint folders)
@@ -81,7 +81,9 @@ def test_two_process_torchrun_distillation(tmp_path, tiny_model_dir, tiny_csv):
     # both processes trained, each on a part of the texts, together on all of them
     assert len(par["texts_per_process"]) == 2 and all(0 < k < n for k in par["texts_per_process"])
     assert par["texts_covered"] == n
-    assert info["teacher_outputs"]["from_cache"] is False  # rank 0's record: it computed them
+    assert info["teacher_outputs"]["from_cache"] is False
+    shards = info["teacher_outputs"]["labelling"]["texts_per_process"]
+    assert len(shards) == 2 and sum(shards) == n and all(k > 0 for k in shards)
     # both ranks printed the same final path, once it was there
     assert proc.stdout.count(str(out)) == 2
 
