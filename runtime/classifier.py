@@ -58,6 +58,7 @@ from edgedistill.runtime.package import (BATCH_DEPENDENT_VARIANTS, CONFIG_FILE, 
 from edgedistill.runtime.session import (Provider, _manifest_target_file, _resolve_providers, _session_options,
                                          machine_target)
 from edgedistill.runtime.tasks import TASK_MULTI, label_thresholds
+from edgedistill.runtime.texts import _by_length, _check_batch_size, _check_texts, _check_unicode
 from edgedistill.runtime.views import CHUNKS, TRUNCATE
 
 log = logging.getLogger(__name__)
@@ -67,42 +68,6 @@ Prediction = dict[str, Any]  # {"label": str, "score": float}
 _DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 _NO_TOKENS = ("the tokenizer gives no tokens for these texts (it adds no special tokens and the texts are empty); "
               "the model cannot classify an empty sequence")
-
-
-def _check_unicode(texts: Sequence[str], positions: Iterable[int]) -> None:
-    """Raise a ValueError naming the first position whose text is not valid Unicode (a lone surrogate)."""
-    for i, t in zip(positions, texts):
-        try:
-            t.encode("utf-8")
-        except UnicodeEncodeError as e:
-            raise ValueError(f"texts[{i}] is not valid Unicode: {e.reason} at character {e.start}") from None
-
-
-def _check_batch_size(batch_size: Any) -> None:
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r}: must be an int >= 1")
-
-
-def _by_length(texts: Sequence[str]) -> np.ndarray:
-    """Positions of ``texts``, shortest first (in characters; stable)."""
-    if len(texts) == 1:
-        return np.zeros(1, dtype=np.int64)
-    return np.argsort(np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts)), kind="stable")
-
-
-def _check_texts(texts: Any, what: str = "texts") -> list[str]:
-    if texts is None:
-        raise TypeError(f"{what} is None; expected a list of strings")
-    if isinstance(texts, (str, bytes, bytearray, memoryview)):
-        raise TypeError(f"{what} is a single {type(texts).__name__}; pass a list of strings "
-                        "(predict() also takes one string)")
-    if not isinstance(texts, Iterable):
-        raise TypeError(f"{what} is {type(texts).__name__}; expected a list of strings")
-    texts = list(texts)
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise TypeError(f"{what}[{i}] is {'None' if t is None else type(t).__name__}; expected str")
-    return texts
 
 
 class TextClassifier:
