@@ -24,8 +24,13 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 from benchmarks._paths import recorded_argv, recorded_paths  # noqa: E402
 
 
-def cells(folder: Path) -> tuple[dict, list[dict]]:
-    """An ablation folder's header (teacher, baseline) and its cells, each with its distill.json."""
+def cells(folder: Path) -> tuple[dict | None, list[dict]]:
+    """An ablation folder's header (teacher, baseline) and its cells, each with its distill.json; or one distillation's
+    output folder (a build's ``student/``: no header) as one cell."""
+    if not (folder / "ablation.json").is_file():
+        info = json.loads((folder / "distill.json").read_text())
+        return None, [{"row": {"macro_f1": info["test"]["macro_f1"],
+                               "validation_macro_f1": info["best_validation_macro_f1"]}, "distill": info}]
     table = json.loads((folder / "ablation.json").read_text())
     out = []
     for row in table["rows"]:
@@ -41,7 +46,8 @@ def frontier_row(cell: dict, teacher: float, baseline: float) -> dict:
     copies = d.get("augment") or 0
     test = row["macro_f1"]
     return {
-        "rung": student["builder"] + (f":{student['layers']}" if student.get("layers") else ""),
+        "rung": (f"{student['builder']}:{student['model']}" if student["builder"] == "pretrained" else
+                 student["builder"] + (f":{student['layers']}" if student.get("layers") else "")),
         "labelled": transfer["labelled"], "augmented": transfer.get("augmented", 0),
         "unlabelled": transfer["unlabelled"] - transfer.get("augmented", 0),
         "copies": copies, "families": d.get("augment_methods") if copies else [],
@@ -68,35 +74,38 @@ def markdown(result: dict) -> str:
     for x in r["rows"]:
         aug = f"{x['augmented']:,} ({x['copies']}: {', '.join(x['families'])})" if x["copies"] else "0"
         lab = (f"{x['texts_labelled']:,} new, {x['labelling_graph']}, {x['labelling_texts_per_s']:.0f}/s"
-               if x["texts_labelled"] else "from the cache")
+               if x["texts_labelled"] else "from the cache" if x["labelling_graph"] else "not recorded")
         mark = "**" if x is best else ""
         lines.append(f"| {x['rung']} | {x['labelled']:,} | {aug} | {x['unlabelled']:,} | "
                      f"{mark}{x['validation_macro_f1']:.4f}{mark} | {x['test_macro_f1']:.4f} | {x['of_teacher']:.1%} | "
                      f"{x['margin_kept']:.0%} | {lab} | {x['labelling_minutes']:.1f} | {x['training_minutes']:.1f} | "
                      f"{x['params'] / 1e6:.1f}M | {x['size_mb']:.1f} |")
     lines += ["", "Commands:", ""] + [f"- `{c}`" for c in r["commands"]] + \
-             ["", f"Written by `python benchmarks/frontier.py` from those folders ({r['command']})", ""]
+             ["", f"Written by `python benchmarks/frontier.py {' '.join(r['folders'])} --name {r['name']} "
+                  "--command ...` (one `--command` for each line above).", ""]
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("folders", nargs="+", type=Path, help="folders written by edgedistill ablate -o")
+    ap.add_argument("folders", nargs="+", type=Path,
+                    help="folders written by edgedistill ablate -o, or a distillation's output (a build's student/)")
     ap.add_argument("--name", required=True, help="file stem: frontier-<name>.{md,json}")
     ap.add_argument("--command", action="append", default=[], help="the command that made a folder (repeatable)")
     ap.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "results" / f"cpu-{platform.machine()}")
     args = ap.parse_args()
-    rows, refs = [], None
-    for folder in args.folders:
-        refs_here, found = cells(folder)
-        refs = refs or refs_here
-        rows += [frontier_row(c, refs_here["teacher"], refs_here["baseline"]) for c in found]
+    found = [cells(folder) for folder in args.folders]
+    refs = next((r for r, _ in found if r is not None), None)
+    if refs is None:
+        ap.error("no ablation folder among them: the teacher's and the baseline's scores come from an ablation.json")
+    rows = [frontier_row(c, refs["teacher"], refs["baseline"]) for _, cs in found for c in cs]
     from edgedistill.runtime.bench import environment
 
     env = environment("cpu")
     machine = f"{env['cpu']}, {env['logical_cpus']} logical CPUs"
     result = recorded_paths({"name": args.name, "teacher": refs["teacher"], "baseline": refs["baseline"],
-                             "machine": machine, "rows": rows, "commands": args.command,
+                             "machine": machine, "rows": rows, "folders": [str(f) for f in args.folders],
+                             "commands": args.command,
                              "command": " ".join(recorded_argv(["python", *sys.argv]))})
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / f"frontier-{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
