@@ -29,16 +29,17 @@ needs both to split every text into the same tokens.
 Many processes: the same entry point runs under ``torchrun --nproc_per_node N -m edgedistill.compress.distill --config
 recipe.toml`` or ``accelerate launch -m edgedistill.compress.distill --config recipe.toml``, as the teacher's does
 (:mod:`edgedistill.compress.parallel`). Rank 0 builds the student while the others wait; every process then labels its
-own shard of the transfer texts (whole batches dealt in turn, shortest texts first), rank 0 gathers them and writes the
-cache once, and each process gets the same rows; the student trains data-parallel (each process a shard of every epoch, batch_size
-per process); only rank 0 evaluates and writes the output. Mixed precision (``precision``) runs on CUDA only.
+own shard of the transfer texts (whole batches dealt in turn, shortest texts first), rank 0 gathers them and writes
+the cache once, and each process gets the same rows; the student trains data-parallel (each process a shard of every
+epoch, batch_size per process); only rank 0 evaluates and writes the output. Mixed precision (``precision``) runs on
+CUDA only.
 
 One concept a module: :mod:`~edgedistill.compress.distill.config` (:class:`DistillConfig` and its profiles),
 :mod:`~edgedistill.compress.distill.losses` (the loss terms), :mod:`~edgedistill.compress.distill.teacher_outputs`
-(the teacher run once and cached), :mod:`~edgedistill.compress.distill.labelling` (the int8 labelling graph behind
-its agreement check with fp32, and the shards of many processes), :mod:`~edgedistill.compress.distill.transfer` (the texts the student learns
-from), :mod:`~edgedistill.compress.distill.training` (the Trainer, its arguments, the saved output) and
-:mod:`~edgedistill.compress.distill.run` (what happens in which order, on which process). :func:`distill` is the
+(the teacher run once and cached), :mod:`~edgedistill.compress.distill.labelling` (the int8 labelling graph behind its
+agreement check with fp32, and the shards of many processes), :mod:`~edgedistill.compress.distill.transfer` (the texts
+the student learns from), :mod:`~edgedistill.compress.distill.training` (the Trainer, its arguments, the saved output)
+and :mod:`~edgedistill.compress.distill.run` (what happens in which order, on which process). :func:`distill` is the
 way in; ``python -m edgedistill.compress.distill`` runs it from a recipe (``__main__.py``).
 """
 
