@@ -142,8 +142,9 @@ def run_teacher_onnx(teacher_dir: Path | str, texts: Sequence[str], max_length: 
 
 
 def _run_graph(folder: Path, graph: Path | None, texts: Sequence[str], max_length: int,
-               batch_size: int = LABEL_BATCH) -> np.ndarray:
-    """Logits of the exported teacher in ``folder`` (its ``model.onnx``, or the file ``graph``) on ``texts``."""
+               batch_size: int = LABEL_BATCH, what: str = "labelling") -> np.ndarray:
+    """Logits of the exported teacher in ``folder`` (its ``model.onnx``, or the file ``graph``) on ``texts``; ``what``
+    names the progress bar."""
     import onnxruntime as ort
     from transformers import AutoTokenizer
 
@@ -158,7 +159,7 @@ def _run_graph(folder: Path, graph: Path | None, texts: Sequence[str], max_lengt
     session = ort.InferenceSession(str(graph or folder / MODEL_FILE), opts, providers=["CPUExecutionProvider"])
     views = TextViews(tok, list(texts), max_length, meta.long_texts)  # as the teacher learned to read a long text
     logits = None
-    with progress.bar("labelling", views.n_windows) as bar:
+    with progress.bar(what, views.n_windows) as bar:
         for idx, batch in views.batches(batch_size, return_tensors="np"):  # batches of about one length
             out = session.run(["logits"], {k: batch[k].astype(np.int64) for k in meta.input_names})[0]
             if logits is None:
@@ -191,8 +192,8 @@ def _choose_graph(teacher_dir: Path | str, max_length: int, validation_texts: Se
     record = labelling.agreement_file(int8, val)
     agree = labelling.read_agreement(record)
     if agree is None:
-        fp32_logits = _run_graph(folder, None, val, max_length)
-        int8_logits = _run_graph(folder, int8, val, max_length)
+        fp32_logits = _run_graph(folder, None, val, max_length, what="agreement fp32")
+        int8_logits = _run_graph(folder, int8, val, max_length, what="agreement int8")
         agree = labelling.agreement(int8_logits, fp32_logits, read_export(folder).task == "multi_label")
         labelling.write_agreement(record, agree, len(val))
     use = agree >= line

@@ -111,10 +111,11 @@ def test_a_build_prints_headers_bars_and_the_table_and_logs_the_rest_to_a_file(t
     for n, name in enumerate(STAGE_NAMES, 1):
         assert r.stdout.count(f"[{n}/{len(STAGE_NAMES)}] {name}:") == 1, r.stdout
     bars = [line for line in r.stderr.splitlines() if "examples/s" in line]
-    # teacher: training (the tiny recipe sets retries = 0), test; student: the teacher's labels, training, test;
-    # report: the package and the baseline's package on test
-    assert [line.split()[0] for line in bars] == ["training", "evaluating", "labelling", "training",
-                                                 "evaluating", "evaluating", "evaluating"], r.stderr
+    # teacher: training (the tiny recipe sets retries = 0), test; student: the fp32 and int8 teacher graphs on
+    # validation (their agreement), the teacher's labels, training, test; report: the package and the baseline's
+    # package on test
+    assert [line.split()[0] for line in bars] == ["training", "evaluating", "agreement", "agreement", "labelling",
+                                                 "training", "evaluating", "evaluating", "evaluating"], r.stderr
     assert "the teacher still fails its check after 1 run(s)" in r.stderr  # said on the console, not hidden
     assert "package (shipped)" in r.stdout
     log = tmp_path / "tiny" / "build.log"
