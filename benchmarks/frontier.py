@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from benchmarks._paths import recorded_argv, recorded_paths  # noqa: E402
+from edgedistill.compress.baseline import margin_kept, share_of_teacher  # noqa: E402
 
 
 def cells(folder: Path) -> tuple[dict | None, list[dict]]:
@@ -34,6 +35,9 @@ def cells(folder: Path) -> tuple[dict | None, list[dict]]:
     table = json.loads((folder / "ablation.json").read_text())
     out = []
     for row in table["rows"]:
+        if "output" not in row:  # a cell that failed: ablation.md says why
+            print(f"skipped a failed cell of {folder}: {row.get('cell')}: {row.get('error')}", file=sys.stderr)
+            continue
         info = json.loads((Path(row["output"]) / "distill.json").read_text())
         out.append({"row": row, "distill": info})
     return table["references"], out
@@ -52,12 +56,16 @@ def frontier_row(cell: dict, teacher: float, baseline: float) -> dict:
         "unlabelled": transfer["unlabelled"] - transfer.get("augmented", 0),
         "copies": copies, "families": d.get("augment_methods") if copies else [],
         "validation_macro_f1": row["validation_macro_f1"], "test_macro_f1": test,
-        "of_teacher": test / teacher, "margin_kept": (test - baseline) / (teacher - baseline),
+        "of_teacher": share_of_teacher(test, teacher), "margin_kept": margin_kept(test, teacher, baseline),
         "labelling_graph": labelling.get("graph"), "texts_labelled": labelling.get("texts_labelled", 0),
         "labelling_minutes": labelling.get("seconds", 0.0) / 60,
         "labelling_texts_per_s": labelling.get("texts_per_second"),
         "training_minutes": info["train_seconds"] / 60, "params": info["params"], "size_mb": info["size_mb"],
     }
+
+
+def _pct(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}%}"
 
 
 def markdown(result: dict) -> str:
@@ -77,8 +85,9 @@ def markdown(result: dict) -> str:
                if x["texts_labelled"] else "from the cache" if x["labelling_graph"] else "not recorded")
         mark = "**" if x is best else ""
         lines.append(f"| {x['rung']} | {x['labelled']:,} | {aug} | {x['unlabelled']:,} | "
-                     f"{mark}{x['validation_macro_f1']:.4f}{mark} | {x['test_macro_f1']:.4f} | {x['of_teacher']:.1%} | "
-                     f"{x['margin_kept']:.0%} | {lab} | {x['labelling_minutes']:.1f} | {x['training_minutes']:.1f} | "
+                     f"{mark}{x['validation_macro_f1']:.4f}{mark} | {x['test_macro_f1']:.4f} | "
+                     f"{_pct(x['of_teacher'], 1)} | {_pct(x['margin_kept'], 0)} | {lab} | "
+                     f"{x['labelling_minutes']:.1f} | {x['training_minutes']:.1f} | "
                      f"{x['params'] / 1e6:.1f}M | {x['size_mb']:.1f} |")
     lines += ["", "Commands:", ""] + [f"- `{c}`" for c in r["commands"]] + \
              ["", f"Written by `python benchmarks/frontier.py {' '.join(r['folders'])} --name {r['name']} "
@@ -95,7 +104,7 @@ def main() -> None:
     ap.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "results" / f"cpu-{platform.machine()}")
     args = ap.parse_args()
     found = [cells(folder) for folder in args.folders]
-    refs = next((r for r, _ in found if r is not None), None)
+    refs = next((r for r, _ in found if r and {"teacher", "baseline"} <= set(r)), None)
     if refs is None:
         ap.error("no ablation folder among them: the teacher's and the baseline's scores come from an ablation.json")
     rows = [frontier_row(c, refs["teacher"], refs["baseline"]) for _, cs in found for c in cs]
