@@ -51,6 +51,7 @@ from tokenizers import Tokenizer
 from edgedistill.runtime import longtexts
 from edgedistill.runtime.errors import PackageFormatError, ProviderUnavailableError
 from edgedistill.runtime.fasttok import Encoder
+from edgedistill.runtime.integrity import PinnedFile
 from edgedistill.runtime.probabilities import sigmoid, softmax
 from edgedistill.runtime.package import (BATCH_DEPENDENT_VARIANTS, CONFIG_FILE, KIND_STRINGS, MANIFEST_FILE,
                                          MODEL_FILE, STRINGS_INPUT, TARGETS, TOKENIZER_FILE, PackageConfig,
@@ -143,19 +144,25 @@ class TextClassifier:
             # the model is hashed in place and opened by path, alone in a private folder (faster than handing
             # onnxruntime its bytes), then checked unchanged since it was hashed
             manifest, blobs = _verify_folder(folder, where, keep=(TOKENIZER_FILE,), pin=(model_file,))
-            model_file, entry = target_model(manifest, target, where)
-            if model_file not in blobs:  # the manifest changed between the two reads
-                raise PackageFormatError(where, "changed while it was being read", file=MANIFEST_FILE)
-            config = read_config(blobs[CONFIG_FILE], where=where)
-            if entry is not None and entry.get("variant") and entry["variant"] != config.variant:
-                config = dataclasses.replace(config, variant=entry["variant"],
-                                             batch_dependent=entry["variant"] in BATCH_DEPENDENT_VARIANTS)
-            if entry is not None and not entry.get("verified", True):
-                log.warning("%s: its %s model (%s) was never checked on %s (shipped unverified)", where, target,
-                            model_file, target)
-            # the tokenizer is parsed while the model's hash is computed; the model is opened once it matches
-            tokenizer = None if config.kind == KIND_STRINGS else cls._read_tokenizer(blobs[TOKENIZER_FILE], where)
-            session = blobs.pop(model_file).read(lambda source: cls._open_session(source, chosen, threads, where))
+            try:
+                model_file, entry = target_model(manifest, target, where)
+                if not isinstance(blobs.get(model_file), PinnedFile):  # the manifest changed between the two reads
+                    raise PackageFormatError(where, "changed while it was being read" if model_file not in blobs
+                                             else f"names {model_file} as a model file", file=MANIFEST_FILE)
+                config = read_config(blobs[CONFIG_FILE], where=where)
+                if entry is not None and entry.get("variant") and entry["variant"] != config.variant:
+                    config = dataclasses.replace(config, variant=entry["variant"],
+                                                 batch_dependent=entry["variant"] in BATCH_DEPENDENT_VARIANTS)
+                if entry is not None and not entry.get("verified", True):
+                    log.warning("%s: its %s model (%s) was never checked on %s (shipped unverified)", where, target,
+                                model_file, target)
+                # the tokenizer is parsed while the model's hash is computed; the model is opened once it matches
+                tokenizer = None if config.kind == KIND_STRINGS else cls._read_tokenizer(blobs[TOKENIZER_FILE], where)
+                session = blobs.pop(model_file).read(lambda source: cls._open_session(source, chosen, threads, where))
+            finally:  # a load that failed before the model's read stops its hashing
+                for pinned in blobs.values():
+                    if isinstance(pinned, PinnedFile):
+                        pinned.close()
         clf = cls(session, tokenizer, config, manifest=manifest, source=str(where), fallback=fallback,
                   requested=chosen, batch_invariant=batch_invariant)
         clf.target, clf.model_file = target, model_file

@@ -350,3 +350,23 @@ def test_a_corrupt_model_is_refused_before_onnxruntime_reads_it(pkg, monkeypatch
     with pytest.raises(PackageIntegrityError, match="model.onnx: sha256 .* does not match the manifest's"):
         TextClassifier.load(pkg)
     assert opened == []
+
+
+def test_a_load_that_fails_before_the_model_is_read_stops_hashing_it(pkg, monkeypatch):
+    """The model is hashed on a thread beside the tokenizer's parsing; a broken tokenizer ends the load, and the
+    thread with it (no model left being hashed, no file held open)."""
+    import threading
+
+    from edgedistill.runtime import integrity
+
+    def slow_hash(path, stop=None):  # a model that takes long to hash: it runs until the load stops it
+        assert stop is not None and stop.wait(30)
+        return ""
+
+    monkeypatch.setattr(integrity, "sha256_file", slow_hash)
+    (pkg / "tokenizer.json").write_text('{"version": "1.0", "model": 12}')
+    write_manifest(pkg, opset=17)
+    with pytest.raises(PackageFormatError, match="tokenizer.json"):
+        TextClassifier.load(pkg)
+    assert not [t for t in threading.enumerate() if t.name.startswith("sha256 ")]
+
