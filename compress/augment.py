@@ -218,6 +218,9 @@ def augment_texts(texts: Sequence[str], copies: int, *, neighbours: dict[str, li
         raise ConfigError("distill.augment_methods", list(methods), "replace needs the teacher's embedding "
                           "neighbours (embedding_neighbours)")
     makers = _makers(methods, mask_token)
+    if copies > 0 and not makers:  # mask alone, and a teacher with no token to mask with
+        raise ConfigError("distill.augment_methods", list(methods), "no family left to make copies with: the "
+                          "teacher's tokenizer has no mask or unknown token for mask; add another family")
     rng = random.Random(seed)
     seen = set(texts) | set(exclude)
     out: list[str] = []

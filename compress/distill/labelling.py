@@ -66,13 +66,13 @@ class Labelling:
 
 
 def agreement(a: np.ndarray, b: np.ndarray, multi_label: bool) -> float:
-    """The share of labels two sets of logits agree on: each row's argmax (single-label), each cell's sign
-    (multi-label, where a label is on at a positive logit)."""
+    """The share of texts two sets of logits label alike, as the quantize gate counts them: the same argmax
+    (single-label), every label decided alike (multi-label, where a label is on at a positive logit)."""
+    from edgedistill.compress.quantize.gate import _same
+
     if len(a) == 0:
         return 1.0
-    if multi_label:
-        return float(((a > 0) == (b > 0)).mean())
-    return float((a.argmax(1) == b.argmax(1)).mean())
+    return float(_same(a > 0, b > 0).mean() if multi_label else _same(a.argmax(1), b.argmax(1)).mean())
 
 
 def int8_settings() -> tuple[str, dict[str, Any]]:
@@ -110,7 +110,7 @@ def int8_graph(folder: Path) -> Path:
 
 def agreement_file(int8: Path, texts: Sequence[str]) -> Path:
     """Where the agreement of the graph ``int8`` on ``texts`` is kept, beside the graph: it is measured once."""
-    h = hashlib.sha256(int8.name.encode())
+    h = hashlib.sha256(f"{int8.name}|per-text".encode())  # per-text: agreement counted by text (not by label)
     for t in texts:
         h.update(t.encode("utf-8", "surrogatepass") + b"\0")
     return int8.with_name(f"{int8.stem}-agreement-{h.hexdigest()[:16]}.json")
@@ -124,10 +124,9 @@ def read_agreement(path: Path) -> float | None:
 
 
 def write_agreement(path: Path, value: float, n: int) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".agreement.", suffix=".json", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"agreement": value, "texts": n}, f)
-    os.replace(tmp, path)
+    from edgedistill.runtime.fsutil import write_text_atomic
+
+    write_text_atomic(path, json.dumps({"agreement": value, "texts": n}))
 
 
 # --------------------------------------------------------------------------- many processes

@@ -193,7 +193,11 @@ def _choose_graph(teacher_dir: Path | str, max_length: int, validation_texts: Se
     agree = labelling.read_agreement(record)
     if agree is None:
         fp32_logits = _run_graph(folder, None, val, max_length, what="agreement fp32")
-        int8_logits = _run_graph(folder, int8, val, max_length, what="agreement int8")
+        try:
+            int8_logits = _run_graph(folder, int8, val, max_length, what="agreement int8")
+        except Exception as e:  # noqa: BLE001 (onnxruntime's own error classes: label in fp32, and say why)
+            log.warning("the teacher labels in fp32: its int8 graph does not run (%s: %s)", type(e).__name__, e)
+            return Labelling("onnx-fp32", min_agreement=line, reason=f"int8 graph fails ({type(e).__name__}: {e})")
         agree = labelling.agreement(int8_logits, fp32_logits, read_export(folder).task == "multi_label")
         labelling.write_agreement(record, agree, len(val))
     use = agree >= line

@@ -153,7 +153,8 @@ def test_mask_copies_hide_words_behind_one_special_id(tiny_csv, tiny_model_dir):
 
 def test_a_teacher_without_a_mask_token_skips_the_family_and_says_so(caplog):
     with caplog.at_level(logging.WARNING, logger="edgedistill.compress.augment"):
-        assert augment_texts(PIN_TEXTS, 2, methods=["mask"], mask_token=None) == []
+        with pytest.raises(ConfigError, match="distill.augment_methods.*no family left"):  # not zero copies, silently
+            augment_texts(PIN_TEXTS, 2, methods=["mask"], mask_token=None)
         only_ngram = augment_texts(PIN_TEXTS, 2, methods=["mask", "ngram"], mask_token=None, seed=0)
     assert "mask family is skipped" in caplog.text
     assert only_ngram == augment_texts(PIN_TEXTS, 2, methods=["ngram"], seed=0)

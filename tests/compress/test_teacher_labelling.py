@@ -56,8 +56,9 @@ def test_agreement_counts_labels_single_and_multi_label():
     a = np.array([[2.0, 1.0], [0.0, 1.0], [3.0, -1.0], [0.2, 0.1]])
     b = np.array([[1.0, 0.0], [1.0, 0.0], [0.5, -1.0], [0.1, 0.2]])
     assert agreement(a, b, multi_label=False) == 0.5  # rows 0 and 2 keep their argmax
-    # multi-label: each cell's sign; 8 cells, 3 differ ([1,0] 0 vs 1 is >0 vs not; [1,1]; [3,1])
-    assert agreement(a, b, multi_label=True) == pytest.approx(5 / 8)
+    # multi-label: a text agrees when every label's sign does, as the quantize gate counts (rows 2 and 3; row 0
+    # differs in its second label, row 1 in both), not per label (5 of 8 cells would say 0.625)
+    assert agreement(a, b, multi_label=True) == pytest.approx(2 / 4)
     assert agreement(a[:0], b[:0], multi_label=False) == 1.0
 
 
